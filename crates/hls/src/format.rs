@@ -1,0 +1,220 @@
+//! Attribute value formats of RFC 8216bis 4.2: decimal-floating-point, the ISO 8601 date of
+//! EXT-X-PROGRAM-DATE-TIME, and checks that a string can be written as a quoted-string or a
+//! URI line. Pure functions; never reads the clock.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::HlsError;
+
+/// Digits after the point for every decimal-floating-point we write (10 µs resolution).
+///
+/// One formatter for all durations keeps comparisons intact after rounding: a part no
+/// longer than PART-TARGET is still no longer once both are written (rounding is monotonic).
+const DECIMALS: usize = 5;
+
+/// Writes `value` as a decimal-floating-point (4.2: digits and '.', non-negative, no
+/// exponent): at most five decimals, trailing zeros trimmed but one kept (`2.0`, `0.33334`).
+///
+/// NaN, infinities and negative values cannot be written in this format; they come out as
+/// `0.0` and `validate()` reports them.
+pub fn decimal_float(value: f64) -> String {
+    let value = if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        0.0
+    };
+    let mut s = format!("{value:.DECIMALS$}");
+    while s.ends_with('0') && !s.ends_with(".0") {
+        s.pop();
+    }
+    s
+}
+
+/// Writes an instant as EXT-X-PROGRAM-DATE-TIME wants it: ISO 8601 / RFC 3339 in UTC with
+/// milliseconds, e.g. `2026-11-22T00:40:12.345Z`. Rounded to the nearest millisecond.
+///
+/// Hand-written (civil-from-days) so the crate needs no date library.
+pub fn program_date_time(t: SystemTime) -> String {
+    // Signed nanoseconds since the epoch, so instants before 1970 format too.
+    let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX / 2),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX / 2),
+    };
+    let millis = (nanos + 500_000).div_euclid(1_000_000);
+    let secs = millis.div_euclid(1000);
+    let ms = millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+/// i128 throughout: no input that `SystemTime` can hold overflows it.
+fn civil_from_days(days: i128) -> (i128, i128, i128) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    (y, m, d)
+}
+
+/// Checks that `value` can be written inside a quoted-string (4.2: no `"`, CR or LF) and,
+/// being a playlist line, carries no control character (4.1).
+pub fn check_quoted(field: &'static str, value: &str) -> Result<(), HlsError> {
+    if value.contains('"') {
+        return Err(invalid(field, value, "contains a double quote"));
+    }
+    check_line(field, value)
+}
+
+/// Checks that `value` can stand on a playlist line of its own or as an EXTINF title:
+/// no control characters (4.1 forbids U+0000..U+001F and U+007F..U+009F, so also no CR/LF).
+pub fn check_line(field: &'static str, value: &str) -> Result<(), HlsError> {
+    if value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            value,
+            "contains a control character or line break",
+        ));
+    }
+    Ok(())
+}
+
+/// Like [`check_quoted`], and the value must not be empty (URIs, GROUP-ID, NAME).
+pub fn check_required_quoted(field: &'static str, value: &str) -> Result<(), HlsError> {
+    if value.is_empty() {
+        return Err(invalid(field, value, "is empty"));
+    }
+    check_quoted(field, value)
+}
+
+fn invalid(field: &'static str, value: &str, problem: &'static str) -> HlsError {
+    HlsError::InvalidText {
+        field,
+        value: value.to_owned(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    #[test]
+    fn decimal_float_trims_to_at_most_five_decimals() {
+        assert_eq!(decimal_float(2.0), "2.0");
+        assert_eq!(decimal_float(4.00008), "4.00008");
+        assert_eq!(decimal_float(0.333_336), "0.33334");
+        assert_eq!(decimal_float(1.5), "1.5");
+        assert_eq!(decimal_float(0.0), "0.0");
+        assert_eq!(decimal_float(10.0), "10.0");
+        assert_eq!(decimal_float(1.999_999_9), "2.0");
+        assert_eq!(decimal_float(12_345.678_9), "12345.6789");
+    }
+
+    #[test]
+    fn decimal_float_never_writes_what_the_format_forbids() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, -0.0] {
+            assert_eq!(decimal_float(v), "0.0", "{v}");
+        }
+        // Huge values stay in positional notation (no exponent).
+        let s = decimal_float(1e22);
+        assert!(s.chars().all(|c| c.is_ascii_digit() || c == '.'), "{s}");
+    }
+
+    #[test]
+    fn pdt_epoch() {
+        assert_eq!(program_date_time(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn pdt_known_instants() {
+        // `date -u -d 2026-11-22T00:40:12Z +%s` = 1795308012.
+        assert_eq!(
+            program_date_time(at(1_795_308_012, 345_000_000)),
+            "2026-11-22T00:40:12.345Z"
+        );
+        // Leap day: `date -u -d 2024-02-29T23:59:59Z +%s` = 1709251199.
+        assert_eq!(
+            program_date_time(at(1_709_251_199, 0)),
+            "2024-02-29T23:59:59.000Z"
+        );
+        // 2000 is a leap year (divisible by 400): 951782400 is 2000-02-29.
+        assert_eq!(
+            program_date_time(at(951_782_400, 0)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        // 2100 is not: 4107542400 is 2100-03-01.
+        assert_eq!(
+            program_date_time(at(4_107_542_400, 0)),
+            "2100-03-01T00:00:00.000Z"
+        );
+        // Last second of a year.
+        assert_eq!(
+            program_date_time(at(1_735_689_599, 999_000_000)),
+            "2024-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn pdt_rounds_to_nearest_millisecond_with_carry() {
+        assert_eq!(
+            program_date_time(at(0, 1_499_999)),
+            "1970-01-01T00:00:00.001Z"
+        );
+        assert_eq!(
+            program_date_time(at(0, 1_500_000)),
+            "1970-01-01T00:00:00.002Z"
+        );
+        assert_eq!(
+            program_date_time(at(0, 499_999)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        // 23:59:59.9996 rounds into the next day, month and year.
+        assert_eq!(
+            program_date_time(at(1_735_689_599, 999_600_000)),
+            "2025-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn pdt_before_epoch() {
+        assert_eq!(
+            program_date_time(UNIX_EPOCH - Duration::from_millis(1)),
+            "1969-12-31T23:59:59.999Z"
+        );
+        // -86400*365 s is 1969-01-01.
+        assert_eq!(
+            program_date_time(UNIX_EPOCH - Duration::from_secs(86_400 * 365)),
+            "1969-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn text_checks() {
+        assert!(check_quoted("URI", "seg/1.m4s?x=1").is_ok());
+        assert!(check_quoted("URI", "a\"b").is_err());
+        assert!(check_quoted("URI", "a\nb").is_err());
+        assert!(check_line("title", "a\rb").is_err());
+        assert!(check_line("title", "a\u{85}b").is_err());
+        assert!(check_line("title", "Café, live").is_ok());
+        assert!(check_required_quoted("URI", "").is_err());
+    }
+}

@@ -1,0 +1,664 @@
+//! The hub: fans one producer's media out to many consumers per channel.
+//!
+//! - A channel has at most one [`Publisher`] at a time; a second is refused unless it asks
+//!   to take over, in which case the first is told to stop ([`Publisher::taken_over`]).
+//! - Every [`Subscriber`] starts with the current stream announcement and the cached GOP,
+//!   so it can start decoding at once on a keyframe.
+//! - The producer never waits: events go into a bounded ring (tokio's broadcast channel).
+//!   A consumer that falls behind by more than the ring loses its place; it is then
+//!   re-announced the stream and skips ahead to the next keyframe. It never slows the
+//!   producer or the other consumers.
+//! - Payloads are `Bytes`: a frame given to a thousand consumers is one allocation.
+//!
+//! The hub never touches sockets or storage; drivers own those.
+
+mod metrics;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::SystemTime,
+};
+
+use starling_media::{Frame, MediaEvent, Stream, TrackId, TrackKind};
+use tokio::sync::{broadcast, watch};
+
+pub use metrics::{Histogram, HubMetrics};
+
+/// What a consumer receives.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// The stream's tracks (first thing after a publish starts, and again whenever they
+    /// change or the consumer had to skip ahead).
+    Stream(Arc<Stream>),
+    Frame(Frame),
+    /// The publisher went away. The channel may go live again later on the same subscription.
+    Ended,
+}
+
+/// Limits of the hub. The defaults hold ~8 s of a 30 fps A/V stream per consumer.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Events a consumer may fall behind before it skips ahead.
+    pub queue_len: usize,
+    /// The GOP cache stops growing past this many bytes (a pathological keyframe interval
+    /// would otherwise hold unbounded memory); the next keyframe starts it again.
+    pub gop_cache_max_bytes: usize,
+    pub gop_cache_max_frames: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue_len: 512,
+            gop_cache_max_bytes: 64 << 20,
+            gop_cache_max_frames: 4096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    #[error("channel {channel:?} already has a live publisher")]
+    AlreadyLive { channel: String },
+}
+
+/// The registry of channels.
+#[derive(Debug, Default)]
+pub struct Hub {
+    config: HubConfig,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    next_publisher_id: AtomicU64,
+    metrics: Arc<HubMetrics>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    name: String,
+    tx: broadcast::Sender<HubEvent>,
+    state: Mutex<ChannelState>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    stream: Option<Arc<Stream>>,
+    /// Frames since the last video keyframe (the last one, the key, included).
+    gop: Vec<Frame>,
+    gop_bytes: usize,
+    /// Caching paused until the next keyframe because the GOP outgrew its caps.
+    gop_overflow: bool,
+    publisher: Option<PublisherSlot>,
+    /// When the current publish started.
+    since: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+struct PublisherSlot {
+    id: u64,
+    stop: watch::Sender<bool>,
+}
+
+/// A summary of one live channel.
+#[derive(Debug, Clone)]
+pub struct LiveChannel {
+    pub name: String,
+    pub stream: Option<Arc<Stream>>,
+    pub since: Option<SystemTime>,
+    pub subscribers: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind, still consistent enough
+    // for a media cache; keep serving rather than poisoning every later caller.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
+        &self.metrics
+    }
+
+    fn channel(&self, name: &str) -> Arc<Channel> {
+        let mut channels = lock(&self.channels);
+        channels
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let (tx, _) = broadcast::channel(self.config.queue_len.max(16));
+                Arc::new(Channel {
+                    name: name.to_owned(),
+                    tx,
+                    state: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Start publishing to `channel`. With `takeover`, a live publisher is told to stop
+    /// and this one replaces it; without, a live channel refuses.
+    pub fn publish(&self, channel: &str, takeover: bool) -> Result<Publisher, PublishError> {
+        let ch = self.channel(channel);
+        let id = self.next_publisher_id.fetch_add(1, Ordering::Relaxed);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        {
+            let mut st = lock(&ch.state);
+            if let Some(old) = &st.publisher {
+                if !takeover {
+                    return Err(PublishError::AlreadyLive {
+                        channel: channel.to_owned(),
+                    });
+                }
+                let _ = old.stop.send(true);
+                // The old publisher's stream ends here for consumers; the new one announces its own.
+                st.reset();
+                let _ = ch.tx.send(HubEvent::Ended);
+            }
+            st.publisher = Some(PublisherSlot { id, stop: stop_tx });
+            st.since = Some(SystemTime::now());
+        }
+        self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
+        Ok(Publisher {
+            channel: ch,
+            id,
+            stop: stop_rx,
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Tell the live publisher of `channel`, if any, to stop (its key was revoked, an
+    /// operator ended the stream). Returns whether there was one.
+    pub fn stop_publisher(&self, channel: &str) -> bool {
+        let channels = lock(&self.channels);
+        let Some(ch) = channels.get(channel) else {
+            return false;
+        };
+        let st = lock(&ch.state);
+        match &st.publisher {
+            Some(p) => {
+                let _ = p.stop.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Follow `channel`, live now or later. The subscription outlives publishers: it sees
+    /// `Ended`, then a new `Stream` when the channel goes live again.
+    pub fn subscribe(&self, channel: &str) -> Subscriber {
+        let ch = self.channel(channel);
+        let st = lock(&ch.state);
+        // Subscribing under the state lock makes the snapshot and the live queue meet
+        // exactly: the producer also sends under this lock.
+        let rx = ch.tx.subscribe();
+        let mut backlog = VecDeque::with_capacity(st.gop.len() + 1);
+        if let Some(stream) = &st.stream {
+            backlog.push_back(HubEvent::Stream(stream.clone()));
+            backlog.extend(st.gop.iter().cloned().map(HubEvent::Frame));
+        }
+        drop(st);
+        Subscriber {
+            channel: ch,
+            rx,
+            backlog,
+            skip_to_keyframe: false,
+            video_track: None,
+            lagged: 0,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Channels with a publisher right now.
+    pub fn live(&self) -> Vec<LiveChannel> {
+        let channels = lock(&self.channels);
+        let mut out: Vec<LiveChannel> = channels
+            .values()
+            .filter_map(|ch| {
+                let st = lock(&ch.state);
+                st.publisher.as_ref().map(|_| LiveChannel {
+                    name: ch.name.clone(),
+                    stream: st.stream.clone(),
+                    since: st.since,
+                    subscribers: ch.tx.receiver_count(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn is_live(&self, channel: &str) -> bool {
+        let channels = lock(&self.channels);
+        channels
+            .get(channel)
+            .is_some_and(|ch| lock(&ch.state).publisher.is_some())
+    }
+}
+
+impl ChannelState {
+    fn reset(&mut self) {
+        self.stream = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.gop_overflow = false;
+        self.since = None;
+    }
+
+    fn has_video(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.video().is_some())
+    }
+
+    fn cache(&mut self, frame: &Frame, is_video: bool, limits: &HubConfig) {
+        let starts_gop = if self.has_video() {
+            is_video && frame.keyframe
+        } else {
+            true
+        };
+        if starts_gop {
+            // Audio-only streams: every frame is a random access point, so the "GOP" is the
+            // last frame alone and a new consumer starts at once.
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_overflow = false;
+        } else if self.gop.is_empty() || self.gop_overflow {
+            return;
+        }
+        if self.gop.len() >= limits.gop_cache_max_frames
+            || self.gop_bytes + frame.data.len() > limits.gop_cache_max_bytes
+        {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_overflow = true;
+            return;
+        }
+        self.gop_bytes += frame.data.len();
+        self.gop.push(frame.clone());
+    }
+}
+
+/// The producing end of a channel. Dropping it ends the stream for consumers.
+#[derive(Debug)]
+pub struct Publisher {
+    channel: Arc<Channel>,
+    id: u64,
+    stop: watch::Receiver<bool>,
+    config: HubConfig,
+    metrics: Arc<HubMetrics>,
+}
+
+impl Publisher {
+    pub fn channel(&self) -> &str {
+        &self.channel.name
+    }
+
+    /// Hand an event to every consumer. Never waits. Returns `false` once this publisher
+    /// has been replaced or stopped (the event is then discarded).
+    pub fn send(&self, event: MediaEvent) -> bool {
+        let mut st = lock(&self.channel.state);
+        if st.publisher.as_ref().map(|p| p.id) != Some(self.id) {
+            return false;
+        }
+        let out = match event {
+            MediaEvent::Stream(stream) => {
+                if st.stream.as_deref() == Some(&*stream) {
+                    return true;
+                }
+                // New codec configuration: cached frames belong to the old one.
+                st.gop.clear();
+                st.gop_bytes = 0;
+                st.stream = Some(stream.clone());
+                HubEvent::Stream(stream)
+            }
+            MediaEvent::Frame(frame) => {
+                let Some(track) = st.stream.as_ref().and_then(|s| s.track(frame.track)) else {
+                    // A frame of a track nobody announced cannot be decoded by anyone.
+                    self.metrics
+                        .frames_unannounced
+                        .fetch_add(1, Ordering::Relaxed);
+                    return true;
+                };
+                let is_video = track.kind() == TrackKind::Video;
+                st.cache(&frame, is_video, &self.config);
+                self.metrics.observe_ingest(&frame);
+                HubEvent::Frame(frame)
+            }
+        };
+        // Err only means nobody is subscribed right now.
+        let _ = self.channel.tx.send(out);
+        true
+    }
+
+    /// Resolves when this publisher should stop: another took over the channel, or it was
+    /// stopped through [`Hub::stop_publisher`].
+    pub async fn stopped(&mut self) {
+        // Err: the sender is gone, which only happens once the slot was replaced.
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut st = lock(&self.channel.state);
+        if st.publisher.as_ref().map(|p| p.id) == Some(self.id) {
+            st.publisher = None;
+            st.reset();
+            let _ = self.channel.tx.send(HubEvent::Ended);
+        }
+    }
+}
+
+/// The consuming end of a channel.
+#[derive(Debug)]
+pub struct Subscriber {
+    channel: Arc<Channel>,
+    rx: broadcast::Receiver<HubEvent>,
+    backlog: VecDeque<HubEvent>,
+    skip_to_keyframe: bool,
+    video_track: Option<TrackId>,
+    lagged: u64,
+    metrics: Arc<HubMetrics>,
+}
+
+impl Subscriber {
+    /// The next event; `None` only if the hub itself is gone.
+    pub async fn recv(&mut self) -> Option<HubEvent> {
+        loop {
+            let event = match self.backlog.pop_front() {
+                Some(ev) => ev,
+                None => match self.rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        self.on_lag(n);
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            match &event {
+                HubEvent::Stream(s) => {
+                    self.video_track = s.video().map(|t| t.id);
+                }
+                HubEvent::Ended => {
+                    self.skip_to_keyframe = false;
+                }
+                HubEvent::Frame(f) if self.skip_to_keyframe => {
+                    let is_video_key = f.keyframe && Some(f.track) == self.video_track;
+                    if is_video_key || self.video_track.is_none() {
+                        self.skip_to_keyframe = false;
+                    } else {
+                        continue;
+                    }
+                }
+                HubEvent::Frame(_) => {}
+            }
+            return Some(event);
+        }
+    }
+
+    fn on_lag(&mut self, missed: u64) {
+        self.lagged += missed;
+        self.metrics
+            .consumer_lag_events
+            .fetch_add(missed, Ordering::Relaxed);
+        // A Stream event may have been among the missed ones: announce the current one again.
+        let st = lock(&self.channel.state);
+        if let Some(s) = &st.stream {
+            self.backlog.push_back(HubEvent::Stream(s.clone()));
+        }
+        self.skip_to_keyframe = true;
+    }
+
+    /// Events this consumer lost by falling behind.
+    pub fn lagged(&self) -> u64 {
+        self.lagged
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use starling_media::{h264::AvcConfig, CodecConfig, OpusConfig, Track, TrackId};
+
+    use super::*;
+
+    // SPS/PPS of a 320x240 baseline stream made by
+    // `ffmpeg -f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -profile:v baseline -f h264 -`.
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0xa4, 0x80,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    fn stream() -> Arc<Stream> {
+        let avc =
+            AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+                .unwrap();
+        Arc::new(Stream {
+            tracks: vec![
+                Track {
+                    id: TrackId(1),
+                    timescale: 1000,
+                    config: CodecConfig::H264(avc),
+                },
+                Track {
+                    id: TrackId(2),
+                    timescale: 48000,
+                    config: CodecConfig::Opus(OpusConfig {
+                        channels: 2,
+                        pre_skip: 312,
+                        input_sample_rate: 48000,
+                        output_gain: 0,
+                    }),
+                },
+            ],
+            metadata: vec![],
+        })
+    }
+
+    fn video(dts: i64, key: bool) -> MediaEvent {
+        MediaEvent::Frame(Frame {
+            track: TrackId(1),
+            pts: dts,
+            dts,
+            keyframe: key,
+            data: Bytes::from(vec![dts as u8; 100]),
+            arrival: SystemTime::now(),
+        })
+    }
+
+    fn audio(dts: i64) -> MediaEvent {
+        MediaEvent::Frame(Frame {
+            track: TrackId(2),
+            pts: dts,
+            dts,
+            keyframe: true,
+            data: Bytes::from_static(b"opus"),
+            arrival: SystemTime::now(),
+        })
+    }
+
+    async fn next_frame(s: &mut Subscriber) -> Frame {
+        loop {
+            match s.recv().await.unwrap() {
+                HubEvent::Frame(f) => return f,
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn late_subscriber_starts_on_the_cached_keyframe() {
+        let hub = Hub::default();
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        for i in 0..10 {
+            p.send(video(i * 40, i % 4 == 0));
+            p.send(audio(i * 40));
+        }
+        // The GOP started at frame 8 (dts 320).
+        let mut s = hub.subscribe("a");
+        assert!(matches!(s.recv().await, Some(HubEvent::Stream(_))));
+        let f = next_frame(&mut s).await;
+        assert!(f.keyframe && f.dts == 320 && f.track == TrackId(1));
+        assert_eq!(next_frame(&mut s).await.track, TrackId(2));
+        assert_eq!(next_frame(&mut s).await.dts, 360);
+        // Then live frames follow without a gap or a duplicate.
+        p.send(video(400, false));
+        let mut last = 0;
+        loop {
+            let f = next_frame(&mut s).await;
+            if f.track == TrackId(1) {
+                last = f.dts;
+            }
+            if last == 400 {
+                break;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn second_publisher_is_refused_unless_takeover() {
+        let hub = Hub::default();
+        let mut first = hub.publish("a", false).unwrap();
+        assert!(matches!(
+            hub.publish("a", false),
+            Err(PublishError::AlreadyLive { .. })
+        ));
+        let second = hub.publish("a", true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), first.stopped())
+            .await
+            .unwrap();
+        // The replaced publisher's events go nowhere, and dropping it doesn't end the new one.
+        assert!(!first.send(MediaEvent::Stream(stream())));
+        drop(first);
+        assert!(hub.is_live("a"));
+        assert!(second.send(MediaEvent::Stream(stream())));
+        drop(second);
+        assert!(!hub.is_live("a"));
+        assert!(hub.publish("a", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn stop_publisher_signals_the_live_one() {
+        let hub = Hub::default();
+        let mut p = hub.publish("a", false).unwrap();
+        assert!(!p.is_stopped());
+        assert!(hub.stop_publisher("a"));
+        p.stopped().await;
+        assert!(p.is_stopped());
+        assert!(!hub.stop_publisher("nope"));
+    }
+
+    #[tokio::test]
+    async fn publisher_end_reaches_subscribers_and_a_new_publish_is_announced() {
+        let hub = Hub::default();
+        let mut s = hub.subscribe("a");
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        drop(p);
+        assert!(matches!(s.recv().await, Some(HubEvent::Stream(_))));
+        assert!(matches!(s.recv().await, Some(HubEvent::Ended)));
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        assert!(matches!(s.recv().await, Some(HubEvent::Stream(_))));
+    }
+
+    #[tokio::test]
+    async fn payloads_are_shared_not_copied() {
+        let hub = Hub::default();
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        let mut a = hub.subscribe("a");
+        let mut b = hub.subscribe("a");
+        p.send(video(0, true));
+        let fa = next_frame(&mut a).await;
+        let fb = next_frame(&mut b).await;
+        assert_eq!(fa.data.as_ptr(), fb.data.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_never_blocks_the_producer_and_resumes_on_a_keyframe() {
+        let hub = Hub::new(HubConfig {
+            queue_len: 16,
+            ..HubConfig::default()
+        });
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        let mut slow = hub.subscribe("a");
+        let mut fast = hub.subscribe("a");
+        let _ = slow.recv().await; // the Stream
+                                   // 1000 frames while `slow` reads nothing: every send returns at once.
+        let mut fast_seen = 0;
+        for i in 0..1000 {
+            assert!(p.send(video(i * 40, i % 30 == 0)));
+            while let Ok(Some(HubEvent::Frame(_))) =
+                tokio::time::timeout(std::time::Duration::ZERO, fast.recv()).await
+            {
+                fast_seen += 1;
+            }
+        }
+        p.send(video(40_000, true));
+        assert!(fast_seen >= 990, "the fast consumer saw {fast_seen}");
+        // The slow one is re-announced the stream and resumes on a keyframe.
+        assert!(matches!(slow.recv().await, Some(HubEvent::Stream(_))));
+        let f = next_frame(&mut slow).await;
+        assert!(f.keyframe, "resumed on {f:?}");
+        assert!(slow.lagged() > 900);
+        assert!(hub.metrics().consumer_lag_events.load(Ordering::Relaxed) > 900);
+    }
+
+    #[tokio::test]
+    async fn gop_cache_is_bounded() {
+        let hub = Hub::new(HubConfig {
+            gop_cache_max_frames: 5,
+            ..HubConfig::default()
+        });
+        let p = hub.publish("a", false).unwrap();
+        p.send(MediaEvent::Stream(stream()));
+        for i in 0..20 {
+            p.send(video(i, i == 0));
+        }
+        // The GOP outgrew its cap: a new consumer gets the stream and waits for a keyframe
+        // rather than a partial GOP that cannot be decoded.
+        let mut s = hub.subscribe("a");
+        assert!(matches!(s.recv().await, Some(HubEvent::Stream(_))));
+        p.send(video(100, true));
+        let f = next_frame(&mut s).await;
+        assert_eq!((f.dts, f.keyframe), (100, true));
+    }
+
+    #[test]
+    fn histogram_quantiles() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile_upper_bound_us(0.5), None);
+        for _ in 0..99 {
+            h.observe_us(80);
+        }
+        h.observe_us(40_000);
+        assert_eq!(h.quantile_upper_bound_us(0.5), Some(100));
+        assert_eq!(h.quantile_upper_bound_us(0.99), Some(100));
+        assert_eq!(h.quantile_upper_bound_us(1.0), Some(50_000));
+        let mut out = String::new();
+        h.render("x", "help", &mut out);
+        assert!(out.contains("x_bucket{le=\"0.0001\"} 99"), "{out}");
+        assert!(out.contains("x_count 100"));
+    }
+}

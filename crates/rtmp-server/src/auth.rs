@@ -1,0 +1,108 @@
+//! What the RTMP server needs from the control plane, and nothing more.
+
+use std::{future::Future, net::SocketAddr, pin::Pin};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Permission to publish, granted for one stream key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishGrant {
+    /// The channel the key belongs to.
+    pub channel: String,
+    /// Whether this publish may replace a live publisher of the same channel.
+    pub takeover: bool,
+}
+
+/// Permission to play a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayGrant {
+    pub channel: String,
+}
+
+/// Why a publish or play was refused. The display text goes to the client and the log,
+/// so it never contains the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("no stream key was given")]
+    MissingKey,
+    #[error("malformed stream key: {0}")]
+    MalformedKey(&'static str),
+    #[error("unknown or revoked stream key")]
+    UnknownKey,
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("authorisation service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Decides who may publish and play. The control plane implements it; until then the
+/// binary implements it from the config file.
+pub trait Authorizer: Send + Sync + 'static {
+    /// `key` is the publishing name without its query string; `app` the RTMP application.
+    fn authorize_publish<'a>(
+        &'a self,
+        app: &'a str,
+        key: &'a str,
+        peer: SocketAddr,
+    ) -> BoxFuture<'a, Result<PublishGrant, AuthError>>;
+
+    /// `name` is the play name without its query string; `query` what followed `?`.
+    fn authorize_play<'a>(
+        &'a self,
+        app: &'a str,
+        name: &'a str,
+        query: Option<&'a str>,
+        peer: SocketAddr,
+    ) -> BoxFuture<'a, Result<PlayGrant, AuthError>>;
+}
+
+/// Checks that a stream key could be one before anyone looks it up. Keys never become
+/// paths, but refusing `../`, control characters and absurd lengths here keeps them out
+/// of every later layer (and their logs).
+pub fn check_key_shape(key: &str) -> Result<(), AuthError> {
+    if key.is_empty() {
+        return Err(AuthError::MissingKey);
+    }
+    if key.len() > 256 {
+        return Err(AuthError::MalformedKey("longer than 256 bytes"));
+    }
+    if key.contains("..") || key.contains('/') || key.contains('\\') {
+        return Err(AuthError::MalformedKey("contains a path separator or '..'"));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::MalformedKey(
+            "contains whitespace, control or non-ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shapes() {
+        assert_eq!(check_key_shape(""), Err(AuthError::MissingKey));
+        assert!(matches!(
+            check_key_shape("../etc/passwd"),
+            Err(AuthError::MalformedKey(_))
+        ));
+        assert!(matches!(
+            check_key_shape("a..b"),
+            Err(AuthError::MalformedKey(_))
+        ));
+        assert!(matches!(
+            check_key_shape("a\0b"),
+            Err(AuthError::MalformedKey(_))
+        ));
+        assert!(matches!(
+            check_key_shape(&"k".repeat(300)),
+            Err(AuthError::MalformedKey(_))
+        ));
+        assert!(check_key_shape("sk_live_3f9a-XY_z").is_ok());
+    }
+}

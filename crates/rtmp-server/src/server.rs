@@ -1,0 +1,179 @@
+//! The accept loop: one task per connection, a cap on connections, graceful shutdown.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use starling_hub::Hub;
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Semaphore},
+    task::JoinSet,
+};
+use tracing::{info, warn};
+
+use crate::{conn, Authorizer};
+
+/// Limits and timeouts of the RTMP server. Defaults are documented in `starling.example.toml`.
+#[derive(Debug, Clone)]
+pub struct RtmpServerConfig {
+    /// Time a client has from connecting to finishing the handshake and `connect` command.
+    pub handshake_timeout: Duration,
+    /// A publisher (or a client that has not started publishing or playing) that sends
+    /// nothing for this long is disconnected; so is a player that accepts no bytes.
+    pub idle_timeout: Duration,
+    /// Largest RTMP message accepted, checked before any allocation.
+    pub max_message_len: usize,
+    /// Largest chunk size a peer may set.
+    pub max_chunk_size: u32,
+    /// Chunk size we send with.
+    pub out_chunk_size: u32,
+    /// Simultaneous connections; more are closed at once with a log line.
+    pub max_connections: usize,
+}
+
+impl Default for RtmpServerConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_message_len: 8 << 20,
+            max_chunk_size: 16 << 20,
+            out_chunk_size: 4096,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub publishes: AtomicU64,
+    pub publishes_refused: AtomicU64,
+    pub plays: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub media_errors: AtomicU64,
+}
+
+impl ServerStats {
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let rows = [
+            (
+                "starling_rtmp_connections_total",
+                "counter",
+                &self.connections,
+            ),
+            (
+                "starling_rtmp_connections_open",
+                "gauge",
+                &self.connections_open,
+            ),
+            (
+                "starling_rtmp_connections_refused_total",
+                "counter",
+                &self.connections_refused,
+            ),
+            ("starling_rtmp_publishes_total", "counter", &self.publishes),
+            (
+                "starling_rtmp_publishes_refused_total",
+                "counter",
+                &self.publishes_refused,
+            ),
+            ("starling_rtmp_plays_total", "counter", &self.plays),
+            (
+                "starling_rtmp_protocol_errors_total",
+                "counter",
+                &self.protocol_errors,
+            ),
+            ("starling_rtmp_timeouts_total", "counter", &self.timeouts),
+            (
+                "starling_rtmp_media_errors_total",
+                "counter",
+                &self.media_errors,
+            ),
+        ];
+        for (name, kind, v) in rows {
+            let _ = writeln!(
+                out,
+                "# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Serve RTMP on `listener` until `shutdown` turns true, then close every connection
+/// (publishers end their streams cleanly) and return.
+pub async fn serve(
+    listener: TcpListener,
+    config: RtmpServerConfig,
+    hub: Arc<Hub>,
+    auth: Arc<dyn Authorizer>,
+    stats: Arc<ServerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let local = listener.local_addr().ok();
+    info!(addr = ?local, "RTMP listening");
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let config = Arc::new(config);
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown_requested(&mut shutdown) => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "RTMP accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(%peer, limit = config.max_connections, "RTMP connection refused: too many connections");
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                let ctx = conn::Context {
+                    config: config.clone(),
+                    hub: hub.clone(),
+                    auth: auth.clone(),
+                    stats: stats.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    conn::run(socket, peer, ctx).await;
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    // Connections watch the same shutdown signal; give them a moment to say goodbye.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    info!("RTMP server stopped");
+}
+
+/// Resolves once shutdown is requested (or the sender is gone, which means the same).
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    // The borrow guard `wait_for` returns is not `Send`: drop it here, not in a select arm.
+    let _ = rx.wait_for(|s| *s).await;
+}

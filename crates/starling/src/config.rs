@@ -1,0 +1,344 @@
+//! The one typed config tree: built-in defaults, then the TOML file, then `STARLING_*`
+//! environment variables, then command-line flags. Unknown keys are an error everywhere,
+//! so a typo never silently falls back to a default. `starling.example.toml` documents
+//! every key with its default.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub rtmp: RtmpSection,
+    pub hub: HubSection,
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// HTTP (health, metrics; playback and API as they arrive) on one port.
+    pub http_listen: SocketAddr,
+    /// Where recordings, segments and the embedded database live.
+    pub data_dir: PathBuf,
+    /// `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `starling=debug,info`. `RUST_LOG` wins if set.
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpSection {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_message_bytes: usize,
+    pub max_chunk_size: u32,
+    pub out_chunk_size: u32,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubSection {
+    pub queue_len: usize,
+    pub gop_cache_max_bytes: usize,
+    pub gop_cache_max_frames: usize,
+}
+
+/// A channel and the key that may publish to it (until the control plane owns both).
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub stream_key: String,
+    /// A new publish with this key replaces a live one instead of being refused.
+    #[serde(default)]
+    pub takeover: bool,
+}
+
+impl std::fmt::Debug for ChannelConfig {
+    // Keys never reach a log, not even through a debug print of the config.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("name", &self.name)
+            .field("stream_key", &"<redacted>")
+            .field("takeover", &self.takeover)
+            .finish()
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            http_listen: ([0, 0, 0, 0], 8080).into(),
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        let d = starling_rtmp_server::RtmpServerConfig::default();
+        Self {
+            enabled: true,
+            listen: ([0, 0, 0, 0], 1935).into(),
+            handshake_timeout_secs: d.handshake_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            max_message_bytes: d.max_message_len,
+            max_chunk_size: d.max_chunk_size,
+            out_chunk_size: d.out_chunk_size,
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        let d = starling_hub::HubConfig::default();
+        Self {
+            queue_len: d.queue_len,
+            gop_cache_max_bytes: d.gop_cache_max_bytes,
+            gop_cache_max_frames: d.gop_cache_max_frames,
+        }
+    }
+}
+
+/// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
+const ENV_SECTIONS: [&str; 3] = ["server", "rtmp", "hub"];
+/// Variables with the prefix that are not config keys.
+const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
+
+impl Config {
+    /// Defaults ← `file` (if any) ← `env` (pairs as from `std::env::vars`).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("STARLING_") else {
+                continue;
+            };
+            if ENV_NOT_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                bail!("environment variable {name}: expected STARLING_<SECTION>_<KEY>");
+            };
+            if !ENV_SECTIONS.contains(&section) {
+                bail!(
+                    "environment variable {name}: unknown section {section:?} (one of {})",
+                    ENV_SECTIONS.join(", ")
+                );
+            }
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                bail!("config: {section} must be a table");
+            };
+            section_table.insert(key.to_owned(), env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration (file and STARLING_* environment)")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for (i, ch) in self.channels.iter().enumerate() {
+            if !valid_channel_name(&ch.name) {
+                bail!(
+                    "channels[{i}]: name {:?} must be 1-64 characters of a-z, A-Z, 0-9, '-' and '_'",
+                    ch.name
+                );
+            }
+            if let Err(e) = starling_rtmp_server::check_key_shape(&ch.stream_key) {
+                bail!("channels[{i}] ({}): stream_key: {e}", ch.name);
+            }
+            if ch.stream_key.len() < 8 {
+                bail!(
+                    "channels[{i}] ({}): stream_key must be at least 8 characters",
+                    ch.name
+                );
+            }
+            if !names.insert(&ch.name) {
+                bail!("channels[{i}]: channel {:?} is defined twice", ch.name);
+            }
+            if !keys.insert(&ch.stream_key) {
+                bail!(
+                    "channels[{i}] ({}): stream_key is used by another channel",
+                    ch.name
+                );
+            }
+        }
+        if self.rtmp.max_message_bytes == 0 || self.rtmp.max_message_bytes > 256 << 20 {
+            bail!("rtmp.max_message_bytes must be between 1 and 268435456");
+        }
+        if !(128..=(1 << 24)).contains(&self.rtmp.out_chunk_size) {
+            bail!("rtmp.out_chunk_size must be between 128 and 16777216");
+        }
+        if self.hub.queue_len < 16 {
+            bail!("hub.queue_len must be at least 16");
+        }
+        Ok(())
+    }
+
+    pub fn rtmp_server(&self) -> starling_rtmp_server::RtmpServerConfig {
+        starling_rtmp_server::RtmpServerConfig {
+            handshake_timeout: Duration::from_secs(self.rtmp.handshake_timeout_secs),
+            idle_timeout: Duration::from_secs(self.rtmp.idle_timeout_secs),
+            max_message_len: self.rtmp.max_message_bytes,
+            max_chunk_size: self.rtmp.max_chunk_size,
+            out_chunk_size: self.rtmp.out_chunk_size,
+            max_connections: self.rtmp.max_connections,
+        }
+    }
+
+    pub fn hub(&self) -> starling_hub::HubConfig {
+        starling_hub::HubConfig {
+            queue_len: self.hub.queue_len,
+            gop_cache_max_bytes: self.hub.gop_cache_max_bytes,
+            gop_cache_max_frames: self.hub.gop_cache_max_frames,
+        }
+    }
+}
+
+/// Channel names appear in URLs and object keys: keep them to a safe alphabet.
+pub fn valid_channel_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An env value is read as a TOML value when it parses as one (numbers, booleans,
+/// quoted strings), else taken as a bare string (`0.0.0.0:1935`, `./data`).
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_config_is_the_defaults_plus_its_channels() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../starling.example.toml");
+        let c = Config::load(Some(&path), []).unwrap();
+        let expected = Config {
+            channels: c.channels.clone(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c, expected,
+            "starling.example.toml must document the real defaults"
+        );
+        assert!(!c.channels.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_keys_are_errors() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_RTMP_LISTEN", "127.0.0.1:19350"),
+                ("STARLING_RTMP_IDLE_TIMEOUT_SECS", "5"),
+                ("STARLING_SERVER_LOG_FORMAT", "json"),
+                ("STARLING_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rtmp.listen, "127.0.0.1:19350".parse().unwrap());
+        assert_eq!(c.rtmp.idle_timeout_secs, 5);
+        assert_eq!(c.server.log_format, LogFormat::Json);
+
+        let err = Config::load(None, env(&[("STARLING_RTMP_LISTN", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+        let err = Config::load(None, env(&[("STARLING_NOPE_X", "1")])).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown section"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_channels_are_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("starling-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("name = \"../x\"\nstream_key = \"abcdefgh1\"", "name"),
+            ("name = \"a\"\nstream_key = \"../../etc\"", "stream_key"),
+            ("name = \"a\"\nstream_key = \"short\"", "at least 8"),
+            (
+                "name = \"a\"\nstream_key = \"abcdefgh1\"\ncolour = 1",
+                "colour",
+            ),
+        ];
+        for (i, (body, needle)) in cases.iter().enumerate() {
+            let path = dir.join(format!("{i}.toml"));
+            std::fs::write(&path, format!("[[channels]]\n{body}\n")).unwrap();
+            let err = format!("{:#}", Config::load(Some(&path), []).unwrap_err());
+            assert!(err.contains(needle), "case {i}: {err}");
+        }
+        let path = dir.join("dup.toml");
+        std::fs::write(
+            &path,
+            "[[channels]]\nname='a'\nstream_key='abcdefgh1'\n[[channels]]\nname='b'\nstream_key='abcdefgh1'\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&path), []).unwrap_err());
+        assert!(err.contains("used by another channel"), "{err}");
+        assert!(
+            !err.contains("abcdefgh1"),
+            "a key leaked into an error: {err}"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_keys() {
+        let c = ChannelConfig {
+            name: "a".into(),
+            stream_key: "secret-key-1".into(),
+            takeover: false,
+        };
+        assert!(!format!("{c:?}").contains("secret-key-1"));
+    }
+}

@@ -1,0 +1,209 @@
+//! `starling`: every role of a Starling node in one binary.
+//!
+//! This is the binary's edge: configuration, logging, wiring the servers together,
+//! graceful shutdown. `anyhow` lives here and nowhere below.
+
+mod auth;
+mod config;
+mod http;
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use starling_hub::Hub;
+use starling_rtmp_server::ServerStats;
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{error, info};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "starling",
+    version,
+    about = "Live video broadcasting: ingest, hub, origin."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node with every role (RTMP ingest and playback, HTTP).
+    Serve(ServeArgs),
+    /// Load and validate the configuration, print the result (keys redacted), and exit.
+    CheckConfig(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML). Also `STARLING_CONFIG`. Without one, the built-in defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides `rtmp.listen`.
+    #[arg(long)]
+    rtmp_listen: Option<std::net::SocketAddr>,
+    /// Overrides `server.http_listen`.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Overrides `server.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `server.log_format` (`text` or `json`).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let file = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("STARLING_CONFIG").map(PathBuf::from));
+        let mut config = Config::load(file.as_deref(), std::env::vars())?;
+        if let Some(a) = self.rtmp_listen {
+            config.rtmp.listen = a;
+        }
+        if let Some(a) = self.http_listen {
+            config.server.http_listen = a;
+        }
+        if let Some(d) = &self.data_dir {
+            config.server.data_dir = d.clone();
+        }
+        match self.log_format.as_deref() {
+            Some("json") => config.server.log_format = LogFormat::Json,
+            Some(_) => config.server.log_format = LogFormat::Text,
+            None => {}
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => {
+            let config = args.load()?;
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let config = args.load()?;
+            init_logging(&config);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(config))
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.server.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal; a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match config.server.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "creating data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    if config.channels.is_empty() {
+        info!("no [[channels]] configured: nobody can publish (see starling.example.toml)");
+    }
+    let hub = Arc::new(Hub::new(config.hub()));
+    let rtmp_stats = Arc::new(ServerStats::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(true);
+
+    let http_listener = TcpListener::bind(config.server.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.server.http_listen))?;
+    info!(addr = %http_listener.local_addr()?, "HTTP listening");
+    let app = http::router(http::AppState {
+        hub: hub.clone(),
+        rtmp: rtmp_stats.clone(),
+        ready: ready_rx,
+    });
+    let mut http_shutdown = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let rtmp_task = if config.rtmp.enabled {
+        let listener = TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
+        let auth = Arc::new(auth::ConfigAuthorizer::new(config.channels.clone()));
+        Some(tokio::spawn(starling_rtmp_server::serve(
+            listener,
+            config.rtmp_server(),
+            hub.clone(),
+            auth,
+            rtmp_stats.clone(),
+            shutdown_rx.clone(),
+        )))
+    } else {
+        None
+    };
+
+    shutdown_signal().await;
+    info!("shutting down: finishing streams and closing connections");
+    let _ = ready_tx.send(false);
+    let _ = shutdown_tx.send(true);
+    if let Some(t) = rtmp_task {
+        if let Err(e) = t.await {
+            error!(error = %e, "RTMP server task failed");
+        }
+    }
+    match http_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
+        Err(e) => error!(error = %e, "HTTP server task failed"),
+    }
+    info!("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,265 @@
+//! Shared harness of the end-to-end tests: start the real `starling serve` on free
+//! ports with a config of the test's own, capture its log, stop it with SIGTERM.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+pub const KEY: &str = "e2e-secret-key-1";
+pub const CHANNEL: &str = "e2e";
+
+/// A fresh directory under the target dir (kept after the run for post-mortems).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        nanos()
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Start with the default test channel plus `extra` TOML appended to the config.
+    pub fn start(name: &str, extra: &str) -> Server {
+        let dir = temp_dir(name);
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.join("starling.toml");
+        fs::write(
+            &config,
+            format!(
+                "[server]\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\n\n[rtmp]\nlisten = \"{rtmp}\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("starling.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,starling_rtmp_server=debug")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting starling");
+        let server = Server {
+            child: Some(child),
+            rtmp,
+            http,
+            dir,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.rtmp).is_ok() && self.http_get("/healthz").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("starling did not come up; log:\n{}", self.log_text());
+    }
+
+    /// A minimal HTTP/1.1 GET (no client library needed for health and metrics).
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        use std::io::Write;
+        let mut s = TcpStream::connect(self.http).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.starts_with("HTTP/1.1 200").then_some(out)
+    }
+
+    /// A metric's value from /metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.http_get("/metrics").expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found"))
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle`; returns the log.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!("log never said {needle:?}; log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn rtmp_url(&self, name: &str) -> String {
+        format!("rtmp://{}/live/{name}", self.rtmp)
+    }
+
+    /// SIGTERM and wait: the graceful shutdown path is part of what is tested.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "starling did not stop within 15 s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The e2e tests need ffmpeg; `.ci/run` installs it. Without it they fail loudly rather
+/// than pass silently, unless STARLING_SKIP_FFMPEG_TESTS=1 says a person chose so.
+pub fn require_ffmpeg() -> bool {
+    if have("ffmpeg") && have("ffprobe") {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_FFMPEG_TESTS").is_some() {
+        eprintln!("ffmpeg/ffprobe missing and STARLING_SKIP_FFMPEG_TESTS set: skipping");
+        return false;
+    }
+    panic!("ffmpeg and ffprobe are required (apt-get install ffmpeg, or run .ci/run)");
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One packet as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    pub stream: String, // "video" | "audio"
+    pub pts_ms: i64,
+    pub dts_ms: i64,
+    pub size: usize,
+    pub key: bool,
+}
+
+/// ffprobe's packets of a file, in file order.
+pub fn probe_packets(file: &Path) -> Vec<Packet> {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts_time,dts_time,size,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file));
+    let ms = |s: &str| (s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0).round() as i64;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Packet {
+                stream: f[0].to_owned(),
+                pts_ms: ms(f[1]),
+                dts_ms: ms(f[2]),
+                size: f[3].parse().unwrap(),
+                key: f[4].starts_with('K'),
+            }
+        })
+        .collect()
+}
+
+/// `ffprobe -show_streams` as key=value lines for one stream type.
+pub fn probe_stream(file: &Path, kind: &str) -> String {
+    let sel = if kind == "video" { "v:0" } else { "a:0" };
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            sel,
+            "-show_streams",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(file));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
