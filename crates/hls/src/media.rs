@@ -76,6 +76,9 @@ pub struct Segment {
     pub discontinuity: bool,
     /// `EXT-X-GAP`: the segment is not available.
     pub gap: bool,
+    /// An `EXT-X-MAP` that applies from this segment on (a new initialization section
+    /// after a codec change, written after its EXT-X-DISCONTINUITY).
+    pub map: Option<Map>,
     /// The segment's Partial Segments, written before its EXTINF. Keep them only for the
     /// segments near the live edge: the spec says parts SHOULD be removed once they are more
     /// than three target durations from the end ([`MediaPlaylist::drop_old_parts`]).
@@ -125,6 +128,11 @@ pub struct MediaPlaylist {
     pub segments: Vec<Segment>,
     /// Parts of the segment still being written (MSN `media_sequence + segments.len()`).
     pub trailing_parts: Vec<Part>,
+    /// Tags of the segment still being written, which must precede its first part:
+    /// EXT-X-DISCONTINUITY, a new EXT-X-MAP, EXT-X-PROGRAM-DATE-TIME.
+    pub trailing_discontinuity: bool,
+    pub trailing_map: Option<Map>,
+    pub trailing_program_date_time: Option<SystemTime>,
     pub preload_hint: Option<PreloadHint>,
     pub rendition_reports: Vec<RenditionReport>,
     /// `EXT-X-ENDLIST`: no more segments will be added.
@@ -463,6 +471,14 @@ impl MediaPlaylist {
         for seg in self.segments.iter().skip(skip) {
             write_segment(out, seg);
         }
+        if !self.trailing_parts.is_empty() {
+            write_segment_tags(
+                out,
+                self.trailing_discontinuity,
+                self.trailing_map.as_ref(),
+                self.trailing_program_date_time,
+            );
+        }
         for part in &self.trailing_parts {
             write_part(out, part);
         }
@@ -509,15 +525,32 @@ fn write_server_control(out: &mut String, sc: &ServerControl) {
     }
 }
 
-fn write_segment(out: &mut String, seg: &Segment) {
-    // DISCONTINUITY and PROGRAM-DATE-TIME apply to the first part too, so they MUST come
-    // before the first EXT-X-PART of the segment (4.4.4.9).
-    if seg.discontinuity {
+/// DISCONTINUITY, MAP and PROGRAM-DATE-TIME apply to the first part too, so they MUST
+/// come before the first EXT-X-PART of the segment (4.4.4.9).
+fn write_segment_tags(
+    out: &mut String,
+    discontinuity: bool,
+    map: Option<&Map>,
+    pdt: Option<SystemTime>,
+) {
+    if discontinuity {
         out.push_str("#EXT-X-DISCONTINUITY\n");
     }
-    if let Some(pdt) = seg.program_date_time {
+    if let Some(map) = map {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", map.uri);
+    }
+    if let Some(pdt) = pdt {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", program_date_time(pdt));
     }
+}
+
+fn write_segment(out: &mut String, seg: &Segment) {
+    write_segment_tags(
+        out,
+        seg.discontinuity,
+        seg.map.as_ref(),
+        seg.program_date_time,
+    );
     for part in &seg.parts {
         write_part(out, part);
     }

@@ -14,7 +14,44 @@ pub struct Config {
     pub server: ServerSection,
     pub rtmp: RtmpSection,
     pub hub: HubSection,
+    pub origin: OriginSection,
     pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginSection {
+    /// Target segment duration D; segment n starts at n x D after the publish began
+    /// (exactly so when the encoder's keyframe interval divides D).
+    pub segment_duration_ms: u64,
+    /// LL-HLS part duration (PART-TARGET).
+    pub part_duration_ms: u64,
+    /// How far back viewers can seek (sliding playlists list this much).
+    pub dvr_window_secs: u64,
+    /// Complete segments this young are served from memory.
+    pub memory_window_secs: u64,
+    /// `sliding` (the last dvr_window) or `event` (everything since the publish began).
+    pub playlist: PlaylistMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaylistMode {
+    Sliding,
+    Event,
+}
+
+impl Default for OriginSection {
+    fn default() -> Self {
+        let d = starling_origin::OriginConfig::default();
+        Self {
+            segment_duration_ms: d.segment_duration.as_millis() as u64,
+            part_duration_ms: d.part_duration.as_millis() as u64,
+            dvr_window_secs: d.dvr_window.as_secs(),
+            memory_window_secs: d.memory_window.as_secs(),
+            playlist: PlaylistMode::Sliding,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -119,7 +156,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 3] = ["server", "rtmp", "hub"];
+const ENV_SECTIONS: [&str; 4] = ["server", "rtmp", "hub", "origin"];
 /// Variables with the prefix that are not config keys.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
 
@@ -205,6 +242,16 @@ impl Config {
         if !(128..=(1 << 24)).contains(&self.rtmp.out_chunk_size) {
             bail!("rtmp.out_chunk_size must be between 128 and 16777216");
         }
+        let o = &self.origin;
+        if !(500..=30_000).contains(&o.segment_duration_ms) {
+            bail!("origin.segment_duration_ms must be between 500 and 30000");
+        }
+        if !(100..=o.segment_duration_ms).contains(&o.part_duration_ms) {
+            bail!("origin.part_duration_ms must be between 100 and origin.segment_duration_ms");
+        }
+        if o.memory_window_secs * 1000 < 3 * o.segment_duration_ms {
+            bail!("origin.memory_window_secs must hold at least three segments");
+        }
         if self.hub.queue_len < 16 {
             bail!("hub.queue_len must be at least 16");
         }
@@ -219,6 +266,20 @@ impl Config {
             max_chunk_size: self.rtmp.max_chunk_size,
             out_chunk_size: self.rtmp.out_chunk_size,
             max_connections: self.rtmp.max_connections,
+        }
+    }
+
+    pub fn origin(&self) -> starling_origin::OriginConfig {
+        let o = &self.origin;
+        starling_origin::OriginConfig {
+            segment_duration: Duration::from_millis(o.segment_duration_ms),
+            part_duration: Duration::from_millis(o.part_duration_ms),
+            dvr_window: Duration::from_secs(o.dvr_window_secs),
+            memory_window: Duration::from_secs(o.memory_window_secs),
+            playlist: match o.playlist {
+                PlaylistMode::Sliding => starling_origin::PlaylistKind::Sliding,
+                PlaylistMode::Event => starling_origin::PlaylistKind::Event,
+            },
         }
     }
 

@@ -1,22 +1,27 @@
-//! The HTTP side of a node: health, readiness and metrics for now; playback, the API
-//! and the web UI join this router as they arrive. One port for all of it.
+//! The HTTP side of a node, on one port: playback (the origin), the web UI, the API,
+//! health, readiness and metrics.
 
 use std::sync::Arc;
 
 use axum::{
     extract::State,
     http::{header, StatusCode},
+    middleware,
     response::IntoResponse,
     routing::get,
-    Router,
+    Json, Router,
 };
+use serde_json::{json, Value};
 use starling_hub::Hub;
+use starling_media::{CodecConfig, TrackKind};
+use starling_origin::Origin;
 use starling_rtmp_server::ServerStats;
 use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    pub origin: Arc<Origin>,
     pub rtmp: Arc<ServerStats>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
@@ -27,7 +32,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/live", get(live))
+        .merge(starling_origin::http::router(state.origin.clone()))
+        .merge(starling_web::router())
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
+        // After the fallback, so traversal attempts get 400 even where no route matches.
+        .layer(middleware::from_fn(starling_origin::http::guard))
 }
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
@@ -39,9 +50,10 @@ async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
     st.rtmp.render(&mut out);
+    st.origin.metrics().render(&mut out);
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
     out.push_str(&format!("starling_live_channels {}\n", live.len()));
@@ -54,42 +66,135 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Live channels for the web UI's list: what is on, since when, in which codecs.
+async fn live(State(st): State<AppState>) -> impl IntoResponse {
+    let channels: Vec<Value> = st
+        .hub
+        .live()
+        .into_iter()
+        .map(|ch| {
+            let track = |kind: TrackKind| {
+                ch.stream
+                    .as_ref()
+                    .and_then(|s| s.tracks.iter().find(|t| t.kind() == kind))
+                    .map(|t| {
+                        let mut v = json!({ "codec": t.config.codec_string() });
+                        match &t.config {
+                            CodecConfig::H264(c) => {
+                                v["width"] = json!(c.width);
+                                v["height"] = json!(c.height);
+                                v["frame_rate"] = json!(c.fps);
+                            }
+                            CodecConfig::H265(c) => {
+                                v["width"] = json!(c.width);
+                                v["height"] = json!(c.height);
+                            }
+                            CodecConfig::Aac(c) => {
+                                v["sample_rate"] = json!(c.sample_rate);
+                                v["channels"] = json!(c.channels);
+                            }
+                            CodecConfig::Opus(c) => {
+                                v["sample_rate"] = json!(48000);
+                                v["channels"] = json!(c.channels);
+                            }
+                            _ => {}
+                        }
+                        v
+                    })
+            };
+            json!({
+                "name": ch.name,
+                "since": ch.since.map(starling_hls::program_date_time),
+                "video": track(TrackKind::Video),
+                "audio": track(TrackKind::Audio),
+                // Hub consumers other than the origin's packager: RTMP players, for now.
+                "viewers": ch.subscribers.saturating_sub(1),
+            })
+        })
+        .collect();
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Json(json!({ "channels": channels })),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::Request;
+    use std::time::SystemTime;
+
+    use axum::{body::Body, http::Request};
+    use starling_media::MediaEvent;
     use tower::ServiceExt;
 
     use super::*;
 
-    #[tokio::test]
-    async fn health_ready_and_metrics() {
+    fn app() -> (Router, Arc<Hub>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(true);
+        let hub = Arc::new(Hub::default());
+        let dir = std::env::temp_dir().join(format!("starling-http-{}", std::process::id()));
+        let origin = Origin::new(
+            starling_origin::OriginConfig::default(),
+            Arc::new(starling_origin::LocalDirStore::new(dir)),
+        );
         let app = router(AppState {
-            hub: Arc::new(Hub::default()),
+            hub: hub.clone(),
+            origin,
             rtmp: Arc::new(ServerStats::default()),
             ready: rx,
         });
-        let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
-        let r = app.clone().oneshot(get("/healthz")).await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let r = app.clone().oneshot(get("/metrics")).await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        (app, hub, tx)
+    }
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+        let r = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = r.status();
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(
-            text.contains("starling_ingest_to_hub_seconds_count 0"),
-            "{text}"
-        );
-        assert!(text.contains("starling_rtmp_connections_open 0"));
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_ready_metrics_and_the_live_list() {
+        let (app, hub, ready) = app();
+        assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
+        let (status, text) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for name in [
+            "starling_ingest_to_hub_seconds_count 0",
+            "starling_rtmp_connections_open 0",
+            "starling_part_ready_seconds_count 0",
+            "starling_live_channels 0",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
+        let (_, text) = get(&app, "/api/v1/live").await;
+        assert_eq!(text, r#"{"channels":[]}"#);
+
+        let mut src = starling_demo_source::DemoSource::new(Default::default()).unwrap();
+        let p = hub.publish("news", false).unwrap();
+        p.send(MediaEvent::Stream(src.stream()));
+        for f in src.next(SystemTime::now()) {
+            p.send(MediaEvent::Frame(f));
+        }
+        let (_, text) = get(&app, "/api/v1/live").await;
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let ch = &v["channels"][0];
+        assert_eq!(ch["name"], "news");
+        assert_eq!(ch["video"]["width"], 640);
+        assert_eq!(ch["audio"]["codec"], "mp4a.40.2");
+        assert!(ch["since"].as_str().unwrap().ends_with('Z'));
+
+        assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+        ready.send(false).unwrap();
         assert_eq!(
-            app.clone().oneshot(get("/readyz")).await.unwrap().status(),
-            StatusCode::OK
-        );
-        tx.send(false).unwrap();
-        assert_eq!(
-            app.oneshot(get("/readyz")).await.unwrap().status(),
+            get(&app, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
+        // Unknown paths: 404; traversal anywhere: 400.
+        assert_eq!(get(&app, "/nope").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(get(&app, "/a/%2e%2e/b").await.0, StatusCode::BAD_REQUEST);
     }
 }

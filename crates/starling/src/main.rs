@@ -5,6 +5,7 @@
 
 mod auth;
 mod config;
+mod demo;
 mod http;
 
 use std::{path::PathBuf, sync::Arc};
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run a node with every role (RTMP ingest and playback, HTTP).
     Serve(ServeArgs),
+    /// A node plus a built-in live source on channel `demo` (a moving picture with a
+    /// clock, and a beep every second): no encoder needed. Prints the URL to open.
+    Demo(ServeArgs),
     /// Load and validate the configuration, print the result (keys redacted), and exit.
     CheckConfig(ServeArgs),
 }
@@ -93,14 +97,24 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.load()?;
             init_logging(&config);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(serve(config))
+            runtime()?.block_on(serve(config, None))
+        }
+        Command::Demo(args) => {
+            let config = args.load()?;
+            init_logging(&config);
+            runtime()?.block_on(serve(config, Some(DEMO_CHANNEL)))
         }
     }
 }
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+const DEMO_CHANNEL: &str = "demo";
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
@@ -119,17 +133,28 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-        format!(
-            "creating data directory {}",
-            config.server.data_dir.display()
-        )
-    })?;
-    if config.channels.is_empty() {
+async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
+    let data_dir = &config.server.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    if config.channels.is_empty() && demo.is_none() {
         info!("no [[channels]] configured: nobody can publish (see starling.example.toml)");
     }
     let hub = Arc::new(Hub::new(config.hub()));
+    let store = Arc::new(starling_origin::LocalDirStore::new(
+        data_dir.join("objects"),
+    ));
+    let origin = starling_origin::Origin::new(config.origin(), store);
+    for ch in &config.channels {
+        origin.follow(&hub, &ch.name);
+    }
+    let mut demo_task = None;
+    if let Some(name) = demo {
+        if !config.channels.iter().any(|c| c.name == name) {
+            origin.follow(&hub, name);
+        }
+        demo_task = Some(demo::DemoTask::start(hub.clone(), name)?);
+    }
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -137,9 +162,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(config.server.http_listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.server.http_listen))?;
-    info!(addr = %http_listener.local_addr()?, "HTTP listening");
+    let http_addr = http_listener.local_addr()?;
+    info!(addr = %http_addr, "HTTP listening");
+    if let Some(name) = demo {
+        let host = if http_addr.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            http_addr.ip().to_string()
+        };
+        let port = http_addr.port();
+        println!(
+            "\nStarling demo is live. Open http://{host}:{port}/watch/{name}\n\
+             (HLS: http://{host}:{port}/live/{name}/index.m3u8; Ctrl-C stops.)\n"
+        );
+    }
     let app = http::router(http::AppState {
         hub: hub.clone(),
+        origin: origin.clone(),
         rtmp: rtmp_stats.clone(),
         ready: ready_rx,
     });
@@ -183,6 +222,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
+    drop(demo_task);
     info!("bye");
     Ok(())
 }

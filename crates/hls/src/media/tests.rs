@@ -14,6 +14,7 @@ fn seg(msn: u64, duration: f64) -> Segment {
         program_date_time: None,
         discontinuity: false,
         gap: false,
+        map: None,
         parts: Vec::new(),
     }
 }
@@ -571,4 +572,32 @@ fn hold_back_written_when_set_and_empty_server_control_omitted() {
         .contains("#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:HOLD-BACK=6.0\n"));
     pl.server_control = Some(ServerControl::default());
     assert_eq!(pl.render(), PLAIN);
+}
+
+#[test]
+fn a_new_map_and_the_tags_of_the_segment_in_progress_precede_its_parts() {
+    let mut pl = MediaPlaylist {
+        version: 9,
+        target_duration: 2,
+        map: Some(Map {
+            uri: "init-0.mp4".into(),
+        }),
+        part_target: Some(0.5),
+        ..Default::default()
+    };
+    let mut s = seg(0, 2.0);
+    s.discontinuity = true;
+    s.map = Some(Map {
+        uri: "init-1.mp4".into(),
+    });
+    pl.segments.push(s);
+    pl.trailing_parts.push(part(1, 0));
+    pl.trailing_discontinuity = true;
+    pl.trailing_map = Some(Map {
+        uri: "init-2.mp4".into(),
+    });
+    pl.trailing_program_date_time = Some(std::time::UNIX_EPOCH);
+    let text = pl.render();
+    let want = "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXTINF:2.0,\nseg0.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z\n#EXT-X-PART:DURATION=0.5,URI=\"part1.0.m4s\",INDEPENDENT=YES\n";
+    assert!(text.contains(want), "{text}");
 }

@@ -51,6 +51,15 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Start with the default test channel plus `extra` TOML appended to the config.
     pub fn start(name: &str, extra: &str) -> Server {
+        Self::start_command(name, extra, "serve")
+    }
+
+    /// `starling demo` (the built-in source on channel `demo`), same config otherwise.
+    pub fn start_demo(name: &str, extra: &str) -> Server {
+        Self::start_command(name, extra, "demo")
+    }
+
+    fn start_command(name: &str, extra: &str, command: &str) -> Server {
         let dir = temp_dir(name);
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -65,7 +74,7 @@ impl Server {
         .unwrap();
         let log = dir.join("starling.log");
         let child = Command::new(env!("CARGO_BIN_EXE_starling"))
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,starling_rtmp_server=debug")
             .stdout(Stdio::null())
@@ -96,17 +105,30 @@ impl Server {
 
     /// A minimal HTTP/1.1 GET (no client library needed for health and metrics).
     pub fn http_get(&self, path: &str) -> Option<String> {
+        let (status, text) = self.http_raw(path)?;
+        (status == 200).then_some(text)
+    }
+
+    /// Status and whole response text (headers included) of a GET of `path` as given,
+    /// byte for byte (no normalisation: traversal attempts reach the server as written).
+    pub fn http_raw(&self, path: &str) -> Option<(u16, String)> {
         use std::io::Write;
         let mut s = TcpStream::connect(self.http).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.starts_with("HTTP/1.1 200").then_some(out)
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        let out = String::from_utf8_lossy(&out).into_owned();
+        let status = out.get(9..12)?.parse().ok()?;
+        Some((status, out))
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
     }
 
     /// A metric's value from /metrics.

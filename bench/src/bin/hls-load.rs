@@ -1,0 +1,389 @@
+//! `hls-load`: how many concurrent LL-HLS viewers one node holds.
+//!
+//! Starts `starling demo` (a live 640x360 channel made inside the node, so no encoder
+//! competes for the CPU), then N viewers that each behave like hls.js at the live edge:
+//! a blocking playlist request for the next part (`_HLS_msn`/`_HLS_part`), then a GET of
+//! every new part, again and again, on one keep-alive connection. Per step it reports
+//! whether every viewer kept up with the live edge, the node's CPU and memory, requests
+//! per second, and two latencies:
+//! - hand-off (from the node's /metrics): a part being published to a blocked request
+//!   waking up;
+//! - fan-out spread (client side): for each part, the delay of each viewer's blocking
+//!   response after the first viewer's, which is what the slowest viewers pay for the
+//!   crowd.
+//!
+//! The HTTP client is a minimal HTTP/1.1 one written here: a load generator must cost
+//! less than what it measures, and every response it parses comes from our own origin.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+struct Args {
+    starling: PathBuf,
+    steps: Vec<usize>,
+    seconds: u64,
+    out_dir: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        starling: PathBuf::from("target/release/starling"),
+        steps: vec![100, 500, 1000],
+        seconds: 15,
+        out_dir: PathBuf::from("bench/results"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--starling" => a.starling = val()?.into(),
+            "--steps" => {
+                a.steps = val()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--seconds" => a.seconds = val()?.parse()?,
+            "--out" => a.out_dir = val()?.into(),
+            "-h" | "--help" => {
+                println!(
+                    "hls-load [--starling PATH] [--steps 100,500,1000] [--seconds 15] [--out DIR]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Http {
+    r: BufReader<TcpStream>,
+    line: String,
+}
+
+impl Http {
+    async fn connect(addr: SocketAddr) -> Result<Self> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Self {
+            r: BufReader::with_capacity(64 * 1024, s),
+            line: String::new(),
+        })
+    }
+
+    /// GET `path`: (status, body).
+    async fn get(&mut self, path: &str) -> Result<(u16, Vec<u8>)> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.r.get_mut().write_all(req.as_bytes()).await?;
+        self.line.clear();
+        self.r.read_line(&mut self.line).await?;
+        let status: u16 = self.line.get(9..12).context("bad status line")?.parse()?;
+        let mut len = 0usize;
+        loop {
+            self.line.clear();
+            if self.r.read_line(&mut self.line).await? == 0 {
+                bail!("connection closed");
+            }
+            let l = self.line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse()?;
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        self.r.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+/// The live edge a playlist states: (msn, part) of its last listed part.
+fn last_part(playlist: &str) -> Option<(u64, u64)> {
+    let uri = playlist
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PART:"))?
+        .split("URI=\"")
+        .nth(1)?
+        .split('"')
+        .next()?;
+    let mut it = uri.trim_end_matches(".m4s").split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: AtomicU64,
+    parts: AtomicU64,
+    errors: AtomicU64,
+    /// First arrival of each (msn, part) among all viewers, and every viewer's delay after it.
+    first: Mutex<HashMap<(u64, u64), Instant>>,
+    spreads_us: Mutex<Vec<u64>>,
+    stop: AtomicBool,
+}
+
+async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
+    let mut http = Http::connect(addr).await?;
+    let base = "/live/demo/source";
+    let (status, body) = http.get(&format!("{base}/index.m3u8")).await?;
+    if status != 200 {
+        bail!("playlist: {status}");
+    }
+    let (mut msn, mut part) = last_part(&String::from_utf8_lossy(&body)).context("no parts")?;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let next = format!("{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+        let (status, body) = http.get(&next).await?;
+        let arrived = Instant::now();
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        if status != 200 {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            // Resynchronise at the live edge.
+            let (_, body) = http.get(&format!("{base}/index.m3u8")).await?;
+            if let Some(edge) = last_part(&String::from_utf8_lossy(&body)) {
+                (msn, part) = edge;
+            }
+            continue;
+        }
+        let Some(edge) = last_part(&String::from_utf8_lossy(&body)) else {
+            continue;
+        };
+        {
+            let mut first = shared.first.lock().unwrap_or_else(|e| e.into_inner());
+            let t0 = *first.entry(edge).or_insert(arrived);
+            drop(first);
+            let spread = arrived.saturating_duration_since(t0).as_micros() as u64;
+            shared
+                .spreads_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(spread);
+        }
+        // Fetch the parts between the old edge and the new one (normally exactly one).
+        let wanted = if edge.0 == msn {
+            vec![(msn, part + 1)]
+        } else {
+            vec![edge]
+        };
+        for (m, p) in wanted {
+            let (status, body) = http.get(&format!("{base}/{m}.{p}.m4s")).await?;
+            shared.requests.fetch_add(1, Ordering::Relaxed);
+            if status == 200 && !body.is_empty() {
+                shared.parts.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (msn, part) = edge;
+    }
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+struct Node {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(bin: &Path, dir: &Path) -> Result<Node> {
+    std::fs::create_dir_all(dir)?;
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let rtmp = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin)
+        .args([
+            "demo",
+            "--http-listen",
+            &http.to_string(),
+            "--rtmp-listen",
+            &rtmp,
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("starling.log"))?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Node { child, http })
+}
+
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, rss)
+}
+
+async fn metrics(addr: SocketAddr) -> Result<String> {
+    let mut h = Http::connect(addr).await?;
+    let (_, body) = h.get("/metrics").await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, c)| {
+            (
+                *le,
+                c - before.iter().find(|(l, _)| l == le).map_or(0, |(_, b)| *b),
+            )
+        })
+        .collect();
+    let total = diff.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = (total as f64 * q).ceil() as u64;
+    diff.iter().find(|(_, c)| *c >= rank).map(|(le, _)| *le)
+}
+
+fn pct(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    println!("LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores\n", args.seconds);
+    println!("| viewers | holds | node CPU (% of 1 core) | RSS | requests/s | parts/s per viewer | hand-off p50 | p99 | fan-out spread p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &args.steps {
+        let node = start(&args.starling, &args.out_dir.join(format!("hls-{n}")))?;
+        let addr = node.http;
+        let pid = node.child.id();
+        rt.block_on(async {
+            // The demo needs a moment to have parts.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(mut h) = Http::connect(addr).await {
+                    if let Ok((200, _)) = h.get("/live/demo/source/index.m3u8").await {
+                        break;
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("the demo never came up");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let shared = Arc::new(Shared::default());
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let s = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = viewer(addr, s.clone()).await {
+                            s.errors.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("viewer: {e:#}");
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let m0 = metrics(addr).await?;
+            let (cpu0, _) = usage(pid);
+            let (r0, p0) = (shared.requests.load(Ordering::Relaxed), shared.parts.load(Ordering::Relaxed));
+            shared.spreads_us.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            let t0 = Instant::now();
+            tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+            let wall = t0.elapsed().as_secs_f64();
+            let m1 = metrics(addr).await?;
+            let (cpu1, rss) = usage(pid);
+            let (r1, p1) = (shared.requests.load(Ordering::Relaxed), shared.parts.load(Ordering::Relaxed));
+            shared.stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+            let cpu = (cpu1 - cpu0) / wall * 100.0;
+            let parts_per_viewer = (p1 - p0) as f64 / wall / n as f64;
+            // 30 fps in parts of at most 333 ms: at least 3 parts a second to keep up.
+            let errors = shared.errors.load(Ordering::Relaxed);
+            let holds = parts_per_viewer >= 2.9 && errors == 0;
+            let h0 = histogram(&m0, "starling_blocked_request_wake_seconds");
+            let h1 = histogram(&m1, "starling_blocked_request_wake_seconds");
+            let fmt = |q: Option<f64>| match q {
+                Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
+                Some(_) => "> 5 s".into(),
+                None => "n/a".into(),
+            };
+            let mut spreads = shared.spreads_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            spreads.sort_unstable();
+            println!(
+                "| {n} | {} | {cpu:.0}% | {:.0} MiB | {:.0} | {parts_per_viewer:.2} | {} | {} | {:.1} ms | {:.1} ms | {errors} |",
+                if holds { "yes" } else { "**no**" },
+                rss as f64 / 1024.0,
+                (r1 - r0) as f64 / wall,
+                fmt(quantile(&h0, &h1, 0.5)),
+                fmt(quantile(&h0, &h1, 0.99)),
+                pct(&spreads, 0.5) as f64 / 1000.0,
+                pct(&spreads, 0.99) as f64 / 1000.0,
+            );
+            Ok::<_, anyhow::Error>(())
+        })?;
+        drop(node);
+    }
+    Ok(())
+}

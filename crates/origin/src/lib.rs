@@ -1,0 +1,20 @@
+//! The origin: the live window in memory, write-through to object storage, and HTTP.
+//!
+//! - [`live`]: one task per channel follows the hub, runs the packager and keeps parts,
+//!   segments and init sections per rendition; complete segments are written through to
+//!   the [`store`] in the background.
+//! - [`http`]: serves the multivariant and media playlists (LL-HLS with blocking reload,
+//!   delta updates, preload hints, rendition reports), init sections, segments and parts,
+//!   with the caching headers a CDN needs.
+//!
+//! The live edge never waits on the store: a request for a part or a recent segment is
+//! answered from memory; only DVR reads of old segments go to the store.
+
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod store;
+
+pub use live::{Channel, Origin, OriginConfig, PlaylistKind};
+pub use metrics::OriginMetrics;
+pub use store::{LocalDirStore, ObjectStore, StoreError};

@@ -1,0 +1,85 @@
+//! What the origin counts, rendered with the rest of `/metrics`.
+
+use std::{
+    fmt::Write as _,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime},
+};
+
+use starling_hub::Histogram;
+
+#[derive(Debug, Default)]
+pub struct OriginMetrics {
+    /// From the arrival at ingest of a part's first frame to the part being fetchable.
+    /// Includes the part's own duration: a part cannot exist before its last frame does.
+    pub part_ready: Histogram,
+    /// The same, minus the part's duration: what packaging and publishing add.
+    pub part_overhead: Histogram,
+    /// From a part being published to a blocked request for it being answered.
+    pub blocked_wake: Histogram,
+    pub store_writes: AtomicU64,
+    pub store_write_errors: AtomicU64,
+    pub store_write_time: Histogram,
+    pub playlist_requests: AtomicU64,
+    pub media_requests: AtomicU64,
+    pub blocking_timeouts: AtomicU64,
+}
+
+impl OriginMetrics {
+    pub(crate) fn observe_part(&self, first_arrival: SystemTime, duration: f64, now: SystemTime) {
+        if let Ok(d) = now.duration_since(first_arrival) {
+            let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+            self.part_ready.observe_us(us);
+            self.part_overhead
+                .observe_us(us.saturating_sub((duration * 1e6) as u64));
+        }
+    }
+
+    pub(crate) fn store_write(&self, took: Duration, ok: bool) {
+        self.store_writes.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.store_write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store_write_time
+            .observe_us(took.as_micros().min(u128::from(u64::MAX)) as u64);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        self.part_ready.render(
+            "starling_part_ready_seconds",
+            "From a part's first frame arriving at ingest to the part being fetchable.",
+            out,
+        );
+        self.part_overhead.render(
+            "starling_part_overhead_seconds",
+            "Part readiness minus the part's duration: packaging and publishing time.",
+            out,
+        );
+        self.blocked_wake.render(
+            "starling_blocked_request_wake_seconds",
+            "From a part being published to a blocked playlist or part request answering.",
+            out,
+        );
+        self.store_write_time.render(
+            "starling_store_write_seconds",
+            "Write-through of one object to the store.",
+            out,
+        );
+        for (name, v) in [
+            ("starling_store_writes_total", &self.store_writes),
+            (
+                "starling_store_write_errors_total",
+                &self.store_write_errors,
+            ),
+            ("starling_playlist_requests_total", &self.playlist_requests),
+            ("starling_media_requests_total", &self.media_requests),
+            ("starling_blocking_timeouts_total", &self.blocking_timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Object storage behind one narrow trait: a local directory by default, any
+//! S3-compatible bucket later. Only the write-through and the DVR/VOD reads go here;
+//! the live edge is served from memory and never waits on it.
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
+};
+
+use bytes::Bytes;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    #[error("object store I/O on {key}: {source}")]
+    Io { key: String, source: std::io::Error },
+}
+
+/// Where segments live once they leave the memory window.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Store `parts` (concatenated) under `key`, replacing what was there.
+    fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The object under `key`, `None` when there is none.
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
+}
+
+/// Keys are built by the origin from validated names and numbers, never taken from a
+/// request; this check is the last line that keeps them inside the store's root.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey(key.chars().take(80).collect()))
+    }
+}
+
+/// Objects as files under a directory (the default: `<data_dir>/objects`).
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn io(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        key: key.to_owned(),
+        source,
+    }
+}
+
+impl ObjectStore for LocalDirStore {
+    fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            let path = self.path(&key)?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io(&key))?;
+            }
+            // Write then rename: a reader never sees half an object.
+            let tmp = path.with_extension("part-write");
+            let mut f = tokio::fs::File::create(&tmp).await.map_err(io(&key))?;
+            use tokio::io::AsyncWriteExt;
+            for p in &parts {
+                f.write_all(p).await.map_err(io(&key))?;
+            }
+            f.flush().await.map_err(io(&key))?;
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await.map_err(io(&key))?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            let path = self.path(&key)?;
+            match tokio::fs::read(&path).await {
+                Ok(v) => Ok(Some(Bytes::from(v))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io(&key)(e)),
+            }
+        })
+    }
+}
+
+impl LocalDirStore {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stay_inside_the_root() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a/\0",
+            "a b",
+            "a/..",
+            "%2e%2e/x",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key("media/demo/1795308498/source/12.m4s").is_ok());
+    }
+
+    #[tokio::test]
+    async fn put_then_get() {
+        let dir = std::env::temp_dir().join(format!("starling-store-{}", std::process::id()));
+        let s = LocalDirStore::new(&dir);
+        s.put(
+            "a/b/1.m4s",
+            vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.get("a/b/1.m4s").await.unwrap().unwrap(),
+            Bytes::from_static(b"abcd")
+        );
+        assert!(s.get("a/b/2.m4s").await.unwrap().is_none());
+        assert!(s.get("../x").await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,882 @@
+//! The segmenter: one channel's hub events in, CMAF init segments, LL-HLS parts and
+//! segments out, for each rendition. Sans-IO: no tokio, no clock reads; wall-clock time
+//! only ever comes from frames' `arrival`.
+//!
+//! ```
+//! use starling_packager::{Input, Output, Packager, PackagerConfig};
+//! let mut packager = Packager::new(PackagerConfig::default());
+//! // for each starling_hub::HubEvent: Stream(s) → Input::Stream(s), Frame(f) →
+//! // Input::Frame(f), Ended → Input::End
+//! for output in packager.push(Input::End) {
+//!     match output {
+//!         Output::Init { .. } | Output::Part { .. } | Output::SegmentEnd { .. } => { /* to the store */ }
+//!         Output::Ended => { /* the publish is over; the packager may be fed a new one */ }
+//!     }
+//! }
+//! ```
+//!
+//! # Renditions
+//! One CMAF track per rendition: the stream's video track is rendition `"source"`
+//! (90 kHz), its audio track rendition `"audio"` (AAC: the sample rate; Opus: 48 kHz).
+//!
+//! # Timing
+//! Media time 0 is the decode time of the first frame packaged; it maps to the wall clock
+//! through [`Packager::availability_start`], the arrival of that frame.
+//! - Video times are converted exactly (rounding half away from zero) and follow the
+//!   `starling_cmaf` rule for B-frames: `D = pts − dts` of the first keyframe packaged is
+//!   kept for the rendition's life; decode time = `dts + D`, `cts_offset = pts − dts − D`.
+//! - AAC sample times are counted (`samples_per_frame` from the AudioSpecificConfig) from
+//!   the first frame's converted time, so millisecond timestamps do not jitter the
+//!   durations. When a frame's converted time is more than 1.5 frame durations *later*
+//!   than the count (a gap in the source), the count resyncs to it and the gap shows as
+//!   a longer duration of the frame before it (the segment is not split). A frame more
+//!   than 1.5 frames *earlier* keeps the counted time and is counted as clamped.
+//! - Opus times are the converted timestamps at 48 kHz.
+//! - A decode time not after the previous one (a source bug) is clamped to previous + 1
+//!   and counted ([`Packager::clamped_timestamps`]); durations are never negative.
+//!
+//! # Segments: the epoch rule
+//! Segment `n` nominally spans `[n × D, (n + 1) × D)` of media time. The video rendition
+//! ends segment `n` at the first keyframe whose time is ≥ `(n + 1) × D − ε` (ε = half
+//! the last frame interval, to absorb millisecond rounding). With keyframes every `D` (or
+//! a divisor of `D`) every segment starts exactly on the grid, so two pipelines given the
+//! same source cut the same segments.
+//!
+//! When GOPs are longer than `D`, a segment stretches to the next keyframe at or past its
+//! nominal end and numbering stays consecutive; the numbering then lags the grid, and
+//! while it does each segment ends at the first keyframe after it started (one GOP per
+//! segment), which catches up with the grid only if keyframes come more often than `D`.
+//!
+//! The audio rendition follows the video's cuts so both carry the same numbers with
+//! near-equal durations: it ends segment `n` at the audio frame boundary *nearest* the
+//! video's cut (the first frame starting at or after `cut − half an audio frame`), which
+//! keeps the two within half an audio frame per boundary (cutting at the first frame
+//! at or after the cut would allow a whole frame). Audio frames that may belong past the
+//! cut are held back until the video has decided it; frames not later than the video's
+//! newest frame cannot be past its next cut and are released at once, so the hold-back
+//! is only the interleaving skew. If the video stalls (held audio spans more than `D`),
+//! the audio cuts on the nominal grid by itself until video frames flow again. If audio
+//! is missing for a whole video segment, the audio rendition has no segment of that
+//! number (numbers stay aligned with the video rather than consecutive).
+//!
+//! Audio-only streams cut at the first frame at or past the nominal boundary (minus
+//! half a frame), with a segment at least one part long. Video-only streams need nothing
+//! special.
+//!
+//! # Parts
+//! A part closes before the sample that would make it longer than the part target (so
+//! every part is ≤ the target, as LL-HLS requires; a single sample longer than the target
+//! is a part of its own), and always at a segment boundary. The first part of a segment
+//! carries `styp` and `prft` (NTP time of its first sample's arrival, media time its
+//! decode time). A part is emitted as soon as it is decidable: normally when the frame
+//! after its last sample arrives (that frame's arrival tells the last sample's duration
+//! and, with the last frame interval as an estimate of its own duration, that it does not
+//! fit). So a frame waits at most one part target plus one frame interval.
+//!
+//! # Stream changes and republishing
+//! A `Stream` whose codec config for a rendition differs closes that rendition's part and
+//! segment, emits a new [`Output::Init`] and marks its next segment `discontinuity`. The
+//! same config is ignored. [`Input::End`] flushes everything (the last sample lasts one
+//! frame interval), then [`Output::Ended`]. A later publish continues the numbering
+//! (its first segments are discontinuities) and its media time starts where the grid
+//! expects its first segment, `next_msn × D` (or at the end of the previous publish if
+//! stretched segments went past that), so its segments sit on the grid again; the media
+//! time between the previous end and that boundary is a gap at the discontinuity. An
+//! `Init` is emitted again only if the config changed. Program date
+//! times are the arrival of each segment's first frame, never derived from media time, so
+//! they stay true across republishes.
+//!
+//! # Memory
+//! Per rendition: one part's samples, the newest sample, and (audio) the hold-back.
+//! Payloads stay `Bytes` until the CMAF writer copies them once into the fragment.
+//!
+//! This crate must never do I/O, spawn tasks or read a clock.
+
+mod error;
+mod segmenter;
+mod time;
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use starling_cmaf::init_segment;
+use starling_media::{CodecConfig, Frame, Stream, Track, TrackId, TrackKind};
+
+pub use error::PackagerError;
+use segmenter::{Segmenter, Tail};
+use time::{at_or_after, at_or_after_ns, ns_to_ticks, ticks_to_ns, Origin};
+
+/// Name of the rendition carrying the stream's video track.
+pub const VIDEO_RENDITION: &str = "source";
+/// Name of the rendition carrying the stream's audio track.
+pub const AUDIO_RENDITION: &str = "audio";
+/// Timescale of every video rendition.
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+/// Timescale of Opus renditions (Opus always decodes at 48 kHz).
+pub const OPUS_TIMESCALE: u32 = 48_000;
+
+/// Video cuts the audio has not reached yet; past this the oldest are forgotten (only an
+/// audio track that sends nothing for this many segments gets there).
+const MAX_PENDING_CUTS: usize = 1024;
+/// Audio frames held back for a video cut, at most; past this the video counts as
+/// stalled (the time span check alone would let clamped, 1-tick-apart frames pile up).
+const MAX_HELD_AUDIO_FRAMES: usize = 1024;
+/// Frame interval assumed for video before two frames have been seen (30 fps).
+const DEFAULT_VIDEO_INTERVAL: i64 = 3000;
+/// Opus packet duration assumed before two packets have been seen (20 ms at 48 kHz).
+const DEFAULT_OPUS_INTERVAL: i64 = 960;
+
+/// Segment and part targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackagerConfig {
+    /// `D`: the nominal segment duration and the grid segments are locked to.
+    pub segment_duration: Duration,
+    /// The LL-HLS part target: no part is longer (unless one sample is).
+    pub part_duration: Duration,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: Duration::from_secs(2),
+            part_duration: Duration::from_millis(333),
+        }
+    }
+}
+
+/// What the packager consumes; mirrors `starling_hub::HubEvent`.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Stream(Arc<Stream>),
+    Frame(Frame),
+    /// The publish ended.
+    End,
+}
+
+/// What a consumer needs to announce a rendition (HLS `EXT-X-STREAM-INF`, DASH
+/// `Representation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionInfo {
+    /// [`VIDEO_RENDITION`] or [`AUDIO_RENDITION`].
+    pub name: &'static str,
+    pub kind: TrackKind,
+    /// RFC 6381 codec string.
+    pub codec: String,
+    pub timescale: u32,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+}
+
+/// What the packager produces.
+#[derive(Clone, PartialEq)]
+pub enum Output {
+    /// A rendition starts (first Stream) or its codec config changed (new init; the next
+    /// segment is a discontinuity).
+    Init {
+        rendition: RenditionInfo,
+        init: Bytes,
+    },
+    /// A finished part: a CMAF fragment (`styp` + `prft` on the first part of a segment
+    /// only, then `moof` + `mdat`).
+    Part {
+        rendition: &'static str,
+        msn: u64,
+        /// Restarts at 0 in each segment.
+        index: u32,
+        /// Seconds.
+        duration: f64,
+        /// The part starts with a keyframe (always true for audio).
+        independent: bool,
+        data: Bytes,
+        /// Arrival of the part's first sample.
+        first_arrival: SystemTime,
+    },
+    /// All parts of segment `msn` of this rendition were emitted; the segment's bytes are
+    /// the concatenation of its parts.
+    SegmentEnd {
+        rendition: &'static str,
+        msn: u64,
+        /// Seconds: the sum of the parts' durations.
+        duration: f64,
+        /// Arrival of the segment's first frame.
+        program_date_time: SystemTime,
+        discontinuity: bool,
+    },
+    /// The publish ended; everything pending was flushed before this.
+    Ended,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Init { rendition, init } => f
+                .debug_struct("Init")
+                .field("rendition", rendition)
+                .field("len", &init.len())
+                .finish(),
+            Output::Part {
+                rendition,
+                msn,
+                index,
+                duration,
+                independent,
+                data,
+                first_arrival,
+            } => f
+                .debug_struct("Part")
+                .field("rendition", rendition)
+                .field("msn", msn)
+                .field("index", index)
+                .field("duration", duration)
+                .field("independent", independent)
+                .field("len", &data.len())
+                .field("first_arrival", first_arrival)
+                .finish(),
+            Output::SegmentEnd {
+                rendition,
+                msn,
+                duration,
+                program_date_time,
+                discontinuity,
+            } => f
+                .debug_struct("SegmentEnd")
+                .field("rendition", rendition)
+                .field("msn", msn)
+                .field("duration", duration)
+                .field("program_date_time", program_date_time)
+                .field("discontinuity", discontinuity)
+                .finish(),
+            Output::Ended => f.write_str("Ended"),
+        }
+    }
+}
+
+/// The source track feeding a rendition in the current publish.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    id: TrackId,
+    timescale: u32,
+}
+
+/// One rendition, for the packager's whole life (its numbering, `mfhd` sequence and
+/// timestamp clamp survive republishes); `source` is set while a track feeds it.
+#[derive(Debug)]
+struct Rendition {
+    name: &'static str,
+    seg: Segmenter,
+    source: Option<Source>,
+    /// Output timescale of the current config.
+    timescale: u32,
+    /// Config of the last Init emitted.
+    last_config: Option<CodecConfig>,
+    /// Number of the open segment, or of the next one to open.
+    msn: u64,
+    /// The next segment to open is a discontinuity.
+    discontinuity: bool,
+    /// A segment was ever opened (so a restart is a discontinuity).
+    ever_opened: bool,
+    /// Video: frames are dropped until a keyframe.
+    waiting_keyframe: bool,
+    /// Video: `pts − dts` of the first keyframe packaged, kept for the rendition's life.
+    shift: Option<i64>,
+    /// Last decode time (video: before the shift), for the monotonic clamp.
+    last_dts: Option<i64>,
+    /// Last frame interval: the duration estimate of the newest sample.
+    interval: i64,
+    /// Video: time of the newest sample packaged in this publish.
+    last_time: Option<i64>,
+    /// AAC: samples per frame (the count that derives sample times).
+    samples_per_frame: Option<i64>,
+    /// AAC: counted start of the next frame.
+    counted_next: Option<i64>,
+    /// Audio: timed frames waiting for the video to decide a cut.
+    held: VecDeque<Tail>,
+    /// Audio: the video has not kept up; cut on the nominal grid alone.
+    stalled: bool,
+    /// End of the last sample flushed (output timescale).
+    end: Option<i64>,
+}
+
+impl Rendition {
+    fn new(name: &'static str, kind: TrackKind) -> Self {
+        Self {
+            name,
+            seg: Segmenter::new(name),
+            source: None,
+            timescale: if kind == TrackKind::Video {
+                VIDEO_TIMESCALE
+            } else {
+                OPUS_TIMESCALE
+            },
+            last_config: None,
+            msn: 0,
+            discontinuity: false,
+            ever_opened: false,
+            waiting_keyframe: true,
+            shift: None,
+            last_dts: None,
+            interval: DEFAULT_VIDEO_INTERVAL,
+            last_time: None,
+            samples_per_frame: None,
+            counted_next: None,
+            held: VecDeque::new(),
+            stalled: false,
+            end: None,
+        }
+    }
+
+    fn eps(&self) -> i64 {
+        self.interval / 2
+    }
+
+    /// The smallest decode time (before the shift) the next sample may have.
+    fn floor(&self) -> i64 {
+        self.last_dts.map_or(0, |l| l.saturating_add(1)).max(0)
+    }
+}
+
+/// What to do with the oldest held audio frame.
+enum AudioDecision {
+    /// Keep holding: the video has not decided the boundary.
+    Hold,
+    /// The frame is past the current segment's end: close it (and look again).
+    Cut,
+    /// The frame belongs to the current segment.
+    Release,
+}
+
+/// The segmenter of one channel (see the crate docs).
+#[derive(Debug)]
+pub struct Packager {
+    config: PackagerConfig,
+    segment_ns: i128,
+    part_ns: i128,
+    video: Rendition,
+    audio: Rendition,
+    /// Source-to-media time mapping of the current publish, set by its first frame.
+    origin: Option<Origin>,
+    /// Media time (ns) at which the next publish starts.
+    base_ns: i128,
+    availability_start: Option<SystemTime>,
+    /// One past the highest segment number closed.
+    next_msn: u64,
+    /// Video cuts (segment number, time at 90 kHz) the audio has not reached.
+    cuts: VecDeque<(u64, i64)>,
+    dropped: u64,
+    clamped: u64,
+    last_error: Option<PackagerError>,
+}
+
+impl Packager {
+    pub fn new(config: PackagerConfig) -> Self {
+        let ns = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+        Self {
+            segment_ns: ns(config.segment_duration),
+            part_ns: ns(config.part_duration),
+            config,
+            video: Rendition::new(VIDEO_RENDITION, TrackKind::Video),
+            audio: Rendition::new(AUDIO_RENDITION, TrackKind::Audio),
+            origin: None,
+            base_ns: 0,
+            availability_start: None,
+            next_msn: 0,
+            cuts: VecDeque::new(),
+            dropped: 0,
+            clamped: 0,
+            last_error: None,
+        }
+    }
+
+    pub fn config(&self) -> &PackagerConfig {
+        &self.config
+    }
+
+    /// Feeds one event; returns what it completed, in order.
+    pub fn push(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Stream(stream) => self.on_stream(&stream, &mut out),
+            Input::Frame(frame) => self.on_frame(frame, &mut out),
+            Input::End => self.on_end(&mut out),
+        }
+        for r in [&mut self.video, &mut self.audio] {
+            if let Some(source) = r.seg.last_error.take() {
+                self.last_error = Some(PackagerError::Cmaf {
+                    rendition: r.name,
+                    source,
+                });
+            }
+        }
+        out
+    }
+
+    /// Wall-clock time of media time 0: the arrival of the first frame packaged.
+    pub fn availability_start(&self) -> Option<SystemTime> {
+        self.availability_start
+    }
+
+    /// Frames not packaged: video before its first keyframe (after a start or a config
+    /// change), frames of unknown tracks or before any `Stream`.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Timestamps that went backwards (or overlapped) and were clamped.
+    pub fn clamped_timestamps(&self) -> u64 {
+        self.clamped
+    }
+
+    /// The last problem met (a rendition the CMAF writer refused, a fragment it could not
+    /// write). Packaging carries on regardless.
+    pub fn last_error(&self) -> Option<&PackagerError> {
+        self.last_error.as_ref()
+    }
+
+    fn rendition(&mut self, kind: TrackKind) -> &mut Rendition {
+        match kind {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
+        }
+    }
+
+    fn nominal_end(&self, msn: u64) -> i128 {
+        i128::from(msn)
+            .saturating_add(1)
+            .saturating_mul(self.segment_ns)
+    }
+
+    fn closed(&mut self, msn: u64) {
+        self.next_msn = self.next_msn.max(msn.saturating_add(1));
+    }
+
+    fn on_stream(&mut self, stream: &Stream, out: &mut Vec<Output>) {
+        for kind in [TrackKind::Video, TrackKind::Audio] {
+            let track = match kind {
+                TrackKind::Video => stream.video(),
+                TrackKind::Audio => stream.audio(),
+            };
+            let r = self.rendition(kind);
+            match (r.source.is_some(), track) {
+                (true, Some(t)) if r.last_config.as_ref() == Some(&t.config) => {
+                    if t.timescale != 0 {
+                        r.source = Some(Source {
+                            id: t.id,
+                            timescale: t.timescale,
+                        });
+                    }
+                }
+                (true, Some(t)) => {
+                    self.stop(kind, true, out);
+                    let msn = self.rendition(kind).msn;
+                    self.start(kind, t, msn, out);
+                }
+                (true, None) => self.stop(kind, true, out),
+                (false, Some(t)) => {
+                    let other = match kind {
+                        TrackKind::Video => &self.audio,
+                        TrackKind::Audio => &self.video,
+                    };
+                    let msn = if other.source.is_some() {
+                        other.msn
+                    } else {
+                        self.next_msn
+                    };
+                    self.start(kind, t, msn, out);
+                }
+                (false, None) => {}
+            }
+        }
+    }
+
+    /// Starts feeding rendition `kind` from `track`, at segment `msn`.
+    fn start(&mut self, kind: TrackKind, track: &Track, msn: u64, out: &mut Vec<Output>) {
+        let part_ns = self.part_ns;
+        let r = self.rendition(kind);
+        if track.timescale == 0 {
+            self.last_error = Some(PackagerError::ZeroTimescale {
+                rendition: r.name,
+                track: track.id.0,
+            });
+            return;
+        }
+        let (timescale, samples_per_frame, interval) = match &track.config {
+            CodecConfig::H264(_) | CodecConfig::H265(_) => {
+                (VIDEO_TIMESCALE, None, DEFAULT_VIDEO_INTERVAL)
+            }
+            CodecConfig::Aac(c) => {
+                let spf = i64::from(c.samples_per_frame());
+                (c.sample_rate, Some(spf), spf)
+            }
+            CodecConfig::Opus(_) => (OPUS_TIMESCALE, None, DEFAULT_OPUS_INTERVAL),
+            // A codec this packager does not know: let the writer name it.
+            _ => (VIDEO_TIMESCALE, None, DEFAULT_VIDEO_INTERVAL),
+        };
+        let output_track = Track {
+            id: TrackId(starling_cmaf::TRACK_ID),
+            timescale,
+            config: track.config.clone(),
+        };
+        let init = match init_segment(&output_track) {
+            Ok(init) => init,
+            Err(source) => {
+                let rendition = r.name;
+                self.last_error = Some(PackagerError::Cmaf { rendition, source });
+                return;
+            }
+        };
+        if r.timescale != timescale {
+            // Keep the clamp and the end on the new timescale.
+            let old = r.timescale;
+            let rescale = |t: i64| ns_to_ticks(ticks_to_ns(t, old), timescale);
+            r.last_dts = r.last_dts.map(rescale);
+            r.end = r.end.map(rescale);
+            r.timescale = timescale;
+        }
+        if r.last_config.as_ref() != Some(&track.config) {
+            out.push(Output::Init {
+                rendition: rendition_info(r.name, &output_track),
+                init,
+            });
+            r.last_config = Some(track.config.clone());
+        }
+        let part_target = ns_to_ticks(part_ns, timescale);
+        r.seg.set_track(output_track, part_target);
+        r.source = Some(Source {
+            id: track.id,
+            timescale: track.timescale,
+        });
+        r.msn = msn;
+        r.discontinuity = r.ever_opened;
+        r.waiting_keyframe = kind == TrackKind::Video;
+        r.interval = match (&track.config, kind) {
+            (CodecConfig::H264(c), _) => c
+                .fps
+                .filter(|f| f.is_finite() && *f >= 1.0)
+                .map_or(interval, |f| {
+                    (f64::from(VIDEO_TIMESCALE) / f).round() as i64
+                }),
+            _ => interval,
+        };
+        r.samples_per_frame = samples_per_frame;
+        r.counted_next = None;
+        r.last_time = None;
+        r.held.clear();
+        r.stalled = false;
+    }
+
+    /// Flushes rendition `kind` and detaches it from its source. `push_cut`: the audio
+    /// should treat the video's end as a segment boundary (a mid-publish change).
+    fn stop(&mut self, kind: TrackKind, push_cut: bool, out: &mut Vec<Output>) {
+        if kind == TrackKind::Audio {
+            self.drain_audio(true, out);
+        }
+        let audio_active = self.audio.source.is_some();
+        let r = self.rendition(kind);
+        let estimate = r.interval;
+        let mut closed = None;
+        if let Some((msn, end)) = r.seg.flush(estimate, out) {
+            r.msn = r.msn.saturating_add(1);
+            r.end = Some(end);
+            // The next sample starts no earlier than this one ended.
+            let shift = r.shift.unwrap_or(0);
+            r.last_dts = Some(end.saturating_sub(shift).saturating_sub(1));
+            closed = Some((msn, end));
+        }
+        r.source = None;
+        r.held.clear();
+        r.counted_next = None;
+        r.stalled = false;
+        r.last_time = None;
+        r.waiting_keyframe = true;
+        if let Some((msn, end)) = closed {
+            self.closed(msn);
+            if kind == TrackKind::Video && push_cut && audio_active {
+                self.push_cut(msn, end);
+            }
+        }
+    }
+
+    fn push_cut(&mut self, msn: u64, time: i64) {
+        if self.cuts.len() >= MAX_PENDING_CUTS {
+            self.cuts.pop_front();
+        }
+        self.cuts.push_back((msn, time));
+    }
+
+    fn on_end(&mut self, out: &mut Vec<Output>) {
+        // The audio takes whatever it holds into its open segment: the video has no
+        // segment after its last one.
+        self.stop(TrackKind::Video, false, out);
+        self.stop(TrackKind::Audio, false, out);
+        self.cuts.clear();
+        for r in [&self.video, &self.audio] {
+            if let Some(end) = r.end {
+                self.base_ns = self.base_ns.max(ticks_to_ns(end, r.timescale));
+            }
+        }
+        // The next publish starts segment `next_msn` on its nominal start, unless
+        // stretched segments already went past it.
+        let grid = i128::from(self.next_msn).saturating_mul(self.segment_ns);
+        self.base_ns = self.base_ns.max(grid);
+        self.origin = None;
+        out.push(Output::Ended);
+    }
+
+    /// The current publish's time mapping, set by its first packaged frame.
+    fn origin(&mut self, frame: &Frame, timescale: u32) -> Origin {
+        let base_ns = self.base_ns;
+        let start = &mut self.availability_start;
+        *self.origin.get_or_insert_with(|| {
+            start.get_or_insert(frame.arrival);
+            Origin {
+                ticks: frame.dts,
+                timescale,
+                base_ns,
+            }
+        })
+    }
+
+    fn on_frame(&mut self, frame: Frame, out: &mut Vec<Output>) {
+        let is = |r: &Rendition| r.source.is_some_and(|s| s.id == frame.track);
+        if is(&self.video) {
+            self.video_frame(frame, out);
+        } else if is(&self.audio) {
+            self.audio_frame(frame, out);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn video_frame(&mut self, frame: Frame, out: &mut Vec<Output>) {
+        let Some(source) = self.video.source else {
+            return;
+        };
+        if self.video.waiting_keyframe && !frame.keyframe {
+            self.dropped += 1;
+            return;
+        }
+        let origin = self.origin(&frame, source.timescale);
+        let mut dts = origin.map(frame.dts, source.timescale, VIDEO_TIMESCALE);
+        let pts = origin.map(frame.pts, source.timescale, VIDEO_TIMESCALE);
+        let floor = self.video.floor();
+        if dts < floor {
+            self.clamped += 1;
+            dts = floor;
+        }
+        let pts = pts.max(dts);
+        let nominal = self.nominal_end(self.video.msn);
+        let audio_active = self.audio.source.is_some();
+        let r = &mut self.video;
+        let shift = *r.shift.get_or_insert(pts.saturating_sub(dts));
+        let time = dts.saturating_add(shift);
+        let cts_offset = pts.saturating_sub(dts).saturating_sub(shift);
+        let cts_offset =
+            i32::try_from(cts_offset).unwrap_or(if cts_offset < 0 { i32::MIN } else { i32::MAX });
+        if let Some(previous) = r.seg.tail_time() {
+            r.interval = time.saturating_sub(previous).max(1);
+        }
+        let cut = frame.keyframe
+            && r.seg.is_open()
+            && at_or_after_ns(time.saturating_add(r.eps()), VIDEO_TIMESCALE, nominal);
+        r.seg.commit_tail(time, out);
+        let mut closed = None;
+        if cut {
+            closed = r.seg.close_segment(out);
+            r.msn = r.msn.saturating_add(1);
+        }
+        if !r.seg.is_open() {
+            r.seg.open(r.msn, time, frame.arrival, r.discontinuity);
+            r.discontinuity = false;
+            r.ever_opened = true;
+        }
+        let tail = Tail {
+            time,
+            cts_offset,
+            keyframe: frame.keyframe,
+            data: frame.data,
+            arrival: frame.arrival,
+        };
+        let estimate = r.interval;
+        r.seg.add(tail, estimate, out);
+        r.last_dts = Some(dts);
+        r.last_time = Some(time);
+        r.waiting_keyframe = false;
+        if let Some(msn) = closed {
+            self.closed(msn);
+            if audio_active {
+                self.push_cut(msn, time);
+            }
+        }
+        self.audio.stalled = false;
+        self.drain_audio(false, out);
+    }
+
+    fn audio_frame(&mut self, frame: Frame, out: &mut Vec<Output>) {
+        let Some(source) = self.audio.source else {
+            return;
+        };
+        let origin = self.origin(&frame, source.timescale);
+        let r = &mut self.audio;
+        let converted = origin.map(frame.dts, source.timescale, r.timescale);
+        let mut time = match (r.samples_per_frame, r.counted_next) {
+            (Some(spf), Some(expected)) => {
+                let tolerance = spf.saturating_mul(3) / 2;
+                let drift = converted.saturating_sub(expected);
+                if drift > tolerance {
+                    converted // a gap in the source: resync
+                } else {
+                    if drift < -tolerance {
+                        self.clamped += 1;
+                    }
+                    expected
+                }
+            }
+            _ => converted,
+        };
+        let floor = r.floor();
+        if time < floor {
+            self.clamped += 1;
+            time = floor;
+        }
+        match r.samples_per_frame {
+            Some(spf) => r.counted_next = Some(time.saturating_add(spf)),
+            None => {
+                if let Some(previous) = r.last_dts {
+                    r.interval = time.saturating_sub(previous).max(1);
+                }
+            }
+        }
+        r.last_dts = Some(time);
+        r.held.push_back(Tail {
+            time,
+            cts_offset: 0,
+            keyframe: true,
+            data: frame.data,
+            arrival: frame.arrival,
+        });
+        self.drain_audio(false, out);
+    }
+
+    /// Moves held audio frames into segments as far as the cuts are decided. `last`:
+    /// nothing more will come in this publish, release everything.
+    fn drain_audio(&mut self, last: bool, out: &mut Vec<Output>) {
+        while let Some(time) = self.audio.held.front().map(|h| h.time) {
+            match self.audio_decision(time, last) {
+                AudioDecision::Hold => break,
+                AudioDecision::Cut => {
+                    let r = &mut self.audio;
+                    r.seg.commit_tail(time, out);
+                    let closed = r.seg.close_segment(out);
+                    r.msn = r.msn.saturating_add(1);
+                    if let Some(msn) = closed {
+                        self.closed(msn);
+                    }
+                }
+                AudioDecision::Release => {
+                    let r = &mut self.audio;
+                    let Some(frame) = r.held.pop_front() else {
+                        break;
+                    };
+                    r.seg.commit_tail(frame.time, out);
+                    if !r.seg.is_open() {
+                        r.seg
+                            .open(r.msn, frame.time, frame.arrival, r.discontinuity);
+                        r.discontinuity = false;
+                        r.ever_opened = true;
+                    }
+                    let estimate = r.interval;
+                    r.seg.add(frame, estimate, out);
+                }
+            }
+        }
+    }
+
+    fn audio_decision(&mut self, a: i64, last: bool) -> AudioDecision {
+        let n = self.audio.msn;
+        while self.cuts.front().is_some_and(|&(m, _)| m < n) {
+            self.cuts.pop_front();
+        }
+        let ts = self.audio.timescale;
+        // Compare the frame's start plus half a frame: the boundary nearest the cut.
+        let a_mid = a.saturating_add(self.audio.eps());
+        if let Some(&(m, cut)) = self.cuts.front() {
+            if m == n {
+                return if at_or_after(a_mid, ts, cut, VIDEO_TIMESCALE) {
+                    AudioDecision::Cut
+                } else {
+                    AudioDecision::Release
+                };
+            }
+        }
+        if last {
+            return AudioDecision::Release;
+        }
+        let nominal = self.nominal_end(n);
+        if self.video.source.is_some() && !self.audio.stalled {
+            if self.video.msn > n {
+                // The video is past this boundary and its cut was forgotten.
+                return AudioDecision::Cut;
+            }
+            // The video cuts at a keyframe at or after `nominal − ε` and after its newest
+            // frame: anything before either is in this segment.
+            let eps_v = ticks_to_ns(self.video.eps(), VIDEO_TIMESCALE);
+            if !at_or_after_ns(a_mid, ts, nominal.saturating_sub(eps_v)) {
+                return AudioDecision::Release;
+            }
+            if let Some(v) = self.video.last_time {
+                if at_or_after(v, VIDEO_TIMESCALE, a_mid, ts) {
+                    return AudioDecision::Release;
+                }
+            }
+            let newest = self.audio.held.back().map_or(a, |h| h.time);
+            if newest.saturating_sub(a) <= ns_to_ticks(self.segment_ns, ts)
+                && self.audio.held.len() <= MAX_HELD_AUDIO_FRAMES
+            {
+                return AudioDecision::Hold;
+            }
+            self.audio.stalled = true;
+        }
+        // Audio alone: the nominal grid, with segments at least one part long.
+        let min_len = ns_to_ticks(self.part_ns, ts);
+        match self.audio.seg.segment_start() {
+            Some(start)
+                if at_or_after_ns(a_mid, ts, nominal) && a.saturating_sub(start) >= min_len =>
+            {
+                AudioDecision::Cut
+            }
+            _ => AudioDecision::Release,
+        }
+    }
+}
+
+fn rendition_info(name: &'static str, track: &Track) -> RenditionInfo {
+    let dimensions = track.config.dimensions();
+    let (frame_rate, sample_rate, channels) = match &track.config {
+        CodecConfig::H264(c) => (c.fps, None, None),
+        CodecConfig::Aac(c) => (None, Some(c.sample_rate), Some(c.channels)),
+        CodecConfig::Opus(c) => (None, Some(OPUS_TIMESCALE), Some(c.channels)),
+        _ => (None, None, None),
+    };
+    RenditionInfo {
+        name,
+        kind: track.kind(),
+        codec: track.config.codec_string(),
+        timescale: track.timescale,
+        width: dimensions.map(|d| d.0),
+        height: dimensions.map(|d| d.1),
+        frame_rate,
+        sample_rate,
+        channels,
+    }
+}
+
+#[cfg(test)]
+mod tests;

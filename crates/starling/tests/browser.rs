@@ -1,0 +1,91 @@
+//! The watch page in a real browser: Debian's Chromium, driven headless through
+//! playwright-core, plays `starling demo` with hls.js in low-latency mode.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::*;
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+/// Node, Chromium and playwright-core (web/node_modules) are installed by scripts/test.
+fn require_browser() -> bool {
+    let ok = have_cmd("node", "--version")
+        && have_cmd(&chromium(), "--version")
+        && web_dir().join("node_modules/playwright-core").exists();
+    if ok {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("node, chromium or playwright-core missing and STARLING_SKIP_BROWSER_TESTS set: skipping");
+        return false;
+    }
+    panic!("the browser test needs node, chromium and web/node_modules (run scripts/test, which installs them)");
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn have_cmd(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs the harness; returns its JSON line.
+fn watch(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(web_dir().join("tests/watch.mjs"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON from watch.mjs: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "browser check failed: {v}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+#[test]
+fn the_watch_page_plays_the_demo_with_low_latency_in_chromium() {
+    if !require_browser() {
+        return;
+    }
+    let server = Server::start_demo("browser", "");
+    let shot = server.dir.join("watch.png");
+    let v = watch(&[
+        &server.http_url("/watch/demo"),
+        "--seconds",
+        "5",
+        "--max-latency",
+        "3",
+        "--screenshot",
+        shot.to_str().unwrap(),
+    ]);
+    let latency = v["latency_median"].as_f64().unwrap();
+    assert!(latency < 3.0, "latency {latency} s");
+    assert!(v["advanced"].as_f64().unwrap() >= 5.0);
+    eprintln!("browser: {v}");
+    // The index lists the live channel.
+    watch(&[&server.http_url("/"), "--expect-text", "demo"]);
+}

@@ -1,0 +1,341 @@
+// The player page (`/watch/CHANNEL`): plays /live/CHANNEL/index.m3u8 with hls.js in
+// low-latency mode, or with the browser's native HLS (Safari, iOS) where Media Source
+// Extensions are missing. Four times a second it shows, and publishes for tests as
+// `window.starlingStats`, the live latency, the buffer ahead, the rendition and the state.
+//
+// States: loading → playing ⇄ stalled, paused; offline (not live yet) and ended retry
+// every few seconds; error shows the message and retries too.
+//
+// Tuning: `?sync=SECONDS` overrides how far behind the live edge hls.js aims to play
+// (default 1.5 s; clamped to 0.5–30).
+'use strict';
+
+(() => {
+  const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  const TICK_MS = 250;
+  const OFFLINE_RETRY_S = 3;
+  const ERROR_RETRY_S = 5;
+  const MAX_ERRORS_KEPT = 50;
+  // Playback counts as stalled when currentTime has not moved for this long.
+  const STALL_MS = 1000;
+
+  const params = new URLSearchParams(location.search);
+  const syncParam = Number.parseFloat(params.get('sync') || '');
+  const LIVE_SYNC_S = Number.isFinite(syncParam) ? Math.min(30, Math.max(0.5, syncParam)) : 1.5;
+
+  const video = document.getElementById('video');
+  const unmute = document.getElementById('unmute');
+  const message = document.getElementById('player-message');
+  const heading = document.getElementById('channel-name');
+  const out = {
+    state: document.getElementById('stat-state'),
+    latency: document.getElementById('stat-latency'),
+    buffer: document.getElementById('stat-buffer'),
+    level: document.getElementById('stat-level'),
+  };
+
+  // Read by the browser test harness (web/tests/watch.mjs); the object is updated in
+  // place so a reference taken early stays current.
+  const stats = {
+    playing: false,
+    currentTime: 0,
+    latency: null,
+    // Now minus the EXT-X-PROGRAM-DATE-TIME of the frame on screen: the latency from
+    // the server's clock, when the playlist carries dates (null otherwise).
+    wallLatency: null,
+    buffer: 0,
+    level: null,
+    state: 'loading',
+    message: '',
+    mode: null,
+    errors: [],
+  };
+  window.starlingStats = stats;
+
+  let hls = null;
+  let retryTimer = null;
+  let lastTime = -1;
+  let lastAdvanceAt = 0;
+  let advanced = false;
+  let mediaRecoveries = 0;
+  let autoplayBlocked = false;
+
+  function setState(state, text = '') {
+    stats.state = state;
+    stats.message = text;
+    stats.playing = state === 'playing';
+    out.state.dataset.state = state;
+    // The card shows the state; the message sits over the video (and in stats.message).
+    if (out.state.textContent !== state) out.state.textContent = state;
+    out.state.title = text;
+    const show = text !== '' && state !== 'playing';
+    message.hidden = !show;
+    if (show && message.textContent !== text) message.textContent = text;
+  }
+
+  function recordError(entry) {
+    stats.errors.push({ time: new Date().toISOString(), ...entry });
+    if (stats.errors.length > MAX_ERRORS_KEPT) stats.errors.shift();
+  }
+
+  function channelFromPath() {
+    const m = location.pathname.match(/^\/watch\/([^/]+)\/?$/);
+    if (!m) return null;
+    try {
+      const name = decodeURIComponent(m[1]);
+      return NAME_RE.test(name) ? name : null;
+    } catch {
+      return null;
+    }
+  }
+
+  const channel = channelFromPath();
+  if (!channel) {
+    heading.textContent = 'Unknown channel';
+    setState('error', 'A channel name is 1 to 64 letters, digits, "_" or "-".');
+    return;
+  }
+  heading.textContent = channel;
+  document.title = `${channel} · Starling`;
+  const src = `/live/${channel}/index.m3u8`;
+
+  function teardown() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    if (video.getAttribute('src')) {
+      video.removeAttribute('src');
+      video.load();
+    }
+    lastTime = -1;
+    advanced = false;
+  }
+
+  function retryLater(state, text, seconds) {
+    teardown();
+    setState(state, `${text} Checking again every ${seconds} seconds.`);
+    retryTimer = setTimeout(start, seconds * 1000);
+  }
+
+  function play() {
+    const p = video.play();
+    if (p && typeof p.catch === 'function') {
+      p.catch((err) => {
+        // Muted autoplay is allowed almost everywhere; if it is not, wait for a click.
+        if (err && err.name === 'NotAllowedError') autoplayBlocked = true;
+      });
+    }
+  }
+
+  function start() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    mediaRecoveries = 0;
+    setState('loading', 'Loading the stream…');
+    if (window.Hls && window.Hls.isSupported()) {
+      startHlsJs();
+    } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      startNative();
+    } else {
+      setState('error', 'This browser cannot play HLS: it has neither Media Source Extensions nor native HLS.');
+    }
+  }
+
+  function startHlsJs() {
+    const Hls = window.Hls;
+    stats.mode = 'hls.js';
+    hls = new Hls({
+      lowLatencyMode: true,
+      // Aim this far behind the live edge; with LL-HLS parts this overrides the
+      // playlist's PART-HOLD-BACK, so keep it at or above 3 part durations.
+      liveSyncDuration: LIVE_SYNC_S,
+      // Further behind than this (after a stall), jump back to the live sync point.
+      liveMaxLatencyDuration: Math.max(6, LIVE_SYNC_S * 3),
+      // Catch up by playing up to 1.5× instead of jumping when a little late.
+      maxLiveSyncPlaybackRate: 1.5,
+      backBufferLength: 30,
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => play());
+    // A playlist with EXT-X-ENDLIST before we have played anything is a stream that
+    // already ended (the server keeps it for a while): don't replay it as a video.
+    hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
+      if (data.details && data.details.live === false && !advanced) {
+        retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S);
+      }
+    });
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      const code = data.response && data.response.code;
+      const text = (data.error && data.error.message) || data.reason || '';
+      recordError({ type: data.type, details: data.details, fatal: !!data.fatal, code: code || null, message: text });
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 2) {
+        mediaRecoveries += 1;
+        hls.recoverMediaError();
+        return;
+      }
+      if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && (code === 404 || code === 410)) {
+        retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
+      } else if (data.details === Hls.ErrorDetails.LEVEL_LOAD_ERROR && (code === 404 || code === 410)) {
+        retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S);
+      } else {
+        const what = `${data.details}${code ? ` (HTTP ${code})` : ''}${text ? `: ${text}` : ''}`;
+        retryLater('error', `Playback failed: ${what}.`, ERROR_RETRY_S);
+      }
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+  }
+
+  async function startNative() {
+    stats.mode = 'native';
+    // Native playback does not expose HTTP statuses, so ask first whether the channel is live.
+    try {
+      const res = await fetch(src, { cache: 'no-store' });
+      if (res.status === 404 || res.status === 410) {
+        retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
+        return;
+      }
+    } catch (err) {
+      retryLater('error', `Could not reach the server: ${err.message}.`, ERROR_RETRY_S);
+      return;
+    }
+    video.src = src;
+    play();
+  }
+
+  video.addEventListener('error', () => {
+    if (stats.mode !== 'native' || !video.getAttribute('src')) return;
+    const err = video.error;
+    const text = (err && err.message) || `media error ${err ? err.code : '?'}`;
+    recordError({ type: 'nativeError', details: err ? `MEDIA_ERR ${err.code}` : '', fatal: true, code: null, message: text });
+    retryLater('error', `Playback failed: ${text}.`, ERROR_RETRY_S);
+  });
+  video.addEventListener('loadedmetadata', () => {
+    // Native HLS: a finite duration means the playlist has EXT-X-ENDLIST (not live).
+    if (stats.mode === 'native' && Number.isFinite(video.duration) && !advanced) {
+      retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S);
+    }
+  });
+  video.addEventListener('ended', () => retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S));
+  video.addEventListener('playing', () => { autoplayBlocked = false; });
+  video.addEventListener('volumechange', updateButton);
+
+  unmute.addEventListener('click', () => {
+    video.muted = false;
+    if (video.volume === 0) video.volume = 1;
+    if (video.paused) play();
+    updateButton();
+  });
+
+  function updateButton() {
+    const active = ['playing', 'stalled', 'paused', 'loading'].includes(stats.state) && !!(hls || video.getAttribute('src'));
+    const label = video.paused ? 'Play' : video.muted ? 'Unmute' : '';
+    unmute.hidden = !active || label === '';
+    if (label && unmute.textContent !== label) unmute.textContent = label;
+  }
+
+  function bufferAhead() {
+    const t = video.currentTime;
+    const ranges = video.buffered;
+    for (let i = 0; i < ranges.length; i += 1) {
+      // A small tolerance: the playhead often sits a hair before the first range.
+      if (ranges.start(i) - 0.1 <= t && t <= ranges.end(i)) return ranges.end(i) - t;
+    }
+    return 0;
+  }
+
+  function latency() {
+    if (hls) {
+      const l = hls.latency;
+      return Number.isFinite(l) && l > 0 ? l : null;
+    }
+    if (typeof video.getStartDate === 'function') {
+      const start = video.getStartDate().getTime();
+      if (Number.isFinite(start) && start > 0) return (Date.now() - (start + video.currentTime * 1000)) / 1000;
+    }
+    return null;
+  }
+
+  function wallLatency() {
+    const date = hls ? hls.playingDate : null;
+    const t = date instanceof Date ? date.getTime() : NaN;
+    return Number.isFinite(t) && t > 0 ? (Date.now() - t) / 1000 : null;
+  }
+
+  function level() {
+    if (hls && hls.levels && hls.currentLevel >= 0) {
+      const l = hls.levels[hls.currentLevel];
+      if (l) {
+        const codecs = [l.videoCodec, l.audioCodec].filter(Boolean).join(',') || (l.attrs && l.attrs.CODECS) || null;
+        return {
+          index: hls.currentLevel,
+          name: l.name || (l.attrs && l.attrs.NAME) || null,
+          width: l.width || video.videoWidth || null,
+          height: l.height || video.videoHeight || null,
+          bitrate: l.bitrate || null,
+          codecs,
+        };
+      }
+    }
+    if (video.videoHeight) {
+      return { index: null, name: null, width: video.videoWidth, height: video.videoHeight, bitrate: null, codecs: null };
+    }
+    return null;
+  }
+
+  function fmtSeconds(s) {
+    return s === null || !Number.isFinite(s) ? '–' : `${s.toFixed(2)} s`;
+  }
+
+  function fmtLevel(l) {
+    if (!l) return '–';
+    const parts = [];
+    if (l.height) parts.push(`${l.height}p`);
+    if (l.bitrate) parts.push(l.bitrate >= 1e6 ? `${(l.bitrate / 1e6).toFixed(2)} Mbit/s` : `${Math.round(l.bitrate / 1e3)} kbit/s`);
+    if (l.codecs) parts.push(l.codecs.replace(/,/g, ', '));
+    return parts.join(' · ') || '–';
+  }
+
+  function tick() {
+    const now = performance.now();
+    const t = video.currentTime;
+    if (!video.paused && lastTime >= 0 && t !== lastTime) {
+      advanced = true;
+      lastAdvanceAt = now;
+    }
+    lastTime = t;
+
+    // The retrying states belong to the error/ended handlers; the tick only moves
+    // between loading, playing, stalled and paused.
+    if (['loading', 'playing', 'stalled', 'paused'].includes(stats.state)) {
+      if (video.paused && (advanced || autoplayBlocked)) {
+        setState('paused', autoplayBlocked ? 'The browser blocked autoplay: press Play.' : '');
+      } else if (advanced && now - lastAdvanceAt < STALL_MS) {
+        setState('playing');
+      } else if (advanced) {
+        setState('stalled', 'Waiting for the stream…');
+      } else {
+        setState('loading', 'Loading the stream…');
+      }
+    }
+
+    stats.currentTime = t;
+    stats.latency = latency();
+    stats.wallLatency = wallLatency();
+    stats.buffer = bufferAhead();
+    stats.level = level();
+    const lat = fmtSeconds(stats.latency);
+    const buf = fmtSeconds(stats.buffer);
+    const lvl = fmtLevel(stats.level);
+    if (out.latency.textContent !== lat) out.latency.textContent = lat;
+    if (out.buffer.textContent !== buf) out.buffer.textContent = buf;
+    if (out.level.textContent !== lvl) out.level.textContent = lvl;
+    updateButton();
+  }
+
+  setInterval(tick, TICK_MS);
+  start();
+})();

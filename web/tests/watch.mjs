@@ -1,0 +1,215 @@
+// Browser test harness: plays a Starling page in headless Chromium and reports, as one
+// JSON line on stdout, whether it played and with what latency. Exit 0 when ok, 1 when not.
+//
+//   node web/tests/watch.mjs URL [--seconds 5] [--max-latency 3] [--timeout 60] [--screenshot FILE]
+//     Opens a player page (/watch/NAME), waits for window.starlingStats.playing, then
+//     until currentTime has advanced by --seconds. Latency is sampled 4×/s over the last
+//     min(3, --seconds) seconds of that; the run fails when the median exceeds
+//     --max-latency, or when no latency was reported at all. `latency` is hls.js's
+//     (behind the playlist's live edge); `wall_latency_median` is now minus the
+//     EXT-X-PROGRAM-DATE-TIME on screen (includes packaging delay; null without dates).
+//     → {"ok":true,"advanced":5.2,"wall_seconds":5.3,"latency_median":1.4,"latency_max":1.9,
+//        "latency_samples":12,"wall_latency_median":1.9,"level":{...},"mode":"hls.js","state":"playing","errors":[],"page_errors":[]}
+//
+//   node web/tests/watch.mjs URL --expect-text TEXT [--timeout 20] [--screenshot FILE]
+//     Checks that the page shows TEXT within --timeout seconds (default 20), e.g. that `/`
+//     lists a live channel. → {"ok":true,"text":"demo"}
+//
+// Chromium is Debian's (`apt-get install chromium`), or $CHROMIUM. playwright-core's
+// launch() gives every run a fresh temporary profile and deletes it afterwards.
+
+import { chromium } from 'playwright-core';
+import { parseArgs } from 'node:util';
+
+const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+function parse() {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      seconds: { type: 'string', default: '5' },
+      'max-latency': { type: 'string', default: '3' },
+      timeout: { type: 'string' },
+      screenshot: { type: 'string' },
+      'expect-text': { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) throw new Error('usage: watch.mjs URL [--seconds 5] [--max-latency 3] [--timeout S] [--screenshot FILE] [--expect-text TEXT]');
+  const num = (name, v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, not ${JSON.stringify(v)}`);
+    return n;
+  };
+  const expectText = values['expect-text'];
+  return {
+    url: positionals[0],
+    seconds: num('seconds', values.seconds),
+    maxLatency: num('max-latency', values['max-latency']),
+    timeout: num('timeout', values.timeout ?? (expectText !== undefined ? '20' : '60')),
+    screenshot: values.screenshot,
+    expectText,
+  };
+}
+
+const round = (x, digits = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(digits)));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function median(xs) {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+async function readStats(page) {
+  return page.evaluate(() => {
+    const s = window.starlingStats;
+    return s ? JSON.parse(JSON.stringify(s)) : null;
+  });
+}
+
+async function watch(page, opts, result) {
+  const deadline = Date.now() + opts.timeout * 1000;
+  let stats = null;
+  // 1. Until playing.
+  while (true) {
+    stats = await readStats(page);
+    if (stats && stats.playing) break;
+    if (Date.now() > deadline) {
+      const where = stats ? `${stats.state}${stats.message ? `: ${stats.message}` : ''}` : 'window.starlingStats is missing';
+      return { ...result, ...summary(stats), reason: `playback did not start within ${opts.timeout} s (state ${where})` };
+    }
+    await sleep(250);
+  }
+  // 2. Until currentTime has advanced by --seconds, sampling as we go.
+  const t0 = stats.currentTime;
+  const wall0 = Date.now();
+  const samples = [];
+  let advanced = 0;
+  while (true) {
+    stats = await readStats(page);
+    advanced = stats.currentTime - t0;
+    samples.push({ at: Date.now(), latency: stats.latency, wall: stats.wallLatency });
+    if (advanced >= opts.seconds) break;
+    if (Date.now() > deadline) {
+      return {
+        ...result,
+        ...summary(stats),
+        advanced: round(advanced),
+        reason: `playback advanced only ${advanced.toFixed(2)} s of ${opts.seconds} s within ${opts.timeout} s (state ${stats.state}${stats.message ? `: ${stats.message}` : ''})`,
+      };
+    }
+    await sleep(250);
+  }
+  const end = Date.now();
+  const windowMs = Math.min(3, opts.seconds) * 1000;
+  const recent = samples.filter((s) => s.at >= end - windowMs);
+  const lat = recent.filter((s) => Number.isFinite(s.latency)).map((s) => s.latency);
+  const wall = recent.filter((s) => Number.isFinite(s.wall)).map((s) => s.wall);
+  const out = {
+    ...result,
+    ...summary(stats),
+    advanced: round(advanced),
+    wall_seconds: round((end - wall0) / 1000),
+    latency_median: round(median(lat)),
+    latency_max: round(lat.length ? Math.max(...lat) : null),
+    latency_samples: lat.length,
+    // From EXT-X-PROGRAM-DATE-TIME (server clock → now); null when the playlist has no dates.
+    wall_latency_median: round(median(wall)),
+  };
+  if (lat.length === 0) return { ...out, reason: 'the page reported no latency while playing' };
+  if (out.latency_median > opts.maxLatency) {
+    return { ...out, reason: `median latency ${out.latency_median} s exceeds --max-latency ${opts.maxLatency} s` };
+  }
+  return { ...out, ok: true };
+}
+
+function summary(stats) {
+  if (!stats) return { level: null, mode: null, state: null, errors: [] };
+  return { level: stats.level, mode: stats.mode, state: stats.state, errors: stats.errors || [] };
+}
+
+async function expectText(page, opts, result) {
+  try {
+    await page.waitForFunction((text) => document.body && document.body.innerText.includes(text), opts.expectText, {
+      timeout: opts.timeout * 1000,
+      polling: 250,
+    });
+    return { ...result, ok: true, text: opts.expectText };
+  } catch {
+    const shown = await page.evaluate(() => (document.body ? document.body.innerText : '')).catch(() => '');
+    return {
+      ...result,
+      text: opts.expectText,
+      shown: shown.slice(0, 500),
+      reason: `the page did not show ${JSON.stringify(opts.expectText)} within ${opts.timeout} s`,
+    };
+  }
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parse();
+  } catch (err) {
+    console.log(JSON.stringify({ ok: false, reason: err.message }));
+    return 1;
+  }
+  // Last resort if Chromium hangs: report and leave rather than blocking the caller.
+  const watchdog = setTimeout(() => {
+    console.log(JSON.stringify({ ok: false, url: opts.url, reason: `harness watchdog: no result after ${opts.timeout + 60} s` }));
+    process.exit(1);
+  }, (opts.timeout + 60) * 1000);
+  watchdog.unref();
+
+  const pageErrors = [];
+  let result = { ok: false, url: opts.url, page_errors: pageErrors };
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+    });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(String(err && err.message ? err.message : err)));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
+    });
+    const res = await page.goto(opts.url, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+    if (!res || !res.ok()) {
+      result.reason = `GET ${opts.url} answered ${res ? res.status() : 'nothing'}`;
+    } else if (opts.expectText !== undefined) {
+      result = await expectText(page, opts, result);
+    } else {
+      result = await watch(page, opts, result);
+    }
+    if (opts.screenshot) {
+      try {
+        await page.screenshot({ path: opts.screenshot });
+        result.screenshot = opts.screenshot;
+      } catch (err) {
+        console.error(`watch.mjs: screenshot failed: ${err.message}`);
+      }
+    }
+  } catch (err) {
+    result.reason = `${err.name || 'Error'}: ${err.message.split('\n')[0]}`;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+  }
+  console.log(JSON.stringify(result));
+  return result.ok ? 0 : 1;
+}
+
+process.exitCode = await main();
