@@ -309,8 +309,8 @@ fn main() -> Result<()> {
         .map(|n| n.get())
         .unwrap_or(1) as f64;
     println!("LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores\n", args.seconds);
-    println!("| viewers | holds | node CPU (% of 1 core) | RSS | requests/s | parts/s per viewer | hand-off p50 | p99 | fan-out spread p50 | p99 | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| viewers | holds | node CPU (% of 1 core) | RSS | requests/s | parts/s per viewer | hand-off p50 | p99 | fan-out spread p50 | p99 | part ready p50 | p99 | minus part duration p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.steps {
         let node = start(&args.starling, &args.out_dir.join(format!("hls-{n}")))?;
         let addr = node.http;
@@ -369,10 +369,14 @@ fn main() -> Result<()> {
                 Some(_) => "> 5 s".into(),
                 None => "n/a".into(),
             };
+            let r0h = histogram(&m0, "starling_part_ready_seconds");
+            let r1h = histogram(&m1, "starling_part_ready_seconds");
+            let o0 = histogram(&m0, "starling_part_overhead_seconds");
+            let o1 = histogram(&m1, "starling_part_overhead_seconds");
             let mut spreads = shared.spreads_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
             spreads.sort_unstable();
             println!(
-                "| {n} | {} | {cpu:.0}% | {:.0} MiB | {:.0} | {parts_per_viewer:.2} | {} | {} | {:.1} ms | {:.1} ms | {errors} |",
+                "| {n} | {} | {cpu:.0}% | {:.0} MiB | {:.0} | {parts_per_viewer:.2} | {} | {} | {:.1} ms | {:.1} ms | {} | {} | {} | {} | {errors} |",
                 if holds { "yes" } else { "**no**" },
                 rss as f64 / 1024.0,
                 (r1 - r0) as f64 / wall,
@@ -380,6 +384,10 @@ fn main() -> Result<()> {
                 fmt(quantile(&h0, &h1, 0.99)),
                 pct(&spreads, 0.5) as f64 / 1000.0,
                 pct(&spreads, 0.99) as f64 / 1000.0,
+                fmt(quantile(&r0h, &r1h, 0.5)),
+                fmt(quantile(&r0h, &r1h, 0.99)),
+                fmt(quantile(&o0, &o1, 0.5)),
+                fmt(quantile(&o0, &o1, 0.99)),
             );
             Ok::<_, anyhow::Error>(())
         })?;

@@ -184,3 +184,49 @@ fn bad_http_paths_get_400_and_never_read_outside_the_data_dir() {
         "{text}"
     );
 }
+
+/// LL-HLS wants many small requests on few connections: HTTP/1.1 keep-alive and HTTP/2
+/// (here h2c with prior knowledge; browsers reach HTTP/2 through a TLS front).
+#[test]
+fn http2_and_keep_alive_on_the_one_port() {
+    let server = Server::start_demo("http2", "");
+    let url = server.http_url("/live/demo/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.http_get("/live/demo/index.m3u8").is_none() {
+        assert!(Instant::now() < deadline, "the demo never went live");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{response_code}",
+        ])
+        .arg(&url));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    // Two requests, one connection.
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{num_connects}\n",
+        ])
+        .arg(&url)
+        .arg(&url));
+    let connects: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        connects,
+        ["1", "0"],
+        "the second request should reuse the connection"
+    );
+}
