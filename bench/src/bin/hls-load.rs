@@ -17,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -28,6 +28,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use starling_bench::{fmt_bound, free_port, histogram, proc_usage, quantile};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
@@ -197,13 +198,6 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
 struct Node {
     child: Child,
     http: SocketAddr,
@@ -238,59 +232,10 @@ fn start(bin: &Path, dir: &Path) -> Result<Node> {
     Ok(Node { child, http })
 }
 
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    (ticks / 100.0, rss)
-}
-
 async fn metrics(addr: SocketAddr) -> Result<String> {
     let mut h = Http::connect(addr).await?;
     let (_, body) = h.get("/metrics").await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|l| {
-            let (le, count) = l.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
-    let diff: Vec<(f64, u64)> = after
-        .iter()
-        .map(|(le, c)| {
-            (
-                *le,
-                c - before.iter().find(|(l, _)| l == le).map_or(0, |(_, b)| *b),
-            )
-        })
-        .collect();
-    let total = diff.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let rank = (total as f64 * q).ceil() as u64;
-    diff.iter().find(|(_, c)| *c >= rank).map(|(le, _)| *le)
 }
 
 fn pct(sorted: &[u64], q: f64) -> u64 {
@@ -344,14 +289,14 @@ fn main() -> Result<()> {
                 .collect();
             tokio::time::sleep(Duration::from_secs(3)).await;
             let m0 = metrics(addr).await?;
-            let (cpu0, _) = usage(pid);
+            let (cpu0, _) = proc_usage(pid);
             let (r0, p0) = (shared.requests.load(Ordering::Relaxed), shared.parts.load(Ordering::Relaxed));
             shared.spreads_us.lock().unwrap_or_else(|e| e.into_inner()).clear();
             let t0 = Instant::now();
             tokio::time::sleep(Duration::from_secs(args.seconds)).await;
             let wall = t0.elapsed().as_secs_f64();
             let m1 = metrics(addr).await?;
-            let (cpu1, rss) = usage(pid);
+            let (cpu1, rss) = proc_usage(pid);
             let (r1, p1) = (shared.requests.load(Ordering::Relaxed), shared.parts.load(Ordering::Relaxed));
             shared.stop.store(true, Ordering::Relaxed);
             for t in tasks {
@@ -364,11 +309,6 @@ fn main() -> Result<()> {
             let holds = parts_per_viewer >= 2.9 && errors == 0;
             let h0 = histogram(&m0, "starling_blocked_request_wake_seconds");
             let h1 = histogram(&m1, "starling_blocked_request_wake_seconds");
-            let fmt = |q: Option<f64>| match q {
-                Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
-                Some(_) => "> 5 s".into(),
-                None => "n/a".into(),
-            };
             let r0h = histogram(&m0, "starling_part_ready_seconds");
             let r1h = histogram(&m1, "starling_part_ready_seconds");
             let o0 = histogram(&m0, "starling_part_overhead_seconds");
@@ -380,14 +320,14 @@ fn main() -> Result<()> {
                 if holds { "yes" } else { "**no**" },
                 rss as f64 / 1024.0,
                 (r1 - r0) as f64 / wall,
-                fmt(quantile(&h0, &h1, 0.5)),
-                fmt(quantile(&h0, &h1, 0.99)),
+                fmt_bound(quantile(&h0, &h1, 0.5)),
+                fmt_bound(quantile(&h0, &h1, 0.99)),
                 pct(&spreads, 0.5) as f64 / 1000.0,
                 pct(&spreads, 0.99) as f64 / 1000.0,
-                fmt(quantile(&r0h, &r1h, 0.5)),
-                fmt(quantile(&r0h, &r1h, 0.99)),
-                fmt(quantile(&o0, &o1, 0.5)),
-                fmt(quantile(&o0, &o1, 0.99)),
+                fmt_bound(quantile(&r0h, &r1h, 0.5)),
+                fmt_bound(quantile(&r0h, &r1h, 0.99)),
+                fmt_bound(quantile(&o0, &o1, 0.5)),
+                fmt_bound(quantile(&o0, &o1, 0.99)),
             );
             Ok::<_, anyhow::Error>(())
         })?;

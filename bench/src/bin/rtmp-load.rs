@@ -10,7 +10,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -22,6 +22,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use starling_bench::{counter, fmt_bound, free_port, histogram, proc_usage, quantile};
 use starling_flv::{FlvReader, TagType};
 use starling_rtmp_server::client::RtmpClient;
 
@@ -142,13 +143,6 @@ fn clip(dir: &Path, kbps: u32) -> Result<(Vec<Tag>, Vec<Tag>, u32)> {
     Ok((headers, tags, duration))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
 struct Node {
     child: Child,
     rtmp: SocketAddr,
@@ -201,23 +195,8 @@ impl Node {
         Ok(out)
     }
 
-    /// (user+system CPU seconds, RSS KiB) from /proc.
-    fn usage(&self) -> Result<(f64, u64)> {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let rss = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        // USER_HZ is 100 on every Linux this runs on.
-        Ok((ticks / 100.0, rss))
+    fn usage(&self) -> (f64, u64) {
+        proc_usage(self.child.id())
     }
 }
 
@@ -226,49 +205,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Cumulative histogram buckets (le seconds → count) and a counter, from /metrics text.
-fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|l| {
-            let (le, count) = l.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn counter(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Upper bound of the bucket holding quantile q of the difference of two snapshots.
-fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
-    let diff: Vec<(f64, u64)> = after
-        .iter()
-        .map(|(le, c)| {
-            (
-                *le,
-                c - before.iter().find(|(l, _)| l == le).map_or(0, |(_, b)| *b),
-            )
-        })
-        .collect();
-    let total = diff.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let rank = (total as f64 * q).ceil() as u64;
-    diff.iter().find(|(_, c)| *c >= rank).map(|(le, _)| *le)
 }
 
 struct PublisherStats {
@@ -356,7 +292,7 @@ fn main() -> Result<()> {
     for &n in &args.steps {
         let dir = args.out_dir.join(format!("run-{n}"));
         let node = Node::start(&args.starling, &dir, n)?;
-        let (_, rss_idle) = node.usage()?;
+        let (_, rss_idle) = node.usage();
         let stop = Arc::new(AtomicBool::new(false));
         let stats: Vec<Arc<PublisherStats>> = (0..n)
             .map(|_| {
@@ -385,11 +321,11 @@ fn main() -> Result<()> {
             s.behind_ms_max.store(0, Ordering::Relaxed);
         }
         let m0 = node.metrics()?;
-        let (cpu0, _) = node.usage()?;
+        let (cpu0, _) = node.usage();
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(args.seconds));
         let m1 = node.metrics()?;
-        let (cpu1, rss) = node.usage()?;
+        let (cpu1, rss) = node.usage();
         let wall = t0.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         rt.block_on(async {
@@ -416,19 +352,14 @@ fn main() -> Result<()> {
         let expected_fps = n as f64 * tags.len() as f64 * 1000.0 / f64::from(clip_ms);
         let holds =
             failed == 0 && lag < 500 && cpu_pct < 90.0 * cores && fps >= 0.95 * expected_fps;
-        let fmt_q = |q: Option<f64>| match q {
-            Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
-            Some(_) => "> 1 s".into(),
-            None => "n/a".into(),
-        };
         println!(
             "| {n} | {} | {cpu_pct:.0}% | {:.2}% | {:.0} MiB | {:.0} KiB | {} | {} | {fps:.0} ({expected_fps:.0}) | {lag} ms{} |",
             if holds { "yes" } else { "**no**" },
             cpu_pct / n as f64,
             rss as f64 / 1024.0,
             rss.saturating_sub(rss_idle) as f64 / n as f64,
-            fmt_q(quantile(&h0, &h1, 0.5)),
-            fmt_q(quantile(&h0, &h1, 0.99)),
+            fmt_bound(quantile(&h0, &h1, 0.5)),
+            fmt_bound(quantile(&h0, &h1, 0.99)),
             if failed > 0 { format!(", {failed} failed") } else { String::new() },
         );
         drop(node);
