@@ -212,13 +212,18 @@ impl Origin {
         lock(&self.channels).get(name).cloned()
     }
 
-    /// Start packaging `channel` from the hub, now and whenever it goes live again.
-    /// The task ends when the hub does.
-    pub fn follow(self: &Arc<Self>, hub: &Hub, channel: &str) -> tokio::task::JoinHandle<()> {
-        let ch = lock(&self.channels)
-            .entry(channel.to_owned())
-            .or_insert_with(|| Arc::new(Channel::new(channel)))
-            .clone();
+    /// Start packaging `channel` from the hub, now and whenever it goes live again, unless
+    /// it is followed already (then this does nothing). The task ends when the hub does.
+    pub fn follow(self: &Arc<Self>, hub: &Hub, channel: &str) {
+        let ch = {
+            let mut channels = lock(&self.channels);
+            if channels.contains_key(channel) {
+                return;
+            }
+            let ch = Arc::new(Channel::new(channel));
+            channels.insert(channel.to_owned(), ch.clone());
+            ch
+        };
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
         tokio::spawn(async move {
@@ -241,7 +246,7 @@ impl Origin {
                 }
             }
             debug!(channel = %ch.name, "origin stopped following");
-        })
+        });
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.

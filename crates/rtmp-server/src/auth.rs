@@ -11,6 +11,9 @@ pub struct PublishGrant {
     pub channel: String,
     /// Whether this publish may replace a live publisher of the same channel.
     pub takeover: bool,
+    /// The stream key's id in the control plane, when it has one (to stop the publish
+    /// when the key is revoked).
+    pub key_id: Option<String>,
 }
 
 /// Permission to play a channel.
@@ -48,6 +51,10 @@ pub trait Authorizer: Send + Sync + 'static {
         key: &'a str,
         peer: SocketAddr,
     ) -> BoxFuture<'a, Result<PublishGrant, AuthError>>;
+
+    /// A publish this authorizer granted has ended (the connection closed, the client
+    /// unpublished, or it was stopped). Must not block.
+    fn publish_ended(&self, _grant: &PublishGrant) {}
 
     /// `name` is the play name without its query string; `query` what followed `?`.
     fn authorize_play<'a>(

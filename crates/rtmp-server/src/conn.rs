@@ -53,6 +53,7 @@ enum Close {
 
 struct Publishing {
     stream_id: u32,
+    grant: crate::PublishGrant,
     publisher: Publisher,
     ingest: FlvIngest,
     started: Instant,
@@ -304,6 +305,7 @@ impl Conn {
             Ok(p) => p,
             Err(e) => {
                 warn!(peer = %self.peer, channel = %grant.channel, reason = %e, "RTMP publish refused");
+                self.ctx.auth.publish_ended(&grant);
                 return refuse(self, PublishRejection::AlreadyPublishing, &e.to_string());
             }
         };
@@ -312,6 +314,7 @@ impl Conn {
         self.session.accept_publish(stream_id);
         self.publishing = Some(Publishing {
             stream_id,
+            grant,
             publisher,
             ingest: FlvIngest::new(),
             started: Instant::now(),
@@ -460,6 +463,7 @@ impl Conn {
 
     fn end_publishing(&mut self, why: &str) {
         if let Some(p) = self.publishing.take() {
+            self.ctx.auth.publish_ended(&p.grant);
             info!(
                 peer = %self.peer,
                 channel = %p.publisher.channel(),

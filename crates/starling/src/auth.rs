@@ -1,11 +1,214 @@
-//! Publish/play authorisation from the config file's `[[channels]]`, until the control
-//! plane takes this over behind the same [`Authorizer`] interface.
+//! Publish/play authorisation: stream keys from the control plane's database (per device,
+//! hashed, revocable), plus the config file's `[[channels]]` for nodes run from a file.
+//! Revoking a key stops its live publish on every node within a second.
 
-use std::net::SocketAddr;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
 
+use starling_control::{ControlError, Db, Visibility};
+use starling_hub::Hub;
+use starling_origin::Origin;
 use starling_rtmp_server::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};
+use tracing::{debug, warn};
 
 use crate::config::ChannelConfig;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The node's authorizer: config-file channels first, then the control plane.
+pub struct NodeAuthorizer {
+    config: ConfigAuthorizer,
+    db: Db,
+    hub: Arc<Hub>,
+    origin: Arc<Origin>,
+    /// Live publishes on this node by key id, to stop them when their key is revoked and
+    /// to mark their device idle when they end.
+    live: Mutex<HashMap<String, (starling_control::PublishGrant, usize)>>,
+}
+
+impl std::fmt::Debug for NodeAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAuthorizer").finish_non_exhaustive()
+    }
+}
+
+impl NodeAuthorizer {
+    pub fn new(
+        channels: Vec<ChannelConfig>,
+        db: Db,
+        hub: Arc<Hub>,
+        origin: Arc<Origin>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config: ConfigAuthorizer::new(channels),
+            db,
+            hub,
+            origin,
+            live: Mutex::default(),
+        })
+    }
+
+    fn live(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (starling_control::PublishGrant, usize)>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn publish_from_db(
+        &self,
+        key: &str,
+        peer: SocketAddr,
+    ) -> Result<PublishGrant, AuthError> {
+        let started = std::time::Instant::now();
+        let grant = match self
+            .db
+            .authorize_publish(key, &peer.ip().to_string(), now_ms())
+            .await
+        {
+            Ok(g) => g,
+            Err(ControlError::Auth(_)) => return Err(AuthError::UnknownKey),
+            Err(e) => {
+                warn!(error = %e, "control plane unavailable for publish authorisation");
+                return Err(AuthError::Unavailable("control plane".into()));
+            }
+        };
+        debug!(channel = %grant.channel, took_us = started.elapsed().as_micros() as u64, "publish authorised");
+        // Channels live in the database; package each from its first publish on.
+        self.origin.follow(&self.hub, &grant.channel);
+        let out = PublishGrant {
+            channel: grant.channel.clone(),
+            takeover: grant.takeover,
+            key_id: Some(grant.key_id.clone()),
+        };
+        // Counted: a reconnecting encoder (takeover) overlaps its old connection briefly.
+        self.live()
+            .entry(grant.key_id.clone())
+            .or_insert((grant, 0))
+            .1 += 1;
+        Ok(out)
+    }
+
+    /// Stops live publishes whose key was revoked: instantly for revocations made on this
+    /// node, within `poll` for those made on another node (read from the database).
+    pub fn watch_revocations(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let mut local = this.db.subscribe_revocations();
+        tokio::spawn(async move {
+            let mut since = now_ms();
+            let mut tick = tokio::time::interval(poll);
+            loop {
+                let revoked: Vec<String> = tokio::select! {
+                    r = local.recv() => match r {
+                        Ok(rev) => vec![rev.key_id],
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    },
+                    _ = tick.tick() => {
+                        let now = now_ms();
+                        match this.db.revoked_keys_since(since.saturating_sub(poll.as_millis() as i64)).await {
+                            Ok(list) => {
+                                since = now;
+                                list.into_iter().map(|r| r.key_id).collect()
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "reading revocations failed");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                for key_id in revoked {
+                    let channel = this.live().get(&key_id).map(|(g, _)| g.channel.clone());
+                    if let Some(channel) = channel {
+                        warn!(%channel, "stream key revoked: stopping its live publish");
+                        this.hub.stop_publisher(&channel);
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Authorizer for NodeAuthorizer {
+    fn authorize_publish<'a>(
+        &'a self,
+        app: &'a str,
+        key: &'a str,
+        peer: SocketAddr,
+    ) -> BoxFuture<'a, Result<PublishGrant, AuthError>> {
+        Box::pin(async move {
+            check_app(app)?;
+            match self.config.publish(app, key) {
+                Ok(g) => Ok(g),
+                Err(AuthError::UnknownKey) => self.publish_from_db(key, peer).await,
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn publish_ended(&self, grant: &PublishGrant) {
+        let Some(key_id) = &grant.key_id else { return };
+        let grant = {
+            let mut live = self.live();
+            let Some((_, n)) = live.get_mut(key_id) else {
+                return;
+            };
+            *n -= 1;
+            if *n > 0 {
+                return;
+            }
+            match live.remove(key_id) {
+                Some((g, _)) => g,
+                None => return,
+            }
+        };
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.publish_ended(&grant, now_ms()).await {
+                warn!(error = %e, "recording the end of a publish failed");
+            }
+        });
+    }
+
+    fn authorize_play<'a>(
+        &'a self,
+        app: &'a str,
+        name: &'a str,
+        _query: Option<&'a str>,
+        _peer: SocketAddr,
+    ) -> BoxFuture<'a, Result<PlayGrant, AuthError>> {
+        Box::pin(async move {
+            match self.config.play(app, name) {
+                Ok(g) => return Ok(g),
+                Err(AuthError::UnknownChannel(_)) => {}
+                Err(e) => return Err(e),
+            }
+            match self.db.channel_by_name(name).await {
+                Ok(Some(ch)) if ch.visibility == Visibility::Private => Err(AuthError::Forbidden(
+                    "private channel: playback needs a token".into(),
+                )),
+                Ok(Some(ch)) => {
+                    self.origin.follow(&self.hub, &ch.name);
+                    Ok(PlayGrant { channel: ch.name })
+                }
+                Ok(None) => Err(AuthError::UnknownChannel(name.chars().take(64).collect())),
+                Err(e) => {
+                    warn!(error = %e, "control plane unavailable for play authorisation");
+                    Err(AuthError::Unavailable("control plane".into()))
+                }
+            }
+        })
+    }
+}
 
 /// The RTMP application every URL uses: `rtmp://host/live/...`.
 pub const RTMP_APP: &str = "live";
@@ -34,6 +237,7 @@ impl ConfigAuthorizer {
         Ok(PublishGrant {
             channel: ch.name.clone(),
             takeover: ch.takeover,
+            key_id: None,
         })
     }
 

@@ -15,7 +15,27 @@ pub struct Config {
     pub rtmp: RtmpSection,
     pub hub: HubSection,
     pub origin: OriginSection,
+    pub control: ControlSection,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// The control plane's database.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// `postgres://user:pass@host/db` for PostgreSQL; empty for SQLite in the data
+    /// directory (`starling.db`).
+    pub database_url: String,
+}
+
+impl std::fmt::Debug for ControlSection {
+    // The URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.database_url.split(':').next().unwrap_or("");
+        f.debug_struct("ControlSection")
+            .field("database_url", &format!("{scheme}:<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -156,8 +176,8 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 4] = ["server", "rtmp", "hub", "origin"];
-/// Variables with the prefix that are not config keys.
+const ENV_SECTIONS: [&str; 5] = ["server", "rtmp", "hub", "origin", "control"];
+/// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
 
 impl Config {
@@ -183,14 +203,14 @@ impl Config {
                 continue;
             }
             let rest = rest.to_ascii_lowercase();
+            // Only variables naming a config section are config; others with the prefix
+            // (STARLING_TEST_DATABASE_URL, STARLING_SKIP_*) belong to tools. Within a
+            // section, an unknown key is an error like in the file.
             let Some((section, key)) = rest.split_once('_') else {
-                bail!("environment variable {name}: expected STARLING_<SECTION>_<KEY>");
+                continue;
             };
             if !ENV_SECTIONS.contains(&section) {
-                bail!(
-                    "environment variable {name}: unknown section {section:?} (one of {})",
-                    ENV_SECTIONS.join(", ")
-                );
+                continue;
             }
             let entry = table
                 .entry(section.to_owned())
@@ -283,6 +303,14 @@ impl Config {
         }
     }
 
+    pub fn control(&self) -> starling_control::DbConfig {
+        let mut c = starling_control::DbConfig::new(self.server.data_dir.clone());
+        if !self.control.database_url.is_empty() {
+            c.database_url = Some(self.control.database_url.clone());
+        }
+        c
+    }
+
     pub fn hub(&self) -> starling_hub::HubConfig {
         starling_hub::HubConfig {
             queue_len: self.hub.queue_len,
@@ -356,8 +384,12 @@ mod tests {
 
         let err = Config::load(None, env(&[("STARLING_RTMP_LISTN", "x")])).unwrap_err();
         assert!(format!("{err:#}").contains("listn"), "{err:#}");
-        let err = Config::load(None, env(&[("STARLING_NOPE_X", "1")])).unwrap_err();
-        assert!(format!("{err:#}").contains("unknown section"), "{err:#}");
+        // Other tools share the prefix: variables that name no section are not config.
+        assert!(Config::load(
+            None,
+            env(&[("STARLING_TEST_DATABASE_URL", "x"), ("STARLING_X", "1")])
+        )
+        .is_ok());
     }
 
     #[test]

@@ -39,6 +39,24 @@ enum Command {
     Demo(ServeArgs),
     /// Load and validate the configuration, print the result (keys redacted), and exit.
     CheckConfig(ServeArgs),
+    /// Administration of the control plane.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin of the system organisation (creating it on first use). The
+    /// password is read from STARLING_ADMIN_PASSWORD, else from the first line of stdin.
+    CreateUser {
+        #[command(flatten)]
+        node: ServeArgs,
+        #[arg(long)]
+        email: String,
+        /// Name of the system organisation, if it has to be created.
+        #[arg(long, default_value = "system")]
+        org: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +117,30 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config);
             runtime()?.block_on(serve(config, None))
         }
+        Command::Admin(AdminCommand::CreateUser { node, email, org }) => {
+            let config = node.load()?;
+            let password = match std::env::var("STARLING_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            runtime()?.block_on(async {
+                let db = starling_control::Db::connect(&config.control()).await?;
+                let user = db
+                    .bootstrap_admin(&email, &password, &org, auth::now_ms())
+                    .await?;
+                println!(
+                    "created admin {} ({}) in organisation {}",
+                    user.email, user.id, user.org_id
+                );
+                anyhow::Ok(())
+            })
+        }
         Command::Demo(args) => {
             let config = args.load()?;
             init_logging(&config);
@@ -155,6 +197,9 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         }
         demo_task = Some(demo::DemoTask::start(hub.clone(), name)?);
     }
+    let db = starling_control::Db::connect(&config.control())
+        .await
+        .context("opening the control plane database")?;
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -195,7 +240,13 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         let listener = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
-        let auth = Arc::new(auth::ConfigAuthorizer::new(config.channels.clone()));
+        let auth = auth::NodeAuthorizer::new(
+            config.channels.clone(),
+            db.clone(),
+            hub.clone(),
+            origin.clone(),
+        );
+        auth.watch_revocations(std::time::Duration::from_secs(1));
         Some(tokio::spawn(starling_rtmp_server::serve(
             listener,
             config.rtmp_server(),

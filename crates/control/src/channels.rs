@@ -1,0 +1,369 @@
+//! Channels: what a broadcaster publishes to and viewers watch (`/live/{name}`).
+//!
+//! Every read and write is scoped to the caller's organisation; another tenant's channel
+//! is `NotFound`, whether asked for by id or by listing.
+
+use sqlx::any::AnyRow;
+use sqlx::Row as _;
+
+use crate::authz::{check, Action, Principal};
+use crate::db::{conflict, flag, Db, UnixMs};
+use crate::error::{ControlError, Problem, Result, ValidationError};
+use crate::secret::new_id;
+use crate::validate;
+
+/// Who may watch a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Anyone; listed; cacheable by any CDN.
+    Public,
+    /// Anyone with the link; not listed.
+    Unlisted,
+    /// Only with a signed playback token.
+    Private,
+}
+
+/// Latency target of the packager for a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyMode {
+    /// Regular HLS segments.
+    Standard,
+    /// LL-HLS partial segments.
+    Low,
+}
+
+macro_rules! text_enum {
+    ($t:ty, $field:literal, $expected:literal, $($v:ident = $s:literal),+) => {
+        impl $t {
+            /// Stored / API spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+            /// Parses the stored / API spelling.
+            pub fn parse(s: &str) -> Result<Self, ValidationError> {
+                match s {
+                    $($s => Ok(Self::$v),)+
+                    _ => Err(ValidationError::new($field, Problem::NotOneOf { expected: $expected })),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum!(
+    Visibility,
+    "visibility",
+    "public, unlisted, private",
+    Public = "public",
+    Unlisted = "unlisted",
+    Private = "private"
+);
+text_enum!(
+    LatencyMode,
+    "latency_mode",
+    "standard, low",
+    Standard = "standard",
+    Low = "low"
+);
+
+/// A channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// `ch_…`.
+    pub id: String,
+    /// Owning organisation.
+    pub org_id: String,
+    /// URL name, unique platform-wide.
+    pub name: String,
+    /// Display title.
+    pub title: String,
+    /// Who may watch.
+    pub visibility: Visibility,
+    /// Latency target.
+    pub latency_mode: LatencyMode,
+    /// Rendition ladder name (`source` until transcoding exists).
+    pub ladder: String,
+    /// Whether publishes are recorded.
+    pub recording: bool,
+    /// DVR window in seconds (0: live edge only).
+    pub dvr_window_secs: i64,
+    /// Creation time.
+    pub created_at: UnixMs,
+    /// Last change.
+    pub updated_at: UnixMs,
+}
+
+/// What to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChannel {
+    /// URL name.
+    pub name: String,
+    /// Title (defaults to the name when empty).
+    pub title: String,
+    /// Who may watch.
+    pub visibility: Visibility,
+    /// Latency target.
+    pub latency_mode: LatencyMode,
+    /// Ladder name.
+    pub ladder: String,
+    /// Record?
+    pub recording: bool,
+    /// DVR window.
+    pub dvr_window_secs: i64,
+}
+
+impl NewChannel {
+    /// A public, standard-latency, unrecorded channel with the `source` ladder.
+    pub fn named(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            title: name.clone(),
+            name,
+            visibility: Visibility::Public,
+            latency_mode: LatencyMode::Standard,
+            ladder: "source".into(),
+            recording: false,
+            dvr_window_secs: 0,
+        }
+    }
+}
+
+/// Fields to change; `None` leaves a field as it is. The name cannot change (it is in
+/// every URL and player already out there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelUpdate {
+    /// New title.
+    pub title: Option<String>,
+    /// New visibility.
+    pub visibility: Option<Visibility>,
+    /// New latency target.
+    pub latency_mode: Option<LatencyMode>,
+    /// New ladder.
+    pub ladder: Option<String>,
+    /// Recording on/off.
+    pub recording: Option<bool>,
+    /// New DVR window.
+    pub dvr_window_secs: Option<i64>,
+}
+
+/// Longest DVR window: one week.
+pub const DVR_WINDOW_MAX_SECS: i64 = 7 * 24 * 3600;
+
+fn ladder(s: &str) -> Result<(), ValidationError> {
+    // Same alphabet as channel names, plus `,` for lists of renditions.
+    validate::display_text("ladder", s, 64)?;
+    match s
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ',')))
+    {
+        Some((at, ch)) => Err(ValidationError::new(
+            "ladder",
+            Problem::InvalidCharacter {
+                ch,
+                at,
+                allowed: "A-Z a-z 0-9 _ - ,",
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+// A macro, not a const, so queries stay `&'static str` built by `concat!`.
+macro_rules! cols {
+    () => {
+        "id, org_id, name, title, visibility, latency_mode, ladder, recording, \
+         dvr_window_secs, created_at, updated_at"
+    };
+}
+
+fn from_row(r: &AnyRow) -> Result<Channel> {
+    let bad = |what: &str| ControlError::corrupt("channels", what.to_owned());
+    Ok(Channel {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        name: r.try_get("name")?,
+        title: r.try_get("title")?,
+        visibility: Visibility::parse(&r.try_get::<String, _>("visibility")?)
+            .map_err(|_| bad("visibility"))?,
+        latency_mode: LatencyMode::parse(&r.try_get::<String, _>("latency_mode")?)
+            .map_err(|_| bad("latency_mode"))?,
+        ladder: r.try_get("ladder")?,
+        recording: flag("channels", r.try_get("recording")?)?,
+        dvr_window_secs: r.try_get("dvr_window_secs")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Db {
+    /// Creates a channel in the caller's organisation.
+    pub async fn create_channel(
+        &self,
+        p: &Principal,
+        new: &NewChannel,
+        now: UnixMs,
+    ) -> Result<Channel> {
+        check(p, Action::ManageChannels, &p.org_id, "channel")?;
+        validate::channel_name(&new.name)?;
+        let title = if new.title.is_empty() {
+            &new.name
+        } else {
+            &new.title
+        };
+        validate::display_text("title", title, validate::TITLE_MAX)?;
+        ladder(&new.ladder)?;
+        validate::range(
+            "dvr_window_secs",
+            new.dvr_window_secs,
+            0,
+            DVR_WINDOW_MAX_SECS,
+        )?;
+        let ch = Channel {
+            id: new_id("ch")?,
+            org_id: p.org_id.clone(),
+            name: new.name.clone(),
+            title: title.clone(),
+            visibility: new.visibility,
+            latency_mode: new.latency_mode,
+            ladder: new.ladder.clone(),
+            recording: new.recording,
+            dvr_window_secs: new.dvr_window_secs,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO channels (id, org_id, name, title, visibility, latency_mode, ladder, \
+             recording, dvr_window_secs, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&ch.id)
+        .bind(&ch.org_id)
+        .bind(&ch.name)
+        .bind(&ch.title)
+        .bind(ch.visibility.as_str())
+        .bind(ch.latency_mode.as_str())
+        .bind(&ch.ladder)
+        .bind(i64::from(ch.recording))
+        .bind(ch.dvr_window_secs)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(conflict("name"))?;
+        Ok(ch)
+    }
+
+    async fn channel_row(&self, id: &str) -> Result<Option<Channel>> {
+        let sql = concat!("SELECT ", cols!(), " FROM channels WHERE id = $1");
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// A channel of the caller's organisation by id.
+    pub async fn get_channel(&self, p: &Principal, id: &str) -> Result<Channel> {
+        let ch = self
+            .channel_row(id)
+            .await?
+            .ok_or_else(|| ControlError::not_found("channel"))?;
+        check(p, Action::ReadChannels, &ch.org_id, "channel")?;
+        Ok(ch)
+    }
+
+    /// The caller's organisation's channels, by name, `limit` from `offset`.
+    pub async fn list_channels(
+        &self,
+        p: &Principal,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Channel>> {
+        check(p, Action::ReadChannels, &p.org_id, "channel")?;
+        validate::range("limit", limit, 1, 1000)?;
+        validate::range("offset", offset, 0, i64::MAX)?;
+        let sql = concat!(
+            "SELECT ",
+            cols!(),
+            " FROM channels WHERE org_id = $1 ORDER BY name LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(&p.org_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Changes a channel of the caller's organisation.
+    pub async fn update_channel(
+        &self,
+        p: &Principal,
+        id: &str,
+        update: &ChannelUpdate,
+        now: UnixMs,
+    ) -> Result<Channel> {
+        let mut ch = self.get_channel(p, id).await?;
+        check(p, Action::ManageChannels, &ch.org_id, "channel")?;
+        if let Some(t) = &update.title {
+            validate::display_text("title", t, validate::TITLE_MAX)?;
+            ch.title = t.clone();
+        }
+        if let Some(l) = &update.ladder {
+            ladder(l)?;
+            ch.ladder = l.clone();
+        }
+        if let Some(d) = update.dvr_window_secs {
+            validate::range("dvr_window_secs", d, 0, DVR_WINDOW_MAX_SECS)?;
+            ch.dvr_window_secs = d;
+        }
+        ch.visibility = update.visibility.unwrap_or(ch.visibility);
+        ch.latency_mode = update.latency_mode.unwrap_or(ch.latency_mode);
+        ch.recording = update.recording.unwrap_or(ch.recording);
+        ch.updated_at = now;
+        sqlx::query(
+            "UPDATE channels SET title = $1, visibility = $2, latency_mode = $3, ladder = $4, \
+             recording = $5, dvr_window_secs = $6, updated_at = $7 WHERE id = $8 AND org_id = $9",
+        )
+        .bind(&ch.title)
+        .bind(ch.visibility.as_str())
+        .bind(ch.latency_mode.as_str())
+        .bind(&ch.ladder)
+        .bind(i64::from(ch.recording))
+        .bind(ch.dvr_window_secs)
+        .bind(now)
+        .bind(&ch.id)
+        .bind(&ch.org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(ch)
+    }
+
+    /// Deletes a channel and its stream keys (devices stay, unassigned).
+    pub async fn delete_channel(&self, p: &Principal, id: &str) -> Result<()> {
+        let ch = self.get_channel(p, id).await?;
+        check(p, Action::ManageChannels, &ch.org_id, "channel")?;
+        sqlx::query("DELETE FROM channels WHERE id = $1 AND org_id = $2")
+            .bind(&ch.id)
+            .bind(&ch.org_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A channel by URL name, for the origin and ingest (no principal: the caller decides
+    /// what to do with `visibility`). Invalid names are simply not found.
+    pub async fn channel_by_name(&self, name: &str) -> Result<Option<Channel>> {
+        if validate::channel_name(name).is_err() {
+            return Ok(None);
+        }
+        let sql = concat!("SELECT ", cols!(), " FROM channels WHERE name = $1");
+        let row = sqlx::query(sql)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}

@@ -1,0 +1,878 @@
+//! The storage test suite, written once and run against SQLite (always) and PostgreSQL
+//! (`STARLING_TEST_DATABASE_URL`, e.g. from `scripts/pg-test-env`; without it the
+//! PostgreSQL variants fail unless `STARLING_SKIP_POSTGRES_TESTS=1`).
+//!
+//! Each test gets its own database: a temp SQLite file, or a fresh PostgreSQL database
+//! created on the test server. Time is injected (`now`), never read from the clock.
+
+use sqlx::Row as _;
+
+use crate::error::Result;
+use crate::secret::{hash_secret, hex, random_bytes};
+use crate::*;
+
+const PW: &str = "correct horse battery";
+const T0: i64 = 1_700_000_000_000;
+const MIN: i64 = 60_000;
+
+pub(crate) struct TestDb {
+    pub db: Db,
+    pub cfg: DbConfig,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn test_config(dir: std::path::PathBuf) -> DbConfig {
+    let mut cfg = DbConfig::new(dir);
+    cfg.passwords = PasswordParams::INSECURE_FAST;
+    cfg.max_connections = 4;
+    cfg
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "starling-control-test-{}",
+            hex(&random_bytes::<8>().unwrap())
+        ));
+        let cfg = test_config(dir.clone());
+        let db = Db::connect(&cfg).await.unwrap();
+        assert_eq!(db.backend(), Backend::Sqlite);
+        Self {
+            db,
+            cfg,
+            dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Ok(base) = std::env::var("STARLING_TEST_DATABASE_URL") else {
+            if std::env::var("STARLING_SKIP_POSTGRES_TESTS").as_deref() == Ok("1") {
+                eprintln!("STARLING_SKIP_POSTGRES_TESTS=1: skipping the PostgreSQL variant");
+                return None;
+            }
+            panic!(
+                "STARLING_TEST_DATABASE_URL is not set: run `eval \"$(scripts/pg-test-env)\"` \
+                 first, or set STARLING_SKIP_POSTGRES_TESTS=1 to skip PostgreSQL"
+            );
+        };
+        // A fresh database per test, so tests run in parallel without sharing rows.
+        let name = format!("starling_t_{}", hex(&random_bytes::<8>().unwrap()));
+        {
+            use sqlx::Connection as _;
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&base).await.unwrap();
+            // The name is our own hex, not user input.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+        }
+        let (without_query, query) = base.split_once('?').unwrap_or((&base, ""));
+        let cut = without_query
+            .rfind('/')
+            .filter(|&i| i > "postgres://".len())
+            .unwrap_or(without_query.len());
+        let mut url = format!("{}/{name}", &without_query[..cut]);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
+        let mut cfg = test_config(std::env::temp_dir());
+        cfg.database_url = Some(url);
+        let db = Db::connect(&cfg).await.unwrap();
+        assert_eq!(db.backend(), Backend::Postgres);
+        Some(Self { db, cfg, dir: None })
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let t = super::TestDb::sqlite().await;
+                    super::$name(&t).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(t) = super::TestDb::postgres().await else { return };
+                    super::$name(&t).await;
+                    t.db.close().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    migrations_are_idempotent,
+    login_and_throttling,
+    sessions_and_api_tokens,
+    channels_crud_and_tenant_isolation,
+    devices_and_stream_keys,
+    playback_secret_is_shared,
+    invalid_input_changes_nothing,
+    debug_output_never_shows_secrets,
+);
+
+/// A system admin, plus an org `a` with a broadcaster and a viewer, and an org `b` with a
+/// broadcaster.
+struct World {
+    sys: Principal,
+    a_bc: Principal,
+    a_viewer: Principal,
+    b_bc: Principal,
+    b_org: String,
+}
+
+async fn login(db: &Db, email: &str) -> Principal {
+    db.login(email, PW, "192.0.2.1", T0).await.unwrap()
+}
+
+async fn world(db: &Db) -> World {
+    db.bootstrap_admin("root@example.org", PW, "system", T0)
+        .await
+        .unwrap();
+    let sys = login(db, "root@example.org").await;
+    assert!(sys.system && sys.role == Role::Admin);
+    let a = db.create_org(&sys, "Org A", T0).await.unwrap();
+    let b = db.create_org(&sys, "Org B", T0).await.unwrap();
+    for (org, email, role) in [
+        (&a.id, "bc@a.example", Role::Broadcaster),
+        (&a.id, "viewer@a.example", Role::Viewer),
+        (&b.id, "bc@b.example", Role::Broadcaster),
+    ] {
+        db.create_user(&sys, org, email, PW, role, T0)
+            .await
+            .unwrap();
+    }
+    World {
+        a_bc: login(db, "bc@a.example").await,
+        a_viewer: login(db, "viewer@a.example").await,
+        b_bc: login(db, "bc@b.example").await,
+        sys,
+        b_org: b.id,
+    }
+}
+
+fn is_not_found(r: &Result<impl std::fmt::Debug, ControlError>) -> bool {
+    matches!(r, Err(ControlError::NotFound { .. }))
+}
+
+async fn migrations_are_idempotent(t: &TestDb) {
+    let db = &t.db;
+    db.migrate().await.unwrap();
+    db.migrate().await.unwrap();
+    // Reopening an existing database applies nothing and keeps the data.
+    db.bootstrap_admin("root@example.org", PW, "system", T0)
+        .await
+        .unwrap();
+    let again = Db::connect(&t.cfg).await.unwrap();
+    again
+        .login("root@example.org", PW, "192.0.2.1", T0)
+        .await
+        .unwrap();
+    let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
+        .fetch_one(again.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(applied, 1);
+    if db.backend() == Backend::Sqlite {
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+    again.close().await;
+}
+
+async fn login_and_throttling(t: &TestDb) {
+    let db = &t.db;
+    let admin = db
+        .bootstrap_admin("Root@Example.org", PW, "system", T0)
+        .await
+        .unwrap();
+    assert_eq!(admin.email, "root@example.org");
+    // A second bootstrap with the same email is a conflict, not a second admin.
+    assert!(matches!(
+        db.bootstrap_admin("root@example.org", PW, "system", T0)
+            .await,
+        Err(ControlError::Conflict { field: "email" })
+    ));
+    let ip = "198.51.100.7";
+    let p = db.login("ROOT@example.org", PW, ip, T0).await.unwrap();
+    assert_eq!(p.user_id, admin.id);
+    let bad =
+        |r: Result<Principal>| matches!(r, Err(ControlError::Auth(AuthError::InvalidCredentials)));
+    assert!(bad(db
+        .login("root@example.org", "wrong password", ip, T0)
+        .await));
+    assert!(bad(db.login("nobody@example.org", PW, ip, T0).await));
+
+    // Per account: 5 failures within 15 min lock it, even for the right password and
+    // from another address.
+    let first_failure = T0 + MIN;
+    let mut now = first_failure;
+    for _ in 0..5 {
+        assert!(bad(db
+            .login("root@example.org", "wrong password", ip, now)
+            .await));
+        now += 1000;
+    }
+    let locked = db.login("root@example.org", PW, "203.0.113.9", now).await;
+    let Err(ControlError::Auth(AuthError::Throttled {
+        scope: "account",
+        retry_after_ms,
+    })) = locked
+    else {
+        panic!("expected an account lock, got {locked:?}");
+    };
+    // The lock lifts when the first of the five failures leaves the 15-minute window.
+    assert_eq!(retry_after_ms, first_failure + 15 * MIN - now);
+    assert!(db
+        .login(
+            "root@example.org",
+            PW,
+            "203.0.113.9",
+            first_failure + 15 * MIN - 1
+        )
+        .await
+        .is_err());
+    let later = first_failure + 15 * MIN;
+    db.login("root@example.org", PW, "203.0.113.9", later)
+        .await
+        .unwrap();
+
+    // A success resets the account count.
+    let mut now = later + MIN;
+    for _ in 0..4 {
+        assert!(bad(db
+            .login("root@example.org", "wrong password", "203.0.113.10", now)
+            .await));
+        now += 1;
+    }
+    db.login("root@example.org", PW, "203.0.113.10", now)
+        .await
+        .unwrap();
+    assert!(bad(db
+        .login(
+            "root@example.org",
+            "wrong password",
+            "203.0.113.10",
+            now + 1
+        )
+        .await));
+
+    // Per address: 20 failures on different accounts from one address lock the address.
+    let attacker = "192.0.2.66";
+    let mut now = T0 + 60 * MIN;
+    for i in 0..20 {
+        assert!(bad(db
+            .login(
+                &format!("guess{i}@example.org"),
+                "wrong password",
+                attacker,
+                now
+            )
+            .await));
+        now += 1;
+    }
+    assert!(matches!(
+        db.login("root@example.org", PW, attacker, now).await,
+        Err(ControlError::Auth(AuthError::Throttled {
+            scope: "address",
+            ..
+        }))
+    ));
+    db.login("root@example.org", PW, "192.0.2.67", now)
+        .await
+        .unwrap();
+    db.login("root@example.org", PW, attacker, now + 15 * MIN)
+        .await
+        .unwrap();
+    assert!(db.prune_login_attempts(now + 15 * MIN).await.unwrap() > 20);
+}
+
+async fn sessions_and_api_tokens(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let (info, secret) = db.create_session(&w.a_bc, 60 * MIN, T0).await.unwrap();
+    assert!(secret.expose().starts_with("ss_"));
+    assert_eq!(
+        db.authenticate_session(secret.expose(), T0 + 1)
+            .await
+            .unwrap(),
+        w.a_bc
+    );
+    assert!(matches!(
+        db.authenticate_session(secret.expose(), info.expires_at)
+            .await,
+        Err(ControlError::Auth(AuthError::Expired {
+            what: "session",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        db.authenticate_session("ss_nope", T0).await,
+        Err(ControlError::Auth(AuthError::Unknown { what: "session" }))
+    ));
+    db.logout(secret.expose(), T0 + 2).await.unwrap();
+    assert!(matches!(
+        db.authenticate_session(secret.expose(), T0 + 3).await,
+        Err(ControlError::Auth(AuthError::Revoked {
+            what: "session",
+            ..
+        }))
+    ));
+    // Another user cannot revoke someone's session; an admin of the same org could.
+    let (info2, s2) = db.create_session(&w.a_bc, 60 * MIN, T0).await.unwrap();
+    assert!(is_not_found(
+        &db.revoke_session(&w.b_bc, &info2.id, T0).await
+    ));
+    db.revoke_session(&w.a_bc, &info2.id, T0).await.unwrap();
+    assert!(db.authenticate_session(s2.expose(), T0).await.is_err());
+
+    // API tokens.
+    let (tok, tsecret) = db
+        .create_api_token(&w.a_bc, "ci", Some(T0 + 10 * MIN), T0)
+        .await
+        .unwrap();
+    assert!(tsecret.expose().starts_with(&tok.prefix) && tok.prefix.starts_with("st_"));
+    assert_eq!(
+        db.authenticate_api_token(tsecret.expose(), T0 + 1)
+            .await
+            .unwrap(),
+        w.a_bc
+    );
+    let listed = db.list_api_tokens(&w.a_bc).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(T0 + 1));
+    assert!(db.list_api_tokens(&w.b_bc).await.unwrap().is_empty());
+    assert!(matches!(
+        db.authenticate_api_token(tsecret.expose(), T0 + 10 * MIN)
+            .await,
+        Err(ControlError::Auth(AuthError::Expired { .. }))
+    ));
+    assert!(is_not_found(
+        &db.revoke_api_token(&w.b_bc, &tok.id, T0).await
+    ));
+    db.revoke_api_token(&w.a_bc, &tok.id, T0 + 2).await.unwrap();
+    assert!(matches!(
+        db.authenticate_api_token(tsecret.expose(), T0 + 3).await,
+        Err(ControlError::Auth(AuthError::Revoked {
+            what: "api token",
+            ..
+        }))
+    ));
+
+    // Disabling a user revokes what it holds and blocks login.
+    let (_, s3) = db.create_session(&w.a_viewer, 60 * MIN, T0).await.unwrap();
+    let (_, t3) = db
+        .create_api_token(&w.a_viewer, "x", None, T0)
+        .await
+        .unwrap();
+    db.set_user_disabled(&w.sys, &w.a_viewer.user_id, true, T0 + 5)
+        .await
+        .unwrap();
+    assert!(db.authenticate_session(s3.expose(), T0 + 6).await.is_err());
+    assert!(db
+        .authenticate_api_token(t3.expose(), T0 + 6)
+        .await
+        .is_err());
+    assert!(matches!(
+        db.login("viewer@a.example", PW, "192.0.2.1", T0 + 6).await,
+        Err(ControlError::Auth(AuthError::Disabled { .. }))
+    ));
+    // Users of org B are not visible to org A's broadcaster, and it cannot manage users.
+    assert!(is_not_found(&db.list_users(&w.a_bc, &w.b_org).await));
+    assert!(matches!(
+        db.list_users(&w.a_bc, &w.a_bc.org_id).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+    // Changing a password revokes sessions and the old password stops working.
+    let (_, s4) = db.create_session(&w.b_bc, 60 * MIN, T0).await.unwrap();
+    db.change_password(&w.b_bc, PW, "another good password", T0)
+        .await
+        .unwrap();
+    assert!(db.authenticate_session(s4.expose(), T0 + 1).await.is_err());
+    assert!(db
+        .login("bc@b.example", PW, "192.0.2.1", T0 + 1)
+        .await
+        .is_err());
+    db.login("bc@b.example", "another good password", "192.0.2.1", T0 + 1)
+        .await
+        .unwrap();
+}
+
+async fn channels_crud_and_tenant_isolation(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let mut new = NewChannel::named("news");
+    new.title = "Evening news".into();
+    new.visibility = Visibility::Private;
+    new.latency_mode = LatencyMode::Low;
+    new.recording = true;
+    new.dvr_window_secs = 3600;
+    let ch = db.create_channel(&w.a_bc, &new, T0).await.unwrap();
+    assert_eq!(db.get_channel(&w.a_bc, &ch.id).await.unwrap(), ch);
+    assert_eq!(db.channel_by_name("news").await.unwrap(), Some(ch.clone()));
+    assert_eq!(db.channel_by_name("../news").await.unwrap(), None);
+
+    // Org B sees nothing of it: not by id, not by listing, cannot change or delete it.
+    assert!(is_not_found(&db.get_channel(&w.b_bc, &ch.id).await));
+    assert!(db.list_channels(&w.b_bc, 100, 0).await.unwrap().is_empty());
+    assert!(is_not_found(
+        &db.update_channel(&w.b_bc, &ch.id, &ChannelUpdate::default(), T0)
+            .await
+    ));
+    assert!(is_not_found(&db.delete_channel(&w.b_bc, &ch.id).await));
+    // A system admin is an operator of orgs, not a reader of their channels.
+    assert!(is_not_found(&db.get_channel(&w.sys, &ch.id).await));
+    // A viewer of the same org may not read private metadata.
+    assert!(matches!(
+        db.get_channel(&w.a_viewer, &ch.id).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+    // Names are unique platform-wide.
+    assert!(matches!(
+        db.create_channel(&w.b_bc, &NewChannel::named("news"), T0)
+            .await,
+        Err(ControlError::Conflict { field: "name" })
+    ));
+    db.create_channel(&w.b_bc, &NewChannel::named("b-news"), T0)
+        .await
+        .unwrap();
+    db.create_channel(&w.a_bc, &NewChannel::named("a-sport"), T0)
+        .await
+        .unwrap();
+    let names: Vec<_> = db
+        .list_channels(&w.a_bc, 100, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["a-sport", "news"]);
+    assert_eq!(
+        db.list_channels(&w.a_bc, 1, 1).await.unwrap()[0].name,
+        "news"
+    );
+
+    let up = ChannelUpdate {
+        title: Some("Late news".into()),
+        visibility: Some(Visibility::Unlisted),
+        recording: Some(false),
+        ..ChannelUpdate::default()
+    };
+    let changed = db
+        .update_channel(&w.a_bc, &ch.id, &up, T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            changed.title.as_str(),
+            changed.visibility,
+            changed.recording,
+            changed.updated_at
+        ),
+        ("Late news", Visibility::Unlisted, false, T0 + 5)
+    );
+    assert_eq!(changed.latency_mode, LatencyMode::Low);
+    assert_eq!(db.get_channel(&w.a_bc, &ch.id).await.unwrap(), changed);
+    db.delete_channel(&w.a_bc, &ch.id).await.unwrap();
+    assert!(is_not_found(&db.get_channel(&w.a_bc, &ch.id).await));
+}
+
+async fn devices_and_stream_keys(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let ch = db
+        .create_channel(&w.a_bc, &NewChannel::named("live1"), T0)
+        .await
+        .unwrap();
+    let b_ch = db
+        .create_channel(&w.b_bc, &NewChannel::named("b-live"), T0)
+        .await
+        .unwrap();
+    // A device cannot be bound to another org's channel.
+    assert!(is_not_found(
+        &db.create_device(&w.a_bc, "OBS", DeviceKind::Encoder, Some(&b_ch.id), T0)
+            .await
+    ));
+    let dev = db
+        .create_device(&w.a_bc, "OBS studio", DeviceKind::Encoder, Some(&ch.id), T0)
+        .await
+        .unwrap();
+    assert_eq!(dev.state, DeviceState::Offline);
+    let (key, secret) = db
+        .create_stream_key(&w.a_bc, &dev.id, None, T0)
+        .await
+        .unwrap();
+    assert!(secret.expose().starts_with(&key.prefix) && key.prefix.starts_with("sk_"));
+    assert_eq!(key.channel_id, ch.id);
+
+    // Org B cannot see or use A's device and keys.
+    assert!(is_not_found(&db.get_device(&w.b_bc, &dev.id, T0).await));
+    assert!(is_not_found(&db.list_stream_keys(&w.b_bc, &dev.id).await));
+    assert!(is_not_found(
+        &db.create_stream_key(&w.b_bc, &dev.id, None, T0).await
+    ));
+    assert!(is_not_found(
+        &db.revoke_stream_key(&w.b_bc, &key.id, T0).await
+    ));
+    assert!(is_not_found(
+        &db.rotate_stream_key(&w.b_bc, &key.id, T0).await
+    ));
+    assert!(is_not_found(
+        &db.create_stream_key(&w.a_bc, &dev.id, Some(&b_ch.id), T0)
+            .await
+    ));
+    assert!(db.list_devices(&w.b_bc, T0).await.unwrap().is_empty());
+    assert!(matches!(
+        db.list_devices(&w.a_viewer, T0).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+
+    // Publish.
+    let g = db
+        .authorize_publish(secret.expose(), "203.0.113.5:51000", T0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            g.channel.as_str(),
+            g.key_id.as_str(),
+            g.device_id.as_str(),
+            g.takeover
+        ),
+        ("live1", key.id.as_str(), dev.id.as_str(), false)
+    );
+    let listed = db.list_stream_keys(&w.a_bc, &dev.id).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(T0 + 10));
+    assert_eq!(
+        listed[0].last_used_addr.as_deref(),
+        Some("203.0.113.5:51000")
+    );
+    let d = db.get_device(&w.a_bc, &dev.id, T0 + 11).await.unwrap();
+    assert_eq!(
+        (d.state, d.last_seen_at),
+        (DeviceState::Live, Some(T0 + 10))
+    );
+    // The same encoder reconnecting is a takeover.
+    assert!(
+        db.authorize_publish(secret.expose(), "203.0.113.5:51001", T0 + 20)
+            .await
+            .unwrap()
+            .takeover
+    );
+    db.publish_ended(&g, T0 + 30).await.unwrap();
+    assert_eq!(
+        db.get_device(&w.a_bc, &dev.id, T0 + 31)
+            .await
+            .unwrap()
+            .state,
+        DeviceState::Idle
+    );
+    assert_eq!(
+        db.get_device(&w.a_bc, &dev.id, T0 + 30 + devices::OFFLINE_AFTER_MS + 1)
+            .await
+            .unwrap()
+            .state,
+        DeviceState::Offline
+    );
+    assert!(matches!(
+        db.authorize_publish("sk_unknown", "203.0.113.5:1", T0)
+            .await,
+        Err(ControlError::Auth(AuthError::Unknown {
+            what: "stream key"
+        }))
+    ));
+    assert!(db
+        .authorize_publish(&"k".repeat(1 << 20), "x", T0)
+        .await
+        .is_err());
+
+    // Rotate: old refused, new accepted, revocation announced and listed.
+    let mut revocations = db.subscribe_revocations();
+    assert!(db.is_key_active(&key.id).await.unwrap());
+    let (key2, secret2) = db
+        .rotate_stream_key(&w.a_bc, &key.id, T0 + 100)
+        .await
+        .unwrap();
+    assert_ne!(secret2, secret);
+    assert!(matches!(
+        db.authorize_publish(secret.expose(), "203.0.113.5:1", T0 + 101)
+            .await,
+        Err(ControlError::Auth(AuthError::Revoked { .. }))
+    ));
+    assert!(!db.is_key_active(&key.id).await.unwrap());
+    db.authorize_publish(secret2.expose(), "203.0.113.5:1", T0 + 101)
+        .await
+        .unwrap();
+    let r = revocations.try_recv().unwrap();
+    assert_eq!(
+        (r.key_id.as_str(), r.channel.as_str()),
+        (key.id.as_str(), "live1")
+    );
+    let since = db.revoked_keys_since(T0).await.unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].key_id, key.id);
+    assert!(db.revoked_keys_since(T0 + 100).await.unwrap().is_empty());
+
+    // Revoke one key directly.
+    let (key3, secret3) = db
+        .create_stream_key(&w.a_bc, &dev.id, None, T0 + 200)
+        .await
+        .unwrap();
+    db.revoke_stream_key(&w.a_bc, &key3.id, T0 + 201)
+        .await
+        .unwrap();
+    assert!(db
+        .authorize_publish(secret3.expose(), "x", T0 + 202)
+        .await
+        .is_err());
+    assert_eq!(revocations.try_recv().unwrap().key_id, key3.id);
+
+    // Revoking the device revokes its remaining keys.
+    let gone = db.revoke_device(&w.a_bc, &dev.id, T0 + 300).await.unwrap();
+    assert_eq!(
+        gone.iter().map(|r| r.key_id.as_str()).collect::<Vec<_>>(),
+        [key2.id.as_str()]
+    );
+    assert_eq!(revocations.try_recv().unwrap().key_id, key2.id);
+    assert!(matches!(
+        db.authorize_publish(secret2.expose(), "x", T0 + 301).await,
+        Err(ControlError::Auth(AuthError::Revoked { .. }))
+    ));
+    assert!(!db.is_key_active(&key2.id).await.unwrap());
+    assert!(db
+        .create_stream_key(&w.a_bc, &dev.id, None, T0 + 302)
+        .await
+        .is_err());
+    let keys = db.list_stream_keys(&w.a_bc, &dev.id).await.unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.revoked_at.is_some()));
+
+    // Deleting the channel removes its keys.
+    let dev2 = db
+        .create_device(&w.a_bc, "phone", DeviceKind::Phone, None, T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        db.create_stream_key(&w.a_bc, &dev2.id, None, T0).await,
+        Err(ControlError::Validation(ValidationError {
+            field: "channel_id",
+            ..
+        }))
+    ));
+    let (_, s5) = db
+        .create_stream_key(&w.a_bc, &dev2.id, Some(&ch.id), T0)
+        .await
+        .unwrap();
+    db.delete_channel(&w.a_bc, &ch.id).await.unwrap();
+    assert!(db.authorize_publish(s5.expose(), "x", T0).await.is_err());
+    assert_eq!(
+        db.get_device(&w.a_bc, &dev2.id, T0)
+            .await
+            .unwrap()
+            .channel_id,
+        None
+    );
+}
+
+async fn playback_secret_is_shared(t: &TestDb) {
+    let db = &t.db;
+    let s1 = db.playback_signer().await.unwrap();
+    let token = s1.sign("news", T0 + MIN, Some("v1")).unwrap();
+    // Another node (another pool on the same database) verifies it.
+    let other = Db::connect(&t.cfg).await.unwrap();
+    let s2 = other.playback_signer().await.unwrap();
+    let claims = s2.verify(&token, "news", T0).unwrap();
+    assert_eq!(claims.viewer_id.as_deref(), Some("v1"));
+    assert!(matches!(
+        s2.verify(&token, "news", T0 + MIN),
+        Err(TokenError::Expired { .. })
+    ));
+    assert!(matches!(
+        s2.verify(&token, "sport", T0),
+        Err(TokenError::WrongChannel { .. })
+    ));
+    other.close().await;
+}
+
+async fn invalid_input_changes_nothing(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let field = |r: Result<Channel>| match r {
+        Err(ControlError::Validation(v)) => v.field,
+        other => panic!("expected a validation error, got {other:?}"),
+    };
+    let mut nul = NewChannel::named("ok");
+    nul.title = "a\0b".into();
+    let mut big = NewChannel::named("ok2");
+    big.title = "x".repeat(1 << 20);
+    let mut dvr = NewChannel::named("ok3");
+    dvr.dvr_window_secs = -1;
+    assert_eq!(
+        field(
+            db.create_channel(&w.a_bc, &NewChannel::named("../etc"), T0)
+                .await
+        ),
+        "name"
+    );
+    assert_eq!(
+        field(
+            db.create_channel(&w.a_bc, &NewChannel::named("a\0b"), T0)
+                .await
+        ),
+        "name"
+    );
+    assert_eq!(
+        field(
+            db.create_channel(&w.a_bc, &NewChannel::named("n".repeat(1 << 20)), T0)
+                .await
+        ),
+        "name"
+    );
+    assert_eq!(field(db.create_channel(&w.a_bc, &nul, T0).await), "title");
+    assert_eq!(field(db.create_channel(&w.a_bc, &big, T0).await), "title");
+    assert_eq!(
+        field(db.create_channel(&w.a_bc, &dvr, T0).await),
+        "dvr_window_secs"
+    );
+    assert!(db.list_channels(&w.a_bc, 100, 0).await.unwrap().is_empty());
+
+    assert!(matches!(
+        db.create_device(&w.a_bc, "../../cam", DeviceKind::Other, None, T0)
+            .await,
+        Err(ControlError::Validation(ValidationError {
+            field: "name",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        db.create_user(&w.sys, &w.b_org, "not-an-email", PW, Role::Viewer, T0)
+            .await,
+        Err(ControlError::Validation(ValidationError {
+            field: "email",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        db.create_user(&w.sys, &w.b_org, "x@y.z", "short", Role::Viewer, T0)
+            .await,
+        Err(ControlError::Validation(ValidationError {
+            field: "password",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        db.create_org(&w.sys, &"o".repeat(1 << 20), T0).await,
+        Err(ControlError::Validation(ValidationError {
+            field: "name",
+            ..
+        }))
+    ));
+    assert!(db.list_devices(&w.a_bc, T0).await.unwrap().is_empty());
+    assert_eq!(db.list_users(&w.sys, &w.b_org).await.unwrap().len(), 1);
+}
+
+async fn debug_output_never_shows_secrets(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let ch = db
+        .create_channel(&w.a_bc, &NewChannel::named("dbg"), T0)
+        .await
+        .unwrap();
+    let dev = db
+        .create_device(&w.a_bc, "enc", DeviceKind::Encoder, Some(&ch.id), T0)
+        .await
+        .unwrap();
+    let (key, ksecret) = db
+        .create_stream_key(&w.a_bc, &dev.id, None, T0)
+        .await
+        .unwrap();
+    let (sess, ssecret) = db.create_session(&w.a_bc, MIN, T0).await.unwrap();
+    let (tok, tsecret) = db.create_api_token(&w.a_bc, "t", None, T0).await.unwrap();
+    let grant = db
+        .authorize_publish(ksecret.expose(), "192.0.2.9:1", T0)
+        .await
+        .unwrap();
+    let signer = db.playback_signer().await.unwrap();
+    let users = db.list_users(&w.sys, &w.b_org).await.unwrap();
+    let password_hashes: Vec<String> = sqlx::query("SELECT password_hash FROM users")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("password_hash").unwrap())
+        .collect();
+    let playback_key: String =
+        sqlx::query("SELECT value FROM settings WHERE key = 'playback_hmac_key'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get("value")
+            .unwrap();
+    let err = db
+        .authorize_publish(ksecret.expose(), "x", T0)
+        .await
+        .map(|_| ());
+    let login_err = db
+        .login("bc@a.example", "wrong password!", "192.0.2.1", T0)
+        .await;
+    let debug = format!(
+        "{key:?}{ksecret:?}{sess:?}{ssecret:?}{tok:?}{tsecret:?}{grant:?}{signer:?}{users:?}{w_a:?}\
+         {dev:?}{ch:?}{db:?}{cfg:?}{err:?}{login_err:?}{keys:?}{tokens:?}",
+        w_a = w.a_bc,
+        cfg = t.cfg,
+        keys = db.list_stream_keys(&w.a_bc, &dev.id).await.unwrap(),
+        tokens = db.list_api_tokens(&w.a_bc).await.unwrap(),
+    );
+    let mut forbidden = vec![
+        ksecret.expose().to_owned(),
+        ssecret.expose().to_owned(),
+        tsecret.expose().to_owned(),
+        hash_secret(ksecret.expose()),
+        hash_secret(ssecret.expose()),
+        hash_secret(tsecret.expose()),
+        playback_key,
+        PW.to_owned(),
+        "wrong password!".to_owned(),
+        "$argon2".to_owned(),
+    ];
+    forbidden.extend(password_hashes);
+    for f in &forbidden {
+        assert!(
+            !debug.contains(f.as_str()),
+            "Debug output contains a secret: {f:.12}…"
+        );
+    }
+    // The display prefix is the one part of a key that may be shown.
+    assert!(debug.contains(&key.prefix));
+}

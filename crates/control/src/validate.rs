@@ -1,0 +1,279 @@
+//! Input validation: every string that reaches the database or a URL passes through here.
+//!
+//! Lengths are checked before anything scans the string, so a 1 MB value costs one
+//! comparison. These functions never allocate for a refused value.
+
+use crate::error::{Problem, ValidationError};
+
+/// Longest channel name (it appears in URLs: `/live/{name}`).
+pub const CHANNEL_NAME_MAX: usize = 64;
+/// Longest display name (org, device, token name).
+pub const NAME_MAX: usize = 100;
+/// Longest title.
+pub const TITLE_MAX: usize = 200;
+/// Longest email address (RFC 5321 path limit).
+pub const EMAIL_MAX: usize = 254;
+/// Shortest password.
+pub const PASSWORD_MIN: usize = 8;
+/// Longest password (bounds the hashing work an attacker can ask for).
+pub const PASSWORD_MAX: usize = 1024;
+/// Longest viewer id in a playback token.
+pub const VIEWER_ID_MAX: usize = 128;
+/// Longest peer address string stored with a stream key.
+pub const ADDR_MAX: usize = 128;
+
+fn length(field: &'static str, s: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+    if s.len() > max {
+        return Err(ValidationError::new(
+            field,
+            Problem::TooLong { len: s.len(), max },
+        ));
+    }
+    if s.trim().is_empty() {
+        return Err(ValidationError::new(field, Problem::Empty));
+    }
+    if s.len() < min {
+        return Err(ValidationError::new(
+            field,
+            Problem::TooShort { len: s.len(), min },
+        ));
+    }
+    Ok(())
+}
+
+fn no_control(field: &'static str, s: &str) -> Result<(), ValidationError> {
+    match s.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, _)) => Err(ValidationError::new(
+            field,
+            Problem::ControlCharacter { at },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A channel name: 1-64 of `[A-Za-z0-9_-]`.
+pub fn channel_name(s: &str) -> Result<(), ValidationError> {
+    const FIELD: &str = "name";
+    length(FIELD, s, 1, CHANNEL_NAME_MAX)?;
+    if s.contains("..") || s.contains('/') || s.contains('\\') {
+        return Err(ValidationError::new(FIELD, Problem::PathTraversal));
+    }
+    no_control(FIELD, s)?;
+    if let Some((at, ch)) = s
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(ValidationError::new(
+            FIELD,
+            Problem::InvalidCharacter {
+                ch,
+                at,
+                allowed: "A-Z a-z 0-9 _ -",
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// A free-text display name or title: not empty, at most `max` bytes, no control
+/// characters, no path components (names end up in file names and log lines).
+pub fn display_text(field: &'static str, s: &str, max: usize) -> Result<(), ValidationError> {
+    length(field, s, 1, max)?;
+    no_control(field, s)?;
+    if s.contains("../") || s.contains("..\\") || s == ".." {
+        return Err(ValidationError::new(field, Problem::PathTraversal));
+    }
+    Ok(())
+}
+
+/// An email address, returned lower-cased (emails are unique case-insensitively).
+pub fn email(s: &str) -> Result<String, ValidationError> {
+    const FIELD: &str = "email";
+    length(FIELD, s, 3, EMAIL_MAX)?;
+    no_control(FIELD, s)?;
+    if let Some((at, ch)) = s.char_indices().find(|(_, c)| c.is_whitespace()) {
+        return Err(ValidationError::new(
+            FIELD,
+            Problem::InvalidCharacter {
+                ch,
+                at,
+                allowed: "no whitespace",
+            },
+        ));
+    }
+    match s.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(s.to_lowercase())
+        }
+        _ => Err(ValidationError::new(
+            FIELD,
+            Problem::Format("must look like name@domain"),
+        )),
+    }
+}
+
+/// A password: 8-1024 bytes, no NUL. Any other characters are allowed.
+pub fn password(s: &str) -> Result<(), ValidationError> {
+    const FIELD: &str = "password";
+    if s.len() > PASSWORD_MAX {
+        return Err(ValidationError::new(
+            FIELD,
+            Problem::TooLong {
+                len: s.len(),
+                max: PASSWORD_MAX,
+            },
+        ));
+    }
+    if s.len() < PASSWORD_MIN {
+        return Err(ValidationError::new(
+            FIELD,
+            Problem::TooShort {
+                len: s.len(),
+                min: PASSWORD_MIN,
+            },
+        ));
+    }
+    if let Some(at) = s.find('\0') {
+        return Err(ValidationError::new(
+            FIELD,
+            Problem::ControlCharacter { at },
+        ));
+    }
+    Ok(())
+}
+
+/// A viewer id carried in a playback token: 1-128 bytes, printable, no `\n`.
+pub fn viewer_id(s: &str) -> Result<(), ValidationError> {
+    display_text("viewer_id", s, VIEWER_ID_MAX)
+}
+
+/// A number within bounds.
+pub fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), ValidationError> {
+    if value < min || value > max {
+        return Err(ValidationError::new(
+            field,
+            Problem::OutOfRange { value, min, max },
+        ));
+    }
+    Ok(())
+}
+
+/// Truncates a peer address for storage without splitting a character.
+pub(crate) fn clip_addr(addr: &str) -> &str {
+    if addr.len() <= ADDR_MAX {
+        return addr;
+    }
+    let mut end = ADDR_MAX;
+    while !addr.is_char_boundary(end) {
+        end -= 1;
+    }
+    &addr[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names() {
+        for ok in ["a", "live_1", "A-b_C-9", &"x".repeat(64)] {
+            assert_eq!(channel_name(ok), Ok(()), "{ok}");
+        }
+        let too_long = "x".repeat(65);
+        type Check = fn(&Problem) -> bool;
+        let cases: [(&str, Check); 8] = [
+            ("", |p| matches!(p, Problem::Empty)),
+            (&too_long, |p| {
+                matches!(p, Problem::TooLong { len: 65, max: 64 })
+            }),
+            ("../etc", |p| matches!(p, Problem::PathTraversal)),
+            ("a/b", |p| matches!(p, Problem::PathTraversal)),
+            ("a\0b", |p| matches!(p, Problem::ControlCharacter { at: 1 })),
+            ("a b", |p| {
+                matches!(p, Problem::InvalidCharacter { ch: ' ', at: 1, .. })
+            }),
+            ("é", |p| {
+                matches!(
+                    p,
+                    Problem::InvalidCharacter {
+                        ch: 'é', at: 0, ..
+                    }
+                )
+            }),
+            ("a.b", |p| {
+                matches!(p, Problem::InvalidCharacter { ch: '.', .. })
+            }),
+        ];
+        for (input, check) in cases {
+            let err = channel_name(input).unwrap_err();
+            assert_eq!(err.field, "name");
+            assert!(check(&err.problem), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn megabyte_strings_are_refused_by_length() {
+        let big = "a".repeat(1 << 20);
+        let err = display_text("title", &big, TITLE_MAX).unwrap_err();
+        assert_eq!(err.field, "title");
+        assert!(matches!(err.problem, Problem::TooLong { len, .. } if len == 1 << 20));
+        assert!(matches!(
+            password(&big).unwrap_err().problem,
+            Problem::TooLong { .. }
+        ));
+        assert!(matches!(
+            email(&big).unwrap_err().problem,
+            Problem::TooLong { .. }
+        ));
+    }
+
+    #[test]
+    fn display_text_rules() {
+        assert_eq!(display_text("name", "Studio A / cam 2", NAME_MAX), Ok(()));
+        assert_eq!(
+            display_text("name", "../../x", NAME_MAX)
+                .unwrap_err()
+                .problem,
+            Problem::PathTraversal
+        );
+        assert_eq!(
+            display_text("name", "x\0", NAME_MAX).unwrap_err().problem,
+            Problem::ControlCharacter { at: 1 }
+        );
+        assert_eq!(
+            display_text("name", "  ", NAME_MAX).unwrap_err().problem,
+            Problem::Empty
+        );
+        let msg = display_text("title", "a\nb", TITLE_MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`title`"), "{msg}");
+    }
+
+    #[test]
+    fn emails_and_passwords() {
+        assert_eq!(email("Ann@Example.ORG").unwrap(), "ann@example.org");
+        for bad in ["ann", "@x", "a@", "a b@x", "a@b@c"] {
+            assert_eq!(email(bad).unwrap_err().field, "email", "{bad}");
+        }
+        assert!(password("correct horse").is_ok());
+        assert!(matches!(
+            password("short").unwrap_err().problem,
+            Problem::TooShort { .. }
+        ));
+        assert!(matches!(
+            password("long enough\0").unwrap_err().problem,
+            Problem::ControlCharacter { at: 11 }
+        ));
+    }
+
+    #[test]
+    fn clip_addr_respects_char_boundaries() {
+        let s = "é".repeat(100);
+        let c = clip_addr(&s);
+        assert!(c.len() <= ADDR_MAX && c.len().is_multiple_of(2));
+        assert_eq!(clip_addr("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+}
