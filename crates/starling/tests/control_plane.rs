@@ -119,7 +119,7 @@ fn run_case(database_url: Option<String>) {
         .spawn()
         .unwrap();
     server.wait_log(
-        &format!("RTMP publish started peer=127.0.0.1"),
+        "RTMP publish started peer=127.0.0.1",
         Duration::from_secs(20),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
