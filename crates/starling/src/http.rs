@@ -22,6 +22,8 @@ use tokio::sync::watch;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub origin: Arc<Origin>,
+    pub db: starling_control::Db,
+    pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
@@ -34,6 +36,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/live", get(live))
         .merge(starling_origin::http::router(state.origin.clone()))
+        .merge(starling_api::router(starling_api::ApiState {
+            db: state.db.clone(),
+            now: starling_api::system_now,
+        }))
+        .merge(starling_live_state::router(state.live_state.clone()))
         .merge(starling_web::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
@@ -128,17 +135,22 @@ mod tests {
 
     use super::*;
 
-    fn app() -> (Router, Arc<Hub>, watch::Sender<bool>) {
+    async fn app() -> (Router, Arc<Hub>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(true);
         let hub = Arc::new(Hub::default());
         let dir = std::env::temp_dir().join(format!("starling-http-{}", std::process::id()));
         let origin = Origin::new(
             starling_origin::OriginConfig::default(),
-            Arc::new(starling_origin::LocalDirStore::new(dir)),
+            Arc::new(starling_origin::LocalDirStore::new(dir.join("objects"))),
         );
+        let db = starling_control::Db::connect(&starling_control::DbConfig::new(&dir))
+            .await
+            .unwrap();
         let app = router(AppState {
             hub: hub.clone(),
             origin,
+            db,
+            live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
             ready: rx,
         });
@@ -158,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_ready_metrics_and_the_live_list() {
-        let (app, hub, ready) = app();
+        let (app, hub, ready) = app().await;
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
         let (status, text) = get(&app, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
@@ -193,6 +205,13 @@ mod tests {
             get(&app, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
+        // The management API, its OpenAPI document and the live-state stream are mounted.
+        let (status, text) = get(&app, "/api/v1/me").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+        assert!(text.contains("\"error\""), "{text}");
+        let (status, text) = get(&app, "/api/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("/api/v1/channels"));
         // Unknown paths: 404; traversal anywhere: 400.
         assert_eq!(get(&app, "/nope").await.0, StatusCode::NOT_FOUND);
         assert_eq!(get(&app, "/a/%2e%2e/b").await.0, StatusCode::BAD_REQUEST);

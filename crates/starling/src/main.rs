@@ -8,7 +8,7 @@ mod config;
 mod demo;
 mod http;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -221,19 +221,34 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
              (HLS: http://{host}:{port}/live/{name}/index.m3u8; Ctrl-C stops.)\n"
         );
     }
+    // Sequence numbers seeded from the clock: a restarted node never reuses one a client
+    // still holds (an old id gets a resync instead).
+    let live_state = starling_live_state::LiveStateBus::new(starling_live_state::BusConfig {
+        initial_seq: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
+        ..Default::default()
+    });
     let app = http::router(http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
+        db: db.clone(),
+        live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
         ready: ready_rx,
     });
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            })
-            .await
+        // Peer addresses reach the API (login throttling per address).
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        })
+        .await
     });
 
     let rtmp_task = if config.rtmp.enabled {
@@ -263,6 +278,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     info!("shutting down: finishing streams and closing connections");
     let _ = ready_tx.send(false);
     let _ = shutdown_tx.send(true);
+    // Open SSE streams would hold the graceful shutdown forever.
+    live_state.close();
     if let Some(t) = rtmp_task {
         if let Err(e) = t.await {
             error!(error = %e, "RTMP server task failed");

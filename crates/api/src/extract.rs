@@ -1,0 +1,194 @@
+//! Extractors: the caller's principal, the TCP peer, and JSON / path / query wrappers
+//! whose rejections speak the API's error shape.
+//!
+//! Credentials are read from `Authorization: Bearer <api token>` or the
+//! `starling_session` cookie and never logged. The peer address comes only from the
+//! connection (`ConnectInfo`), never from a header a client can forge.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use starling_control::Principal;
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "starling_session";
+
+/// The authenticated caller; rejects with 401.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// The value of the session cookie, if the request has one.
+pub(crate) fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == SESSION_COOKIE && !v.is_empty()).then_some(v)
+        })
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ApiError::unauthenticated())?;
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::unauthenticated()),
+    }
+}
+
+impl FromRequestParts<ApiState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, ApiError> {
+        let now = (st.now)();
+        // An explicit bearer token wins; a bad one is not rescued by a cookie.
+        let result = if let Some(token) = bearer(parts)? {
+            st.db.authenticate_api_token(token, now).await
+        } else if let Some(secret) = session_cookie(parts) {
+            st.db.authenticate_session(secret, now).await
+        } else {
+            return Err(ApiError::unauthenticated());
+        };
+        result.map(Auth).map_err(ApiError::from)
+    }
+}
+
+/// The TCP peer's IP address as text, or `unknown` when the server was not started
+/// with connect info.
+#[derive(Debug, Clone)]
+pub struct PeerAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        Ok(PeerAddr(addr))
+    }
+}
+
+/// `axum::Json` with API-shaped rejections.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, ApiError> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, st).await?;
+        Ok(Json(v))
+    }
+}
+
+/// Longest id accepted in a path or body (ids are `{kind}_{24 hex digits}`).
+pub const ID_MAX: usize = 64;
+
+/// Whether `s` could be an id. Anything else cannot exist, and must not reach the
+/// database (PostgreSQL refuses NUL in text: that would be a 500).
+pub fn plausible_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= ID_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An id from a body field: 400 naming the field if it cannot be an id.
+pub fn body_id<'a>(field: &'static str, s: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match s {
+        Some(v) if !plausible_id(v) => Err(ApiError::validation(
+            field,
+            format!("invalid `{field}`: not an id (1-{ID_MAX} of A-Z a-z 0-9 _ -)"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The `{id}` path segment; 404 if it cannot be an id.
+#[derive(Debug, Clone)]
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, st).await?;
+        if plausible_id(&id) {
+            Ok(Id(id))
+        } else {
+            Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no resource has this id",
+            ))
+        }
+    }
+}
+
+/// `axum::extract::Path` with API-shaped rejections.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, st).await?;
+        Ok(Path(v))
+    }
+}
+
+/// `?limit=&offset=` of a listing. Parsed by hand (axum's `Query` would pull in
+/// another dependency): unknown parameters are ignored, a bad number is a 400 naming it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    /// `limit`, if given.
+    pub limit: Option<i64>,
+    /// `offset`, if given.
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    /// Parses a query string (without `?`).
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut page = Page::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (field, slot) = match k {
+                "limit" => ("limit", &mut page.limit),
+                "offset" => ("offset", &mut page.offset),
+                _ => continue,
+            };
+            let n = v.parse::<i64>().map_err(|_| {
+                ApiError::validation(field, format!("invalid `{field}`: must be an integer"))
+            })?;
+            *slot = Some(n);
+        }
+        Ok(page)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Page::parse(parts.uri.query().unwrap_or(""))
+    }
+}

@@ -1,0 +1,362 @@
+//! The OpenAPI 3.1 document served at `/api/openapi.json`, written by hand.
+//!
+//! Kept next to the route table: a test checks that every route the router serves is
+//! documented (and nothing else), and that happy-path responses match their schemas.
+//! Schemas are strict (`additionalProperties: false`, every property listed) so that a
+//! schema-driven fuzzer generates requests the handlers accept.
+
+use serde_json::{json, Value};
+
+fn nullable(t: &str) -> Value {
+    json!({ "type": [t, "null"] })
+}
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn resp(desc: &str, schema: Value) -> Value {
+    json!({ "description": desc, "content": json_content(schema) })
+}
+
+fn error_resp(desc: &str) -> Value {
+    json!({ "description": desc, "content": json_content(r("Error")) })
+}
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": json_content(schema) })
+}
+
+fn id_param(what: &str) -> Value {
+    json!([{
+        "name": "id", "in": "path", "required": true,
+        "description": format!("The {what}'s id."),
+        "schema": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$" }
+    }])
+}
+
+/// Standard error responses for an authenticated operation.
+fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(ok.0.to_owned(), ok.1);
+    responses.insert(
+        "400".into(),
+        error_resp("Invalid input (the field is named)."),
+    );
+    responses.insert("401".into(), error_resp("Not authenticated."));
+    responses.insert(
+        "403".into(),
+        error_resp("The caller's role may not do this."),
+    );
+    for code in extra_errors {
+        let desc = match *code {
+            "404" => "Not found (or another organisation's).",
+            "409" => "A unique value is taken.",
+            "413" => "Body over 1 MiB.",
+            "415" => "Body is not JSON.",
+            "429" => "Too many failed logins; see Retry-After.",
+            _ => "Error.",
+        };
+        responses.insert((*code).to_owned(), error_resp(desc));
+    }
+    json!({
+        "summary": summary,
+        "security": [{ "bearer": [] }, { "session": [] }],
+        "responses": responses,
+    })
+}
+
+fn with(mut op: Value, key: &str, v: Value) -> Value {
+    op[key] = v;
+    op
+}
+
+fn no_content(desc: &str) -> (&'static str, Value) {
+    ("204", json!({ "description": desc }))
+}
+
+fn schemas() -> Value {
+    let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
+    let nts = json!({ "type": ["integer", "null"], "format": "int64" });
+    let str_ = json!({ "type": "string" });
+    json!({
+        "Error": {
+            "type": "object", "additionalProperties": false, "required": ["error"],
+            "properties": { "error": {
+                "type": "object", "additionalProperties": false,
+                "required": ["code", "message"],
+                "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                    "field": { "type": "string" }
+                }
+            }}
+        },
+        "Principal": {
+            "type": "object", "additionalProperties": false,
+            "required": ["user_id", "org_id", "role", "system"],
+            "properties": {
+                "user_id": str_, "org_id": str_,
+                "role": { "type": "string", "enum": ["admin", "broadcaster", "viewer"] },
+                "system": { "type": "boolean" }
+            }
+        },
+        "Login": {
+            "type": "object", "additionalProperties": false, "required": ["email", "password"],
+            "properties": {
+                "email": { "type": "string", "maxLength": 254 },
+                "password": { "type": "string", "maxLength": 1024 }
+            }
+        },
+        "NewApiToken": {
+            "type": "object", "additionalProperties": false, "required": ["name"],
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
+                "expires_at": nts
+            }
+        },
+        "ApiToken": {
+            "type": "object", "additionalProperties": false,
+            "required": ["id", "user_id", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"],
+            "properties": {
+                "id": str_, "user_id": str_, "name": str_,
+                "prefix": { "type": "string", "description": "First characters of the secret, for recognition." },
+                "created_at": ts, "expires_at": nts, "last_used_at": nts, "revoked_at": nts
+            }
+        },
+        "ApiTokenList": list_of("ApiToken"),
+        "Visibility": { "type": "string", "enum": ["public", "unlisted", "private"] },
+        "LatencyMode": { "type": "string", "enum": ["standard", "low"] },
+        "Channel": {
+            "type": "object", "additionalProperties": false,
+            "required": ["id", "org_id", "name", "title", "visibility", "latency_mode", "ladder", "recording", "dvr_window_secs", "created_at", "updated_at"],
+            "properties": {
+                "id": str_, "org_id": str_, "name": str_, "title": str_,
+                "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
+                "ladder": str_, "recording": { "type": "boolean" },
+                "dvr_window_secs": { "type": "integer", "format": "int64" },
+                "created_at": ts, "updated_at": ts
+            }
+        },
+        "NewChannel": {
+            "type": "object", "additionalProperties": false, "required": ["name"],
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$", "description": "URL name: A-Z a-z 0-9 _ -." },
+                "title": { "type": "string", "maxLength": 200 },
+                "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
+                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
+                "recording": { "type": "boolean" },
+                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 }
+            }
+        },
+        "ChannelPatch": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "title": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
+                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
+                "recording": { "type": "boolean" },
+                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 }
+            }
+        },
+        "ChannelPage": {
+            "type": "object", "additionalProperties": false, "required": ["items", "limit", "offset"],
+            "properties": {
+                "items": { "type": "array", "items": r("Channel") },
+                "limit": { "type": "integer" }, "offset": { "type": "integer" }
+            }
+        },
+        "PlaybackTokenRequest": {
+            "type": "object", "additionalProperties": false, "required": ["ttl_secs"],
+            "properties": {
+                "ttl_secs": { "type": "integer", "minimum": 1, "maximum": 86400 },
+                "viewer_id": { "type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9_.@-]+$" }
+            }
+        },
+        "PlaybackToken": {
+            "type": "object", "additionalProperties": false, "required": ["token", "expires_at", "channel_id"],
+            "properties": { "token": str_, "expires_at": ts, "channel_id": str_ }
+        },
+        "Device": {
+            "type": "object", "additionalProperties": false,
+            "required": ["id", "org_id", "channel_id", "name", "kind", "state", "last_seen_at", "created_at", "revoked_at"],
+            "properties": {
+                "id": str_, "org_id": str_, "channel_id": nullable("string"), "name": str_,
+                "kind": { "type": "string", "enum": ["encoder", "phone", "studio", "other"] },
+                "state": { "type": "string", "enum": ["live", "idle", "offline"] },
+                "last_seen_at": nts, "created_at": ts, "revoked_at": nts
+            }
+        },
+        "NewDevice": {
+            "type": "object", "additionalProperties": false, "required": ["name"],
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
+                "kind": { "type": "string", "enum": ["encoder", "phone", "studio", "other"] },
+                "channel_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$" }
+            }
+        },
+        "DeviceList": list_of("Device"),
+        "StreamKey": {
+            "type": "object", "additionalProperties": false,
+            "required": ["id", "org_id", "device_id", "channel_id", "prefix", "created_at", "revoked_at", "last_used_at", "last_used_addr"],
+            "properties": {
+                "id": str_, "org_id": str_, "device_id": str_, "channel_id": str_,
+                "prefix": str_, "created_at": ts, "revoked_at": nts, "last_used_at": nts,
+                "last_used_addr": nullable("string")
+            }
+        },
+        "NewStreamKey": {
+            "type": "object", "additionalProperties": false,
+            "properties": { "channel_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$", "description": "Defaults to the device's channel." } }
+        },
+        "StreamKeyList": list_of("StreamKey")
+    })
+}
+
+fn list_of(item: &str) -> Value {
+    json!({
+        "type": "object", "additionalProperties": false, "required": ["items"],
+        "properties": { "items": { "type": "array", "items": r(item) } }
+    })
+}
+
+/// A view schema plus the one-time `secret` (a full copy, not `allOf`: the base is
+/// closed with `additionalProperties: false`, which `allOf` would violate).
+fn with_secret(base: &Value, desc: &str) -> Value {
+    let mut s = base.clone();
+    s["properties"]["secret"] = json!({ "type": "string", "description": desc });
+    if let Some(req) = s["required"].as_array_mut() {
+        req.push(json!("secret"));
+    }
+    s
+}
+
+fn all_schemas() -> Value {
+    let mut s = schemas();
+    s["ApiTokenCreated"] = with_secret(&s["ApiToken"], "Shown only in this response.");
+    s["StreamKeyCreated"] = with_secret(
+        &s["StreamKey"],
+        "The stream key; shown only in this response.",
+    );
+    s
+}
+
+/// The document.
+pub fn document() -> Value {
+    let login = json!({
+        "summary": "Log in; sets the `starling_session` cookie (HttpOnly, SameSite=Strict).",
+        "security": [],
+        "requestBody": body(r("Login")),
+        "responses": {
+            "200": {
+                "description": "Logged in.",
+                "headers": { "Set-Cookie": { "schema": { "type": "string" } } },
+                "content": json_content(r("Principal"))
+            },
+            "400": error_resp("Malformed body."),
+            "401": error_resp("Invalid email or password."),
+            "413": error_resp("Body over 1 MiB."),
+            "415": error_resp("Body is not JSON."),
+            "429": {
+                "description": "Too many failed logins.",
+                "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+                "content": json_content(r("Error"))
+            }
+        }
+    });
+    let logout = json!({
+        "summary": "Log out: revokes the session in the cookie and clears it.",
+        "security": [],
+        "responses": { "204": { "description": "Logged out." } }
+    });
+    let openapi = json!({
+        "summary": "This document.",
+        "security": [],
+        "responses": { "200": { "description": "OpenAPI 3.1 document.", "content": { "application/json": { "schema": { "type": "object" } } } } }
+    });
+    let page_params = json!([
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
+        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+    ]);
+    let body_errors = ["404", "409", "413", "415"];
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Starling management API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Accounts, API tokens, channels, devices, stream keys and playback tokens. Another organisation's resources answer 404."
+        },
+        "servers": [{ "url": "/" }],
+        "paths": {
+            "/api/openapi.json": { "get": openapi },
+            "/api/v1/login": { "post": login },
+            "/api/v1/logout": { "post": logout },
+            "/api/v1/me": { "get": op("The caller.", ("200", resp("The caller.", r("Principal"))), &[]) },
+            "/api/v1/tokens": {
+                "get": op("The caller's API tokens (no secrets).", ("200", resp("Tokens.", r("ApiTokenList"))), &[]),
+                "post": with(op("Create an API token; the secret is in this response only.",
+                    ("201", resp("Created.", r("ApiTokenCreated"))), &["413", "415"]),
+                    "requestBody", body(r("NewApiToken")))
+            },
+            "/api/v1/tokens/{id}": {
+                "parameters": id_param("API token"),
+                "delete": op("Revoke an API token.", no_content("Revoked."), &["404"])
+            },
+            "/api/v1/channels": {
+                "get": with(op("The organisation's channels, by name.", ("200", resp("A page.", r("ChannelPage"))), &[]),
+                    "parameters", page_params),
+                "post": with(op("Create a channel.", ("201", resp("Created.", r("Channel"))), &body_errors),
+                    "requestBody", body(r("NewChannel")))
+            },
+            "/api/v1/channels/{id}": {
+                "parameters": id_param("channel"),
+                "get": op("A channel.", ("200", resp("The channel.", r("Channel"))), &["404"]),
+                "patch": with(op("Change a channel.", ("200", resp("The channel.", r("Channel"))), &body_errors),
+                    "requestBody", body(r("ChannelPatch"))),
+                "delete": op("Delete a channel and its stream keys.", no_content("Deleted."), &["404"])
+            },
+            "/api/v1/channels/{id}/playback-tokens": {
+                "parameters": id_param("channel"),
+                "post": with(op("Issue a signed playback token.", ("201", resp("The token.", r("PlaybackToken"))), &body_errors),
+                    "requestBody", body(r("PlaybackTokenRequest")))
+            },
+            "/api/v1/devices": {
+                "get": op("The organisation's devices.", ("200", resp("Devices.", r("DeviceList"))), &[]),
+                "post": with(op("Register a device.", ("201", resp("Created.", r("Device"))), &body_errors),
+                    "requestBody", body(r("NewDevice")))
+            },
+            "/api/v1/devices/{id}": {
+                "parameters": id_param("device"),
+                "get": op("A device.", ("200", resp("The device.", r("Device"))), &["404"]),
+                "delete": op("Revoke a device and all its keys.", no_content("Revoked."), &["404"])
+            },
+            "/api/v1/devices/{id}/keys": {
+                "parameters": id_param("device"),
+                "get": op("A device's stream keys (no secrets).", ("200", resp("Keys.", r("StreamKeyList"))), &["404"]),
+                "post": with(op("Create a stream key; the secret is in this response only.",
+                    ("201", resp("Created.", r("StreamKeyCreated"))), &body_errors),
+                    "requestBody", body(r("NewStreamKey")))
+            },
+            "/api/v1/keys/{id}/rotate": {
+                "parameters": id_param("stream key"),
+                "post": op("Replace a key: a new secret, the old key revoked.",
+                    ("201", resp("The new key.", r("StreamKeyCreated"))), &["404"])
+            },
+            "/api/v1/keys/{id}": {
+                "parameters": id_param("stream key"),
+                "delete": op("Revoke a stream key.", no_content("Revoked."), &["404"])
+            }
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An API token (`st_…`)." },
+                "session": { "type": "apiKey", "in": "cookie", "name": "starling_session" }
+            },
+            "schemas": all_schemas()
+        }
+    })
+}
