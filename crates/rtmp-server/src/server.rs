@@ -121,8 +121,10 @@ pub async fn serve(
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let local = listener.local_addr().ok();
-    info!(addr = ?local, "RTMP listening");
+    match listener.local_addr() {
+        Ok(addr) => info!(%addr, "RTMP listening"),
+        Err(e) => warn!(error = %e, "RTMP listening on an unknown address"),
+    }
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();

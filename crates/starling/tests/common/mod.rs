@@ -5,7 +5,7 @@
 use std::{
     fs,
     io::Read,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -40,14 +40,6 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     /// Start with the default test channel plus `extra` TOML appended to the config.
     pub fn start(name: &str, extra: &str) -> Server {
@@ -61,13 +53,13 @@ impl Server {
 
     fn start_command(name: &str, extra: &str, command: &str) -> Server {
         let dir = temp_dir(name);
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.join("starling.toml");
+        // Port 0: the server picks free ports itself and logs them, so tests running in
+        // parallel never race for a port.
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\n\n[rtmp]\nlisten = \"{rtmp}\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
                 dir.join("data").display()
             ),
         )
@@ -81,10 +73,11 @@ impl Server {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting starling");
-        let server = Server {
+        let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let mut server = Server {
             child: Some(child),
-            rtmp,
-            http,
+            rtmp: unset,
+            http: unset,
             dir,
             log,
         };
@@ -92,11 +85,36 @@ impl Server {
         server
     }
 
-    fn wait_ready(&self) {
+    /// Reads the bound addresses from the log, then waits until both ports answer.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let addr_after = |text: &str, marker: &str| -> Option<SocketAddr> {
+            let line = text.lines().find(|l| l.contains(marker))?;
+            line.split("addr=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
         while Instant::now() < deadline {
-            if TcpStream::connect(self.rtmp).is_ok() && self.http_get("/healthz").is_some() {
-                return;
+            let text = self.log_text();
+            if let (Some(http), Some(rtmp)) = (
+                addr_after(&text, "HTTP listening"),
+                addr_after(&text, "RTMP listening"),
+            ) {
+                self.http = http;
+                self.rtmp = rtmp;
+                if TcpStream::connect(self.rtmp).is_ok() && self.http_get("/healthz").is_some() {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("starling exited with {status}; log:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
