@@ -271,27 +271,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl Authorizer for ConfigAuthorizer {
-    fn authorize_publish<'a>(
-        &'a self,
-        app: &'a str,
-        key: &'a str,
-        _peer: SocketAddr,
-    ) -> BoxFuture<'a, Result<PublishGrant, AuthError>> {
-        Box::pin(async move { self.publish(app, key) })
-    }
-
-    fn authorize_play<'a>(
-        &'a self,
-        app: &'a str,
-        name: &'a str,
-        _query: Option<&'a str>,
-        _peer: SocketAddr,
-    ) -> BoxFuture<'a, Result<PlayGrant, AuthError>> {
-        Box::pin(async move { self.play(app, name) })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
