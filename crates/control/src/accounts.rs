@@ -669,28 +669,8 @@ impl Db {
 
     /// Revokes one session of the caller (or, for admins, of a user of their org).
     pub async fn revoke_session(&self, p: &Principal, session_id: &str, now: UnixMs) -> Result<()> {
-        let row = sqlx::query(
-            "SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-        )
-        .bind(session_id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| ControlError::not_found("session"))?;
-        let owner: String = row.try_get("user_id")?;
-        if owner != p.user_id {
-            check(
-                p,
-                Action::ManageUsers,
-                &row.try_get::<String, _>("org_id")?,
-                "session",
-            )?;
-        }
-        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(session_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        self.revoke_credential(p, Credential::Session, session_id, now)
+            .await
     }
 
     /// Creates an API token for the caller. `expires_at: None` means it lives until revoked.
@@ -774,27 +754,58 @@ impl Db {
 
     /// Revokes one of the caller's API tokens (admins: any token of their org's users).
     pub async fn revoke_api_token(&self, p: &Principal, token_id: &str, now: UnixMs) -> Result<()> {
-        let row = sqlx::query(
-            "SELECT t.user_id, u.org_id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1",
-        )
-        .bind(token_id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| ControlError::not_found("api token"))?;
+        self.revoke_credential(p, Credential::ApiToken, token_id, now)
+            .await
+    }
+
+    /// Revokes a session or API token: the owner may always; anyone else needs
+    /// `ManageUsers` in the owner's organisation (another org's credential is NotFound).
+    async fn revoke_credential(
+        &self,
+        p: &Principal,
+        kind: Credential,
+        id: &str,
+        now: UnixMs,
+    ) -> Result<()> {
+        // Static statements per kind: no SQL is ever assembled at run time.
+        let (select, update, what) = match kind {
+            Credential::Session => (
+                "SELECT t.user_id, u.org_id FROM sessions t JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                "session",
+            ),
+            Credential::ApiToken => (
+                "SELECT t.user_id, u.org_id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                "api token",
+            ),
+        };
+        let row = sqlx::query(select)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| ControlError::not_found(what))?;
         let owner: String = row.try_get("user_id")?;
         if owner != p.user_id {
             check(
                 p,
                 Action::ManageUsers,
                 &row.try_get::<String, _>("org_id")?,
-                "api token",
+                what,
             )?;
         }
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        sqlx::query(update)
             .bind(now)
-            .bind(token_id)
+            .bind(id)
             .execute(self.pool())
             .await?;
         Ok(())
     }
+}
+
+/// The two kinds of bearer credential a user holds.
+#[derive(Debug, Clone, Copy)]
+enum Credential {
+    Session,
+    ApiToken,
 }
