@@ -136,13 +136,22 @@ impl std::fmt::Debug for Db {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "webhooks".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0003_webhooks.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Percent-encodes the characters sqlx's SQLite URL parser treats specially.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod playback;
 pub mod secret;
 pub mod validate;
+pub mod webhooks;
 
 #[cfg(test)]
 mod suite;
@@ -41,3 +42,6 @@ pub use devices::{Device, DeviceKind, DeviceState, PublishGrant, Revocation, Str
 pub use error::{AuthError, ControlError, Problem, TokenError, ValidationError};
 pub use playback::{Claims, PlaybackSigner};
 pub use secret::Secret;
+pub use webhooks::{
+    AttemptResult, Delivery, DeliveryState, DueDelivery, Webhook, WebhookEvent,
+};

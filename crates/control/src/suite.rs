@@ -191,7 +191,11 @@ async fn migrations_are_idempotent(t: &TestDb) {
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(applied, 1);
+    // One row per embedded migration file.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, i64::try_from(files).unwrap());
     if db.backend() == Backend::Sqlite {
         let mode: String = sqlx::query("PRAGMA journal_mode")
             .fetch_one(db.pool())
@@ -875,4 +879,381 @@ async fn debug_output_never_shows_secrets(t: &TestDb) {
     }
     // The display prefix is the one part of a key that may be shown.
     assert!(debug.contains(&key.prefix));
+}
+
+// ---- webhooks ----
+
+mod webhooks_suite {
+    use super::*;
+    use crate::webhooks::{DELIVERY_LEASE_MS, PAYLOAD_MAX, WEBHOOKS_PER_ORG_MAX};
+
+    suite!(
+        webhooks_crud_and_tenant_isolation,
+        webhook_queue_fans_out_claims_and_records,
+        webhook_queue_survives_a_restart,
+    );
+
+    const URL: &str = "http://127.0.0.1:9/hook";
+
+    /// Admins of org `a` and org `b` (the world has none).
+    async fn admins(db: &Db, w: &World) -> (Principal, Principal) {
+        for (org, email) in [
+            (&w.a_bc.org_id, "admin@a.example"),
+            (&w.b_org, "admin@b.example"),
+        ] {
+            db.create_user(&w.sys, org, email, PW, Role::Admin, T0)
+                .await
+                .unwrap();
+        }
+        (
+            login(db, "admin@a.example").await,
+            login(db, "admin@b.example").await,
+        )
+    }
+
+    fn is_forbidden(r: &Result<impl std::fmt::Debug, ControlError>) -> bool {
+        matches!(r, Err(ControlError::Forbidden { .. }))
+    }
+
+    fn is_invalid(r: &Result<impl std::fmt::Debug, ControlError>, field: &str) -> bool {
+        matches!(r, Err(ControlError::Validation(v)) if v.field == field)
+    }
+
+    async fn webhooks_crud_and_tenant_isolation(t: &TestDb) {
+        let db = &t.db;
+        let w = world(db).await;
+        let (a, b) = admins(db, &w).await;
+        let (hook, secret) = db
+            .create_webhook(&a, URL, &["stream.ended", "stream.started"], T0)
+            .await
+            .unwrap();
+        assert!(hook.id.starts_with("wh_") && hook.org_id == a.org_id && !hook.disabled);
+        assert_eq!(
+            hook.events,
+            vec![WebhookEvent::StreamStarted, WebhookEvent::StreamEnded]
+        );
+        assert!(secret.expose().starts_with("whsec_") && secret.expose().len() > 40);
+        assert_eq!(db.get_webhook(&a, &hook.id).await.unwrap(), hook);
+        assert_eq!(db.list_webhooks(&a).await.unwrap(), vec![hook.clone()]);
+
+        // Broadcasters and viewers of the same org: forbidden. Anyone of another org,
+        // even the system admin: not found.
+        for p in [&w.a_bc, &w.a_viewer] {
+            assert!(is_forbidden(&db.create_webhook(p, URL, &["stream.started"], T0).await));
+            assert!(is_forbidden(&db.list_webhooks(p).await));
+            assert!(is_forbidden(&db.get_webhook(p, &hook.id).await));
+            assert!(is_forbidden(&db.delete_webhook(p, &hook.id).await));
+            assert!(is_forbidden(&db.list_deliveries(p, &hook.id, 10, 0).await));
+        }
+        for p in [&b, &w.b_bc, &w.sys] {
+            assert!(is_not_found(&db.get_webhook(p, &hook.id).await), "{p:?}");
+            assert!(is_not_found(&db.delete_webhook(p, &hook.id).await));
+            assert!(is_not_found(&db.list_deliveries(p, &hook.id, 10, 0).await));
+            assert!(is_not_found(
+                &db.set_webhook_disabled(p, &hook.id, true).await
+            ));
+        }
+        assert!(db.list_webhooks(&b).await.unwrap().is_empty());
+
+        // Bad input: refused, nothing stored.
+        let long = format!("http://example.org/{}", "a".repeat(2048));
+        for (url, events) in [
+            ("ftp://example.org/", vec!["stream.started"]),
+            ("https://u:p@example.org/", vec!["stream.started"]),
+            ("not a url", vec!["stream.started"]),
+            (long.as_str(), vec!["stream.started"]),
+        ] {
+            assert!(
+                is_invalid(&db.create_webhook(&a, url, &events, T0).await, "url"),
+                "{url:.40}"
+            );
+        }
+        for events in [vec![], vec!["stream.started", "nope"]] {
+            assert!(is_invalid(
+                &db.create_webhook(&a, URL, &events, T0).await,
+                "events"
+            ));
+        }
+        assert_eq!(db.list_webhooks(&a).await.unwrap().len(), 1);
+
+        // Per-organisation cap.
+        for _ in 1..WEBHOOKS_PER_ORG_MAX {
+            db.create_webhook(&a, URL, &["recording.ready"], T0)
+                .await
+                .unwrap();
+        }
+        assert!(is_invalid(
+            &db.create_webhook(&a, URL, &["recording.ready"], T0).await,
+            "url"
+        ));
+        assert!(db
+            .create_webhook(&b, URL, &["recording.ready"], T0)
+            .await
+            .is_ok());
+
+        // The secret is stored (to sign) but no view or Debug output shows it.
+        let due_debug = {
+            db.enqueue_webhook_event(&a.org_id, WebhookEvent::StreamStarted, "{}", T0)
+                .await
+                .unwrap();
+            format!("{:?}", db.due_deliveries(T0, 10).await.unwrap())
+        };
+        assert!(due_debug.contains(&hook.id), "{due_debug}");
+        let debug = format!(
+            "{hook:?}{secret:?}{:?}{:?}{due_debug}",
+            db.list_webhooks(&a).await.unwrap(),
+            db.list_deliveries(&a, &hook.id, 10, 0).await.unwrap(),
+        );
+        assert!(!debug.contains(secret.expose()), "Debug shows a webhook secret");
+
+        // Disable, enable, delete.
+        assert!(db.set_webhook_disabled(&a, &hook.id, true).await.unwrap().disabled);
+        assert!(db.get_webhook(&a, &hook.id).await.unwrap().disabled);
+        assert!(!db.set_webhook_disabled(&a, &hook.id, false).await.unwrap().disabled);
+        db.delete_webhook(&a, &hook.id).await.unwrap();
+        assert!(is_not_found(&db.get_webhook(&a, &hook.id).await));
+        assert!(is_not_found(&db.delete_webhook(&a, &hook.id).await));
+        let left: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = $1")
+                .bind(&hook.id)
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+        assert_eq!(left, 0, "deleting a webhook deletes its deliveries");
+    }
+
+    async fn webhook_queue_fans_out_claims_and_records(t: &TestDb) {
+        let db = &t.db;
+        let w = world(db).await;
+        let (a, b) = admins(db, &w).await;
+        let (h1, s1) = db
+            .create_webhook(&a, URL, &["stream.started", "stream.ended"], T0)
+            .await
+            .unwrap();
+        let (h2, _) = db
+            .create_webhook(&a, "https://example.org/h2", &["recording.ready"], T0)
+            .await
+            .unwrap();
+        let (hb, _) = db
+            .create_webhook(&b, URL, &["stream.started"], T0)
+            .await
+            .unwrap();
+        let data = r#"{"channel":"news","channel_id":"ch_1","started_at":1700000000000}"#;
+
+        // Fan-out: only the org's webhooks subscribed to the kind.
+        let started = db
+            .enqueue_webhook_event(&a.org_id, WebhookEvent::StreamStarted, data, T0)
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 1);
+        let ready = db
+            .enqueue_webhook_event(&a.org_id, WebhookEvent::RecordingReady, "{}", T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(ready.len(), 1);
+        assert!(db
+            .enqueue_webhook_event(&a.org_id, WebhookEvent::EventStateChanged, "{}", T0)
+            .await
+            .unwrap()
+            .is_empty());
+        // Bad payloads are refused.
+        for bad in ["[1]", "null", ""] {
+            assert!(is_invalid(
+                &db.enqueue_webhook_event(&a.org_id, WebhookEvent::StreamEnded, bad, T0)
+                    .await,
+                "payload"
+            ));
+        }
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(PAYLOAD_MAX));
+        assert!(is_invalid(
+            &db.enqueue_webhook_event(&a.org_id, WebhookEvent::StreamEnded, &big, T0)
+                .await,
+            "payload"
+        ));
+        assert_eq!(db.next_delivery_due().await.unwrap(), Some(T0));
+
+        // Nothing before it is due; then both, oldest first, with URL and secret.
+        assert!(db.due_deliveries(T0 - 1, 10).await.unwrap().is_empty());
+        let due = db.due_deliveries(T0 + 1, 10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|d| d.delivery.id.as_str()).collect::<Vec<_>>(),
+            vec![started[0].as_str(), ready[0].as_str()]
+        );
+        let d = &due[0];
+        assert_eq!(d.url, URL);
+        assert_eq!(d.secret, s1);
+        assert_eq!(d.delivery.webhook_id, h1.id);
+        assert_eq!(d.delivery.event, WebhookEvent::StreamStarted);
+        assert_eq!(d.delivery.attempts, 0);
+        assert!(d.delivery.payload.starts_with("{\"id\":\"evt_"), "{}", d.delivery.payload);
+        assert!(
+            d.delivery.payload.contains(&format!(
+                "\"type\":\"stream.started\",\"created_at\":{T0},\"org_id\":\"{}\",\"data\":{data}}}",
+                a.org_id
+            )),
+            "{}",
+            d.delivery.payload
+        );
+        assert_eq!(due[1].delivery.webhook_id, h2.id);
+        // Claimed: invisible until the lease runs out (a dead node's attempt is retried).
+        assert!(db.due_deliveries(T0 + 2, 10).await.unwrap().is_empty());
+        assert_eq!(
+            db.due_deliveries(T0 + 1 + DELIVERY_LEASE_MS, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // A retry is due at its time, not before.
+        let t1 = T0 + 2 * DELIVERY_LEASE_MS;
+        db.record_delivery_attempt(
+            &started[0],
+            &AttemptResult::Retry {
+                status: Some(503),
+                error: "HTTP 503".into(),
+                next_attempt_at: t1 + 10_000,
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+        db.record_delivery_attempt(
+            &ready[0],
+            &AttemptResult::GaveUp {
+                status: None,
+                error: "x".repeat(10_000),
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+        assert!(db.due_deliveries(t1 + 9_999, 10).await.unwrap().is_empty());
+        let due = db.due_deliveries(t1 + 10_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].delivery.attempts, 1);
+        assert_eq!(due[0].delivery.last_status, Some(503));
+        db.record_delivery_attempt(
+            &started[0],
+            &AttemptResult::Delivered { status: 204 },
+            t1 + 10_050,
+        )
+        .await
+        .unwrap();
+        // A late duplicate outcome (e.g. from a node whose lease ran out) changes nothing.
+        db.record_delivery_attempt(
+            &started[0],
+            &AttemptResult::GaveUp {
+                status: Some(500),
+                error: "late".into(),
+            },
+            t1 + 20_000,
+        )
+        .await
+        .unwrap();
+        let list = db.list_deliveries(&a, &h1.id, 10, 0).await.unwrap();
+        assert_eq!(list.len(), 1);
+        let d = &list[0];
+        assert_eq!(d.state(), DeliveryState::Delivered);
+        assert_eq!(
+            (d.attempts, d.last_status, d.delivered_at, d.next_attempt_at),
+            (2, Some(204), Some(t1 + 10_050), None)
+        );
+        assert_eq!(d.last_error, None);
+        let failed = &db.list_deliveries(&a, &h2.id, 10, 0).await.unwrap()[0];
+        assert_eq!(failed.state(), DeliveryState::Failed);
+        assert_eq!(failed.last_error.as_ref().map(String::len), Some(500));
+        assert!(db.due_deliveries(i64::MAX / 2, 10).await.unwrap().is_empty());
+        assert_eq!(db.next_delivery_due().await.unwrap(), None);
+        assert!(is_invalid(&db.list_deliveries(&a, &h1.id, 0, 0).await, "limit"));
+
+        // Disabled: no new deliveries, pending ones wait.
+        db.enqueue_webhook_event(&a.org_id, WebhookEvent::StreamEnded, "{}", t1)
+            .await
+            .unwrap();
+        db.set_webhook_disabled(&a, &h1.id, true).await.unwrap();
+        assert!(db
+            .enqueue_webhook_event(&a.org_id, WebhookEvent::StreamEnded, "{}", t1)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(db.due_deliveries(t1, 10).await.unwrap().is_empty());
+        db.set_webhook_disabled(&a, &h1.id, false).await.unwrap();
+        let due = db.due_deliveries(t1, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].delivery.event, WebhookEvent::StreamEnded);
+
+        // Concurrent claims never hand out the same delivery twice.
+        let t2 = t1 + 10 * DELIVERY_LEASE_MS;
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.extend(
+                db.enqueue_webhook_event(&b.org_id, WebhookEvent::StreamStarted, "{}", t2 + i)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let (x, y, z) = tokio::join!(
+            db.due_deliveries(t2 + 10, 4),
+            db.due_deliveries(t2 + 10, 4),
+            db.due_deliveries(t2 + 10, 4)
+        );
+        let mut claimed: Vec<String> = [x.unwrap(), y.unwrap(), z.unwrap()]
+            .into_iter()
+            .flatten()
+            .filter(|d| d.delivery.webhook_id == hb.id)
+            .map(|d| d.delivery.id)
+            .collect();
+        claimed.sort();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!(claimed.len(), before, "a delivery was claimed twice");
+        let mut rest: Vec<String> = db
+            .due_deliveries(t2 + 10, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.delivery.webhook_id == hb.id)
+            .map(|d| d.delivery.id)
+            .collect();
+        claimed.append(&mut rest);
+        claimed.sort();
+        ids.sort();
+        assert_eq!(claimed, ids, "every delivery is claimed exactly once");
+
+        // Pruning removes finished deliveries only.
+        assert_eq!(db.prune_deliveries(t1 + 1).await.unwrap(), 1);
+        assert!(db.list_deliveries(&a, &h2.id, 10, 0).await.unwrap().is_empty());
+        assert_eq!(db.list_deliveries(&a, &h1.id, 10, 0).await.unwrap().len(), 2);
+    }
+
+    async fn webhook_queue_survives_a_restart(t: &TestDb) {
+        let db = &t.db;
+        let w = world(db).await;
+        let (a, _) = admins(db, &w).await;
+        let (hook, secret) = db
+            .create_webhook(&a, URL, &["event.state_changed"], T0)
+            .await
+            .unwrap();
+        let ids = db
+            .enqueue_webhook_event(
+                &a.org_id,
+                WebhookEvent::EventStateChanged,
+                r#"{"state":"live"}"#,
+                T0,
+            )
+            .await
+            .unwrap();
+        db.close().await;
+        let again = Db::connect(&t.cfg).await.unwrap();
+        let due = again.due_deliveries(T0, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].delivery.id, ids[0]);
+        assert_eq!(due[0].delivery.webhook_id, hook.id);
+        assert_eq!(due[0].secret, secret);
+        assert!(due[0].delivery.payload.ends_with(r#""data":{"state":"live"}}"#));
+        again.close().await;
+    }
 }
