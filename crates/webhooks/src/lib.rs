@@ -1,0 +1,33 @@
+//! Starling's webhooks: how deliveries are signed and verified, when they are retried,
+//! and (feature `dispatcher`, on by default) the tokio driver that delivers them.
+//!
+//! - [`signature`] (pure): `Starling-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret,
+//!   "<t>.<body>")>`, plus `Starling-Event` and `Starling-Delivery`; [`verify`] for
+//!   receivers, with a tolerance window against replays.
+//! - [`retry`] (pure): 2xx delivered; 408, 429, 5xx, timeouts and connection failures
+//!   retried on a jittered schedule (10 s, 30 s, 2 min, 10 min, 1 h, 2 h, then 4 h) for
+//!   up to 12 attempts or 24 h; other 3xx/4xx given up at once.
+//! - `dispatcher` (tokio): [`Dispatcher`] drains the control plane's durable queue
+//!   (`starling_control::Db::due_deliveries`) with bounded concurrency and a 10 s timeout
+//!   per attempt, over plain HTTP/1.1 (no TLS in this build: `https://` webhooks fail
+//!   with a clear error). [`WebhookSender::emit`] never blocks its caller.
+//!
+//! A Rust receiver that only verifies signatures depends on this crate with
+//! `default-features = false`: no database, no HTTP client, no tokio.
+//!
+//! The pure modules do no I/O and read no clock; only `dispatcher` does either.
+
+#[cfg(feature = "dispatcher")]
+mod dispatcher;
+pub mod retry;
+pub mod signature;
+
+#[cfg(feature = "dispatcher")]
+pub use dispatcher::{Dispatcher, DispatcherConfig, WebhookSender};
+pub use retry::{classify, Class, Decision, Outcome, RetryPolicy};
+pub use signature::{
+    sign, verify, VerifyError, DEFAULT_TOLERANCE_SECS, DELIVERY_HEADER, EVENT_HEADER,
+    SIGNATURE_HEADER,
+};
+#[cfg(feature = "dispatcher")]
+pub use starling_control::WebhookEvent;
