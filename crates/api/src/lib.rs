@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod openapi;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -104,6 +105,18 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             post(h::rotate_key),
         ),
         (Method::DELETE, "/api/v1/keys/{id}", delete(h::revoke_key)),
+        (Method::GET, "/api/v1/webhooks", get(webhooks::list)),
+        (Method::POST, "/api/v1/webhooks", post(webhooks::create)),
+        (
+            Method::DELETE,
+            "/api/v1/webhooks/{id}",
+            delete(webhooks::delete),
+        ),
+        (
+            Method::GET,
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        ),
     ]
 }
 

@@ -283,7 +283,7 @@ pub fn document() -> Value {
         { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
     ]);
     let body_errors = ["404", "409", "413", "415"];
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Starling management API",
@@ -358,5 +358,7 @@ pub fn document() -> Value {
             },
             "schemas": all_schemas()
         }
-    })
+    });
+    crate::webhooks::add_to_openapi(&mut doc);
+    doc
 }

@@ -1507,3 +1507,211 @@ async fn openapi_documents_every_route_and_matches_responses(fx: &Fx) {
     let (s, v) = fx.call(Method::GET, "/api/v1/me", None, None).await;
     check_schema(&doc, response_schema(&doc, "/api/v1/me", "get", s), &v, "$").unwrap();
 }
+
+// ---- webhooks ----
+
+mod webhooks_suite {
+    use super::*;
+    use starling_control::WebhookEvent;
+
+    suite!(
+        webhooks_authorization_matrix,
+        webhooks_secret_once_bad_input_and_schemas,
+    );
+
+    const HOOK_URL: &str = "http://127.0.0.1:9/hook";
+
+    async fn hook_in(fx: &Fx, org: &OrgFx) -> String {
+        let (hook, _) = fx
+            .db
+            .create_webhook(&org.admin_p, HOOK_URL, &["stream.started"], T0)
+            .await
+            .unwrap();
+        hook.id
+    }
+
+    async fn webhooks_authorization_matrix(fx: &Fx) {
+        let token = |who: Who| match who {
+            Who::Admin => Some(fx.a.admin.as_str()),
+            Who::Bc => Some(fx.a.bc.as_str()),
+            Who::Viewer => Some(fx.a.viewer.as_str()),
+            Who::Anon => None,
+        };
+        let rows = [
+            (Method::DELETE, "/api/v1/webhooks/{wh}", StatusCode::NO_CONTENT),
+            (
+                Method::GET,
+                "/api/v1/webhooks/{wh}/deliveries",
+                StatusCode::OK,
+            ),
+        ];
+        for (method, path, ok) in rows {
+            for who in [Who::Admin, Who::Bc, Who::Viewer, Who::Anon] {
+                for other_org in [false, true] {
+                    let target = if other_org { &fx.b } else { &fx.a };
+                    let wh = hook_in(fx, target).await;
+                    let (s, v) = fx
+                        .call(method.clone(), &path.replace("{wh}", &wh), token(who), None)
+                        .await;
+                    let want = match (who, other_org) {
+                        (Who::Anon, _) => StatusCode::UNAUTHORIZED,
+                        (_, true) => StatusCode::NOT_FOUND,
+                        (Who::Admin, false) => ok,
+                        _ => StatusCode::FORBIDDEN,
+                    };
+                    assert_eq!(s, want, "{who:?} {method} {path} other_org={other_org}: {v}");
+                    if s.is_client_error() {
+                        assert!(!v.to_string().contains(&fx.b.admin_p.org_id), "{v}");
+                        // A refusal deleted nothing.
+                        assert!(fx.db.get_webhook(&target.admin_p, &wh).await.is_ok());
+                    }
+                }
+            }
+        }
+        let body = json!({"url": HOOK_URL, "events": ["stream.ended"]});
+        for (method, ok, body) in [
+            (Method::GET, StatusCode::OK, None),
+            (Method::POST, StatusCode::CREATED, Some(body)),
+        ] {
+            for who in [Who::Admin, Who::Bc, Who::Viewer, Who::Anon] {
+                let (s, v) = fx
+                    .call(method.clone(), "/api/v1/webhooks", token(who), body.clone())
+                    .await;
+                let want = match who {
+                    Who::Anon => StatusCode::UNAUTHORIZED,
+                    Who::Admin => ok,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                assert_eq!(s, want, "{who:?} {method}: {v}");
+                if s == StatusCode::FORBIDDEN {
+                    assert_error_shape(&v, "forbidden");
+                }
+            }
+        }
+        // Listings hold only the caller's organisation.
+        let b_hook = hook_in(fx, &fx.b).await;
+        let (s, v) = fx
+            .call(Method::GET, "/api/v1/webhooks", Some(&fx.a.admin), None)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let items = v["items"].as_array().unwrap();
+        assert!(!items.is_empty());
+        for item in items {
+            assert_eq!(item["org_id"], fx.a.admin_p.org_id.as_str());
+            assert_ne!(item["id"], b_hook.as_str());
+        }
+    }
+
+    async fn webhooks_secret_once_bad_input_and_schemas(fx: &Fx) {
+        let admin = Some(fx.a.admin.as_str());
+        let (_, _, doc) = fx
+            .raw(Method::GET, "/api/openapi.json", None, None, vec![], &[])
+            .await;
+        let doc: Value = serde_json::from_slice(&doc).unwrap();
+        let check = |path: &str, method: &str, s: StatusCode, v: &Value| {
+            let schema = response_schema(&doc, path, method, s);
+            if let Err(e) = check_schema(&doc, schema, v, "$") {
+                panic!("{method} {path}: {e}\n{v}");
+            }
+        };
+
+        let (s, created) = fx
+            .call(
+                Method::POST,
+                "/api/v1/webhooks",
+                admin,
+                Some(json!({"url": HOOK_URL, "events": ["stream.started", "recording.ready"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{created}");
+        check("/api/v1/webhooks", "post", s, &created);
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("whsec_"), "{created}");
+        assert_eq!(created["events"], json!(["stream.started", "recording.ready"]));
+        assert_eq!(created["active"], true);
+        let id = created["id"].as_str().unwrap().to_owned();
+
+        // The secret is never shown again.
+        fx.db
+            .enqueue_webhook_event(
+                &fx.a.admin_p.org_id,
+                WebhookEvent::StreamStarted,
+                r#"{"channel":"news"}"#,
+                T0,
+            )
+            .await
+            .unwrap();
+        let (s, list) = fx.call(Method::GET, "/api/v1/webhooks", admin, None).await;
+        assert_eq!(s, StatusCode::OK);
+        check("/api/v1/webhooks", "get", s, &list);
+        let deliveries_path = format!("/api/v1/webhooks/{id}/deliveries");
+        let (s, dl) = fx.call(Method::GET, &deliveries_path, admin, None).await;
+        assert_eq!(s, StatusCode::OK, "{dl}");
+        check("/api/v1/webhooks/{id}/deliveries", "get", s, &dl);
+        assert_eq!(dl["items"].as_array().unwrap().len(), 1);
+        let d = &dl["items"][0];
+        assert_eq!(
+            (&d["state"], &d["attempts"], &d["event"]),
+            (&json!("pending"), &json!(0), &json!("stream.started"))
+        );
+        assert_eq!(d["payload"]["data"]["channel"], "news");
+        assert_eq!(d["payload"]["type"], "stream.started");
+        for v in [&list, &dl] {
+            assert!(!v.to_string().contains(&secret), "secret shown again: {v}");
+            assert!(v.to_string().contains(&id));
+        }
+        let (s, v) = fx
+            .call(Method::GET, &format!("{deliveries_path}?limit=0"), admin, None)
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"]["field"], "limit");
+
+        // Bad input: 400 naming the field, nothing created.
+        let long = format!("http://example.org/{}", "a".repeat(2048));
+        let cases = [
+            (json!({"url": "ftp://example.org/x", "events": ["stream.started"]}), "url"),
+            (json!({"url": "https://user:pw@example.org/", "events": ["stream.started"]}), "url"),
+            (json!({"url": "example.org/hook", "events": ["stream.started"]}), "url"),
+            (json!({"url": "http://exa mple.org/", "events": ["stream.started"]}), "url"),
+            (json!({"url": "http:///x", "events": ["stream.started"]}), "url"),
+            (json!({"url": long, "events": ["stream.started"]}), "url"),
+            (json!({"url": HOOK_URL, "events": []}), "events"),
+            (json!({"url": HOOK_URL, "events": ["stream.exploded"]}), "events"),
+        ];
+        for (body, field) in cases {
+            let (s, v) = fx
+                .call(Method::POST, "/api/v1/webhooks", admin, Some(body.clone()))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{body:.80}: {v}");
+            assert_error_shape(&v, "validation");
+            assert_eq!(v["error"]["field"], field, "{v}");
+            check("/api/v1/webhooks", "post", s, &v);
+        }
+        for body in [
+            json!({"url": HOOK_URL}),
+            json!({"url": HOOK_URL, "events": ["stream.started"], "secret": "mine"}),
+            json!({"url": 5, "events": ["stream.started"]}),
+        ] {
+            let (s, v) = fx
+                .call(Method::POST, "/api/v1/webhooks", admin, Some(body))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+            assert_error_shape(&v, "invalid_body");
+        }
+        let (_, after) = fx.call(Method::GET, "/api/v1/webhooks", admin, None).await;
+        assert_eq!(after["items"], list["items"], "bad input created nothing");
+
+        // Delete: 204, then 404; unknown and implausible ids are 404.
+        let path = format!("/api/v1/webhooks/{id}");
+        let (s, _) = fx.call(Method::DELETE, &path, admin, None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        for p in [path.as_str(), "/api/v1/webhooks/wh_missing", "/api/v1/webhooks/a%20b"] {
+            let (s, v) = fx.call(Method::DELETE, p, admin, None).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+            check("/api/v1/webhooks/{id}", "delete", s, &v);
+        }
+        let (s, v) = fx.call(Method::GET, &deliveries_path, admin, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        check("/api/v1/webhooks/{id}/deliveries", "get", s, &v);
+    }
+}
