@@ -7,6 +7,7 @@ mod auth;
 mod config;
 mod demo;
 mod http;
+mod webhooks;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
@@ -200,6 +201,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let db = starling_control::Db::connect(&config.control())
         .await
         .context("opening the control plane database")?;
+    let webhooks = webhooks::Webhooks::start(db.clone());
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -290,6 +292,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
+    webhooks.shutdown().await;
     drop(demo_task);
     info!("bye");
     Ok(())
