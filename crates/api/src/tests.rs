@@ -1538,7 +1538,11 @@ mod webhooks_suite {
             Who::Anon => None,
         };
         let rows = [
-            (Method::DELETE, "/api/v1/webhooks/{wh}", StatusCode::NO_CONTENT),
+            (
+                Method::DELETE,
+                "/api/v1/webhooks/{wh}",
+                StatusCode::NO_CONTENT,
+            ),
             (
                 Method::GET,
                 "/api/v1/webhooks/{wh}/deliveries",
@@ -1559,7 +1563,10 @@ mod webhooks_suite {
                         (Who::Admin, false) => ok,
                         _ => StatusCode::FORBIDDEN,
                     };
-                    assert_eq!(s, want, "{who:?} {method} {path} other_org={other_org}: {v}");
+                    assert_eq!(
+                        s, want,
+                        "{who:?} {method} {path} other_org={other_org}: {v}"
+                    );
                     if s.is_client_error() {
                         assert!(!v.to_string().contains(&fx.b.admin_p.org_id), "{v}");
                         // A refusal deleted nothing.
@@ -1627,7 +1634,10 @@ mod webhooks_suite {
         check("/api/v1/webhooks", "post", s, &created);
         let secret = created["secret"].as_str().unwrap().to_owned();
         assert!(secret.starts_with("whsec_"), "{created}");
-        assert_eq!(created["events"], json!(["stream.started", "recording.ready"]));
+        assert_eq!(
+            created["events"],
+            json!(["stream.started", "recording.ready"])
+        );
         assert_eq!(created["active"], true);
         let id = created["id"].as_str().unwrap().to_owned();
 
@@ -1661,7 +1671,12 @@ mod webhooks_suite {
             assert!(v.to_string().contains(&id));
         }
         let (s, v) = fx
-            .call(Method::GET, &format!("{deliveries_path}?limit=0"), admin, None)
+            .call(
+                Method::GET,
+                &format!("{deliveries_path}?limit=0"),
+                admin,
+                None,
+            )
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(v["error"]["field"], "limit");
@@ -1669,14 +1684,32 @@ mod webhooks_suite {
         // Bad input: 400 naming the field, nothing created.
         let long = format!("http://example.org/{}", "a".repeat(2048));
         let cases = [
-            (json!({"url": "ftp://example.org/x", "events": ["stream.started"]}), "url"),
-            (json!({"url": "https://user:pw@example.org/", "events": ["stream.started"]}), "url"),
-            (json!({"url": "example.org/hook", "events": ["stream.started"]}), "url"),
-            (json!({"url": "http://exa mple.org/", "events": ["stream.started"]}), "url"),
-            (json!({"url": "http:///x", "events": ["stream.started"]}), "url"),
+            (
+                json!({"url": "ftp://example.org/x", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "https://user:pw@example.org/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "example.org/hook", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://exa mple.org/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http:///x", "events": ["stream.started"]}),
+                "url",
+            ),
             (json!({"url": long, "events": ["stream.started"]}), "url"),
             (json!({"url": HOOK_URL, "events": []}), "events"),
-            (json!({"url": HOOK_URL, "events": ["stream.exploded"]}), "events"),
+            (
+                json!({"url": HOOK_URL, "events": ["stream.exploded"]}),
+                "events",
+            ),
         ];
         for (body, field) in cases {
             let (s, v) = fx
@@ -1705,7 +1738,11 @@ mod webhooks_suite {
         let path = format!("/api/v1/webhooks/{id}");
         let (s, _) = fx.call(Method::DELETE, &path, admin, None).await;
         assert_eq!(s, StatusCode::NO_CONTENT);
-        for p in [path.as_str(), "/api/v1/webhooks/wh_missing", "/api/v1/webhooks/a%20b"] {
+        for p in [
+            path.as_str(),
+            "/api/v1/webhooks/wh_missing",
+            "/api/v1/webhooks/a%20b",
+        ] {
             let (s, v) = fx.call(Method::DELETE, p, admin, None).await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
             check("/api/v1/webhooks/{id}", "delete", s, &v);

@@ -241,9 +241,7 @@ pub(crate) fn add_to_openapi(doc: &mut Value) {
         "/api/v1/webhooks/{id}/deliveries": { "parameters": id_param(), "get": deliveries }
     });
     for (section, add) in [("paths", paths), ("components/schemas", schemas)] {
-        let target = section
-            .split('/')
-            .fold(&mut *doc, |v, k| &mut v[k]);
+        let target = section.split('/').fold(&mut *doc, |v, k| &mut v[k]);
         if let (Some(t), Value::Object(add)) = (target.as_object_mut(), add) {
             t.extend(add);
         }

@@ -42,6 +42,4 @@ pub use devices::{Device, DeviceKind, DeviceState, PublishGrant, Revocation, Str
 pub use error::{AuthError, ControlError, Problem, TokenError, ValidationError};
 pub use playback::{Claims, PlaybackSigner};
 pub use secret::Secret;
-pub use webhooks::{
-    AttemptResult, Delivery, DeliveryState, DueDelivery, Webhook, WebhookEvent,
-};
+pub use webhooks::{AttemptResult, Delivery, DeliveryState, DueDelivery, Webhook, WebhookEvent};

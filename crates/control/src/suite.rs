@@ -939,7 +939,9 @@ mod webhooks_suite {
         // Broadcasters and viewers of the same org: forbidden. Anyone of another org,
         // even the system admin: not found.
         for p in [&w.a_bc, &w.a_viewer] {
-            assert!(is_forbidden(&db.create_webhook(p, URL, &["stream.started"], T0).await));
+            assert!(is_forbidden(
+                &db.create_webhook(p, URL, &["stream.started"], T0).await
+            ));
             assert!(is_forbidden(&db.list_webhooks(p).await));
             assert!(is_forbidden(&db.get_webhook(p, &hook.id).await));
             assert!(is_forbidden(&db.delete_webhook(p, &hook.id).await));
@@ -1004,12 +1006,25 @@ mod webhooks_suite {
             db.list_webhooks(&a).await.unwrap(),
             db.list_deliveries(&a, &hook.id, 10, 0).await.unwrap(),
         );
-        assert!(!debug.contains(secret.expose()), "Debug shows a webhook secret");
+        assert!(
+            !debug.contains(secret.expose()),
+            "Debug shows a webhook secret"
+        );
 
         // Disable, enable, delete.
-        assert!(db.set_webhook_disabled(&a, &hook.id, true).await.unwrap().disabled);
+        assert!(
+            db.set_webhook_disabled(&a, &hook.id, true)
+                .await
+                .unwrap()
+                .disabled
+        );
         assert!(db.get_webhook(&a, &hook.id).await.unwrap().disabled);
-        assert!(!db.set_webhook_disabled(&a, &hook.id, false).await.unwrap().disabled);
+        assert!(
+            !db.set_webhook_disabled(&a, &hook.id, false)
+                .await
+                .unwrap()
+                .disabled
+        );
         db.delete_webhook(&a, &hook.id).await.unwrap();
         assert!(is_not_found(&db.get_webhook(&a, &hook.id).await));
         assert!(is_not_found(&db.delete_webhook(&a, &hook.id).await));
@@ -1078,7 +1093,9 @@ mod webhooks_suite {
         assert!(db.due_deliveries(T0 - 1, 10).await.unwrap().is_empty());
         let due = db.due_deliveries(T0 + 1, 10).await.unwrap();
         assert_eq!(
-            due.iter().map(|d| d.delivery.id.as_str()).collect::<Vec<_>>(),
+            due.iter()
+                .map(|d| d.delivery.id.as_str())
+                .collect::<Vec<_>>(),
             vec![started[0].as_str(), ready[0].as_str()]
         );
         let d = &due[0];
@@ -1087,7 +1104,11 @@ mod webhooks_suite {
         assert_eq!(d.delivery.webhook_id, h1.id);
         assert_eq!(d.delivery.event, WebhookEvent::StreamStarted);
         assert_eq!(d.delivery.attempts, 0);
-        assert!(d.delivery.payload.starts_with("{\"id\":\"evt_"), "{}", d.delivery.payload);
+        assert!(
+            d.delivery.payload.starts_with("{\"id\":\"evt_"),
+            "{}",
+            d.delivery.payload
+        );
         assert!(
             d.delivery.payload.contains(&format!(
                 "\"type\":\"stream.started\",\"created_at\":{T0},\"org_id\":\"{}\",\"data\":{data}}}",
@@ -1165,9 +1186,16 @@ mod webhooks_suite {
         let failed = &db.list_deliveries(&a, &h2.id, 10, 0).await.unwrap()[0];
         assert_eq!(failed.state(), DeliveryState::Failed);
         assert_eq!(failed.last_error.as_ref().map(String::len), Some(500));
-        assert!(db.due_deliveries(i64::MAX / 2, 10).await.unwrap().is_empty());
+        assert!(db
+            .due_deliveries(i64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(db.next_delivery_due().await.unwrap(), None);
-        assert!(is_invalid(&db.list_deliveries(&a, &h1.id, 0, 0).await, "limit"));
+        assert!(is_invalid(
+            &db.list_deliveries(&a, &h1.id, 0, 0).await,
+            "limit"
+        ));
 
         // Disabled: no new deliveries, pending ones wait.
         db.enqueue_webhook_event(&a.org_id, WebhookEvent::StreamEnded, "{}", t1)
@@ -1225,8 +1253,15 @@ mod webhooks_suite {
 
         // Pruning removes finished deliveries only.
         assert_eq!(db.prune_deliveries(t1 + 1).await.unwrap(), 1);
-        assert!(db.list_deliveries(&a, &h2.id, 10, 0).await.unwrap().is_empty());
-        assert_eq!(db.list_deliveries(&a, &h1.id, 10, 0).await.unwrap().len(), 2);
+        assert!(db
+            .list_deliveries(&a, &h2.id, 10, 0)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            db.list_deliveries(&a, &h1.id, 10, 0).await.unwrap().len(),
+            2
+        );
     }
 
     async fn webhook_queue_survives_a_restart(t: &TestDb) {
@@ -1253,7 +1288,10 @@ mod webhooks_suite {
         assert_eq!(due[0].delivery.id, ids[0]);
         assert_eq!(due[0].delivery.webhook_id, hook.id);
         assert_eq!(due[0].secret, secret);
-        assert!(due[0].delivery.payload.ends_with(r#""data":{"state":"live"}}"#));
+        assert!(due[0]
+            .delivery
+            .payload
+            .ends_with(r#""data":{"state":"live"}}"#));
         again.close().await;
     }
 }

@@ -553,10 +553,11 @@ impl Db {
                 ValidationError::new("payload", Problem::Format("must be a JSON object")).into(),
             );
         }
-        let rows = sqlx::query("SELECT id, events FROM webhooks WHERE org_id = $1 AND disabled = 0")
-            .bind(org_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, events FROM webhooks WHERE org_id = $1 AND disabled = 0")
+                .bind(org_id)
+                .fetch_all(self.pool())
+                .await?;
         let mut targets = Vec::new();
         for r in &rows {
             if events_from_text(&r.try_get::<String, _>("events")?)?.contains(&kind) {

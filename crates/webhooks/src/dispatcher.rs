@@ -316,7 +316,8 @@ async fn send(sh: &Shared, d: &DueDelivery) -> Outcome {
         Ok(Ok(resp)) => Outcome::Status(resp.status().as_u16()),
         Ok(Err(e)) => {
             // hyper-util's error names the kind (connect, closed, …); the source says why.
-            let detail = std::error::Error::source(&e).map_or_else(String::new, |s| format!(": {s}"));
+            let detail =
+                std::error::Error::source(&e).map_or_else(String::new, |s| format!(": {s}"));
             Outcome::Failed(format!("{e}{detail}"))
         }
         Err(_) => Outcome::Timeout(sh.cfg.timeout),

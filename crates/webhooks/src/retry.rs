@@ -176,8 +176,14 @@ mod tests {
             assert_eq!(classify(&Outcome::Status(s)), c, "{s}");
         }
         assert_eq!(classify(&Outcome::Timeout(S(10))), Class::Transient);
-        assert_eq!(classify(&Outcome::Failed("refused".into())), Class::Transient);
-        assert_eq!(classify(&Outcome::Unsendable("https".into())), Class::Permanent);
+        assert_eq!(
+            classify(&Outcome::Failed("refused".into())),
+            Class::Transient
+        );
+        assert_eq!(
+            classify(&Outcome::Unsendable("https".into())),
+            Class::Permanent
+        );
     }
 
     #[test]
@@ -186,11 +192,10 @@ mod tests {
             jitter_permille: 0,
             ..RetryPolicy::default()
         };
-        let delays: Vec<u64> = (1..=9).map(|n| p.delay(n, 12345).unwrap().as_secs()).collect();
-        assert_eq!(
-            delays,
-            [10, 30, 120, 600, 3600, 7200, 14400, 14400, 14400]
-        );
+        let delays: Vec<u64> = (1..=9)
+            .map(|n| p.delay(n, 12345).unwrap().as_secs())
+            .collect();
+        assert_eq!(delays, [10, 30, 120, 600, 3600, 7200, 14400, 14400, 14400]);
         let j = RetryPolicy::default();
         // The extremes of the random draw give the edges of ±20 %.
         assert_eq!(j.delay(1, 0), Some(Duration::from_millis(8_000)));
@@ -229,7 +234,10 @@ mod tests {
     fn decisions() {
         let p = RetryPolicy::default();
         let r = 1 << 31;
-        assert_eq!(p.decide(1, S(0), &Outcome::Status(200), r), Decision::Delivered);
+        assert_eq!(
+            p.decide(1, S(0), &Outcome::Status(200), r),
+            Decision::Delivered
+        );
         assert_eq!(
             p.decide(1, S(0), &Outcome::Status(500), r),
             Decision::RetryAfter(S(10))
@@ -242,7 +250,10 @@ mod tests {
             p.decide(1, S(0), &Outcome::Status(404), r),
             Decision::GiveUp("HTTP 404: not retried".into())
         );
-        assert!(matches!(p.decide(1, S(0), &Outcome::Status(429), r), Decision::RetryAfter(_)));
+        assert!(matches!(
+            p.decide(1, S(0), &Outcome::Status(429), r),
+            Decision::RetryAfter(_)
+        ));
         assert!(matches!(
             p.decide(12, S(0), &Outcome::Status(500), r),
             Decision::GiveUp(_)

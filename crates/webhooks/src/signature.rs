@@ -126,14 +126,12 @@ pub fn verify(
                 if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(VerifyError::Malformed("t is not a unix time in seconds"));
                 }
-                timestamp =
-                    Some(v.parse::<i64>().map_err(|_| {
-                        VerifyError::Malformed("t is not a unix time in seconds")
-                    })?);
+                timestamp = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| VerifyError::Malformed("t is not a unix time in seconds"))?,
+                );
             }
-            "v1" => sigs.push(
-                unhex32(v).ok_or(VerifyError::Malformed("v1 is not 64 hex digits"))?,
-            ),
+            "v1" => sigs.push(unhex32(v).ok_or(VerifyError::Malformed("v1 is not 64 hex digits"))?),
             // Unknown schemes (future versions) are ignored.
             _ => {}
         }

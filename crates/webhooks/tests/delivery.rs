@@ -37,7 +37,9 @@ async fn receiver(script: Vec<u16>) -> (String, Receiver) {
         script: Arc::new(script),
         ..Receiver::default()
     };
-    let app = Router::new().route("/hook", post(hook)).with_state(r.clone());
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -57,10 +59,7 @@ impl Drop for Fx {
 }
 
 async fn fx(name: &str) -> Fx {
-    let dir = std::env::temp_dir().join(format!(
-        "starling-webhooks-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("starling-webhooks-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = DbConfig::new(&dir);
     cfg.passwords = PasswordParams::INSECURE_FAST;
@@ -159,7 +158,10 @@ async fn fails_twice_then_delivers_signed_on_the_third_attempt() {
     assert_eq!(v["type"], "stream.started");
     assert_eq!(v["org_id"], fx.admin.org_id.as_str());
     assert!(v["id"].as_str().unwrap().starts_with("evt_"));
-    assert_eq!(v["data"], serde_json::from_str::<serde_json::Value>(data).unwrap());
+    assert_eq!(
+        v["data"],
+        serde_json::from_str::<serde_json::Value>(data).unwrap()
+    );
     dispatcher.shutdown().await;
 }
 
@@ -178,17 +180,18 @@ async fn permanent_refusals_are_not_retried() {
         .await
         .unwrap();
     let dispatcher = Dispatcher::start(fx.db.clone(), fast_config());
-    assert!(dispatcher.sender().emit(
-        &fx.admin.org_id,
-        WebhookEvent::RecordingReady,
-        "{}".into()
-    ));
+    assert!(dispatcher
+        .sender()
+        .emit(&fx.admin.org_id, WebhookEvent::RecordingReady, "{}".into()));
     let d = wait_finished(&fx, &gone.id).await;
     assert_eq!(d.state(), DeliveryState::Failed);
     assert_eq!((d.attempts, d.last_status), (1, Some(410)));
     assert_eq!(d.last_error.as_deref(), Some("HTTP 410: not retried"));
     let t = wait_finished(&fx, &tls.id).await;
-    assert_eq!((t.state(), t.attempts, t.last_status), (DeliveryState::Failed, 1, None));
+    assert_eq!(
+        (t.state(), t.attempts, t.last_status),
+        (DeliveryState::Failed, 1, None)
+    );
     assert!(t.last_error.unwrap().contains("only http://"));
     // No retry arrives later.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -221,8 +224,14 @@ async fn connection_failures_are_retried_until_the_attempts_run_out() {
         .sender()
         .emit(&fx.admin.org_id, WebhookEvent::StreamEnded, "{}".into());
     let d = wait_finished(&fx, &hook.id).await;
-    assert_eq!((d.state(), d.attempts, d.last_status), (DeliveryState::Failed, 3, None));
+    assert_eq!(
+        (d.state(), d.attempts, d.last_status),
+        (DeliveryState::Failed, 3, None)
+    );
     let err = d.last_error.unwrap();
-    assert!(err.contains("request failed") && err.contains("gave up after 3 attempts"), "{err}");
+    assert!(
+        err.contains("request failed") && err.contains("gave up after 3 attempts"),
+        "{err}"
+    );
     dispatcher.shutdown().await;
 }
