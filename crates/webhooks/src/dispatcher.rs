@@ -112,8 +112,8 @@ impl WebhookSender {
     }
 }
 
-/// The running dispatcher. Dropping it leaves its tasks running until the runtime ends;
-/// [`Dispatcher::shutdown`] stops them.
+/// The running dispatcher. [`Dispatcher::shutdown`] stops it; dropping it stops its
+/// tasks too, without waiting for attempts in flight (they are retried after their lease).
 #[derive(Debug)]
 pub struct Dispatcher {
     sender: WebhookSender,
@@ -167,7 +167,7 @@ impl Dispatcher {
             wake: Notify::new(),
         });
         let tasks = vec![
-            tokio::spawn(enqueue_loop(shared.clone(), rx)),
+            tokio::spawn(enqueue_loop(shared.clone(), rx, stop_rx.clone())),
             tokio::spawn(poll_loop(shared, stop_rx)),
         ];
         Self {
@@ -198,21 +198,45 @@ impl Dispatcher {
     }
 }
 
-async fn enqueue_loop(sh: Arc<Shared>, mut rx: mpsc::Receiver<Emitted>) {
-    while let Some(ev) = rx.recv().await {
-        match sh
-            .db
-            .enqueue_webhook_event(&ev.org_id, ev.kind, &ev.data, now_ms())
-            .await
-        {
-            Ok(ids) if ids.is_empty() => {}
-            Ok(ids) => {
-                debug!(org_id = %ev.org_id, event = %ev.kind, deliveries = ids.len(), "webhook event queued");
-                sh.wake.notify_one();
+async fn enqueue_loop(
+    sh: Arc<Shared>,
+    mut rx: mpsc::Receiver<Emitted>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let ev = tokio::select! {
+            biased;
+            ev = rx.recv() => ev,
+            // Emitters live on in other parts of the node: stop on the signal, not when
+            // they are all dropped, and still queue what was emitted before it.
+            _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                rx.close();
+                while let Ok(ev) = rx.try_recv() {
+                    enqueue(&sh, ev).await;
+                }
+                return;
             }
-            Err(e) => {
-                warn!(org_id = %ev.org_id, event = %ev.kind, error = %e, "webhook event not queued")
-            }
+        };
+        match ev {
+            Some(ev) => enqueue(&sh, ev).await,
+            None => return,
+        }
+    }
+}
+
+async fn enqueue(sh: &Shared, ev: Emitted) {
+    match sh
+        .db
+        .enqueue_webhook_event(&ev.org_id, ev.kind, &ev.data, now_ms())
+        .await
+    {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => {
+            debug!(org_id = %ev.org_id, event = %ev.kind, deliveries = ids.len(), "webhook event queued");
+            sh.wake.notify_one();
+        }
+        Err(e) => {
+            warn!(org_id = %ev.org_id, event = %ev.kind, error = %e, "webhook event not queued")
         }
     }
 }
@@ -225,7 +249,7 @@ async fn poll_loop(sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if free == 0 {
             tokio::select! {
                 p = sh.slots.acquire() => drop(p),
-                _ = stop.changed() => {}
+                r = stop.changed() => if r.is_err() { break },
             }
             continue;
         }
@@ -271,7 +295,8 @@ async fn poll_loop(sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = sh.wake.notified() => {}
-            _ = stop.changed() => {}
+            // The `Dispatcher` was dropped without `shutdown`: stop too.
+            r = stop.changed() => if r.is_err() { break },
         }
     }
     // Let attempts in flight finish, within one request timeout.
