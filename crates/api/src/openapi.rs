@@ -7,31 +7,31 @@
 
 use serde_json::{json, Value};
 
-fn nullable(t: &str) -> Value {
+pub(crate) fn nullable(t: &str) -> Value {
     json!({ "type": [t, "null"] })
 }
 
-fn r(name: &str) -> Value {
+pub(crate) fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn json_content(schema: Value) -> Value {
+pub(crate) fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
-fn resp(desc: &str, schema: Value) -> Value {
+pub(crate) fn resp(desc: &str, schema: Value) -> Value {
     json!({ "description": desc, "content": json_content(schema) })
 }
 
-fn error_resp(desc: &str) -> Value {
+pub(crate) fn error_resp(desc: &str) -> Value {
     json!({ "description": desc, "content": json_content(r("Error")) })
 }
 
-fn body(schema: Value) -> Value {
+pub(crate) fn body(schema: Value) -> Value {
     json!({ "required": true, "content": json_content(schema) })
 }
 
-fn id_param(what: &str) -> Value {
+pub(crate) fn id_param(what: &str) -> Value {
     json!([{
         "name": "id", "in": "path", "required": true,
         "description": format!("The {what}'s id."),
@@ -40,7 +40,7 @@ fn id_param(what: &str) -> Value {
 }
 
 /// Standard error responses for an authenticated operation.
-fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
+pub(crate) fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert(ok.0.to_owned(), ok.1);
     responses.insert(
@@ -70,12 +70,12 @@ fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
     })
 }
 
-fn with(mut op: Value, key: &str, v: Value) -> Value {
+pub(crate) fn with(mut op: Value, key: &str, v: Value) -> Value {
     op[key] = v;
     op
 }
 
-fn no_content(desc: &str) -> (&'static str, Value) {
+pub(crate) fn no_content(desc: &str) -> (&'static str, Value) {
     ("204", json!({ "description": desc }))
 }
 
@@ -217,7 +217,7 @@ fn schemas() -> Value {
     })
 }
 
-fn list_of(item: &str) -> Value {
+pub(crate) fn list_of(item: &str) -> Value {
     json!({
         "type": "object", "additionalProperties": false, "required": ["items"],
         "properties": { "items": { "type": "array", "items": r(item) } }
@@ -226,7 +226,7 @@ fn list_of(item: &str) -> Value {
 
 /// A view schema plus the one-time `secret` (a full copy, not `allOf`: the base is
 /// closed with `additionalProperties: false`, which `allOf` would violate).
-fn with_secret(base: &Value, desc: &str) -> Value {
+pub(crate) fn with_secret(base: &Value, desc: &str) -> Value {
     let mut s = base.clone();
     s["properties"]["secret"] = json!({ "type": "string", "description": desc });
     if let Some(req) = s["required"].as_array_mut() {
@@ -245,8 +245,48 @@ fn all_schemas() -> Value {
     s
 }
 
+/// `?limit=&offset=` of a listing.
+pub(crate) fn page_params() -> Value {
+    json!([
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
+        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+    ])
+}
+
+/// A listing page of `item`s.
+pub(crate) fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object", "additionalProperties": false, "required": ["items", "limit", "offset"],
+        "properties": {
+            "items": { "type": "array", "items": r(item) },
+            "limit": { "type": "integer" }, "offset": { "type": "integer" }
+        }
+    })
+}
+
+/// A module's OpenAPI paths and schemas, by name.
+pub(crate) type Section = (Vec<(&'static str, Value)>, Vec<(&'static str, Value)>);
+
+/// Adds the paths and schemas that live next to their handlers (users, events).
+fn add_sections(doc: &mut Value) {
+    for (paths, schemas) in [crate::users::openapi(), crate::events::openapi()] {
+        for (k, v) in paths {
+            doc["paths"][k] = v;
+        }
+        for (k, v) in schemas {
+            doc["components"]["schemas"][k] = v;
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    add_sections(&mut doc);
+    doc
+}
+
+fn base_document() -> Value {
     let login = json!({
         "summary": "Log in; sets the `starling_session` cookie (HttpOnly, SameSite=Strict).",
         "security": [],

@@ -199,17 +199,8 @@ impl Db {
     /// Schedules an event on a channel of the caller's organisation.
     pub async fn create_event(&self, p: &Principal, new: &NewEvent, now: UnixMs) -> Result<Event> {
         check(p, Action::ManageEvents, &p.org_id, "event")?;
-        let channel = self
-            .get_channel(p, &new.channel_id)
-            .await
-            .map_err(|e| match e {
-                // Say which field points nowhere.
-                ControlError::NotFound { .. } => ControlError::Validation(ValidationError::new(
-                    "channel_id",
-                    Problem::Format("no such channel in your organisation"),
-                )),
-                e => e,
-            })?;
+        // Another organisation's channel is not found, as everywhere.
+        let channel = self.get_channel(p, &new.channel_id).await?;
         validate::display_text("title", &new.title, validate::TITLE_MAX)?;
         if let Some(u) = &new.artwork_url {
             validate::http_url("artwork_url", u)?;
