@@ -303,3 +303,37 @@ pub fn probe_stream(file: &Path, kind: &str) -> String {
         .arg(file));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The `web/` directory (the UI sources and the browser harnesses).
+pub fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+/// The Chromium to drive: `$CHROMIUM`, else Debian's.
+pub fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn runs(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Browser tests need node, Chromium and playwright-core (web/node_modules), which
+/// scripts/test installs. Without them they fail loudly rather than pass silently,
+/// unless STARLING_SKIP_BROWSER_TESTS=1 says a person chose so.
+pub fn require_browser() -> bool {
+    let ok = runs("node", "--version")
+        && runs(&chromium(), "--version")
+        && web_dir().join("node_modules/playwright-core").exists();
+    if ok {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("node, chromium or playwright-core missing and STARLING_SKIP_BROWSER_TESTS set: skipping");
+        return false;
+    }
+    panic!("the browser test needs node, chromium and web/node_modules (run scripts/test, which installs them)");
+}
