@@ -6,6 +6,7 @@
 mod auth;
 mod config;
 mod demo;
+mod events;
 mod http;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
@@ -230,6 +231,9 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
             .unwrap_or(0),
         ..Default::default()
     });
+    // Scheduled events follow the clock and this node's publishes.
+    let event_task = events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), None)
+        .spawn(shutdown_rx.clone());
     let app = http::router(http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
@@ -290,6 +294,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
+    let _ = event_task.await;
     drop(demo_task);
     info!("bye");
     Ok(())
