@@ -224,7 +224,7 @@ pub(crate) fn openapi() -> crate::openapi::Section {
     let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
     let when = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": starling_control::events::TIME_MAX_MS, "description": "Unix time, ms." });
     let lead = json!({ "type": "integer", "minimum": 0, "maximum": starling_control::events::PRESHOW_LEAD_MAX_SECS });
-    let title = json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" });
+    let title = crate::openapi::text(200);
     let url = json!({ "type": "string", "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@/?#]+[^\\s]*$" });
     let state = json!({ "type": "string", "enum": ["scheduled", "pre_show", "live", "delayed", "ended", "cancelled"] });
     let body_errors = ["404", "409", "413", "415"];

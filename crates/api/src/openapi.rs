@@ -31,6 +31,19 @@ pub(crate) fn body(schema: Value) -> Value {
     json!({ "required": true, "content": json_content(schema) })
 }
 
+/// Free text as the control plane accepts it (`validate::display_text`): no control
+/// character (C0, DEL or C1: Rust's `char::is_control`), not only whitespace.
+pub(crate) const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A [`TEXT_PATTERN`] string of at most `max` bytes (the limit is checked on UTF-8
+/// bytes, so `maxLength` is exact for ASCII only).
+pub(crate) fn text(max: usize) -> Value {
+    json!({
+        "type": "string", "minLength": 1, "maxLength": max, "pattern": TEXT_PATTERN,
+        "description": format!("At most {max} bytes of UTF-8; no control characters; not blank.")
+    })
+}
+
 pub(crate) fn id_param(what: &str) -> Value {
     json!([{
         "name": "id", "in": "path", "required": true,
@@ -68,6 +81,24 @@ pub(crate) fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Val
         "security": [{ "bearer": [] }, { "session": [] }],
         "responses": responses,
     })
+}
+
+/// OpenAPI links from a response whose body has an `id` to operations on that id (so
+/// that clients and schema-driven testers can follow them).
+fn id_links(mut response: Value, targets: &[(&str, &str, &str)]) -> Value {
+    let mut links = serde_json::Map::new();
+    for (name, path, method) in targets {
+        let pointer = path.replace('~', "~0").replace('/', "~1");
+        links.insert(
+            (*name).to_owned(),
+            json!({
+                "operationRef": format!("#/paths/{pointer}/{method}"),
+                "parameters": { "id": "$response.body#/id" }
+            }),
+        );
+    }
+    response["links"] = Value::Object(links);
+    response
 }
 
 pub(crate) fn with(mut op: Value, key: &str, v: Value) -> Value {
@@ -115,8 +146,8 @@ fn schemas() -> Value {
         "NewApiToken": {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
-                "expires_at": nts
+                "name": text(100),
+                "expires_at": { "type": ["integer", "null"], "format": "int64", "minimum": 1, "maximum": i64::MAX, "description": "Unix time, ms, in the future; absent or null: never expires." }
             }
         },
         "ApiToken": {
@@ -146,7 +177,11 @@ fn schemas() -> Value {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
                 "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$", "description": "URL name: A-Z a-z 0-9 _ -." },
-                "title": { "type": "string", "maxLength": 200 },
+                "title": {
+                    "type": "string", "maxLength": 200,
+                    "pattern": format!("^$|{TEXT_PATTERN}"),
+                    "description": "Display title (at most 200 bytes of UTF-8, no control characters); empty or absent: the name."
+                },
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
@@ -156,7 +191,7 @@ fn schemas() -> Value {
         "ChannelPatch": {
             "type": "object", "additionalProperties": false,
             "properties": {
-                "title": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "title": text(200),
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
@@ -194,7 +229,7 @@ fn schemas() -> Value {
         "NewDevice": {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
+                "name": text(100),
                 "kind": { "type": "string", "enum": ["encoder", "phone", "studio", "other"] },
                 "channel_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$" }
             }
@@ -249,7 +284,7 @@ fn all_schemas() -> Value {
 pub(crate) fn page_params() -> Value {
     json!([
         { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
-        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX, "default": 0 } }
     ])
 }
 
@@ -318,10 +353,7 @@ fn base_document() -> Value {
         "security": [],
         "responses": { "200": { "description": "OpenAPI 3.1 document.", "content": { "application/json": { "schema": { "type": "object" } } } } }
     });
-    let page_params = json!([
-        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
-        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
-    ]);
+    let page_params = page_params();
     let body_errors = ["404", "409", "413", "415"];
     json!({
         "openapi": "3.1.0",
@@ -378,7 +410,9 @@ fn base_document() -> Value {
                 "parameters": id_param("device"),
                 "get": op("A device's stream keys (no secrets).", ("200", resp("Keys.", r("StreamKeyList"))), &["404"]),
                 "post": with(op("Create a stream key; the secret is in this response only.",
-                    ("201", resp("Created.", r("StreamKeyCreated"))), &body_errors),
+                    ("201", id_links(resp("Created.", r("StreamKeyCreated")),
+                        &[("RotateKey", "/api/v1/keys/{id}/rotate", "post"), ("RevokeKey", "/api/v1/keys/{id}", "delete")])),
+                    &body_errors),
                     "requestBody", body(r("NewStreamKey")))
             },
             "/api/v1/keys/{id}/rotate": {

@@ -1924,3 +1924,333 @@ async fn events_users_and_the_prefetch_document(fx: &Fx) {
     check("/api/v1/orgs", "get", s, &orgs);
     assert_eq!(orgs["items"].as_array().unwrap().len(), 1);
 }
+
+// ---- found by schemathesis (scripts/schemathesis) ----
+
+/// A field the document does not mark nullable refuses `null` (serde's `Option` took it
+/// as absent); `expires_at`, which is nullable, still takes it.
+#[tokio::test]
+async fn null_is_refused_where_the_document_does_not_allow_it() {
+    let fx = Fx::sqlite().await;
+    let tok = fx.a.admin.as_str();
+    let (ch, dev, _) = fx.resources(&fx.a).await;
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/channels".into(),
+            json!({"name": unique("n"), "visibility": null}),
+            "visibility",
+        ),
+        (
+            Method::POST,
+            "/api/v1/channels".into(),
+            json!({"name": unique("n"), "dvr_window_secs": null}),
+            "dvr_window_secs",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
+            json!({"title": null}),
+            "title",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
+            json!({"recording": null}),
+            "recording",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/channels/{ch}/playback-tokens"),
+            json!({"ttl_secs": 5, "viewer_id": null}),
+            "viewer_id",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json!({"name": "d", "kind": null}),
+            "kind",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/devices/{dev}/keys"),
+            json!({"channel_id": null}),
+            "channel_id",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (s, v) = fx.call(method.clone(), &path, Some(tok), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path} {field}: {v}");
+        assert_error_shape(&v, "invalid_body");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field) && msg.contains("null"), "{msg}");
+    }
+    let (s, v) = fx
+        .call(
+            Method::GET,
+            &format!("/api/v1/channels/{ch}"),
+            Some(tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["title"].is_string() && v["recording"].is_boolean(), "{v}");
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(tok),
+            Some(json!({"name": "n", "expires_at": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["expires_at"].is_null());
+}
+
+/// JSON Schema's `integer` includes `5.0`; the handlers took only `5`.
+#[tokio::test]
+async fn integral_floats_are_integers() {
+    let fx = Fx::sqlite().await;
+    let tok = fx.a.admin.as_str();
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(tok),
+            Some(json!({"name": unique("f"), "dvr_window_secs": 5271.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["dvr_window_secs"], 5271);
+    let ch = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{ch}"),
+            Some(tok),
+            Some(json!({"dvr_window_secs": 6.5e4})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["dvr_window_secs"], 65000);
+    let path = format!("/api/v1/channels/{ch}/playback-tokens");
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            &path,
+            Some(tok),
+            Some(json!({"ttl_secs": 86400.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["expires_at"], T0 + 86_400_000);
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(tok),
+            Some(json!({"name": "f", "expires_at": (T0 + 1000) as f64})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["expires_at"], T0 + 1000);
+    // Still refused: a fraction, a number past i64, a string.
+    for bad in [json!(60.5), json!(1e30), json!("60")] {
+        let (s, v) = fx
+            .call(
+                Method::POST,
+                &path,
+                Some(tok),
+                Some(json!({"ttl_secs": bad})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_error_shape(&v, "invalid_body");
+    }
+}
+
+/// A plain-text error from a layer outside the API router (the server's path guard
+/// answers "malformed path" before routing) gets the API's error shape under `/api/`,
+/// keeping its text; other paths and 5xx details are left alone.
+#[tokio::test]
+async fn outer_plain_text_errors_under_api_get_the_error_shape() {
+    use axum::response::IntoResponse as _;
+    let plain = |status: StatusCode, text: &'static str| {
+        move || async move {
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                text,
+            )
+                .into_response()
+        }
+    };
+    let app: Router = Router::new()
+        .route(
+            "/api/v1/x",
+            axum::routing::get(plain(StatusCode::BAD_REQUEST, "malformed path\n")),
+        )
+        .route(
+            "/api/v1/boom",
+            axum::routing::get(plain(StatusCode::BAD_GATEWAY, "db at 10.0.0.1 down")),
+        )
+        .route(
+            "/live/x",
+            axum::routing::get(plain(StatusCode::BAD_REQUEST, "malformed path\n")),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn(crate::error::api_error_shape));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            (parts.status, parts.headers, bytes.to_vec())
+        }
+    };
+    let (s, h, b) = get("/api/v1/x").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(h[header::CONTENT_TYPE], "application/json");
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_error_shape(&v, "bad_request");
+    assert_eq!(v["error"]["message"], "malformed path");
+
+    let (s, _, b) = get("/api/elsewhere").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_shape(&serde_json::from_slice(&b).unwrap(), "not_found");
+
+    let (s, _, b) = get("/api/v1/boom").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_error_shape(&v, "internal");
+    assert_eq!(v["error"]["message"], "internal error");
+
+    let (s, h, b) = get("/live/x").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(b, b"malformed path\n");
+}
+
+/// The document's links point at operations it has, with the parameters they take.
+#[test]
+fn openapi_links_resolve() {
+    let doc = crate::openapi::document();
+    let mut n = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().into_iter().flatten() {
+                for (name, link) in resp["links"].as_object().into_iter().flatten() {
+                    let r = link["operationRef"].as_str().unwrap();
+                    let pointer = r.strip_prefix('#').unwrap();
+                    let target = doc.pointer(pointer);
+                    assert!(
+                        target.is_some_and(|t| t["responses"].is_object()),
+                        "{method} {path} {status} link {name}: {r} does not resolve"
+                    );
+                    let target_path = pointer.split('/').nth(2).unwrap().replace("~1", "/");
+                    for p in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            target_path.contains(&format!("{{{p}}}")),
+                            "{name}: {target_path} has no {p}"
+                        );
+                    }
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n >= 2, "links went missing");
+}
+
+/// The document's text pattern refuses what `validate::display_text` refuses for
+/// control characters: C0, DEL and C1 (schemathesis sent U+0093, which the schema
+/// allowed and the server refused).
+#[test]
+fn openapi_text_pattern_excludes_every_control_character() {
+    let doc = crate::openapi::document();
+    let name = &doc["components"]["schemas"]["NewDevice"]["properties"]["name"];
+    let pattern = name["pattern"].as_str().unwrap();
+    // The excluded ranges, as written in the pattern.
+    let class = "\\u0000-\\u001f\\u007f-\\u009f";
+    assert_eq!(pattern.matches(class).count(), 3, "{pattern}");
+    for c in (0u32..0x110000).filter_map(char::from_u32) {
+        let in_class = matches!(c as u32, 0..=0x1f | 0x7f..=0x9f);
+        assert_eq!(in_class, c.is_control(), "{c:?}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["NewApiToken"]["properties"]["name"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["ChannelPatch"]["properties"]["title"]["pattern"],
+        pattern
+    );
+}
+
+/// Integers the document allows fit the server's `i64` (schemathesis sent an offset
+/// of 2e30, schema-valid without a `maximum`, refused by the server).
+#[test]
+fn openapi_unbounded_integers_are_bounded_by_i64() {
+    fn walk(v: &Value, at: &str, bad: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                let is_int = match &m.get("type") {
+                    Some(Value::String(t)) => t == "integer",
+                    Some(Value::Array(a)) => a.iter().any(|t| t == "integer"),
+                    _ => false,
+                };
+                // Request inputs only: responses come from the server's own i64s.
+                let bounded = m.get("maximum").is_some_and(|x| x.as_i64().is_some())
+                    && m.get("minimum").is_some_and(|x| x.as_i64().is_some());
+                if is_int && !bounded {
+                    bad.push(at.to_owned());
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{at}/{k}"), bad);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}/{i}"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = crate::openapi::document();
+    let mut bad = Vec::new();
+    // Query parameters and request bodies' schemas.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if method != "parameters" {
+                walk(&op["parameters"], &format!("{method} {path}"), &mut bad);
+            }
+        }
+    }
+    for name in [
+        "Login",
+        "NewApiToken",
+        "NewChannel",
+        "ChannelPatch",
+        "PlaybackTokenRequest",
+        "NewDevice",
+        "NewStreamKey",
+        "NewUser",
+        "UserPatch",
+        "NewOrg",
+        "NewEvent",
+        "EventPatch",
+    ] {
+        walk(&doc["components"]["schemas"][name], name, &mut bad);
+    }
+    assert!(bad.is_empty(), "integers without i64 bounds: {bad:?}");
+}

@@ -249,7 +249,7 @@ pub(crate) fn openapi() -> crate::openapi::Section {
             json!({
                 "type": "object", "additionalProperties": false, "required": ["name"],
                 "properties": {
-                    "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" }
+                    "name": crate::openapi::text(100)
                 }
             }),
         ),

@@ -46,6 +46,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // After the fallback, so traversal attempts get 400 even where no route matches.
         .layer(middleware::from_fn(starling_origin::http::guard))
+        // Outermost: the guard's and the fallback's plain-text errors under `/api/` get
+        // the API's JSON error shape, as its OpenAPI document says.
+        .layer(middleware::from_fn(starling_api::error::api_error_shape))
 }
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
