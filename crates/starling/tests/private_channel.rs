@@ -28,12 +28,9 @@ struct Api<'a> {
 impl Api<'_> {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
-        let r = self.server.http_request(
-            method,
-            path,
-            &[("Cookie", &self.cookie)],
-            body.as_deref(),
-        );
+        let r =
+            self.server
+                .http_request(method, path, &[("Cookie", &self.cookie)], body.as_deref());
         let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
         (r.status, v)
     }
@@ -57,10 +54,26 @@ fn publish(server: &Server, key: &str, size: &str) -> Child {
     Command::new("ffmpeg")
         .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=25"))
-        .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args([
-            "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
-            "-f", "flv",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "60",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
         ])
         .arg(server.rtmp_url(key))
         .stdin(Stdio::null())
@@ -125,7 +138,11 @@ fn private_channels_need_a_valid_token_over_hls() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let login = server.http_request(
         "POST",
@@ -222,9 +239,19 @@ fn private_channels_need_a_valid_token_over_hls() {
     // Refusals: none, altered, expired, another channel's.
     let seg = "/live/vip/source/1.m4s";
     refused(&server, "/live/vip/index.m3u8", 401, "token_required");
-    refused(&server, "/live/vip/source/index.m3u8", 401, "token_required");
+    refused(
+        &server,
+        "/live/vip/source/index.m3u8",
+        401,
+        "token_required",
+    );
     refused(&server, seg, 401, "token_required");
-    refused(&server, &format!("{seg}?token={tampered}"), 403, "token_bad_signature");
+    refused(
+        &server,
+        &format!("{seg}?token={tampered}"),
+        403,
+        "token_bad_signature",
+    );
     refused(
         &server,
         &format!("/live/vip/index.m3u8?token={other_token}"),
@@ -232,7 +259,12 @@ fn private_channels_need_a_valid_token_over_hls() {
         "token_wrong_channel",
     );
     std::thread::sleep(Duration::from_millis(1200));
-    refused(&server, &format!("/live/vip/index.m3u8?token={short}"), 403, "token_expired");
+    refused(
+        &server,
+        &format!("/live/vip/index.m3u8?token={short}"),
+        403,
+        "token_expired",
+    );
     // The token also works as a cookie.
     let by_cookie = server.http_request(
         "GET",
@@ -247,7 +279,12 @@ fn private_channels_need_a_valid_token_over_hls() {
         .args(["-v", "error", "-show_streams", "-of", "default=nw=1"])
         .arg(server.http_url(&format!("/live/vip/index.m3u8?{q}"))));
     let text = String::from_utf8_lossy(&probe.stdout);
-    for want in ["codec_name=h264", "width=320", "height=240", "codec_name=aac"] {
+    for want in [
+        "codec_name=h264",
+        "width=320",
+        "height=240",
+        "codec_name=aac",
+    ] {
         assert!(text.contains(want), "ffprobe lacks {want}:\n{text}");
     }
 
@@ -304,7 +341,10 @@ fn private_channels_need_a_valid_token_over_hls() {
     assert!(server.stop().success());
     let log = server.log_text();
     for secret in [&token, &short, &other_token, &tampered, &key] {
-        assert!(!log.contains(secret.as_str()), "a token or key reached the log");
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token or key reached the log"
+        );
     }
     assert!(!log.contains(PASSWORD), "the password reached the log");
 }

@@ -176,9 +176,10 @@ impl Server {
         let text = String::from_utf8_lossy(&out).into_owned();
         let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
         let body = if chunked {
             let mut body = String::new();
             let mut rest = rest;
