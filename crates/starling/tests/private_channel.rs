@@ -122,6 +122,26 @@ fn refused(server: &Server, path: &str, status: u16, code: &str) {
     assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
 }
 
+/// Node, Chromium and playwright-core (web/node_modules), as the browser test needs them.
+fn browser_available() -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let runs = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    if runs("node") && runs(&chromium) && web.join("node_modules/playwright-core").exists() {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("no browser and STARLING_SKIP_BROWSER_TESTS set: skipping the watch page part");
+        return false;
+    }
+    panic!("the watch page part needs node, chromium and web/node_modules (scripts/test installs them)");
+}
+
 #[test]
 fn private_channels_need_a_valid_token_over_hls() {
     if !require_ffmpeg() {
@@ -286,6 +306,36 @@ fn private_channels_need_a_valid_token_over_hls() {
         "codec_name=aac",
     ] {
         assert!(text.contains(want), "ffprobe lacks {want}:\n{text}");
+    }
+
+    // The watch page passes `?token=` on: Chromium plays the private channel with it and
+    // says why it cannot without.
+    if browser_available() {
+        let web =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/watch.mjs");
+        let page = |args: &[&str]| {
+            let out = Command::new("node").arg(&web).args(args).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "watch.mjs {args:?}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+        };
+        let played = page(&[
+            &server.http_url(&format!("/watch/vip?token={token}")),
+            "--seconds",
+            "3",
+            "--max-latency",
+            "6",
+        ]);
+        assert!(played.contains("\"ok\":true"), "{played}");
+        page(&[
+            &server.http_url("/watch/vip"),
+            "--expect-text",
+            "vip is private",
+        ]);
     }
 
     // A public channel (from the config file) needs no token and stays publicly cacheable.
