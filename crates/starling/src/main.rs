@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod events;
 mod http;
+mod playback_gate;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
@@ -201,6 +202,19 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let db = starling_control::Db::connect(&config.control())
         .await
         .context("opening the control plane database")?;
+    // Private channels: HLS playback needs a token; the config file's channels and the
+    // demo channel are not in the database and stay public.
+    let signer = db
+        .playback_signer()
+        .await
+        .context("loading the playback token key")?;
+    let always_public = config
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(demo.map(str::to_owned))
+        .collect();
+    let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -240,6 +254,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         db: db.clone(),
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
+        gate: Some(gate),
         ready: ready_rx,
     });
     let mut http_shutdown = shutdown_rx.clone();
