@@ -219,7 +219,7 @@ fn prefetch_response(ev: &Event, headers: HeaderMap) -> Response {
 /// This module's OpenAPI paths and schemas.
 pub(crate) fn openapi() -> crate::openapi::Section {
     use crate::openapi::{
-        body, error_resp, id_param, json_content, op, page_of, page_params, r, resp, with,
+        body, error_resp, id_links, id_param, json_content, op, page_of, page_params, r, resp, with,
     };
     let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
     let when = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": starling_control::events::TIME_MAX_MS, "description": "Unix time, ms." });
@@ -252,7 +252,10 @@ pub(crate) fn openapi() -> crate::openapi::Section {
             json!({
                 "get": with(op("The organisation's events, latest start first.", ("200", resp("A page.", r("EventPage"))), &[]),
                     "parameters", page_params()),
-                "post": with(op("Schedule an event on a channel.", ("201", resp("Created.", r("Event"))), &body_errors),
+                "post": with(op("Schedule an event on a channel.", ("201", id_links(resp("Created.", r("Event")), &[
+                    ("GetEvent", "/api/v1/events/{id}", "get"), ("PatchEvent", "/api/v1/events/{id}", "patch"),
+                    ("CancelEvent", "/api/v1/events/{id}/cancel", "post"), ("DeleteEvent", "/api/v1/events/{id}", "delete"),
+                    ("Prefetch", "/api/v1/events/{id}/prefetch", "get"), ("PrefetchAlias", "/api/events/{id}/prefetch", "get")])), &body_errors),
                     "requestBody", body(r("NewEvent")))
             }),
         ),

@@ -85,7 +85,7 @@ pub(crate) fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Val
 
 /// OpenAPI links from a response whose body has an `id` to operations on that id (so
 /// that clients and schema-driven testers can follow them).
-fn id_links(mut response: Value, targets: &[(&str, &str, &str)]) -> Value {
+pub(crate) fn id_links(mut response: Value, targets: &[(&str, &str, &str)]) -> Value {
     let mut links = serde_json::Map::new();
     for (name, path, method) in targets {
         let pointer = path.replace('~', "~0").replace('/', "~1");

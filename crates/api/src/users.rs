@@ -177,7 +177,8 @@ pub(crate) fn openapi() -> crate::openapi::Section {
                 "get": with(op("Users of an organisation (admins).", ("200", resp("A page.", r("UserPage"))), &["404"]),
                     "parameters", list_params),
                 "post": with(op("Create a user (admins; system admins in any organisation).",
-                    ("201", resp("Created.", r("User"))), &body_errors), "requestBody", body(r("NewUser")))
+                    ("201", id_links(resp("Created.", r("User")), &[
+                    ("GetUser", "/api/v1/users/{id}", "get"), ("PatchUser", "/api/v1/users/{id}", "patch")])), &body_errors), "requestBody", body(r("NewUser")))
             }),
         ),
         (
