@@ -156,7 +156,7 @@ pub(crate) async fn create_org(
 
 /// This module's OpenAPI paths and schemas.
 pub(crate) fn openapi() -> crate::openapi::Section {
-    use crate::openapi::{body, id_param, op, page_of, page_params, r, resp, with};
+    use crate::openapi::{body, id_links, id_param, op, page_of, page_params, r, resp, with};
     let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
     let id_schema =
         json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$" });

@@ -23,21 +23,8 @@ fn the_admin_console_makes_a_key_that_publishes_and_shows_the_stream_live() {
         return;
     }
     let server = Server::start("admin-console", "");
-    let config = server.dir.join("starling.toml");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
-        .args(["admin", "create-user", "--config"])
-        .arg(&config)
-        .args(["--email", EMAIL])
-        .env("STARLING_ADMIN_PASSWORD", PASSWORD)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "create-user: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.create_admin(EMAIL, PASSWORD);
 
     let shot = server.dir.join("admin.png");
     let out = Command::new("node")

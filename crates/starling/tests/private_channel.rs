@@ -148,21 +148,8 @@ fn private_channels_need_a_valid_token_over_hls() {
         return;
     }
     let mut server = Server::start("private", "");
-    let config = server.dir.join("starling.toml");
     let email = "owner@example.com";
-    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
-        .args(["admin", "create-user", "--config"])
-        .arg(&config)
-        .args(["--email", email])
-        .env("STARLING_ADMIN_PASSWORD", PASSWORD)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.create_admin(email, PASSWORD);
 
     let login = server.http_request(
         "POST",

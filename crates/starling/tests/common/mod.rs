@@ -234,6 +234,25 @@ impl Server {
         }
     }
 
+    /// `starling admin create-user` against this server's config (password from the
+    /// environment, as in CI: no stdin), asserting it worked.
+    pub fn create_admin(&self, email: &str, password: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(["admin", "create-user", "--config"])
+            .arg(self.dir.join("starling.toml"))
+            .args(["--email", email])
+            .env("STARLING_ADMIN_PASSWORD", password)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running starling admin create-user");
+        assert!(
+            out.status.success(),
+            "create-user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
+    }
+
     pub fn rtmp_url(&self, name: &str) -> String {
         format!("rtmp://{}/live/{name}", self.rtmp)
     }
