@@ -1,4 +1,4 @@
-// Builds Starling's viewer site into $STARLING_WEB_OUT (default: web/dist).
+// Builds Starling's web UI (viewer pages and the admin console) into $STARLING_WEB_OUT (default: web/dist).
 //
 // No bundler: the sources in src/ are plain HTML, CSS and browser JS. The build
 //  1. copies each asset (our JS/CSS/SVG and hls.js's prebuilt hls.min.js) to
@@ -30,6 +30,8 @@ const assetSources = [
   join(src, 'style.css'),
   join(src, 'live.js'),
   join(src, 'watch.js'),
+  join(src, 'admin.css'),
+  join(src, 'admin.js'),
   join(src, 'favicon.svg'),
   join(hlsDist, 'hls.min.js'),
 ];

@@ -1,4 +1,4 @@
-//! Builds the viewer site in `web/` (npm) into `OUT_DIR/site` and generates
+//! Builds the web UI in `web/` (npm) into `OUT_DIR/site` and generates
 //! `OUT_DIR/assets.rs`, the table of embedded files that `src/assets.rs` includes.
 //!
 //! This script must never fail the cargo build because Node.js is missing or the npm
@@ -86,7 +86,7 @@ fn run() -> io::Result<()> {
                 &out_dir,
                 false,
                 npm_found,
-                &[page("index.html"), page("watch.html")],
+                &[page("index.html"), page("watch.html"), page("admin.html")],
                 &[],
             );
         }
@@ -140,7 +140,7 @@ fn collect(site: &Path) -> io::Result<(Vec<Entry>, Vec<Entry>)> {
         .filter(|e| e.name.ends_with(".html"))
         .collect::<Vec<_>>();
     let assets = read_dir_files(&site.join("assets"))?;
-    for required in ["index.html", "watch.html"] {
+    for required in ["index.html", "watch.html", "admin.html"] {
         if !pages.iter().any(|p| p.name == required) {
             return Err(io::Error::other(format!(
                 "the build did not produce {required}"

@@ -8,6 +8,10 @@
 //
 // Tuning: `?sync=SECONDS` overrides how far behind the live edge hls.js aims to play
 // (default 1.5 s; clamped to 0.5–30).
+//
+// Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
+// playlist URL, for hls.js and native HLS alike; the origin then writes it into every
+// URI of the playlists it serves, so segments and parts carry it too.
 'use strict';
 
 (() => {
@@ -22,6 +26,7 @@
   const params = new URLSearchParams(location.search);
   const syncParam = Number.parseFloat(params.get('sync') || '');
   const LIVE_SYNC_S = Number.isFinite(syncParam) ? Math.min(30, Math.max(0.5, syncParam)) : 1.5;
+  const token = params.get('token') || '';
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -97,7 +102,14 @@
   }
   heading.textContent = channel;
   document.title = `${channel} · Starling`;
-  const src = `/live/${channel}/index.m3u8`;
+  const src = `/live/${channel}/index.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+
+  // What a 401/403 from the origin means to a viewer (the token itself is never shown).
+  function accessMessage(code) {
+    if (code === 401) return `${channel} is private: open it with a link that carries a playback token (?token=…).`;
+    if (code === 403) return `The playback token for ${channel} is not valid (expired, altered or for another channel).`;
+    return null;
+  }
 
   function teardown() {
     clearTimeout(retryTimer);
@@ -176,7 +188,9 @@
         hls.recoverMediaError();
         return;
       }
-      if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && (code === 404 || code === 410)) {
+      if (accessMessage(code)) {
+        retryLater('error', accessMessage(code), ERROR_RETRY_S);
+      } else if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && (code === 404 || code === 410)) {
         retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
       } else if (data.details === Hls.ErrorDetails.LEVEL_LOAD_ERROR && (code === 404 || code === 410)) {
         retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S);
@@ -196,6 +210,10 @@
       const res = await fetch(src, { cache: 'no-store' });
       if (res.status === 404 || res.status === 410) {
         retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
+        return;
+      }
+      if (accessMessage(res.status)) {
+        retryLater('error', accessMessage(res.status), ERROR_RETRY_S);
         return;
       }
     } catch (err) {

@@ -5,7 +5,9 @@
 //! secret, token, password or hash; internal failures are logged here (their `Display`
 //! holds no bound values) and answered with a generic 500.
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use starling_control::{AuthError, ControlError};
@@ -150,6 +152,74 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Middleware for the whole server: responses to `/api/` paths that an outer layer or
+/// the server's fallback produced (e.g. the path guard's plain-text 400) get the API's
+/// error shape too, as the OpenAPI document promises. Other paths pass untouched.
+pub async fn api_error_shape(req: Request, next: Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    if is_api {
+        reshape(resp).await
+    } else {
+        resp
+    }
+}
+
+/// Headers of a bare error response worth keeping when it is reshaped.
+const KEPT_HEADERS: [header::HeaderName; 3] =
+    [header::ALLOW, header::RETRY_AFTER, header::CACHE_CONTROL];
+
+/// Gives a non-JSON error response the API's shape; anything else is returned as is.
+/// A short plain-text body (a layer's own explanation, e.g. "malformed path") becomes
+/// the message, except for 5xx, whose message stays generic.
+pub(crate) async fn reshape(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_text = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let (parts, body) = resp.into_parts();
+    let (code, generic) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
+        StatusCode::NOT_FOUND => ("not_found", "not found"),
+        StatusCode::UNAUTHORIZED => ("unauthenticated", "authentication required"),
+        StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported media type"),
+        StatusCode::TOO_MANY_REQUESTS => ("throttled", "too many requests"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "bad request"),
+    };
+    let text = if is_text && !status.is_server_error() {
+        // Bounded read: a longer body is not an explanation worth relaying.
+        axum::body::to_bytes(body, MESSAGE_MAX)
+            .await
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+    } else {
+        None
+    };
+    let mut out =
+        ApiError::new(status, code, text.unwrap_or_else(|| generic.to_owned())).into_response();
+    for name in KEPT_HEADERS {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -192,3 +192,147 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
         Page::parse(parts.uri.query().unwrap_or(""))
     }
 }
+
+/// `deserialize_with` helpers for request bodies, so that what the handlers accept is
+/// what the OpenAPI document says (a schema-driven client sends exactly that):
+///
+/// - an optional field that is not `nullable` in the document refuses an explicit
+///   `null` (serde's `Option` would take it as "absent");
+/// - an `integer` accepts any JSON number with no fractional part (`5.0` is an integer
+///   in JSON Schema; serde's `i64` refuses it).
+pub(crate) mod de {
+    use serde::de::{Deserialize, Deserializer, Error, Visitor};
+    use std::fmt;
+
+    /// An optional field that may be absent (with `#[serde(default)]`) but not `null`.
+    pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+
+    /// An integer (see [`Int`]).
+    pub(crate) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        Int::deserialize(d).map(|Int(v)| v)
+    }
+
+    /// An optional integer that may be absent but not `null`.
+    pub(crate) fn present_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        int(d).map(Some)
+    }
+
+    /// An optional integer where `null` means absent.
+    pub(crate) fn nullable_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<Int>::deserialize(d).map(|o| o.map(|Int(v)| v))
+    }
+
+    /// A JSON Schema `integer` that fits in an `i64`: `7`, `7.0` and `7e3` are integers,
+    /// `7.5` is not.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Int(pub i64);
+
+    impl<'de> Deserialize<'de> for Int {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(IntVisitor)
+        }
+    }
+
+    struct IntVisitor;
+
+    /// 2^63 as an `f64`: every integral `f64` in `[-2^63, 2^63)` converts exactly.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+
+    impl Visitor<'_> for IntVisitor {
+        type Value = Int;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Int, E> {
+            Ok(Int(v))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Int, E> {
+            i64::try_from(v).map(Int).map_err(|_| {
+                E::custom(format!(
+                    "integer {v} is out of range (at most {})",
+                    i64::MAX
+                ))
+            })
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Int, E> {
+            if v.fract() != 0.0 || !v.is_finite() {
+                return Err(E::invalid_type(serde::de::Unexpected::Float(v), &self));
+            }
+            if !(-TWO_63..TWO_63).contains(&v) {
+                return Err(E::custom(format!("integer {v} is out of range")));
+            }
+            #[allow(clippy::cast_possible_truncation)] // integral and in range: exact
+            Ok(Int(v as i64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::de;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct T {
+        #[serde(default, deserialize_with = "de::present_int")]
+        a: Option<i64>,
+        #[serde(default, deserialize_with = "de::nullable_int")]
+        b: Option<i64>,
+        #[serde(default, deserialize_with = "de::present")]
+        c: Option<String>,
+    }
+
+    type Fields = (Option<i64>, Option<i64>, Option<String>);
+
+    fn parse(s: &str) -> Result<Fields, String> {
+        serde_json::from_str::<T>(s)
+            .map(|t| (t.a, t.b, t.c))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn integers_as_json_schema_counts_them() {
+        assert_eq!(parse(r#"{"a": 7}"#).unwrap().0, Some(7));
+        assert_eq!(parse(r#"{"a": 7.0}"#).unwrap().0, Some(7));
+        assert_eq!(parse(r#"{"a": 7e3}"#).unwrap().0, Some(7000));
+        assert_eq!(parse(r#"{"a": -0.0}"#).unwrap().0, Some(0));
+        assert_eq!(
+            parse(r#"{"a": -9223372036854775808.0}"#).unwrap().0,
+            Some(i64::MIN)
+        );
+        assert_eq!(
+            parse(r#"{"a": 9223372036854775807}"#).unwrap().0,
+            Some(i64::MAX)
+        );
+        for bad in [
+            "7.5",
+            "\"7\"",
+            "9223372036854775808",
+            "9.3e18",
+            "1e400",
+            "true",
+        ] {
+            assert!(parse(&format!(r#"{{"a": {bad}}}"#)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn null_only_where_nullable() {
+        assert_eq!(parse("{}").unwrap(), (None, None, None));
+        assert!(parse(r#"{"a": null}"#).unwrap_err().contains("null"));
+        assert!(parse(r#"{"c": null}"#).unwrap_err().contains("null"));
+        assert_eq!(parse(r#"{"b": null}"#).unwrap().1, None);
+        assert_eq!(
+            parse(r#"{"b": 3.0, "c": "x"}"#).unwrap(),
+            (None, Some(3), Some("x".into()))
+        );
+    }
+}

@@ -4,18 +4,18 @@
 //! tokens, stream keys) are put only in the response of the call that created them.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use starling_control::validate;
 use starling_control::{
-    can, Action, ApiTokenInfo, Channel, ChannelUpdate, Device, DeviceKind, LatencyMode, NewChannel,
-    Principal, Secret, StreamKeyInfo, Visibility,
+    ApiTokenInfo, Channel, ChannelUpdate, Device, DeviceKind, LatencyMode, NewChannel, Principal,
+    Secret, StreamKeyInfo, Visibility,
 };
 
 use crate::error::ApiError;
-use crate::extract::{body_id, session_cookie, Auth, Id, Json, Page, PeerAddr, SESSION_COOKIE};
+use crate::extract::{body_id, de, session_cookie, Auth, Id, Json, Page, PeerAddr, SESSION_COOKIE};
 use crate::ApiState;
 
 /// Session lifetime: 7 days.
@@ -139,7 +139,7 @@ pub(crate) async fn me(Auth(p): Auth) -> ApiResult {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTokenBody {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::nullable_int")]
     expires_at: Option<i64>,
 }
 
@@ -194,11 +194,17 @@ pub(crate) async fn list_channels(State(st): State<ApiState>, Auth(p): Auth, q: 
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewChannelBody {
     name: String,
+    #[serde(default, deserialize_with = "de::present")]
     title: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     visibility: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     latency_mode: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     ladder: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     recording: Option<bool>,
+    #[serde(default, deserialize_with = "de::present_int")]
     dvr_window_secs: Option<i64>,
 }
 
@@ -237,11 +243,17 @@ pub(crate) async fn get_channel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChannelPatch {
+    #[serde(default, deserialize_with = "de::present")]
     title: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     visibility: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     latency_mode: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     ladder: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     recording: Option<bool>,
+    #[serde(default, deserialize_with = "de::present_int")]
     dvr_window_secs: Option<i64>,
 }
 
@@ -286,7 +298,9 @@ pub(crate) async fn delete_channel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaybackBody {
+    #[serde(deserialize_with = "de::int")]
     ttl_secs: i64,
+    #[serde(default, deserialize_with = "de::present")]
     viewer_id: Option<String>,
 }
 
@@ -298,14 +312,8 @@ pub(crate) async fn create_playback_token(
 ) -> ApiResult {
     validate::range("ttl_secs", b.ttl_secs, 1, PLAYBACK_TTL_MAX_SECS)
         .map_err(starling_control::ControlError::from)?;
-    let ch = st.db.get_channel(&p, &id).await?;
-    if !can(&p, Action::Watch, &ch.org_id) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("role {} may not watch this channel", p.role),
-        ));
-    }
+    // Viewers may watch what they may not manage.
+    let ch = st.db.channel_for_watch(&p, &id).await?;
     let expires_at = (st.now)().saturating_add(b.ttl_secs.saturating_mul(1000));
     let signer = st.db.playback_signer().await?;
     let token = signer
@@ -320,7 +328,9 @@ pub(crate) async fn create_playback_token(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewDeviceBody {
     name: String,
+    #[serde(default, deserialize_with = "de::present")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
     channel_id: Option<String>,
 }
 
@@ -384,6 +394,7 @@ pub(crate) async fn list_keys(State(st): State<ApiState>, Auth(p): Auth, Id(id):
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKeyBody {
+    #[serde(default, deserialize_with = "de::present")]
     channel_id: Option<String>,
 }
 
@@ -425,28 +436,7 @@ pub(crate) async fn no_route() -> ApiError {
     ApiError::no_route()
 }
 
-/// Gives axum's bare 405 (and any other empty error from a layer) the API's shape.
+/// Gives axum's bare 405 (and any other non-JSON error from a layer) the API's shape.
 pub(crate) async fn shape_bare_errors(resp: Response) -> Response {
-    let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let headers: HeaderMap = resp.headers().clone();
-    let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("bad_request", "bad request"),
-    };
-    let mut out = ApiError::new(status, code, message).into_response();
-    if let Some(allow) = headers.get(header::ALLOW) {
-        out.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    out
+    crate::error::reshape(resp).await
 }

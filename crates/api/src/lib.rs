@@ -15,9 +15,11 @@
 //! password, hash) in a log line or in any response but the one that created it.
 
 pub mod error;
+mod events;
 pub mod extract;
 mod handlers;
 pub mod openapi;
+mod users;
 mod webhooks;
 
 #[cfg(test)]
@@ -105,6 +107,45 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             post(h::rotate_key),
         ),
         (Method::DELETE, "/api/v1/keys/{id}", delete(h::revoke_key)),
+        (Method::GET, "/api/v1/users", get(users::list_users)),
+        (Method::POST, "/api/v1/users", post(users::create_user)),
+        (Method::GET, "/api/v1/users/{id}", get(users::get_user)),
+        (
+            Method::PATCH,
+            "/api/v1/users/{id}",
+            patch(users::update_user),
+        ),
+        (Method::GET, "/api/v1/orgs", get(users::list_orgs)),
+        (Method::POST, "/api/v1/orgs", post(users::create_org)),
+        (Method::GET, "/api/v1/events", get(events::list_events)),
+        (Method::POST, "/api/v1/events", post(events::create_event)),
+        (Method::GET, "/api/v1/events/{id}", get(events::get_event)),
+        (
+            Method::PATCH,
+            "/api/v1/events/{id}",
+            patch(events::update_event),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/events/{id}",
+            delete(events::delete_event),
+        ),
+        (
+            Method::POST,
+            "/api/v1/events/{id}/cancel",
+            post(events::cancel_event),
+        ),
+        (
+            Method::GET,
+            "/api/v1/events/{id}/prefetch",
+            get(events::prefetch),
+        ),
+        // The spelling of the same document, for clients written against it.
+        (
+            Method::GET,
+            "/api/events/{id}/prefetch",
+            get(events::prefetch),
+        ),
         (Method::GET, "/api/v1/webhooks", get(webhooks::list)),
         (Method::POST, "/api/v1/webhooks", post(webhooks::create)),
         (

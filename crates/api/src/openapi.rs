@@ -7,31 +7,44 @@
 
 use serde_json::{json, Value};
 
-fn nullable(t: &str) -> Value {
+pub(crate) fn nullable(t: &str) -> Value {
     json!({ "type": [t, "null"] })
 }
 
-fn r(name: &str) -> Value {
+pub(crate) fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn json_content(schema: Value) -> Value {
+pub(crate) fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
-fn resp(desc: &str, schema: Value) -> Value {
+pub(crate) fn resp(desc: &str, schema: Value) -> Value {
     json!({ "description": desc, "content": json_content(schema) })
 }
 
-fn error_resp(desc: &str) -> Value {
+pub(crate) fn error_resp(desc: &str) -> Value {
     json!({ "description": desc, "content": json_content(r("Error")) })
 }
 
-fn body(schema: Value) -> Value {
+pub(crate) fn body(schema: Value) -> Value {
     json!({ "required": true, "content": json_content(schema) })
 }
 
-fn id_param(what: &str) -> Value {
+/// Free text as the control plane accepts it (`validate::display_text`): no control
+/// character (C0, DEL or C1: Rust's `char::is_control`), not only whitespace.
+pub(crate) const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A [`TEXT_PATTERN`] string of at most `max` bytes (the limit is checked on UTF-8
+/// bytes, so `maxLength` is exact for ASCII only).
+pub(crate) fn text(max: usize) -> Value {
+    json!({
+        "type": "string", "minLength": 1, "maxLength": max, "pattern": TEXT_PATTERN,
+        "description": format!("At most {max} bytes of UTF-8; no control characters; not blank.")
+    })
+}
+
+pub(crate) fn id_param(what: &str) -> Value {
     json!([{
         "name": "id", "in": "path", "required": true,
         "description": format!("The {what}'s id."),
@@ -40,7 +53,7 @@ fn id_param(what: &str) -> Value {
 }
 
 /// Standard error responses for an authenticated operation.
-fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
+pub(crate) fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert(ok.0.to_owned(), ok.1);
     responses.insert(
@@ -70,12 +83,30 @@ fn op(summary: &str, ok: (&str, Value), extra_errors: &[&str]) -> Value {
     })
 }
 
-fn with(mut op: Value, key: &str, v: Value) -> Value {
+/// OpenAPI links from a response whose body has an `id` to operations on that id (so
+/// that clients and schema-driven testers can follow them).
+pub(crate) fn id_links(mut response: Value, targets: &[(&str, &str, &str)]) -> Value {
+    let mut links = serde_json::Map::new();
+    for (name, path, method) in targets {
+        let pointer = path.replace('~', "~0").replace('/', "~1");
+        links.insert(
+            (*name).to_owned(),
+            json!({
+                "operationRef": format!("#/paths/{pointer}/{method}"),
+                "parameters": { "id": "$response.body#/id" }
+            }),
+        );
+    }
+    response["links"] = Value::Object(links);
+    response
+}
+
+pub(crate) fn with(mut op: Value, key: &str, v: Value) -> Value {
     op[key] = v;
     op
 }
 
-fn no_content(desc: &str) -> (&'static str, Value) {
+pub(crate) fn no_content(desc: &str) -> (&'static str, Value) {
     ("204", json!({ "description": desc }))
 }
 
@@ -115,8 +146,8 @@ fn schemas() -> Value {
         "NewApiToken": {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
-                "expires_at": nts
+                "name": text(100),
+                "expires_at": { "type": ["integer", "null"], "format": "int64", "minimum": 1, "maximum": i64::MAX, "description": "Unix time, ms, in the future; absent or null: never expires." }
             }
         },
         "ApiToken": {
@@ -146,7 +177,11 @@ fn schemas() -> Value {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
                 "name": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$", "description": "URL name: A-Z a-z 0-9 _ -." },
-                "title": { "type": "string", "maxLength": 200 },
+                "title": {
+                    "type": "string", "maxLength": 200,
+                    "pattern": format!("^$|{TEXT_PATTERN}"),
+                    "description": "Display title (at most 200 bytes of UTF-8, no control characters); empty or absent: the name."
+                },
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
@@ -156,7 +191,7 @@ fn schemas() -> Value {
         "ChannelPatch": {
             "type": "object", "additionalProperties": false,
             "properties": {
-                "title": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "title": text(200),
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
@@ -194,7 +229,7 @@ fn schemas() -> Value {
         "NewDevice": {
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$" },
+                "name": text(100),
                 "kind": { "type": "string", "enum": ["encoder", "phone", "studio", "other"] },
                 "channel_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$" }
             }
@@ -217,7 +252,7 @@ fn schemas() -> Value {
     })
 }
 
-fn list_of(item: &str) -> Value {
+pub(crate) fn list_of(item: &str) -> Value {
     json!({
         "type": "object", "additionalProperties": false, "required": ["items"],
         "properties": { "items": { "type": "array", "items": r(item) } }
@@ -226,7 +261,7 @@ fn list_of(item: &str) -> Value {
 
 /// A view schema plus the one-time `secret` (a full copy, not `allOf`: the base is
 /// closed with `additionalProperties: false`, which `allOf` would violate).
-fn with_secret(base: &Value, desc: &str) -> Value {
+pub(crate) fn with_secret(base: &Value, desc: &str) -> Value {
     let mut s = base.clone();
     s["properties"]["secret"] = json!({ "type": "string", "description": desc });
     if let Some(req) = s["required"].as_array_mut() {
@@ -245,8 +280,48 @@ fn all_schemas() -> Value {
     s
 }
 
+/// `?limit=&offset=` of a listing.
+pub(crate) fn page_params() -> Value {
+    json!([
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
+        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX, "default": 0 } }
+    ])
+}
+
+/// A listing page of `item`s.
+pub(crate) fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object", "additionalProperties": false, "required": ["items", "limit", "offset"],
+        "properties": {
+            "items": { "type": "array", "items": r(item) },
+            "limit": { "type": "integer" }, "offset": { "type": "integer" }
+        }
+    })
+}
+
+/// A module's OpenAPI paths and schemas, by name.
+pub(crate) type Section = (Vec<(&'static str, Value)>, Vec<(&'static str, Value)>);
+
+/// Adds the paths and schemas that live next to their handlers (users, events).
+fn add_sections(doc: &mut Value) {
+    for (paths, schemas) in [crate::users::openapi(), crate::events::openapi()] {
+        for (k, v) in paths {
+            doc["paths"][k] = v;
+        }
+        for (k, v) in schemas {
+            doc["components"]["schemas"][k] = v;
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    add_sections(&mut doc);
+    doc
+}
+
+fn base_document() -> Value {
     let login = json!({
         "summary": "Log in; sets the `starling_session` cookie (HttpOnly, SameSite=Strict).",
         "security": [],
@@ -278,10 +353,7 @@ pub fn document() -> Value {
         "security": [],
         "responses": { "200": { "description": "OpenAPI 3.1 document.", "content": { "application/json": { "schema": { "type": "object" } } } } }
     });
-    let page_params = json!([
-        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
-        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
-    ]);
+    let page_params = page_params();
     let body_errors = ["404", "409", "413", "415"];
     let mut doc = json!({
         "openapi": "3.1.0",
@@ -338,7 +410,9 @@ pub fn document() -> Value {
                 "parameters": id_param("device"),
                 "get": op("A device's stream keys (no secrets).", ("200", resp("Keys.", r("StreamKeyList"))), &["404"]),
                 "post": with(op("Create a stream key; the secret is in this response only.",
-                    ("201", resp("Created.", r("StreamKeyCreated"))), &body_errors),
+                    ("201", id_links(resp("Created.", r("StreamKeyCreated")),
+                        &[("RotateKey", "/api/v1/keys/{id}/rotate", "post"), ("RevokeKey", "/api/v1/keys/{id}", "delete")])),
+                    &body_errors),
                     "requestBody", body(r("NewStreamKey")))
             },
             "/api/v1/keys/{id}/rotate": {

@@ -223,6 +223,34 @@ impl Fx {
         (ch.id, dev.id, key.id)
     }
 
+    /// A fresh event on `ch` and a fresh viewer in `org`, through `Db`.
+    async fn event_and_user(&self, org: &OrgFx, ch: &str) -> (String, String) {
+        let p = &org.admin_p;
+        let ev = self
+            .db
+            .create_event(
+                p,
+                &starling_control::NewEvent {
+                    channel_id: ch.to_owned(),
+                    title: "Show".into(),
+                    artwork_url: None,
+                    scheduled_start: T0 + 3_600_000,
+                    scheduled_end: T0 + 7_200_000,
+                    preshow_lead_secs: None,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        let email = format!("{}@{}.example", unique("u"), unique("o"));
+        let user = self
+            .db
+            .create_user(p, &p.org_id, &email, PW, Role::Viewer, T0)
+            .await
+            .unwrap();
+        (ev.id, user.id)
+    }
+
     async fn channel_names(&self, token: &str) -> Vec<Value> {
         let (s, v) = self
             .call(
@@ -294,6 +322,7 @@ suite!(
     channels_crud_and_pagination,
     unknown_routes_and_methods_have_the_error_shape,
     openapi_documents_every_route_and_matches_responses,
+    events_users_and_the_prefetch_document,
 );
 
 async fn login_logout_me(fx: &Fx) {
@@ -518,8 +547,7 @@ enum Who {
 async fn authorization_matrix(fx: &Fx) {
     // (method, path template, body, roles allowed in their own org, success status).
     // `{ch}`, `{dev}`, `{key}` are fresh resources of the target organisation.
-    // Playback tokens: `Db::get_channel` refuses viewers (ReadChannels), so viewers get 403
-    // until the control plane offers a watch-scoped lookup.
+    // `{ev}` and `{usr}`: a fresh event on `{ch}` and a fresh viewer of the target org.
     type Row = (
         Method,
         &'static str,
@@ -554,7 +582,7 @@ async fn authorization_matrix(fx: &Fx) {
             Method::POST,
             "/api/v1/channels/{ch}/playback-tokens",
             Some(json!({"ttl_secs": 60})),
-            MANAGE,
+            &[Who::Admin, Who::Bc, Who::Viewer],
             StatusCode::CREATED,
         ),
         (
@@ -613,6 +641,56 @@ async fn authorization_matrix(fx: &Fx) {
             MANAGE,
             StatusCode::CREATED,
         ),
+        (
+            Method::GET,
+            "/api/v1/events/{ev}",
+            None,
+            MANAGE,
+            StatusCode::OK,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/events/{ev}",
+            Some(json!({"title": "Renamed"})),
+            MANAGE,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/events/{ev}/cancel",
+            None,
+            MANAGE,
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/events/{ev}",
+            None,
+            MANAGE,
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            Method::POST,
+            "/api/v1/events",
+            Some(json!({"channel_id": "{ch}", "title": "Show",
+                "scheduled_start": T0 + 3_600_000, "scheduled_end": T0 + 7_200_000})),
+            MANAGE,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/{usr}",
+            None,
+            &[Who::Admin],
+            StatusCode::OK,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/{usr}",
+            Some(json!({"disabled": true})),
+            &[Who::Admin],
+            StatusCode::OK,
+        ),
     ];
     // Collection endpoints (no target org).
     let collections: Vec<Row> = vec![
@@ -644,6 +722,38 @@ async fn authorization_matrix(fx: &Fx) {
             None,
             &[Who::Admin, Who::Bc, Who::Viewer],
             StatusCode::OK,
+        ),
+        (Method::GET, "/api/v1/events", None, MANAGE, StatusCode::OK),
+        (
+            Method::GET,
+            "/api/v1/users",
+            None,
+            &[Who::Admin],
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(
+                json!({"email": "{new}@orga.example", "password": "long enough pw", "role": "viewer"}),
+            ),
+            &[Who::Admin],
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs",
+            None,
+            &[Who::Admin, Who::Bc, Who::Viewer],
+            StatusCode::OK,
+        ),
+        // Only system admins create organisations.
+        (
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "{new}"})),
+            &[],
+            StatusCode::CREATED,
         ),
         (
             Method::GET,
@@ -678,11 +788,13 @@ async fn authorization_matrix(fx: &Fx) {
             for other_org in [false, true] {
                 let target = if other_org { &fx.b } else { &fx.a };
                 let (ch, dev, key) = fx.resources(target).await;
+                let (ev, usr) = fx.event_and_user(target, &ch).await;
                 let before = fx.channel_names(&target.admin).await;
-                let p = fill(path, &ch, &dev, &key);
-                let b = body
-                    .as_ref()
-                    .map(|b| serde_json::from_str(&fill(&b.to_string(), &ch, &dev, &key)).unwrap());
+                let more = |s: String| s.replace("{ev}", &ev).replace("{usr}", &usr);
+                let p = more(fill(path, &ch, &dev, &key));
+                let b = body.as_ref().map(|b| {
+                    serde_json::from_str(&more(fill(&b.to_string(), &ch, &dev, &key))).unwrap()
+                });
                 let (s, v) = fx.call(method.clone(), &p, token(who), b).await;
                 // When the foreign id is only in the body, the role is checked first: a 403
                 // there says nothing about the other organisation.
@@ -1506,6 +1618,641 @@ async fn openapi_documents_every_route_and_matches_responses(fx: &Fx) {
     }
     let (s, v) = fx.call(Method::GET, "/api/v1/me", None, None).await;
     check_schema(&doc, response_schema(&doc, "/api/v1/me", "get", s), &v, "$").unwrap();
+}
+
+async fn events_users_and_the_prefetch_document(fx: &Fx) {
+    let doc = crate::openapi::document();
+    let check = |template: &str, method: &str, s: StatusCode, v: &Value| {
+        let schema = response_schema(&doc, template, method, s);
+        if let Err(e) = check_schema(&doc, schema, v, "$") {
+            panic!("{method} {template}: {e}\n{v}");
+        }
+    };
+    let bc = fx.a.bc.as_str();
+    let (s, pub_ch) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(bc),
+            Some(json!({"name": unique("pub")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, priv_ch) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(bc),
+            Some(json!({"name": unique("priv"), "visibility": "private"})),
+        )
+        .await;
+    let new_event = |ch: &Value| {
+        json!({"channel_id": ch["id"], "title": "Cup final", "artwork_url": "https://cdn.example/a.jpg",
+            "scheduled_start": T0 + 3_600_000, "scheduled_end": T0 + 7_200_000})
+    };
+    let (s, ev) = fx
+        .call(
+            Method::POST,
+            "/api/v1/events",
+            Some(bc),
+            Some(new_event(&pub_ch)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ev}");
+    check("/api/v1/events", "post", s, &ev);
+    assert_eq!(ev["state"], "scheduled");
+    assert_eq!(ev["preshow_lead_secs"], 900);
+    let id = ev["id"].as_str().unwrap().to_owned();
+    let (s, list) = fx
+        .call(Method::GET, "/api/v1/events?limit=5", Some(bc), None)
+        .await;
+    check("/api/v1/events", "get", s, &list);
+    assert_eq!(list["items"][0]["id"], id.as_str());
+
+    // Prefetch of a public channel's event: no credentials, CDN-cacheable, ETag, 304.
+    for path in [
+        format!("/api/v1/events/{id}/prefetch"),
+        format!("/api/events/{id}/prefetch"),
+    ] {
+        let (s, h, b) = fx.raw(Method::GET, &path, None, None, vec![], &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        check("/api/v1/events/{id}/prefetch", "get", s, &v);
+        assert_eq!(v["event"]["title"], "Cup final");
+        assert_eq!(
+            v["playback"]["hls"],
+            format!("/live/{}/index.m3u8", pub_ch["name"].as_str().unwrap())
+        );
+        assert_eq!(v["live_state"]["url"], "/api/v1/live-state");
+        assert_eq!(v["playback"]["token_required"], false);
+        assert!(
+            !v.to_string().contains(&fx.a.admin_p.org_id),
+            "no tenant ids: {v}"
+        );
+        let cc = h[header::CACHE_CONTROL].to_str().unwrap();
+        assert!(cc.starts_with("public, max-age=300"), "{cc}");
+        let etag = h[header::ETAG].to_str().unwrap().to_owned();
+        let (s, _, b) = fx
+            .raw(
+                Method::GET,
+                &path,
+                None,
+                None,
+                vec![],
+                &[(header::IF_NONE_MATCH, &etag)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_MODIFIED);
+        assert!(b.is_empty());
+    }
+    // An edit changes the ETag (the revision), so caches refetch.
+    let (_, h1, _) = fx
+        .raw(
+            Method::GET,
+            &format!("/api/v1/events/{id}/prefetch"),
+            None,
+            None,
+            vec![],
+            &[],
+        )
+        .await;
+    let (s, ev2) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/events/{id}"),
+            Some(bc),
+            Some(json!({"artwork_url": null, "scheduled_start": T0 + 4_000_000})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ev2}");
+    check("/api/v1/events/{id}", "patch", s, &ev2);
+    assert_eq!(ev2["artwork_url"], Value::Null);
+    assert_eq!(ev2["revision"], 2);
+    let (_, h2, _) = fx
+        .raw(
+            Method::GET,
+            &format!("/api/v1/events/{id}/prefetch"),
+            None,
+            None,
+            vec![],
+            &[],
+        )
+        .await;
+    assert_ne!(h1[header::ETAG], h2[header::ETAG]);
+
+    // A private channel's event: hidden from strangers, open to its org's viewers and to
+    // holders of a playback token for that channel; cached by the browser only.
+    let (_, pev) = fx
+        .call(
+            Method::POST,
+            "/api/v1/events",
+            Some(bc),
+            Some(new_event(&priv_ch)),
+        )
+        .await;
+    let ppath = format!("/api/v1/events/{}/prefetch", pev["id"].as_str().unwrap());
+    let (s, v) = fx.call(Method::GET, &ppath, None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_error_shape(&v, "not_found");
+    assert_eq!(
+        fx.call(Method::GET, &ppath, Some(&fx.b.viewer), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fx.call(Method::GET, &ppath, Some("st_bogus"), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, h, b) = fx
+        .raw(Method::GET, &ppath, Some(&fx.a.viewer), None, vec![], &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .starts_with("private"));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["playback"]["token_required"], true);
+    // A viewer may get a playback token (watch-scoped), and the token opens the prefetch.
+    let (s, tok) = fx
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/channels/{}/playback-tokens",
+                priv_ch["id"].as_str().unwrap()
+            ),
+            Some(&fx.a.viewer),
+            Some(json!({"ttl_secs": 60})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tok}");
+    let t = tok["token"].as_str().unwrap();
+    assert_eq!(
+        fx.call(Method::GET, &format!("{ppath}?token={t}"), None, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A token for another channel does not.
+    let (_, other) = fx
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/channels/{}/playback-tokens",
+                pub_ch["id"].as_str().unwrap()
+            ),
+            Some(bc),
+            Some(json!({"ttl_secs": 60})),
+        )
+        .await;
+    let t2 = other["token"].as_str().unwrap();
+    assert_eq!(
+        fx.call(Method::GET, &format!("{ppath}?token={t2}"), None, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Bad schedules: 400 naming the field; nothing created.
+    for (patch, field) in [
+        (json!({"scheduled_end": T0}), "scheduled_end"),
+        (json!({"artwork_url": "ftp://x/y"}), "artwork_url"),
+        (json!({"title": "a\u{0}b"}), "title"),
+        (
+            json!({"preshow_lead_secs": 100_000_000}),
+            "preshow_lead_secs",
+        ),
+    ] {
+        let mut b = new_event(&pub_ch);
+        for (k, v) in patch.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (s, v) = fx
+            .call(Method::POST, "/api/v1/events", Some(bc), Some(b))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    let (_, list2) = fx
+        .call(Method::GET, "/api/v1/events?limit=100", Some(bc), None)
+        .await;
+    assert_eq!(list2["items"].as_array().unwrap().len(), 2);
+
+    // Cancel: then no more edits (409-free 400 naming `state`).
+    let (s, c) = fx
+        .call(
+            Method::POST,
+            &format!("/api/v1/events/{id}/cancel"),
+            Some(bc),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    check("/api/v1/events/{id}/cancel", "post", s, &c);
+    assert_eq!(c["state"], "cancelled");
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/events/{id}"),
+            Some(bc),
+            Some(json!({"title": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["field"], "state");
+
+    // Users and orgs: an admin manages its org; never another's; nobody disables itself.
+    let admin = fx.a.admin.as_str();
+    let (s, u) = fx
+        .call(Method::POST, "/api/v1/users", Some(admin),
+            Some(json!({"email": "new.person@orga.example", "password": "long enough pw", "role": "broadcaster"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    check("/api/v1/users", "post", s, &u);
+    assert!(!u.to_string().contains("long enough pw"));
+    let (s, users) = fx
+        .call(
+            Method::GET,
+            "/api/v1/users?limit=2&offset=1",
+            Some(admin),
+            None,
+        )
+        .await;
+    check("/api/v1/users", "get", s, &users);
+    assert_eq!(users["items"].as_array().unwrap().len(), 2);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "no hashes in listings"
+    );
+    let b_org = fx.b.admin_p.org_id.as_str();
+    let (s, _) = fx
+        .call(
+            Method::GET,
+            &format!("/api/v1/users?org_id={b_org}"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = fx
+        .call(Method::GET, "/api/v1/users?org_id=../x", Some(admin), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", fx.a.admin_p.user_id),
+            Some(admin),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(admin),
+            Some(json!({"email": "x@orga.example", "password": "long enough pw", "role": "root"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["field"], "role");
+    let (s, orgs) = fx
+        .call(Method::GET, "/api/v1/orgs", Some(admin), None)
+        .await;
+    check("/api/v1/orgs", "get", s, &orgs);
+    assert_eq!(orgs["items"].as_array().unwrap().len(), 1);
+}
+
+// ---- found by schemathesis (scripts/schemathesis) ----
+
+/// A field the document does not mark nullable refuses `null` (serde's `Option` took it
+/// as absent); `expires_at`, which is nullable, still takes it.
+#[tokio::test]
+async fn null_is_refused_where_the_document_does_not_allow_it() {
+    let fx = Fx::sqlite().await;
+    let tok = fx.a.admin.as_str();
+    let (ch, dev, _) = fx.resources(&fx.a).await;
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/channels".into(),
+            json!({"name": unique("n"), "visibility": null}),
+            "visibility",
+        ),
+        (
+            Method::POST,
+            "/api/v1/channels".into(),
+            json!({"name": unique("n"), "dvr_window_secs": null}),
+            "dvr_window_secs",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
+            json!({"title": null}),
+            "title",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
+            json!({"recording": null}),
+            "recording",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/channels/{ch}/playback-tokens"),
+            json!({"ttl_secs": 5, "viewer_id": null}),
+            "viewer_id",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json!({"name": "d", "kind": null}),
+            "kind",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/devices/{dev}/keys"),
+            json!({"channel_id": null}),
+            "channel_id",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (s, v) = fx.call(method.clone(), &path, Some(tok), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path} {field}: {v}");
+        assert_error_shape(&v, "invalid_body");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field) && msg.contains("null"), "{msg}");
+    }
+    let (s, v) = fx
+        .call(
+            Method::GET,
+            &format!("/api/v1/channels/{ch}"),
+            Some(tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["title"].is_string() && v["recording"].is_boolean(), "{v}");
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(tok),
+            Some(json!({"name": "n", "expires_at": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["expires_at"].is_null());
+}
+
+/// JSON Schema's `integer` includes `5.0`; the handlers took only `5`.
+#[tokio::test]
+async fn integral_floats_are_integers() {
+    let fx = Fx::sqlite().await;
+    let tok = fx.a.admin.as_str();
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(tok),
+            Some(json!({"name": unique("f"), "dvr_window_secs": 5271.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["dvr_window_secs"], 5271);
+    let ch = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{ch}"),
+            Some(tok),
+            Some(json!({"dvr_window_secs": 6.5e4})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["dvr_window_secs"], 65000);
+    let path = format!("/api/v1/channels/{ch}/playback-tokens");
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            &path,
+            Some(tok),
+            Some(json!({"ttl_secs": 86400.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["expires_at"], T0 + 86_400_000);
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(tok),
+            Some(json!({"name": "f", "expires_at": (T0 + 1000) as f64})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["expires_at"], T0 + 1000);
+    // Still refused: a fraction, a number past i64, a string.
+    for bad in [json!(60.5), json!(1e30), json!("60")] {
+        let (s, v) = fx
+            .call(
+                Method::POST,
+                &path,
+                Some(tok),
+                Some(json!({"ttl_secs": bad})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_error_shape(&v, "invalid_body");
+    }
+}
+
+/// A plain-text error from a layer outside the API router (the server's path guard
+/// answers "malformed path" before routing) gets the API's error shape under `/api/`,
+/// keeping its text; other paths and 5xx details are left alone.
+#[tokio::test]
+async fn outer_plain_text_errors_under_api_get_the_error_shape() {
+    use axum::response::IntoResponse as _;
+    let plain = |status: StatusCode, text: &'static str| {
+        move || async move {
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                text,
+            )
+                .into_response()
+        }
+    };
+    let app: Router = Router::new()
+        .route(
+            "/api/v1/x",
+            axum::routing::get(plain(StatusCode::BAD_REQUEST, "malformed path\n")),
+        )
+        .route(
+            "/api/v1/boom",
+            axum::routing::get(plain(StatusCode::BAD_GATEWAY, "db at 10.0.0.1 down")),
+        )
+        .route(
+            "/live/x",
+            axum::routing::get(plain(StatusCode::BAD_REQUEST, "malformed path\n")),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn(crate::error::api_error_shape));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            (parts.status, parts.headers, bytes.to_vec())
+        }
+    };
+    let (s, h, b) = get("/api/v1/x").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(h[header::CONTENT_TYPE], "application/json");
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_error_shape(&v, "bad_request");
+    assert_eq!(v["error"]["message"], "malformed path");
+
+    let (s, _, b) = get("/api/elsewhere").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_shape(&serde_json::from_slice(&b).unwrap(), "not_found");
+
+    let (s, _, b) = get("/api/v1/boom").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_error_shape(&v, "internal");
+    assert_eq!(v["error"]["message"], "internal error");
+
+    let (s, h, b) = get("/live/x").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(b, b"malformed path\n");
+}
+
+/// The document's links point at operations it has, with the parameters they take.
+#[test]
+fn openapi_links_resolve() {
+    let doc = crate::openapi::document();
+    let mut n = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().into_iter().flatten() {
+                for (name, link) in resp["links"].as_object().into_iter().flatten() {
+                    let r = link["operationRef"].as_str().unwrap();
+                    let pointer = r.strip_prefix('#').unwrap();
+                    let target = doc.pointer(pointer);
+                    assert!(
+                        target.is_some_and(|t| t["responses"].is_object()),
+                        "{method} {path} {status} link {name}: {r} does not resolve"
+                    );
+                    let target_path = pointer.split('/').nth(2).unwrap().replace("~1", "/");
+                    for p in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            target_path.contains(&format!("{{{p}}}")),
+                            "{name}: {target_path} has no {p}"
+                        );
+                    }
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n >= 2, "links went missing");
+}
+
+/// The document's text pattern refuses what `validate::display_text` refuses for
+/// control characters: C0, DEL and C1 (schemathesis sent U+0093, which the schema
+/// allowed and the server refused).
+#[test]
+fn openapi_text_pattern_excludes_every_control_character() {
+    let doc = crate::openapi::document();
+    let name = &doc["components"]["schemas"]["NewDevice"]["properties"]["name"];
+    let pattern = name["pattern"].as_str().unwrap();
+    // The excluded ranges, as written in the pattern.
+    let class = "\\u0000-\\u001f\\u007f-\\u009f";
+    assert_eq!(pattern.matches(class).count(), 3, "{pattern}");
+    for c in (0u32..0x110000).filter_map(char::from_u32) {
+        let in_class = matches!(c as u32, 0..=0x1f | 0x7f..=0x9f);
+        assert_eq!(in_class, c.is_control(), "{c:?}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["NewApiToken"]["properties"]["name"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["ChannelPatch"]["properties"]["title"]["pattern"],
+        pattern
+    );
+}
+
+/// Integers the document allows fit the server's `i64` (schemathesis sent an offset
+/// of 2e30, schema-valid without a `maximum`, refused by the server).
+#[test]
+fn openapi_unbounded_integers_are_bounded_by_i64() {
+    fn walk(v: &Value, at: &str, bad: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                let is_int = match &m.get("type") {
+                    Some(Value::String(t)) => t == "integer",
+                    Some(Value::Array(a)) => a.iter().any(|t| t == "integer"),
+                    _ => false,
+                };
+                // Request inputs only: responses come from the server's own i64s.
+                let bounded = m.get("maximum").is_some_and(|x| x.as_i64().is_some())
+                    && m.get("minimum").is_some_and(|x| x.as_i64().is_some());
+                if is_int && !bounded {
+                    bad.push(at.to_owned());
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{at}/{k}"), bad);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}/{i}"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = crate::openapi::document();
+    let mut bad = Vec::new();
+    // Query parameters and request bodies' schemas.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if method != "parameters" {
+                walk(&op["parameters"], &format!("{method} {path}"), &mut bad);
+            }
+        }
+    }
+    for name in [
+        "Login",
+        "NewApiToken",
+        "NewChannel",
+        "ChannelPatch",
+        "PlaybackTokenRequest",
+        "NewDevice",
+        "NewStreamKey",
+        "NewUser",
+        "UserPatch",
+        "NewOrg",
+        "NewEvent",
+        "EventPatch",
+    ] {
+        walk(&doc["components"]["schemas"][name], name, &mut bad);
+    }
+    assert!(bad.is_empty(), "integers without i64 bounds: {bad:?}");
 }
 
 // ---- webhooks ----

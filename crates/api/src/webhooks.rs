@@ -211,7 +211,7 @@ pub(crate) fn add_to_openapi(doc: &mut Value) {
     });
     let page_params = json!([
         { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
-        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+        { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX, "default": 0 } }
     ]);
     let list = op(
         "The organisation's webhooks (no secrets).",

@@ -291,17 +291,64 @@ impl Db {
         self.insert_user(org_id, email, password, role, now).await
     }
 
-    /// Users of `org_id`.
-    pub async fn list_users(&self, p: &Principal, org_id: &str) -> Result<Vec<User>> {
+    /// Users of `org_id`, oldest first, `limit` from `offset`.
+    pub async fn list_users(
+        &self,
+        p: &Principal,
+        org_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<User>> {
         check(p, Action::ManageUsers, org_id, "org")?;
+        validate::range("limit", limit, 1, 1000)?;
+        validate::range("offset", offset, 0, i64::MAX)?;
         let rows = sqlx::query(
             "SELECT id, org_id, email, role, disabled, created_at FROM users \
-             WHERE org_id = $1 ORDER BY created_at, id",
+             WHERE org_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
         )
         .bind(org_id)
+        .bind(limit)
+        .bind(offset)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    /// A user the caller may manage (its own organisation's, or any for system admins).
+    pub async fn get_user(&self, p: &Principal, user_id: &str) -> Result<User> {
+        let user = self
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| ControlError::not_found("user"))?;
+        check(p, Action::ManageUsers, &user.org_id, "user")?;
+        Ok(user)
+    }
+
+    /// Organisations the caller sees: all for a system admin, else its own.
+    pub async fn list_orgs(&self, p: &Principal, limit: i64, offset: i64) -> Result<Vec<Org>> {
+        validate::range("limit", limit, 1, 1000)?;
+        validate::range("offset", offset, 0, i64::MAX)?;
+        let rows = if p.system && p.role == Role::Admin {
+            sqlx::query(
+                "SELECT id, name, is_system, created_at FROM orgs \
+                 ORDER BY created_at, id LIMIT $1 OFFSET $2",
+            )
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?
+        } else {
+            sqlx::query(
+                "SELECT id, name, is_system, created_at FROM orgs WHERE id = $1 \
+                 LIMIT $2 OFFSET $3",
+            )
+            .bind(&p.org_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?
+        };
+        rows.iter().map(org_from_row).collect()
     }
 
     /// Disables or re-enables a user. Disabling also revokes its sessions and tokens.

@@ -273,6 +273,17 @@ impl Db {
         Ok(ch)
     }
 
+    /// A channel the caller may watch (obtain playback tokens for): viewers, too, may
+    /// use this where [`get_channel`](Self::get_channel) is for managers.
+    pub async fn channel_for_watch(&self, p: &Principal, id: &str) -> Result<Channel> {
+        let ch = self
+            .channel_row(id)
+            .await?
+            .ok_or_else(|| ControlError::not_found("channel"))?;
+        check(p, Action::Watch, &ch.org_id, "channel")?;
+        Ok(ch)
+    }
+
     /// The caller's organisation's channels, by name, `limit` from `offset`.
     pub async fn list_channels(
         &self,

@@ -115,6 +115,9 @@ pub(crate) struct Inner {
     pub(crate) argon: argon2::Argon2<'static>,
     pub(crate) throttle: ThrottleConfig,
     pub(crate) revocations: broadcast::Sender<Revocation>,
+    /// Ids of events changed through this `Db` (edits, cancels, transitions), so this
+    /// node's event driver reacts at once; other nodes' changes are polled.
+    pub(crate) event_changes: broadcast::Sender<String>,
     /// A hash verified against when the email is unknown, so a login for a missing
     /// account costs the same time as one for an existing account.
     pub(crate) dummy_hash: OnceLock<String>,
@@ -135,13 +138,20 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn migrator() -> Migrator {
+pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         Migration::new(
             1,
             "init".into(),
             MigrationType::Simple,
             include_str!("../migrations/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "events".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0002_events.sql").into_sql_str(),
             false,
         ),
         Migration::new(
@@ -211,6 +221,7 @@ impl Db {
             .await?;
         let argon = cfg.passwords.argon2()?;
         let (revocations, _) = broadcast::channel(1024);
+        let (event_changes, _) = broadcast::channel(1024);
         let db = Db {
             inner: Arc::new(Inner {
                 pool,
@@ -218,6 +229,7 @@ impl Db {
                 argon,
                 throttle: cfg.throttle,
                 revocations,
+                event_changes,
                 dummy_hash: OnceLock::new(),
             }),
         };

@@ -273,6 +273,16 @@ impl Db {
     ) -> Result<Vec<Revocation>> {
         let dev = self.get_device(p, id, now).await?;
         let mut tx = self.pool().begin().await?;
+        // A write first: on SQLite a transaction that reads first and writes later fails
+        // at once with "database is locked" (a stale snapshot, no busy wait) when another
+        // connection wrote in between; one that starts by writing waits for the lock.
+        sqlx::query(
+            "UPDATE devices SET revoked_at = $1, state = 'offline' WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&dev.id)
+        .execute(&mut *tx)
+        .await?;
         let rows = sqlx::query(
             "SELECT k.id, k.device_id, c.name FROM stream_keys k JOIN channels c ON c.id = k.channel_id \
              WHERE k.device_id = $1 AND k.revoked_at IS NULL",
@@ -282,13 +292,6 @@ impl Db {
         .await?;
         sqlx::query(
             "UPDATE stream_keys SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(&dev.id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE devices SET revoked_at = $1, state = 'offline' WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(&dev.id)

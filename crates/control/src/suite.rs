@@ -126,6 +126,9 @@ suite!(
     playback_secret_is_shared,
     invalid_input_changes_nothing,
     debug_output_never_shows_secrets,
+    events_lifecycle_and_tenant_isolation,
+    event_transitions_are_compare_and_set,
+    users_orgs_and_watching,
 );
 
 /// A system admin, plus an org `a` with a broadcaster and a viewer, and an org `b` with a
@@ -191,11 +194,7 @@ async fn migrations_are_idempotent(t: &TestDb) {
         .unwrap()
         .try_get("n")
         .unwrap();
-    // One row per embedded migration file.
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .unwrap()
-        .count();
-    assert_eq!(applied, i64::try_from(files).unwrap());
+    assert_eq!(applied as usize, crate::db::migrator().iter().count());
     if db.backend() == Backend::Sqlite {
         let mode: String = sqlx::query("PRAGMA journal_mode")
             .fetch_one(db.pool())
@@ -413,9 +412,9 @@ async fn sessions_and_api_tokens(t: &TestDb) {
         Err(ControlError::Auth(AuthError::Disabled { .. }))
     ));
     // Users of org B are not visible to org A's broadcaster, and it cannot manage users.
-    assert!(is_not_found(&db.list_users(&w.a_bc, &w.b_org).await));
+    assert!(is_not_found(&db.list_users(&w.a_bc, &w.b_org, 50, 0).await));
     assert!(matches!(
-        db.list_users(&w.a_bc, &w.a_bc.org_id).await,
+        db.list_users(&w.a_bc, &w.a_bc.org_id, 50, 0).await,
         Err(ControlError::Forbidden { .. })
     ));
     // Changing a password revokes sessions and the old password stops working.
@@ -803,7 +802,10 @@ async fn invalid_input_changes_nothing(t: &TestDb) {
         }))
     ));
     assert!(db.list_devices(&w.a_bc, T0).await.unwrap().is_empty());
-    assert_eq!(db.list_users(&w.sys, &w.b_org).await.unwrap().len(), 1);
+    assert_eq!(
+        db.list_users(&w.sys, &w.b_org, 50, 0).await.unwrap().len(),
+        1
+    );
 }
 
 async fn debug_output_never_shows_secrets(t: &TestDb) {
@@ -828,7 +830,7 @@ async fn debug_output_never_shows_secrets(t: &TestDb) {
         .await
         .unwrap();
     let signer = db.playback_signer().await.unwrap();
-    let users = db.list_users(&w.sys, &w.b_org).await.unwrap();
+    let users = db.list_users(&w.sys, &w.b_org, 50, 0).await.unwrap();
     let password_hashes: Vec<String> = sqlx::query("SELECT password_hash FROM users")
         .fetch_all(db.pool())
         .await
@@ -879,6 +881,218 @@ async fn debug_output_never_shows_secrets(t: &TestDb) {
     }
     // The display prefix is the one part of a key that may be shown.
     assert!(debug.contains(&key.prefix));
+}
+
+fn new_event(channel_id: &str) -> NewEvent {
+    NewEvent {
+        channel_id: channel_id.to_owned(),
+        title: "Final".into(),
+        artwork_url: Some("https://cdn.example/final.jpg".into()),
+        scheduled_start: T0 + 60 * MIN,
+        scheduled_end: T0 + 180 * MIN,
+        preshow_lead_secs: None,
+    }
+}
+
+async fn events_lifecycle_and_tenant_isolation(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let ch = db
+        .create_channel(&w.a_bc, &NewChannel::named("final"), T0)
+        .await
+        .unwrap();
+    let mut changes = db.subscribe_event_changes();
+    let ev = db
+        .create_event(&w.a_bc, &new_event(&ch.id), T0)
+        .await
+        .unwrap();
+    assert_eq!(changes.try_recv().unwrap(), ev.id);
+    assert_eq!(ev.state, EventState::Scheduled);
+    assert_eq!(ev.channel, "final");
+    assert_eq!(ev.preshow_lead_secs, events::PRESHOW_LEAD_DEFAULT_SECS);
+    assert_eq!(db.get_event(&w.a_bc, &ev.id).await.unwrap(), ev);
+    assert_eq!(
+        db.list_events(&w.a_bc, 10, 0).await.unwrap(),
+        vec![ev.clone()]
+    );
+    // The schedule the state machine runs on.
+    let s = ev.schedule();
+    assert_eq!(s.channel, "final");
+    assert_eq!(s.scheduled_start, events::system_time(T0 + 60 * MIN));
+
+    // Other org: not found, not listed, cannot create on A's channel.
+    assert!(is_not_found(&db.get_event(&w.b_bc, &ev.id).await));
+    assert!(db.list_events(&w.b_bc, 10, 0).await.unwrap().is_empty());
+    assert!(is_not_found(
+        &db.update_event(&w.b_bc, &ev.id, &EventUpdate::default(), T0)
+            .await
+    ));
+    assert!(is_not_found(&db.cancel_event(&w.b_bc, &ev.id, T0).await));
+    assert!(is_not_found(&db.delete_event(&w.b_bc, &ev.id).await));
+    assert!(is_not_found(
+        &db.create_event(&w.b_bc, &new_event(&ch.id), T0).await
+    ));
+    // A viewer reads nothing and changes nothing.
+    assert!(matches!(
+        db.create_event(&w.a_viewer, &new_event(&ch.id), T0).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+
+    // Bad schedules and URLs: 400-type errors naming the field, nothing stored.
+    for (mut n, field) in [
+        (new_event(&ch.id), "scheduled_end"),
+        (new_event(&ch.id), "artwork_url"),
+        (new_event(&ch.id), "title"),
+        (new_event(&ch.id), "preshow_lead_secs"),
+        (new_event(&ch.id), "scheduled_start"),
+    ] {
+        match field {
+            "scheduled_end" => n.scheduled_end = n.scheduled_start,
+            "artwork_url" => n.artwork_url = Some("javascript:alert(1)".into()),
+            "title" => n.title = "a\0b".into(),
+            "preshow_lead_secs" => n.preshow_lead_secs = Some(-1),
+            _ => n.scheduled_start = -5,
+        }
+        let e = db.create_event(&w.a_bc, &n, T0).await.unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Validation(v) if v.field == field),
+            "{field}: {e:?}"
+        );
+    }
+    assert_eq!(db.list_events(&w.a_bc, 10, 0).await.unwrap().len(), 1);
+
+    // Edit: revision and updated_at move; a delayed start is a schedule edit.
+    let up = EventUpdate {
+        title: Some("Final (delayed)".into()),
+        artwork_url: Some(None),
+        scheduled_start: Some(T0 + 90 * MIN),
+        ..Default::default()
+    };
+    let ev2 = db
+        .update_event(&w.a_bc, &ev.id, &up, T0 + MIN)
+        .await
+        .unwrap();
+    assert_eq!(ev2.title, "Final (delayed)");
+    assert_eq!(ev2.artwork_url, None);
+    assert_eq!(ev2.revision, ev.revision + 1);
+    assert_eq!(ev2.updated_at, T0 + MIN);
+    let changed = db.events_changed_since(T0 + MIN).await.unwrap();
+    assert_eq!(
+        changed.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        vec![&ev.id]
+    );
+    assert!(db
+        .events_changed_since(T0 + 2 * MIN)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Cancel: final, no more edits.
+    let c = db
+        .cancel_event(&w.a_bc, &ev.id, T0 + 2 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(c.state, EventState::Cancelled);
+    assert_eq!(c.state_changed_at, T0 + 2 * MIN);
+    assert!(matches!(
+        db.update_event(&w.a_bc, &ev.id, &up, T0 + 3 * MIN).await,
+        Err(ControlError::Validation(v)) if v.field == "state"
+    ));
+    assert!(db.events_to_drive(0).await.unwrap().is_empty());
+    db.delete_event(&w.a_bc, &ev.id).await.unwrap();
+    assert!(db.event_by_id(&ev.id).await.unwrap().is_none());
+    assert!(db.event_by_id(&"x".repeat(10_000)).await.unwrap().is_none());
+    // Deleting the channel deletes its events.
+    let ev3 = db
+        .create_event(&w.a_bc, &new_event(&ch.id), T0)
+        .await
+        .unwrap();
+    db.delete_channel(&w.a_bc, &ch.id).await.unwrap();
+    assert!(db.event_by_id(&ev3.id).await.unwrap().is_none());
+    let _ = w.sys;
+}
+
+async fn event_transitions_are_compare_and_set(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    let ch = db
+        .create_channel(&w.a_bc, &NewChannel::named("cas"), T0)
+        .await
+        .unwrap();
+    let ev = db
+        .create_event(&w.a_bc, &new_event(&ch.id), T0)
+        .await
+        .unwrap();
+    assert_eq!(db.events_to_drive(0).await.unwrap().len(), 1);
+    // Two nodes try the same transition: one wins.
+    assert!(db
+        .transition_event(&ev.id, EventState::Scheduled, EventState::PreShow, T0 + MIN)
+        .await
+        .unwrap());
+    assert!(!db
+        .transition_event(&ev.id, EventState::Scheduled, EventState::PreShow, T0 + MIN)
+        .await
+        .unwrap());
+    let now = db.get_event(&w.a_bc, &ev.id).await.unwrap();
+    assert_eq!(now.state, EventState::PreShow);
+    assert_eq!(now.revision, 2);
+    assert_eq!(now.state_changed_at, T0 + MIN);
+    for (from, to) in [
+        (EventState::PreShow, EventState::Live),
+        (EventState::Live, EventState::Ended),
+    ] {
+        assert!(db
+            .transition_event(&ev.id, from, to, T0 + 2 * MIN)
+            .await
+            .unwrap());
+    }
+    // Recently ended events are still driven (a dropped stream may come back).
+    assert_eq!(db.events_to_drive(T0).await.unwrap().len(), 1);
+    assert!(db.events_to_drive(T0 + 2 * MIN).await.unwrap().is_empty());
+}
+
+async fn users_orgs_and_watching(t: &TestDb) {
+    let db = &t.db;
+    let w = world(db).await;
+    // Paging is stable and bounded.
+    let a_org = w.a_bc.org_id.clone();
+    let all = db.list_users(&w.sys, &a_org, 50, 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let first = db.list_users(&w.sys, &a_org, 1, 0).await.unwrap();
+    let second = db.list_users(&w.sys, &a_org, 1, 1).await.unwrap();
+    assert_eq!([first, second].concat(), all);
+    assert!(matches!(
+        db.list_users(&w.sys, &a_org, 0, 0).await,
+        Err(ControlError::Validation(v)) if v.field == "limit"
+    ));
+    // get_user: system admin anywhere; others not at all (broadcasters do not manage users).
+    let u = &all[0];
+    assert_eq!(&db.get_user(&w.sys, &u.id).await.unwrap(), u);
+    assert!(matches!(
+        db.get_user(&w.a_bc, &u.id).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+    assert!(is_not_found(&db.get_user(&w.b_bc, &u.id).await));
+    assert!(is_not_found(&db.get_user(&w.sys, "usr_nope").await));
+    // Orgs: the system admin sees all three, a broadcaster only its own.
+    assert_eq!(db.list_orgs(&w.sys, 50, 0).await.unwrap().len(), 3);
+    let own = db.list_orgs(&w.b_bc, 50, 0).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].id, w.b_org);
+    // A viewer may watch its organisation's channel but not read it as a manager.
+    let ch = db
+        .create_channel(&w.a_bc, &NewChannel::named("watchme"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.channel_for_watch(&w.a_viewer, &ch.id).await.unwrap().id,
+        ch.id
+    );
+    assert!(matches!(
+        db.get_channel(&w.a_viewer, &ch.id).await,
+        Err(ControlError::Forbidden { .. })
+    ));
+    assert!(is_not_found(&db.channel_for_watch(&w.b_bc, &ch.id).await));
 }
 
 // ---- webhooks ----

@@ -149,6 +149,44 @@ pub fn viewer_id(s: &str) -> Result<(), ValidationError> {
     display_text("viewer_id", s, VIEWER_ID_MAX)
 }
 
+/// Longest URL accepted (artwork, webhook targets).
+pub const URL_MAX: usize = 2048;
+
+/// An absolute `http://` or `https://` URL with a host, no whitespace or control
+/// characters and no credentials (they would be shown to every client).
+pub fn http_url(field: &'static str, s: &str) -> Result<(), ValidationError> {
+    length(field, s, 1, URL_MAX)?;
+    no_control(field, s)?;
+    if let Some((at, ch)) = s.char_indices().find(|(_, c)| c.is_whitespace()) {
+        return Err(ValidationError::new(
+            field,
+            Problem::InvalidCharacter {
+                ch,
+                at,
+                allowed: "a URL without spaces",
+            },
+        ));
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or(ValidationError::new(
+            field,
+            Problem::Format("must start with http:// or https://"),
+        ))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(ValidationError::new(field, Problem::Format("has no host")));
+    }
+    if authority.contains('@') {
+        return Err(ValidationError::new(
+            field,
+            Problem::Format("must not contain credentials (`user@`)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A number within bounds.
 pub fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), ValidationError> {
     if value < min || value > max {

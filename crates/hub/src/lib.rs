@@ -39,6 +39,26 @@ pub enum HubEvent {
     Ended,
 }
 
+/// A channel's publish starting or ending, for whoever reacts to streams as a whole
+/// (scheduled events, webhooks). Media consumers use [`Subscriber`] instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// A publisher took the channel. `takeover`: it replaced a live one (a reconnecting
+    /// encoder), so the channel never stopped being live.
+    Started {
+        channel: String,
+        at: SystemTime,
+        takeover: bool,
+    },
+    /// The channel's publisher went away. `finished`: it said so itself
+    /// ([`Publisher::finish`]); otherwise the connection dropped or it was stopped.
+    Ended {
+        channel: String,
+        at: SystemTime,
+        finished: bool,
+    },
+}
+
 /// Limits of the hub. The defaults hold ~8 s of a 30 fps A/V stream per consumer.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -74,11 +94,24 @@ pub struct Hub {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     next_publisher_id: AtomicU64,
     metrics: Arc<HubMetrics>,
+    lifecycle: LifecycleTx,
+}
+
+/// Lifecycle notices are rare (one per publish start/end) and small: a lagging listener
+/// loses old ones rather than slowing publishers.
+#[derive(Debug)]
+struct LifecycleTx(broadcast::Sender<Lifecycle>);
+
+impl Default for LifecycleTx {
+    fn default() -> Self {
+        Self(broadcast::channel(1024).0)
+    }
 }
 
 #[derive(Debug)]
 struct Channel {
     name: String,
+    lifecycle: broadcast::Sender<Lifecycle>,
     tx: broadcast::Sender<HubEvent>,
     state: Mutex<ChannelState>,
 }
@@ -129,6 +162,11 @@ impl Hub {
         &self.metrics
     }
 
+    /// Publish starts and ends on every channel, from now on.
+    pub fn lifecycle(&self) -> broadcast::Receiver<Lifecycle> {
+        self.lifecycle.0.subscribe()
+    }
+
     fn channel(&self, name: &str) -> Arc<Channel> {
         let mut channels = lock(&self.channels);
         channels
@@ -137,6 +175,7 @@ impl Hub {
                 let (tx, _) = broadcast::channel(self.config.queue_len.max(16));
                 Arc::new(Channel {
                     name: name.to_owned(),
+                    lifecycle: self.lifecycle.0.clone(),
                     tx,
                     state: Mutex::default(),
                 })
@@ -150,8 +189,10 @@ impl Hub {
         let ch = self.channel(channel);
         let id = self.next_publisher_id.fetch_add(1, Ordering::Relaxed);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let replaced;
         {
             let mut st = lock(&ch.state);
+            replaced = st.publisher.is_some();
             if let Some(old) = &st.publisher {
                 if !takeover {
                     return Err(PublishError::AlreadyLive {
@@ -165,6 +206,12 @@ impl Hub {
             }
             st.publisher = Some(PublisherSlot { id, stop: stop_tx });
             st.since = Some(SystemTime::now());
+            // Sent under the lock, so a listener sees starts and ends in their real order.
+            let _ = ch.lifecycle.send(Lifecycle::Started {
+                channel: channel.to_owned(),
+                at: SystemTime::now(),
+                takeover: replaced,
+            });
         }
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
         Ok(Publisher {
@@ -173,6 +220,7 @@ impl Hub {
             stop: stop_rx,
             config: self.config.clone(),
             metrics: self.metrics.clone(),
+            finished: false,
         })
     }
 
@@ -294,9 +342,17 @@ pub struct Publisher {
     stop: watch::Receiver<bool>,
     config: HubConfig,
     metrics: Arc<HubMetrics>,
+    finished: bool,
 }
 
 impl Publisher {
+    /// Ends the publish because the publisher said it is done (RTMP `FCUnpublish` /
+    /// `deleteStream`, WHIP `DELETE`), as opposed to dropping it, which reports a lost
+    /// connection ([`Lifecycle::Ended`] `finished: false`).
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+
     pub fn channel(&self) -> &str {
         &self.channel.name
     }
@@ -357,6 +413,11 @@ impl Drop for Publisher {
             st.publisher = None;
             st.reset();
             let _ = self.channel.tx.send(HubEvent::Ended);
+            let _ = self.channel.lifecycle.send(Lifecycle::Ended {
+                channel: self.channel.name.clone(),
+                at: SystemTime::now(),
+                finished: self.finished,
+            });
         }
     }
 }
@@ -532,6 +593,38 @@ mod tests {
                 break;
             }
         }
+    }
+
+    #[test]
+    fn lifecycle_reports_starts_takeovers_and_how_publishes_end() {
+        let hub = Hub::default();
+        let mut rx = hub.lifecycle();
+        let mut next = || rx.try_recv().unwrap();
+        let a = hub.publish("a", false).unwrap();
+        assert!(
+            matches!(next(), Lifecycle::Started { channel, takeover: false, .. } if channel == "a")
+        );
+        // A refused second publisher reports nothing.
+        assert!(hub.publish("a", false).is_err());
+        let b = hub.publish("a", true).unwrap();
+        assert!(matches!(next(), Lifecycle::Started { takeover: true, .. }));
+        // The replaced publisher going away is not the channel ending.
+        drop(a);
+        b.finish();
+        assert!(
+            matches!(next(), Lifecycle::Ended { channel, finished: true, .. } if channel == "a")
+        );
+        let c = hub.publish("b", false).unwrap();
+        drop(c);
+        assert!(matches!(next(), Lifecycle::Started { .. }));
+        assert!(matches!(
+            next(),
+            Lifecycle::Ended {
+                finished: false,
+                ..
+            }
+        ));
+        assert!(rx.try_recv().is_err());
     }
 
     #[tokio::test]

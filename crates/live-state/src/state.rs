@@ -70,6 +70,19 @@ impl EventState {
         }
     }
 
+    /// Parses the wire name ([`as_str`](Self::as_str)).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "scheduled" => Self::Scheduled,
+            "pre_show" => Self::PreShow,
+            "live" => Self::Live,
+            "delayed" => Self::Delayed,
+            "ended" => Self::Ended,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
     /// Waiting states, in the only order time may move through them.
     fn waiting_rank(self) -> Option<u8> {
         match self {
@@ -799,6 +812,7 @@ mod tests {
         for s in [Scheduled, PreShow, Live, Delayed, Ended, Cancelled] {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(EventState::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::from_str::<EventState>(&json).unwrap(), s);
         }
     }

@@ -4,6 +4,11 @@
 //! `/live/{channel}/index.m3u8` (multivariant), `/live/{channel}/{rendition}/index.m3u8`,
 //! `…/init-{v}.mp4` (and `init.mp4`, the newest), `…/{msn}.m4s`, `…/{msn}.{part}.m4s`.
 //!
+//! Access: without a gate ([`router`]) every channel is public. With one
+//! ([`router_with_gate`]) each request under `/live/{channel}/` is checked first (after
+//! the syntax checks, before the channel is looked up, so a refused viewer learns nothing
+//! about the stream); see [`crate::gate`] for what allowed and refused requests get.
+//!
 //! Status codes: a malformed name or path is 400 (and never touches the store); an
 //! unknown channel 404; media not yet due 404 with a 1 s max-age, so caches ask again
 //! soon; media that fell out of the window (or a part index past a finished segment) 410,
@@ -26,19 +31,106 @@ use bytes::Bytes;
 use starling_hls as hls;
 use starling_media::TrackKind;
 
+use crate::gate::{self, Access, PlaybackGate};
 use crate::live::{lock, segment_key, Channel, ChannelInner, Origin, PlaylistKind, Rendition};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NOT_YET: &str = "public, max-age=1";
 
-/// Routes under `/live`. Apply [`guard`] on the whole app (routes and fallback), so that
-/// traversal attempts get 400 even where no route matches.
+/// Routes under `/live`, every channel public. Apply [`guard`] on the whole app (routes
+/// and fallback), so that traversal attempts get 400 even where no route matches.
 pub fn router<S: Clone + Send + Sync + 'static>(origin: Arc<Origin>) -> Router<S> {
+    build(Served { origin, gate: None })
+}
+
+/// Routes under `/live`, with `gate` deciding who may watch each channel.
+pub fn router_with_gate<S: Clone + Send + Sync + 'static>(
+    origin: Arc<Origin>,
+    gate: Arc<dyn PlaybackGate>,
+) -> Router<S> {
+    build(Served {
+        origin,
+        gate: Some(gate),
+    })
+}
+
+fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
     Router::new()
         .route("/live/{channel}/index.m3u8", get(multivariant))
         .route("/live/{channel}/{rendition}/{file}", get(media))
-        .with_state(origin)
+        .with_state(served)
+}
+
+/// The handlers' state.
+#[derive(Clone)]
+struct Served {
+    origin: Arc<Origin>,
+    gate: Option<Arc<dyn PlaybackGate>>,
+}
+
+/// How an admitted request is served.
+enum Admitted {
+    /// As without a gate.
+    Public,
+    /// Privately; the token (when the request had one) goes into every playlist URI.
+    Private(Option<String>),
+}
+
+impl Admitted {
+    fn token(&self) -> Option<&str> {
+        match self {
+            Self::Private(t) => t.as_deref(),
+            Self::Public => None,
+        }
+    }
+
+    /// Private caching for everything a private channel answers, errors included.
+    fn finish(&self, mut r: Response) -> Response {
+        if let Self::Private(_) = self {
+            gate::make_private(r.headers_mut());
+        }
+        r
+    }
+}
+
+/// Asks the gate (if any) about a request for `channel`; a refusal is the response.
+async fn admit(
+    served: &Served,
+    channel: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Admitted, Response> {
+    let Some(g) = &served.gate else {
+        return Ok(Admitted::Public);
+    };
+    let token = gate::request_token(query, headers);
+    let metrics = &served.origin.metrics;
+    if token.is_some() {
+        metrics
+            .token_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match g.check(channel, token.as_deref()).await {
+        Access::Public => Ok(Admitted::Public),
+        Access::Allowed => Ok(Admitted::Private(token.map(|t| t.into_owned()))),
+        Access::Refused(r) => {
+            metrics
+                .playback_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The reason, never the token.
+            tracing::debug!(%channel, reason = r.code(), "origin: playback refused");
+            Err(r.response(channel))
+        }
+    }
+}
+
+fn malformed_channel() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "malformed channel name",
+        "no-store",
+    )
 }
 
 /// Refuses request paths that try to escape (`..`, encoded dots or slashes, NUL) or are
@@ -168,12 +260,29 @@ fn channel(origin: &Origin, name: &str) -> Result<Arc<Channel>, Reject> {
     ))
 }
 
-async fn multivariant(State(origin): State<Arc<Origin>>, Path(name): Path<String>) -> Response {
+async fn multivariant(
+    State(served): State<Served>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !valid_name(&name, 64) {
+        return malformed_channel();
+    }
+    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = multivariant_playlist(&served.origin, &name, admitted.token());
+    admitted.finish(r)
+}
+
+fn multivariant_playlist(origin: &Origin, name: &str, token: Option<&str>) -> Response {
     origin
         .metrics
         .playlist_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ch = match channel(&origin, &name) {
+    let ch = match channel(origin, name) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
@@ -224,7 +333,12 @@ async fn multivariant(State(origin): State<Arc<Origin>>, Path(name): Path<String
         audio_group: (video.is_some() && audio.is_some()).then(|| "audio".to_owned()),
     });
     drop(st);
-    playlist_response(Bytes::from(pl.render()), "public, max-age=2")
+    let text = pl.render();
+    let text = match token {
+        Some(t) => gate::add_token(&text, t),
+        None => text,
+    };
+    playlist_response(Bytes::from(text), "public, max-age=2")
 }
 
 /// (peak, average) bits per second: from complete segments, or from the parts so far.
@@ -258,15 +372,14 @@ fn playlist_response(body: Bytes, cache: &str) -> Response {
 }
 
 async fn media(
-    State(origin): State<Arc<Origin>>,
+    State(served): State<Served>,
     Path((name, rendition, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let ch = match channel(&origin, &name) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+    if !valid_name(&name, 64) {
+        return malformed_channel();
+    }
     if !valid_name(&rendition, 32) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -277,7 +390,37 @@ async fn media(
     let Some(file) = parse_file(&file) else {
         return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store");
     };
-    if lock(&ch.inner).rendition(&rendition).is_none() {
+    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = media_file(
+        &served.origin,
+        &name,
+        &rendition,
+        file,
+        query.as_deref(),
+        &headers,
+        admitted.token(),
+    )
+    .await;
+    admitted.finish(r)
+}
+
+async fn media_file(
+    origin: &Origin,
+    name: &str,
+    rendition: &str,
+    file: File,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Response {
+    let ch = match channel(origin, name) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if lock(&ch.inner).rendition(rendition).is_none() {
         return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
     }
     match file {
@@ -286,28 +429,28 @@ async fn media(
                 .metrics
                 .playlist_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            media_playlist(&origin, &ch, &rendition, query.as_deref()).await
+            media_playlist(origin, &ch, rendition, query, token).await
         }
         File::Init(v) => {
             origin
                 .metrics
                 .media_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            init(&ch, &rendition, v, &headers)
+            init(&ch, rendition, v, headers)
         }
         File::Segment(msn) => {
             origin
                 .metrics
                 .media_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            segment(&origin, &ch, &rendition, msn, &headers).await
+            segment(origin, &ch, rendition, msn, headers).await
         }
         File::Part(msn, part) => {
             origin
                 .metrics
                 .media_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            part_request(&origin, &ch, &rendition, msn, part, &headers).await
+            part_request(origin, &ch, rendition, msn, part, headers).await
         }
     }
 }
@@ -377,7 +520,9 @@ async fn media_playlist(
     ch: &Channel,
     rendition: &str,
     query: Option<&str>,
+    token: Option<&str>,
 ) -> Response {
+    // `token` (and any other parameter) is ignored here: only _HLS_* are read.
     let req = match hls::parse_blocking_query(query) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), "no-store"),
@@ -482,6 +627,11 @@ async fn media_playlist(
     };
     let target = r.target_duration;
     drop(st);
+    // The cached text is the same for every viewer; each token is added per response.
+    let body = match (token, std::str::from_utf8(&body)) {
+        (Some(t), Ok(text)) => Bytes::from(gate::add_token(text, t)),
+        _ => body,
+    };
     let cache = if ended {
         "public, max-age=5".to_owned()
     } else if req.msn.is_some() {

@@ -6,15 +6,19 @@
 //! - [`http`]: serves the multivariant and media playlists (LL-HLS with blocking reload,
 //!   delta updates, preload hints, rendition reports), init sections, segments and parts,
 //!   with the caching headers a CDN needs.
+//! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
+//!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
 //! The live edge never waits on the store: a request for a part or a recent segment is
 //! answered from memory; only DVR reads of old segments go to the store.
 
+pub mod gate;
 pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod store;
 
+pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
 pub use live::{Channel, Origin, OriginConfig, PlaylistKind};
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};

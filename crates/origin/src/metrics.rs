@@ -23,6 +23,10 @@ pub struct OriginMetrics {
     pub playlist_requests: AtomicU64,
     pub media_requests: AtomicU64,
     pub blocking_timeouts: AtomicU64,
+    /// Requests that brought a playback token to the gate.
+    pub token_checks: AtomicU64,
+    /// Requests the gate refused (no token, bad token, undecidable).
+    pub playback_refused: AtomicU64,
 }
 
 impl OriginMetrics {
@@ -74,6 +78,8 @@ impl OriginMetrics {
             ("starling_playlist_requests_total", &self.playlist_requests),
             ("starling_media_requests_total", &self.media_requests),
             ("starling_blocking_timeouts_total", &self.blocking_timeouts),
+            ("starling_playback_token_checks_total", &self.token_checks),
+            ("starling_playback_refused_total", &self.playback_refused),
         ] {
             let _ = writeln!(
                 out,

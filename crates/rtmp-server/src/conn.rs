@@ -247,7 +247,7 @@ impl Conn {
                     .as_ref()
                     .is_some_and(|p| p.stream_id == stream_id)
                 {
-                    self.end_publishing("unpublished by the client");
+                    self.end_publishing("unpublished by the client", true);
                 }
             }
             ServerEvent::StopPlay { stream_id } => {
@@ -461,7 +461,8 @@ impl Conn {
         }
     }
 
-    fn end_publishing(&mut self, why: &str) {
+    /// `finished`: the client said it is done (not a lost connection or a stop).
+    fn end_publishing(&mut self, why: &str, finished: bool) {
         if let Some(p) = self.publishing.take() {
             self.ctx.auth.publish_ended(&p.grant);
             info!(
@@ -473,6 +474,9 @@ impl Conn {
                 why,
                 "RTMP publish ended"
             );
+            if finished {
+                p.publisher.finish();
+            }
         }
     }
 
@@ -506,7 +510,7 @@ impl Conn {
             Close::Stopped(why) => why,
             _ => "connection failed",
         };
-        self.end_publishing(why);
+        self.end_publishing(why, false);
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AppState {
     pub db: starling_control::Db,
     pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
+    /// Who may watch which channel over HLS; None: every channel is public.
+    pub gate: Option<Arc<dyn starling_origin::PlaybackGate>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -35,7 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/live", get(live))
-        .merge(starling_origin::http::router(state.origin.clone()))
+        .merge(match &state.gate {
+            Some(g) => starling_origin::http::router_with_gate(state.origin.clone(), g.clone()),
+            None => starling_origin::http::router(state.origin.clone()),
+        })
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
             now: starling_api::system_now,
@@ -46,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // After the fallback, so traversal attempts get 400 even where no route matches.
         .layer(middleware::from_fn(starling_origin::http::guard))
+        // Outermost: the guard's and the fallback's plain-text errors under `/api/` get
+        // the API's JSON error shape, as its OpenAPI document says.
+        .layer(middleware::from_fn(starling_api::error::api_error_shape))
 }
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
@@ -152,6 +160,7 @@ mod tests {
             db,
             live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
+            gate: None,
             ready: rx,
         });
         (app, hub, tx)

@@ -6,7 +6,9 @@
 mod auth;
 mod config;
 mod demo;
+mod events;
 mod http;
+mod playback_gate;
 mod webhooks;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
@@ -201,6 +203,19 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let db = starling_control::Db::connect(&config.control())
         .await
         .context("opening the control plane database")?;
+    // Private channels: HLS playback needs a token; the config file's channels and the
+    // demo channel are not in the database and stay public.
+    let signer = db
+        .playback_signer()
+        .await
+        .context("loading the playback token key")?;
+    let always_public = config
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(demo.map(str::to_owned))
+        .collect();
+    let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
     let webhooks = webhooks::Webhooks::start(db.clone());
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -232,12 +247,16 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
             .unwrap_or(0),
         ..Default::default()
     });
+    // Scheduled events follow the clock and this node's publishes.
+    let event_task = events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), None)
+        .spawn(shutdown_rx.clone());
     let app = http::router(http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
         db: db.clone(),
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
+        gate: Some(gate),
         ready: ready_rx,
     });
     let mut http_shutdown = shutdown_rx.clone();
@@ -292,6 +311,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
+    let _ = event_task.await;
     webhooks.shutdown().await;
     drop(demo_task);
     info!("bye");

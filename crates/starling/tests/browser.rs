@@ -5,39 +5,9 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use common::*;
-
-fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
-/// Node, Chromium and playwright-core (web/node_modules) are installed by scripts/test.
-fn require_browser() -> bool {
-    let ok = have_cmd("node", "--version")
-        && have_cmd(&chromium(), "--version")
-        && web_dir().join("node_modules/playwright-core").exists();
-    if ok {
-        return true;
-    }
-    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
-        eprintln!("node, chromium or playwright-core missing and STARLING_SKIP_BROWSER_TESTS set: skipping");
-        return false;
-    }
-    panic!("the browser test needs node, chromium and web/node_modules (run scripts/test, which installs them)");
-}
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
-fn have_cmd(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Runs the harness; returns its JSON line.
 fn watch(args: &[&str]) -> serde_json::Value {

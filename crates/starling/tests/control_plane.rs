@@ -43,24 +43,10 @@ fn run_case(database_url: Option<String>) {
         None => String::new(),
     };
     let server = Server::start("control", &extra);
-    let config = server.dir.join("starling.toml");
 
     // The CLI bootstraps an admin (password from the environment, no stdin in CI).
     let email = format!("{}@example.com", unique("admin"));
-    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
-        .args(["admin", "create-user", "--config"])
-        .arg(&config)
-        .args(["--email", &email])
-        .env("STARLING_ADMIN_PASSWORD", "correct horse battery")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "create-user: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
+    server.create_admin(&email, "correct horse battery");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

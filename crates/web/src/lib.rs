@@ -1,9 +1,11 @@
-//! Starling's web UI for viewers, embedded in the binary.
+//! Starling's web UI, embedded in the binary: the viewer pages and the admin console.
 //!
 //! [`router`] serves
 //! - `/`: the live channel list (the page polls `GET /api/v1/live` every 5 s),
 //! - `/watch/{channel}`: the player page (hls.js in low-latency mode, or native HLS),
 //!   for channel names of 1 to 64 `[A-Za-z0-9_-]`; any other name is a 404,
+//! - `/admin`: the admin console, a single page over the management API (`/api/v1`);
+//!   the page itself is public, everything it shows needs a session,
 //! - `/assets/{file}`: the pages' JS, CSS and icon, and hls.js.
 //!
 //! The pages and assets come from `web/` (plain HTML/CSS/JS and hls.js), which
@@ -40,6 +42,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/watch/{channel}", get(watch))
+        .route("/admin", get(admin))
         .route("/assets/{file}", get(asset))
 }
 
@@ -59,6 +62,10 @@ pub fn is_valid_channel_name(name: &str) -> bool {
 
 async fn index(headers: HeaderMap) -> Response {
     serve(assets::page("index.html"), &headers)
+}
+
+async fn admin(headers: HeaderMap) -> Response {
+    serve(assets::page("admin.html"), &headers)
 }
 
 async fn watch(channel: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
@@ -166,6 +173,7 @@ mod tests {
     async fn pages_are_html_and_revalidated() {
         for uri in [
             "/",
+            "/admin",
             "/watch/demo",
             "/watch/Cam_2-b",
             &format!("/watch/{}", "a".repeat(64)),
@@ -200,6 +208,8 @@ mod tests {
             hundred.as_str(),
             "/watch/",
             "/watch/demo/extra",
+            "/admin/",
+            "/admin/users",
         ] {
             let res = get(uri).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{uri}");
@@ -285,6 +295,26 @@ mod tests {
 
         let svg = get(&asset_url(&watch, "favicon.")).await;
         assert_eq!(header(&svg, "content-type"), "image/svg+xml");
+
+        // The admin console: its stylesheet and script are embedded; the script speaks
+        // the API and never logs or stores anything in sessionStorage.
+        let admin = String::from_utf8(body(get("/admin").await).await).unwrap();
+        assert!(admin.contains("<title>Admin · Starling</title>"));
+        let urls: Vec<&str> = admin
+            .split('"')
+            .filter(|s| s.starts_with("/assets/admin."))
+            .collect();
+        let css = urls.iter().find(|u| u.ends_with(".css")).unwrap();
+        let js = urls.iter().find(|u| u.ends_with(".js")).unwrap();
+        let css = get(css).await;
+        assert_eq!(css.status(), StatusCode::OK);
+        assert_eq!(header(&css, "content-type"), "text/css; charset=utf-8");
+        let script = get(js).await;
+        assert_eq!(script.status(), StatusCode::OK);
+        let script = String::from_utf8(body(script).await).unwrap();
+        assert!(script.contains("/api/v1/login"));
+        assert!(!script.contains("console."));
+        assert!(!script.contains("sessionStorage.setItem"));
 
         let index = String::from_utf8(body(get("/").await).await).unwrap();
         let live = get(&asset_url(&index, "live.")).await;

@@ -145,6 +145,63 @@ impl Server {
         Some((status, out))
     }
 
+    /// Any HTTP/1.1 request with extra headers and an optional JSON body; the response
+    /// split into status, headers and (de-chunked) body.
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        json_body: Option<&str>,
+    ) -> HttpResponse {
+        use std::io::Write;
+        let mut s = TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = json_body.unwrap_or("");
+        if json_body.is_some() {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
+        let body = if chunked {
+            let mut body = String::new();
+            let mut rest = rest;
+            while let Some((size, tail)) = rest.split_once("\r\n") {
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                body.push_str(tail.get(..n).unwrap_or(tail));
+                rest = tail.get(n + 2..).unwrap_or("");
+            }
+            body
+        } else {
+            rest.to_owned()
+        };
+        HttpResponse {
+            status,
+            head: head.to_owned(),
+            body,
+        }
+    }
+
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
@@ -175,6 +232,25 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `starling admin create-user` against this server's config (password from the
+    /// environment, as in CI: no stdin), asserting it worked.
+    pub fn create_admin(&self, email: &str, password: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(["admin", "create-user", "--config"])
+            .arg(self.dir.join("starling.toml"))
+            .args(["--email", email])
+            .env("STARLING_ADMIN_PASSWORD", password)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running starling admin create-user");
+        assert!(
+            out.status.success(),
+            "create-user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
     }
 
     pub fn rtmp_url(&self, name: &str) -> String {
@@ -210,6 +286,25 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A response of [`Server::http_request`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Status line and headers, as received.
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
     }
 }
 
@@ -302,4 +397,38 @@ pub fn probe_stream(file: &Path, kind: &str) -> String {
         ])
         .arg(file));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `web/` directory (the UI sources and the browser harnesses).
+pub fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+/// The Chromium to drive: `$CHROMIUM`, else Debian's.
+pub fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn runs(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Browser tests need node, Chromium and playwright-core (web/node_modules), which
+/// scripts/test installs. Without them they fail loudly rather than pass silently,
+/// unless STARLING_SKIP_BROWSER_TESTS=1 says a person chose so.
+pub fn require_browser() -> bool {
+    let ok = runs("node", "--version")
+        && runs(&chromium(), "--version")
+        && web_dir().join("node_modules/playwright-core").exists();
+    if ok {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("node, chromium or playwright-core missing and STARLING_SKIP_BROWSER_TESTS set: skipping");
+        return false;
+    }
+    panic!("the browser test needs node, chromium and web/node_modules (run scripts/test, which installs them)");
 }

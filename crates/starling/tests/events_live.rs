@@ -1,0 +1,223 @@
+//! Scheduled events driven by the clock and by a real publish, end to end: an event whose
+//! start passes with no stream goes pre-show, then delayed; ffmpeg publishing makes it
+//! live; ffmpeg finishing ends it. A real SSE client (curl) receives every trigger, a
+//! reconnect with Last-Event-ID receives what it missed, and the prefetch document
+//! follows the state.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use starling_control::{Db, DbConfig, DeviceKind, NewChannel, NewEvent};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One SSE message: `id`, `event`, `data`.
+#[derive(Debug, Clone)]
+struct Msg {
+    id: String,
+    event: String,
+    data: serde_json::Value,
+}
+
+/// `curl -N` on the live-state stream; messages arrive on the channel.
+fn subscribe(server: &Server, last_event_id: Option<&str>) -> (Child, mpsc::Receiver<Msg>) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sN", "--max-time", "60"]);
+    if let Some(id) = last_event_id {
+        cmd.args(["-H", &format!("Last-Event-ID: {id}")]);
+    }
+    let mut child = cmd
+        .arg(server.http_url("/api/v1/live-state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut id, mut event) = (String::new(), String::new());
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                let data = serde_json::from_str(v).unwrap();
+                if tx
+                    .send(Msg {
+                        id: id.clone(),
+                        event: event.clone(),
+                        data,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The next `state` trigger for `event_id`, within `within`.
+fn next_state(rx: &mpsc::Receiver<Msg>, event_id: &str, within: Duration) -> Msg {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no trigger for {event_id} within {within:?}"));
+        if m.event == "state" && m.data["event_id"] == event_id {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn an_event_follows_the_clock_and_the_stream() {
+    if !require_ffmpeg() || !have("curl") {
+        return;
+    }
+    let server = Server::start("events", "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt
+        .block_on(Db::connect(&DbConfig::new(server.dir.join("data"))))
+        .unwrap();
+    rt.block_on(db.bootstrap_admin(
+        "ops@example.com",
+        "correct horse battery",
+        "system",
+        now_ms(),
+    ))
+    .unwrap();
+    let admin = rt
+        .block_on(db.login(
+            "ops@example.com",
+            "correct horse battery",
+            "127.0.0.1",
+            now_ms(),
+        ))
+        .unwrap();
+    let ch = rt
+        .block_on(db.create_channel(&admin, &NewChannel::named("final"), now_ms()))
+        .unwrap();
+    let dev = rt
+        .block_on(db.create_device(&admin, "truck", DeviceKind::Encoder, Some(&ch.id), now_ms()))
+        .unwrap();
+    let (_, key) = rt
+        .block_on(db.create_stream_key(&admin, &dev.id, None, now_ms()))
+        .unwrap();
+
+    let (mut sse, rx) = subscribe(&server, None);
+    // Pre-show one second from now, start two seconds later: nobody publishes in time.
+    let t0 = now_ms();
+    let ev = rt
+        .block_on(db.create_event(
+            &admin,
+            &NewEvent {
+                channel_id: ch.id.clone(),
+                title: "Cup final".into(),
+                artwork_url: None,
+                scheduled_start: t0 + 3_000,
+                scheduled_end: t0 + 120_000,
+                preshow_lead_secs: Some(2),
+            },
+            t0,
+        ))
+        .unwrap();
+    // The event was written by another process: this node finds it by polling (≤ 1 s).
+    let pre = next_state(&rx, &ev.id, Duration::from_secs(10));
+    assert_eq!(pre.data["state"], "pre_show", "{pre:?}");
+    let delayed = next_state(&rx, &ev.id, Duration::from_secs(10));
+    assert_eq!(delayed.data["state"], "delayed");
+    let at = delayed.data["at"].as_i64().unwrap();
+    assert!(
+        (t0 + 3_000..t0 + 4_500).contains(&at),
+        "delayed at +{} ms, scheduled start +3000",
+        at - t0
+    );
+    let (_, prefetch) = server
+        .http_raw(&format!("/api/v1/events/{}/prefetch", ev.id))
+        .unwrap();
+    assert!(prefetch.contains("\"state\":\"delayed\""), "{prefetch}");
+    assert!(prefetch.contains("public, max-age=300"), "{prefetch}");
+
+    // The broadcaster finally publishes: live at once.
+    let started = Instant::now();
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-f",
+            "flv",
+        ])
+        .arg(server.rtmp_url(key.expose()))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live = next_state(&rx, &ev.id, Duration::from_secs(15));
+    assert_eq!(live.data["state"], "live");
+    let to_live = started.elapsed();
+    // ffmpeg ends its publish cleanly (FCUnpublish / deleteStream): the event ends.
+    let mut status = status;
+    assert!(status.wait().unwrap().success());
+    let ended = next_state(&rx, &ev.id, Duration::from_secs(10));
+    assert_eq!(ended.data["state"], "ended");
+    let log = server.wait_log("reason=StreamFinished", Duration::from_secs(5));
+    assert!(log.contains("event state changed"), "{log}");
+    eprintln!(
+        "publish start -> live trigger at the SSE client: {to_live:?} (includes ffmpeg start-up)"
+    );
+
+    // A client that saw only the pre-show reconnects with its Last-Event-ID and receives
+    // exactly what it missed, in order.
+    let (mut again, rx2) = subscribe(&server, Some(&pre.id));
+    for want in [&delayed, &live, &ended] {
+        let got = next_state(&rx2, &ev.id, Duration::from_secs(5));
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.data, want.data);
+    }
+    let (_, prefetch) = server
+        .http_raw(&format!("/api/events/{}/prefetch", ev.id))
+        .unwrap();
+    assert!(prefetch.contains("\"state\":\"ended\""), "{prefetch}");
+    let stored = rt.block_on(db.get_event(&admin, &ev.id)).unwrap();
+    assert_eq!(stored.state.as_str(), "ended");
+    let _ = sse.kill();
+    let _ = again.kill();
+    let _ = sse.wait();
+    let _ = again.wait();
+}

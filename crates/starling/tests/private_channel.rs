@@ -1,0 +1,387 @@
+//! Private channels end to end: an admin made with the CLI logs in over the API, makes a
+//! private channel, a device and its stream key, and ffmpeg publishes with that key. The
+//! origin must then refuse playback without a token (401) and with a bad one (403:
+//! altered, expired, for another channel), serve it with a valid one (private caching,
+//! the token in every playlist URI, ffprobe reads the stream), leave public channels as
+//! they were, and stop asking for a token soon after the channel is made public. No
+//! token may reach the server's log.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Api<'a> {
+    server: &'a Server,
+    cookie: String,
+}
+
+impl Api<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let r =
+            self.server
+                .http_request(method, path, &[("Cookie", &self.cookie)], body.as_deref());
+        let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
+    }
+
+    fn created(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call("POST", path, Some(body));
+        assert_eq!(status, 201, "POST {path}: {v}");
+        v
+    }
+
+    fn playback_token(&self, channel_id: &str, ttl_secs: i64) -> String {
+        let v = self.created(
+            &format!("/api/v1/channels/{channel_id}/playback-tokens"),
+            json!({ "ttl_secs": ttl_secs }),
+        );
+        v["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn publish(server: &Server, key: &str, size: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "60",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ])
+        .arg(server.rtmp_url(key))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Every URI of a playlist: URI lines and `URI="…"` attributes.
+fn uris(playlist: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in playlist.lines() {
+        if line.starts_with('#') {
+            for piece in line.split("URI=\"").skip(1) {
+                out.push(piece.split('"').next().unwrap().to_owned());
+            }
+        } else if !line.trim().is_empty() {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+fn wait_status(server: &Server, path: &str, want: u16, within: Duration) -> HttpResponse {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = server.http_request("GET", path, &[], None);
+        if r.status == want {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: still {} ({}) after {within:?}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn refused(server: &Server, path: &str, status: u16, code: &str) {
+    let r = server.http_request("GET", path, &[], None);
+    assert_eq!(r.status, status, "{path}: {}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["error"]["code"], code, "{path}: {}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+}
+
+/// Node, Chromium and playwright-core (web/node_modules), as the browser test needs them.
+fn browser_available() -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let runs = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    if runs("node") && runs(&chromium) && web.join("node_modules/playwright-core").exists() {
+        return true;
+    }
+    if std::env::var_os("STARLING_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("no browser and STARLING_SKIP_BROWSER_TESTS set: skipping the watch page part");
+        return false;
+    }
+    panic!("the watch page part needs node, chromium and web/node_modules (scripts/test installs them)");
+}
+
+#[test]
+fn private_channels_need_a_valid_token_over_hls() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let mut server = Server::start("private", "");
+    let email = "owner@example.com";
+    server.create_admin(email, PASSWORD);
+
+    let login = server.http_request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "email": email, "password": PASSWORD }).to_string()),
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let api = Api {
+        server: &server,
+        cookie,
+    };
+
+    let ch = api.created(
+        "/api/v1/channels",
+        json!({ "name": "vip", "visibility": "private" }),
+    );
+    assert_eq!(ch["visibility"], "private");
+    let ch_id = ch["id"].as_str().unwrap().to_owned();
+    let other = api.created(
+        "/api/v1/channels",
+        json!({ "name": "backstage", "visibility": "private" }),
+    );
+    let dev = api.created(
+        "/api/v1/devices",
+        json!({ "name": "studio", "channel_id": ch_id }),
+    );
+    let key = api.created(
+        &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
+        json!({}),
+    );
+    let key = key["secret"].as_str().unwrap().to_owned();
+
+    let token = api.playback_token(&ch_id, 600);
+    let short = api.playback_token(&ch_id, 1);
+    let other_token = api.playback_token(other["id"].as_str().unwrap(), 600);
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    let mut private_pub = publish(&server, &key, "320x240");
+    let mut public_pub = publish(&server, KEY, "160x120");
+    let q = format!("token={token}");
+
+    // Live with a valid token: 200, private, and the token in every URI.
+    let mv = wait_status(
+        &server,
+        &format!("/live/vip/index.m3u8?{q}"),
+        200,
+        Duration::from_secs(30),
+    );
+    assert!(
+        mv.header("cache-control").unwrap().starts_with("private"),
+        "{}",
+        mv.head
+    );
+    let mv_uris = uris(&mv.body);
+    assert!(!mv_uris.is_empty());
+    assert!(mv_uris.iter().all(|u| u.ends_with(&q)), "{}", mv.body);
+    let mut checked = 0;
+    for variant in &mv_uris {
+        let pl = wait_status(
+            &server,
+            &format!("/live/vip/{variant}"),
+            200,
+            Duration::from_secs(10),
+        );
+        assert!(pl.header("cache-control").unwrap().starts_with("private"));
+        for tag in ["#EXT-X-MAP:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:"] {
+            assert!(pl.body.contains(tag), "{tag} missing:\n{}", pl.body);
+        }
+        let rendition = variant.split('/').next().unwrap();
+        let media = uris(&pl.body);
+        assert!(media.len() > 3, "{}", pl.body);
+        for uri in &media {
+            assert!(uri.ends_with(&q), "{uri} lacks the token:\n{}", pl.body);
+        }
+        // Fetch what the playlist names (not the preload hint, which may block).
+        for uri in media.iter().filter(|u| !u.starts_with("../")).take(4) {
+            let r = server.http_request("GET", &format!("/live/vip/{rendition}/{uri}"), &[], None);
+            assert_eq!(r.status, 200, "{uri}: {}", r.body);
+            assert!(r.header("cache-control").unwrap().starts_with("private"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4);
+
+    // Refusals: none, altered, expired, another channel's.
+    let seg = "/live/vip/source/1.m4s";
+    refused(&server, "/live/vip/index.m3u8", 401, "token_required");
+    refused(
+        &server,
+        "/live/vip/source/index.m3u8",
+        401,
+        "token_required",
+    );
+    refused(&server, seg, 401, "token_required");
+    refused(
+        &server,
+        &format!("{seg}?token={tampered}"),
+        403,
+        "token_bad_signature",
+    );
+    refused(
+        &server,
+        &format!("/live/vip/index.m3u8?token={other_token}"),
+        403,
+        "token_wrong_channel",
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    refused(
+        &server,
+        &format!("/live/vip/index.m3u8?token={short}"),
+        403,
+        "token_expired",
+    );
+    // The token also works as a cookie.
+    let by_cookie = server.http_request(
+        "GET",
+        seg,
+        &[("Cookie", &format!("starling_playback={token}"))],
+        None,
+    );
+    assert_eq!(by_cookie.status, 200, "{}", by_cookie.body);
+
+    // ffprobe reads the private stream through the token URL.
+    let probe = run(Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "default=nw=1"])
+        .arg(server.http_url(&format!("/live/vip/index.m3u8?{q}"))));
+    let text = String::from_utf8_lossy(&probe.stdout);
+    for want in [
+        "codec_name=h264",
+        "width=320",
+        "height=240",
+        "codec_name=aac",
+    ] {
+        assert!(text.contains(want), "ffprobe lacks {want}:\n{text}");
+    }
+
+    // The watch page passes `?token=` on: Chromium plays the private channel with it and
+    // says why it cannot without.
+    if browser_available() {
+        let web =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/watch.mjs");
+        let page = |args: &[&str]| {
+            let out = Command::new("node").arg(&web).args(args).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "watch.mjs {args:?}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+        };
+        let played = page(&[
+            &server.http_url(&format!("/watch/vip?token={token}")),
+            "--seconds",
+            "3",
+            "--max-latency",
+            "6",
+        ]);
+        assert!(played.contains("\"ok\":true"), "{played}");
+        page(&[
+            &server.http_url("/watch/vip"),
+            "--expect-text",
+            "vip is private",
+        ]);
+    }
+
+    // A public channel (from the config file) needs no token and stays publicly cacheable.
+    let open = wait_status(
+        &server,
+        &format!("/live/{CHANNEL}/index.m3u8"),
+        200,
+        Duration::from_secs(30),
+    );
+    assert_eq!(open.header("cache-control"), Some("public, max-age=2"));
+    assert!(!open.body.contains("token="));
+    let open_seg = wait_status(
+        &server,
+        &format!("/live/{CHANNEL}/source/1.m4s"),
+        200,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        open_seg.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+
+    // Made public: within a few seconds no token is needed and caching is public again.
+    let (status, v) = api.call(
+        "PATCH",
+        &format!("/api/v1/channels/{ch_id}"),
+        Some(json!({ "visibility": "public" })),
+    );
+    assert_eq!(status, 200, "{v}");
+    let changed = Instant::now();
+    let r = wait_status(&server, "/live/vip/index.m3u8", 200, Duration::from_secs(5));
+    eprintln!("visibility change applied after {:?}", changed.elapsed());
+    assert_eq!(r.header("cache-control"), Some("public, max-age=2"));
+    assert!(!r.body.contains("token="));
+    let pl = server.http_request("GET", "/live/vip/source/index.m3u8", &[], None);
+    assert_eq!(pl.status, 200, "{}", pl.body);
+    let newest = pl
+        .body
+        .lines()
+        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap();
+    let r = server.http_request("GET", &format!("/live/vip/source/{newest}"), &[], None);
+    assert_eq!(r.status, 200, "{newest}: {}", r.body);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+
+    let _ = private_pub.kill();
+    let _ = public_pub.kill();
+    let _ = private_pub.wait();
+    let _ = public_pub.wait();
+    assert!(server.stop().success());
+    let log = server.log_text();
+    for secret in [&token, &short, &other_token, &tampered, &key] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token or key reached the log"
+        );
+    }
+    assert!(!log.contains(PASSWORD), "the password reached the log");
+}
