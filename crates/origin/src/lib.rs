@@ -19,6 +19,6 @@ pub mod metrics;
 pub mod store;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
-pub use live::{Channel, Origin, OriginConfig, PlaylistKind};
+pub use live::{Channel, Origin, OriginConfig, PlaylistKind, Recording};
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};

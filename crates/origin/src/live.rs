@@ -143,6 +143,48 @@ impl Channel {
     pub fn is_live(&self) -> bool {
         lock(&self.inner).live
     }
+
+    /// What the last publish left in the object store, once it has ended and every
+    /// complete segment still listed is written; `None` while live or still writing.
+    pub fn finished_recording(&self) -> Option<Recording> {
+        let st = lock(&self.inner);
+        if !st.ended || st.session == 0 {
+            return None;
+        }
+        let mut rec = Recording {
+            session: st.session,
+            prefix: format!("media/{}/{}/", self.name, st.session),
+            segments: 0,
+            duration_secs: 0.0,
+            bytes: 0,
+        };
+        for r in &st.renditions {
+            for s in r.segments.iter().filter(|s| s.complete) {
+                if !s.stored {
+                    return None;
+                }
+                rec.segments += 1;
+            }
+            rec.duration_secs = rec.duration_secs.max(r.total_secs);
+            rec.bytes += r.total_bytes;
+        }
+        Some(rec)
+    }
+}
+
+/// A finished publish as stored: see [`Channel::finished_recording`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    /// The session id in its object keys.
+    pub session: u64,
+    /// Object key prefix of its media (`media/{channel}/{session}/`).
+    pub prefix: String,
+    /// Complete segments listed (all renditions).
+    pub segments: usize,
+    /// Longest rendition's duration.
+    pub duration_secs: f64,
+    /// Bytes of media, all renditions.
+    pub bytes: u64,
 }
 
 impl ChannelInner {

@@ -393,6 +393,22 @@ async fn bad_paths_unknown_channels_and_the_end_of_a_stream() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!pl.contains("PRELOAD-HINT"), "{pl}");
+    // The finished publish is reported as a recording once every listed segment is stored.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rec = loop {
+        if let Some(r) = live.origin.channel("demo").unwrap().finished_recording() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "recording never complete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        rec.segments >= 1 && rec.duration_secs > 1.0 && rec.bytes > 1000,
+        "{rec:?}"
+    );
+    assert!(rec.prefix.starts_with("media/demo/"), "{rec:?}");
+    let stored = live.dir.join(&rec.prefix);
+    assert!(stored.is_dir(), "{}", stored.display());
     // With a 3 s DVR window, segment 0 fell out: 410, cacheable.
     let first: u64 = pl
         .lines()

@@ -248,8 +248,21 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         ..Default::default()
     });
     // Scheduled events follow the clock and this node's publishes.
-    let event_task = events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), None)
-        .spawn(shutdown_rx.clone());
+    let emitter = webhooks.emitter();
+    let on_change: events::OnChange = {
+        let emitter = emitter.clone();
+        Arc::new(move |ev, change| {
+            emitter.emit(
+                &ev.org_id,
+                starling_control::WebhookEvent::EventStateChanged,
+                webhooks::event_state_payload(ev, change),
+            );
+        })
+    };
+    let event_task =
+        events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), Some(on_change))
+            .spawn(shutdown_rx.clone());
+    let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let app = http::router(http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
@@ -312,6 +325,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
     let _ = event_task.await;
+    stream_hooks.abort();
     webhooks.shutdown().await;
     drop(demo_task);
     info!("bye");

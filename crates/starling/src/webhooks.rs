@@ -8,13 +8,19 @@
 //! background task, and is delivered (and retried) from there. Payload shapes are
 //! documented in docs/control-plane.md ("Webhooks").
 
+use std::{sync::Arc, time::Duration};
+
 use serde_json::{json, Value};
-use starling_control::{Db, UnixMs, WebhookEvent};
+use starling_control::{Channel, Db, UnixMs, WebhookEvent};
+use starling_hub::{Hub, Lifecycle};
+use starling_live_state::StateChange;
+use starling_origin::Origin;
 use starling_webhooks::{Dispatcher, DispatcherConfig, WebhookSender};
+use tokio::sync::broadcast;
+use tracing::warn;
 
 /// Why a stream started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // The ingest triggers are wired separately.
 pub enum StartReason {
     /// A publisher connected.
     Publish,
@@ -22,18 +28,14 @@ pub enum StartReason {
     Reconnect,
 }
 
-/// Why a stream ended.
+/// Why a stream ended, as far as the hub can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // The ingest triggers are wired separately.
 pub enum EndReason {
-    /// The publisher disconnected (or stopped publishing).
-    Disconnected,
-    /// Its stream key or device was revoked.
-    Revoked,
-    /// The node is shutting down.
-    Shutdown,
-    /// The stream failed (bad media, timeout).
-    Error,
+    /// The publisher said it was done (RTMP `FCUnpublish` / `deleteStream`).
+    Finished,
+    /// The connection was lost or timed out, or the publish was stopped (key revoked,
+    /// node shutting down).
+    Dropped,
 }
 
 impl StartReason {
@@ -48,10 +50,8 @@ impl StartReason {
 impl EndReason {
     fn as_str(self) -> &'static str {
         match self {
-            EndReason::Disconnected => "disconnected",
-            EndReason::Revoked => "revoked",
-            EndReason::Shutdown => "shutdown",
-            EndReason::Error => "error",
+            EndReason::Finished => "finished",
+            EndReason::Dropped => "dropped",
         }
     }
 }
@@ -90,7 +90,6 @@ pub struct Webhooks {
 
 /// Emits events; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // The triggers are wired separately.
 pub struct Emitter {
     sender: WebhookSender,
 }
@@ -108,7 +107,6 @@ impl Webhooks {
     }
 
     /// A handle for the parts of the node that emit events.
-    #[allow(dead_code)] // The triggers are wired separately.
     pub fn emitter(&self) -> Emitter {
         Emitter {
             sender: self.dispatcher.sender(),
@@ -121,7 +119,6 @@ impl Webhooks {
     }
 }
 
-#[allow(dead_code)] // The triggers are wired separately.
 impl Emitter {
     /// Queues `kind` with `payload` (a JSON object, the event's `data`) for every
     /// webhook of `org_id` subscribed to it. Returns false if it was dropped (the
@@ -163,6 +160,110 @@ impl Emitter {
     }
 }
 
+/// `event.state_changed`'s `data`.
+pub fn event_state_payload(ev: &starling_control::Event, change: &StateChange) -> Value {
+    json!({
+        "event_id": ev.id, "channel": ev.channel, "channel_id": ev.channel_id,
+        "title": ev.title, "from": change.from.as_str(), "to": change.to.as_str(),
+        "at": starling_live_state::state::unix_ms(change.at),
+        "reason": serde_json::to_value(change.reason).unwrap_or(Value::Null),
+    })
+}
+
+/// `recording.ready`'s `data`.
+pub fn recording_payload(
+    ch: &starling_control::Channel,
+    rec: &starling_origin::Recording,
+    ended_at: UnixMs,
+) -> Value {
+    json!({
+        "channel": ch.name, "channel_id": ch.id, "session": rec.session,
+        "ended_at": ended_at, "duration_secs": rec.duration_secs, "bytes": rec.bytes,
+        "segments": rec.segments,
+        // The playlist is VOD (ENDLIST) at this URL until the channel's next publish.
+        "playlist": format!("/live/{}/index.m3u8", ch.name),
+        "object_prefix": rec.prefix,
+    })
+}
+
+/// Publish starts and ends of control-plane channels become `stream.started` /
+/// `stream.ended`, and, for channels that record, `recording.ready` once the origin has
+/// stored the whole publish. Config-file channels belong to no organisation: no webhooks.
+pub fn notify_streams(
+    hub: &Hub,
+    db: Db,
+    origin: Arc<Origin>,
+    emitter: Emitter,
+) -> tokio::task::JoinHandle<()> {
+    let mut rx = hub.lifecycle();
+    tokio::spawn(async move {
+        loop {
+            let l = match rx.recv().await {
+                Ok(l) => l,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "webhooks missed publish notices");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let (Lifecycle::Started { channel, .. } | Lifecycle::Ended { channel, .. }) = &l;
+            let ch = match db.channel_by_name(channel).await {
+                Ok(Some(ch)) => ch,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, %channel, "no webhook: channel lookup failed");
+                    continue;
+                }
+            };
+            match l {
+                Lifecycle::Started { at, takeover, .. } => {
+                    let why = if takeover {
+                        StartReason::Reconnect
+                    } else {
+                        StartReason::Publish
+                    };
+                    emitter.stream_started(&ch.org_id, &ch.name, &ch.id, ms(at), why);
+                }
+                Lifecycle::Ended { at, finished, .. } => {
+                    let why = if finished {
+                        EndReason::Finished
+                    } else {
+                        EndReason::Dropped
+                    };
+                    emitter.stream_ended(&ch.org_id, &ch.name, &ch.id, ms(at), why);
+                    if ch.recording {
+                        tokio::spawn(recording_ready(origin.clone(), emitter.clone(), ch, ms(at)));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Waits (bounded) until the origin has stored the whole publish, then says so.
+async fn recording_ready(origin: Arc<Origin>, emitter: Emitter, ch: Channel, ended_at: UnixMs) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(rec) = origin
+            .channel(&ch.name)
+            .and_then(|c| c.finished_recording())
+        {
+            emitter.emit(
+                &ch.org_id,
+                WebhookEvent::RecordingReady,
+                recording_payload(&ch, &rec, ended_at),
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    warn!(channel = %ch.name, "recording not fully stored within 60 s (or the channel went live again); no recording.ready");
+}
+
+fn ms(t: std::time::SystemTime) -> UnixMs {
+    starling_live_state::state::unix_ms(t) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,8 +275,8 @@ mod tests {
             json!({"channel": "news", "channel_id": "ch_1", "started_at": 1_700_000_000_000_i64, "reason": "publish"})
         );
         assert_eq!(
-            stream_ended_payload("news", "ch_1", 1_700_000_060_000, EndReason::Revoked),
-            json!({"channel": "news", "channel_id": "ch_1", "ended_at": 1_700_000_060_000_i64, "reason": "revoked"})
+            stream_ended_payload("news", "ch_1", 1_700_000_060_000, EndReason::Dropped),
+            json!({"channel": "news", "channel_id": "ch_1", "ended_at": 1_700_000_060_000_i64, "reason": "dropped"})
         );
     }
 }

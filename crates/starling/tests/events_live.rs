@@ -2,7 +2,8 @@
 //! start passes with no stream goes pre-show, then delayed; ffmpeg publishing makes it
 //! live; ffmpeg finishing ends it. A real SSE client (curl) receives every trigger, a
 //! reconnect with Last-Event-ID receives what it missed, and the prefetch document
-//! follows the state.
+//! follows the state. A webhook receiver gets every transition, the stream's start and
+//! end and the recording, each signed.
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -74,6 +75,69 @@ fn subscribe(server: &Server, last_event_id: Option<&str>) -> (Child, mpsc::Rece
     (child, rx)
 }
 
+/// One webhook delivery as received: `Starling-*` headers and the raw body.
+#[derive(Debug)]
+struct Hook {
+    event: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// A plain HTTP/1.1 receiver on loopback that answers 204 to every POST.
+fn receiver() -> (std::net::SocketAddr, mpsc::Receiver<Hook>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                let Ok(n) = conn.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    })
+                    .unwrap_or_default()
+            };
+            let len: usize = header("content-length").parse().unwrap_or(0);
+            while buf.len() < head_end + len {
+                let Ok(n) = conn.read(&mut chunk) else { break };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            let hook = Hook {
+                event: header("starling-event"),
+                signature: header("starling-signature"),
+                body: buf[head_end..(head_end + len).min(buf.len())].to_vec(),
+            };
+            if tx.send(hook).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
 /// The next `state` trigger for `event_id`, within `within`.
 fn next_state(rx: &mpsc::Receiver<Msg>, event_id: &str, within: Duration) -> Msg {
     let deadline = Instant::now() + within;
@@ -116,8 +180,24 @@ fn an_event_follows_the_clock_and_the_stream() {
             now_ms(),
         ))
         .unwrap();
+    let mut new_channel = NewChannel::named("final");
+    new_channel.recording = true;
     let ch = rt
-        .block_on(db.create_channel(&admin, &NewChannel::named("final"), now_ms()))
+        .block_on(db.create_channel(&admin, &new_channel, now_ms()))
+        .unwrap();
+    let (hook_addr, hooks) = receiver();
+    let (_, hook_secret) = rt
+        .block_on(db.create_webhook(
+            &admin,
+            &format!("http://{hook_addr}/hooks"),
+            &[
+                "stream.started",
+                "stream.ended",
+                "event.state_changed",
+                "recording.ready",
+            ],
+            now_ms(),
+        ))
         .unwrap();
     let dev = rt
         .block_on(db.create_device(&admin, "truck", DeviceKind::Encoder, Some(&ch.id), now_ms()))
@@ -216,6 +296,73 @@ fn an_event_follows_the_clock_and_the_stream() {
     assert!(prefetch.contains("\"state\":\"ended\""), "{prefetch}");
     let stored = rt.block_on(db.get_event(&admin, &ev.id)).unwrap();
     assert_eq!(stored.state.as_str(), "ended");
+
+    // Webhooks: every transition once, the stream's start and end, the recording; each
+    // signed with the webhook's secret over the exact body.
+    let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|(k, _)| k == "recording.ready") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let h = hooks
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("webhooks so far: {seen:?}"));
+        let now_s = now_ms() / 1000;
+        starling_webhooks::verify(
+            hook_secret.expose().as_bytes(),
+            &h.signature,
+            &h.body,
+            now_s,
+            300,
+        )
+        .unwrap_or_else(|e| panic!("{} signature: {e}", h.event));
+        let v: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+        assert_eq!(v["type"], h.event.as_str());
+        seen.push((h.event, v["data"].clone()));
+    }
+    let transitions: Vec<String> = seen
+        .iter()
+        .filter(|(k, _)| k == "event.state_changed")
+        .map(|(_, d)| {
+            format!(
+                "{}->{}",
+                d["from"].as_str().unwrap(),
+                d["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            "scheduled->pre_show",
+            "pre_show->delayed",
+            "delayed->live",
+            "live->ended"
+        ],
+        "{seen:?}"
+    );
+    let find = |kind: &str| &seen.iter().find(|(k, _)| k == kind).unwrap().1;
+    assert_eq!(find("stream.started")["channel"], "final");
+    assert_eq!(find("stream.started")["reason"], "publish");
+    assert_eq!(find("stream.ended")["reason"], "finished");
+    let rec = find("recording.ready");
+    assert_eq!(rec["playlist"], "/live/final/index.m3u8");
+    assert!(rec["duration_secs"].as_f64().unwrap() > 2.0, "{rec}");
+    let prefix = rec["object_prefix"].as_str().unwrap();
+    assert!(
+        server.dir.join("data/objects").join(prefix).is_dir(),
+        "{prefix} not in the store"
+    );
+    // The live-state ended reason: ffmpeg finished on its own.
+    let ended_change = seen
+        .iter()
+        .find(|(k, d)| k == "event.state_changed" && d["to"] == "ended")
+        .unwrap();
+    assert_eq!(ended_change.1["reason"], "stream_finished");
+    assert!(
+        !server.log_text().contains(hook_secret.expose()),
+        "secret in the log"
+    );
+
     let _ = sse.kill();
     let _ = again.kill();
     let _ = sse.wait();
