@@ -251,6 +251,8 @@ async fn a_gate_decides_status_caching_and_playlist_uris() {
         assert_eq!(cache(&h), "private, max-age=31536000, immutable", "{file}");
     }
     let audio = mv_uris.iter().find(|u| u.starts_with("audio/")).unwrap();
+    // The audio rendition may list its first segment a moment after the video's.
+    wait_ok(&app, &format!("/live/secret/{audio}")).await;
     let (s, h, audio_pl) = get(&app, &format!("/live/secret/{audio}"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(cache(&h).starts_with("private, max-age="));
