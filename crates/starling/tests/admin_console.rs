@@ -39,18 +39,7 @@ fn the_admin_console_makes_a_key_that_publishes_and_shows_the_stream_live() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON from admin.mjs: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut v = last_json_line(&out, "admin.mjs");
     let key = v["stream_key"].as_str().map(str::to_owned);
     // Never print the key, even when failing.
     v["stream_key"] = serde_json::Value::from("(redacted)");

@@ -16,18 +16,7 @@ fn watch(args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON from watch.mjs: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = last_json_line(&out, "watch.mjs");
     assert!(
         out.status.success() && v["ok"] == true,
         "browser check failed: {v}\nstderr: {}",

@@ -77,30 +77,7 @@ fn run_case(database_url: Option<String>) {
     let key = key.expose().to_owned();
 
     // Publish with the key: the channel goes live and is packaged to HLS.
-    let mut publisher = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-        ])
-        .args([
-            "-t",
-            "30",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-f",
-            "flv",
-        ])
-        .arg(server.rtmp_url(&key))
-        .stdin(Stdio::null())
+    let mut publisher = ffmpeg_test_publish(&server.rtmp_url(&key), 30)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

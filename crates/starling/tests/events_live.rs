@@ -242,30 +242,7 @@ fn an_event_follows_the_clock_and_the_stream() {
 
     // The broadcaster finally publishes: live at once.
     let started = Instant::now();
-    let status = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-        ])
-        .args([
-            "-t",
-            "4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-f",
-            "flv",
-        ])
-        .arg(server.rtmp_url(key.expose()))
-        .stdin(Stdio::null())
+    let status = ffmpeg_test_publish(&server.rtmp_url(key.expose()), 4)
         .spawn()
         .unwrap();
     let live = next_state(&rx, &ev.id, Duration::from_secs(15));

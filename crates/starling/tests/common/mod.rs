@@ -432,3 +432,49 @@ pub fn require_browser() -> bool {
     }
     panic!("the browser test needs node, chromium and web/node_modules (run scripts/test, which installs them)");
 }
+
+/// ffmpeg publishing `seconds` of a 320x240 25 fps test picture (x264 ultrafast, a
+/// keyframe a second, no audio) in real time to `url`, quietly. Spawn it or wait for it.
+pub fn ffmpeg_test_publish(url: &str, seconds: u32) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+    ])
+    .args(["-t", &seconds.to_string()])
+    .args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-f",
+        "flv",
+    ])
+    .arg(url)
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// The last line of a node harness's stdout that is a JSON object (the harnesses print
+/// their result last), or a panic showing both streams.
+pub fn last_json_line(out: &Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON from {what}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: {e}: {line}"))
+}
