@@ -30,7 +30,8 @@ pub mod state;
 
 pub use bus::{BusConfig, Delivery, EventSeq, LiveStateBus, StateTrigger, Subscription};
 pub use sse::{
-    prefetch_cache_headers, router, router_with, PrefetchAudience, SseConfig, LIVE_STATE_PATH,
+    prefetch_cache_headers, router, router_with, PrefetchAudience, SseConfig, LIVE_STATE_ALIAS,
+    LIVE_STATE_PATH,
 };
 pub use state::{
     EventId, EventMachine, EventSchedule, EventState, GoLiveWindow, Reason, ScheduleError,

@@ -45,6 +45,8 @@ use crate::bus::{resync_frame, Delivery, EventSeq, LiveStateBus, Subscription};
 
 /// Where [`router`] mounts the stream.
 pub const LIVE_STATE_PATH: &str = "/api/v1/live-state";
+/// The same stream at the unversioned path clients written against the first design use.
+pub const LIVE_STATE_ALIAS: &str = "/api/live-state";
 
 /// Longest `Last-Event-ID` accepted; a u64 has at most 20 digits.
 const MAX_LAST_EVENT_ID_LEN: usize = 20;
@@ -94,6 +96,7 @@ where
 {
     Router::new()
         .route(LIVE_STATE_PATH, get(live_state))
+        .route(LIVE_STATE_ALIAS, get(live_state))
         .with_state(Arc::new(Shared {
             bus,
             config,

@@ -35,14 +35,18 @@ struct Msg {
 }
 
 /// `curl -N` on the live-state stream; messages arrive on the channel.
-fn subscribe(server: &Server, last_event_id: Option<&str>) -> (Child, mpsc::Receiver<Msg>) {
+fn subscribe(
+    server: &Server,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> (Child, mpsc::Receiver<Msg>) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sN", "--max-time", "60"]);
     if let Some(id) = last_event_id {
         cmd.args(["-H", &format!("Last-Event-ID: {id}")]);
     }
     let mut child = cmd
-        .arg(server.http_url("/api/v1/live-state"))
+        .arg(server.http_url(path))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -206,7 +210,7 @@ fn an_event_follows_the_clock_and_the_stream() {
         .block_on(db.create_stream_key(&admin, &dev.id, None, now_ms()))
         .unwrap();
 
-    let (mut sse, rx) = subscribe(&server, None);
+    let (mut sse, rx) = subscribe(&server, "/api/v1/live-state", None);
     // Pre-show one second from now, start two seconds later: nobody publishes in time.
     let t0 = now_ms();
     let ev = rt
@@ -261,7 +265,8 @@ fn an_event_follows_the_clock_and_the_stream() {
 
     // A client that saw only the pre-show reconnects with its Last-Event-ID and receives
     // exactly what it missed, in order.
-    let (mut again, rx2) = subscribe(&server, Some(&pre.id));
+    // (At the unversioned alias of the stream, `/api/live-state`.)
+    let (mut again, rx2) = subscribe(&server, "/api/live-state", Some(&pre.id));
     for want in [&delayed, &live, &ended] {
         let got = next_state(&rx2, &ev.id, Duration::from_secs(5));
         assert_eq!(got.id, want.id);
