@@ -13,14 +13,13 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use starling_control::{can, Action, ControlError, Event, EventUpdate, NewEvent, Visibility};
 use starling_live_state::{prefetch_cache_headers, PrefetchAudience, LIVE_STATE_PATH};
 
 use crate::error::ApiError;
-use crate::extract::{body_id, session_cookie, Auth, Id, Json, Page};
-use crate::handlers::PAGE_DEFAULT;
+use crate::extract::{body_id, de, session_cookie, Auth, Id, Json, Page};
 use crate::ApiState;
 
 type ApiResult = Result<Response, ApiError>;
@@ -36,37 +35,39 @@ pub(crate) fn event_view(e: &Event) -> Value {
     })
 }
 
-/// `Some(v)` for a present field (even `null`), so `"artwork_url": null` removes it while
-/// an absent field leaves it alone.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewEventBody {
     channel_id: String,
     title: String,
+    #[serde(default, deserialize_with = "de::present")]
     artwork_url: Option<String>,
+    #[serde(deserialize_with = "de::int")]
     scheduled_start: i64,
+    #[serde(deserialize_with = "de::int")]
     scheduled_end: i64,
+    #[serde(default, deserialize_with = "de::present_int")]
     preshow_lead_secs: Option<i64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventPatch {
+    #[serde(default, deserialize_with = "de::present")]
     title: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    /// `null` removes the artwork; absent leaves it.
+    #[serde(default, deserialize_with = "de::present")]
     artwork_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "de::present_int")]
     scheduled_start: Option<i64>,
+    #[serde(default, deserialize_with = "de::present_int")]
     scheduled_end: Option<i64>,
+    #[serde(default, deserialize_with = "de::present_int")]
     preshow_lead_secs: Option<i64>,
 }
 
 pub(crate) async fn list_events(State(st): State<ApiState>, Auth(p): Auth, q: Page) -> ApiResult {
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    let offset = q.offset.unwrap_or(0);
+    let (limit, offset) = q.limit_offset();
     let items: Vec<Value> = st
         .db
         .list_events(&p, limit, offset)
@@ -74,7 +75,7 @@ pub(crate) async fn list_events(State(st): State<ApiState>, Auth(p): Auth, q: Pa
         .iter()
         .map(event_view)
         .collect();
-    Ok(axum::Json(json!({ "items": items, "limit": limit, "offset": offset })).into_response())
+    Ok(axum::Json(q.body(items)).into_response())
 }
 
 pub(crate) async fn create_event(
@@ -225,7 +226,7 @@ pub(crate) fn openapi() -> crate::openapi::Section {
     let when = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": starling_control::events::TIME_MAX_MS, "description": "Unix time, ms." });
     let lead = json!({ "type": "integer", "minimum": 0, "maximum": starling_control::events::PRESHOW_LEAD_MAX_SECS });
     let title = crate::openapi::text(200);
-    let url = json!({ "type": "string", "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@/?#]+[^\\s]*$" });
+    let url = json!({ "type": "string", "minLength": 8, "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$", "description": "http(s), printable ASCII (percent-encoded), no credentials." });
     let state = json!({ "type": "string", "enum": ["scheduled", "pre_show", "live", "delayed", "ended", "cancelled"] });
     let body_errors = ["404", "409", "413", "415"];
     let prefetch = json!({

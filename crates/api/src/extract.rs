@@ -166,6 +166,21 @@ pub struct Page {
 }
 
 impl Page {
+    /// `(limit, offset)` with the listing defaults filled in (the repositories check the
+    /// bounds and name the field).
+    pub fn limit_offset(self) -> (i64, i64) {
+        (
+            self.limit.unwrap_or(crate::handlers::PAGE_DEFAULT),
+            self.offset.unwrap_or(0),
+        )
+    }
+
+    /// The page object every listing answers: `{"items", "limit", "offset"}`.
+    pub fn body(self, items: Vec<serde_json::Value>) -> serde_json::Value {
+        let (limit, offset) = self.limit_offset();
+        serde_json::json!({ "items": items, "limit": limit, "offset": offset })
+    }
+
     /// Parses a query string (without `?`).
     pub fn parse(query: &str) -> Result<Self, ApiError> {
         let mut page = Page::default();

@@ -178,8 +178,7 @@ pub(crate) async fn revoke_token(
 // ---- channels ----
 
 pub(crate) async fn list_channels(State(st): State<ApiState>, Auth(p): Auth, q: Page) -> ApiResult {
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    let offset = q.offset.unwrap_or(0);
+    let (limit, offset) = q.limit_offset();
     let items: Vec<Value> = st
         .db
         .list_channels(&p, limit, offset)
@@ -187,7 +186,7 @@ pub(crate) async fn list_channels(State(st): State<ApiState>, Auth(p): Auth, q: 
         .iter()
         .map(channel_view)
         .collect();
-    ok(json!({ "items": items, "limit": limit, "offset": offset }))
+    ok(q.body(items))
 }
 
 #[derive(Deserialize)]

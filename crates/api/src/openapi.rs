@@ -302,9 +302,13 @@ pub(crate) fn page_of(item: &str) -> Value {
 /// A module's OpenAPI paths and schemas, by name.
 pub(crate) type Section = (Vec<(&'static str, Value)>, Vec<(&'static str, Value)>);
 
-/// Adds the paths and schemas that live next to their handlers (users, events).
+/// Adds the paths and schemas that live next to their handlers (users, events, webhooks).
 fn add_sections(doc: &mut Value) {
-    for (paths, schemas) in [crate::users::openapi(), crate::events::openapi()] {
+    for (paths, schemas) in [
+        crate::users::openapi(),
+        crate::events::openapi(),
+        crate::webhooks::openapi(),
+    ] {
         for (k, v) in paths {
             doc["paths"][k] = v;
         }
@@ -355,7 +359,7 @@ fn base_document() -> Value {
     });
     let page_params = page_params();
     let body_errors = ["404", "409", "413", "415"];
-    let mut doc = json!({
+    json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Starling management API",
@@ -432,7 +436,5 @@ fn base_document() -> Value {
             },
             "schemas": all_schemas()
         }
-    });
-    crate::webhooks::add_to_openapi(&mut doc);
-    doc
+    })
 }

@@ -1814,6 +1814,17 @@ async fn events_users_and_the_prefetch_document(fx: &Fx) {
         StatusCode::NOT_FOUND
     );
 
+    // `null` only where the document says nullable (artwork_url): elsewhere a 400.
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/events/{id}"),
+            Some(bc),
+            Some(json!({"title": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
     // Bad schedules: 400 naming the field; nothing created.
     for (patch, field) in [
         (json!({"scheduled_end": T0}), "scheduled_end"),

@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use starling_control::{Org, Role, User};
 
 use crate::error::ApiError;
-use crate::extract::{body_id, plausible_id, Auth, Id, Json, Page};
-use crate::handlers::PAGE_DEFAULT;
+use crate::extract::{body_id, de, plausible_id, Auth, Id, Json, Page};
 use crate::ApiState;
 
 type ApiResult = Result<Response, ApiError>;
@@ -60,8 +59,7 @@ pub(crate) async fn list_users(
     uri: axum::http::Uri,
 ) -> ApiResult {
     let org = org_param(uri.query())?.unwrap_or_else(|| p.org_id.clone());
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    let offset = q.offset.unwrap_or(0);
+    let (limit, offset) = q.limit_offset();
     let items: Vec<Value> = st
         .db
         .list_users(&p, &org, limit, offset)
@@ -69,7 +67,7 @@ pub(crate) async fn list_users(
         .iter()
         .map(user_view)
         .collect();
-    Ok(axum::Json(json!({ "items": items, "limit": limit, "offset": offset })).into_response())
+    Ok(axum::Json(q.body(items)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -78,6 +76,7 @@ pub(crate) struct NewUserBody {
     email: String,
     password: String,
     role: String,
+    #[serde(default, deserialize_with = "de::present")]
     org_id: Option<String>,
 }
 
@@ -102,6 +101,7 @@ pub(crate) async fn get_user(State(st): State<ApiState>, Auth(p): Auth, Id(id): 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserPatch {
+    #[serde(default, deserialize_with = "de::present")]
     disabled: Option<bool>,
 }
 
@@ -127,8 +127,7 @@ pub(crate) async fn update_user(
 }
 
 pub(crate) async fn list_orgs(State(st): State<ApiState>, Auth(p): Auth, q: Page) -> ApiResult {
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    let offset = q.offset.unwrap_or(0);
+    let (limit, offset) = q.limit_offset();
     let items: Vec<Value> = st
         .db
         .list_orgs(&p, limit, offset)
@@ -136,7 +135,7 @@ pub(crate) async fn list_orgs(State(st): State<ApiState>, Auth(p): Auth, q: Page
         .iter()
         .map(org_view)
         .collect();
-    Ok(axum::Json(json!({ "items": items, "limit": limit, "offset": offset })).into_response())
+    Ok(axum::Json(q.body(items)).into_response())
 }
 
 #[derive(Deserialize)]

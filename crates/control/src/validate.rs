@@ -152,37 +152,64 @@ pub fn viewer_id(s: &str) -> Result<(), ValidationError> {
 /// Longest URL accepted (artwork, webhook targets).
 pub const URL_MAX: usize = 2048;
 
-/// An absolute `http://` or `https://` URL with a host, no whitespace or control
-/// characters and no credentials (they would be shown to every client).
-pub fn http_url(field: &'static str, s: &str) -> Result<(), ValidationError> {
-    length(field, s, 1, URL_MAX)?;
-    no_control(field, s)?;
-    if let Some((at, ch)) = s.char_indices().find(|(_, c)| c.is_whitespace()) {
+/// An absolute `http://` or `https://` URL (scheme in any case): at most [`URL_MAX`]
+/// bytes of printable ASCII (percent-encode the rest), a host with an optional valid
+/// port, and no credentials (they would be shown to every client or logged).
+pub fn http_url(field: &'static str, url: &str) -> Result<(), ValidationError> {
+    let bad = |why: &'static str| ValidationError::new(field, Problem::Format(why));
+    if url.len() > URL_MAX {
+        return Err(ValidationError::new(
+            field,
+            Problem::TooLong {
+                len: url.len(),
+                max: URL_MAX,
+            },
+        ));
+    }
+    if url.is_empty() {
+        return Err(ValidationError::new(field, Problem::Empty));
+    }
+    if let Some((at, ch)) = url.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
         return Err(ValidationError::new(
             field,
             Problem::InvalidCharacter {
                 ch,
                 at,
-                allowed: "a URL without spaces",
+                allowed: "printable ASCII without spaces (percent-encode the rest)",
             },
         ));
     }
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .ok_or(ValidationError::new(
-            field,
-            Problem::Format("must start with http:// or https://"),
-        ))?;
+    let rest = match url.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            rest
+        }
+        _ => return Err(bad("must start with http:// or https://")),
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(ValidationError::new(field, Problem::Format("has no host")));
-    }
     if authority.contains('@') {
-        return Err(ValidationError::new(
-            field,
-            Problem::Format("must not contain credentials (`user@`)"),
-        ));
+        return Err(bad("must not contain credentials (`user:password@`)"));
+    }
+    // Host, optionally `:port`; an IPv6 literal is bracketed.
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, after)) => (h, after.strip_prefix(':')),
+            None => return Err(bad("unterminated IPv6 address")),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("must name a host"));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad("port must be a number in 1..=65535"));
+        }
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::secret::{new_id, new_secret, Secret};
 use crate::validate;
 
 /// Longest webhook URL, in bytes.
-pub const URL_MAX: usize = 2048;
+pub use crate::validate::URL_MAX;
 /// Most webhooks one organisation may have (bounds the fan-out of every event).
 pub const WEBHOOKS_PER_ORG_MAX: i64 = 25;
 /// Largest event payload (the `data` object), in bytes.
@@ -200,66 +200,12 @@ pub enum AttemptResult {
 /// Checks a webhook URL: `http://` or `https://`, a host, at most [`URL_MAX`] bytes of
 /// printable ASCII, no credentials (`user:pass@`), no fragment.
 pub fn validate_url(url: &str) -> std::result::Result<(), ValidationError> {
-    const FIELD: &str = "url";
-    let bad = |why: &'static str| ValidationError::new(FIELD, Problem::Format(why));
-    if url.len() > URL_MAX {
-        return Err(ValidationError::new(
-            FIELD,
-            Problem::TooLong {
-                len: url.len(),
-                max: URL_MAX,
-            },
-        ));
-    }
-    if url.is_empty() {
-        return Err(ValidationError::new(FIELD, Problem::Empty));
-    }
-    if let Some((at, ch)) = url.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
-        return Err(ValidationError::new(
-            FIELD,
-            Problem::InvalidCharacter {
-                ch,
-                at,
-                allowed: "printable ASCII without spaces (percent-encode the rest)",
-            },
-        ));
-    }
-    let rest = match url.split_once("://") {
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
-        {
-            rest
-        }
-        _ => return Err(bad("must start with http:// or https://")),
-    };
+    validate::http_url("url", url)?;
     if url.contains('#') {
-        return Err(bad("must not have a fragment (`#…`)"));
-    }
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(bad(
-            "must not contain credentials (`user:password@`); receivers verify the signature instead",
+        return Err(ValidationError::new(
+            "url",
+            Problem::Format("must not have a fragment (`#…`)"),
         ));
-    }
-    // Host, optionally `:port`; an IPv6 literal is bracketed.
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, after)) => (h, after.strip_prefix(':')),
-            None => return Err(bad("unterminated IPv6 address")),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("must name a host"));
-    }
-    if let Some(p) = port {
-        if p.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(bad("port must be a number in 1..=65535"));
-        }
     }
     Ok(())
 }
