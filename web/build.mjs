@@ -9,7 +9,7 @@
 //  3. writes OUT/manifest.json ({ "pages": [...], "assets": { "app.js": "app.0123456789.js" } }).
 //
 // Usage: `npm run build` or `STARLING_WEB_OUT=/some/dir node build.mjs`.
-// crates/web/build.rs runs this and embeds the result in the starling binary.
+// crates/app/web/build.rs runs this and embeds the result in the starling binary.
 
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -3,7 +3,7 @@
 //! durations, flags, composition offsets, payload bytes, and a data_offset that points at
 //! the first payload byte.
 //!
-//! Needs in fuzz/Cargo.toml: `starling-cmaf = { path = "../crates/cmaf" }` and a
+//! Needs in fuzz/Cargo.toml: `starling-cmaf = { path = "../crates/formats/cmaf" }` and a
 //! `[[bin]] name = "cmaf_roundtrip"` entry.
 #![no_main]
 

@@ -1,5 +1,5 @@
 // A stand-in for the Starling server, for trying the web UI and the browser harness
-// without it. It serves the built site with the same routes as crates/web
+// without it. It serves the built site with the same routes as crates/app/web
 // (`/`, `/watch/NAME`, `/assets/FILE`), HLS files from a directory under `/live/`, and a
 // fake `GET /api/v1/live` listing every channel whose index.m3u8 changed in the last 10 s.
 //

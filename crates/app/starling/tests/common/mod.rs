@@ -401,7 +401,7 @@ pub fn probe_stream(file: &Path, kind: &str) -> String {
 
 /// The `web/` directory (the UI sources and the browser harnesses).
 pub fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../web")
 }
 
 /// The Chromium to drive: `$CHROMIUM`, else Debian's.

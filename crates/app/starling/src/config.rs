@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn the_example_config_is_the_defaults_plus_its_channels() {
         let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../starling.example.toml");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../starling.example.toml");
         let c = Config::load(Some(&path), []).unwrap();
         let expected = Config {
             channels: c.channels.clone(),

@@ -24,7 +24,7 @@ fn t0() -> SystemTime {
 fn fixture_inputs() -> Vec<Input> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../flv/tests/fixtures/avc_aac.flv"
+        "/../../formats/flv/tests/fixtures/avc_aac.flv"
     );
     let mut reader = FlvReader::new();
     reader.push(&std::fs::read(path).unwrap());

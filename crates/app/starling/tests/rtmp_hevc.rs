@@ -1,7 +1,7 @@
 //! HEVC over Enhanced RTMP (`hvc1`), end to end through the real `starling serve`.
 //!
 //! Debian's ffmpeg 5.1 cannot publish HEVC over RTMP, so our own RTMP client publishes
-//! the committed fixture (see crates/flv/tests/fixtures/README.md for how it was made)
+//! the committed fixture (see crates/formats/flv/tests/fixtures/README.md for how it was made)
 //! and plays it back; ffmpeg then decodes what came back. Where a newer ffmpeg (6.1+,
 //! which speaks Enhanced RTMP) is installed, it publishes too.
 
@@ -26,7 +26,7 @@ use starling_rtmp_server::client::RtmpClient;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../flv/tests/fixtures/hevc_enhanced.flv"
+    "/../../formats/flv/tests/fixtures/hevc_enhanced.flv"
 );
 
 /// Every (timestamp, type, body) of an FLV file.

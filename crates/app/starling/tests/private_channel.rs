@@ -131,7 +131,7 @@ fn browser_available() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../web");
     if runs("node") && runs(&chromium) && web.join("node_modules/playwright-core").exists() {
         return true;
     }
@@ -299,7 +299,7 @@ fn private_channels_need_a_valid_token_over_hls() {
     // says why it cannot without.
     if browser_available() {
         let web =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/watch.mjs");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../web/tests/watch.mjs");
         let page = |args: &[&str]| {
             let out = Command::new("node").arg(&web).args(args).output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
