@@ -52,6 +52,10 @@ pub struct OriginSection {
     pub memory_window_secs: u64,
     /// `sliding` (the last dvr_window) or `event` (everything since the publish began).
     pub playlist: PlaylistMode,
+    /// A republish within this time after a publish ended continues the same live
+    /// playlist (numbering goes on, a discontinuity marks the seam); only after it does
+    /// the playlist get ENDLIST.
+    pub reconnect_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -70,6 +74,7 @@ impl Default for OriginSection {
             dvr_window_secs: d.dvr_window.as_secs(),
             memory_window_secs: d.memory_window.as_secs(),
             playlist: PlaylistMode::Sliding,
+            reconnect_grace_ms: d.reconnect_grace.as_millis() as u64,
         }
     }
 }
@@ -272,6 +277,9 @@ impl Config {
         if o.memory_window_secs * 1000 < 3 * o.segment_duration_ms {
             bail!("origin.memory_window_secs must hold at least three segments");
         }
+        if o.reconnect_grace_ms > 3_600_000 {
+            bail!("origin.reconnect_grace_ms must be at most 3600000 (one hour)");
+        }
         if self.hub.queue_len < 16 {
             bail!("hub.queue_len must be at least 16");
         }
@@ -300,6 +308,7 @@ impl Config {
                 PlaylistMode::Sliding => starling_origin::PlaylistKind::Sliding,
                 PlaylistMode::Event => starling_origin::PlaylistKind::Event,
             },
+            reconnect_grace: Duration::from_millis(o.reconnect_grace_ms),
         }
     }
 

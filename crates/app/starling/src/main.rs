@@ -319,6 +319,12 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
             error!(error = %e, "RTMP server task failed");
         }
     }
+    // Publishers are gone: the last parts and segments are packaged and written before
+    // the process exits (bounded), so a graceful restart loses nothing published.
+    drop(demo_task);
+    if origin.finish(std::time::Duration::from_secs(10)).await {
+        info!("origin: every published segment is stored");
+    }
     match http_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
@@ -327,7 +333,6 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let _ = event_task.await;
     stream_hooks.abort();
     webhooks.shutdown().await;
-    drop(demo_task);
     info!("bye");
     Ok(())
 }

@@ -178,6 +178,7 @@ pub fn recording_payload(
 ) -> Value {
     json!({
         "channel": ch.name, "channel_id": ch.id, "session": rec.session,
+        "sessions": rec.sessions,
         "ended_at": ended_at, "duration_secs": rec.duration_secs, "bytes": rec.bytes,
         "segments": rec.segments,
         // The playlist is VOD (ENDLIST) at this URL until the channel's next publish.
@@ -240,9 +241,11 @@ pub fn notify_streams(
     })
 }
 
-/// Waits (bounded) until the origin has stored the whole publish, then says so.
+/// Waits (bounded) until the origin has stored the whole run (it ends when the reconnect
+/// grace runs out), then says so.
 async fn recording_ready(origin: Arc<Origin>, emitter: Emitter, ch: Channel, ended_at: UnixMs) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline =
+        tokio::time::Instant::now() + origin.config().reconnect_grace + Duration::from_secs(60);
     while tokio::time::Instant::now() < deadline {
         if let Some(rec) = origin
             .channel(&ch.name)

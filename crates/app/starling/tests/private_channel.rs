@@ -216,6 +216,7 @@ fn private_channels_need_a_valid_token_over_hls() {
     assert!(!mv_uris.is_empty());
     assert!(mv_uris.iter().all(|u| u.ends_with(&q)), "{}", mv.body);
     let mut checked = 0;
+    let mut segment_url: Option<String> = None;
     for variant in &mv_uris {
         let pl = wait_status(
             &server,
@@ -233,6 +234,14 @@ fn private_channels_need_a_valid_token_over_hls() {
         for uri in &media {
             assert!(uri.ends_with(&q), "{uri} lacks the token:\n{}", pl.body);
         }
+        // A whole segment's URL (under its session), without the token, for the refusals.
+        if let Some(path) = media
+            .iter()
+            .map(|u| u.split('?').next().unwrap())
+            .find(|p| p.ends_with(".m4s") && p.matches('.').count() == 1)
+        {
+            segment_url.get_or_insert(format!("/live/vip/{rendition}/{path}"));
+        }
         // Fetch what the playlist names (not the preload hint, which may block).
         for uri in media.iter().filter(|u| !u.starts_with("../")).take(4) {
             let r = server.http_request("GET", &format!("/live/vip/{rendition}/{uri}"), &[], None);
@@ -244,7 +253,8 @@ fn private_channels_need_a_valid_token_over_hls() {
     assert!(checked >= 4);
 
     // Refusals: none, altered, expired, another channel's.
-    let seg = "/live/vip/source/1.m4s";
+    let seg = segment_url.expect("a segment listed").clone();
+    let seg = seg.as_str();
     refused(&server, "/live/vip/index.m3u8", 401, "token_required");
     refused(
         &server,
@@ -334,9 +344,20 @@ fn private_channels_need_a_valid_token_over_hls() {
     );
     assert_eq!(open.header("cache-control"), Some("public, max-age=2"));
     assert!(!open.body.contains("token="));
+    let open_pl = wait_status(
+        &server,
+        &format!("/live/{CHANNEL}/source/index.m3u8"),
+        200,
+        Duration::from_secs(10),
+    );
+    let open_uri = open_pl
+        .body
+        .lines()
+        .find(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .expect("a segment listed");
     let open_seg = wait_status(
         &server,
-        &format!("/live/{CHANNEL}/source/1.m4s"),
+        &format!("/live/{CHANNEL}/source/{open_uri}"),
         200,
         Duration::from_secs(10),
     );

@@ -1,8 +1,12 @@
 //! HTTP for playback: playlists (LL-HLS), init sections, segments and parts.
 //!
-//! URLs (relative URIs inside playlists keep everything under one prefix):
-//! `/live/{channel}/index.m3u8` (multivariant), `/live/{channel}/{rendition}/index.m3u8`,
-//! `…/init-{v}.mp4` (and `init.mp4`, the newest), `…/{msn}.m4s`, `…/{msn}.{part}.m4s`.
+//! URLs (relative URIs inside playlists keep everything under one prefix): the stable
+//! `/live/{channel}/index.m3u8` (multivariant) and `/live/{channel}/{rendition}/index.m3u8`
+//! (and `…/init.mp4`, the newest init section, mutable); media objects under the session
+//! that made them, `/live/{channel}/{rendition}/{session}/init-{v}.mp4`, `…/{msn}.m4s`,
+//! `…/{msn}.{part}.m4s`, immutable for real (see [`crate::live`] on sessions). Objects of
+//! sessions no longer in memory (an earlier run, a previous process) are read from the
+//! store.
 //!
 //! Access: without a gate ([`router`]) every channel is public. With one
 //! ([`router_with_gate`]) each request under `/live/{channel}/` is checked first (after
@@ -14,7 +18,7 @@
 //! soon; media that fell out of the window (or a part index past a finished segment) 410,
 //! since it will never exist again. Blocking requests too far ahead get 400, as the spec
 //! says; a blocking request the live edge does not reach within three target durations
-//! gets 503.
+//! gets 503, unless the run ended meanwhile: then it gets the final playlist.
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,7 +36,10 @@ use starling_hls as hls;
 use starling_media::TrackKind;
 
 use crate::gate::{self, Access, PlaybackGate};
-use crate::live::{lock, segment_key, Channel, ChannelInner, Origin, PlaylistKind, Rendition};
+use crate::live::{
+    init_key, lock, parse_session, segment_key, session_name, Channel, ChannelInner, Origin,
+    PlaylistKind, Rendition,
+};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -59,6 +66,10 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
     Router::new()
         .route("/live/{channel}/index.m3u8", get(multivariant))
         .route("/live/{channel}/{rendition}/{file}", get(media))
+        .route(
+            "/live/{channel}/{rendition}/{session}/{file}",
+            get(session_media),
+        )
         .with_state(served)
 }
 
@@ -205,11 +216,14 @@ fn valid_name(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What a file name in a rendition directory asks for.
+/// What a file name asks for: in a rendition directory `index.m3u8` and `init.mp4`; in a
+/// session directory below it the immutable objects.
 #[derive(Debug, PartialEq, Eq)]
 enum File {
     Playlist,
-    Init(Option<usize>),
+    /// The newest init section (`init.mp4`).
+    LatestInit,
+    Init(usize),
     Segment(u64),
     Part(u64, u32),
 }
@@ -224,15 +238,26 @@ fn parse_file(f: &str) -> Option<File> {
         return Some(File::Playlist);
     }
     if f == "init.mp4" {
-        return Some(File::Init(None));
+        return Some(File::LatestInit);
     }
     if let Some(v) = f.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
-        return Some(File::Init(Some(usize::try_from(num(v)?).ok()?)));
+        return Some(File::Init(usize::try_from(num(v)?).ok()?));
     }
     let stem = f.strip_suffix(".m4s")?;
     match stem.split_once('.') {
         None => Some(File::Segment(num(stem)?)),
         Some((m, p)) => Some(File::Part(num(m)?, u32::try_from(num(p)?).ok()?)),
+    }
+}
+
+/// Runs the playlist linter on what the origin is about to serve (debug builds only, so
+/// every test that fetches a playlist checks it); a violation is a bug in the origin.
+fn debug_lint(text: &str) {
+    if cfg!(debug_assertions) {
+        if let Err(e) = hls::lint::lint(text) {
+            tracing::error!(error = %e, "origin: rendered an invalid playlist:\n{text}");
+            panic!("origin rendered an invalid playlist: {e}");
+        }
     }
 }
 
@@ -334,6 +359,7 @@ fn multivariant_playlist(origin: &Origin, name: &str, token: Option<&str>) -> Re
     });
     drop(st);
     let text = pl.render();
+    debug_lint(&text);
     let text = match token {
         Some(t) => gate::add_token(&text, t),
         None => text,
@@ -377,6 +403,37 @@ async fn media(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let Some(file) = parse_file(&file) else {
+        return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store");
+    };
+    serve_media(served, name, rendition, None, file, query, headers).await
+}
+
+async fn session_media(
+    State(served): State<Served>,
+    Path((name, rendition, session, file)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(session) = parse_session(&session) else {
+        return error(StatusCode::BAD_REQUEST, "malformed session", "no-store");
+    };
+    let file = match parse_file(&file) {
+        Some(f @ (File::Init(_) | File::Segment(_) | File::Part(..))) => f,
+        _ => return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store"),
+    };
+    serve_media(served, name, rendition, Some(session), file, query, headers).await
+}
+
+async fn serve_media(
+    served: Served,
+    name: String,
+    rendition: String,
+    session: Option<u64>,
+    file: File,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> Response {
     if !valid_name(&name, 64) {
         return malformed_channel();
     }
@@ -387,9 +444,6 @@ async fn media(
             "no-store",
         );
     }
-    let Some(file) = parse_file(&file) else {
-        return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store");
-    };
     let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -398,6 +452,7 @@ async fn media(
         &served.origin,
         &name,
         &rendition,
+        session.unwrap_or(0),
         file,
         query.as_deref(),
         &headers,
@@ -407,51 +462,81 @@ async fn media(
     admitted.finish(r)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn media_file(
     origin: &Origin,
     name: &str,
     rendition: &str,
+    session: u64,
     file: File,
     query: Option<&str>,
     headers: &HeaderMap,
     token: Option<&str>,
 ) -> Response {
-    let ch = match channel(origin, name) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if lock(&ch.inner).rendition(rendition).is_none() {
-        return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
+    if session == 0 && !matches!(file, File::Playlist | File::LatestInit) {
+        // Before sessions, media lived here; an old playlist's URL must not be answered
+        // with another session's bytes.
+        return error(
+            StatusCode::NOT_FOUND,
+            "media objects are under their session: see the playlist",
+            "public, max-age=60",
+        );
     }
-    match file {
-        File::Playlist => {
-            origin
-                .metrics
-                .playlist_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let count = |c: &std::sync::atomic::AtomicU64| {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    if let File::Playlist | File::LatestInit = file {
+        let ch = match channel(origin, name) {
+            Ok(c) => c,
+            Err(r) => return r.into_response(),
+        };
+        if lock(&ch.inner).rendition(rendition).is_none() {
+            return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
+        }
+        return if let File::Playlist = file {
+            count(&origin.metrics.playlist_requests);
             media_playlist(origin, &ch, rendition, query, token).await
+        } else {
+            count(&origin.metrics.media_requests);
+            latest_init(&ch, rendition, headers)
+        };
+    }
+    // A session's objects: from memory when this node holds them, else from the store
+    // (an earlier run, a previous process, a channel this node does not follow now).
+    count(&origin.metrics.media_requests);
+    let ch = origin.channel(name);
+    let at = Addressed {
+        channel: name,
+        rendition,
+        session,
+    };
+    match (file, ch) {
+        (File::Init(v), ch) => init(origin, ch.as_deref(), at, v, headers).await,
+        (File::Segment(msn), ch) => segment(origin, ch.as_deref(), at, msn, headers).await,
+        (File::Part(msn, part), Some(ch)) => {
+            part_request(origin, &ch, rendition, session, msn, part, headers).await
         }
-        File::Init(v) => {
-            origin
-                .metrics
-                .media_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            init(&ch, rendition, v, headers)
-        }
-        File::Segment(msn) => {
-            origin
-                .metrics
-                .media_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            segment(origin, &ch, rendition, msn, headers).await
-        }
-        File::Part(msn, part) => {
-            origin
-                .metrics
-                .media_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            part_request(origin, &ch, rendition, msn, part, headers).await
-        }
+        _ => error(StatusCode::NOT_FOUND, "part not available", NOT_YET),
+    }
+}
+
+/// The names an object URL gives, validated.
+#[derive(Clone, Copy)]
+struct Addressed<'a> {
+    channel: &'a str,
+    rendition: &'a str,
+    session: u64,
+}
+
+/// The session whose parts a preload hint names now: the live one, or in the reconnect
+/// grace the one promised to the republish.
+fn hint_session(st: &ChannelInner) -> Option<u64> {
+    if st.live {
+        Some(st.session)
+    } else if !st.ended && st.next_session != 0 {
+        Some(st.next_session)
+    } else {
+        None
     }
 }
 
@@ -557,7 +642,9 @@ async fn media_playlist(
                 .is_some_and(|r| ready_for(r, msn, req.part))
         })
         .await;
-        if !ok {
+        // A run that ended while the request waited: the final playlist is the answer
+        // (it says ENDLIST, so the player stops asking).
+        if !ok && !lock(&ch.inner).ended {
             origin
                 .metrics
                 .blocking_timeouts
@@ -572,10 +659,13 @@ async fn media_playlist(
     let mut st = lock(&ch.inner);
     let config = &origin.config;
     let ended = st.ended;
+    // The next part is hinted while a publisher is live, and in the reconnect grace (in
+    // the session a republish will get); not once the run has ended.
+    let hint_session = hint_session(&st);
     let reports: Vec<hls::RenditionReport> = st
         .renditions
         .iter()
-        .filter(|o| o.info.name != rendition)
+        .filter(|o| o.info.name != rendition && !ended)
         .filter_map(|o| {
             let (m, p) = last_msn_and_part(o)?;
             Some(hls::RenditionReport {
@@ -609,12 +699,14 @@ async fn media_playlist(
     let body = match cached {
         Some(b) => b,
         None => {
-            let pl = build_playlist(r, reports, ended, config);
-            let text = Bytes::from(if want_delta {
+            let pl = build_playlist(r, reports, ended, hint_session, config);
+            let text = if want_delta {
                 pl.render_delta_for(req.skip)
             } else {
                 pl.render()
-            });
+            };
+            debug_lint(&text);
+            let text = Bytes::from(text);
             if let Some((_, full, delta)) = r.cache.as_mut() {
                 if want_delta {
                     *delta = Some(text.clone());
@@ -647,26 +739,36 @@ fn build_playlist(
     r: &Rendition,
     reports: Vec<hls::RenditionReport>,
     ended: bool,
+    hint_session: Option<u64>,
     config: &crate::OriginConfig,
 ) -> hls::MediaPlaylist {
     let part_target = config.part_duration.as_secs_f64();
     let target = r.target_duration;
-    let part = |msn: u64, i: usize, p: &crate::live::PartEntry| hls::Part {
-        uri: format!("{msn}.{i}.m4s"),
+    let part = |session: u64, msn: u64, i: usize, p: &crate::live::PartEntry| hls::Part {
+        uri: format!("{}/{msn}.{i}.m4s", session_name(session)),
         duration: p.duration,
         independent: p.independent,
         gap: false,
     };
-    let first_init = r.segments.front().map_or(0, |s| s.init);
+    let map_uri = |v: usize| {
+        let session = r.inits.get(v).map_or(0, |(s, _)| *s);
+        format!("{}/init-{v}.mp4", session_name(session))
+    };
+    let first = r.segments.front();
+    let first_init = first.map_or(0, |s| s.init);
     let mut pl = hls::MediaPlaylist {
         version: 9,
         target_duration: target,
-        media_sequence: r.segments.front().map_or(0, |s| s.msn),
-        discontinuity_sequence: r.discontinuity_sequence,
+        media_sequence: first.map_or(0, |s| s.msn),
+        // The first segment's DISCONTINUITY tag is not written (nothing listed precedes
+        // it), so its discontinuity is counted here instead: every segment keeps its
+        // discontinuity number as the window slides.
+        discontinuity_sequence: r.discontinuity_sequence
+            + u64::from(first.is_some_and(|s| s.discontinuity)),
         playlist_type: (config.playlist == PlaylistKind::Event).then_some(hls::PlaylistType::Event),
         independent_segments: true,
         map: Some(hls::Map {
-            uri: format!("init-{first_init}.mp4"),
+            uri: map_uri(first_init),
         }),
         part_target: Some(part_target),
         server_control: Some(hls::ServerControl {
@@ -682,143 +784,208 @@ fn build_playlist(
     };
     for (i, s) in r.segments.iter().enumerate() {
         let map = (s.new_map && i > 0).then(|| hls::Map {
-            uri: format!("init-{}.mp4", s.init),
+            uri: map_uri(s.init),
         });
+        // A finished run lists whole segments only: its parts leave memory once stored.
+        let parts = || {
+            s.parts
+                .iter()
+                .take(if ended { 0 } else { usize::MAX })
+                .enumerate()
+                .map(|(i, p)| part(s.session, s.msn, i, p))
+                .collect()
+        };
         if s.complete {
             pl.segments.push(hls::Segment {
-                uri: format!("{}.m4s", s.msn),
+                uri: format!("{}/{}.m4s", session_name(s.session), s.msn),
                 duration: s.duration,
                 title: None,
                 program_date_time: s.program_date_time,
                 discontinuity: s.discontinuity && i > 0,
                 gap: false,
                 map,
-                parts: s
-                    .parts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| part(s.msn, i, p))
-                    .collect(),
+                parts: parts(),
             });
         } else {
-            pl.trailing_parts = s
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| part(s.msn, i, p))
-                .collect();
+            pl.trailing_parts = parts();
             pl.trailing_discontinuity = s.discontinuity && i > 0;
             pl.trailing_map = map;
             pl.trailing_program_date_time = s.program_date_time;
         }
     }
     pl.drop_old_parts();
-    if !ended {
+    if let (false, Some(session)) = (ended, hint_session) {
         let next = match r.segments.back() {
-            Some(s) if !s.complete => format!("{}.{}.m4s", s.msn, s.parts.len()),
+            Some(s) if !s.complete && s.session == session => {
+                format!("{}.{}.m4s", s.msn, s.parts.len())
+            }
             Some(s) => format!("{}.0.m4s", s.msn + 1),
             None => "0.0.m4s".to_owned(),
         };
-        pl.preload_hint = Some(hls::PreloadHint { uri: next });
+        pl.preload_hint = Some(hls::PreloadHint {
+            uri: format!("{}/{next}", session_name(session)),
+        });
     }
     pl
 }
 
-fn init(ch: &Channel, rendition: &str, version: Option<usize>, headers: &HeaderMap) -> Response {
+/// `init.mp4`: the newest init section (mutable: it follows codec changes).
+fn latest_init(ch: &Channel, rendition: &str, headers: &HeaderMap) -> Response {
     let st = lock(&ch.inner);
     let Some(r) = st.rendition(rendition) else {
         return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
     };
-    let v = version.unwrap_or(r.inits.len().saturating_sub(1));
-    let Some(data) = r.inits.get(v).cloned() else {
-        return error(StatusCode::NOT_FOUND, "no such init section", NOT_YET);
+    let v = r.inits.len().saturating_sub(1);
+    let Some((session, data)) = r.inits.get(v).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no init section yet", NOT_YET);
     };
-    let etag = format!("\"{:x}-{rendition}-i{v}\"", st.session);
     drop(st);
-    // `init.mp4` follows the newest version; the numbered ones never change.
-    let cache = if version.is_some() {
-        IMMUTABLE
-    } else {
-        "public, max-age=2"
+    let etag = format!("\"{}-{rendition}-i{v}\"", session_name(session));
+    media_response(data, &etag, "video/mp4", "public, max-age=2", headers)
+}
+
+/// An init section of a session: from memory, else (an earlier run or process) the store.
+async fn init(
+    origin: &Origin,
+    ch: Option<&Channel>,
+    at: Addressed<'_>,
+    version: usize,
+    headers: &HeaderMap,
+) -> Response {
+    let Addressed {
+        channel,
+        rendition,
+        session,
+    } = at;
+    let held = ch.and_then(|ch| {
+        lock(&ch.inner)
+            .rendition(rendition)
+            .and_then(|r| r.inits.get(version))
+            .filter(|(s, _)| *s == session)
+            .map(|(_, data)| data.clone())
+    });
+    let data = match held {
+        Some(d) => d,
+        None => match from_store(origin, &init_key(channel, session, rendition, version)).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        },
     };
-    media_response(data, &etag, "video/mp4", cache, headers)
+    let etag = format!("\"{}-{rendition}-i{version}\"", session_name(session));
+    media_response(data, &etag, "video/mp4", IMMUTABLE, headers)
+}
+
+/// An object that is not (or no longer) in memory. Absent: 404 with a short TTL, since
+/// a session's object that the store does not have may still be on its way there.
+async fn from_store(origin: &Origin, key: &str) -> Result<Bytes, Response> {
+    match origin.store.get(key).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such object", NOT_YET)),
+        Err(e) => {
+            tracing::warn!(error = %e, "origin: store read failed");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                "no-store",
+            ))
+        }
+    }
+}
+
+/// Where a segment of `session` stands in memory.
+enum Held {
+    /// Complete: its bytes (None once they left memory; then the store has them).
+    Complete(Option<Bytes>),
+    /// Still being written.
+    InProgress,
+    /// Fell out of the DVR window: gone for good.
+    Gone,
+    /// Not due yet (the live edge of the current session has not reached it).
+    NotYet,
+    /// Not a segment of the run in memory: an earlier run, or a previous process.
+    Elsewhere,
+}
+
+fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn: u64) -> Held {
+    let Some(r) = st.rendition(rendition) else {
+        return Held::Elsewhere;
+    };
+    if let Some(s) = r.segment(msn).filter(|s| s.session == session) {
+        return if s.complete {
+            Held::Complete(s.data.clone())
+        } else {
+            Held::InProgress
+        };
+    }
+    if !st.run.contains(&session) {
+        return Held::Elsewhere;
+    }
+    let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
+    if msn < first || msn < r.evicted_below {
+        Held::Gone
+    } else if session == st.session {
+        Held::NotYet
+    } else {
+        // A session of this run that never had that number (another session has it,
+        // or an audio gap): it never will.
+        Held::Gone
+    }
 }
 
 async fn segment(
     origin: &Origin,
-    ch: &Channel,
-    rendition: &str,
+    ch: Option<&Channel>,
+    at: Addressed<'_>,
     msn: u64,
     headers: &HeaderMap,
 ) -> Response {
+    let Addressed {
+        channel,
+        rendition,
+        session,
+    } = at;
+    let mut held = ch.map_or(Held::Elsewhere, |ch| {
+        held_segment(&lock(&ch.inner), rendition, session, msn)
+    });
     // A segment still being written is answered when it completes (bounded wait), so a
     // client or CDN that asks a little early is not sent away.
-    let limit = block_limit(&lock(&ch.inner), rendition);
-    let in_progress = {
-        let st = lock(&ch.inner);
-        st.rendition(rendition)
-            .and_then(|r| r.segment(msn))
-            .is_some_and(|s| !s.complete)
-    };
-    if in_progress {
+    if let (Held::InProgress, Some(ch)) = (&held, ch) {
+        let limit = block_limit(&lock(&ch.inner), rendition);
         wait_until(ch, &origin.metrics, limit, |st| {
-            st.rendition(rendition)
-                .and_then(|r| r.segment(msn))
-                .is_none_or(|s| s.complete)
+            !matches!(held_segment(st, rendition, session, msn), Held::InProgress)
         })
         .await;
+        held = held_segment(&lock(&ch.inner), rendition, session, msn);
     }
-    let (data, key, session) = {
-        let st = lock(&ch.inner);
-        let Some(r) = st.rendition(rendition) else {
-            return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
-        };
-        let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
-        if msn < first || msn < r.evicted_below {
+    let data = match held {
+        Held::Complete(Some(d)) => d,
+        Held::Complete(None) | Held::Elsewhere => {
+            match from_store(origin, &segment_key(channel, session, rendition, msn)).await {
+                Ok(d) => d,
+                Err(r) => return r,
+            }
+        }
+        Held::Gone => {
             return error(
                 StatusCode::GONE,
                 "segment left the DVR window",
                 "public, max-age=60",
-            );
+            )
         }
-        match r.segment(msn) {
-            Some(s) if s.complete => (
-                s.data.clone(),
-                segment_key(&ch.name, st.session, rendition, msn),
-                st.session,
-            ),
-            _ => return error(StatusCode::NOT_FOUND, "segment not available yet", NOT_YET),
+        Held::InProgress | Held::NotYet => {
+            return error(StatusCode::NOT_FOUND, "segment not available yet", NOT_YET)
         }
     };
-    let data = match data {
-        Some(d) => d,
-        None => match origin.store.get(&key).await {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                return error(
-                    StatusCode::GONE,
-                    "segment is no longer stored",
-                    "public, max-age=60",
-                )
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "origin: store read failed");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage unavailable",
-                    "no-store",
-                );
-            }
-        },
-    };
-    let etag = format!("\"{session:x}-{rendition}-{msn}\"");
+    let etag = format!("\"{}-{rendition}-{msn}\"", session_name(session));
     media_response(data, &etag, "video/iso.segment", IMMUTABLE, headers)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn part_request(
     origin: &Origin,
     ch: &Channel,
     rendition: &str,
+    session: u64,
     msn: u64,
     part: u32,
     headers: &HeaderMap,
@@ -832,10 +999,12 @@ async fn part_request(
         let (lm, lp) = last_msn_and_part(r).unwrap_or((0, None));
         let lp = lp.map_or(-1, |x| x as i64);
         let exists = r.segment(msn).is_some_and(|s| s.parts.len() as u64 > p);
-        // A preload-hinted part (the next one, or within the advance limit) is held
-        // until it exists; that is how LL-HLS players get parts the moment they are cut.
+        // A preload-hinted part (the next one, or within the advance limit) of the live
+        // session is held until it exists; that is how LL-HLS players get parts the
+        // moment they are cut.
         let near = (msn == lm && (p as i64) <= lp + 3) || (msn == lm + 1 && p <= 3);
-        (block_limit(&st, rendition), !exists && near && !st.ended)
+        let hinted = hint_session(&st) == Some(session);
+        (block_limit(&st, rendition), !exists && near && hinted)
     };
     if wait {
         wait_until(ch, &origin.metrics, limit, |st| {
@@ -850,15 +1019,16 @@ async fn part_request(
         return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
     };
     let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
-    if msn < first {
+    if msn < first && st.run.contains(&session) {
         return error(
             StatusCode::GONE,
             "part left the window",
             "public, max-age=60",
         );
     }
-    let Some(seg) = r.segment(msn) else {
-        return error(StatusCode::NOT_FOUND, "part not available yet", NOT_YET);
+    // Parts live in memory only, in the session that made them.
+    let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
+        return error(StatusCode::NOT_FOUND, "part not available", NOT_YET);
     };
     let Some(entry) = seg.parts.get(part as usize) else {
         return if seg.complete {
@@ -879,8 +1049,8 @@ async fn part_request(
         );
     }
     let data = entry.data.clone();
-    let etag = format!("\"{:x}-{rendition}-{msn}.{part}\"", st.session);
     drop(st);
+    let etag = format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
     media_response(data, &etag, "video/iso.segment", IMMUTABLE, headers)
 }
 
@@ -974,8 +1144,8 @@ mod tests {
     #[test]
     fn file_names() {
         assert_eq!(parse_file("index.m3u8"), Some(File::Playlist));
-        assert_eq!(parse_file("init.mp4"), Some(File::Init(None)));
-        assert_eq!(parse_file("init-3.mp4"), Some(File::Init(Some(3))));
+        assert_eq!(parse_file("init.mp4"), Some(File::LatestInit));
+        assert_eq!(parse_file("init-3.mp4"), Some(File::Init(3)));
         assert_eq!(parse_file("12.m4s"), Some(File::Segment(12)));
         assert_eq!(parse_file("12.3.m4s"), Some(File::Part(12, 3)));
         for bad in [

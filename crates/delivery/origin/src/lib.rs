@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod store;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
-pub use live::{Channel, Origin, OriginConfig, PlaylistKind, Recording};
+pub use live::{
+    parse_session, session_name, Channel, Origin, OriginConfig, PlaylistKind, Recording,
+};
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};

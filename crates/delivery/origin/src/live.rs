@@ -1,6 +1,16 @@
 //! The live state of every channel: renditions, their init sections, parts and segments.
 //!
 //! One task per channel follows the hub, runs the packager and applies its output here.
+//!
+//! **Sessions and runs.** Every publish gets a session id, unique across reconnects,
+//! restarts and nodes (the wall clock in ms and 20 random bits). Media objects live under
+//! it (`…/RENDITION/SESSION/N.m4s`, object key `media/CHANNEL/SESSION/RENDITION/N.m4s`), so
+//! an immutable URL never names two different bytes. A *run* is what one live playlist
+//! shows: a publish, and every republish that comes back within the reconnect grace
+//! (takeovers included). Numbering continues across a run's sessions and
+//! `EXT-X-DISCONTINUITY` marks each seam; only when the grace expires does the run end
+//! (`EXT-X-ENDLIST`). A publish after that starts a new run: a fresh playlist at the same
+//! stable URL, while the old run's objects stay readable from the store.
 //! Parts and recent segments are served from memory; every complete segment is written
 //! through to the object store in the background, and only once it is stored may it
 //! leave memory. HTTP handlers read this state under a short lock and wait on a version
@@ -41,6 +51,9 @@ pub struct OriginConfig {
     /// read back from the store).
     pub memory_window: Duration,
     pub playlist: PlaylistKind,
+    /// A republish within this time after a publish ended continues the same playlist
+    /// (an encoder's reconnect is not an ending); after it, the playlist gets ENDLIST.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for OriginConfig {
@@ -51,6 +64,7 @@ impl Default for OriginConfig {
             dvr_window: Duration::from_secs(2 * 3600),
             memory_window: Duration::from_secs(60),
             playlist: PlaylistKind::Sliding,
+            reconnect_grace: Duration::from_secs(15),
         }
     }
 }
@@ -72,20 +86,28 @@ pub struct Channel {
 
 #[derive(Debug, Default)]
 pub(crate) struct ChannelInner {
-    /// Identifies this run of the channel in object keys and ETags (unix ms of its first frame).
+    /// The newest publish's session (0 before the first): new media goes under it.
     pub session: u64,
+    /// Sessions of the current run, oldest first.
+    pub run: Vec<u64>,
+    /// In the reconnect grace: the session a republish will get, so that the playlist's
+    /// preload hint can already name the next part's URL (players such as hls.js expect
+    /// a live LL-HLS playlist to always have one). 0 otherwise.
+    pub next_session: u64,
     pub renditions: Vec<Rendition>,
     /// A publisher is live now.
     pub live: bool,
-    /// The publish ended: playlists carry ENDLIST.
+    /// The run ended (the reconnect grace expired): playlists carry ENDLIST. Neither
+    /// `live` nor `ended` while in the grace.
     pub ended: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Rendition {
     pub info: RenditionInfo,
-    /// Init sections by version; a codec change adds one.
-    pub inits: Vec<Bytes>,
+    /// Init sections by version, each with the session it was made in (its URL and key
+    /// are under that session); a codec change adds one.
+    pub inits: Vec<(u64, Bytes)>,
     pub segments: VecDeque<Segment>,
     /// MSN of the first segment ever listed that fell out of the window, if any: older
     /// MSNs are gone for good (410).
@@ -103,6 +125,8 @@ pub(crate) struct Rendition {
 
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// The publish it belongs to: its URL and object key are under this session.
+    pub session: u64,
     pub msn: u64,
     pub init: usize,
     pub discontinuity: bool,
@@ -148,12 +172,14 @@ impl Channel {
     /// complete segment still listed is written; `None` while live or still writing.
     pub fn finished_recording(&self) -> Option<Recording> {
         let st = lock(&self.inner);
-        if !st.ended || st.session == 0 {
+        let first = *st.run.first()?;
+        if !st.ended {
             return None;
         }
         let mut rec = Recording {
-            session: st.session,
-            prefix: format!("media/{}/{}/", self.name, st.session),
+            session: session_name(first),
+            sessions: st.run.iter().map(|s| session_name(*s)).collect(),
+            prefix: format!("media/{}/{}/", self.name, session_name(first)),
             segments: 0,
             duration_secs: 0.0,
             bytes: 0,
@@ -172,12 +198,14 @@ impl Channel {
     }
 }
 
-/// A finished publish as stored: see [`Channel::finished_recording`].
+/// A finished run as stored: see [`Channel::finished_recording`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
-    /// The session id in its object keys.
-    pub session: u64,
-    /// Object key prefix of its media (`media/{channel}/{session}/`).
+    /// The run's first session (as in URLs and object keys).
+    pub session: String,
+    /// Every session of the run (a reconnect within the grace adds one), oldest first.
+    pub sessions: Vec<String>,
+    /// Object key prefix of the first session's media (`media/{channel}/{session}/`).
     pub prefix: String,
     /// Complete segments listed (all renditions).
     pub segments: usize,
@@ -198,22 +226,65 @@ impl ChannelInner {
 }
 
 impl Rendition {
+    /// The segment numbered `msn`, whichever session it belongs to.
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;
-        let seg = self
-            .segments
-            .get(usize::try_from(msn.checked_sub(first)?).ok()?)?;
-        (seg.msn == msn).then_some(seg)
+        // Numbers are consecutive but for audio gaps, so the index is a good first guess.
+        let guess = usize::try_from(msn.checked_sub(first)?).ok()?;
+        match self.segments.get(guess) {
+            Some(seg) if seg.msn == msn => Some(seg),
+            _ => self
+                .segments
+                .binary_search_by_key(&msn, |s| s.msn)
+                .ok()
+                .and_then(|i| self.segments.get(i)),
+        }
     }
+
+    fn segment_mut(&mut self, session: u64, msn: u64) -> Option<&mut Segment> {
+        let i = self.segments.binary_search_by_key(&msn, |s| s.msn).ok()?;
+        self.segments.get_mut(i).filter(|s| s.session == session)
+    }
+}
+
+/// A session id as it appears in URLs and object keys: 16 lowercase hex digits.
+pub fn session_name(session: u64) -> String {
+    format!("{session:016x}")
+}
+
+/// The inverse of [`session_name`]; `None` for anything else.
+pub fn parse_session(s: &str) -> Option<u64> {
+    (s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+/// A new session id: unix ms in the high 44 bits, 20 random bits below, so that ids are
+/// ordered by start time and two nodes (or a node whose clock went back) do not collide.
+fn new_session(now: SystemTime) -> u64 {
+    let ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut r = [0u8; 4];
+    // Without entropy the clock alone still separates sessions of one node.
+    let _ = getrandom::fill(&mut r);
+    let random = u64::from(u32::from_le_bytes(r)) & 0xF_FFFF;
+    ((ms & 0xFFF_FFFF_FFFF) << 20 | random).max(1)
 }
 
 /// Object key of a segment: derived from validated names and numbers only.
 pub(crate) fn segment_key(channel: &str, session: u64, rendition: &str, msn: u64) -> String {
-    format!("media/{channel}/{session}/{rendition}/{msn}.m4s")
+    format!(
+        "media/{channel}/{}/{rendition}/{msn}.m4s",
+        session_name(session)
+    )
 }
 
 pub(crate) fn init_key(channel: &str, session: u64, rendition: &str, version: usize) -> String {
-    format!("media/{channel}/{session}/{rendition}/init-{version}.mp4")
+    format!(
+        "media/{channel}/{}/{rendition}/init-{version}.mp4",
+        session_name(session)
+    )
 }
 
 /// The origin: all channels' live state, the store behind it, and the tasks that feed it.
@@ -222,6 +293,8 @@ pub struct Origin {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) channels: Mutex<HashMap<String, Arc<Channel>>>,
     pub(crate) metrics: Arc<OriginMetrics>,
+    /// Store writes under way: a graceful shutdown waits for them.
+    pub(crate) writes_in_flight: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -239,6 +312,7 @@ impl Origin {
             store,
             channels: Mutex::default(),
             metrics: Arc::default(),
+            writes_in_flight: watch::channel(0).0,
         })
     }
 
@@ -273,22 +347,114 @@ impl Origin {
                 segment_duration: origin.config.segment_duration,
                 part_duration: origin.config.part_duration,
             });
-            while let Some(event) = sub.recv().await {
+            // A publish is under way (a `Stream` after this is a change, not a new publish).
+            let mut publishing = false;
+            // When the reconnect grace of the last publish runs out.
+            let mut grace: Option<tokio::time::Instant> = None;
+            loop {
+                let event = tokio::select! {
+                    e = sub.recv() => e,
+                    _ = sleep_until_some(grace) => {
+                        grace = None;
+                        origin.end_run(&ch);
+                        continue;
+                    }
+                };
+                let Some(event) = event else { break };
                 let input = match event {
                     HubEvent::Stream(s) => {
-                        lock(&ch.inner).live = true;
+                        if !publishing {
+                            publishing = true;
+                            grace = None;
+                            origin.begin_session(&ch);
+                        }
                         Input::Stream(s)
                     }
                     HubEvent::Frame(f) => Input::Frame(f),
-                    HubEvent::Ended => Input::End,
+                    HubEvent::Ended => {
+                        publishing = false;
+                        grace = Some(tokio::time::Instant::now() + origin.config.reconnect_grace);
+                        Input::End
+                    }
                 };
                 let outputs = packager.push(input);
                 if !outputs.is_empty() {
                     origin.apply(&ch, outputs);
                 }
             }
+            // The hub is gone (shutdown): nobody can come back within the grace.
+            if grace.is_some() {
+                origin.end_run(&ch);
+            }
             debug!(channel = %ch.name, "origin stopped following");
         });
+    }
+
+    /// A publish begins: a new session, in the current run if it is still in its grace
+    /// (or live: a takeover), else in a new run with a fresh playlist.
+    fn begin_session(&self, ch: &Channel) {
+        {
+            let mut st = lock(&ch.inner);
+            let session = match std::mem::take(&mut st.next_session) {
+                0 => new_session(SystemTime::now()),
+                promised => promised,
+            };
+            if st.ended {
+                // The old run's playlist said ENDLIST and must not change: the new run
+                // starts a fresh one (numbering goes on, so no URL is reused). The old
+                // run's media stays in the store under its sessions.
+                st.ended = false;
+                st.run.clear();
+                for r in &mut st.renditions {
+                    if let Some(last) = r.segments.back() {
+                        r.evicted_below = last.msn + 1;
+                    }
+                    r.segments.clear();
+                    r.discontinuity_sequence = 0;
+                    r.target_duration =
+                        hls::target_duration_for(self.config.segment_duration.as_secs_f64());
+                    r.total_bytes = 0;
+                    r.total_secs = 0.0;
+                    r.cache = None;
+                }
+            }
+            let continues = !st.run.is_empty();
+            if continues {
+                // The seam: the first segment of this session is a discontinuity from its
+                // first part on (the packager would only say so when it completes, and a
+                // playlist must not add the tag to a segment it already listed).
+                for r in &mut st.renditions {
+                    r.next_discontinuity = true;
+                }
+            }
+            st.session = session;
+            st.run.push(session);
+            st.live = true;
+            info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
+        }
+        ch.bump();
+    }
+
+    /// The reconnect grace ran out: the run is over. Playlists get ENDLIST (requests
+    /// blocked on the live edge get the final playlist), and segments already stored
+    /// leave memory (later reads of this run come from the store).
+    fn end_run(&self, ch: &Channel) {
+        {
+            let mut st = lock(&ch.inner);
+            if st.live || st.ended || st.run.is_empty() {
+                return;
+            }
+            st.ended = true;
+            st.next_session = 0;
+            for r in &mut st.renditions {
+                r.cache = None;
+                for seg in r.segments.iter_mut().filter(|s| s.stored) {
+                    release(seg);
+                }
+            }
+            info!(channel = %ch.name, "origin: run ended; playlists closed with ENDLIST");
+        }
+        ch.bump();
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.
@@ -300,30 +466,19 @@ impl Origin {
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
-                        if st.session == 0 || st.ended {
-                            if st.session == 0 {
-                                st.session = now
-                                    .duration_since(SystemTime::UNIX_EPOCH)
-                                    .map(|d| d.as_millis() as u64)
-                                    .unwrap_or(0);
-                                info!(channel = %ch.name, session = st.session, "origin: channel live");
-                            }
-                            st.ended = false;
-                            st.live = true;
-                        }
                         let target =
                             hls::target_duration_for(self.config.segment_duration.as_secs_f64());
                         let session = st.session;
                         let name = rendition.name;
                         match st.rendition_mut(name) {
                             Some(r) => {
-                                r.inits.push(init.clone());
+                                r.inits.push((session, init.clone()));
                                 r.next_discontinuity = true;
                                 r.info = rendition;
                             }
                             None => st.renditions.push(Rendition {
                                 info: rendition,
-                                inits: vec![init.clone()],
+                                inits: vec![(session, init.clone())],
                                 segments: VecDeque::new(),
                                 evicted_below: 0,
                                 discontinuity_sequence: 0,
@@ -347,6 +502,7 @@ impl Origin {
                         data,
                         first_arrival,
                     } => {
+                        let session = st.session;
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -355,6 +511,7 @@ impl Origin {
                             let new_map = r.segments.back().is_some_and(|s| s.init != init);
                             let discontinuity = std::mem::take(&mut r.next_discontinuity);
                             r.segments.push_back(Segment {
+                                session,
                                 msn,
                                 init,
                                 discontinuity,
@@ -388,7 +545,6 @@ impl Origin {
                         program_date_time,
                         discontinuity,
                     } => {
-                        let session = st.session;
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -429,20 +585,22 @@ impl Origin {
                         r.total_bytes += len as u64;
                         r.total_secs += duration;
                         r.cache = None;
+                        let session = seg.session;
                         writes.push((
                             segment_key(&ch.name, session, rendition, msn),
                             vec![whole],
-                            Some((rendition, msn)),
+                            Some((rendition, session, msn)),
                         ));
                         self.evict(r, now);
                     }
                     Output::Ended => {
-                        st.ended = true;
+                        // Not the end of the run yet: the reconnect grace decides that.
                         st.live = false;
+                        st.next_session = new_session(now);
                         for r in &mut st.renditions {
                             r.cache = None;
                         }
-                        info!(channel = %ch.name, "origin: publish ended; playlists closed with ENDLIST");
+                        info!(channel = %ch.name, grace_ms = self.config.reconnect_grace.as_millis() as u64, "origin: publish ended; waiting for a reconnect");
                     }
                 }
             }
@@ -463,10 +621,7 @@ impl Origin {
         };
         for s in r.segments.iter_mut() {
             if s.data.is_some() && s.stored && older_than(s, self.config.memory_window) {
-                s.data = None;
-                for p in &mut s.parts {
-                    p.data = Bytes::new();
-                }
+                release(s);
             }
         }
         if self.config.playlist == PlaylistKind::Sliding {
@@ -490,21 +645,26 @@ impl Origin {
         ch: Arc<Channel>,
         key: String,
         data: Vec<Bytes>,
-        segment: Option<(&'static str, u64)>,
+        segment: Option<(&'static str, u64, u64)>,
     ) {
         let origin = self.clone();
+        origin.writes_in_flight.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             match origin.store.put(&key, data).await {
                 Ok(()) => {
                     origin.metrics.store_write(started.elapsed(), true);
-                    if let Some((rendition, msn)) = segment {
+                    if let Some((rendition, session, msn)) = segment {
                         let mut st = lock(&ch.inner);
+                        let ended = st.ended;
                         if let Some(seg) = st
                             .rendition_mut(rendition)
-                            .and_then(|r| r.segments.iter_mut().find(|s| s.msn == msn))
+                            .and_then(|r| r.segment_mut(session, msn))
                         {
                             seg.stored = true;
+                            if ended {
+                                release(seg);
+                            }
                         }
                     }
                 }
@@ -515,7 +675,41 @@ impl Origin {
                     warn!(channel = %ch.name, error = %e, "origin: write-through failed");
                 }
             }
+            origin.writes_in_flight.send_modify(|n| *n -= 1);
         });
+    }
+
+    /// Waits until every store write under way has finished, or `limit` passes; true
+    /// when none is left.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let mut rx = self.writes_in_flight.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// For a graceful shutdown, once the publishers have been told to stop: waits
+    /// (within `limit`) until every channel's packager has flushed its last parts and
+    /// segments, then until they are in the store. True when nothing was left behind.
+    pub async fn finish(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let any_live = || lock(&self.channels).values().any(|c| c.is_live());
+        while any_live() {
+            if tokio::time::Instant::now() >= deadline {
+                warn!("origin: shutdown limit reached with channels still live");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let drained = self.drain(left).await;
+        if !drained {
+            warn!(
+                writes = *self.writes_in_flight.borrow(),
+                "origin: shutdown limit reached with store writes under way"
+            );
+        }
+        drained
     }
 
     /// Names of channels with a live publisher, for listings.
@@ -533,5 +727,21 @@ impl Origin {
 impl Rendition {
     pub fn kind(&self) -> TrackKind {
         self.info.kind
+    }
+}
+
+/// A stored segment's bytes leave memory; reads go to the store from now on.
+fn release(s: &mut Segment) {
+    s.data = None;
+    for p in &mut s.parts {
+        p.data = Bytes::new();
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

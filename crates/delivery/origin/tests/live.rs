@@ -125,11 +125,22 @@ fn live_edge(playlist: &str) -> (u64, u64) {
         .and_then(|l| l.split("URI=\"").nth(1))
         .and_then(|u| u.split('"').next())
         .unwrap();
-    let mut it = uri.trim_end_matches(".m4s").split('.');
+    let file = uri.rsplit('/').next().unwrap();
+    let mut it = file.trim_end_matches(".m4s").split('.');
     (
         it.next().unwrap().parse().unwrap(),
         it.next().unwrap().parse().unwrap(),
     )
+}
+
+/// The session directory media URIs of a playlist point into (the last one listed).
+fn session_of(playlist: &str) -> String {
+    playlist
+        .lines()
+        .rfind(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .and_then(|u| u.split('/').next())
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +180,7 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
         "PART-HOLD-BACK=0.999",
         "HOLD-BACK=6.0",
         "CAN-SKIP-UNTIL=12.0",
-        "#EXT-X-MAP:URI=\"init-0.mp4\"",
+        "/init-0.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:",
         "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=",
         "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\"",
@@ -268,8 +279,23 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
     let (status, _, _) = get(app, "/live/demo/source/index.m3u8?_HLS_part=1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // Media objects are under the publish's session; the old flat URLs are not served.
+    let session = session_of(&pl);
+    assert!(
+        pl.contains(&format!("#EXT-X-MAP:URI=\"{session}/init-0.mp4\"")),
+        "{pl}"
+    );
+    let seg0 = format!("/live/demo/source/{session}/0.m4s");
+    let (status, _, _) = get(app, "/live/demo/source/0.m4s").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A session that does not exist: not found (never another session's bytes).
+    let (status, _, _) = get(app, "/live/demo/source/0000000000000001/0.m4s").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(app, "/live/demo/source/not-a-session/0.m4s").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // A complete segment: ETag, Range, 304.
-    let (status, headers, seg) = get(app, "/live/demo/source/0.m4s").await;
+    let (status, headers, seg) = get(app, &seg0).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&seg[4..8], b"styp");
     assert_eq!(
@@ -282,11 +308,10 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
         .to_str()
         .unwrap()
         .to_owned();
-    let (status, _, _) =
-        get_with(app, "/live/demo/source/0.m4s", &[("if-none-match", &etag)]).await;
+    assert!(etag.contains(&session), "{etag}");
+    let (status, _, _) = get_with(app, &seg0, &[("if-none-match", &etag)]).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
-    let (status, headers, piece) =
-        get_with(app, "/live/demo/source/0.m4s", &[("range", "bytes=4-7")]).await;
+    let (status, headers, piece) = get_with(app, &seg0, &[("range", "bytes=4-7")]).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&piece[..], b"styp");
     assert_eq!(
@@ -297,16 +322,15 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
             .unwrap(),
         format!("bytes 4-7/{}", seg.len())
     );
-    let (status, _, _) = get_with(
-        app,
-        "/live/demo/source/0.m4s",
-        &[("range", &format!("bytes={}-", seg.len()))],
-    )
-    .await;
+    let (status, _, _) = get_with(app, &seg0, &[("range", &format!("bytes={}-", seg.len()))]).await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
 
     // Not yet due: 404 with a short max-age.
-    let (status, headers, _) = get(app, &format!("/live/demo/source/{}.m4s", msn + 50)).await;
+    let (status, headers, _) = get(
+        app,
+        &format!("/live/demo/source/{session}/{}.m4s", msn + 50),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         headers.get(header::CACHE_CONTROL).unwrap(),
@@ -314,7 +338,7 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
     );
 
     // The init section.
-    let (status, _, init) = get(app, "/live/demo/source/init-0.mp4").await;
+    let (status, _, init) = get(app, &format!("/live/demo/source/{session}/init-0.mp4")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&init[4..8], b"ftyp");
 
@@ -355,6 +379,7 @@ async fn bad_paths_unknown_channels_and_the_end_of_a_stream() {
     let config = OriginConfig {
         dvr_window: Duration::from_secs(3),
         memory_window: Duration::from_secs(1),
+        reconnect_grace: Duration::from_millis(500),
         ..OriginConfig::default()
     };
     let live = live(config, 7).await;
@@ -417,10 +442,11 @@ async fn bad_paths_unknown_channels_and_the_end_of_a_stream() {
         .parse()
         .unwrap();
     assert!(first >= 1, "{pl}");
-    let (status, _, _) = get(app, "/live/demo/source/0.m4s").await;
+    let session = session_of(&pl);
+    let (status, _, _) = get(app, &format!("/live/demo/source/{session}/0.m4s")).await;
     assert_eq!(status, StatusCode::GONE);
     // A listed segment older than the memory window is read back from the store.
-    let (status, _, seg) = get(app, &format!("/live/demo/source/{first}.m4s")).await;
+    let (status, _, seg) = get(app, &format!("/live/demo/source/{session}/{first}.m4s")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&seg[4..8], b"styp");
     let _ = std::fs::remove_dir_all(&live.dir);

@@ -28,8 +28,7 @@
 
 mod error;
 mod format;
-#[cfg(test)]
-mod lint;
+pub mod lint;
 mod media;
 mod multivariant;
 mod query;

@@ -1,5 +1,6 @@
-//! Test-only line checker: an independent reading of the playlist grammar (4.1, 4.2) and of
+//! A line checker: an independent reading of the playlist grammar (4.1, 4.2) and of
 //! the tag placement rules, stricter than `m3u8-rs` (which ignores the LL-HLS tags).
+//! Tests use it, and the origin runs it on every playlist it renders in debug builds.
 
 use std::collections::HashSet;
 
@@ -21,7 +22,6 @@ const HEADER_TAGS: &[&str] = &[
     "EXT-X-INDEPENDENT-SEGMENTS",
     "EXT-X-SERVER-CONTROL",
     "EXT-X-PART-INF",
-    "EXT-X-MAP",
 ];
 const FLOAT_ATTRS: &[&str] = &[
     "DURATION",

@@ -467,6 +467,12 @@ impl MediaPlaylist {
                 out.push_str(",RECENTLY-REMOVED-DATERANGES=\"\"");
             }
             out.push('\n');
+            // A MAP carried by a skipped segment still applies to the ones after it; the
+            // header's MAP is the first segment's, so repeat the newest skipped one here.
+            let skipped = &self.segments[..skip.min(self.segments.len())];
+            if let Some(map) = skipped.iter().rev().find_map(|s| s.map.as_ref()) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", map.uri);
+            }
         }
         for seg in self.segments.iter().skip(skip) {
             write_segment(out, seg);

@@ -17,6 +17,10 @@ pub struct Server {
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// `serve` or `demo`, and the environment it runs with (for restarts).
+    command: String,
+    env: Vec<(String, String)>,
+    starts: u32,
 }
 
 pub const KEY: &str = "e2e-secret-key-1";
@@ -64,25 +68,89 @@ impl Server {
             ),
         )
         .unwrap();
-        let log = dir.join("starling.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_starling"))
-            .args([command, "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info,starling_rtmp_server=debug")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting starling");
+        let mut env = vec![(
+            "RUST_LOG".to_owned(),
+            "info,starling_rtmp_server=debug".to_owned(),
+        )];
+        if !extra.contains("reconnect_grace_ms") {
+            // Tests that wait for a stream's end should not wait out the 15 s default
+            // reconnect grace; the reconnect tests set their own.
+            env.push((
+                "STARLING_ORIGIN_RECONNECT_GRACE_MS".to_owned(),
+                "1000".to_owned(),
+            ));
+        }
         let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
         let mut server = Server {
-            child: Some(child),
+            child: None,
             rtmp: unset,
             http: unset,
+            log: dir.join("starling.log"),
             dir,
-            log,
+            command: command.to_owned(),
+            env,
+            starts: 0,
         };
+        server.spawn();
         server.wait_ready();
         server
+    }
+
+    /// Starts the process over the test's config and data directory, with a log file of
+    /// its own (`starling.log`, then `starling.N.log` after restarts).
+    fn spawn(&mut self) {
+        if self.starts > 0 {
+            self.log = self.dir.join(format!("starling.{}.log", self.starts));
+        }
+        self.starts += 1;
+        let child = Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args([self.command.as_str(), "--config"])
+            .arg(self.dir.join("starling.toml"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&self.log).unwrap())
+            .spawn()
+            .expect("starting starling");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown path at all, as after a crash or an OOM kill.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the node again over the same config and data (after [`stop`](Self::stop)
+    /// or [`kill9`](Self::kill9)); it binds new free ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Status and body bytes of a GET (for media: compared byte for byte).
+    pub fn http_bytes(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        use std::io::Write;
+        let mut s = TcpStream::connect(self.http).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&out[..end]).into_owned();
+        let status = head.get(9..12)?.parse().ok()?;
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{path}: chunked media response"
+        );
+        Some((status, out[end + 4..].to_vec()))
     }
 
     /// Reads the bound addresses from the log, then waits until both ports answer.

@@ -255,6 +255,30 @@ fn golden_delta_update() {
 }
 
 #[test]
+fn delta_update_repeats_a_map_from_the_skipped_segments() {
+    // A codec change (new init) inside the skipped range: the segments after the skip
+    // must still be read with the new init, not the header's.
+    let mut pl = low_latency();
+    pl.segments[1].discontinuity = true;
+    pl.segments[1].map = Some(Map {
+        uri: "init-1.mp4".into(),
+    });
+    assert_eq!(pl.skippable_segments(), 3);
+    let text = pl.render_delta();
+    let lines: Vec<&str> = text.lines().collect();
+    let skip_at = lines
+        .iter()
+        .position(|l| l.starts_with("#EXT-X-SKIP"))
+        .unwrap();
+    assert_eq!(lines[skip_at - 1], "#EXT-X-MAP:URI=\"init.mp4\"");
+    assert_eq!(lines[skip_at + 1], "#EXT-X-MAP:URI=\"init-1.mp4\"");
+    lint(&text).unwrap();
+    // Without a map in the skipped range nothing is repeated.
+    let plain = low_latency().render_delta();
+    assert_eq!(plain.matches("#EXT-X-MAP").count(), 1);
+}
+
+#[test]
 fn delta_v2_with_skip_dateranges() {
     let mut pl = low_latency();
     pl.server_control.as_mut().unwrap().can_skip_dateranges = true;
