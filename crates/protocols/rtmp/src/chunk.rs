@@ -169,6 +169,12 @@ impl ChunkDecoder {
         Ok(())
     }
 
+    /// Bytes reserved by partially received messages (never above
+    /// [`ChunkLimits::max_partial_bytes`]).
+    pub fn partial_bytes(&self) -> usize {
+        self.buffered
+    }
+
     /// Bytes received but not yet parsed (at most a partial chunk header).
     pub fn pending_input(&self) -> usize {
         self.buf.len()

@@ -689,6 +689,25 @@ impl ServerSession {
         );
     }
 
+    /// Stops a player from the server side (nothing to play came in time): an `error`
+    /// status `NetStream.Play.StreamNotFound` with `description`, which makes players
+    /// give up instead of waiting on. Later frames for the stream are not sent.
+    pub fn end_play(&mut self, stream_id: u32, description: &str) {
+        let Some(s) = self.stream_mut(stream_id) else {
+            return;
+        };
+        if !matches!(s.state, StreamState::Playing(_)) {
+            return;
+        }
+        s.state = StreamState::Created;
+        self.conn.on_status(
+            stream_id,
+            "error",
+            "NetStream.Play.StreamNotFound",
+            description,
+        );
+    }
+
     /// Stops a publisher from the server side (key revoked, taken over): an `error`
     /// status `NetStream.Publish.Denied` with `description`, which makes ffmpeg stop.
     /// Later media on the stream is ignored. No `Unpublish` event is emitted.
