@@ -30,6 +30,9 @@ use crate::{
     Authorizer, RtmpServerConfig, ServerStats,
 };
 
+const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MAX: usize = 64 * 1024;
+
 pub(crate) struct Context {
     pub config: Arc<RtmpServerConfig>,
     pub hub: Arc<Hub>,
@@ -130,7 +133,9 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
         playing: None,
         _role_slot: None,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small until the peer fills it: thousands of idle or handshaking connections then
+    // cost a page each, not 64 KiB; a publisher's first full read grows it.
+    let mut buf = vec![0u8; READ_BUF_MIN];
 
     let close = loop {
         if let Err(close) = conn.flush(&mut wr).await {
@@ -181,6 +186,9 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
                     Ok(Ok(n)) => {
                         if let Err(close) = conn.on_input(&buf[..n]).await {
                             break close;
+                        }
+                        if n == buf.len() && buf.len() < READ_BUF_MAX {
+                            buf.resize(READ_BUF_MAX, 0);
                         }
                     }
                     Ok(Err(e)) => break Close::Io(e),
@@ -388,8 +396,7 @@ impl Conn {
             return Ok(());
         }
         let Ok(slot) = self.ctx.roles.players.clone().try_acquire_owned() else {
-            self.ctx.stats.plays_refused.fetch_add(1, Ordering::Relaxed);
-            let n = self.ctx.stats.plays_refused.load(Ordering::Relaxed);
+            let n = self.ctx.stats.plays_refused.fetch_add(1, Ordering::Relaxed) + 1;
             // A flood of players must not become a flood of log lines: every 64th.
             if n % 64 == 1 {
                 warn!(peer = %self.peer, limit = self.ctx.config.max_players, refused = n, "RTMP play refused: too many players");

@@ -239,15 +239,16 @@ pub async fn serve(
                 };
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(%peer, limit = config.max_connections, "RTMP connection refused: too many connections");
+                    let n = stats.connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    // One line per refusal would let a flood fill the log: every 64th.
+                    if n % 64 == 1 {
+                        warn!(%peer, limit = config.max_connections, refused = n, "RTMP connection refused: too many connections");
+                    }
                     continue;
                 };
                 let Some(address_slot) = per_address.try_take(peer.ip(), config.max_connections_per_address) else {
                     stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                    stats.connections_refused_per_address.fetch_add(1, Ordering::Relaxed);
-                    // One line per refusal would let a flood fill the log: every 64th.
-                    let n = stats.connections_refused_per_address.load(Ordering::Relaxed);
+                    let n = stats.connections_refused_per_address.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % 64 == 1 {
                         warn!(%peer, limit = config.max_connections_per_address, refused = n, "RTMP connection refused: too many connections from this address");
                     }

@@ -20,7 +20,7 @@ pub enum AmfError {
     ArrayTooLong { declared: u32, available: usize },
     /// One message decodes to more values (every value, property and array element
     /// counts) than the budget allows; refused before allocating them.
-    #[error("AMF0 body decodes to more than {limit} values (budget per message)")]
+    #[error("message decodes to more than {limit} values (the budget per message)")]
     TooManyValues { limit: usize },
     /// Objects and arrays nest deeper than the decoder allows.
     #[error("AMF0 values nest deeper than the limit of {limit}")]
