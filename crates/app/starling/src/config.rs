@@ -491,6 +491,49 @@ mod tests {
     }
 
     #[test]
+    fn limits_that_defeat_their_purpose_are_refused() {
+        let cases = [
+            (
+                vec![("STARLING_RTMP_MAX_PLAYERS", "4096")],
+                "max_players must be below",
+            ),
+            (
+                vec![
+                    ("STARLING_RTMP_MAX_MESSAGE_BYTES", "2000000"),
+                    ("STARLING_RTMP_MAX_PARTIAL_MESSAGE_BYTES", "1000000"),
+                ],
+                "max_partial_message_bytes",
+            ),
+            (
+                vec![("STARLING_RTMP_MAX_AMF_VALUES", "3")],
+                "max_amf_values",
+            ),
+            (
+                vec![("STARLING_SERVER_MAX_CONNECTIONS_PER_ADDRESS", "0")],
+                "server.max_connections",
+            ),
+            (
+                vec![("STARLING_SERVER_HEADER_READ_TIMEOUT_SECS", "0")],
+                "header_read_timeout_secs",
+            ),
+        ];
+        for (vars, needle) in cases {
+            let err = format!("{:#}", Config::load(None, env(&vars)).unwrap_err());
+            assert!(err.contains(needle), "{vars:?}: {err}");
+        }
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_SERVER_IDLE_TIMEOUT_SECS", "5"),
+                ("STARLING_RTMP_PLAY_WAIT_TIMEOUT_SECS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http_limits().idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.rtmp_server().play_wait_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
     fn debug_output_redacts_keys() {
         let c = ChannelConfig {
             name: "a".into(),
