@@ -278,6 +278,42 @@ fn connection_caps_refuse_extra_connections_and_serve_others() {
     assert!(server.metric("starling_http_connections_refused_total{reason=\"global_cap\"}") >= 1.0);
 }
 
+/// Status of a failed-login POST from `from` (each with an email of its own, so only
+/// the per-address throttle can trip).
+async fn login_status(from: &str, addr: SocketAddr, n: usize) -> u16 {
+    let body = format!("{{\"email\":\"nobody{n}@example.com\",\"password\":\"wrong guess\"}}");
+    let mut s = connect_from(from, addr).await;
+    s.write_all(
+        format!(
+            "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out)
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn peer_addresses_still_reach_the_api() {
+    // Login throttling counts failures per client address (20 by default): it must see
+    // each connection's own address, or one address would lock out everyone.
+    let server = Server::start("limits-http-peer", "");
+    rt().block_on(async {
+        for n in 0..20 {
+            assert_eq!(login_status("127.0.0.2", server.http, n).await, 401);
+        }
+        assert_eq!(login_status("127.0.0.2", server.http, 20).await, 429);
+        assert_eq!(login_status("127.0.0.3", server.http, 21).await, 401);
+    });
+}
+
 // SPS/PPS of a 320x240 baseline stream, from
 // `ffmpeg -f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -profile:v baseline -f h264 -`.
 const SPS: &[u8] = &[
