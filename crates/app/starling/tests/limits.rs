@@ -163,6 +163,27 @@ fn slowloris_and_idle_connections_are_cut_at_their_timeouts() {
     let header = server.metric("starling_http_timeouts_total{kind=\"header_read\"}");
     assert!(header >= 51.0, "header-read timeouts counted: {header}");
     assert!(server.metric("starling_http_timeouts_total{kind=\"idle\"}") >= 1.0);
+
+    // HTTP/2 without TLS (prior knowledge) is served by the same loop.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null"])
+        .args(["-w", "%{http_version} %{http_code}"])
+        .arg(server.http_url("/healthz"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+
+    // A graceful shutdown is not held up by a client in the middle of a request head.
+    let mut half = std::net::TcpStream::connect(server.http).unwrap();
+    std::io::Write::write_all(&mut half, b"GET /healthz HTTP/1.1\r\nHost").unwrap();
+    let start = Instant::now();
+    let mut server = server;
+    assert!(server.stop().success());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
