@@ -90,6 +90,15 @@ pub struct ServerSection {
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `starling=debug,info`. `RUST_LOG` wins if set.
     pub log_level: String,
+    /// Seconds a client has to send a whole request head (from connecting, or from the
+    /// first byte of the next request on a kept-alive connection).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    pub idle_timeout_secs: u64,
+    /// Simultaneous HTTP connections; more are closed at once.
+    pub max_connections: usize,
+    /// Simultaneous HTTP connections from one IP address.
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -110,6 +119,12 @@ pub struct RtmpSection {
     pub max_chunk_size: u32,
     pub out_chunk_size: u32,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_publishers: usize,
+    pub max_players: usize,
+    pub play_wait_timeout_secs: u64,
+    pub max_partial_message_bytes: usize,
+    pub max_amf_values: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -149,6 +164,10 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 16384,
+            max_connections_per_address: 512,
         }
     }
 }
@@ -165,6 +184,12 @@ impl Default for RtmpSection {
             max_chunk_size: d.max_chunk_size,
             out_chunk_size: d.out_chunk_size,
             max_connections: d.max_connections,
+            max_connections_per_address: d.max_connections_per_address,
+            max_publishers: d.max_publishers,
+            max_players: d.max_players,
+            play_wait_timeout_secs: d.play_wait_timeout.as_secs(),
+            max_partial_message_bytes: d.max_partial_message_len,
+            max_amf_values: d.max_amf_values,
         }
     }
 }
@@ -267,6 +292,30 @@ impl Config {
         if !(128..=(1 << 24)).contains(&self.rtmp.out_chunk_size) {
             bail!("rtmp.out_chunk_size must be between 128 and 16777216");
         }
+        let r = &self.rtmp;
+        if r.max_partial_message_bytes < r.max_message_bytes {
+            bail!("rtmp.max_partial_message_bytes must be at least rtmp.max_message_bytes (or the largest message can never arrive)");
+        }
+        if r.max_players >= r.max_connections {
+            bail!("rtmp.max_players must be below rtmp.max_connections, so that waiting players cannot lock publishers out");
+        }
+        if r.max_publishers == 0 || r.max_players == 0 || r.max_connections_per_address == 0 {
+            bail!("rtmp.max_publishers, rtmp.max_players and rtmp.max_connections_per_address must be at least 1");
+        }
+        if r.max_amf_values < 16 {
+            bail!("rtmp.max_amf_values must be at least 16 (a connect command needs a dozen)");
+        }
+        let s = &self.server;
+        if s.max_connections == 0 || s.max_connections_per_address == 0 {
+            bail!(
+                "server.max_connections and server.max_connections_per_address must be at least 1"
+            );
+        }
+        if s.header_read_timeout_secs == 0 || s.idle_timeout_secs == 0 {
+            bail!(
+                "server.header_read_timeout_secs and server.idle_timeout_secs must be at least 1"
+            );
+        }
         let o = &self.origin;
         if !(500..=30_000).contains(&o.segment_duration_ms) {
             bail!("origin.segment_duration_ms must be between 500 and 30000");
@@ -294,6 +343,22 @@ impl Config {
             max_chunk_size: self.rtmp.max_chunk_size,
             out_chunk_size: self.rtmp.out_chunk_size,
             max_connections: self.rtmp.max_connections,
+            max_connections_per_address: self.rtmp.max_connections_per_address,
+            max_publishers: self.rtmp.max_publishers,
+            max_players: self.rtmp.max_players,
+            play_wait_timeout: Duration::from_secs(self.rtmp.play_wait_timeout_secs),
+            max_partial_message_len: self.rtmp.max_partial_message_bytes,
+            max_amf_values: self.rtmp.max_amf_values,
+        }
+    }
+
+    pub fn http_limits(&self) -> crate::http_server::HttpLimits {
+        let s = &self.server;
+        crate::http_server::HttpLimits {
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            max_connections: s.max_connections,
+            max_connections_per_address: s.max_connections_per_address,
         }
     }
 
@@ -432,6 +497,49 @@ mod tests {
             !err.contains("abcdefgh1"),
             "a key leaked into an error: {err}"
         );
+    }
+
+    #[test]
+    fn limits_that_defeat_their_purpose_are_refused() {
+        let cases = [
+            (
+                vec![("STARLING_RTMP_MAX_PLAYERS", "4096")],
+                "max_players must be below",
+            ),
+            (
+                vec![
+                    ("STARLING_RTMP_MAX_MESSAGE_BYTES", "2000000"),
+                    ("STARLING_RTMP_MAX_PARTIAL_MESSAGE_BYTES", "1000000"),
+                ],
+                "max_partial_message_bytes",
+            ),
+            (
+                vec![("STARLING_RTMP_MAX_AMF_VALUES", "3")],
+                "max_amf_values",
+            ),
+            (
+                vec![("STARLING_SERVER_MAX_CONNECTIONS_PER_ADDRESS", "0")],
+                "server.max_connections",
+            ),
+            (
+                vec![("STARLING_SERVER_HEADER_READ_TIMEOUT_SECS", "0")],
+                "header_read_timeout_secs",
+            ),
+        ];
+        for (vars, needle) in cases {
+            let err = format!("{:#}", Config::load(None, env(&vars)).unwrap_err());
+            assert!(err.contains(needle), "{vars:?}: {err}");
+        }
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_SERVER_IDLE_TIMEOUT_SECS", "5"),
+                ("STARLING_RTMP_PLAY_WAIT_TIMEOUT_SECS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http_limits().idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.rtmp_server().play_wait_timeout, Duration::from_secs(7));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct AppState {
     pub db: starling_control::Db,
     pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
+    pub http: Arc<crate::http_server::HttpStats>,
     /// Who may watch which channel over HLS; None: every channel is public.
     pub gate: Option<Arc<dyn starling_origin::PlaybackGate>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
@@ -68,6 +69,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
     st.rtmp.render(&mut out);
+    st.http.render(&mut out);
     st.origin.metrics().render(&mut out);
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
@@ -160,6 +162,7 @@ mod tests {
             db,
             live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
+            http: Default::default(),
             gate: None,
             ready: rx,
         });

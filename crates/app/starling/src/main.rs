@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod events;
 mod http;
+mod http_server;
 mod playback_gate;
 mod webhooks;
 
@@ -218,6 +219,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
     let webhooks = webhooks::Webhooks::start(db.clone());
     let rtmp_stats = Arc::new(ServerStats::default());
+    let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
 
@@ -269,21 +271,19 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         db: db.clone(),
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
+        http: http_stats.clone(),
         gate: Some(gate),
         ready: ready_rx,
     });
-    let mut http_shutdown = shutdown_rx.clone();
-    let http_task = tokio::spawn(async move {
-        // Peer addresses reach the API (login throttling per address).
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    // Peer addresses reach the API (login throttling per address); timeouts and caps
+    // keep slow or idle clients from holding the server.
+    let http_task = tokio::spawn(http_server::serve(
+        http_listener,
+        app,
+        config.http_limits(),
+        http_stats,
+        shutdown_rx.clone(),
+    ));
 
     let rtmp_task = if config.rtmp.enabled {
         let listener = TcpListener::bind(config.rtmp.listen)
@@ -325,10 +325,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     if origin.finish(std::time::Duration::from_secs(10)).await {
         info!("origin: every published segment is stored");
     }
-    match http_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
-        Err(e) => error!(error = %e, "HTTP server task failed"),
+    if let Err(e) = http_task.await {
+        error!(error = %e, "HTTP server task failed");
     }
     let _ = event_task.await;
     stream_hooks.abort();

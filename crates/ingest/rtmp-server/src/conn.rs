@@ -30,9 +30,13 @@ use crate::{
     Authorizer, RtmpServerConfig, ServerStats,
 };
 
+const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MAX: usize = 64 * 1024;
+
 pub(crate) struct Context {
     pub config: Arc<RtmpServerConfig>,
     pub hub: Arc<Hub>,
+    pub roles: Arc<crate::server::RoleSlots>,
     pub auth: Arc<dyn Authorizer>,
     pub stats: Arc<ServerStats>,
     pub shutdown: watch::Receiver<bool>,
@@ -49,6 +53,19 @@ enum Close {
     Idle(Duration),
     WriteTimeout,
     Stopped(&'static str),
+    /// A role cap (publishers or players) is full.
+    Full(&'static str),
+    /// A player had nothing to play for this long.
+    PlayWait(Duration),
+}
+
+/// A protocol error with the peer it came from, as it is logged.
+#[derive(Debug, thiserror::Error)]
+#[error("{source} from {peer}")]
+pub struct PeerError {
+    pub peer: SocketAddr,
+    #[source]
+    pub source: starling_rtmp::RtmpError,
 }
 
 struct Publishing {
@@ -70,6 +87,9 @@ struct Playing {
     base_ms: Option<i64>,
     offset_ms: i64,
     last_ms: i64,
+    /// Since when the player has had nothing to play (not live yet, or the publisher
+    /// left); `None` while a stream plays.
+    waiting_since: Option<Instant>,
 }
 
 struct Conn {
@@ -79,6 +99,8 @@ struct Conn {
     app: Option<String>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// The publisher or player slot this connection holds.
+    _role_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
@@ -90,6 +112,8 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
         max_message_len: ctx.config.max_message_len,
         max_chunk_size: ctx.config.max_chunk_size,
         out_chunk_size: ctx.config.out_chunk_size,
+        max_partial_bytes: ctx.config.max_partial_message_len,
+        max_amf_values: ctx.config.max_amf_values,
         // Only needs to differ between connections, not to be secret.
         handshake_seed: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -107,8 +131,11 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
         app: None,
         publishing: None,
         playing: None,
+        _role_slot: None,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small until the peer fills it: thousands of idle or handshaking connections then
+    // cost a page each, not 64 KiB; a publisher's first full read grows it.
+    let mut buf = vec![0u8; READ_BUF_MIN];
 
     let close = loop {
         if let Err(close) = conn.flush(&mut wr).await {
@@ -123,10 +150,22 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
         } else {
             conn.ctx.config.idle_timeout
         };
+        let play_wait = conn.ctx.config.play_wait_timeout;
+        let wait_deadline = conn
+            .playing
+            .as_ref()
+            .and_then(|p| p.waiting_since)
+            .map(|since| since + play_wait);
         let pub_slot = conn.publishing.as_mut().map(|p| &mut p.publisher);
         let sub_slot = conn.playing.as_mut().map(|p| &mut p.sub);
         tokio::select! {
             _ = crate::server::shutdown_requested(&mut shutdown) => break Close::Shutdown,
+            _ = sleep_until(wait_deadline) => {
+                let id = conn.playing.as_ref().map_or(0, |p| p.stream_id);
+                conn.session.end_play(id, "nothing to play: the channel is not live");
+                let _ = conn.flush(&mut wr).await;
+                break Close::PlayWait(play_wait);
+            }
             _ = stopped(pub_slot) => {
                 let id = conn.publishing.as_ref().map_or(0, |p| p.stream_id);
                 conn.session.end_publish(id, "publishing stopped by the server");
@@ -148,6 +187,9 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
                         if let Err(close) = conn.on_input(&buf[..n]).await {
                             break close;
                         }
+                        if n == buf.len() && buf.len() < READ_BUF_MAX {
+                            buf.resize(READ_BUF_MAX, 0);
+                        }
                     }
                     Ok(Err(e)) => break Close::Io(e),
                 }
@@ -156,6 +198,13 @@ pub(crate) async fn run(socket: TcpStream, peer: SocketAddr, ctx: Context) {
     };
     conn.finish(close);
     stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => pending().await,
+    }
 }
 
 async fn stopped(p: Option<&mut Publisher>) {
@@ -211,10 +260,10 @@ impl Conn {
             ServerEvent::PublishRequest {
                 stream_id, name, ..
             } => {
-                self.on_publish(stream_id, &name).await;
+                self.on_publish(stream_id, &name).await?;
             }
             ServerEvent::PlayRequest { stream_id, name } => {
-                self.on_play(stream_id, &name).await;
+                self.on_play(stream_id, &name).await?;
             }
             ServerEvent::Metadata { stream_id, value } => {
                 if let Some(p) = self
@@ -266,7 +315,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn on_publish(&mut self, stream_id: u32, name: &str) {
+    async fn on_publish(&mut self, stream_id: u32, name: &str) -> Result<(), Close> {
         let stats = &self.ctx.stats;
         let refuse = |this: &mut Self, reason: PublishRejection, why: &str| {
             this.ctx
@@ -277,12 +326,24 @@ impl Conn {
         };
         if self.publishing.is_some() || self.playing.is_some() {
             warn!(peer = %self.peer, "RTMP publish refused: this connection already publishes or plays");
-            return refuse(
+            refuse(
                 self,
                 PublishRejection::BadName,
                 "one publish or play per connection",
             );
+            return Ok(());
         }
+        // Before the key check: a full server answers without asking the control plane.
+        let Ok(slot) = self.ctx.roles.publishers.clone().try_acquire_owned() else {
+            let limit = self.ctx.config.max_publishers;
+            warn!(peer = %self.peer, limit, "RTMP publish refused: too many publishers");
+            refuse(
+                self,
+                PublishRejection::Unauthorized,
+                "server full: too many publishers",
+            );
+            return Err(Close::Full("too many publishers"));
+        };
         let (key, _query) = strip_query(name);
         let app = self.app.clone().unwrap_or_default();
         let grant = match check_key_shape(key) {
@@ -298,7 +359,8 @@ impl Conn {
                     AuthError::MissingKey | AuthError::MalformedKey(_) => PublishRejection::BadName,
                     _ => PublishRejection::Unauthorized,
                 };
-                return refuse(self, rejection, &e.to_string());
+                refuse(self, rejection, &e.to_string());
+                return Ok(());
             }
         };
         let publisher = match self.ctx.hub.publish(&grant.channel, grant.takeover) {
@@ -306,9 +368,11 @@ impl Conn {
             Err(e) => {
                 warn!(peer = %self.peer, channel = %grant.channel, reason = %e, "RTMP publish refused");
                 self.ctx.auth.publish_ended(&grant);
-                return refuse(self, PublishRejection::AlreadyPublishing, &e.to_string());
+                refuse(self, PublishRejection::AlreadyPublishing, &e.to_string());
+                return Ok(());
             }
         };
+        self._role_slot = Some(slot);
         stats.publishes.fetch_add(1, Ordering::Relaxed);
         info!(peer = %self.peer, channel = %grant.channel, "RTMP publish started");
         self.session.accept_publish(stream_id);
@@ -321,15 +385,26 @@ impl Conn {
             frames: 0,
             media_errors: 0,
         });
+        Ok(())
     }
 
-    async fn on_play(&mut self, stream_id: u32, name: &str) {
+    async fn on_play(&mut self, stream_id: u32, name: &str) -> Result<(), Close> {
         if self.publishing.is_some() || self.playing.is_some() {
             warn!(peer = %self.peer, "RTMP play refused: this connection already publishes or plays");
             self.session
                 .reject_play(stream_id, "one publish or play per connection");
-            return;
+            return Ok(());
         }
+        let Ok(slot) = self.ctx.roles.players.clone().try_acquire_owned() else {
+            let n = self.ctx.stats.plays_refused.fetch_add(1, Ordering::Relaxed) + 1;
+            // A flood of players must not become a flood of log lines: every 64th.
+            if n % 64 == 1 {
+                warn!(peer = %self.peer, limit = self.ctx.config.max_players, refused = n, "RTMP play refused: too many players");
+            }
+            self.session
+                .reject_play(stream_id, "server full: too many players");
+            return Err(Close::Full("too many players"));
+        };
         let (channel, query) = strip_query(name);
         let app = self.app.clone().unwrap_or_default();
         match self
@@ -340,8 +415,10 @@ impl Conn {
         {
             Ok(grant) => {
                 self.ctx.stats.plays.fetch_add(1, Ordering::Relaxed);
-                info!(peer = %self.peer, channel = %grant.channel, live = self.ctx.hub.is_live(&grant.channel), "RTMP play started");
+                let live = self.ctx.hub.is_live(&grant.channel);
+                info!(peer = %self.peer, channel = %grant.channel, live, "RTMP play started");
                 self.session.accept_play(stream_id);
+                self._role_slot = Some(slot);
                 self.playing = Some(Playing {
                     stream_id,
                     sub: self.ctx.hub.subscribe(&grant.channel),
@@ -349,6 +426,7 @@ impl Conn {
                     base_ms: None,
                     offset_ms: 0,
                     last_ms: 0,
+                    waiting_since: (!live).then(Instant::now),
                 });
             }
             Err(e) => {
@@ -356,6 +434,7 @@ impl Conn {
                 self.session.reject_play(stream_id, &e.to_string());
             }
         }
+        Ok(())
     }
 
     fn on_media(
@@ -428,6 +507,7 @@ impl Conn {
                     }
                 }
                 play.stream = Some(stream);
+                play.waiting_since = None;
             }
             HubEvent::Frame(frame) => {
                 let Some(stream) = play.stream.clone() else {
@@ -457,6 +537,7 @@ impl Conn {
                 play.base_ms = None;
                 // Leave a frame's worth of room before the next publish's first frame.
                 play.offset_ms = play.last_ms + 40;
+                play.waiting_since = Some(Instant::now());
             }
         }
     }
@@ -489,7 +570,18 @@ impl Conn {
             Close::Io(e) => info!(peer = %self.peer, error = %e, "RTMP connection lost"),
             Close::Protocol(e) => {
                 stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                let e = PeerError {
+                    peer: self.peer,
+                    source: e.clone(),
+                };
                 warn!(peer = %self.peer, error = %e, "RTMP protocol error, connection closed")
+            }
+            Close::Full(what) => {
+                debug!(peer = %self.peer, why = what, "RTMP connection closed: server full")
+            }
+            Close::PlayWait(d) => {
+                stats.play_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                info!(peer = %self.peer, after = ?d, "RTMP player had nothing to play (channel not live), connection closed")
             }
             Close::HandshakeTimeout => {
                 stats.timeouts.fetch_add(1, Ordering::Relaxed);

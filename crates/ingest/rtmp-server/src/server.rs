@@ -1,6 +1,14 @@
-//! The accept loop: one task per connection, a cap on connections, graceful shutdown.
+//! The accept loop: one task per connection, caps on connections, graceful shutdown.
+//!
+//! Caps, so that no kind of client can starve another: every connection takes a slot
+//! of `max_connections` and one of its address's `max_connections_per_address` at
+//! accept; a player also takes one of `max_players` when it starts to play, a
+//! publisher one of `max_publishers`. Keeping `max_players` below `max_connections`
+//! leaves room for publishers however many players wait for a channel.
 
 use std::{
+    collections::HashMap,
+    net::IpAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -34,6 +42,20 @@ pub struct RtmpServerConfig {
     pub out_chunk_size: u32,
     /// Simultaneous connections; more are closed at once with a log line.
     pub max_connections: usize,
+    /// Simultaneous connections from one IP address.
+    pub max_connections_per_address: usize,
+    /// Simultaneous publishers.
+    pub max_publishers: usize,
+    /// Simultaneous players (waiting or watching).
+    pub max_players: usize,
+    /// A player with nothing to play (the channel is not live, or its publisher left)
+    /// is disconnected after this long.
+    pub play_wait_timeout: Duration,
+    /// Bytes partially received messages may reserve per connection, across chunk
+    /// streams; at least `max_message_len`.
+    pub max_partial_message_len: usize,
+    /// AMF0 values one command or data message may decode to.
+    pub max_amf_values: usize,
 }
 
 impl Default for RtmpServerConfig {
@@ -45,6 +67,57 @@ impl Default for RtmpServerConfig {
             max_chunk_size: 16 << 20,
             out_chunk_size: 4096,
             max_connections: 4096,
+            max_connections_per_address: 64,
+            max_publishers: 256,
+            max_players: 3072,
+            play_wait_timeout: Duration::from_secs(30),
+            max_partial_message_len: 8 << 20,
+            max_amf_values: starling_rtmp::amf0::DEFAULT_MAX_VALUES,
+        }
+    }
+}
+
+/// The role slots connections take when they start to publish or play.
+pub(crate) struct RoleSlots {
+    pub publishers: Arc<Semaphore>,
+    pub players: Arc<Semaphore>,
+}
+
+/// Connections per client address; an entry lives while its count is above zero.
+#[derive(Default)]
+struct AddressSlots {
+    counts: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's share of its address's cap, given back on drop.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    ip: IpAddr,
+}
+
+impl AddressSlots {
+    fn try_take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
         }
     }
 }
@@ -55,9 +128,12 @@ pub struct ServerStats {
     pub connections: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_refused_per_address: AtomicU64,
     pub publishes: AtomicU64,
     pub publishes_refused: AtomicU64,
     pub plays: AtomicU64,
+    pub plays_refused: AtomicU64,
+    pub play_wait_timeouts: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub timeouts: AtomicU64,
     pub media_errors: AtomicU64,
@@ -82,6 +158,11 @@ impl ServerStats {
                 "counter",
                 &self.connections_refused,
             ),
+            (
+                "starling_rtmp_connections_refused_per_address_total",
+                "counter",
+                &self.connections_refused_per_address,
+            ),
             ("starling_rtmp_publishes_total", "counter", &self.publishes),
             (
                 "starling_rtmp_publishes_refused_total",
@@ -89,6 +170,16 @@ impl ServerStats {
                 &self.publishes_refused,
             ),
             ("starling_rtmp_plays_total", "counter", &self.plays),
+            (
+                "starling_rtmp_plays_refused_total",
+                "counter",
+                &self.plays_refused,
+            ),
+            (
+                "starling_rtmp_play_wait_timeouts_total",
+                "counter",
+                &self.play_wait_timeouts,
+            ),
             (
                 "starling_rtmp_protocol_errors_total",
                 "counter",
@@ -126,6 +217,11 @@ pub async fn serve(
         Err(e) => warn!(error = %e, "RTMP listening on an unknown address"),
     }
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let per_address = Arc::new(AddressSlots::default());
+    let roles = Arc::new(RoleSlots {
+        publishers: Arc::new(Semaphore::new(config.max_publishers)),
+        players: Arc::new(Semaphore::new(config.max_players)),
+    });
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
     loop {
@@ -143,20 +239,32 @@ pub async fn serve(
                 };
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    let n = stats.connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    // One line per refusal would let a flood fill the log: every 64th.
+                    if n % 64 == 1 {
+                        warn!(%peer, limit = config.max_connections, refused = n, "RTMP connection refused: too many connections");
+                    }
+                    continue;
+                };
+                let Some(address_slot) = per_address.try_take(peer.ip(), config.max_connections_per_address) else {
                     stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(%peer, limit = config.max_connections, "RTMP connection refused: too many connections");
+                    let n = stats.connections_refused_per_address.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n % 64 == 1 {
+                        warn!(%peer, limit = config.max_connections_per_address, refused = n, "RTMP connection refused: too many connections from this address");
+                    }
                     continue;
                 };
                 let _ = socket.set_nodelay(true);
                 let ctx = conn::Context {
                     config: config.clone(),
                     hub: hub.clone(),
+                    roles: roles.clone(),
                     auth: auth.clone(),
                     stats: stats.clone(),
                     shutdown: shutdown.clone(),
                 };
                 tasks.spawn(async move {
-                    let _permit = permit;
+                    let _permits = (permit, address_slot);
                     conn::run(socket, peer, ctx).await;
                 });
             }

@@ -6,6 +6,12 @@
 //! hold, and nesting is capped at [`MAX_DEPTH`] so hostile input cannot exhaust the
 //! stack. AMF3 (the 0x11 marker) is refused with a typed error.
 //!
+//! Decoding amplifies: a one-byte `null` becomes a [`Value`] of tens of bytes, so a
+//! message of many tiny values could cost far more memory than its length. An
+//! [`AmfBudget`] caps the number of values one message may decode to; every value is
+//! counted before it is built, and a strict array's declared count is checked against
+//! what is left before anything is reserved for it.
+//!
 //! This module must never allocate from a declared length before checking it.
 
 use bytes::{BufMut, BytesMut};
@@ -14,6 +20,53 @@ use crate::error::AmfError;
 
 /// Deepest nesting of objects and arrays the decoder accepts.
 pub const MAX_DEPTH: usize = 32;
+
+/// Values one message may decode to by default: an `onMetaData` from a real encoder
+/// holds a few dozen, a command a handful.
+pub const DEFAULT_MAX_VALUES: usize = 4096;
+
+/// How many more values the decoding of one message may produce. Share one budget
+/// across every [`decode_with`] call for the same message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmfBudget {
+    limit: usize,
+    left: usize,
+}
+
+impl AmfBudget {
+    pub fn new(max_values: usize) -> Self {
+        Self {
+            limit: max_values,
+            left: max_values,
+        }
+    }
+
+    /// Values still allowed.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    fn spend(&mut self, n: usize) -> Result<(), AmfError> {
+        self.left = self
+            .left
+            .checked_sub(n)
+            .ok_or(AmfError::TooManyValues { limit: self.limit })?;
+        Ok(())
+    }
+
+    fn check(&self, n: usize) -> Result<(), AmfError> {
+        if n > self.left {
+            return Err(AmfError::TooManyValues { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+impl Default for AmfBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_VALUES)
+    }
+}
 
 mod marker {
     pub const NUMBER: u8 = 0x00;
@@ -205,22 +258,36 @@ pub fn encode_all(values: &[Value], out: &mut BytesMut) {
     }
 }
 
-/// Decodes one value from the front of `input`, advancing it past the value.
+/// Decodes one value from the front of `input`, advancing it past the value, with a
+/// budget of its own ([`DEFAULT_MAX_VALUES`]).
 pub fn decode(input: &mut &[u8]) -> Result<Value, AmfError> {
-    Reader { input }.value(0)
+    decode_with(input, &mut AmfBudget::default())
 }
 
-/// Decodes values until `input` is exhausted.
-pub fn decode_all(mut input: &[u8]) -> Result<Vec<Value>, AmfError> {
+/// Decodes one value, spending from `budget` (shared by the values of one message).
+pub fn decode_with(input: &mut &[u8], budget: &mut AmfBudget) -> Result<Value, AmfError> {
+    Reader { input, budget }.value(0)
+}
+
+/// Decodes values until `input` is exhausted ([`DEFAULT_MAX_VALUES`] in all).
+pub fn decode_all(input: &[u8]) -> Result<Vec<Value>, AmfError> {
+    decode_all_with(input, &mut AmfBudget::default())
+}
+
+/// Decodes values until `input` is exhausted, spending from `budget`.
+pub fn decode_all_with(mut input: &[u8], budget: &mut AmfBudget) -> Result<Vec<Value>, AmfError> {
     let mut values = Vec::new();
     while !input.is_empty() {
-        values.push(decode(&mut input)?);
+        // The list itself grows per value: charge before pushing.
+        budget.check(1)?;
+        values.push(decode_with(&mut input, budget)?);
     }
     Ok(values)
 }
 
 struct Reader<'a, 'b> {
     input: &'b mut &'a [u8],
+    budget: &'b mut AmfBudget,
 }
 
 impl<'a> Reader<'a, '_> {
@@ -275,6 +342,7 @@ impl<'a> Reader<'a, '_> {
 
     fn value(&mut self, depth: usize) -> Result<Value, AmfError> {
         let m = self.u8()?;
+        self.budget.spend(1)?;
         match m {
             marker::NUMBER => Ok(Value::Number(self.f64()?)),
             marker::BOOLEAN => Ok(Value::Boolean(self.u8()? != 0)),
@@ -300,6 +368,9 @@ impl<'a> Reader<'a, '_> {
                         available,
                     });
                 }
+                // Each element spends one value: a count above what is left is refused
+                // before the vector is reserved.
+                self.budget.check(declared as usize)?;
                 let mut items = Vec::with_capacity(declared as usize);
                 for _ in 0..declared {
                     items.push(self.value(depth)?);
@@ -349,6 +420,38 @@ impl<'a> Reader<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_value_budget_is_checked_before_building() {
+        // A strict array of 5000 nulls: 5005 bytes of input, 5001 values.
+        let mut arr = vec![marker::STRICT_ARRAY];
+        arr.extend_from_slice(&5000u32.to_be_bytes());
+        arr.extend(std::iter::repeat_n(marker::NULL, 5000));
+        let mut input = &arr[..];
+        let mut budget = AmfBudget::new(1000);
+        // Refused at the declared count, before 5000 slots are reserved.
+        assert_eq!(
+            decode_with(&mut input, &mut budget),
+            Err(AmfError::TooManyValues { limit: 1000 })
+        );
+        assert_eq!(budget.left(), 999);
+        assert!(decode_with(&mut &arr[..], &mut AmfBudget::new(5001)).is_ok());
+
+        // An object of many tiny properties: spent one by one.
+        let mut obj = vec![marker::OBJECT];
+        for _ in 0..3000 {
+            obj.extend_from_slice(&[0, 1, b'k', marker::NULL]);
+        }
+        obj.extend_from_slice(&[0, 0, marker::OBJECT_END]);
+        let err = decode_all_with(&obj, &mut AmfBudget::new(2000)).unwrap_err();
+        assert_eq!(err, AmfError::TooManyValues { limit: 2000 });
+        assert!(err.to_string().contains("2000 values"), "{err}");
+
+        // One budget across the values of one message.
+        let many: Vec<u8> = std::iter::repeat_n(marker::NULL, 10).collect();
+        assert!(decode_all_with(&many, &mut AmfBudget::new(10)).is_ok());
+        assert!(decode_all_with(&many, &mut AmfBudget::new(9)).is_err());
+    }
 
     fn enc(v: &Value) -> Vec<u8> {
         v.to_bytes().to_vec()

@@ -12,7 +12,10 @@
 //!   header is read (the payload buffer then grows with the bytes actually received and
 //!   never past the declared length);
 //! - at most [`ChunkLimits::max_chunk_streams`] chunk stream ids may be in use;
-//! - partial messages across all chunk streams may hold at most twice the message cap.
+//! - partial messages across all chunk streams share one budget,
+//!   [`ChunkLimits::max_partial_bytes`], counted in bytes *reserved* (not just received)
+//!   and checked before every reservation, so a peer that opens many chunk streams and
+//!   leaves a message half sent on each cannot hold more than the budget.
 //!
 //! [`ChunkEncoder`] picks the smallest header that the receiver's state allows and
 //! emits chunk headers as small `Bytes` next to slices of the payload, so a media frame
@@ -53,6 +56,10 @@ pub struct ChunkLimits {
     pub max_message_len: usize,
     /// Most chunk stream ids the peer may use on one connection (default 64).
     pub max_chunk_streams: usize,
+    /// Bytes that partially received messages may reserve across all chunk streams of
+    /// one connection (default 16 MiB). Keep it at least `max_message_len`, or the
+    /// largest allowed message can never be assembled.
+    pub max_partial_bytes: usize,
 }
 
 impl Default for ChunkLimits {
@@ -61,6 +68,7 @@ impl Default for ChunkLimits {
             max_chunk_size: 16 * 1024 * 1024,
             max_message_len: 16 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_partial_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -118,7 +126,7 @@ pub struct ChunkDecoder {
     streams: HashMap<u32, InStream>,
     /// Chunk stream whose chunk payload is being read, and how many bytes of it remain.
     current: Option<(u32, usize)>,
-    /// Bytes held in partial messages across all chunk streams.
+    /// Bytes reserved by partial messages across all chunk streams (their capacity).
     buffered: usize,
 }
 
@@ -161,6 +169,12 @@ impl ChunkDecoder {
         Ok(())
     }
 
+    /// Bytes reserved by partially received messages (never above
+    /// [`ChunkLimits::max_partial_bytes`]).
+    pub fn partial_bytes(&self) -> usize {
+        self.buffered
+    }
+
     /// Bytes received but not yet parsed (at most a partial chunk header).
     pub fn pending_input(&self) -> usize {
         self.buf.len()
@@ -191,21 +205,31 @@ impl ChunkDecoder {
                 if take == 0 {
                     return Ok(None);
                 }
-                let buffer_limit = self.limits.max_message_len.saturating_mul(2);
-                if self.buffered.saturating_add(take) > buffer_limit {
-                    return Err(RtmpError::TooMuchBuffered {
-                        buffered: self.buffered.saturating_add(take),
-                        limit: buffer_limit,
-                    });
-                }
                 let stream = self
                     .streams
                     .get_mut(&csid)
                     .ok_or(RtmpError::UnknownChunkStream(csid))?;
-                grow_exact(&mut stream.payload, take, stream.length);
+                let cap = stream.payload.capacity();
+                let need = stream.payload.len().saturating_add(take);
+                if need > cap {
+                    // Double (amortised copies) but never past the declared length; the
+                    // budget is checked against what would be reserved, before reserving.
+                    let target = cap.saturating_mul(2).clamp(need, stream.length.max(need));
+                    let wanted = self.buffered.saturating_add(target - cap);
+                    let budget = self.limits.max_partial_bytes;
+                    if wanted > budget {
+                        let open = self.streams.values().filter(|s| s.payload.capacity() > 0);
+                        return Err(RtmpError::PartialMessagesOverBudget {
+                            chunk_streams: open.count() + usize::from(cap == 0),
+                            bytes: wanted,
+                            budget,
+                        });
+                    }
+                    stream.payload.reserve_exact(target - stream.payload.len());
+                    self.buffered += stream.payload.capacity() - cap;
+                }
                 stream.payload.extend_from_slice(&self.buf[..take]);
                 self.buf.advance(take);
-                self.buffered += take;
                 let remaining = remaining - take;
                 if remaining > 0 {
                     self.current = Some((csid, remaining));
@@ -213,8 +237,8 @@ impl ChunkDecoder {
                 }
                 self.current = None;
                 if stream.payload.len() >= stream.length {
+                    self.buffered = self.buffered.saturating_sub(stream.payload.capacity());
                     let payload = Bytes::from(std::mem::take(&mut stream.payload));
-                    self.buffered = self.buffered.saturating_sub(payload.len());
                     let msg = RawMessage {
                         chunk_stream_id: csid,
                         type_id: stream.type_id,
@@ -341,7 +365,7 @@ impl ChunkDecoder {
         if !continuation {
             if !stream.payload.is_empty() {
                 // A new header in the middle of a message: the peer gave up on it.
-                self.buffered = self.buffered.saturating_sub(stream.payload.len());
+                self.buffered = self.buffered.saturating_sub(stream.payload.capacity());
                 stream.payload = Vec::new();
             }
             let field = h.extended.unwrap_or(h.timestamp_field);
@@ -403,7 +427,7 @@ impl ChunkDecoder {
             ABORT => {
                 let csid = read_u32(&msg)?;
                 if let Some(s) = self.streams.get_mut(&csid) {
-                    self.buffered = self.buffered.saturating_sub(s.payload.len());
+                    self.buffered = self.buffered.saturating_sub(s.payload.capacity());
                     s.payload = Vec::new();
                 }
             }
@@ -421,19 +445,6 @@ fn read_u32(msg: &RawMessage) -> Result<u32, RtmpError> {
             len: msg.payload.len(),
             needed: 4,
         }),
-    }
-}
-
-/// Makes room for `add` more bytes, doubling but never reserving past `total` (the
-/// declared message length, already checked against the cap).
-fn grow_exact(payload: &mut Vec<u8>, add: usize, total: usize) {
-    let need = payload.len().saturating_add(add);
-    if need > payload.capacity() {
-        let target = payload
-            .capacity()
-            .saturating_mul(2)
-            .clamp(need, total.max(need));
-        payload.reserve_exact(target - payload.len());
     }
 }
 
@@ -1018,12 +1029,16 @@ mod tests {
     #[test]
     fn growth_never_reserves_past_the_declared_length() {
         let total = 1_000_000;
-        let mut v = Vec::new();
-        while v.len() < total {
-            let add = 4096.min(total - v.len());
-            grow_exact(&mut v, add, total);
-            v.extend(std::iter::repeat_n(0u8, add));
-            assert!(v.capacity() <= total, "capacity {} > {total}", v.capacity());
+        let m = msg(6, 9, 1, 0, total, 3);
+        let mut enc = ChunkEncoder::new();
+        enc.set_chunk_size(4096);
+        let (wire, _) = encode_interleaved(&mut enc, std::slice::from_ref(&m));
+        let mut dec = ChunkDecoder::default();
+        dec.set_chunk_size(4096).unwrap();
+        for piece in wire.chunks(5000) {
+            dec.push(piece);
+            while dec.next_message().unwrap().is_some() {}
+            assert!(dec.buffered <= total, "reserved {} > {total}", dec.buffered);
         }
     }
 
@@ -1095,5 +1110,75 @@ mod tests {
         assert_eq!(out[1].as_ptr(), payload.as_ptr());
         assert_eq!(out[3].as_ptr(), payload[4096..].as_ptr());
         assert_eq!(&out[2][..], &[0xC6]);
+    }
+
+    #[test]
+    fn partial_messages_share_one_budget_checked_before_reserving() {
+        let limits = ChunkLimits {
+            max_partial_bytes: 64 * 1024,
+            ..ChunkLimits::default()
+        };
+        let mut dec = ChunkDecoder::new(limits);
+        // Half of a 20 000-byte message on each chunk stream 3..: 128-byte chunks, so a
+        // message reserves 20 000 bytes only after a few doublings.
+        let mut wire = Vec::new();
+        for csid in 3..20u8 {
+            let mut m = type0_header(csid, 20_000);
+            m.extend_from_slice(&[1; 128]);
+            wire.extend_from_slice(&m);
+        }
+        dec.push(&wire);
+        for _ in 0..40 {
+            // Continuations: keep every message growing.
+            let mut more = Vec::new();
+            for csid in 3..20u8 {
+                more.push(0xC0 | csid);
+                more.extend_from_slice(&[1; 128]);
+            }
+            dec.push(&more);
+        }
+        let err = match dec.next_message() {
+            Ok(Some(m)) => panic!("no message is complete: {m:?}"),
+            Ok(None) => panic!("the budget was never hit"),
+            Err(e) => e,
+        };
+        let RtmpError::PartialMessagesOverBudget {
+            chunk_streams,
+            bytes,
+            budget,
+        } = err.clone()
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(budget, 64 * 1024);
+        assert!(bytes > budget);
+        assert!(chunk_streams > 1, "{err}");
+        // What was reserved never went past the budget.
+        assert!(dec.buffered <= 64 * 1024, "{}", dec.buffered);
+        let text = err.to_string();
+        assert!(
+            text.contains("chunk streams") && text.contains("64 KiB budget"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_message_as_big_as_the_budget_is_assembled_and_releases_it() {
+        let limits = ChunkLimits {
+            max_partial_bytes: 10_000,
+            ..ChunkLimits::default()
+        };
+        let mut enc = ChunkEncoder::new();
+        let m = msg(6, 9, 1, 0, 10_000, 3);
+        let (wire, _) = encode_interleaved(&mut enc, std::slice::from_ref(&m));
+        let mut dec = ChunkDecoder::new(limits);
+        // Twice: the first message's reservation is given back when it completes.
+        let mut twice = wire.clone();
+        let (again, _) = encode_interleaved(&mut enc, std::slice::from_ref(&m));
+        twice.extend_from_slice(&again);
+        let got = decode_all(&mut dec, &twice, 100);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], raw(&m));
+        assert_eq!(dec.buffered, 0);
     }
 }

@@ -18,6 +18,10 @@ pub enum AmfError {
     /// A strict array declares more elements than the remaining input could possibly hold.
     #[error("AMF0 strict array declares {declared} elements but only {available} bytes remain")]
     ArrayTooLong { declared: u32, available: usize },
+    /// One message decodes to more values (every value, property and array element
+    /// counts) than the budget allows; refused before allocating them.
+    #[error("message decodes to more than {limit} values (the budget per message)")]
+    TooManyValues { limit: usize },
     /// Objects and arrays nest deeper than the decoder allows.
     #[error("AMF0 values nest deeper than the limit of {limit}")]
     DepthExceeded { limit: usize },
@@ -55,9 +59,14 @@ pub enum RtmpError {
     /// A chunk stream id outside 2..=65599 given to the encoder.
     #[error("chunk stream id {0} is outside 2..=65599")]
     InvalidChunkStreamId(u32),
-    /// Partially received messages across all chunk streams exceed the limit.
-    #[error("{buffered} bytes of partial messages buffered, more than the limit of {limit}")]
-    TooMuchBuffered { buffered: usize, limit: usize },
+    /// Partially received messages would reserve more than the connection's budget;
+    /// refused before reserving.
+    #[error("partial messages on {chunk_streams} chunk streams would hold {bytes} bytes, over the {budget} budget", budget = ByteSize(*.budget))]
+    PartialMessagesOverBudget {
+        chunk_streams: usize,
+        bytes: usize,
+        budget: usize,
+    },
     /// A type 1, 2 or 3 chunk header on a chunk stream id never opened by a type 0 header.
     #[error("unknown chunk stream id {0} (first chunk must carry a type 0 header)")]
     UnknownChunkStream(u32),
@@ -86,4 +95,21 @@ pub enum RtmpError {
     /// The session already failed with an earlier error; feed no more input.
     #[error("session already failed; close the connection")]
     SessionFailed,
+}
+
+/// A byte count as a person reads it: "4 MiB", "64 KiB", else "1000 bytes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+            write!(f, "{} MiB", n >> 20)
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+            write!(f, "{} KiB", n >> 10)
+        } else {
+            write!(f, "{n} bytes")
+        }
+    }
 }

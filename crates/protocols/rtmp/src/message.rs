@@ -151,8 +151,20 @@ fn amf0_body(type_id: u8, payload: &Bytes) -> Result<&[u8], RtmpError> {
 }
 
 impl Message {
-    /// Interprets a message body by its type id.
+    /// Interprets a message body by its type id, AMF0 bodies within the default value
+    /// budget ([`amf0::DEFAULT_MAX_VALUES`]).
     pub fn decode(type_id: u8, payload: Bytes) -> Result<Message, RtmpError> {
+        Self::decode_with(type_id, payload, amf0::DEFAULT_MAX_VALUES)
+    }
+
+    /// Interprets a message body; an AMF0 body may decode to at most `max_amf_values`
+    /// values in all.
+    pub fn decode_with(
+        type_id: u8,
+        payload: Bytes,
+        max_amf_values: usize,
+    ) -> Result<Message, RtmpError> {
+        let budget = &mut amf0::AmfBudget::new(max_amf_values);
         let p = &payload[..];
         Ok(match type_id {
             t::SET_CHUNK_SIZE => Message::SetChunkSize(be_u32(type_id, p, 0)?),
@@ -198,12 +210,13 @@ impl Message {
             }
             t::AUDIO => Message::Audio(payload),
             t::VIDEO => Message::Video(payload),
-            t::DATA_AMF0 | t::DATA_AMF3 => {
-                Message::Data(amf0::decode_all(amf0_body(type_id, &payload)?)?)
-            }
+            t::DATA_AMF0 | t::DATA_AMF3 => Message::Data(amf0::decode_all_with(
+                amf0_body(type_id, &payload)?,
+                budget,
+            )?),
             t::COMMAND_AMF0 | t::COMMAND_AMF3 => {
                 let mut input = amf0_body(type_id, &payload)?;
-                let name = match amf0::decode(&mut input)? {
+                let name = match amf0::decode_with(&mut input, budget)? {
                     Value::String(s) | Value::LongString(s) => s,
                     _ => {
                         return Err(RtmpError::MalformedCommand {
@@ -216,7 +229,7 @@ impl Message {
                 let transaction_id = if input.is_empty() {
                     0.0
                 } else {
-                    match amf0::decode(&mut input)? {
+                    match amf0::decode_with(&mut input, budget)? {
                         Value::Number(n) => n,
                         _ => 0.0,
                     }
@@ -224,9 +237,9 @@ impl Message {
                 let command_object = if input.is_empty() {
                     Value::Null
                 } else {
-                    amf0::decode(&mut input)?
+                    amf0::decode_with(&mut input, budget)?
                 };
-                let args = amf0::decode_all(input)?;
+                let args = amf0::decode_all_with(input, budget)?;
                 Message::Command(Command {
                     name,
                     transaction_id,

@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use crate::amf0::Value;
 use crate::chunk::ChunkLimits;
 use crate::conn::{metadata, Conn, CSID_AUDIO, CSID_STREAM, CSID_VIDEO};
-use crate::error::RtmpError;
+use crate::error::{AmfError, RtmpError};
 use crate::handshake::ServerHandshake;
 use crate::message::{type_id, Command, Message, UserControl};
 
@@ -48,6 +48,12 @@ pub struct ServerConfig {
     pub window_ack_size: u32,
     /// Most chunk stream ids the peer may use (default 64).
     pub max_chunk_streams: usize,
+    /// Bytes partial messages may reserve across all chunk streams (default 16 MiB);
+    /// at least `max_message_len`.
+    pub max_partial_bytes: usize,
+    /// Values (every AMF0 value, property and array element) one command or data
+    /// message may decode to (default [`crate::amf0::DEFAULT_MAX_VALUES`]).
+    pub max_amf_values: usize,
     /// Seed of the S1 filler bytes (the engine has no entropy source).
     pub handshake_seed: u64,
 }
@@ -60,6 +66,8 @@ impl Default for ServerConfig {
             out_chunk_size: 4096,
             window_ack_size: 2_500_000,
             max_chunk_streams: 64,
+            max_partial_bytes: 16 * 1024 * 1024,
+            max_amf_values: crate::amf0::DEFAULT_MAX_VALUES,
             handshake_seed: 0,
         }
     }
@@ -160,6 +168,7 @@ impl ServerSession {
             max_chunk_size: config.max_chunk_size,
             max_message_len: config.max_message_len,
             max_chunk_streams: config.max_chunk_streams,
+            max_partial_bytes: config.max_partial_bytes,
         };
         Self {
             handshake: ServerHandshake::new(config.handshake_seed),
@@ -226,15 +235,18 @@ impl ServerSession {
         while let Some(raw) = self.conn.decoder.next_message()? {
             let stream_id = raw.stream_id;
             let timestamp = raw.timestamp;
-            let msg = match Message::decode(raw.type_id, raw.payload) {
-                Ok(m) => m,
-                // Broken metadata is not worth a connection.
-                Err(_) if matches!(raw.type_id, type_id::DATA_AMF0 | type_id::DATA_AMF3) => {
-                    self.ignored += 1;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let msg =
+                match Message::decode_with(raw.type_id, raw.payload, self.config.max_amf_values) {
+                    Ok(m) => m,
+                    // An amplification attempt, unlike broken metadata, ends the connection.
+                    Err(e @ RtmpError::Amf(AmfError::TooManyValues { .. })) => return Err(e),
+                    // Broken metadata is not worth a connection.
+                    Err(_) if matches!(raw.type_id, type_id::DATA_AMF0 | type_id::DATA_AMF3) => {
+                        self.ignored += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
             self.on_message(stream_id, timestamp, msg)?;
         }
         self.conn.maybe_ack();
@@ -674,6 +686,25 @@ impl ServerSession {
             "status",
             "NetStream.Play.UnpublishNotify",
             "The stream was unpublished.",
+        );
+    }
+
+    /// Stops a player from the server side (nothing to play came in time): an `error`
+    /// status `NetStream.Play.StreamNotFound` with `description`, which makes players
+    /// give up instead of waiting on. Later frames for the stream are not sent.
+    pub fn end_play(&mut self, stream_id: u32, description: &str) {
+        let Some(s) = self.stream_mut(stream_id) else {
+            return;
+        };
+        if !matches!(s.state, StreamState::Playing(_)) {
+            return;
+        }
+        s.state = StreamState::Created;
+        self.conn.on_status(
+            stream_id,
+            "error",
+            "NetStream.Play.StreamNotFound",
+            description,
         );
     }
 
@@ -1151,6 +1182,66 @@ mod tests {
                 name: "key1?x=1".into(),
                 publish_type: "live".into()
             })
+        );
+    }
+
+    #[test]
+    fn amf_value_budget_is_fatal_even_for_metadata() {
+        // A data message of 300 nulls against a budget of 100: refused, not ignored
+        // (broken metadata is ignored; an amplification attempt is not).
+        let mut server = ServerSession::new(ServerConfig {
+            max_amf_values: 100,
+            ..ServerConfig::default()
+        });
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; HANDSHAKE_SIZE]);
+        server.handle_input(&c0c1).unwrap();
+        server.handle_input(&[0; HANDSHAKE_SIZE]).unwrap();
+        let body = Bytes::from(vec![0x05u8; 300]);
+        let mut out = VecDeque::new();
+        let mut enc = crate::chunk::ChunkEncoder::new();
+        enc.write(4, 18, 1, 0, &body, &mut out).unwrap();
+        let wire: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(
+            server.handle_input(&wire),
+            Err(RtmpError::Amf(AmfError::TooManyValues { limit: 100 }))
+        );
+    }
+
+    #[test]
+    fn partial_message_budget_reaches_the_session() {
+        let mut server = ServerSession::new(ServerConfig {
+            max_message_len: 4096,
+            max_partial_bytes: 4096,
+            ..ServerConfig::default()
+        });
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; HANDSHAKE_SIZE]);
+        server.handle_input(&c0c1).unwrap();
+        server.handle_input(&[0; HANDSHAKE_SIZE]).unwrap();
+        // Two 4000-byte messages, each started with one 128-byte chunk, then grown.
+        let mut wire = Vec::new();
+        for csid in [6u8, 7] {
+            wire.extend_from_slice(&[csid, 0, 0, 0, 0, 0x0F, 0xA0, 9, 1, 0, 0, 0]);
+            wire.extend_from_slice(&[0; 128]);
+        }
+        for _ in 0..20 {
+            for csid in [6u8, 7] {
+                wire.push(0xC0 | csid);
+                wire.extend_from_slice(&[0; 128]);
+            }
+        }
+        let err = server.handle_input(&wire).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RtmpError::PartialMessagesOverBudget {
+                    chunk_streams: 2,
+                    budget: 4096,
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 

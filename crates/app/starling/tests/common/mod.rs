@@ -55,7 +55,16 @@ impl Server {
         Self::start_command(name, extra, "demo")
     }
 
+    /// Like [`Server::start`], with `server_extra` TOML inside `[server]` as well.
+    pub fn start_with_server(name: &str, server_extra: &str, extra: &str) -> Server {
+        Self::start_full(name, server_extra, extra, "serve")
+    }
+
     fn start_command(name: &str, extra: &str, command: &str) -> Server {
+        Self::start_full(name, "", extra, command)
+    }
+
+    fn start_full(name: &str, server_extra: &str, extra: &str, command: &str) -> Server {
         let dir = temp_dir(name);
         let config = dir.join("starling.toml");
         // Port 0: the server picks free ports itself and logs them, so tests running in
@@ -63,7 +72,7 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
                 dir.join("data").display()
             ),
         )
