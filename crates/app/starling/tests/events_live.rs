@@ -209,6 +209,8 @@ fn an_event_follows_the_clock_and_the_stream() {
     let (_, key) = rt
         .block_on(db.create_stream_key(&admin, &dev.id, None, now_ms()))
         .unwrap();
+    server.secret(key.expose());
+    server.secret(hook_secret.expose());
 
     let (mut sse, rx) = subscribe(&server, "/api/v1/live-state", None);
     // Pre-show one second from now, start two seconds later: nobody publishes in time.

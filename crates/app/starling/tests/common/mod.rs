@@ -1,5 +1,10 @@
 //! Shared harness of the end-to-end tests: start the real `starling serve` on free
 //! ports with a config of the test's own, capture its log, stop it with SIGTERM.
+//!
+//! Every secret a test uses (the config's stream key, admin passwords, keys and tokens
+//! made over the API: [`Server::secret`]) is checked against the server's whole log when
+//! the server stops, by [`Server::stop`] or on drop: no key, token or password may
+//! reach a log line, whichever path it came in by. One read of one file per test.
 #![allow(dead_code)]
 
 use std::{
@@ -8,6 +13,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -17,6 +23,9 @@ pub struct Server {
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// Secrets that must never appear in the log (checked when the server stops).
+    secrets: Mutex<Vec<String>>,
+    checked: bool,
 }
 
 pub const KEY: &str = "e2e-secret-key-1";
@@ -80,6 +89,8 @@ impl Server {
             http: unset,
             dir,
             log,
+            secrets: Mutex::new(vec![KEY.to_owned()]),
+            checked: false,
         };
         server.wait_ready();
         server
@@ -234,9 +245,44 @@ impl Server {
         }
     }
 
+    /// Registers a secret (a stream key, token, password) that must never reach this
+    /// server's log; returns it, so `let key = server.secret(&v["secret"])` reads well.
+    /// Short strings are refused: they could appear in a log by chance.
+    pub fn secret(&self, secret: &str) -> String {
+        assert!(
+            secret.len() >= 8,
+            "a secret to look for in the log must have at least 8 characters"
+        );
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(secret.to_owned());
+        secret.to_owned()
+    }
+
+    /// Panics if any registered secret is in the log (naming which one by its position,
+    /// never by its value: the panic message is itself a log).
+    pub fn assert_no_secret_in_log(&self) {
+        let log = self.log_text();
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, secret) in secrets.iter().enumerate() {
+            if let Some(line) = log.lines().position(|l| l.contains(secret.as_str())) {
+                panic!(
+                    "secret #{i} (of {}; {} characters) reached the server's log at line {} of {}",
+                    secrets.len(),
+                    secret.len(),
+                    line + 1,
+                    self.log.display()
+                );
+            }
+        }
+    }
+
     /// `starling admin create-user` against this server's config (password from the
-    /// environment, as in CI: no stdin), asserting it worked.
+    /// environment, as in CI: no stdin), asserting it worked. The password is registered
+    /// as a secret.
     pub fn create_admin(&self, email: &str, password: &str) {
+        self.secret(password);
         let out = Command::new(env!("CARGO_BIN_EXE_starling"))
             .args(["admin", "create-user", "--config"])
             .arg(self.dir.join("starling.toml"))
@@ -257,8 +303,16 @@ impl Server {
         format!("rtmp://{}/live/{name}", self.rtmp)
     }
 
-    /// SIGTERM and wait: the graceful shutdown path is part of what is tested.
+    /// SIGTERM and wait: the graceful shutdown path is part of what is tested. Then the
+    /// log is checked for secrets.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        let status = self.stop_process();
+        self.checked = true;
+        self.assert_no_secret_in_log();
+        status
+    }
+
+    fn stop_process(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -285,6 +339,11 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // Tests that never call `stop` are checked here; not while a test is already
+        // failing (a second panic would abort and hide the first).
+        if !self.checked && !std::thread::panicking() {
+            self.assert_no_secret_in_log();
         }
     }
 }
