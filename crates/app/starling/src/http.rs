@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     middleware,
     response::IntoResponse,
     routing::get,
@@ -25,8 +25,8 @@ pub struct AppState {
     pub db: starling_control::Db,
     pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
-    /// Who may watch which channel over HLS; None: every channel is public.
-    pub gate: Option<Arc<dyn starling_origin::PlaybackGate>>,
+    /// Who may watch (and see listed) which channel; None: every channel is public.
+    pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -38,14 +38,20 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/live", get(live))
         .merge(match &state.gate {
-            Some(g) => starling_origin::http::router_with_gate(state.origin.clone(), g.clone()),
+            Some(g) => {
+                starling_origin::http::router_with_gate(state.origin.clone(), g.clone() as _)
+            }
             None => starling_origin::http::router(state.origin.clone()),
         })
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
             now: starling_api::system_now,
         }))
-        .merge(starling_live_state::router(state.live_state.clone()))
+        .merge(starling_live_state::router_with_viewers(
+            state.live_state.clone(),
+            starling_live_state::SseConfig::default(),
+            Some(viewer_resolver(state.db.clone())),
+        ))
         .merge(starling_web::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
@@ -81,11 +87,41 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Who an SSE client of the live-state stream is: a member of its organisation when it
+/// sends a valid session cookie or API token, else anonymous (private channels' triggers
+/// go to members only).
+fn viewer_resolver(db: starling_control::Db) -> starling_live_state::ViewerResolver {
+    Arc::new(move |headers| {
+        let db = db.clone();
+        Box::pin(async move {
+            match starling_api::extract::principal_of(&db, &headers, crate::auth::now_ms()).await {
+                Some(p) => starling_live_state::Viewer::Member(p.org_id.into()),
+                None => starling_live_state::Viewer::Anonymous,
+            }
+        })
+    })
+}
+
 /// Live channels for the web UI's list: what is on, since when, in which codecs.
-async fn live(State(st): State<AppState>) -> impl IntoResponse {
-    let channels: Vec<Value> = st
-        .hub
-        .live()
+///
+/// Anonymous callers get public channels only; a signed-in caller (session cookie or
+/// API token) also its own organisation's unlisted and private ones (the admin
+/// dashboard). Bad credentials are not an error here: they list as anonymous.
+async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let mut shown = st.hub.live();
+    if let Some(gate) = &st.gate {
+        let org = starling_api::extract::principal_of(&st.db, &headers, crate::auth::now_ms())
+            .await
+            .map(|p| p.org_id);
+        let mut keep = Vec::with_capacity(shown.len());
+        for ch in shown {
+            if gate.listed(&ch.name, org.as_deref()).await {
+                keep.push(ch);
+            }
+        }
+        shown = keep;
+    }
+    let channels: Vec<Value> = shown
         .into_iter()
         .map(|ch| {
             let track = |kind: TrackKind| {
@@ -128,7 +164,8 @@ async fn live(State(st): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     (
-        [(header::CACHE_CONTROL, "no-cache")],
+        // What a caller sees depends on its credentials: no shared cache may keep it.
+        [(header::CACHE_CONTROL, "private, no-cache")],
         Json(json!({ "channels": channels })),
     )
 }
