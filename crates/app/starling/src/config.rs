@@ -16,7 +16,21 @@ pub struct Config {
     pub hub: HubSection,
     pub origin: OriginSection,
     pub control: ControlSection,
+    pub webhooks: WebhooksSection,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// Webhook delivery.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Allow webhook targets on loopback, private (RFC 1918, ULA), link-local and CGNAT
+    /// addresses: for receivers inside the operator's own network. The cloud metadata
+    /// service stays refused.
+    pub allow_private_targets: bool,
+    /// A PEM file of CA certificates trusted for `https://` targets besides the public
+    /// roots (a private CA); empty for none.
+    pub ca_file: PathBuf,
 }
 
 /// The control plane's database.
@@ -176,7 +190,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 5] = ["server", "rtmp", "hub", "origin", "control"];
+const ENV_SECTIONS: [&str; 6] = ["server", "rtmp", "hub", "origin", "control", "webhooks"];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
 
@@ -309,6 +323,29 @@ impl Config {
             c.database_url = Some(self.control.database_url.clone());
         }
         c
+    }
+
+    /// The webhook target rules (shared by the API and the dispatcher).
+    pub fn webhook_targets(&self) -> starling_webhooks::TargetPolicy {
+        starling_webhooks::TargetPolicy {
+            allow_private: self.webhooks.allow_private_targets,
+        }
+    }
+
+    /// The dispatcher's settings, reading `[webhooks] ca_file` if set.
+    pub fn webhook_dispatcher(&self) -> anyhow::Result<starling_webhooks::DispatcherConfig> {
+        let mut cfg = starling_webhooks::DispatcherConfig {
+            targets: self.webhook_targets(),
+            ..Default::default()
+        };
+        let ca = &self.webhooks.ca_file;
+        if !ca.as_os_str().is_empty() {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading webhooks.ca_file {}", ca.display()))?;
+            cfg.extra_roots = starling_webhooks::parse_ca_pem(&pem)
+                .with_context(|| format!("webhooks.ca_file {}", ca.display()))?;
+        }
+        Ok(cfg)
     }
 
     pub fn hub(&self) -> starling_hub::HubConfig {

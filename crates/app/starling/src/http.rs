@@ -27,6 +27,8 @@ pub struct AppState {
     pub rtmp: Arc<ServerStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
+    /// Which webhook targets the API accepts (`[webhooks] allow_private_targets`).
+    pub webhook_targets: starling_webhooks::TargetPolicy,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
             now: starling_api::system_now,
+            webhook_targets: state.webhook_targets,
         }))
         .merge(starling_live_state::router_with_viewers(
             state.live_state.clone(),
@@ -198,6 +201,7 @@ mod tests {
             live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
             gate: None,
+            webhook_targets: Default::default(),
             ready: rx,
         });
         (app, hub, tx)

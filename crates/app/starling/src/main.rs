@@ -216,7 +216,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         .chain(demo.map(str::to_owned))
         .collect();
     let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
-    let webhooks = webhooks::Webhooks::start(db.clone());
+    let webhooks = webhooks::Webhooks::start(db.clone(), config.webhook_dispatcher()?)
+        .context("starting the webhook dispatcher")?;
     let rtmp_stats = Arc::new(ServerStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -270,6 +271,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
         gate: Some(gate),
+        webhook_targets: config.webhook_targets(),
         ready: ready_rx,
     });
     let mut http_shutdown = shutdown_rx.clone();

@@ -43,6 +43,9 @@ pub struct ApiState {
     pub db: Db,
     /// The clock, unix ms (tests inject a fixed one).
     pub now: fn() -> UnixMs,
+    /// Which webhook targets may be registered (the node's `[webhooks]` config); the
+    /// dispatcher checks the resolved addresses again at every delivery.
+    pub webhook_targets: starling_webhooks::TargetPolicy,
 }
 
 /// The wall clock in unix ms, for [`ApiState::now`].

@@ -18,16 +18,24 @@
 //! The pure modules do no I/O and read no clock; only `dispatcher` does either.
 
 #[cfg(feature = "dispatcher")]
+mod client;
+#[cfg(feature = "dispatcher")]
 mod dispatcher;
 pub mod retry;
 pub mod signature;
+pub mod target;
 
+#[cfg(feature = "dispatcher")]
+pub use client::{parse_ca_pem, TlsError};
 #[cfg(feature = "dispatcher")]
 pub use dispatcher::{Dispatcher, DispatcherConfig, WebhookSender};
 pub use retry::{classify, Class, Decision, Outcome, RetryPolicy};
+#[cfg(feature = "dispatcher")]
+pub use rustls::pki_types::CertificateDer;
 pub use signature::{
     sign, verify, VerifyError, DEFAULT_TOLERANCE_SECS, DELIVERY_HEADER, EVENT_HEADER,
     SIGNATURE_HEADER,
 };
 #[cfg(feature = "dispatcher")]
 pub use starling_control::WebhookEvent;
+pub use target::{TargetError, TargetPolicy};
