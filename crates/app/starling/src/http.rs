@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, Method, StatusCode},
     middleware,
     response::IntoResponse,
-    routing::get,
+    routing::{get, MethodRouter},
     Json, Router,
 };
 use serde_json::{json, Value};
@@ -33,12 +33,23 @@ pub struct AppState {
     pub ready: watch::Receiver<bool>,
 }
 
+/// The node's own `/api` routes, besides starling-api's router and the live-state
+/// stream's. The router mounts exactly this list, and a test holds it (with the stream's
+/// paths) against `starling_api::NODE_ROUTES`, which the OpenAPI document covers.
+fn node_api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![(Method::GET, "/api/v1/live", get(live))]
+}
+
 pub fn router(state: AppState) -> Router {
+    let mut node_api = Router::new();
+    for (_, path, handler) in node_api_routes() {
+        node_api = node_api.route(path, handler);
+    }
     Router::new()
+        .merge(node_api)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/live", get(live))
         .merge(match &state.gate {
             Some(g) => {
                 starling_origin::http::router_with_gate(state.origin.clone(), g.clone() as _)
@@ -186,7 +197,11 @@ mod tests {
     async fn app() -> (Router, Arc<Hub>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(true);
         let hub = Arc::new(Hub::default());
-        let dir = std::env::temp_dir().join(format!("starling-http-{}", std::process::id()));
+        // One directory per call: the tests run in parallel, each with its own database.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("starling-http-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let origin = Origin::new(
             starling_origin::OriginConfig::default(),
             Arc::new(starling_origin::LocalDirStore::new(dir.join("objects"))),
@@ -216,6 +231,69 @@ mod tests {
         let status = r.status();
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Every `/api` route the node mounts is in the OpenAPI document, and every documented
+    /// operation is served by the node (not the API's "no such route", not a 405).
+    #[tokio::test]
+    async fn the_openapi_document_covers_every_mounted_api_route() {
+        let (app, _, _) = app().await;
+        let mounted: std::collections::BTreeSet<(Method, String)> = node_api_routes()
+            .into_iter()
+            .map(|(m, p, _)| (m, p.to_owned()))
+            .chain(
+                [
+                    starling_live_state::LIVE_STATE_PATH,
+                    starling_live_state::LIVE_STATE_ALIAS,
+                ]
+                .map(|p| (Method::GET, p.to_owned())),
+            )
+            .collect();
+        let listed = starling_api::NODE_ROUTES
+            .iter()
+            .map(|(m, p)| (m.clone(), (*p).to_owned()))
+            .collect();
+        assert_eq!(mounted, listed, "starling_api::NODE_ROUTES is out of date");
+
+        let doc = starling_api::openapi::document();
+        let mut probed = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if method == "parameters" {
+                    continue;
+                }
+                let m: Method = method.to_ascii_uppercase().parse().unwrap();
+                let uri = path.replace("{id}", "x_1");
+                let r = app
+                    .clone()
+                    .oneshot(
+                        Request::builder()
+                            .method(m)
+                            .uri(&uri)
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = r.status();
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                if status == StatusCode::NOT_FOUND {
+                    // Only read bodies of 404s: the SSE stream never ends.
+                    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                    let text = String::from_utf8_lossy(&body);
+                    assert!(
+                        !text.contains("no such API route"),
+                        "{method} {path} is not served: {text}"
+                    );
+                    assert!(
+                        !text.contains("not found\n"),
+                        "{method} {path} is not served"
+                    );
+                }
+                probed += 1;
+            }
+        }
+        assert!(probed > 30, "{probed} operations");
     }
 
     #[tokio::test]

@@ -55,6 +55,16 @@ pub fn system_now() -> UnixMs {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// `/api` routes the node mounts beside this router (the binary's live list, the
+/// live-state SSE stream): documented in [`openapi::document`] too, so the document
+/// covers every `/api` route a node serves. The binary's tests hold its mounted routes
+/// against this list.
+pub const NODE_ROUTES: [(Method, &str); 3] = [
+    (Method::GET, "/api/v1/live"),
+    (Method::GET, starling_live_state::LIVE_STATE_PATH),
+    (Method::GET, starling_live_state::LIVE_STATE_ALIAS),
+];
+
 /// Every route: method, path (axum syntax, which is also OpenAPI's), handler.
 /// The router is built from this table alone, so a test can hold the OpenAPI document
 /// against exactly what is served.

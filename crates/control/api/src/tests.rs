@@ -1442,10 +1442,13 @@ async fn openapi_documents_every_route_and_matches_responses(fx: &Fx) {
     let doc: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 
-    // The router's table and the document's operations are the same set.
+    // The router's table (plus the node's own `/api` routes, which the binary checks
+    // against what it mounts) and the document's operations are the same set.
     let served: std::collections::BTreeSet<(String, String)> = crate::routes()
         .into_iter()
-        .map(|(m, p, _)| (m.as_str().to_ascii_lowercase(), p.to_owned()))
+        .map(|(m, p, _)| (m, p))
+        .chain(crate::NODE_ROUTES.iter().cloned())
+        .map(|(m, p)| (m.as_str().to_ascii_lowercase(), p.to_owned()))
         .collect();
     let mut documented = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
