@@ -99,6 +99,33 @@ pub struct ServerSection {
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `starling=debug,info`. `RUST_LOG` wins if set.
     pub log_level: String,
+    /// If set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub metrics_token: Secret,
+    /// If set, `/metrics` is served on this address only (e.g. a private interface), not
+    /// on `http_listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A secret from the config: never printed by `Debug` (`check-config`, logs).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret, or None when it is empty (not set).
+    pub fn get(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -158,6 +185,8 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            metrics_token: Secret::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -285,6 +314,12 @@ impl Config {
         }
         if o.memory_window_secs * 1000 < 3 * o.segment_duration_ms {
             bail!("origin.memory_window_secs must hold at least three segments");
+        }
+        if let Some(t) = self.server.metrics_token.get() {
+            // The token is compared as an HTTP header value: printable ASCII, no spaces.
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("server.metrics_token must be at least 16 printable ASCII characters without spaces");
+            }
         }
         if self.hub.queue_len < 16 {
             bail!("hub.queue_len must be at least 16");
@@ -460,6 +495,27 @@ mod tests {
             !err.contains("abcdefgh1"),
             "a key leaked into an error: {err}"
         );
+    }
+
+    #[test]
+    fn metrics_token_and_listen_parse_and_the_token_is_never_printed() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_SERVER_METRICS_TOKEN", "a-long-metrics-token-1"),
+                ("STARLING_SERVER_METRICS_LISTEN", "127.0.0.1:9100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.metrics_token.get(), Some("a-long-metrics-token-1"));
+        assert_eq!(
+            c.server.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert!(!format!("{c:?}").contains("a-long-metrics-token-1"));
+        assert_eq!(Config::default().server.metrics_token.get(), None);
+        let err = Config::load(None, env(&[("STARLING_SERVER_METRICS_TOKEN", "short")]));
+        assert!(format!("{:#}", err.unwrap_err()).contains("metrics_token"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::{
     extract::State,
     http::{header, HeaderMap, Method, StatusCode},
     middleware,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::{get, MethodRouter},
     Json, Router,
 };
@@ -27,6 +27,8 @@ pub struct AppState {
     pub rtmp: Arc<ServerStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
+    /// Who may read `/metrics`, and on which port.
+    pub metrics: MetricsAccess,
     /// Which webhook targets the API accepts (`[webhooks] allow_private_targets`).
     pub webhook_targets: starling_webhooks::TargetPolicy,
     /// False once shutdown started: load balancers should stop sending viewers here.
@@ -40,16 +42,48 @@ fn node_api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![(Method::GET, "/api/v1/live", get(live))]
 }
 
+/// Access to `/metrics` (`[server] metrics_token`, `metrics_listen`).
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// Requests need `Authorization: Bearer <token>` when set.
+    pub token: Option<Arc<str>>,
+    /// False when a separate metrics listener serves it ([`metrics_router`]).
+    pub on_main_port: bool,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("on_main_port", &self.on_main_port)
+            .finish()
+    }
+}
+
+/// `/metrics` alone, for a listener of its own (`[server] metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let mut node_api = Router::new();
     for (_, path, handler) in node_api_routes() {
         node_api = node_api.route(path, handler);
     }
+    // With a metrics listener of its own, the public port has no /metrics at all.
+    let metrics_here = if state.metrics.on_main_port {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(node_api)
+        .merge(metrics_here)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(match &state.gate {
             Some(g) => {
                 starling_origin::http::router_with_gate(state.origin.clone(), g.clone() as _)
@@ -84,7 +118,23 @@ async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &st.metrics.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "metrics need a bearer token\n",
+            )
+                .into_response();
+        }
+    }
     let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
     st.rtmp.render(&mut out);
@@ -99,6 +149,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         )],
         out,
     )
+        .into_response()
 }
 
 /// Who an SSE client of the live-state stream is: a member of its organisation when it
@@ -216,6 +267,10 @@ mod tests {
             live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
             gate: None,
+            metrics: MetricsAccess {
+                token: None,
+                on_main_port: true,
+            },
             webhook_targets: Default::default(),
             ready: rx,
         });
@@ -294,6 +349,86 @@ mod tests {
             }
         }
         assert!(probed > 30, "{probed} operations");
+    }
+
+    async fn get_with(app: &Router, path: &str, auth: Option<&str>) -> StatusCode {
+        let mut req = Request::get(path);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        app.clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn metrics_can_need_a_token_and_move_to_their_own_listener() {
+        // States that differ only in `metrics`.
+        let state = |token: Option<&'static str>, on_main_port: bool| {
+            let (tx, rx) = watch::channel(true);
+            std::mem::forget(tx);
+            let dir = std::env::temp_dir().join("starling-http-metrics-unused");
+            async move {
+                let db = starling_control::Db::connect(&starling_control::DbConfig::new(
+                    dir.join(format!("{}-{}", std::process::id(), on_main_port)),
+                ))
+                .await
+                .unwrap();
+                AppState {
+                    hub: Arc::new(Hub::default()),
+                    origin: Origin::new(
+                        starling_origin::OriginConfig::default(),
+                        Arc::new(starling_origin::LocalDirStore::new(dir.join("objects"))),
+                    ),
+                    db,
+                    live_state: starling_live_state::LiveStateBus::new(Default::default()),
+                    rtmp: Arc::new(ServerStats::default()),
+                    gate: None,
+                    metrics: MetricsAccess {
+                        token: token.map(Into::into),
+                        on_main_port,
+                    },
+                    webhook_targets: Default::default(),
+                    ready: rx,
+                }
+            }
+        };
+        let token = "a-long-metrics-token-1";
+        let app = router(state(Some(token), true).await);
+        assert_eq!(
+            get_with(&app, "/metrics", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some("Bearer wrong-token-of-some-len")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some(&format!("Basic {token}"))).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some(&format!("Bearer {token}"))).await,
+            StatusCode::OK
+        );
+        // Health stays open.
+        assert_eq!(get_with(&app, "/healthz", None).await, StatusCode::OK);
+
+        // A listener of its own: gone from the main port, served (open) on the other.
+        let st = state(None, false).await;
+        let main = router(st.clone());
+        assert_eq!(
+            get_with(&main, "/metrics", None).await,
+            StatusCode::NOT_FOUND
+        );
+        let own = metrics_router(st);
+        assert_eq!(get_with(&own, "/metrics", None).await, StatusCode::OK);
+        assert_eq!(
+            get_with(&own, "/api/v1/live", None).await,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]

@@ -264,16 +264,25 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), Some(on_change))
             .spawn(shutdown_rx.clone());
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
         db: db.clone(),
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
         gate: Some(gate),
+        metrics: http::MetricsAccess {
+            token: config.server.metrics_token.get().map(Into::into),
+            on_main_port: config.server.metrics_listen.is_none(),
+        },
         webhook_targets: config.webhook_targets(),
         ready: ready_rx,
-    });
+    };
+    let metrics_task = match config.server.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, state.clone(), shutdown_rx.clone()).await?),
+        None => None,
+    };
+    let app = http::router(state);
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         // Peer addresses reach the API (login throttling per address).
@@ -326,12 +335,38 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
         Err(e) => error!(error = %e, "HTTP server task failed"),
     }
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = event_task.await;
     stream_hooks.abort();
     webhooks.shutdown().await;
     drop(demo_task);
     info!("bye");
     Ok(())
+}
+
+/// `/metrics` on a listener of its own (`[server] metrics_listen`), e.g. a private
+/// interface that only the monitoring network reaches.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: http::AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics on {addr}"))?;
+    info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, http::metrics_router(state))
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "metrics server failed");
+        }
+    }))
 }
 
 async fn shutdown_signal() {

@@ -52,15 +52,21 @@ fn nanos() -> u128 {
 impl Server {
     /// Start with the default test channel plus `extra` TOML appended to the config.
     pub fn start(name: &str, extra: &str) -> Server {
-        Self::start_command(name, extra, "serve")
+        Self::start_command(name, extra, "serve", &[])
+    }
+
+    /// [`Server::start`] with extra `STARLING_*` environment variables (config keys of
+    /// the `[server]` section, which `extra` cannot add to).
+    pub fn start_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_command(name, extra, "serve", env)
     }
 
     /// `starling demo` (the built-in source on channel `demo`), same config otherwise.
     pub fn start_demo(name: &str, extra: &str) -> Server {
-        Self::start_command(name, extra, "demo")
+        Self::start_command(name, extra, "demo", &[])
     }
 
-    fn start_command(name: &str, extra: &str, command: &str) -> Server {
+    fn start_command(name: &str, extra: &str, command: &str, env: &[(&str, &str)]) -> Server {
         let dir = temp_dir(name);
         let config = dir.join("starling.toml");
         // Port 0: the server picks free ports itself and logs them, so tests running in
@@ -78,6 +84,7 @@ impl Server {
             .args([command, "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,starling_rtmp_server=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
@@ -165,52 +172,7 @@ impl Server {
         headers: &[(&str, &str)],
         json_body: Option<&str>,
     ) -> HttpResponse {
-        use std::io::Write;
-        let mut s = TcpStream::connect(self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let body = json_body.unwrap_or("");
-        if json_body.is_some() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let chunked = head.lines().any(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("transfer-encoding: chunked")
-        });
-        let body = if chunked {
-            let mut body = String::new();
-            let mut rest = rest;
-            while let Some((size, tail)) = rest.split_once("\r\n") {
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                body.push_str(tail.get(..n).unwrap_or(tail));
-                rest = tail.get(n + 2..).unwrap_or("");
-            }
-            body
-        } else {
-            rest.to_owned()
-        };
-        HttpResponse {
-            status,
-            head: head.to_owned(),
-            body,
-        }
+        http_request_at(self.http, method, path, headers, json_body)
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -345,6 +307,62 @@ impl Drop for Server {
         if !self.checked && !std::thread::panicking() {
             self.assert_no_secret_in_log();
         }
+    }
+}
+
+/// [`Server::http_request`] to any address (e.g. a second listener of the server).
+pub fn http_request_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> HttpResponse {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = json_body.unwrap_or("");
+    if json_body.is_some() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        let mut body = String::new();
+        let mut rest = rest;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            body.push_str(tail.get(..n).unwrap_or(tail));
+            rest = tail.get(n + 2..).unwrap_or("");
+        }
+        body
+    } else {
+        rest.to_owned()
+    };
+    HttpResponse {
+        status,
+        head: head.to_owned(),
+        body,
     }
 }
 
