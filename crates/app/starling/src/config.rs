@@ -519,6 +519,35 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_reach_the_dispatcher() {
+        let c = Config::default();
+        assert!(
+            !c.webhook_targets().allow_private,
+            "private targets are refused by default"
+        );
+        assert!(c.webhook_dispatcher().unwrap().extra_roots.is_empty());
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true"),
+                ("STARLING_WEBHOOKS_CA_FILE", "/nonexistent/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert!(c
+            .webhook_dispatcher()
+            .is_err_and(|e| format!("{e:#}").contains("webhooks.ca_file")));
+        assert!(c.webhook_targets().allow_private);
+        let dir = std::env::temp_dir().join(format!("starling-cfg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let mut c = Config::default();
+        c.webhooks.ca_file = not_pem;
+        assert!(c.webhook_dispatcher().is_err());
+    }
+
+    #[test]
     fn debug_output_redacts_keys() {
         let c = ChannelConfig {
             name: "a".into(),
