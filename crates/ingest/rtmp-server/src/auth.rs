@@ -106,6 +106,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn log_reasons_echo_nothing_the_client_sent() {
+        let name = "a-stream-key-played-as-a-channel";
+        let e = AuthError::UnknownChannel(name.into());
+        assert!(
+            e.to_string().contains(name),
+            "the client is told what it asked for"
+        );
+        assert_eq!(e.log_reason(), "unknown channel");
+        assert_eq!(
+            AuthError::UnknownKey.log_reason(),
+            AuthError::UnknownKey.to_string()
+        );
+    }
+
+    #[test]
     fn key_shapes() {
         assert_eq!(check_key_shape(""), Err(AuthError::MissingKey));
         assert!(matches!(
