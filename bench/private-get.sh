@@ -70,8 +70,11 @@ for target in "open(public,config) /live/open/source" "shown(public,db) /live/sh
   "vip(private,token) /live/vip/source"; do
   set -- $target
   q=""; [ "$1" = "vip(private,token)" ] && q="?token=$token"
+  # Media objects are under the publish's session (the playlist names it).
+  sess=$(curl -sf "$base$2/index.m3u8$q" | grep -v '^#' | grep -m1 'm4s' | cut -d/ -f1)
+  [ -n "$sess" ] || { echo "$1: no segment listed"; exit 1; }
   for obj in init-0.mp4 2.m4s; do
-    url="$base$2/$obj$q"
+    url="$base$2/$sess/$obj$q"
     size=$(curl -sf -o /dev/null -w '%{size_download}' "$url") || { echo "$1: $obj not served"; exit 1; }
     out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$url")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

@@ -29,6 +29,8 @@ for _ in $(seq 1 100); do
 done
 [ -n "$seg" ] || { echo "no segment was written"; exit 1; }
 rel=${seg#"$dir/data/objects"}
+# media/demo/SESSION/source/1.m4s is served as /live/demo/source/SESSION/1.m4s.
+session=$(echo "$rel" | cut -d/ -f4)
 # nginx workers run unprivileged: let them read the objects.
 chmod -R a+rX "$dir"
 cat > "$dir/nginx.conf" <<CONF
@@ -52,7 +54,7 @@ echo "segment: $size bytes; wrk -t2 -c$conns -d${secs}s; machine: $(nproc) cores
 echo
 echo "| server | requests/s | transfer/s | latency p50 | p99 |"
 echo "|---|---|---|---|---|"
-for target in "starling http://127.0.0.1:$http/live/demo/source/1.m4s" "nginx http://127.0.0.1:$nport$rel"; do
+for target in "starling http://127.0.0.1:$http/live/demo/source/$session/1.m4s" "nginx http://127.0.0.1:$nport$rel"; do
   set -- $target
   curl -sf -o /dev/null "$2" || { echo "$1: $2 not served"; exit 1; }
   out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$2")

@@ -102,7 +102,9 @@
   async function poll() {
     clearTimeout(timer);
     try {
-      const res = await fetch('/api/v1/live', { cache: 'no-store', headers: { Accept: 'application/json' } });
+      // credentials: 'omit': the home page is the public list even for a signed-in admin
+      // (whose cookie would add the organisation's unlisted and private channels).
+      const res = await fetch('/api/v1/live', { cache: 'no-store', credentials: 'omit', headers: { Accept: 'application/json' } });
       if (!res.ok) throw new Error(`the server answered ${res.status}`);
       const body = await res.json();
       render(Array.isArray(body && body.channels) ? body.channels : []);

@@ -118,8 +118,9 @@ impl Http {
     }
 }
 
-/// The live edge a playlist states: (msn, part) of its last listed part.
-fn last_part(playlist: &str) -> Option<(u64, u64)> {
+/// The live edge a playlist states: (msn, part) of its last listed part, and the session
+/// directory its URI is in (`SESSION/MSN.PART.m4s`).
+fn last_part(playlist: &str) -> Option<(u64, u64, String)> {
     let uri = playlist
         .lines()
         .rfind(|l| l.starts_with("#EXT-X-PART:"))?
@@ -127,8 +128,13 @@ fn last_part(playlist: &str) -> Option<(u64, u64)> {
         .nth(1)?
         .split('"')
         .next()?;
-    let mut it = uri.trim_end_matches(".m4s").split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    let (session, file) = uri.rsplit_once('/')?;
+    let mut it = file.trim_end_matches(".m4s").split('.');
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        session.to_owned(),
+    ))
 }
 
 #[derive(Default)]
@@ -149,7 +155,7 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
     if status != 200 {
         bail!("playlist: {status}");
     }
-    let (mut msn, mut part) = last_part(&String::from_utf8_lossy(&body)).context("no parts")?;
+    let (mut msn, mut part, _) = last_part(&String::from_utf8_lossy(&body)).context("no parts")?;
     while !shared.stop.load(Ordering::Relaxed) {
         let next = format!("{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
         let (status, body) = http.get(&next).await?;
@@ -159,14 +165,16 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             // Resynchronise at the live edge.
             let (_, body) = http.get(&format!("{base}/index.m3u8")).await?;
-            if let Some(edge) = last_part(&String::from_utf8_lossy(&body)) {
-                (msn, part) = edge;
+            if let Some((m, p, _)) = last_part(&String::from_utf8_lossy(&body)) {
+                (msn, part) = (m, p);
             }
             continue;
         }
-        let Some(edge) = last_part(&String::from_utf8_lossy(&body)) else {
+        let Some((edge_msn, edge_part, edge_session)) = last_part(&String::from_utf8_lossy(&body))
+        else {
             continue;
         };
+        let edge = (edge_msn, edge_part);
         {
             let mut first = shared.first.lock().unwrap_or_else(|e| e.into_inner());
             let t0 = *first.entry(edge).or_insert(arrived);
@@ -184,8 +192,10 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
         } else {
             vec![edge]
         };
+        // Parts of a new publish (after a reconnect) are under its own session.
+        let session = edge_session;
         for (m, p) in wanted {
-            let (status, body) = http.get(&format!("{base}/{m}.{p}.m4s")).await?;
+            let (status, body) = http.get(&format!("{base}/{session}/{m}.{p}.m4s")).await?;
             shared.requests.fetch_add(1, Ordering::Relaxed);
             if status == 200 && !body.is_empty() {
                 shared.parts.fetch_add(1, Ordering::Relaxed);

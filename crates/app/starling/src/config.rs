@@ -16,7 +16,21 @@ pub struct Config {
     pub hub: HubSection,
     pub origin: OriginSection,
     pub control: ControlSection,
+    pub webhooks: WebhooksSection,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// Webhook delivery.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Allow webhook targets on loopback, private (RFC 1918, ULA), link-local and CGNAT
+    /// addresses: for receivers inside the operator's own network. The cloud metadata
+    /// service stays refused.
+    pub allow_private_targets: bool,
+    /// A PEM file of CA certificates trusted for `https://` targets besides the public
+    /// roots (a private CA); empty for none.
+    pub ca_file: PathBuf,
 }
 
 /// The control plane's database.
@@ -99,6 +113,33 @@ pub struct ServerSection {
     pub max_connections: usize,
     /// Simultaneous HTTP connections from one IP address.
     pub max_connections_per_address: usize,
+    /// If set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub metrics_token: Secret,
+    /// If set, `/metrics` is served on this address only (e.g. a private interface), not
+    /// on `http_listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A secret from the config: never printed by `Debug` (`check-config`, logs).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret, or None when it is empty (not set).
+    pub fn get(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -168,6 +209,8 @@ impl Default for ServerSection {
             idle_timeout_secs: 60,
             max_connections: 16384,
             max_connections_per_address: 512,
+            metrics_token: Secret::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -206,7 +249,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 5] = ["server", "rtmp", "hub", "origin", "control"];
+const ENV_SECTIONS: [&str; 6] = ["server", "rtmp", "hub", "origin", "control", "webhooks"];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
 
@@ -329,6 +372,12 @@ impl Config {
         if o.reconnect_grace_ms > 3_600_000 {
             bail!("origin.reconnect_grace_ms must be at most 3600000 (one hour)");
         }
+        if let Some(t) = self.server.metrics_token.get() {
+            // The token is compared as an HTTP header value: printable ASCII, no spaces.
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("server.metrics_token must be at least 16 printable ASCII characters without spaces");
+            }
+        }
         if self.hub.queue_len < 16 {
             bail!("hub.queue_len must be at least 16");
         }
@@ -383,6 +432,29 @@ impl Config {
             c.database_url = Some(self.control.database_url.clone());
         }
         c
+    }
+
+    /// The webhook target rules (shared by the API and the dispatcher).
+    pub fn webhook_targets(&self) -> starling_webhooks::TargetPolicy {
+        starling_webhooks::TargetPolicy {
+            allow_private: self.webhooks.allow_private_targets,
+        }
+    }
+
+    /// The dispatcher's settings, reading `[webhooks] ca_file` if set.
+    pub fn webhook_dispatcher(&self) -> anyhow::Result<starling_webhooks::DispatcherConfig> {
+        let mut cfg = starling_webhooks::DispatcherConfig {
+            targets: self.webhook_targets(),
+            ..Default::default()
+        };
+        let ca = &self.webhooks.ca_file;
+        if !ca.as_os_str().is_empty() {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading webhooks.ca_file {}", ca.display()))?;
+            cfg.extra_roots = starling_webhooks::parse_ca_pem(&pem)
+                .with_context(|| format!("webhooks.ca_file {}", ca.display()))?;
+        }
+        Ok(cfg)
     }
 
     pub fn hub(&self) -> starling_hub::HubConfig {
@@ -540,6 +612,56 @@ mod tests {
         .unwrap();
         assert_eq!(c.http_limits().idle_timeout, Duration::from_secs(5));
         assert_eq!(c.rtmp_server().play_wait_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn metrics_token_and_listen_parse_and_the_token_is_never_printed() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_SERVER_METRICS_TOKEN", "a-long-metrics-token-1"),
+                ("STARLING_SERVER_METRICS_LISTEN", "127.0.0.1:9100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.metrics_token.get(), Some("a-long-metrics-token-1"));
+        assert_eq!(
+            c.server.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert!(!format!("{c:?}").contains("a-long-metrics-token-1"));
+        assert_eq!(Config::default().server.metrics_token.get(), None);
+        let err = Config::load(None, env(&[("STARLING_SERVER_METRICS_TOKEN", "short")]));
+        assert!(format!("{:#}", err.unwrap_err()).contains("metrics_token"));
+    }
+
+    #[test]
+    fn webhook_settings_reach_the_dispatcher() {
+        let c = Config::default();
+        assert!(
+            !c.webhook_targets().allow_private,
+            "private targets are refused by default"
+        );
+        assert!(c.webhook_dispatcher().unwrap().extra_roots.is_empty());
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true"),
+                ("STARLING_WEBHOOKS_CA_FILE", "/nonexistent/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert!(c
+            .webhook_dispatcher()
+            .is_err_and(|e| format!("{e:#}").contains("webhooks.ca_file")));
+        assert!(c.webhook_targets().allow_private);
+        let dir = std::env::temp_dir().join(format!("starling-cfg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let mut c = Config::default();
+        c.webhooks.ca_file = not_pem;
+        assert!(c.webhook_dispatcher().is_err());
     }
 
     #[test]

@@ -297,11 +297,21 @@ impl EventDriver {
     }
 
     fn announce(&self, ev: &Event, state: EventState, at: SystemTime) {
-        let seq = self.bus.publish(StateTrigger {
-            event_id: starling_live_state::EventId::new(ev.id.clone()),
-            state,
-            at,
-        });
+        // A private channel's events are its organisation's business: anonymous SSE
+        // clients do not learn that they exist or when they go live.
+        let audience = if ev.visibility == starling_control::Visibility::Private {
+            starling_live_state::Audience::Org(ev.org_id.as_str().into())
+        } else {
+            starling_live_state::Audience::Everyone
+        };
+        let seq = self.bus.publish_for(
+            StateTrigger {
+                event_id: starling_live_state::EventId::new(ev.id.clone()),
+                state,
+                at,
+            },
+            audience,
+        );
         debug!(event = %ev.id, %state, %seq, "live-state trigger published");
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, HeaderMap, Method, StatusCode},
     middleware,
-    response::IntoResponse,
-    routing::get,
+    response::{IntoResponse, Response},
+    routing::{get, MethodRouter},
     Json, Router,
 };
 use serde_json::{json, Value};
@@ -26,27 +26,81 @@ pub struct AppState {
     pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
     pub http: Arc<crate::http_server::HttpStats>,
-    /// Who may watch which channel over HLS; None: every channel is public.
-    pub gate: Option<Arc<dyn starling_origin::PlaybackGate>>,
+    /// Who may watch (and see listed) which channel; None: every channel is public.
+    pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
+    /// Who may read `/metrics`, and on which port.
+    pub metrics: MetricsAccess,
+    /// Which webhook targets the API accepts (`[webhooks] allow_private_targets`).
+    pub webhook_targets: starling_webhooks::TargetPolicy,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The node's own `/api` routes, besides starling-api's router and the live-state
+/// stream's. The router mounts exactly this list, and a test holds it (with the stream's
+/// paths) against `starling_api::NODE_ROUTES`, which the OpenAPI document covers.
+fn node_api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![(Method::GET, "/api/v1/live", get(live))]
+}
+
+/// Access to `/metrics` (`[server] metrics_token`, `metrics_listen`).
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// Requests need `Authorization: Bearer <token>` when set.
+    pub token: Option<Arc<str>>,
+    /// False when a separate metrics listener serves it ([`metrics_router`]).
+    pub on_main_port: bool,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("on_main_port", &self.on_main_port)
+            .finish()
+    }
+}
+
+/// `/metrics` alone, for a listener of its own (`[server] metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut node_api = Router::new();
+    for (_, path, handler) in node_api_routes() {
+        node_api = node_api.route(path, handler);
+    }
+    // With a metrics listener of its own, the public port has no /metrics at all.
+    let metrics_here = if state.metrics.on_main_port {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new()
+    };
+    Router::new()
+        .merge(node_api)
+        .merge(metrics_here)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/live", get(live))
         .merge(match &state.gate {
-            Some(g) => starling_origin::http::router_with_gate(state.origin.clone(), g.clone()),
+            Some(g) => {
+                starling_origin::http::router_with_gate(state.origin.clone(), g.clone() as _)
+            }
             None => starling_origin::http::router(state.origin.clone()),
         })
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
             now: starling_api::system_now,
+            webhook_targets: state.webhook_targets,
         }))
-        .merge(starling_live_state::router(state.live_state.clone()))
+        .merge(starling_live_state::router_with_viewers(
+            state.live_state.clone(),
+            starling_live_state::SseConfig::default(),
+            Some(viewer_resolver(state.db.clone())),
+        ))
         .merge(starling_web::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
@@ -65,7 +119,23 @@ async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &st.metrics.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "metrics need a bearer token\n",
+            )
+                .into_response();
+        }
+    }
     let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
     st.rtmp.render(&mut out);
@@ -81,13 +151,44 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         )],
         out,
     )
+        .into_response()
+}
+
+/// Who an SSE client of the live-state stream is: a member of its organisation when it
+/// sends a valid session cookie or API token, else anonymous (private channels' triggers
+/// go to members only).
+fn viewer_resolver(db: starling_control::Db) -> starling_live_state::ViewerResolver {
+    Arc::new(move |headers| {
+        let db = db.clone();
+        Box::pin(async move {
+            match starling_api::extract::principal_of(&db, &headers, crate::auth::now_ms()).await {
+                Some(p) => starling_live_state::Viewer::Member(p.org_id.into()),
+                None => starling_live_state::Viewer::Anonymous,
+            }
+        })
+    })
 }
 
 /// Live channels for the web UI's list: what is on, since when, in which codecs.
-async fn live(State(st): State<AppState>) -> impl IntoResponse {
-    let channels: Vec<Value> = st
-        .hub
-        .live()
+///
+/// Anonymous callers get public channels only; a signed-in caller (session cookie or
+/// API token) also its own organisation's unlisted and private ones (the admin
+/// dashboard). Bad credentials are not an error here: they list as anonymous.
+async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let mut shown = st.hub.live();
+    if let Some(gate) = &st.gate {
+        let org = starling_api::extract::principal_of(&st.db, &headers, crate::auth::now_ms())
+            .await
+            .map(|p| p.org_id);
+        let mut keep = Vec::with_capacity(shown.len());
+        for ch in shown {
+            if gate.listed(&ch.name, org.as_deref()).await {
+                keep.push(ch);
+            }
+        }
+        shown = keep;
+    }
+    let channels: Vec<Value> = shown
         .into_iter()
         .map(|ch| {
             let track = |kind: TrackKind| {
@@ -130,7 +231,8 @@ async fn live(State(st): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     (
-        [(header::CACHE_CONTROL, "no-cache")],
+        // What a caller sees depends on its credentials: no shared cache may keep it.
+        [(header::CACHE_CONTROL, "private, no-cache")],
         Json(json!({ "channels": channels })),
     )
 }
@@ -148,7 +250,11 @@ mod tests {
     async fn app() -> (Router, Arc<Hub>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(true);
         let hub = Arc::new(Hub::default());
-        let dir = std::env::temp_dir().join(format!("starling-http-{}", std::process::id()));
+        // One directory per call: the tests run in parallel, each with its own database.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("starling-http-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let origin = Origin::new(
             starling_origin::OriginConfig::default(),
             Arc::new(starling_origin::LocalDirStore::new(dir.join("objects"))),
@@ -164,6 +270,11 @@ mod tests {
             rtmp: Arc::new(ServerStats::default()),
             http: Default::default(),
             gate: None,
+            metrics: MetricsAccess {
+                token: None,
+                on_main_port: true,
+            },
+            webhook_targets: Default::default(),
             ready: rx,
         });
         (app, hub, tx)
@@ -178,6 +289,150 @@ mod tests {
         let status = r.status();
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Every `/api` route the node mounts is in the OpenAPI document, and every documented
+    /// operation is served by the node (not the API's "no such route", not a 405).
+    #[tokio::test]
+    async fn the_openapi_document_covers_every_mounted_api_route() {
+        let (app, _, _) = app().await;
+        let mounted: std::collections::BTreeSet<(Method, String)> = node_api_routes()
+            .into_iter()
+            .map(|(m, p, _)| (m, p.to_owned()))
+            .chain(
+                [
+                    starling_live_state::LIVE_STATE_PATH,
+                    starling_live_state::LIVE_STATE_ALIAS,
+                ]
+                .map(|p| (Method::GET, p.to_owned())),
+            )
+            .collect();
+        let listed = starling_api::NODE_ROUTES
+            .iter()
+            .map(|(m, p)| (m.clone(), (*p).to_owned()))
+            .collect();
+        assert_eq!(mounted, listed, "starling_api::NODE_ROUTES is out of date");
+
+        let doc = starling_api::openapi::document();
+        let mut probed = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if method == "parameters" {
+                    continue;
+                }
+                let m: Method = method.to_ascii_uppercase().parse().unwrap();
+                let uri = path.replace("{id}", "x_1");
+                let r = app
+                    .clone()
+                    .oneshot(
+                        Request::builder()
+                            .method(m)
+                            .uri(&uri)
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = r.status();
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                if status == StatusCode::NOT_FOUND {
+                    // Only read bodies of 404s: the SSE stream never ends.
+                    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                    let text = String::from_utf8_lossy(&body);
+                    assert!(
+                        !text.contains("no such API route"),
+                        "{method} {path} is not served: {text}"
+                    );
+                    assert!(
+                        !text.contains("not found\n"),
+                        "{method} {path} is not served"
+                    );
+                }
+                probed += 1;
+            }
+        }
+        assert!(probed > 30, "{probed} operations");
+    }
+
+    async fn get_with(app: &Router, path: &str, auth: Option<&str>) -> StatusCode {
+        let mut req = Request::get(path);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        app.clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn metrics_can_need_a_token_and_move_to_their_own_listener() {
+        // States that differ only in `metrics`.
+        let state = |token: Option<&'static str>, on_main_port: bool| {
+            let (tx, rx) = watch::channel(true);
+            std::mem::forget(tx);
+            let dir = std::env::temp_dir().join("starling-http-metrics-unused");
+            async move {
+                let db = starling_control::Db::connect(&starling_control::DbConfig::new(
+                    dir.join(format!("{}-{}", std::process::id(), on_main_port)),
+                ))
+                .await
+                .unwrap();
+                AppState {
+                    hub: Arc::new(Hub::default()),
+                    origin: Origin::new(
+                        starling_origin::OriginConfig::default(),
+                        Arc::new(starling_origin::LocalDirStore::new(dir.join("objects"))),
+                    ),
+                    db,
+                    live_state: starling_live_state::LiveStateBus::new(Default::default()),
+                    rtmp: Arc::new(ServerStats::default()),
+                    http: Default::default(),
+                    gate: None,
+                    metrics: MetricsAccess {
+                        token: token.map(Into::into),
+                        on_main_port,
+                    },
+                    webhook_targets: Default::default(),
+                    ready: rx,
+                }
+            }
+        };
+        let token = "a-long-metrics-token-1";
+        let app = router(state(Some(token), true).await);
+        assert_eq!(
+            get_with(&app, "/metrics", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some("Bearer wrong-token-of-some-len")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some(&format!("Basic {token}"))).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&app, "/metrics", Some(&format!("Bearer {token}"))).await,
+            StatusCode::OK
+        );
+        // Health stays open.
+        assert_eq!(get_with(&app, "/healthz", None).await, StatusCode::OK);
+
+        // A listener of its own: gone from the main port, served (open) on the other.
+        let st = state(None, false).await;
+        let main = router(st.clone());
+        assert_eq!(
+            get_with(&main, "/metrics", None).await,
+            StatusCode::NOT_FOUND
+        );
+        let own = metrics_router(st);
+        assert_eq!(get_with(&own, "/metrics", None).await, StatusCode::OK);
+        assert_eq!(
+            get_with(&own, "/api/v1/live", None).await,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]

@@ -217,7 +217,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         .chain(demo.map(str::to_owned))
         .collect();
     let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
-    let webhooks = webhooks::Webhooks::start(db.clone());
+    let webhooks = webhooks::Webhooks::start(db.clone(), config.webhook_dispatcher()?)
+        .context("starting the webhook dispatcher")?;
     let rtmp_stats = Arc::new(ServerStats::default());
     let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -265,7 +266,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), Some(on_change))
             .spawn(shutdown_rx.clone());
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
         db: db.clone(),
@@ -273,8 +274,18 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         rtmp: rtmp_stats.clone(),
         http: http_stats.clone(),
         gate: Some(gate),
+        metrics: http::MetricsAccess {
+            token: config.server.metrics_token.get().map(Into::into),
+            on_main_port: config.server.metrics_listen.is_none(),
+        },
+        webhook_targets: config.webhook_targets(),
         ready: ready_rx,
-    });
+    };
+    let metrics_task = match config.server.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, state.clone(), shutdown_rx.clone()).await?),
+        None => None,
+    };
+    let app = http::router(state);
     // Peer addresses reach the API (login throttling per address); timeouts and caps
     // keep slow or idle clients from holding the server.
     let http_task = tokio::spawn(http_server::serve(
@@ -328,11 +339,37 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     if let Err(e) = http_task.await {
         error!(error = %e, "HTTP server task failed");
     }
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = event_task.await;
     stream_hooks.abort();
     webhooks.shutdown().await;
     info!("bye");
     Ok(())
+}
+
+/// `/metrics` on a listener of its own (`[server] metrics_listen`), e.g. a private
+/// interface that only the monitoring network reaches.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: http::AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics on {addr}"))?;
+    info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, http::metrics_router(state))
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "metrics server failed");
+        }
+    }))
 }
 
 async fn shutdown_signal() {

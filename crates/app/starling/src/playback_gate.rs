@@ -13,6 +13,10 @@
 //! that hangs up cannot leave it half-done) while the others keep the previous answer;
 //! if the database cannot be read, the previous answer stands, and a channel never seen
 //! before is refused with 503. Tokens are never logged.
+//!
+//! The same cache answers who may see a live channel *listed* ([`DbPlaybackGate::listed`]:
+//! the home page, `GET /api/v1/live`): public channels for everyone, unlisted and private
+//! ones only for signed-in members of their organisation.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -30,9 +34,17 @@ pub const VISIBILITY_TTL: Duration = Duration::from_secs(2);
 /// paths, so anyone can make up new ones).
 const CACHE_MAX: usize = 10_000;
 
-#[derive(Debug, Clone, Copy)]
+/// What the gate keeps of a channel.
+#[derive(Debug, Clone)]
+struct Known {
+    visibility: Visibility,
+    org_id: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
 struct Entry {
-    private: bool,
+    /// None: no channel of that name in the database.
+    channel: Option<Known>,
     read_at: Instant,
     refreshing: bool,
 }
@@ -66,16 +78,39 @@ impl DbPlaybackGate {
 
     /// Whether `channel` is private: from the cache, or the database when stale.
     async fn is_private(&self, channel: &str) -> Result<bool, Refusal> {
+        Ok(self
+            .lookup(channel)
+            .await?
+            .is_some_and(|c| c.visibility == Visibility::Private))
+    }
+
+    /// Whether a live `channel` may be listed to a viewer who is a member of
+    /// `viewer_org` (None: anonymous). Config-file and demo channels are public; a
+    /// channel the database does not know, or cannot be read for, is not listed.
+    pub async fn listed(&self, channel: &str, viewer_org: Option<&str>) -> bool {
+        if self.always_public.contains(channel) {
+            return true;
+        }
+        match self.lookup(channel).await {
+            Ok(Some(c)) => c.visibility == Visibility::Public || viewer_org == Some(&*c.org_id),
+            Ok(None) | Err(_) => false,
+        }
+    }
+
+    /// The channel as the database knows it: from the cache, or read when stale.
+    async fn lookup(&self, channel: &str) -> Result<Option<Known>, Refusal> {
         let now = Instant::now();
         let stale = {
             let mut cache = self.cache();
             match cache.get_mut(channel) {
-                Some(e) if now.duration_since(e.read_at) < self.ttl => return Ok(e.private),
+                Some(e) if now.duration_since(e.read_at) < self.ttl => {
+                    return Ok(e.channel.clone())
+                }
                 // Someone else is reading it: the previous answer for a moment longer.
-                Some(e) if e.refreshing => return Ok(e.private),
+                Some(e) if e.refreshing => return Ok(e.channel.clone()),
                 Some(e) => {
                     e.refreshing = true;
-                    Some(e.private)
+                    Some(e.channel.clone())
                 }
                 None => None,
             }
@@ -88,9 +123,10 @@ impl DbPlaybackGate {
             let mut cache = lock(&cache);
             match &result {
                 Ok(ch) => {
-                    let private = ch
-                        .as_ref()
-                        .is_some_and(|c| c.visibility == Visibility::Private);
+                    let known = ch.as_ref().map(|c| Known {
+                        visibility: c.visibility,
+                        org_id: c.org_id.as_str().into(),
+                    });
                     if cache.len() >= CACHE_MAX {
                         let now = Instant::now();
                         cache.retain(|_, e| now.duration_since(e.read_at) < VISIBILITY_TTL);
@@ -101,12 +137,12 @@ impl DbPlaybackGate {
                     cache.insert(
                         name,
                         Entry {
-                            private,
+                            channel: known.clone(),
                             read_at: Instant::now(),
                             refreshing: false,
                         },
                     );
-                    Ok(private)
+                    Ok(known)
                 }
                 Err(e) => {
                     if let Some(entry) = cache.get_mut(&name) {
@@ -117,7 +153,7 @@ impl DbPlaybackGate {
             }
         });
         match read.await {
-            Ok(Ok(private)) => Ok(private),
+            Ok(Ok(known)) => Ok(known),
             Ok(Err(e)) => {
                 warn!(%channel, error = %e, "playback gate: reading the channel's visibility failed");
                 stale.ok_or(Refusal::Unavailable)
@@ -239,6 +275,14 @@ mod tests {
             gate.decide("hidden", Some("garbage")).await,
             Access::Refused(Refusal::Malformed(_))
         ));
+
+        // Listing: public channels for everyone; private ones for their organisation only.
+        assert!(gate.listed("e2e", None).await);
+        assert!(gate.listed("shown", None).await);
+        assert!(!gate.listed("hidden", None).await);
+        assert!(!gate.listed("hidden", Some("org_other")).await);
+        assert!(gate.listed("hidden", Some(&admin.org_id)).await);
+        assert!(!gate.listed("nobody", None).await, "unknown: not listed");
 
         // Made public: the cached answer holds for the TTL, then the new one applies.
         let update = ChannelUpdate {

@@ -96,14 +96,10 @@ pub struct Emitter {
 
 impl Webhooks {
     /// Starts delivering on the current runtime.
-    pub fn start(db: starling_control::Db) -> Self {
-        Self::start_with(db, DispatcherConfig::default())
-    }
-
-    fn start_with(db: Db, cfg: DispatcherConfig) -> Self {
-        Self {
-            dispatcher: Dispatcher::start(db, cfg),
-        }
+    pub fn start(db: Db, cfg: DispatcherConfig) -> Result<Self, starling_webhooks::TlsError> {
+        Ok(Self {
+            dispatcher: Dispatcher::start(db, cfg)?,
+        })
     }
 
     /// A handle for the parts of the node that emit events.

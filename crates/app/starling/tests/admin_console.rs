@@ -52,7 +52,7 @@ fn the_admin_console_makes_a_key_that_publishes_and_shows_the_stream_live() {
     );
     eprintln!("admin console: {v}");
 
-    let key = key.expect("admin.mjs reports the key it read");
+    let key = server.secret(&key.expect("admin.mjs reports the key it read"));
     let log = server.wait_log("RTMP publish started", std::time::Duration::from_secs(5));
     assert!(
         log.lines()

@@ -74,7 +74,7 @@ fn run_case(database_url: Option<String>) {
     let (key_info, key) = rt
         .block_on(db.create_stream_key(&admin, &device.id, None, now_ms()))
         .unwrap();
-    let key = key.expose().to_owned();
+    let key = server.secret(key.expose());
 
     // Publish with the key: the channel goes live and is packaged to HLS.
     let mut publisher = ffmpeg_test_publish(&server.rtmp_url(&key), 30)

@@ -5,13 +5,19 @@
 //! the token in every playlist URI, ffprobe reads the stream), leave public channels as
 //! they were, and stop asking for a token soon after the channel is made public. No
 //! token may reach the server's log.
+//!
+//! Listing: while live, the private channel is absent from the anonymous
+//! `GET /api/v1/live` (what the home page shows) and its event's triggers from the
+//! anonymous live-state stream, while its organisation's signed-in members see both.
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
 mod common;
 
 use std::{
+    io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -48,6 +54,13 @@ impl Api<'_> {
         );
         v["token"].as_str().unwrap().to_owned()
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn publish(server: &Server, key: &str, size: &str) -> Child {
@@ -122,6 +135,73 @@ fn refused(server: &Server, path: &str, status: u16, code: &str) {
     assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
 }
 
+/// `curl -N` on the live-state stream (with `cookie`, if any): the `event_id` of every
+/// `state` trigger arrives on the channel.
+fn live_state(server: &Server, cookie: Option<&str>) -> (Child, mpsc::Receiver<String>) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sN", "--max-time", "60"]);
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    let mut child = cmd
+        .arg(server.http_url("/api/v1/live-state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                let data: Value = serde_json::from_str(v).unwrap();
+                if event == "state" {
+                    let id = data["event_id"].as_str().unwrap_or_default().to_owned();
+                    if tx.send(id).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Event ids received on `rx` until `want` arrives (or `within` passes).
+fn ids_until(rx: &mpsc::Receiver<String>, want: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut ids = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(id) => {
+                let done = id == want;
+                ids.push(id);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    ids
+}
+
+fn live_names(server: &Server, headers: &[(&str, &str)]) -> Vec<String> {
+    let r = server.http_request("GET", "/api/v1/live", headers, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Node, Chromium and playwright-core (web/node_modules), as the browser test needs them.
 fn browser_available() -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -186,15 +266,20 @@ fn private_channels_need_a_valid_token_over_hls() {
         &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
         json!({}),
     );
-    let key = key["secret"].as_str().unwrap().to_owned();
+    let key = server.secret(key["secret"].as_str().unwrap());
+    server.secret(api.cookie.split_once('=').unwrap().1);
 
-    let token = api.playback_token(&ch_id, 600);
-    let short = api.playback_token(&ch_id, 1);
-    let other_token = api.playback_token(other["id"].as_str().unwrap(), 600);
+    let token = server.secret(&api.playback_token(&ch_id, 600));
+    let short = server.secret(&api.playback_token(&ch_id, 1));
+    let other_token = server.secret(&api.playback_token(other["id"].as_str().unwrap(), 600));
     let mut tampered = token.clone().into_bytes();
     let last = tampered.len() - 2;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
+    let tampered = server.secret(&String::from_utf8(tampered).unwrap());
+
+    // Live-state streams, anonymous and signed in, before the events exist.
+    let (mut anon_sse, anon_rx) = live_state(&server, None);
+    let (mut member_sse, member_rx) = live_state(&server, Some(&api.cookie));
 
     let mut private_pub = publish(&server, &key, "320x240");
     let mut public_pub = publish(&server, KEY, "160x120");
@@ -251,6 +336,58 @@ fn private_channels_need_a_valid_token_over_hls() {
         }
     }
     assert!(checked >= 4);
+
+    // Listing: the private channel is live, yet the anonymous list (the home page's)
+    // has only the public one; a signed-in member of its organisation sees both. A bad
+    // credential lists as anonymous.
+    let anon = live_names(&server, &[]);
+    assert!(anon.contains(&CHANNEL.to_owned()), "{anon:?}");
+    assert!(
+        !anon.contains(&"vip".to_owned()),
+        "private channel listed: {anon:?}"
+    );
+    let bad = live_names(&server, &[("Authorization", "Bearer st_nope")]);
+    assert!(!bad.contains(&"vip".to_owned()), "{bad:?}");
+    let member = live_names(&server, &[("Cookie", &api.cookie)]);
+    assert!(member.contains(&"vip".to_owned()), "{member:?}");
+    let home = server.http_request("GET", "/", &[], None);
+    assert_eq!(home.status, 200);
+    assert!(
+        !home.body.contains("vip"),
+        "the home page names the private channel"
+    );
+
+    // Events on the private channel and on a public one, their pre-show a second away:
+    // the anonymous stream gets the public event's triggers and none of the private's.
+    let lobby = api.created(
+        "/api/v1/channels",
+        json!({ "name": "lobby", "visibility": "public" }),
+    );
+    let start = now_ms() + 2_500;
+    let event = |channel_id: &str, title: &str| -> String {
+        let v = api.created(
+            "/api/v1/events",
+            json!({ "channel_id": channel_id, "title": title, "scheduled_start": start,
+                    "scheduled_end": start + 600_000, "preshow_lead_secs": 1 }),
+        );
+        v["id"].as_str().unwrap().to_owned()
+    };
+    let private_event = event(&ch_id, "members only");
+    let public_event = event(lobby["id"].as_str().unwrap(), "open doors");
+    let seen = ids_until(&member_rx, &private_event, Duration::from_secs(15));
+    assert!(seen.contains(&private_event), "member saw {seen:?}");
+    let seen = ids_until(&anon_rx, &public_event, Duration::from_secs(15));
+    assert!(seen.contains(&public_event), "anonymous saw {seen:?}");
+    // Whatever else arrives for a while: never the private event.
+    let later = ids_until(&anon_rx, "-", Duration::from_secs(3));
+    assert!(
+        !seen.iter().chain(&later).any(|id| *id == private_event),
+        "the private channel's event reached an anonymous client"
+    );
+    let _ = anon_sse.kill();
+    let _ = member_sse.kill();
+    let _ = anon_sse.wait();
+    let _ = member_sse.wait();
 
     // Refusals: none, altered, expired, another channel's.
     let seg = segment_url.expect("a segment listed").clone();

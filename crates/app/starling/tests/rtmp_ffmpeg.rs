@@ -285,7 +285,8 @@ fn ffmpeg_with_a_wrong_key_is_refused_and_the_key_is_not_logged() {
         return;
     }
     let server = Server::start("ffmpeg-badkey", "");
-    let wrong = "not-the-right-key-42";
+    let wrong = server.secret("not-the-right-key-42");
+    let wrong = wrong.as_str();
     let out = Command::new("ffmpeg")
         .args([
             "-v",
@@ -313,4 +314,34 @@ fn ffmpeg_with_a_wrong_key_is_refused_and_the_key_is_not_logged() {
         !log.contains(wrong),
         "the wrong key leaked into the log:\n{log}"
     );
+}
+
+/// A player that confuses its URL with the publisher's plays `live/STREAM_KEY` (and an
+/// encoder set up with the key in the server URL sends it as the app or in tcUrl): the
+/// play is refused and the key reaches no log line, whichever field carried it. The
+/// harness checks the whole log for the key when the server stops.
+#[test]
+fn a_stream_key_used_as_a_play_path_or_app_is_not_logged() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let mut server = Server::start("ffmpeg-keyplay", "");
+    let rtmp = server.rtmp;
+    for url in [
+        format!("rtmp://{rtmp}/live/{KEY}"),
+        format!("rtmp://{rtmp}/live/{KEY}?x=1"),
+        format!("rtmp://{rtmp}/{KEY}/{CHANNEL}"),
+        format!("rtmp://{rtmp}/live?key={KEY}/{CHANNEL}-nope"),
+    ] {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "quiet", "-rw_timeout", "5000000", "-i"])
+            .arg(&url)
+            .args(["-t", "1", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a play of a key path was served");
+    }
+    server.wait_log("RTMP play refused", Duration::from_secs(10));
+    assert!(server.stop().success());
 }

@@ -50,6 +50,26 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// The signed-in principal behind `headers`, if any: a bearer API token, else the
+/// session cookie. Missing, malformed, expired or revoked credentials all give `None`.
+///
+/// For the node's routes that serve everyone but show members more (the live list, the
+/// live-state stream): they never refuse, so a bad credential is just anonymous.
+pub async fn principal_of(
+    db: &starling_control::Db,
+    headers: &axum::http::HeaderMap,
+    now: starling_control::UnixMs,
+) -> Option<Principal> {
+    let mut parts = axum::http::Request::new(()).into_parts().0;
+    parts.headers = headers.clone();
+    let result = match bearer(&parts) {
+        Ok(Some(token)) => db.authenticate_api_token(token, now).await,
+        Ok(None) => db.authenticate_session(session_cookie(&parts)?, now).await,
+        Err(_) => return None,
+    };
+    result.ok()
+}
+
 impl FromRequestParts<ApiState> for Auth {
     type Rejection = ApiError;
 

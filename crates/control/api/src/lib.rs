@@ -43,6 +43,9 @@ pub struct ApiState {
     pub db: Db,
     /// The clock, unix ms (tests inject a fixed one).
     pub now: fn() -> UnixMs,
+    /// Which webhook targets may be registered (the node's `[webhooks]` config); the
+    /// dispatcher checks the resolved addresses again at every delivery.
+    pub webhook_targets: starling_webhooks::TargetPolicy,
 }
 
 /// The wall clock in unix ms, for [`ApiState::now`].
@@ -51,6 +54,16 @@ pub fn system_now() -> UnixMs {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// `/api` routes the node mounts beside this router (the binary's live list, the
+/// live-state SSE stream): documented in [`openapi::document`] too, so the document
+/// covers every `/api` route a node serves. The binary's tests hold its mounted routes
+/// against this list.
+pub const NODE_ROUTES: [(Method, &str); 3] = [
+    (Method::GET, "/api/v1/live"),
+    (Method::GET, starling_live_state::LIVE_STATE_PATH),
+    (Method::GET, starling_live_state::LIVE_STATE_ALIAS),
+];
 
 /// Every route: method, path (axum syntax, which is also OpenAPI's), handler.
 /// The router is built from this table alone, so a test can hold the OpenAPI document

@@ -322,7 +322,57 @@ fn add_sections(doc: &mut Value) {
 pub fn document() -> Value {
     let mut doc = base_document();
     add_sections(&mut doc);
+    add_node_routes(&mut doc);
     doc
+}
+
+/// The node's own `/api` routes ([`crate::NODE_ROUTES`]): the live list and the
+/// live-state stream. Both serve everyone; credentials, if sent, show the caller's
+/// organisation's unlisted and private channels (and their events' triggers) too.
+fn add_node_routes(doc: &mut Value) {
+    let track = json!({
+        "type": ["object", "null"],
+        "properties": {
+            "codec": { "type": "string" }, "width": { "type": "integer" },
+            "height": { "type": "integer" }, "frame_rate": { "type": ["number", "null"] },
+            "sample_rate": { "type": "integer" }, "channels": { "type": "integer" }
+        }
+    });
+    doc["components"]["schemas"]["LiveList"] = json!({
+        "type": "object", "additionalProperties": false, "required": ["channels"],
+        "properties": { "channels": { "type": "array", "items": {
+            "type": "object", "additionalProperties": false,
+            "required": ["name", "since", "video", "audio", "viewers"],
+            "properties": {
+                "name": { "type": "string" },
+                "since": { "type": ["string", "null"], "description": "When the publish began (ISO 8601, UTC)." },
+                "video": track.clone(), "audio": track,
+                "viewers": { "type": "integer", "minimum": 0, "description": "RTMP players." }
+            }
+        }}}
+    });
+    let optional_auth = json!([{}, { "bearer": [] }, { "session": [] }]);
+    doc["paths"]["/api/v1/live"] = json!({ "get": {
+        "summary": "What is live on this node. Anonymous: public channels only; signed in: also the caller's organisation's unlisted and private ones.",
+        "security": optional_auth,
+        "responses": { "200": resp("Live channels.", r("LiveList")) }
+    }});
+    let sse = json!({ "get": {
+        "summary": "Live-state triggers (Server-Sent Events; never ends). Anonymous clients receive triggers of events on public and unlisted channels; signed-in ones also their organisation's private channels'.",
+        "description": "Frames: `hello` (`retry:`, `id:`, `data: {\"seq\"}`), `resync` when `Last-Event-ID` cannot be honoured, then `state` frames `data: {\"seq\",\"event_id\",\"state\",\"at\"}` with `id: <seq>`, and `: keep-alive` comments. Resume with the `Last-Event-ID` header or `?last_event_id=`.",
+        "security": optional_auth,
+        "parameters": [
+            { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string", "maxLength": 64 } },
+            { "name": "last_event_id", "in": "query", "required": false, "schema": { "type": "string", "maxLength": 64 } }
+        ],
+        "responses": { "200": {
+            "description": "An endless event stream.",
+            "content": { "text/event-stream": { "schema": { "type": "string" } } }
+        }}
+    }});
+    for (_, path) in &crate::NODE_ROUTES[1..] {
+        doc["paths"][*path] = sse.clone();
+    }
 }
 
 fn base_document() -> Value {

@@ -96,6 +96,7 @@ impl Fx {
         let app = router::<()>(ApiState {
             db: db.clone(),
             now,
+            webhook_targets: Default::default(),
         });
         Self { db, app, a, b, dir }
     }
@@ -1441,10 +1442,13 @@ async fn openapi_documents_every_route_and_matches_responses(fx: &Fx) {
     let doc: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 
-    // The router's table and the document's operations are the same set.
+    // The router's table (plus the node's own `/api` routes, which the binary checks
+    // against what it mounts) and the document's operations are the same set.
     let served: std::collections::BTreeSet<(String, String)> = crate::routes()
         .into_iter()
-        .map(|(m, p, _)| (m.as_str().to_ascii_lowercase(), p.to_owned()))
+        .map(|(m, p, _)| (m, p))
+        .chain(crate::NODE_ROUTES.iter().cloned())
+        .map(|(m, p)| (m.as_str().to_ascii_lowercase(), p.to_owned()))
         .collect();
     let mut documented = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -2277,7 +2281,7 @@ mod webhooks_suite {
         webhooks_secret_once_bad_input_and_schemas,
     );
 
-    const HOOK_URL: &str = "http://127.0.0.1:9/hook";
+    const HOOK_URL: &str = "http://hooks.example.org:9/hook";
 
     async fn hook_in(fx: &Fx, org: &OrgFx) -> String {
         let (hook, _) = fx
@@ -2464,6 +2468,43 @@ mod webhooks_suite {
             ),
             (json!({"url": long, "events": ["stream.started"]}), "url"),
             (json!({"url": HOOK_URL, "events": []}), "events"),
+            // SSRF: loopback, private, link-local, CGNAT, metadata, local names.
+            (
+                json!({"url": "http://127.0.0.1:9/hook", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "https://10.0.0.7/hook", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://192.168.1.1/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://100.64.0.1/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://169.254.169.254/latest/meta-data/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://[::1]:8080/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://[fd00:ec2::254]/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://localhost:8080/", "events": ["stream.started"]}),
+                "url",
+            ),
+            (
+                json!({"url": "http://metadata.google.internal/", "events": ["stream.started"]}),
+                "url",
+            ),
             (
                 json!({"url": HOOK_URL, "events": ["stream.exploded"]}),
                 "events",
@@ -2491,6 +2532,20 @@ mod webhooks_suite {
         }
         let (_, after) = fx.call(Method::GET, "/api/v1/webhooks", admin, None).await;
         assert_eq!(after["items"], list["items"], "bad input created nothing");
+        let (_, v) = fx
+            .call(
+                Method::POST,
+                "/api/v1/webhooks",
+                admin,
+                Some(json!({"url": "http://10.1.2.3/x", "events": ["stream.started"]})),
+            )
+            .await;
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("10.1.2.3 is a private address")
+                && message.contains("allow_private_targets"),
+            "the refusal says why and how to allow it: {message}"
+        );
 
         // Delete: 204, then 404; unknown and implausible ids are 404.
         let path = format!("/api/v1/webhooks/{id}");

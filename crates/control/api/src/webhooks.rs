@@ -60,6 +60,11 @@ pub(crate) async fn create(
     Auth(p): Auth,
     Json(b): Json<NewWebhookBody>,
 ) -> ApiResult {
+    // Refused before anything is stored: a literal private address or a local name
+    // (names are resolved and checked again at every delivery).
+    if let Err(e) = st.webhook_targets.check_url(&b.url) {
+        return Err(ApiError::validation("url", e.to_string()));
+    }
     let (hook, secret) = st
         .db
         .create_webhook(&p, &b.url, &b.events, (st.now)())

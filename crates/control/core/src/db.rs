@@ -185,6 +185,7 @@ impl Db {
         sqlx::any::install_default_drivers();
         let (url, backend) = match cfg.database_url.as_deref() {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                postgres_tls_mode(u)?;
                 (u.to_owned(), Backend::Postgres)
             }
             Some(u) if u.starts_with("sqlite:") => {
@@ -293,9 +294,68 @@ pub(crate) fn flag(table: &'static str, v: i64) -> Result<bool> {
     }
 }
 
+/// How a PostgreSQL URL asks for TLS (`?sslmode=`: `disable`, `allow`, `prefer` (the
+/// default), `require`, `verify-ca`, `verify-full`; `sslrootcert=FILE` for a private CA).
+/// Read here so that a bad option is a configuration error before any connection is
+/// tried; the message never holds the URL (it may hold a password).
+pub fn postgres_tls_mode(url: &str) -> Result<sqlx::postgres::PgSslMode> {
+    use std::str::FromStr as _;
+    sqlx::postgres::PgConnectOptions::from_str(url)
+        .map(|o| o.get_ssl_mode())
+        .map_err(|e| {
+            ControlError::Config(format!(
+                "database_url: {}",
+                redact_url_error(&e.to_string(), url)
+            ))
+        })
+}
+
+/// sqlx may quote the URL (or its password) in a parse error.
+fn redact_url_error(message: &str, url: &str) -> String {
+    let mut out = message.replace(url, "<database_url>");
+    if let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|auth| auth.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw)
+        .filter(|pw| !pw.is_empty())
+    {
+        out = out.replace(password, "<redacted>");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_urls_choose_their_tls_mode() {
+        use sqlx::postgres::PgSslMode;
+        let base = "postgres://u:hunter2@db.example.org:5432/starling";
+        for (query, mode) in [
+            ("", PgSslMode::Prefer),
+            ("?sslmode=disable", PgSslMode::Disable),
+            ("?sslmode=require", PgSslMode::Require),
+            (
+                "?sslmode=verify-ca&sslrootcert=/etc/ssl/db-ca.pem",
+                PgSslMode::VerifyCa,
+            ),
+            (
+                "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem",
+                PgSslMode::VerifyFull,
+            ),
+        ] {
+            let mode_of = postgres_tls_mode(&format!("{base}{query}")).unwrap();
+            assert_eq!(format!("{mode_of:?}"), format!("{mode:?}"), "{query}");
+        }
+        let err = postgres_tls_mode(&format!("{base}?sslmode=sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+    }
 
     #[test]
     fn sqlite_url_escapes_specials() {

@@ -16,6 +16,11 @@
 //! reuses a number a client still holds: an old `Last-Event-ID` then falls before the
 //! ring and gets a resync instead of the wrong triggers.
 //!
+//! - Each trigger has an [`Audience`]: everyone, or only the members of one organisation
+//!   (events of private channels). A subscription reads as a [`Viewer`] and skips, without
+//!   a gap or a resync, the triggers it may not see: the sequence numbers it is given
+//!   still only grow, and resuming works the same.
+//!
 //! Never does I/O; the SSE driver ([`crate::sse`]) owns sockets and timers.
 
 use std::{
@@ -68,6 +73,37 @@ impl From<&StateChange> for StateTrigger {
     }
 }
 
+/// Who may receive a trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Audience {
+    /// Any subscriber, signed in or not (events of public and unlisted channels).
+    #[default]
+    Everyone,
+    /// Only members of this organisation (events of its private channels).
+    Org(Arc<str>),
+}
+
+/// Who is reading a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Viewer {
+    /// Nobody signed in: [`Audience::Everyone`] only.
+    #[default]
+    Anonymous,
+    /// A signed-in member of this organisation.
+    Member(Arc<str>),
+}
+
+impl Viewer {
+    /// Whether this viewer receives a trigger meant for `audience`.
+    pub fn sees(&self, audience: &Audience) -> bool {
+        match (audience, self) {
+            (Audience::Everyone, _) => true,
+            (Audience::Org(org), Viewer::Member(mine)) => org == mine,
+            (Audience::Org(_), Viewer::Anonymous) => false,
+        }
+    }
+}
+
 /// The ring's bounds and the first sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BusConfig {
@@ -95,6 +131,7 @@ struct Entry {
     seq: u64,
     at_ms: u64,
     frame: Bytes,
+    audience: Audience,
 }
 
 #[derive(Debug)]
@@ -156,14 +193,25 @@ impl LiveStateBus {
         self.subscribers.load(Ordering::Relaxed)
     }
 
-    /// Serializes the trigger once, keeps it in the ring and wakes the subscribers.
+    /// [`LiveStateBus::publish_for`] everyone.
     pub fn publish(&self, trigger: StateTrigger) -> EventSeq {
+        self.publish_for(trigger, Audience::Everyone)
+    }
+
+    /// Serializes the trigger once, keeps it in the ring and wakes the subscribers; only
+    /// those whose [`Viewer`] sees `audience` receive it.
+    pub fn publish_for(&self, trigger: StateTrigger, audience: Audience) -> EventSeq {
         let at_ms = unix_ms(trigger.at);
         let seq = {
             let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
             let seq = ring.last_seq.saturating_add(1);
             let frame = state_frame(seq, &trigger, at_ms);
-            ring.entries.push_back(Entry { seq, at_ms, frame });
+            ring.entries.push_back(Entry {
+                seq,
+                at_ms,
+                frame,
+                audience,
+            });
             ring.last_seq = seq;
             ring.newest_at_ms = ring.newest_at_ms.max(at_ms);
             let oldest_ms = ring
@@ -195,8 +243,16 @@ impl LiveStateBus {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// A subscription from `after` (a client's `Last-Event-ID`), or from now.
+    /// A subscription from `after` (a client's `Last-Event-ID`), or from now, that sees
+    /// every trigger (for in-process consumers; SSE clients use [`Self::subscribe_as`]).
     pub fn subscribe(self: &Arc<Self>, after: Option<EventSeq>) -> Subscription {
+        let mut sub = self.subscribe_as(after, Viewer::Anonymous);
+        sub.all = true;
+        sub
+    }
+
+    /// A subscription that receives only the triggers `viewer` sees.
+    pub fn subscribe_as(self: &Arc<Self>, after: Option<EventSeq>, viewer: Viewer) -> Subscription {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let rx = self.seq_tx.subscribe();
         let cursor = after.map_or_else(|| *rx.borrow(), EventSeq::get);
@@ -206,11 +262,20 @@ impl LiveStateBus {
             rx,
             pending: VecDeque::new(),
             max_batch: 64,
+            viewer,
+            all: false,
         }
     }
 
-    /// Appends up to `max` frames after `cursor` to `out`.
-    fn read_after(&self, cursor: u64, max: usize, out: &mut VecDeque<Bytes>) -> ReadOutcome {
+    /// Appends the frames `viewer` sees among up to `max` entries after `cursor` to `out`
+    /// (`viewer` None: all of them).
+    fn read_after(
+        &self,
+        cursor: u64,
+        max: usize,
+        out: &mut VecDeque<Bytes>,
+        viewer: Option<&Viewer>,
+    ) -> ReadOutcome {
         let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
         if cursor == ring.last_seq {
             return ReadOutcome::UpToDate;
@@ -226,7 +291,9 @@ impl LiveStateBus {
             usize::try_from(cursor.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
         let mut last = cursor;
         for e in ring.entries.range(start..).take(max.max(1)) {
-            out.push_back(e.frame.clone());
+            if viewer.is_none_or(|v| v.sees(&e.audience)) {
+                out.push_back(e.frame.clone());
+            }
             last = e.seq;
         }
         ReadOutcome::Read(last)
@@ -252,6 +319,9 @@ pub struct Subscription {
     /// At most one batch: the per-subscriber buffer.
     pending: VecDeque<Bytes>,
     max_batch: usize,
+    viewer: Viewer,
+    /// Sees every trigger whatever its audience (in-process consumers).
+    all: bool,
 }
 
 impl Subscription {
@@ -287,16 +357,29 @@ impl Subscription {
         // Mark the current value seen before reading the ring, so a publish that lands
         // after the read still wakes `changed()`.
         self.rx.borrow_and_update();
-        match self
-            .bus
-            .read_after(self.cursor, self.max_batch, &mut self.pending)
-        {
-            ReadOutcome::Read(last) => {
-                self.cursor = last;
-                self.pending
-                    .pop_front()
-                    .map(|frame| Some(Delivery::Trigger(frame)))
+        let viewer = (!self.all).then_some(&self.viewer);
+        // A batch may hold only triggers this viewer does not see: read on until one it
+        // sees or the newest (the watch value is already marked seen, so stopping early
+        // would wait for the next publish with triggers still unread).
+        let read = loop {
+            match self
+                .bus
+                .read_after(self.cursor, self.max_batch, &mut self.pending, viewer)
+            {
+                ReadOutcome::Read(last) => {
+                    self.cursor = last;
+                    if !self.pending.is_empty() {
+                        break ReadOutcome::Read(last);
+                    }
+                }
+                other => break other,
             }
+        };
+        match read {
+            ReadOutcome::Read(_) => self
+                .pending
+                .pop_front()
+                .map(|frame| Some(Delivery::Trigger(frame))),
             ReadOutcome::UpToDate => None,
             ReadOutcome::Resync(seq) => {
                 tracing::debug!(
@@ -541,6 +624,35 @@ mod tests {
             assert!(frame_of(sub.try_recv().unwrap()).starts_with(&format!("id: {n}\n")));
         }
         assert_eq!(sub.try_recv(), None);
+    }
+
+    #[test]
+    fn private_triggers_reach_only_members_of_their_organisation() {
+        let bus = LiveStateBus::new(BusConfig::default());
+        let org: Arc<str> = "org_a".into();
+        let mut anon = bus.subscribe_as(None, Viewer::Anonymous);
+        let mut member = bus.subscribe_as(None, Viewer::Member(org.clone()));
+        let mut other = bus.subscribe_as(None, Viewer::Member("org_b".into()));
+        let mut all = bus.subscribe(None);
+        // More hidden triggers than one batch, then a public one: nobody stalls on them.
+        for n in 1..=200 {
+            bus.publish_for(trigger(n), Audience::Org(org.clone()));
+        }
+        bus.publish(trigger(201));
+        for sub in [&mut anon, &mut other] {
+            assert!(frame_of(sub.try_recv().unwrap()).starts_with("id: 201\n"));
+            assert_eq!(sub.try_recv(), None);
+        }
+        for sub in [&mut member, &mut all] {
+            for n in 1..=201 {
+                assert!(frame_of(sub.try_recv().unwrap()).starts_with(&format!("id: {n}\n")));
+            }
+            assert_eq!(sub.try_recv(), None);
+        }
+        // Only hidden ones: nothing, and the cursor has moved past them.
+        bus.publish_for(trigger(202), Audience::Org(org));
+        assert_eq!(anon.try_recv(), None);
+        assert_eq!(anon.cursor(), EventSeq(202));
     }
 
     #[test]

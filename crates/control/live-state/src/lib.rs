@@ -28,10 +28,12 @@ pub mod bus;
 pub mod sse;
 pub mod state;
 
-pub use bus::{BusConfig, Delivery, EventSeq, LiveStateBus, StateTrigger, Subscription};
+pub use bus::{
+    Audience, BusConfig, Delivery, EventSeq, LiveStateBus, StateTrigger, Subscription, Viewer,
+};
 pub use sse::{
-    prefetch_cache_headers, router, router_with, PrefetchAudience, SseConfig, LIVE_STATE_ALIAS,
-    LIVE_STATE_PATH,
+    prefetch_cache_headers, router, router_with, router_with_viewers, PrefetchAudience, SseConfig,
+    ViewerResolver, LIVE_STATE_ALIAS, LIVE_STATE_PATH,
 };
 pub use state::{
     EventId, EventMachine, EventSchedule, EventState, GoLiveWindow, Reason, ScheduleError,

@@ -11,6 +11,11 @@
 //! 4. `: keep-alive` comments when nothing was sent for [`SseConfig::keep_alive`], so
 //!    proxies and NATs keep the connection.
 //!
+//! Triggers of private channels go only to signed-in members of the channel's
+//! organisation: the router asks a [`ViewerResolver`] (the node's, over the control
+//! plane's sessions and API tokens) who each client is; without one, every client is
+//! anonymous and sees only triggers for everyone.
+//!
 //! The resume position comes from the `Last-Event-ID` header (browsers' `EventSource`
 //! sends it on reconnect), or `?last_event_id=N` for clients that cannot set headers.
 //!
@@ -41,7 +46,12 @@ use axum::{
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
-use crate::bus::{resync_frame, Delivery, EventSeq, LiveStateBus, Subscription};
+use crate::bus::{resync_frame, Delivery, EventSeq, LiveStateBus, Subscription, Viewer};
+
+/// Tells who an SSE client is from its request headers (cookie, `Authorization`).
+pub type ViewerResolver = Arc<
+    dyn Fn(HeaderMap) -> Pin<Box<dyn std::future::Future<Output = Viewer> + Send>> + Send + Sync,
+>;
 
 /// Where [`router`] mounts the stream.
 pub const LIVE_STATE_PATH: &str = "/api/v1/live-state";
@@ -74,11 +84,20 @@ impl Default for SseConfig {
     }
 }
 
-#[derive(Debug)]
 struct Shared {
     bus: Arc<LiveStateBus>,
     config: SseConfig,
     jitter: Jitter,
+    resolve: Option<ViewerResolver>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("resolves_viewers", &self.resolve.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `GET /api/v1/live-state` with the default [`SseConfig`].
@@ -89,8 +108,21 @@ where
     router_with(bus, SseConfig::default())
 }
 
-/// `GET /api/v1/live-state` with the given timing.
+/// `GET /api/v1/live-state` with the given timing; every client is anonymous.
 pub fn router_with<S>(bus: Arc<LiveStateBus>, config: SseConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router_with_viewers(bus, config, None)
+}
+
+/// `GET /api/v1/live-state` with the given timing, each client's [`Viewer`] told by
+/// `resolve` (None: anonymous).
+pub fn router_with_viewers<S>(
+    bus: Arc<LiveStateBus>,
+    config: SseConfig,
+    resolve: Option<ViewerResolver>,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -101,6 +133,7 @@ where
             bus,
             config,
             jitter: Jitter::new(),
+            resolve,
         }))
 }
 
@@ -141,7 +174,11 @@ async fn live_state(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
         Resume::After(n) => Some(n),
         Resume::Fresh | Resume::Unusable => None,
     };
-    let sub = shared.bus.subscribe(after);
+    let viewer = match &shared.resolve {
+        Some(resolve) => resolve(headers.clone()).await,
+        None => Viewer::Anonymous,
+    };
+    let sub = shared.bus.subscribe_as(after, viewer);
     let retry_ms = shared.jitter.retry_ms(&shared.config);
     let mut first = vec![hello_frame(retry_ms, sub.cursor(), current)];
     if resume == Resume::Unusable {

@@ -11,10 +11,10 @@
 //! - Each attempt is one `POST` of the stored body with a [`DispatcherConfig::timeout`]
 //!   (10 s) for the whole exchange; the outcome goes through [`RetryPolicy::decide`] and
 //!   is recorded with [`Db::record_delivery_attempt`].
-//! - HTTP/1.1 over plain TCP only (hyper-util's legacy client; the tree has no TLS
-//!   stack yet): an `https://` webhook fails at once with a clear error. Redirects are
-//!   not followed. Deliveries go to whatever address the URL names; there is no filter
-//!   for private or loopback addresses yet.
+//! - HTTP/1.1, plain or over TLS (rustls), one connection per attempt to an address
+//!   that passed [`crate::target`]'s rules after resolving ([`crate::client`]): no
+//!   loopback, private or metadata targets unless the operator allows private ones.
+//!   Redirects are not followed.
 //!
 //! Logs name the webhook and delivery ids, never the secret, the URL (its query may
 //! hold a receiver's token) or the body.
@@ -25,16 +25,16 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
 use starling_control::{AttemptResult, Db, DueDelivery, UnixMs, WebhookEvent};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::client::{TlsError, WireClient};
 use crate::retry::{Decision, Outcome, RetryPolicy};
 use crate::signature::delivery_headers;
+use crate::target::TargetPolicy;
 
 /// The dispatcher's knobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,11 @@ pub struct DispatcherConfig {
     pub emit_buffer: usize,
     /// Finished deliveries are deleted this long after they finished.
     pub retention: Duration,
+    /// Which target addresses are allowed (default: public ones only).
+    pub targets: TargetPolicy,
+    /// CA certificates trusted for `https://` targets besides Mozilla's roots (a private
+    /// CA; see [`crate::parse_ca_pem`]).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for DispatcherConfig {
@@ -63,6 +68,8 @@ impl Default for DispatcherConfig {
             poll_interval: Duration::from_secs(5),
             emit_buffer: 1024,
             retention: Duration::from_secs(30 * 24 * 3600),
+            targets: TargetPolicy::default(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -121,12 +128,10 @@ pub struct Dispatcher {
     tasks: Vec<JoinHandle<()>>,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 struct Shared {
     db: Db,
     cfg: DispatcherConfig,
-    client: HttpClient,
+    client: WireClient,
     wake: Notify,
     slots: Arc<Semaphore>,
 }
@@ -148,15 +153,10 @@ fn random_u32() -> u32 {
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher's tasks on the current tokio runtime.
-    pub fn start(db: Db, cfg: DispatcherConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
-            .build(connector);
+    /// Starts the dispatcher's tasks on the current tokio runtime. Fails only when an
+    /// extra root certificate cannot be used.
+    pub fn start(db: Db, cfg: DispatcherConfig) -> Result<Self, TlsError> {
+        let client = WireClient::new(cfg.targets, &cfg.extra_roots)?;
         let (tx, rx) = mpsc::channel(cfg.emit_buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -170,11 +170,11 @@ impl Dispatcher {
             tokio::spawn(enqueue_loop(shared.clone(), rx, stop_rx.clone())),
             tokio::spawn(poll_loop(shared, stop_rx)),
         ];
-        Self {
+        Ok(Self {
             sender: WebhookSender { tx },
             stop,
             tasks,
-        }
+        })
     }
 
     /// A handle for emitting events.
@@ -309,13 +309,6 @@ async fn send(sh: &Shared, d: &DueDelivery) -> Outcome {
         Ok(u) => u,
         Err(e) => return Outcome::Unsendable(format!("invalid URL: {e}")),
     };
-    if uri.scheme_str() != Some("http") {
-        return Outcome::Unsendable(
-            "only http:// URLs can be delivered by this build (no TLS yet); \
-             use http:// to a TLS-terminating proxy"
-                .into(),
-        );
-    }
     let body = Bytes::from(d.delivery.payload.clone());
     let mut req = hyper::Request::post(uri)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -336,15 +329,9 @@ async fn send(sh: &Shared, d: &DueDelivery) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::Unsendable(format!("cannot build the request: {e}")),
     };
-    match tokio::time::timeout(sh.cfg.timeout, sh.client.request(req)).await {
-        // The response body is not read: only the status counts.
-        Ok(Ok(resp)) => Outcome::Status(resp.status().as_u16()),
-        Ok(Err(e)) => {
-            // hyper-util's error names the kind (connect, closed, …); the source says why.
-            let detail =
-                std::error::Error::source(&e).map_or_else(String::new, |s| format!(": {s}"));
-            Outcome::Failed(format!("{e}{detail}"))
-        }
+    // One bound for the whole attempt: resolving, connecting, TLS, the response head.
+    match tokio::time::timeout(sh.cfg.timeout, sh.client.post(req)).await {
+        Ok(outcome) => outcome,
         Err(_) => Outcome::Timeout(sh.cfg.timeout),
     }
 }

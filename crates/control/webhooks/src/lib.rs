@@ -9,8 +9,11 @@
 //!   up to 12 attempts or 24 h; other 3xx/4xx given up at once.
 //! - `dispatcher` (tokio): [`Dispatcher`] drains the control plane's durable queue
 //!   (`starling_control::Db::due_deliveries`) with bounded concurrency and a 10 s timeout
-//!   per attempt, over plain HTTP/1.1 (no TLS in this build: `https://` webhooks fail
-//!   with a clear error). [`WebhookSender::emit`] never blocks its caller.
+//!   per attempt, over HTTP/1.1, plain or TLS (rustls). [`WebhookSender::emit`] never
+//!   blocks its caller.
+//! - [`target`] (pure): which addresses a webhook may reach (no loopback, private,
+//!   link-local or metadata targets unless allowed), checked at creation by the API and
+//!   on the resolved addresses at every delivery.
 //!
 //! A Rust receiver that only verifies signatures depends on this crate with
 //! `default-features = false`: no database, no HTTP client, no tokio.
@@ -18,16 +21,24 @@
 //! The pure modules do no I/O and read no clock; only `dispatcher` does either.
 
 #[cfg(feature = "dispatcher")]
+mod client;
+#[cfg(feature = "dispatcher")]
 mod dispatcher;
 pub mod retry;
 pub mod signature;
+pub mod target;
 
+#[cfg(feature = "dispatcher")]
+pub use client::{parse_ca_pem, TlsError};
 #[cfg(feature = "dispatcher")]
 pub use dispatcher::{Dispatcher, DispatcherConfig, WebhookSender};
 pub use retry::{classify, Class, Decision, Outcome, RetryPolicy};
+#[cfg(feature = "dispatcher")]
+pub use rustls::pki_types::CertificateDer;
 pub use signature::{
     sign, verify, VerifyError, DEFAULT_TOLERANCE_SECS, DELIVERY_HEADER, EVENT_HEADER,
     SIGNATURE_HEADER,
 };
 #[cfg(feature = "dispatcher")]
 pub use starling_control::WebhookEvent;
+pub use target::{TargetError, TargetPolicy};

@@ -22,8 +22,10 @@ pub struct PlayGrant {
     pub channel: String,
 }
 
-/// Why a publish or play was refused. The display text goes to the client and the log,
-/// so it never contains the key itself.
+/// Why a publish or play was refused. The display text goes to the client (who sent
+/// what it echoes); the log gets [`AuthError::log_reason`], which echoes nothing the
+/// client sent: a player that puts a stream key where a channel name goes
+/// (`rtmp://HOST/live/STREAM_KEY` played) would otherwise write the key to the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -39,6 +41,18 @@ pub enum AuthError {
     Forbidden(String),
     #[error("authorisation service unavailable: {0}")]
     Unavailable(String),
+}
+
+impl AuthError {
+    /// The reason for the log: the display text without anything the client sent
+    /// (`UnknownChannel` carries the requested name, which may be a key). `Forbidden` and
+    /// `Unavailable` texts are made by the authorizer, which must not put input in them.
+    pub fn log_reason(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            AuthError::UnknownChannel(_) => "unknown channel".into(),
+            other => other.to_string().into(),
+        }
+    }
 }
 
 /// Decides who may publish and play. The control plane implements it; until then the
@@ -90,6 +104,21 @@ pub fn check_key_shape(key: &str) -> Result<(), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_reasons_echo_nothing_the_client_sent() {
+        let name = "a-stream-key-played-as-a-channel";
+        let e = AuthError::UnknownChannel(name.into());
+        assert!(
+            e.to_string().contains(name),
+            "the client is told what it asked for"
+        );
+        assert_eq!(e.log_reason(), "unknown channel");
+        assert_eq!(
+            AuthError::UnknownKey.log_reason(),
+            AuthError::UnknownKey.to_string()
+        );
+    }
 
     #[test]
     fn key_shapes() {

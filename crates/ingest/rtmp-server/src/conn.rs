@@ -254,7 +254,9 @@ impl Conn {
     async fn on_event(&mut self, event: ServerEvent, arrival: SystemTime) -> Result<(), Close> {
         match event {
             ServerEvent::Connect { app, .. } => {
-                debug!(peer = %self.peer, %app, "RTMP connect");
+                // Neither the app nor tcUrl is logged: encoders configured with the key in
+                // the server URL (`rtmp://HOST/live?key=…`, `rtmp://HOST/KEY`) send it there.
+                debug!(peer = %self.peer, app_len = app.len(), "RTMP connect");
                 self.app = Some(strip_query(&app).0.to_owned());
             }
             ServerEvent::PublishRequest {
@@ -310,7 +312,8 @@ impl Conn {
                 }
             }
             #[allow(unreachable_patterns)]
-            other => debug!(peer = %self.peer, event = ?other, "RTMP event ignored"),
+            // Only the variant's name: its fields may hold names that are keys.
+            other => debug!(peer = %self.peer, event = event_kind(&other), "RTMP event ignored"),
         }
         Ok(())
     }
@@ -354,7 +357,7 @@ impl Conn {
             Ok(g) => g,
             Err(e) => {
                 // The key itself is never logged; its length helps tell typos from garbage.
-                warn!(peer = %self.peer, %app, key_len = key.len(), reason = %e, "RTMP publish refused");
+                warn!(peer = %self.peer, app_len = app.len(), key_len = key.len(), reason = %e.log_reason(), "RTMP publish refused");
                 let rejection = match e {
                     AuthError::MissingKey | AuthError::MalformedKey(_) => PublishRejection::BadName,
                     _ => PublishRejection::Unauthorized,
@@ -430,7 +433,9 @@ impl Conn {
                 });
             }
             Err(e) => {
-                warn!(peer = %self.peer, %app, channel = %channel, reason = %e, "RTMP play refused");
+                // The requested name is not logged: a player that confuses its URL with
+                // the publisher's plays `live/STREAM_KEY`.
+                warn!(peer = %self.peer, app_len = app.len(), name_len = channel.len(), reason = %e.log_reason(), "RTMP play refused");
                 self.session.reject_play(stream_id, &e.to_string());
             }
         }
@@ -622,6 +627,20 @@ impl Playing {
 }
 
 /// `name?query` → (`name`, `Some(query)`).
+fn event_kind(event: &ServerEvent) -> &'static str {
+    match event {
+        ServerEvent::Connect { .. } => "connect",
+        ServerEvent::PublishRequest { .. } => "publish",
+        ServerEvent::PlayRequest { .. } => "play",
+        ServerEvent::Metadata { .. } => "metadata",
+        ServerEvent::Video { .. } => "video",
+        ServerEvent::Audio { .. } => "audio",
+        ServerEvent::Unpublish { .. } => "unpublish",
+        ServerEvent::StopPlay { .. } => "stop_play",
+        _ => "other",
+    }
+}
+
 fn strip_query(name: &str) -> (&str, Option<&str>) {
     match name.split_once('?') {
         Some((n, q)) => (n, Some(q)),

@@ -1,5 +1,10 @@
 //! Shared harness of the end-to-end tests: start the real `starling serve` on free
 //! ports with a config of the test's own, capture its log, stop it with SIGTERM.
+//!
+//! Every secret a test uses (the config's stream key, admin passwords, keys and tokens
+//! made over the API: [`Server::secret`]) is checked against the server's whole log when
+//! the server stops, by [`Server::stop`] or on drop: no key, token or password may
+//! reach a log line, whichever path it came in by. One read of one file per test.
 #![allow(dead_code)]
 
 use std::{
@@ -8,6 +13,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -21,6 +27,9 @@ pub struct Server {
     command: String,
     env: Vec<(String, String)>,
     starts: u32,
+    /// Secrets that must never appear in the log (checked when the server stops).
+    secrets: Mutex<Vec<String>>,
+    checked: bool,
 }
 
 pub const KEY: &str = "e2e-secret-key-1";
@@ -47,24 +56,36 @@ fn nanos() -> u128 {
 impl Server {
     /// Start with the default test channel plus `extra` TOML appended to the config.
     pub fn start(name: &str, extra: &str) -> Server {
-        Self::start_command(name, extra, "serve")
+        Self::start_command(name, extra, "serve", &[])
+    }
+
+    /// [`Server::start`] with extra `STARLING_*` environment variables (config keys of
+    /// the `[server]` section, which `extra` cannot add to).
+    pub fn start_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_command(name, extra, "serve", env)
     }
 
     /// `starling demo` (the built-in source on channel `demo`), same config otherwise.
     pub fn start_demo(name: &str, extra: &str) -> Server {
-        Self::start_command(name, extra, "demo")
+        Self::start_command(name, extra, "demo", &[])
     }
 
     /// Like [`Server::start`], with `server_extra` TOML inside `[server]` as well.
     pub fn start_with_server(name: &str, server_extra: &str, extra: &str) -> Server {
-        Self::start_full(name, server_extra, extra, "serve")
+        Self::start_full(name, server_extra, extra, "serve", &[])
     }
 
-    fn start_command(name: &str, extra: &str, command: &str) -> Server {
-        Self::start_full(name, "", extra, command)
+    fn start_command(name: &str, extra: &str, command: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_full(name, "", extra, command, env)
     }
 
-    fn start_full(name: &str, server_extra: &str, extra: &str, command: &str) -> Server {
+    fn start_full(
+        name: &str,
+        server_extra: &str,
+        extra: &str,
+        command: &str,
+        env_extra: &[(&str, &str)],
+    ) -> Server {
         let dir = temp_dir(name);
         let config = dir.join("starling.toml");
         // Port 0: the server picks free ports itself and logs them, so tests running in
@@ -89,6 +110,11 @@ impl Server {
                 "1000".to_owned(),
             ));
         }
+        env.extend(
+            env_extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
         let mut server = Server {
             child: None,
@@ -99,6 +125,8 @@ impl Server {
             command: command.to_owned(),
             env,
             starts: 0,
+            secrets: Mutex::new(vec![KEY.to_owned()]),
+            checked: false,
         };
         server.spawn();
         server.wait_ready();
@@ -231,52 +259,7 @@ impl Server {
         headers: &[(&str, &str)],
         json_body: Option<&str>,
     ) -> HttpResponse {
-        use std::io::Write;
-        let mut s = TcpStream::connect(self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let body = json_body.unwrap_or("");
-        if json_body.is_some() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let chunked = head.lines().any(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("transfer-encoding: chunked")
-        });
-        let body = if chunked {
-            let mut body = String::new();
-            let mut rest = rest;
-            while let Some((size, tail)) = rest.split_once("\r\n") {
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                body.push_str(tail.get(..n).unwrap_or(tail));
-                rest = tail.get(n + 2..).unwrap_or("");
-            }
-            body
-        } else {
-            rest.to_owned()
-        };
-        HttpResponse {
-            status,
-            head: head.to_owned(),
-            body,
-        }
+        http_request_at(self.http, method, path, headers, json_body)
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -311,9 +294,51 @@ impl Server {
         }
     }
 
+    /// Registers a secret (a stream key, token, password) that must never reach this
+    /// server's log; returns it, so `let key = server.secret(&v["secret"])` reads well.
+    /// Short strings are refused: they could appear in a log by chance.
+    pub fn secret(&self, secret: &str) -> String {
+        assert!(
+            secret.len() >= 8,
+            "a secret to look for in the log must have at least 8 characters"
+        );
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(secret.to_owned());
+        secret.to_owned()
+    }
+
+    /// Panics if any registered secret is in the log (naming which one by its position,
+    /// never by its value: the panic message is itself a log).
+    pub fn assert_no_secret_in_log(&self) {
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        // Every process's log, restarts included.
+        let logs = (0..self.starts).map(|n| match n {
+            0 => self.dir.join("starling.log"),
+            n => self.dir.join(format!("starling.{n}.log")),
+        });
+        for path in logs {
+            let log = fs::read_to_string(&path).unwrap_or_default();
+            for (i, secret) in secrets.iter().enumerate() {
+                if let Some(line) = log.lines().position(|l| l.contains(secret.as_str())) {
+                    panic!(
+                        "secret #{i} (of {}; {} characters) reached the server's log at line {} of {}",
+                        secrets.len(),
+                        secret.len(),
+                        line + 1,
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
     /// `starling admin create-user` against this server's config (password from the
-    /// environment, as in CI: no stdin), asserting it worked.
+    /// environment, as in CI: no stdin), asserting it worked. The password is registered
+    /// as a secret.
     pub fn create_admin(&self, email: &str, password: &str) {
+        self.secret(password);
         let out = Command::new(env!("CARGO_BIN_EXE_starling"))
             .args(["admin", "create-user", "--config"])
             .arg(self.dir.join("starling.toml"))
@@ -334,8 +359,16 @@ impl Server {
         format!("rtmp://{}/live/{name}", self.rtmp)
     }
 
-    /// SIGTERM and wait: the graceful shutdown path is part of what is tested.
+    /// SIGTERM and wait: the graceful shutdown path is part of what is tested. Then the
+    /// log is checked for secrets.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        let status = self.stop_process();
+        self.checked = true;
+        self.assert_no_secret_in_log();
+        status
+    }
+
+    fn stop_process(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -363,6 +396,67 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Tests that never call `stop` are checked here; not while a test is already
+        // failing (a second panic would abort and hide the first).
+        if !self.checked && !std::thread::panicking() {
+            self.assert_no_secret_in_log();
+        }
+    }
+}
+
+/// [`Server::http_request`] to any address (e.g. a second listener of the server).
+pub fn http_request_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> HttpResponse {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = json_body.unwrap_or("");
+    if json_body.is_some() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        let mut body = String::new();
+        let mut rest = rest;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            body.push_str(tail.get(..n).unwrap_or(tail));
+            rest = tail.get(n + 2..).unwrap_or("");
+        }
+        body
+    } else {
+        rest.to_owned()
+    };
+    HttpResponse {
+        status,
+        head: head.to_owned(),
+        body,
     }
 }
 
