@@ -82,7 +82,15 @@ impl NodeAuthorizer {
             }
         };
         debug!(channel = %grant.channel, took_us = started.elapsed().as_micros() as u64, "publish authorised");
-        // Channels live in the database; package each from its first publish on.
+        // Channels live in the database; package each from its first publish on, with
+        // its own settings (DVR window, recording, latency mode) as they are now.
+        match self.db.channel_by_name(&grant.channel).await {
+            Ok(Some(ch)) => self.origin.configure(&ch.name, channel_settings(&ch)),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, channel = %grant.channel, "channel settings unavailable; the previous ones apply")
+            }
+        }
         self.origin.follow(&self.hub, &grant.channel);
         let out = PublishGrant {
             channel: grant.channel.clone(),
@@ -210,6 +218,15 @@ impl Authorizer for NodeAuthorizer {
     }
 }
 
+/// What the origin needs of a control-plane channel's settings.
+pub fn channel_settings(ch: &starling_control::Channel) -> starling_origin::ChannelSettings {
+    starling_origin::ChannelSettings {
+        dvr_window: Duration::from_secs(ch.dvr_window_secs.max(0).unsigned_abs()),
+        record: ch.recording,
+        low_latency: ch.latency_mode == starling_control::LatencyMode::Low,
+    }
+}
+
 /// The RTMP application every URL uses: `rtmp://host/live/...`.
 pub const RTMP_APP: &str = "live";
 
@@ -282,11 +299,13 @@ mod tests {
                 name: "news".into(),
                 stream_key: "key-news-1".into(),
                 takeover: false,
+                recording: false,
             },
             ChannelConfig {
                 name: "sport".into(),
                 stream_key: "key-sport-1".into(),
                 takeover: true,
+                recording: false,
             },
         ])
     }

@@ -185,6 +185,10 @@ pub struct ChannelConfig {
     /// A new publish with this key replaces a live one instead of being refused.
     #[serde(default)]
     pub takeover: bool,
+    /// Keep the channel's segments in the store after they leave the DVR window (a
+    /// recording); without it they are deleted and disk use stays flat.
+    #[serde(default)]
+    pub recording: bool,
 }
 
 impl std::fmt::Debug for ChannelConfig {
@@ -194,6 +198,7 @@ impl std::fmt::Debug for ChannelConfig {
             .field("name", &self.name)
             .field("stream_key", &"<redacted>")
             .field("takeover", &self.takeover)
+            .field("recording", &self.recording)
             .finish()
     }
 }
@@ -423,6 +428,9 @@ impl Config {
                 PlaylistMode::Event => starling_origin::PlaylistKind::Event,
             },
             reconnect_grace: Duration::from_millis(o.reconnect_grace_ms),
+            // Recording is a channel's choice (`[[channels]] recording`, the control
+            // plane's `recording`); the demo channel does not record.
+            record: false,
         }
     }
 
@@ -670,6 +678,7 @@ mod tests {
             name: "a".into(),
             stream_key: "secret-key-1".into(),
             takeover: false,
+            recording: false,
         };
         assert!(!format!("{c:?}").contains("secret-key-1"));
     }

@@ -192,6 +192,13 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     ));
     let origin = starling_origin::Origin::new(config.origin(), store);
     for ch in &config.channels {
+        origin.configure(
+            &ch.name,
+            starling_origin::ChannelSettings {
+                record: ch.recording,
+                ..starling_origin::ChannelSettings::defaults(origin.config())
+            },
+        );
         origin.follow(&hub, &ch.name);
     }
     let mut demo_task = None;

@@ -114,14 +114,15 @@ pub struct NewChannel {
 }
 
 impl NewChannel {
-    /// A public, standard-latency, unrecorded channel with the `source` ladder.
+    /// A public, low-latency (LL-HLS, which plain HLS players read too), unrecorded
+    /// channel with the `source` ladder.
     pub fn named(name: impl Into<String>) -> Self {
         let name = name.into();
         Self {
             title: name.clone(),
             name,
             visibility: Visibility::Public,
-            latency_mode: LatencyMode::Standard,
+            latency_mode: LatencyMode::Low,
             ladder: "source".into(),
             recording: false,
             dvr_window_secs: 0,

@@ -662,6 +662,7 @@ async fn media_playlist(
     // The next part is hinted while a publisher is live, and in the reconnect grace (in
     // the session a republish will get); not once the run has ended.
     let hint_session = hint_session(&st);
+    let low_latency = st.settings.low_latency;
     let reports: Vec<hls::RenditionReport> = st
         .renditions
         .iter()
@@ -699,7 +700,7 @@ async fn media_playlist(
     let body = match cached {
         Some(b) => b,
         None => {
-            let pl = build_playlist(r, reports, ended, hint_session, config);
+            let pl = build_playlist(r, reports, ended, hint_session, low_latency, config);
             let text = if want_delta {
                 pl.render_delta_for(req.skip)
             } else {
@@ -740,8 +741,12 @@ fn build_playlist(
     reports: Vec<hls::RenditionReport>,
     ended: bool,
     hint_session: Option<u64>,
+    low_latency: bool,
     config: &crate::OriginConfig,
 ) -> hls::MediaPlaylist {
+    // Standard latency: whole segments only, as any HLS player expects; no parts.
+    let hint_session = hint_session.filter(|_| low_latency);
+    let list_parts = low_latency && !ended;
     let part_target = config.part_duration.as_secs_f64();
     let target = r.target_duration;
     let part = |session: u64, msn: u64, i: usize, p: &crate::live::PartEntry| hls::Part {
@@ -770,10 +775,10 @@ fn build_playlist(
         map: Some(hls::Map {
             uri: map_uri(first_init),
         }),
-        part_target: Some(part_target),
+        part_target: low_latency.then_some(part_target),
         server_control: Some(hls::ServerControl {
             can_block_reload: true,
-            part_hold_back: Some(3.0 * part_target),
+            part_hold_back: low_latency.then_some(3.0 * part_target),
             hold_back: Some(3.0 * f64::from(target)),
             can_skip_until: Some(6.0 * f64::from(target)),
             can_skip_dateranges: false,
@@ -790,7 +795,7 @@ fn build_playlist(
         let parts = || {
             s.parts
                 .iter()
-                .take(if ended { 0 } else { usize::MAX })
+                .take(if list_parts { usize::MAX } else { 0 })
                 .enumerate()
                 .map(|(i, p)| part(s.session, s.msn, i, p))
                 .collect()

@@ -20,7 +20,8 @@ pub mod store;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
 pub use live::{
-    parse_session, session_name, Channel, Origin, OriginConfig, PlaylistKind, Recording,
+    parse_session, session_name, Channel, ChannelSettings, Origin, OriginConfig, PlaylistKind,
+    Recording,
 };
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};

@@ -28,7 +28,7 @@ use starling_hub::{Hub, HubEvent};
 use starling_media::TrackKind;
 use starling_packager::{Input, Output, Packager, PackagerConfig, RenditionInfo};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{metrics::OriginMetrics, store::ObjectStore};
 
@@ -54,6 +54,9 @@ pub struct OriginConfig {
     /// A republish within this time after a publish ended continues the same playlist
     /// (an encoder's reconnect is not an ending); after it, the playlist gets ENDLIST.
     pub reconnect_grace: Duration,
+    /// Channels without settings of their own keep their segments in the store after
+    /// they leave the DVR window (see [`ChannelSettings::record`]).
+    pub record: bool,
 }
 
 impl Default for OriginConfig {
@@ -65,9 +68,43 @@ impl Default for OriginConfig {
             memory_window: Duration::from_secs(60),
             playlist: PlaylistKind::Sliding,
             reconnect_grace: Duration::from_secs(15),
+            record: false,
         }
     }
 }
+
+/// A channel's own settings (from the control plane); they take effect when the channel's
+/// next publish begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelSettings {
+    /// How far back viewers can seek; at least six segments are always listed.
+    pub dvr_window: Duration,
+    /// Keep segments in the store once they leave the DVR window (the publish is a
+    /// recording, and later a VOD asset), or delete them (disk stays flat).
+    pub record: bool,
+    /// LL-HLS (parts, preload hints, blocking part requests) or plain HLS segments.
+    pub low_latency: bool,
+}
+
+impl ChannelSettings {
+    /// The node-wide defaults of `config`.
+    pub fn defaults(config: &OriginConfig) -> Self {
+        Self {
+            dvr_window: config.dvr_window,
+            record: config.record,
+            low_latency: true,
+        }
+    }
+}
+
+/// Store write attempts of one object, and the pause before each retry.
+const WRITE_RETRIES: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -82,9 +119,13 @@ pub struct Channel {
     pub(crate) version: watch::Sender<u64>,
     /// When the last change was published (for the hand-off latency metric).
     pub(crate) changed_at: Mutex<Option<std::time::Instant>>,
+    /// Settings for the next publish (see [`Origin::configure`]).
+    pending: Mutex<Option<ChannelSettings>>,
+    /// A task follows the channel in the hub.
+    followed: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ChannelInner {
     /// The newest publish's session (0 before the first): new media goes under it.
     pub session: u64,
@@ -95,6 +136,8 @@ pub(crate) struct ChannelInner {
     /// a live LL-HLS playlist to always have one). 0 otherwise.
     pub next_session: u64,
     pub renditions: Vec<Rendition>,
+    /// The settings in force (applied when a publish begins).
+    pub settings: ChannelSettings,
     /// A publisher is live now.
     pub live: bool,
     /// The run ended (the reconnect grace expired): playlists carry ENDLIST. Neither
@@ -139,6 +182,8 @@ pub(crate) struct Segment {
     /// memory (then it is read from the store).
     pub data: Option<Bytes>,
     pub stored: bool,
+    /// Every write attempt failed: not in the store, and no longer held for it.
+    pub write_failed: bool,
     pub completed_at: Option<SystemTime>,
 }
 
@@ -150,12 +195,22 @@ pub(crate) struct PartEntry {
 }
 
 impl Channel {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, settings: ChannelSettings) -> Self {
         Self {
             name: name.to_owned(),
-            inner: Mutex::new(ChannelInner::default()),
+            inner: Mutex::new(ChannelInner {
+                session: 0,
+                run: Vec::new(),
+                next_session: 0,
+                renditions: Vec::new(),
+                settings,
+                live: false,
+                ended: false,
+            }),
             version: watch::channel(0).0,
             changed_at: Mutex::new(None),
+            pending: Mutex::new(None),
+            followed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -185,7 +240,7 @@ impl Channel {
             bytes: 0,
         };
         for r in &st.renditions {
-            for s in r.segments.iter().filter(|s| s.complete) {
+            for s in r.segments.iter().filter(|s| s.complete && !s.write_failed) {
                 if !s.stored {
                     return None;
                 }
@@ -328,18 +383,34 @@ impl Origin {
         lock(&self.channels).get(name).cloned()
     }
 
+    /// Sets `channel`'s own settings; they take effect when its next publish begins (a
+    /// publish under way keeps the ones it started with). Call before [`follow`] or
+    /// before the publish reaches the hub.
+    ///
+    /// [`follow`]: Self::follow
+    pub fn configure(&self, channel: &str, settings: ChannelSettings) {
+        let ch = lock(&self.channels)
+            .entry(channel.to_owned())
+            .or_insert_with(|| Arc::new(Channel::new(channel, settings)))
+            .clone();
+        *lock(&ch.pending) = Some(settings);
+    }
+
     /// Start packaging `channel` from the hub, now and whenever it goes live again, unless
     /// it is followed already (then this does nothing). The task ends when the hub does.
     pub fn follow(self: &Arc<Self>, hub: &Hub, channel: &str) {
-        let ch = {
-            let mut channels = lock(&self.channels);
-            if channels.contains_key(channel) {
-                return;
-            }
-            let ch = Arc::new(Channel::new(channel));
-            channels.insert(channel.to_owned(), ch.clone());
-            ch
-        };
+        let ch = lock(&self.channels)
+            .entry(channel.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Channel::new(
+                    channel,
+                    ChannelSettings::defaults(&self.config),
+                ))
+            })
+            .clone();
+        if ch.followed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
         tokio::spawn(async move {
@@ -393,6 +464,7 @@ impl Origin {
     /// A publish begins: a new session, in the current run if it is still in its grace
     /// (or live: a takeover), else in a new run with a fresh playlist.
     fn begin_session(&self, ch: &Channel) {
+        let mut deletes = Vec::new();
         {
             let mut st = lock(&ch.inner);
             let session = match std::mem::take(&mut st.next_session) {
@@ -402,12 +474,23 @@ impl Origin {
             if st.ended {
                 // The old run's playlist said ENDLIST and must not change: the new run
                 // starts a fresh one (numbering goes on, so no URL is reused). The old
-                // run's media stays in the store under its sessions.
+                // run's media stays in the store under its sessions if it was recorded;
+                // else its DVR window goes now.
                 st.ended = false;
                 st.run.clear();
+                let record = st.settings.record;
                 for r in &mut st.renditions {
                     if let Some(last) = r.segments.back() {
                         r.evicted_below = last.msn + 1;
+                    }
+                    if !record {
+                        let name = r.info.name;
+                        deletes.extend(
+                            r.segments
+                                .iter()
+                                .filter(|s| s.complete)
+                                .map(|s| segment_key(&ch.name, s.session, name, s.msn)),
+                        );
                     }
                     r.segments.clear();
                     r.discontinuity_sequence = 0;
@@ -417,6 +500,9 @@ impl Origin {
                     r.total_secs = 0.0;
                     r.cache = None;
                 }
+            }
+            if let Some(settings) = lock(&ch.pending).take() {
+                st.settings = settings;
             }
             let continues = !st.run.is_empty();
             if continues {
@@ -433,6 +519,29 @@ impl Origin {
             info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
         }
         ch.bump();
+        self.delete_objects(deletes);
+    }
+
+    /// Retention: removes objects from the store in the background (a failure is logged
+    /// and counted; the object is then simply left behind).
+    fn delete_objects(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            for key in keys {
+                match store.delete(&key).await {
+                    Ok(()) => {
+                        metrics
+                            .store_deletes
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => warn!(error = %e, "origin: retention could not delete an object"),
+                }
+            }
+        });
     }
 
     /// The reconnect grace ran out: the run is over. Playlists get ENDLIST (requests
@@ -461,8 +570,10 @@ impl Origin {
     fn apply(self: &Arc<Self>, ch: &Arc<Channel>, outputs: Vec<Output>) {
         let now = SystemTime::now();
         let mut writes = Vec::new();
+        let mut deletes = Vec::new();
         {
             let mut st = lock(&ch.inner);
+            let settings = st.settings;
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
@@ -522,6 +633,7 @@ impl Origin {
                                 duration: 0.0,
                                 data: None,
                                 stored: false,
+                                write_failed: false,
                                 completed_at: None,
                             });
                         }
@@ -591,7 +703,7 @@ impl Origin {
                             vec![whole],
                             Some((rendition, session, msn)),
                         ));
-                        self.evict(r, now);
+                        deletes.extend(self.evict(&ch.name, settings, r, now));
                     }
                     Output::Ended => {
                         // Not the end of the run yet: the reconnect grace decides that.
@@ -609,37 +721,53 @@ impl Origin {
         for (key, data, segment) in writes {
             self.write_through(ch.clone(), key, data, segment);
         }
+        self.delete_objects(deletes);
     }
 
     /// Drop what the windows no longer hold: bytes of stored segments older than the
-    /// memory window, and (sliding playlists) segments older than the DVR window.
-    fn evict(&self, r: &mut Rendition, now: SystemTime) {
+    /// memory window, and (sliding playlists) segments older than the DVR window, whose
+    /// object keys are returned for deletion when the channel does not record.
+    fn evict(
+        &self,
+        channel: &str,
+        settings: ChannelSettings,
+        r: &mut Rendition,
+        now: SystemTime,
+    ) -> Vec<String> {
         let older_than = |s: &Segment, d: Duration| {
             s.completed_at
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > d)
         };
         for s in r.segments.iter_mut() {
-            if s.data.is_some() && s.stored && older_than(s, self.config.memory_window) {
+            let settled = s.stored || s.write_failed;
+            if s.data.is_some() && settled && older_than(s, self.config.memory_window) {
                 release(s);
             }
         }
+        let mut deletes = Vec::new();
         if self.config.playlist == PlaylistKind::Sliding {
-            while r
-                .segments
-                .front()
-                .is_some_and(|s| older_than(s, self.config.dvr_window))
-            {
+            // A live playlist keeps at least six segments (three target durations of
+            // hold-back, and room for delta updates), whatever the DVR setting says.
+            let window = settings.dvr_window.max(self.config.segment_duration * 6);
+            while r.segments.front().is_some_and(|s| older_than(s, window)) {
                 if let Some(s) = r.segments.pop_front() {
                     if s.discontinuity {
                         r.discontinuity_sequence += 1;
                     }
                     r.evicted_below = s.msn + 1;
+                    if !settings.record {
+                        deletes.push(segment_key(channel, s.session, r.info.name, s.msn));
+                    }
                 }
             }
         }
+        deletes
     }
 
+    /// Writes an object to the store in the background, retrying a failed write (1, 2,
+    /// 4, 8, 16 s apart); a segment whose every attempt failed is given up on (counted
+    /// and logged) so that it no longer pins memory beyond the memory window.
     fn write_through(
         self: &Arc<Self>,
         ch: Arc<Channel>,
@@ -650,29 +778,45 @@ impl Origin {
         let origin = self.clone();
         origin.writes_in_flight.send_modify(|n| *n += 1);
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match origin.store.put(&key, data).await {
-                Ok(()) => {
-                    origin.metrics.store_write(started.elapsed(), true);
-                    if let Some((rendition, session, msn)) = segment {
-                        let mut st = lock(&ch.inner);
-                        let ended = st.ended;
-                        if let Some(seg) = st
-                            .rendition_mut(rendition)
-                            .and_then(|r| r.segment_mut(session, msn))
-                        {
-                            seg.stored = true;
-                            if ended {
-                                release(seg);
+            let mut retries = WRITE_RETRIES.iter();
+            let stored = loop {
+                let started = std::time::Instant::now();
+                match origin.store.put(&key, data.clone()).await {
+                    Ok(()) => {
+                        origin.metrics.store_write(started.elapsed(), true);
+                        break true;
+                    }
+                    Err(e) => {
+                        origin.metrics.store_write(started.elapsed(), false);
+                        match retries.next() {
+                            Some(pause) => {
+                                warn!(channel = %ch.name, error = %e, retry_in_ms = pause.as_millis() as u64, "origin: write-through failed; retrying");
+                                tokio::time::sleep(*pause).await;
+                            }
+                            None => {
+                                error!(channel = %ch.name, error = %e, attempts = WRITE_RETRIES.len() + 1, "origin: write-through failed for good; the object is not in the store");
+                                origin
+                                    .metrics
+                                    .store_writes_dropped
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                break false;
                             }
                         }
                     }
                 }
-                Err(e) => {
-                    // The segment stays in memory (it is never evicted unstored); the
-                    // live edge carries on.
-                    origin.metrics.store_write(started.elapsed(), false);
-                    warn!(channel = %ch.name, error = %e, "origin: write-through failed");
+            };
+            if let Some((rendition, session, msn)) = segment {
+                let mut st = lock(&ch.inner);
+                let ended = st.ended;
+                if let Some(seg) = st
+                    .rendition_mut(rendition)
+                    .and_then(|r| r.segment_mut(session, msn))
+                {
+                    seg.stored = stored;
+                    seg.write_failed = !stored;
+                    if ended && stored {
+                        release(seg);
+                    }
                 }
             }
             origin.writes_in_flight.send_modify(|n| *n -= 1);

@@ -19,6 +19,11 @@ pub struct OriginMetrics {
     pub blocked_wake: Histogram,
     pub store_writes: AtomicU64,
     pub store_write_errors: AtomicU64,
+    /// Segments given up on after every retry failed (they are not in the store).
+    pub store_writes_dropped: AtomicU64,
+    /// Objects deleted by retention (outside the DVR window of a channel that does not
+    /// record, or of a finished run that is replaced).
+    pub store_deletes: AtomicU64,
     pub store_write_time: Histogram,
     pub playlist_requests: AtomicU64,
     pub media_requests: AtomicU64,
@@ -75,6 +80,11 @@ impl OriginMetrics {
                 "starling_store_write_errors_total",
                 &self.store_write_errors,
             ),
+            (
+                "starling_store_writes_dropped_total",
+                &self.store_writes_dropped,
+            ),
+            ("starling_store_deletes_total", &self.store_deletes),
             ("starling_playlist_requests_total", &self.playlist_requests),
             ("starling_media_requests_total", &self.media_requests),
             ("starling_blocking_timeouts_total", &self.blocking_timeouts),

@@ -27,6 +27,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The object under `key`, `None` when there is none.
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
+    /// Removes the object under `key`; removing one that is not there is not an error.
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Keys are built by the origin from validated names and numbers, never taken from a
@@ -105,6 +107,30 @@ impl ObjectStore for LocalDirStore {
             }
         })
     }
+
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            let path = self.path(&key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&key)(e)),
+            }
+            // Empty session / rendition directories go too, so that a channel that does not
+            // record leaves nothing behind; a directory still in use is simply not empty.
+            let mut dir = path.parent();
+            for _ in 0..3 {
+                match dir {
+                    Some(d) if d != self.root && tokio::fs::remove_dir(d).await.is_ok() => {
+                        dir = d.parent();
+                    }
+                    _ => break,
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 impl LocalDirStore {
@@ -151,6 +177,13 @@ mod tests {
         );
         assert!(s.get("a/b/2.m4s").await.unwrap().is_none());
         assert!(s.get("../x").await.is_err());
+        s.delete("a/b/1.m4s").await.unwrap();
+        assert!(s.get("a/b/1.m4s").await.unwrap().is_none());
+        // Twice is fine; its emptied directories are gone, the root stays.
+        s.delete("a/b/1.m4s").await.unwrap();
+        assert!(!dir.join("a").exists());
+        assert!(dir.exists());
+        assert!(s.delete("../x").await.is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
