@@ -21,6 +21,11 @@ pub const NAL_SPS: u8 = 7;
 pub const NAL_PPS: u8 = 8;
 /// NAL unit type of an access unit delimiter.
 pub const NAL_AUD: u8 = 9;
+/// NAL unit type of supplemental enhancement information.
+pub const NAL_SEI: u8 = 6;
+/// SEI `payloadType` of a recovery point (H.264 D.1.8): where an intra-refresh source,
+/// which sends no IDR, can be decoded from.
+const SEI_RECOVERY_POINT: u32 = 6;
 
 /// `PicWidthInMbs` and `FrameHeightInMbs` may not exceed `Sqrt(MaxFS * 8)` (H.264 A.3.1 f);
 /// with the largest MaxFS of any level (139264, level 6.2) that is 1055 macroblocks.
@@ -302,6 +307,45 @@ pub fn is_keyframe(access_unit: &[u8], length_size: u8) -> bool {
     })
 }
 
+/// Whether a NAL unit (header included) is an SEI carrying a recovery point message.
+/// Malformed SEI is not an error here: the messages after the fault are not examined.
+pub fn is_recovery_point_sei(nal: &[u8]) -> bool {
+    if nal.first().map(|&h| nal_type(h)) != Some(NAL_SEI) {
+        return false;
+    }
+    let Ok(rbsp) = decode_nal(nal) else {
+        return false;
+    };
+    // `decode_nal` drops the header byte.
+    let mut rest: &[u8] = &rbsp;
+    // sei_message(): payloadType and payloadSize as runs of 0xFF plus a last byte (7.3.2.3.1).
+    let read = |rest: &mut &[u8]| -> Option<u32> {
+        let mut v = 0u32;
+        loop {
+            let (&b, tail) = rest.split_first()?;
+            *rest = tail;
+            v = v.saturating_add(u32::from(b));
+            if b != 0xFF {
+                return Some(v);
+            }
+        }
+    };
+    // Stop at the rbsp trailing bits (0x80) or the end.
+    while rest.first().is_some_and(|&b| b != 0x80) {
+        let (Some(kind), Some(size)) = (read(&mut rest), read(&mut rest)) else {
+            return false;
+        };
+        if kind == SEI_RECOVERY_POINT {
+            return true;
+        }
+        let Some(tail) = rest.get(usize::try_from(size).unwrap_or(usize::MAX)..) else {
+            return false;
+        };
+        rest = tail;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +363,24 @@ mod tests {
 
     fn avcc(s: &str) -> Bytes {
         Bytes::from(hex(s))
+    }
+
+    #[test]
+    fn recovery_point_sei() {
+        // x264 --intra-refresh: user data unregistered (type 5, 3 bytes here) then a
+        // recovery point (type 6: recovery_frame_cnt 0, exact match, no broken link).
+        assert!(is_recovery_point_sei(&[
+            0x06, 0x05, 0x03, 1, 2, 3, 0x06, 0x01, 0xC4, 0x80
+        ]));
+        assert!(is_recovery_point_sei(&[0x06, 0x06, 0x01, 0xC4, 0x80]));
+        // only buffering period / picture timing
+        assert!(!is_recovery_point_sei(&[
+            0x06, 0x00, 0x01, 0xAA, 0x01, 0x01, 0xBB, 0x80
+        ]));
+        // not an SEI, truncated, sizes past the end
+        assert!(!is_recovery_point_sei(&[0x65, 0x06, 0x01, 0xC4]));
+        assert!(!is_recovery_point_sei(&[0x06, 0xFF]));
+        assert!(!is_recovery_point_sei(&[0x06, 0x05, 0x30, 1]));
     }
 
     #[test]

@@ -447,6 +447,15 @@ pub fn nal_type(header: u8) -> u8 {
     (header >> 1) & 0x3F
 }
 
+/// NAL unit type of a clean random access picture (may lead an open GOP).
+pub const NAL_CRA: u8 = 21;
+
+/// Whether a NAL unit type is a random access skipped leading picture (RASL_N, RASL_R):
+/// it references pictures before its CRA, so its CRA opens an open GOP.
+pub fn is_rasl(nal_type: u8) -> bool {
+    nal_type == 8 || nal_type == 9
+}
+
 /// Whether a NAL unit type is an intra random access point (BLA, IDR, CRA: 16..=23).
 pub fn is_irap(nal_type: u8) -> bool {
     (16..=23).contains(&nal_type)

@@ -736,7 +736,7 @@ async fn media_playlist(
     playlist_response(body, &cache)
 }
 
-fn build_playlist(
+pub(crate) fn build_playlist(
     r: &Rendition,
     reports: Vec<hls::RenditionReport>,
     ended: bool,
@@ -771,7 +771,12 @@ fn build_playlist(
         discontinuity_sequence: r.discontinuity_sequence
             + u64::from(first.is_some_and(|s| s.discontinuity)),
         playlist_type: (config.playlist == PlaylistKind::Event).then_some(hls::PlaylistType::Event),
-        independent_segments: true,
+        // Segments cut at the maximum duration without a keyframe (long GOPs, intra
+        // refresh) do not start independently: then the playlist must not say so.
+        independent_segments: r
+            .segments
+            .iter()
+            .all(|s| s.parts.first().is_none_or(|p| p.independent)),
         map: Some(hls::Map {
             uri: map_uri(first_init),
         }),
@@ -807,7 +812,7 @@ fn build_playlist(
                 title: None,
                 program_date_time: s.program_date_time,
                 discontinuity: s.discontinuity && i > 0,
-                gap: false,
+                gap: s.gap,
                 map,
                 parts: parts(),
             });
@@ -898,7 +903,7 @@ async fn from_store(origin: &Origin, key: &str) -> Result<Bytes, Response> {
 }
 
 /// Where a segment of `session` stands in memory.
-enum Held {
+pub(crate) enum Held {
     /// Complete: its bytes (None once they left memory; then the store has them).
     Complete(Option<Bytes>),
     /// Still being written.
@@ -909,14 +914,18 @@ enum Held {
     NotYet,
     /// Not a segment of the run in memory: an earlier run, or a previous process.
     Elsewhere,
+    /// Listed as `EXT-X-GAP`: the rendition has no media for that number.
+    Gap,
 }
 
-fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn: u64) -> Held {
+pub(crate) fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn: u64) -> Held {
     let Some(r) = st.rendition(rendition) else {
         return Held::Elsewhere;
     };
     if let Some(s) = r.segment(msn).filter(|s| s.session == session) {
-        return if s.complete {
+        return if s.gap {
+            Held::Gap
+        } else if s.complete {
             Held::Complete(s.data.clone())
         } else {
             Held::InProgress
@@ -969,6 +978,13 @@ async fn segment(
                 Ok(d) => d,
                 Err(r) => return r,
             }
+        }
+        Held::Gap => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "segment is a gap (EXT-X-GAP)",
+                "public, max-age=60",
+            )
         }
         Held::Gone => {
             return error(

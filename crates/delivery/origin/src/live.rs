@@ -59,6 +59,16 @@ pub struct OriginConfig {
     pub record: bool,
 }
 
+impl OriginConfig {
+    /// The packager's configuration, which also fixes the playlists' TARGETDURATION.
+    pub fn packager(&self) -> PackagerConfig {
+        PackagerConfig {
+            segment_duration: self.segment_duration,
+            part_duration: self.part_duration,
+        }
+    }
+}
+
 impl Default for OriginConfig {
     fn default() -> Self {
         Self {
@@ -185,6 +195,10 @@ pub(crate) struct Segment {
     /// Every write attempt failed: not in the store, and no longer held for it.
     pub write_failed: bool,
     pub completed_at: Option<SystemTime>,
+    /// A number this rendition skipped (audio missing for a whole video segment): listed
+    /// as `EXT-X-GAP` so numbers stay consecutive and aligned with the other rendition;
+    /// it has no parts and no bytes.
+    pub gap: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +209,7 @@ pub(crate) struct PartEntry {
 }
 
 impl Channel {
-    fn new(name: &str, settings: ChannelSettings) -> Self {
+    pub(crate) fn new(name: &str, settings: ChannelSettings) -> Self {
         Self {
             name: name.to_owned(),
             inner: Mutex::new(ChannelInner {
@@ -414,10 +428,7 @@ impl Origin {
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
         tokio::spawn(async move {
-            let mut packager = Packager::new(PackagerConfig {
-                segment_duration: origin.config.segment_duration,
-                part_duration: origin.config.part_duration,
-            });
+            let mut packager = Packager::new(origin.config.packager());
             // A publish is under way (a `Stream` after this is a change, not a new publish).
             let mut publishing = false;
             // When the reconnect grace of the last publish runs out.
@@ -488,14 +499,13 @@ impl Origin {
                         deletes.extend(
                             r.segments
                                 .iter()
-                                .filter(|s| s.complete)
+                                .filter(|s| s.complete && !s.gap)
                                 .map(|s| segment_key(&ch.name, s.session, name, s.msn)),
                         );
                     }
                     r.segments.clear();
                     r.discontinuity_sequence = 0;
-                    r.target_duration =
-                        hls::target_duration_for(self.config.segment_duration.as_secs_f64());
+                    r.target_duration = self.config.packager().target_duration();
                     r.total_bytes = 0;
                     r.total_secs = 0.0;
                     r.cache = None;
@@ -567,7 +577,7 @@ impl Origin {
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.
-    fn apply(self: &Arc<Self>, ch: &Arc<Channel>, outputs: Vec<Output>) {
+    pub(crate) fn apply(self: &Arc<Self>, ch: &Arc<Channel>, outputs: Vec<Output>) {
         let now = SystemTime::now();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
@@ -577,8 +587,7 @@ impl Origin {
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
-                        let target =
-                            hls::target_duration_for(self.config.segment_duration.as_secs_f64());
+                        let target = self.config.packager().target_duration();
                         let session = st.session;
                         let name = rendition.name;
                         match st.rendition_mut(name) {
@@ -614,6 +623,7 @@ impl Origin {
                         first_arrival,
                     } => {
                         let session = st.session;
+                        fill_gaps(&mut st, rendition, msn, &self.config, now);
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -635,6 +645,7 @@ impl Origin {
                                 stored: false,
                                 write_failed: false,
                                 completed_at: None,
+                                gap: false,
                             });
                         }
                         if let Some(seg) = r.segments.back_mut() {
@@ -684,12 +695,10 @@ impl Origin {
                         seg.discontinuity |= discontinuity;
                         seg.data = Some(whole.clone());
                         seg.completed_at = Some(now);
-                        let rounded = hls::target_duration_for(duration);
-                        if rounded > r.target_duration {
-                            // The source's keyframe interval is longer than the configured
-                            // segment duration: the playlist must say so.
-                            warn!(channel = %ch.name, rendition, duration, "origin: segment longer than the target duration; raising it");
-                            r.target_duration = rounded;
+                        // TARGETDURATION never changes within a run (the packager cuts
+                        // at it); a longer segment is a packager bug, said loudly.
+                        if hls::target_duration_for(duration) > r.target_duration {
+                            warn!(channel = %ch.name, rendition, duration, target = r.target_duration, "origin: segment longer than the target duration");
                         }
                         if duration > 0.0 {
                             r.peak_bps = r.peak_bps.max(len as f64 * 8.0 / duration);
@@ -756,7 +765,7 @@ impl Origin {
                         r.discontinuity_sequence += 1;
                     }
                     r.evicted_below = s.msn + 1;
-                    if !settings.record {
+                    if !settings.record && !s.gap {
                         deletes.push(segment_key(channel, s.session, r.info.name, s.msn));
                     }
                 }
@@ -875,6 +884,67 @@ impl Rendition {
 }
 
 /// A stored segment's bytes leave memory; reads go to the store from now on.
+/// Gap segments listed at most in one go: a rendition silent for longer is a broken
+/// source; its numbers then jump (players resync on the media sequence).
+const MAX_GAP_SEGMENTS: u64 = 256;
+
+/// Lists the numbers `rendition` skipped before `msn` as gap segments, so a playlist's
+/// numbers stay consecutive (HLS) and the same as the other rendition's, and lookups by
+/// number keep working. A gap lasts what the other rendition's segment of that number
+/// lasted (or the nominal duration), within the target.
+fn fill_gaps(
+    st: &mut ChannelInner,
+    rendition: &str,
+    msn: u64,
+    config: &OriginConfig,
+    now: SystemTime,
+) {
+    let Some(last) = st.rendition(rendition).and_then(|r| r.segments.back()) else {
+        return;
+    };
+    let (from, session) = (last.msn.saturating_add(1), last.session);
+    if msn <= from || msn - from > MAX_GAP_SEGMENTS {
+        return;
+    }
+    let nominal = config.segment_duration.as_secs_f64();
+    let gaps: Vec<(u64, f64)> = (from..msn)
+        .map(|n| {
+            let other = st
+                .renditions
+                .iter()
+                .filter(|r| r.info.name != rendition)
+                .find_map(|r| r.segment(n).filter(|s| s.complete && !s.gap))
+                .map_or(nominal, |s| s.duration);
+            (n, other)
+        })
+        .collect();
+    let Some(r) = st.rendition_mut(rendition) else {
+        return;
+    };
+    let init = r.inits.len().saturating_sub(1);
+    let target = f64::from(r.target_duration);
+    for (n, duration) in gaps {
+        r.segments.push_back(Segment {
+            session,
+            msn: n,
+            init,
+            discontinuity: false,
+            new_map: false,
+            program_date_time: None,
+            parts: Vec::new(),
+            complete: true,
+            duration: duration.min(target),
+            data: None,
+            // Nothing to write: it may leave memory with its neighbours.
+            stored: true,
+            write_failed: false,
+            completed_at: Some(now),
+            gap: true,
+        });
+    }
+    r.cache = None;
+}
+
 fn release(s: &mut Segment) {
     s.data = None;
     for p in &mut s.parts {
@@ -889,3 +959,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod tests;

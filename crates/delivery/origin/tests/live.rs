@@ -174,12 +174,12 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     for tag in [
-        "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-TARGETDURATION:3",
         "#EXT-X-PART-INF:PART-TARGET=0.333",
         "CAN-BLOCK-RELOAD=YES",
         "PART-HOLD-BACK=0.999",
-        "HOLD-BACK=6.0",
-        "CAN-SKIP-UNTIL=12.0",
+        "HOLD-BACK=9.0",
+        "CAN-SKIP-UNTIL=18.0",
         "/init-0.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:",
         "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=",
@@ -192,7 +192,7 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
     match m3u8_rs::parse_playlist_res(pl.as_bytes()).unwrap() {
         m3u8_rs::Playlist::MediaPlaylist(m) => {
             assert!(m.segments.len() >= 2);
-            assert_eq!(m.target_duration, 2);
+            assert_eq!(m.target_duration, 3);
             for s in &m.segments {
                 assert!(
                     (s.duration - 2.0).abs() < 0.05,
@@ -231,7 +231,7 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
         .to_str()
         .unwrap();
     assert!(
-        cache.contains("max-age=12"),
+        cache.contains("max-age=18"),
         "blocking responses are cacheable: {cache}"
     );
 

@@ -173,6 +173,10 @@ async fn a_channel_that_does_not_record_keeps_only_its_window_on_disk() {
         after <= 5,
         "{before} -> {after} segment files: the old run stayed"
     );
+    // A deleted object's URL answers 404: never other bytes.
+    let old_uri = pl.lines().find(|l| l.ends_with(".m4s")).unwrap();
+    let (status, _) = get(&app, &format!("/live/demo/source/{old_uri}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{old_uri}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -374,6 +374,9 @@ async fn no_url_names_two_different_bytes_across_runs_and_restarts() {
     let dir = temp_dir();
     let config = OriginConfig {
         reconnect_grace: Duration::from_millis(300),
+        // Recorded: the first run's objects stay in the store after the second run
+        // begins (without recording they are deleted then: 404, never other bytes).
+        record: true,
         ..OriginConfig::default()
     };
     let mut all: HashMap<String, Bytes> = HashMap::new();

@@ -19,8 +19,19 @@
 //!   timestamp, `pts = dts + composition time` exactly as sent, even if negative: the
 //!   converter does not invent timing. Video payloads are the length-prefixed NAL units of
 //!   the tag, zero-copy; their framing is checked against the configuration's length size
-//!   and the keyframe flag is the NAL truth (IDR for H.264, IRAP for H.265). The FLV frame
-//!   type is only compared with it, and disagreements are counted
+//!   and the keyframe flag is the NAL truth, meaning "a segment may start here and be
+//!   decoded on its own":
+//!   - H.264: an IDR slice, or a recovery point SEI (intra-refresh sources send no IDR;
+//!     decoding from the recovery point is what such sources intend);
+//!   - H.265: IDR and BLA pictures; a CRA only when it is the stream's first picture or
+//!     the stream has sent no RASL picture so far. A CRA's RASL pictures reference
+//!     pictures before it, so a segment starting at the CRA of an open-GOP stream would
+//!     not decode on its own (we keep the RASL pictures for viewers who play through
+//!     rather than dropping them); once a RASL picture shows the encoder uses open GOPs,
+//!     its CRAs are ordinary frames and the packager cuts such streams at its maximum
+//!     segment duration.
+//!
+//!   The FLV frame type is only compared with it, and disagreements are counted
 //!   ([`FlvIngest::keyframe_flag_mismatches`]).
 //!
 //! It must never do I/O or read a clock: arrival times are handed in.
@@ -72,6 +83,10 @@ pub struct FlvIngest {
     dropped_before_config: u64,
     keyframe_flag_mismatches: u64,
     annexb_frames: u64,
+    /// Video frames emitted since the last video configuration.
+    video_frames: u64,
+    /// H.265: a RASL picture was seen, so CRAs lead open GOPs.
+    open_gop: bool,
 }
 
 impl FlvIngest {
@@ -142,15 +157,28 @@ impl FlvIngest {
                 if data.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut keyframe = false;
+                let (mut keyframe, mut cra) = (false, false);
                 for unit in nal::iter_length_prefixed(&data, length_size) {
-                    let header = unit?.first().copied().unwrap_or(0);
-                    keyframe |= match codec {
-                        VideoCodec::Avc => h264::nal_type(header) == h264::NAL_IDR,
-                        VideoCodec::Hevc => h265::is_irap(h265::nal_type(header)),
-                    };
+                    let unit = unit?;
+                    let header = unit.first().copied().unwrap_or(0);
+                    match codec {
+                        VideoCodec::Avc => {
+                            keyframe |= h264::nal_type(header) == h264::NAL_IDR
+                                || h264::is_recovery_point_sei(&unit);
+                        }
+                        VideoCodec::Hevc => {
+                            let t = h265::nal_type(header);
+                            keyframe |= h265::is_irap(t) && t != h265::NAL_CRA;
+                            cra |= t == h265::NAL_CRA;
+                            self.open_gop |= h265::is_rasl(t);
+                        }
+                    }
                 }
-                if keyframe != frame_type.is_key() {
+                let first = self.video_frames == 0;
+                self.video_frames += 1;
+                keyframe |= cra && (first || !self.open_gop);
+                // An open-GOP CRA the muxer flags as key is not a disagreement.
+                if keyframe != frame_type.is_key() && !(cra && frame_type.is_key()) {
                     self.keyframe_flag_mismatches += 1;
                 }
                 events.push(MediaEvent::Frame(Frame {
@@ -291,6 +319,10 @@ impl FlvIngest {
             return Vec::new();
         }
         *slot = Some(config);
+        if video {
+            // The packager waits for a keyframe after a change: a CRA may be it again.
+            self.video_frames = 0;
+        }
         vec![MediaEvent::Stream(Arc::new(self.stream()))]
     }
 }
@@ -390,6 +422,7 @@ pub fn build_opus_head(c: &OpusConfig) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tag::VideoPacketKind;
 
     const AVCC_720P: [u8; 47] = [
         0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
@@ -575,6 +608,108 @@ mod tests {
             ing.video(300, Bytes::from(hevc), T0),
             Err(FlvError::CodecMismatch { .. })
         ));
+    }
+
+    /// hvcC of `ffmpeg -c:v libx265 -tag:v hvc1` (testsrc2, 1280x720; as in starling-media).
+    const HVCC_720P: &str = "0101600000009000000000005df000fcfdf8f800000f03a00001001840010c01ff\
+        ff01600000030090000003000003005d959809a10001002b42010101600000030090000003000003005da002\
+        80802d165959a4932bc05a020000030002000003003c10a2000100074401c172b46240";
+
+    fn hevc_tag(key: bool, packet: VideoPacketKind, payload: &[u8]) -> Bytes {
+        use crate::tag::{video_header, FrameType};
+        let ft = if key {
+            FrameType::Key
+        } else {
+            FrameType::Inter
+        };
+        let mut v = video_header(VideoCodec::Hevc, ft, &packet).to_vec();
+        v.extend_from_slice(payload);
+        Bytes::from(v)
+    }
+
+    /// One length-prefixed HEVC NAL unit of type `t`.
+    fn hevc_nal(t: u8) -> Vec<u8> {
+        vec![0, 0, 0, 3, t << 1, 1, 0xAF]
+    }
+
+    fn keyframes(
+        ing: &mut FlvIngest,
+        codec_tag: impl Fn(bool, &[u8]) -> Bytes,
+        aus: &[(bool, Vec<u8>)],
+    ) -> Vec<bool> {
+        let mut out = Vec::new();
+        for (i, (flag, au)) in aus.iter().enumerate() {
+            for ev in ing.video(40 * i as u32, codec_tag(*flag, au), T0).unwrap() {
+                if let MediaEvent::Frame(f) = ev {
+                    out.push(f.keyframe);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hevc_cra_is_a_keyframe_only_first_or_without_rasl() {
+        let record: Vec<u8> = (0..HVCC_720P.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&HVCC_720P[i..i + 2], 16).unwrap())
+            .collect();
+        let mut ing = FlvIngest::new();
+        ing.video(
+            0,
+            hevc_tag(true, VideoPacketKind::SequenceStart, &record),
+            T0,
+        )
+        .unwrap();
+        let tag = |key: bool, au: &[u8]| {
+            hevc_tag(
+                key,
+                VideoPacketKind::CodedFrames {
+                    composition_time: 0,
+                },
+                au,
+            )
+        };
+        // CRA (first), TRAIL, CRA (no RASL seen yet: closed), RASL, TRAIL, CRA (open GOP
+        // now), IDR, BLA.
+        let aus = [
+            (true, hevc_nal(21)),
+            (false, hevc_nal(1)),
+            (true, hevc_nal(21)),
+            (false, hevc_nal(8)),
+            (false, hevc_nal(1)),
+            (true, hevc_nal(21)),
+            (true, hevc_nal(19)),
+            (true, hevc_nal(16)),
+        ];
+        assert_eq!(
+            keyframes(&mut ing, tag, &aus),
+            [true, false, true, false, false, false, true, true]
+        );
+        assert_eq!(ing.keyframe_flag_mismatches(), 0);
+    }
+
+    #[test]
+    fn h264_recovery_point_sei_is_a_keyframe() {
+        let mut ing = FlvIngest::new();
+        ing.video(0, seq_header(), T0).unwrap();
+        let tag = |key: bool, au: &[u8]| {
+            let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            v.extend_from_slice(au);
+            Bytes::from(v)
+        };
+        // intra refresh: SEI(recovery point) + non-IDR slice, then plain non-IDR slices
+        let sei_slice = [
+            &[0, 0, 0, 5, 0x06, 0x06, 0x01, 0xC4, 0x80][..],
+            &[0, 0, 0, 2, 0x41, 0x80],
+        ]
+        .concat();
+        let aus = [
+            (true, sei_slice.clone()),
+            (false, vec![0, 0, 0, 2, 0x41, 0x80]),
+            (false, sei_slice),
+        ];
+        assert_eq!(keyframes(&mut ing, tag, &aus), [true, false, true]);
     }
 
     #[test]

@@ -24,16 +24,29 @@
 //! through [`Packager::availability_start`], the arrival of that frame.
 //! - Video times are converted exactly (rounding half away from zero) and follow the
 //!   `starling_cmaf` rule for B-frames: `D = pts − dts` of the first keyframe packaged is
-//!   kept for the rendition's life; decode time = `dts + D`, `cts_offset = pts − dts − D`.
+//!   kept for the rendition's life; decode time = `dts + D`, `cts_offset = pts − dts − D`
+//!   (signed: negative composition offsets are kept, never clamped, so B-frames of a
+//!   source with negative CTS keep their presentation order). Media time 0 is the
+//!   first frame's *presentation* when it presents before it decodes.
 //! - AAC sample times are counted (`samples_per_frame` from the AudioSpecificConfig) from
 //!   the first frame's converted time, so millisecond timestamps do not jitter the
 //!   durations. When a frame's converted time is more than 1.5 frame durations *later*
-//!   than the count (a gap in the source), the count resyncs to it and the gap shows as
-//!   a longer duration of the frame before it (the segment is not split). A frame more
-//!   than 1.5 frames *earlier* keeps the counted time and is counted as clamped.
+//!   than the count (a gap in the source), the count resyncs to it; the gap is a hole in
+//!   the timeline (the frame before it keeps its 1024 samples, the next fragment's
+//!   `tfdt` is later). A frame more than 1.5 frames *earlier* than the count (the
+//!   source sends more audio than its clock covers) is dropped, which brings the count
+//!   back ([`Packager::audio_resyncs`]): drift is corrected both ways.
 //! - Opus times are the converted timestamps at 48 kHz.
-//! - A decode time not after the previous one (a source bug) is clamped to previous + 1
-//!   and counted ([`Packager::clamped_timestamps`]); durations are never negative.
+//! - Clock jumps (see the `timeline` module): a decode time more than 500 ms earlier
+//!   than the track expected, or more than the maximum segment duration past the newest
+//!   time of any track, rebases the track so the frame continues the timeline, and the
+//!   next segment of both renditions (the same number) is a discontinuity
+//!   ([`Packager::timestamp_jumps`]). The other track follows the new offset with its
+//!   next frame, so the two stay aligned. A track silent for a while that comes back in
+//!   step with the other is a gap, not a jump.
+//! - A decode time not after the previous one (jitter under the jump tolerance) is
+//!   clamped to previous + 1 and counted ([`Packager::clamped_timestamps`]); durations
+//!   are never negative.
 //!
 //! # Segments: the epoch rule
 //! Segment `n` nominally spans `[n × D, (n + 1) × D)` of media time. The video rendition
@@ -43,9 +56,11 @@
 //! same source cut the same segments.
 //!
 //! When GOPs are longer than `D`, a segment stretches to the next keyframe at or past its
-//! nominal end and numbering stays consecutive; the numbering then lags the grid, and
-//! while it does each segment ends at the first keyframe after it started (one GOP per
-//! segment), which catches up with the grid only if keyframes come more often than `D`.
+//! nominal end and numbering stays consecutive, but never past the maximum segment
+//! duration ([`PackagerConfig::max_segment_duration`], `1.5 × D` in whole seconds, the
+//! playlists' fixed TARGETDURATION): there the segment is cut without a keyframe (its
+//! first part is not independent). Intra-refresh sources, which never send a keyframe,
+//! are started after one maximum of waiting and then cut the same way.
 //!
 //! The audio rendition follows the video's cuts so both carry the same numbers with
 //! near-equal durations: it ends segment `n` at the audio frame boundary *nearest* the
@@ -65,8 +80,9 @@
 //!
 //! # Parts
 //! A part closes before the sample that would make it longer than the part target (so
-//! every part is ≤ the target, as LL-HLS requires; a single sample longer than the target
-//! is a part of its own), and always at a segment boundary. The first part of a segment
+//! every part is ≤ the target, as LL-HLS requires; a sample's duration is capped at the
+//! target, so a timestamp gap becomes a hole in the timeline), and always at a segment
+//! boundary. The first part of a segment
 //! carries `styp` and `prft` (NTP time of its first sample's arrival, media time its
 //! decode time). A part is emitted as soon as it is decidable: normally when the frame
 //! after its last sample arrives (that frame's arrival tells the last sample's duration
@@ -92,24 +108,27 @@
 //!
 //! This crate must never do I/O, spawn tasks or read a clock.
 
+mod audio;
 mod error;
+mod model;
 mod segmenter;
 mod time;
+mod timeline;
 
 use std::{
     collections::VecDeque,
-    fmt,
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use bytes::Bytes;
 use starling_cmaf::init_segment;
 use starling_media::{CodecConfig, Frame, Stream, Track, TrackId, TrackKind};
 
 pub use error::PackagerError;
+use model::rendition_info;
+pub use model::{Input, Output, PackagerConfig, RenditionInfo};
 use segmenter::{Segmenter, Tail};
-use time::{at_or_after, at_or_after_ns, ns_to_ticks, ticks_to_ns, Origin};
+use time::{at_or_after_ns, ns_to_ticks, ticks_to_ns, Origin};
+use timeline::Timeline;
 
 /// Name of the rendition carrying the stream's video track.
 pub const VIDEO_RENDITION: &str = "source";
@@ -130,134 +149,6 @@ const MAX_HELD_AUDIO_FRAMES: usize = 1024;
 const DEFAULT_VIDEO_INTERVAL: i64 = 3000;
 /// Opus packet duration assumed before two packets have been seen (20 ms at 48 kHz).
 const DEFAULT_OPUS_INTERVAL: i64 = 960;
-
-/// Segment and part targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackagerConfig {
-    /// `D`: the nominal segment duration and the grid segments are locked to.
-    pub segment_duration: Duration,
-    /// The LL-HLS part target: no part is longer (unless one sample is).
-    pub part_duration: Duration,
-}
-
-impl Default for PackagerConfig {
-    fn default() -> Self {
-        Self {
-            segment_duration: Duration::from_secs(2),
-            part_duration: Duration::from_millis(333),
-        }
-    }
-}
-
-/// What the packager consumes; mirrors `starling_hub::HubEvent`.
-#[derive(Debug, Clone)]
-pub enum Input {
-    Stream(Arc<Stream>),
-    Frame(Frame),
-    /// The publish ended.
-    End,
-}
-
-/// What a consumer needs to announce a rendition (HLS `EXT-X-STREAM-INF`, DASH
-/// `Representation`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenditionInfo {
-    /// [`VIDEO_RENDITION`] or [`AUDIO_RENDITION`].
-    pub name: &'static str,
-    pub kind: TrackKind,
-    /// RFC 6381 codec string.
-    pub codec: String,
-    pub timescale: u32,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub frame_rate: Option<f64>,
-    pub sample_rate: Option<u32>,
-    pub channels: Option<u8>,
-}
-
-/// What the packager produces.
-#[derive(Clone, PartialEq)]
-pub enum Output {
-    /// A rendition starts (first Stream) or its codec config changed (new init; the next
-    /// segment is a discontinuity).
-    Init {
-        rendition: RenditionInfo,
-        init: Bytes,
-    },
-    /// A finished part: a CMAF fragment (`styp` + `prft` on the first part of a segment
-    /// only, then `moof` + `mdat`).
-    Part {
-        rendition: &'static str,
-        msn: u64,
-        /// Restarts at 0 in each segment.
-        index: u32,
-        /// Seconds.
-        duration: f64,
-        /// The part starts with a keyframe (always true for audio).
-        independent: bool,
-        data: Bytes,
-        /// Arrival of the part's first sample.
-        first_arrival: SystemTime,
-    },
-    /// All parts of segment `msn` of this rendition were emitted; the segment's bytes are
-    /// the concatenation of its parts.
-    SegmentEnd {
-        rendition: &'static str,
-        msn: u64,
-        /// Seconds: the sum of the parts' durations.
-        duration: f64,
-        /// Arrival of the segment's first frame.
-        program_date_time: SystemTime,
-        discontinuity: bool,
-    },
-    /// The publish ended; everything pending was flushed before this.
-    Ended,
-}
-
-impl fmt::Debug for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Output::Init { rendition, init } => f
-                .debug_struct("Init")
-                .field("rendition", rendition)
-                .field("len", &init.len())
-                .finish(),
-            Output::Part {
-                rendition,
-                msn,
-                index,
-                duration,
-                independent,
-                data,
-                first_arrival,
-            } => f
-                .debug_struct("Part")
-                .field("rendition", rendition)
-                .field("msn", msn)
-                .field("index", index)
-                .field("duration", duration)
-                .field("independent", independent)
-                .field("len", &data.len())
-                .field("first_arrival", first_arrival)
-                .finish(),
-            Output::SegmentEnd {
-                rendition,
-                msn,
-                duration,
-                program_date_time,
-                discontinuity,
-            } => f
-                .debug_struct("SegmentEnd")
-                .field("rendition", rendition)
-                .field("msn", msn)
-                .field("duration", duration)
-                .field("program_date_time", program_date_time)
-                .field("discontinuity", discontinuity)
-                .finish(),
-            Output::Ended => f.write_str("Ended"),
-        }
-    }
-}
 
 /// The source track feeding a rendition in the current publish.
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +194,16 @@ struct Rendition {
     stalled: bool,
     /// End of the last sample flushed (output timescale).
     end: Option<i64>,
+    /// Offset (ns) of the source clock after jumps (see [`timeline`]).
+    offset_ns: i128,
+    /// Where the next frame's decode time (before the shift) is expected, in this
+    /// publish; `None` before its first frame.
+    expected: Option<i64>,
+    /// Segments numbered from this one on start with a discontinuity (a clock jump).
+    discontinuity_from: Option<u64>,
+    /// Video: source decode time of the first frame dropped while waiting for a
+    /// keyframe (an intra-refresh source may never send one).
+    waiting_since: Option<i64>,
 }
 
 impl Rendition {
@@ -330,7 +231,20 @@ impl Rendition {
             held: VecDeque::new(),
             stalled: false,
             end: None,
+            offset_ns: 0,
+            expected: None,
+            discontinuity_from: None,
+            waiting_since: None,
         }
+    }
+
+    /// Whether the segment about to open (number `self.msn`) is a discontinuity.
+    fn take_discontinuity(&mut self) -> bool {
+        let jumped = self.discontinuity_from.is_some_and(|d| self.msn >= d);
+        if jumped {
+            self.discontinuity_from = None;
+        }
+        std::mem::take(&mut self.discontinuity) || jumped
     }
 
     fn eps(&self) -> i64 {
@@ -341,16 +255,6 @@ impl Rendition {
     fn floor(&self) -> i64 {
         self.last_dts.map_or(0, |l| l.saturating_add(1)).max(0)
     }
-}
-
-/// What to do with the oldest held audio frame.
-enum AudioDecision {
-    /// Keep holding: the video has not decided the boundary.
-    Hold,
-    /// The frame is past the current segment's end: close it (and look again).
-    Cut,
-    /// The frame belongs to the current segment.
-    Release,
 }
 
 /// The segmenter of one channel (see the crate docs).
@@ -372,7 +276,13 @@ pub struct Packager {
     cuts: VecDeque<(u64, i64)>,
     dropped: u64,
     clamped: u64,
+    /// AAC frames dropped because the count ran ahead of the source clock.
+    resynced: u64,
     last_error: Option<PackagerError>,
+    /// Where frames go after source clock jumps.
+    timeline: Timeline,
+    /// The longest segment, in ns (see [`PackagerConfig::max_segment_duration`]).
+    max_segment_ns: i128,
 }
 
 impl Packager {
@@ -391,7 +301,10 @@ impl Packager {
             cuts: VecDeque::new(),
             dropped: 0,
             clamped: 0,
+            resynced: 0,
             last_error: None,
+            timeline: Timeline::new(ns(config.max_segment_duration())),
+            max_segment_ns: ns(config.max_segment_duration()),
         }
     }
 
@@ -432,6 +345,17 @@ impl Packager {
     /// Timestamps that went backwards (or overlapped) and were clamped.
     pub fn clamped_timestamps(&self) -> u64 {
         self.clamped
+    }
+
+    /// Source clock jumps rebased (each one a discontinuity).
+    pub fn timestamp_jumps(&self) -> u64 {
+        self.timeline.jumps
+    }
+
+    /// AAC frames dropped to bring the sample count back to the source clock (included
+    /// in [`Self::dropped_frames`]).
+    pub fn audio_resyncs(&self) -> u64 {
+        self.resynced
     }
 
     /// The last problem met (a rendition the CMAF writer refused, a fragment it could not
@@ -499,6 +423,8 @@ impl Packager {
     /// Starts feeding rendition `kind` from `track`, at segment `msn`.
     fn start(&mut self, kind: TrackKind, track: &Track, msn: u64, out: &mut Vec<Output>) {
         let part_ns = self.part_ns;
+        let max_segment_ns = self.max_segment_ns;
+        let offset_ns = self.timeline.latest();
         let r = self.rendition(kind);
         if track.timescale == 0 {
             self.last_error = Some(PackagerError::ZeroTimescale {
@@ -537,6 +463,7 @@ impl Packager {
             let old = r.timescale;
             let rescale = |t: i64| ns_to_ticks(ticks_to_ns(t, old), timescale);
             r.last_dts = r.last_dts.map(rescale);
+            r.expected = r.expected.map(rescale);
             r.end = r.end.map(rescale);
             r.timescale = timescale;
         }
@@ -547,8 +474,21 @@ impl Packager {
             });
             r.last_config = Some(track.config.clone());
         }
-        let part_target = ns_to_ticks(part_ns, timescale);
-        r.seg.set_track(output_track, part_target);
+        let part_target = ns_to_ticks(part_ns, timescale).max(1);
+        // No sample may make a part longer than its target: a timestamp gap is cut to
+        // the target (AAC: to its frame, whose length is fixed) and shows as a hole in
+        // the timeline. Audio segments may pass the video's maximum by one frame, as
+        // they end at the frame boundary nearest the video's cut.
+        let max_sample = samples_per_frame.map_or(part_target, |spf| spf.min(part_target));
+        let max_segment = ns_to_ticks(max_segment_ns, timescale).saturating_add(match kind {
+            TrackKind::Video => 0,
+            TrackKind::Audio => interval,
+        });
+        r.seg
+            .set_track(output_track, part_target, max_sample, max_segment);
+        if r.expected.is_none() {
+            r.offset_ns = offset_ns;
+        }
         r.source = Some(Source {
             id: track.id,
             timescale: track.timescale,
@@ -627,6 +567,11 @@ impl Packager {
         let grid = i128::from(self.next_msn).saturating_mul(self.segment_ns);
         self.base_ns = self.base_ns.max(grid);
         self.origin = None;
+        self.timeline.reset();
+        for r in [&mut self.video, &mut self.audio] {
+            r.expected = None;
+            r.offset_ns = 0;
+        }
         out.push(Output::Ended);
     }
 
@@ -637,7 +582,9 @@ impl Packager {
         *self.origin.get_or_insert_with(|| {
             start.get_or_insert(frame.arrival);
             Origin {
-                ticks: frame.dts,
+                // A first frame with a negative composition offset presents before it
+                // decodes: media time 0 is its presentation, so no time is negative.
+                ticks: frame.dts.min(frame.pts),
                 timescale,
                 base_ns,
             }
@@ -660,19 +607,43 @@ impl Packager {
             return;
         };
         if self.video.waiting_keyframe && !frame.keyframe {
-            self.dropped += 1;
-            return;
+            // An intra-refresh source may never send a keyframe: after waiting one
+            // maximum segment duration, start on what there is.
+            let since = *self.video.waiting_since.get_or_insert(frame.dts);
+            let waited = ticks_to_ns(frame.dts.saturating_sub(since), source.timescale);
+            if waited < self.max_segment_ns {
+                self.dropped += 1;
+                return;
+            }
         }
+        self.video.waiting_since = None;
         let origin = self.origin(&frame, source.timescale);
-        let mut dts = origin.map(frame.dts, source.timescale, VIDEO_TIMESCALE);
-        let pts = origin.map(frame.pts, source.timescale, VIDEO_TIMESCALE);
+        let mapped = origin.map(frame.dts, source.timescale, VIDEO_TIMESCALE);
+        // The composition offset as sent, negative included: shifting decode times (the
+        // rendition's `shift`, signed `trun` offsets) keeps the presentation order.
+        let composition = origin
+            .map(frame.pts, source.timescale, VIDEO_TIMESCALE)
+            .saturating_sub(mapped);
+        let placed = self.timeline.place(
+            mapped,
+            VIDEO_TIMESCALE,
+            self.video.offset_ns,
+            self.video.expected,
+        );
+        self.video.offset_ns = placed.offset_ns;
+        if placed.jumped {
+            self.mark_jump();
+        }
+        let mut dts = placed.time;
         let floor = self.video.floor();
         if dts < floor {
             self.clamped += 1;
             dts = floor;
         }
-        let pts = pts.max(dts);
+        let pts = dts.saturating_add(composition);
         let nominal = self.nominal_end(self.video.msn);
+        let max_segment = ns_to_ticks(self.max_segment_ns, VIDEO_TIMESCALE);
+        let part_target = ns_to_ticks(self.part_ns, VIDEO_TIMESCALE).max(1);
         let audio_active = self.audio.source.is_some();
         let r = &mut self.video;
         let shift = *r.shift.get_or_insert(pts.saturating_sub(dts));
@@ -681,11 +652,19 @@ impl Packager {
         let cts_offset =
             i32::try_from(cts_offset).unwrap_or(if cts_offset < 0 { i32::MIN } else { i32::MAX });
         if let Some(previous) = r.seg.tail_time() {
-            r.interval = time.saturating_sub(previous).max(1);
+            // A gap is not a frame rate: the estimate stays within a part.
+            r.interval = time.saturating_sub(previous).clamp(1, part_target);
         }
-        let cut = frame.keyframe
-            && r.seg.is_open()
+        let on_grid = frame.keyframe
             && at_or_after_ns(time.saturating_add(r.eps()), VIDEO_TIMESCALE, nominal);
+        // Cut without a keyframe rather than pass the maximum (long GOPs, intra refresh).
+        let full = r.seg.segment_start().is_some_and(|start| {
+            // (ε: millisecond rounding must not cut a frame early; the segmenter caps
+            // the last sample so the segment never passes the maximum.)
+            time.saturating_add(r.interval).saturating_sub(start)
+                > max_segment.saturating_add(r.eps())
+        });
+        let cut = r.seg.is_open() && (on_grid || full);
         r.seg.commit_tail(time, out);
         let mut closed = None;
         if cut {
@@ -693,8 +672,8 @@ impl Packager {
             r.msn = r.msn.saturating_add(1);
         }
         if !r.seg.is_open() {
-            r.seg.open(r.msn, time, frame.arrival, r.discontinuity);
-            r.discontinuity = false;
+            let discontinuity = r.take_discontinuity();
+            r.seg.open(r.msn, time, frame.arrival, discontinuity);
             r.ever_opened = true;
         }
         let tail = Tail {
@@ -707,6 +686,7 @@ impl Packager {
         let estimate = r.interval;
         r.seg.add(tail, estimate, out);
         r.last_dts = Some(dts);
+        r.expected = Some(dts.saturating_add(r.interval));
         r.last_time = Some(time);
         r.waiting_keyframe = false;
         if let Some(msn) = closed {
@@ -719,162 +699,17 @@ impl Packager {
         self.drain_audio(false, out);
     }
 
-    fn audio_frame(&mut self, frame: Frame, out: &mut Vec<Output>) {
-        let Some(source) = self.audio.source else {
-            return;
+    /// A clock jump: both renditions' next segments (the same number) are
+    /// discontinuities.
+    fn mark_jump(&mut self) {
+        let lead = if self.video.source.is_some() {
+            &self.video
+        } else {
+            &self.audio
         };
-        let origin = self.origin(&frame, source.timescale);
-        let r = &mut self.audio;
-        let converted = origin.map(frame.dts, source.timescale, r.timescale);
-        let mut time = match (r.samples_per_frame, r.counted_next) {
-            (Some(spf), Some(expected)) => {
-                let tolerance = spf.saturating_mul(3) / 2;
-                let drift = converted.saturating_sub(expected);
-                if drift > tolerance {
-                    converted // a gap in the source: resync
-                } else {
-                    if drift < -tolerance {
-                        self.clamped += 1;
-                    }
-                    expected
-                }
-            }
-            _ => converted,
-        };
-        let floor = r.floor();
-        if time < floor {
-            self.clamped += 1;
-            time = floor;
-        }
-        match r.samples_per_frame {
-            Some(spf) => r.counted_next = Some(time.saturating_add(spf)),
-            None => {
-                if let Some(previous) = r.last_dts {
-                    r.interval = time.saturating_sub(previous).max(1);
-                }
-            }
-        }
-        r.last_dts = Some(time);
-        r.held.push_back(Tail {
-            time,
-            cts_offset: 0,
-            keyframe: true,
-            data: frame.data,
-            arrival: frame.arrival,
-        });
-        self.drain_audio(false, out);
-    }
-
-    /// Moves held audio frames into segments as far as the cuts are decided. `last`:
-    /// nothing more will come in this publish, release everything.
-    fn drain_audio(&mut self, last: bool, out: &mut Vec<Output>) {
-        while let Some(time) = self.audio.held.front().map(|h| h.time) {
-            match self.audio_decision(time, last) {
-                AudioDecision::Hold => break,
-                AudioDecision::Cut => {
-                    let r = &mut self.audio;
-                    r.seg.commit_tail(time, out);
-                    let closed = r.seg.close_segment(out);
-                    r.msn = r.msn.saturating_add(1);
-                    if let Some(msn) = closed {
-                        self.closed(msn);
-                    }
-                }
-                AudioDecision::Release => {
-                    let r = &mut self.audio;
-                    let Some(frame) = r.held.pop_front() else {
-                        break;
-                    };
-                    r.seg.commit_tail(frame.time, out);
-                    if !r.seg.is_open() {
-                        r.seg
-                            .open(r.msn, frame.time, frame.arrival, r.discontinuity);
-                        r.discontinuity = false;
-                        r.ever_opened = true;
-                    }
-                    let estimate = r.interval;
-                    r.seg.add(frame, estimate, out);
-                }
-            }
-        }
-    }
-
-    fn audio_decision(&mut self, a: i64, last: bool) -> AudioDecision {
-        let n = self.audio.msn;
-        while self.cuts.front().is_some_and(|&(m, _)| m < n) {
-            self.cuts.pop_front();
-        }
-        let ts = self.audio.timescale;
-        // Compare the frame's start plus half a frame: the boundary nearest the cut.
-        let a_mid = a.saturating_add(self.audio.eps());
-        if let Some(&(m, cut)) = self.cuts.front() {
-            if m == n {
-                return if at_or_after(a_mid, ts, cut, VIDEO_TIMESCALE) {
-                    AudioDecision::Cut
-                } else {
-                    AudioDecision::Release
-                };
-            }
-        }
-        if last {
-            return AudioDecision::Release;
-        }
-        let nominal = self.nominal_end(n);
-        if self.video.source.is_some() && !self.audio.stalled {
-            if self.video.msn > n {
-                // The video is past this boundary and its cut was forgotten.
-                return AudioDecision::Cut;
-            }
-            // The video cuts at a keyframe at or after `nominal − ε` and after its newest
-            // frame: anything before either is in this segment.
-            let eps_v = ticks_to_ns(self.video.eps(), VIDEO_TIMESCALE);
-            if !at_or_after_ns(a_mid, ts, nominal.saturating_sub(eps_v)) {
-                return AudioDecision::Release;
-            }
-            if let Some(v) = self.video.last_time {
-                if at_or_after(v, VIDEO_TIMESCALE, a_mid, ts) {
-                    return AudioDecision::Release;
-                }
-            }
-            let newest = self.audio.held.back().map_or(a, |h| h.time);
-            if newest.saturating_sub(a) <= ns_to_ticks(self.segment_ns, ts)
-                && self.audio.held.len() <= MAX_HELD_AUDIO_FRAMES
-            {
-                return AudioDecision::Hold;
-            }
-            self.audio.stalled = true;
-        }
-        // Audio alone: the nominal grid, with segments at least one part long.
-        let min_len = ns_to_ticks(self.part_ns, ts);
-        match self.audio.seg.segment_start() {
-            Some(start)
-                if at_or_after_ns(a_mid, ts, nominal) && a.saturating_sub(start) >= min_len =>
-            {
-                AudioDecision::Cut
-            }
-            _ => AudioDecision::Release,
-        }
-    }
-}
-
-fn rendition_info(name: &'static str, track: &Track) -> RenditionInfo {
-    let dimensions = track.config.dimensions();
-    let (frame_rate, sample_rate, channels) = match &track.config {
-        CodecConfig::H264(c) => (c.fps, None, None),
-        CodecConfig::Aac(c) => (None, Some(c.sample_rate), Some(c.channels)),
-        CodecConfig::Opus(c) => (None, Some(OPUS_TIMESCALE), Some(c.channels)),
-        _ => (None, None, None),
-    };
-    RenditionInfo {
-        name,
-        kind: track.kind(),
-        codec: track.config.codec_string(),
-        timescale: track.timescale,
-        width: dimensions.map(|d| d.0),
-        height: dimensions.map(|d| d.1),
-        frame_rate,
-        sample_rate,
-        channels,
+        let n = lead.msn.saturating_add(u64::from(lead.seg.is_open()));
+        self.video.discontinuity_from = Some(n);
+        self.audio.discontinuity_from = Some(n);
     }
 }
 

@@ -10,9 +10,13 @@
 //!   part is closed before it then (the part is still open, so this is a revision, not
 //!   a rewrite).
 //!
-//! So every part is at most the target, except a single sample longer than the target,
-//! which is a part of its own. This module decides nothing about segment boundaries (the
-//! packager does) and never reads a clock.
+//! A sample's duration is capped (at the part target, or less, see
+//! [`Segmenter::set_track`]) and so is a segment's (the room left before the maximum
+//! segment duration): a timestamp gap then becomes a hole in the media timeline (the
+//! next fragment's `tfdt` is later than the previous one's end) instead of a part
+//! longer than PART-TARGET or a segment longer than TARGETDURATION. So every part is at
+//! most the target and every segment at most its maximum. This module decides nothing
+//! about segment boundaries (the packager does) and never reads a clock.
 
 use std::time::SystemTime;
 
@@ -58,6 +62,10 @@ pub(crate) struct Segmenter {
     track: Option<Track>,
     /// Part target on the output timescale.
     target: i64,
+    /// The longest duration a sample gets (output timescale).
+    max_sample: i64,
+    /// The longest a segment gets (output timescale).
+    max_segment: i64,
     /// `mfhd` sequence number of the last fragment written; never reset.
     seq: u32,
     seg: Option<OpenSegment>,
@@ -75,6 +83,8 @@ impl Segmenter {
             name,
             track: None,
             target: 1,
+            max_sample: 1,
+            max_segment: i64::MAX,
             seq: 0,
             seg: None,
             part: Vec::new(),
@@ -86,10 +96,21 @@ impl Segmenter {
         }
     }
 
-    /// Switches to a new output track. Call only with no segment open.
-    pub fn set_track(&mut self, track: Track, part_target: i64) {
+    /// Switches to a new output track. Call only with no segment open. No sample lasts
+    /// longer than `max_sample` (capped at the part target), no segment longer than
+    /// `max_segment`.
+    pub fn set_track(&mut self, track: Track, part_target: i64, max_sample: i64, max_segment: i64) {
         self.track = Some(track);
         self.target = part_target.max(1);
+        self.max_sample = max_sample.clamp(1, self.target);
+        self.max_segment = max_segment.max(1);
+    }
+
+    /// Duration of the open segment so far, the held tail excluded.
+    pub fn segment_ticks(&self) -> i64 {
+        self.seg
+            .as_ref()
+            .map_or(0, |s| s.ticks.saturating_add(self.part_ticks))
     }
 
     pub fn is_open(&self) -> bool {
@@ -125,9 +146,9 @@ impl Segmenter {
         let Some(t) = self.tail.take() else {
             return;
         };
-        let duration = next_time
-            .saturating_sub(t.time)
-            .clamp(1, i64::from(u32::MAX));
+        let room = self.max_segment.saturating_sub(self.segment_ticks());
+        let gap = next_time.saturating_sub(t.time);
+        let duration = gap.min(self.max_sample).min(room).max(1);
         if !self.part.is_empty() && self.part_ticks.saturating_add(duration) > self.target
             || self.part.len() >= MAX_PART_SAMPLES
         {
@@ -144,6 +165,11 @@ impl Segmenter {
             data: t.data,
         });
         self.part_ticks = self.part_ticks.saturating_add(duration);
+        if gap > duration {
+            // A hole follows: the next sample must start a fragment of its own, whose
+            // `tfdt` says where it really is (samples of one `trun` are contiguous).
+            self.emit_part(out);
+        }
     }
 
     /// Adds `tail` as the newest sample (after [`Self::commit_tail`] with its time).

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use starling_media::{aac::AudioSpecificConfig, h264::AvcConfig, OpusConfig};
 
+use std::sync::Arc;
+
 use super::*;
 
 const T0_SECS: u64 = 1_700_000_000;
@@ -339,16 +341,27 @@ fn parts_come_out_one_frame_after_their_last_sample() {
 }
 
 #[test]
-fn long_gops_stretch_segments_and_keep_numbering_consecutive() {
-    let mut p = Packager::new(config(2000, 333));
+fn long_gops_are_cut_at_the_maximum_segment_duration() {
+    let c = config(2000, 333);
+    assert_eq!(c.max_segment_duration(), Duration::from_secs(3));
+    assert_eq!(c.target_duration(), 3);
+    let mut p = Packager::new(c);
     let mut inputs = vec![stream(Some(avc("68cb83cb20")), None)];
     inputs.extend(video_inputs(0..450, 30.0, 150)); // keyframe every 5 s, 15 s
     inputs.push(Input::End);
     let segs = segments(&run(&mut p, inputs), "source");
-    assert_eq!(segs.iter().map(|s| s.msn).collect::<Vec<_>>(), [0, 1, 2]);
-    for s in &segs {
-        assert!((s.duration - 5.0).abs() < 0.0011, "{s:?}");
-        assert!(s.parts[0].2);
+    // 3 s (the maximum, cut without a keyframe), then 2 s to the next keyframe.
+    assert_eq!(
+        segs.iter().map(|s| s.msn).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5]
+    );
+    for (i, s) in segs.iter().enumerate() {
+        let want = if i % 2 == 0 { 3.0 } else { 2.0 };
+        assert!(
+            (s.duration - want).abs() < 0.0011 && s.duration <= 3.0,
+            "{s:?}"
+        );
+        assert_eq!(s.parts[0].2, i % 2 == 0, "starts on a keyframe: {s:?}");
         assert!(s.parts.iter().all(|p| p.1 <= 0.333 + 1e-9));
     }
 }
@@ -613,7 +626,7 @@ fn audio_only_cuts_on_the_nominal_grid() {
 }
 
 #[test]
-fn aac_gap_resyncs_and_shows_as_a_longer_last_duration() {
+fn aac_gap_resyncs_and_leaves_a_hole_not_a_long_part() {
     let mut p = Packager::new(config(2000, 200));
     let mut out = p.push(stream(None, Some(aac(48_000))));
     for i in (0..40).chain(60..100) {
@@ -621,17 +634,15 @@ fn aac_gap_resyncs_and_shows_as_a_longer_last_duration() {
     }
     out.extend(p.push(Input::End));
     let segs = segments(&out, "audio");
+    // Every frame keeps its 1024 samples; the 20 missing frames are a hole.
     let total: f64 = segs.iter().map(|s| s.duration).sum();
-    assert!((total - 100.0 * 1024.0 / 48_000.0).abs() < 1e-9, "{total}");
+    assert!((total - 80.0 * 1024.0 / 48_000.0).abs() < 1e-9, "{total}");
     assert_eq!(p.clamped_timestamps(), 0);
-    // The gap made one sample 21 frames long (448 ms), a part of its own.
-    let long: Vec<f64> = segs
-        .iter()
-        .flat_map(|s| &s.parts)
-        .map(|p| p.1)
-        .filter(|&d| d > 0.2)
-        .collect();
-    assert_eq!(long, [21.0 * 1024.0 / 48_000.0]);
+    let parts: Vec<_> = segs.iter().flat_map(|s| &s.parts).collect();
+    assert!(parts.iter().all(|p| p.1 <= 0.2 + 1e-9), "{segs:?}");
+    // The part after the hole starts at frame 60's time.
+    let starts: Vec<u64> = parts.iter().map(|p| fragment_header(&p.3).1).collect();
+    assert!(starts.contains(&(60 * 1024)), "{starts:?}");
 }
 
 #[test]
@@ -787,3 +798,5 @@ fn frames_with_one_timestamp_stay_bounded() {
     assert!(parts >= 2, "{parts}");
     assert!(p.audio.held.len() <= MAX_HELD_AUDIO_FRAMES + 1);
 }
+
+mod faults;
