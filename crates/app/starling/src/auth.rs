@@ -15,7 +15,7 @@ use starling_origin::Origin;
 use starling_rtmp_server::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};
 use tracing::{debug, warn};
 
-use crate::config::ChannelConfig;
+use crate::{config::ChannelConfig, playback_gate::DbPlaybackGate};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -28,6 +28,8 @@ pub fn now_ms() -> i64 {
 pub struct NodeAuthorizer {
     config: ConfigAuthorizer,
     db: Db,
+    /// Play lookups go through the playback gate's cache of channel visibility.
+    gate: Arc<DbPlaybackGate>,
     hub: Arc<Hub>,
     origin: Arc<Origin>,
     /// Live publishes on this node by key id, to stop them when their key is revoked and
@@ -45,12 +47,14 @@ impl NodeAuthorizer {
     pub fn new(
         channels: Vec<ChannelConfig>,
         db: Db,
+        gate: Arc<DbPlaybackGate>,
         hub: Arc<Hub>,
         origin: Arc<Origin>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config: ConfigAuthorizer::new(channels),
             db,
+            gate,
             hub,
             origin,
             live: Mutex::default(),
@@ -200,19 +204,20 @@ impl Authorizer for NodeAuthorizer {
                 Err(AuthError::UnknownChannel(_)) => {}
                 Err(e) => return Err(e),
             }
-            match self.db.channel_by_name(name).await {
-                Ok(Some(ch)) if ch.visibility == Visibility::Private => Err(AuthError::Forbidden(
+            // Through the playback gate's cache: unknown names are cached too and read
+            // once however many players ask, so players cannot drive the database.
+            match self.gate.visibility(name).await {
+                Ok(Some(Visibility::Private)) => Err(AuthError::Forbidden(
                     "private channel: playback needs a token".into(),
                 )),
-                Ok(Some(ch)) => {
-                    self.origin.follow(&self.hub, &ch.name);
-                    Ok(PlayGrant { channel: ch.name })
+                Ok(Some(_)) => {
+                    self.origin.follow(&self.hub, name);
+                    Ok(PlayGrant {
+                        channel: name.to_owned(),
+                    })
                 }
                 Ok(None) => Err(AuthError::UnknownChannel(name.chars().take(64).collect())),
-                Err(e) => {
-                    warn!(error = %e, "control plane unavailable for play authorisation");
-                    Err(AuthError::Unavailable("control plane".into()))
-                }
+                Err(_) => Err(AuthError::Unavailable("control plane".into())),
             }
         })
     }

@@ -280,7 +280,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
         http: http_stats.clone(),
-        gate: Some(gate),
+        gate: Some(gate.clone()),
         metrics: http::MetricsAccess {
             token: config.server.metrics_token.get().map(Into::into),
             on_main_port: config.server.metrics_listen.is_none(),
@@ -310,6 +310,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         let auth = auth::NodeAuthorizer::new(
             config.channels.clone(),
             db.clone(),
+            gate.clone(),
             hub.clone(),
             origin.clone(),
         );

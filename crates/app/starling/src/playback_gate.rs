@@ -14,6 +14,13 @@
 //! if the database cannot be read, the previous answer stands, and a channel never seen
 //! before is refused with 503. Tokens are never logged.
 //!
+//! Names come from anyone (request paths, RTMP play names), so the database must not be
+//! theirs to drive: unknown names are cached too (negative caching, same TTL), requests
+//! for a name being read wait for that one read (single flight), and at most
+//! [`MAX_CONCURRENT_READS`] reads run at once, so a flood of made-up names cannot take
+//! the connections that publish authorisation needs. RTMP play asks through the same
+//! cache ([`DbPlaybackGate::visibility`]).
+//!
 //! The same cache answers who may see a live channel *listed* ([`DbPlaybackGate::listed`]:
 //! the home page, `GET /api/v1/live`): public channels for everyone, unlisted and private
 //! ones only for signed-in members of their organisation.
@@ -33,6 +40,11 @@ pub const VISIBILITY_TTL: Duration = Duration::from_secs(2);
 /// Names kept at most; past this, expired entries are dropped (names come from request
 /// paths, so anyone can make up new ones).
 const CACHE_MAX: usize = 10_000;
+/// Database reads the gate runs at once (the pool has more: publish authorisation and
+/// the API keep theirs).
+pub const MAX_CONCURRENT_READS: usize = 4;
+/// How long a lookup waits for a read slot before it answers "unavailable".
+const READ_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// What the gate keeps of a channel.
 #[derive(Debug, Clone)]
@@ -55,6 +67,13 @@ pub struct DbPlaybackGate {
     signer: PlaybackSigner,
     always_public: HashSet<String>,
     cache: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Names being read for the first time: later askers wait on the first one's read.
+    inflight: Arc<Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>>,
+    reads: Arc<tokio::sync::Semaphore>,
+    /// Database reads made, and the most ever under way at once (for tests).
+    pub db_reads: Arc<std::sync::atomic::AtomicU64>,
+    reads_now: Arc<std::sync::atomic::AtomicUsize>,
+    pub db_reads_peak: Arc<std::sync::atomic::AtomicUsize>,
     ttl: Duration,
     now_ms: fn() -> i64,
 }
@@ -67,6 +86,11 @@ impl DbPlaybackGate {
             signer,
             always_public,
             cache: Arc::default(),
+            inflight: Arc::default(),
+            reads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
+            db_reads: Arc::default(),
+            reads_now: Arc::default(),
+            db_reads_peak: Arc::default(),
             ttl: VISIBILITY_TTL,
             now_ms: crate::auth::now_ms,
         })
@@ -97,6 +121,12 @@ impl DbPlaybackGate {
         }
     }
 
+    /// A channel's visibility as the database knows it (None: no such channel), through
+    /// the cache; for RTMP play, which must tell unknown names from public channels.
+    pub async fn visibility(&self, channel: &str) -> Result<Option<Visibility>, Refusal> {
+        Ok(self.lookup(channel).await?.map(|c| c.visibility))
+    }
+
     /// The channel as the database knows it: from the cache, or read when stale.
     async fn lookup(&self, channel: &str) -> Result<Option<Known>, Refusal> {
         let now = Instant::now();
@@ -115,11 +145,55 @@ impl DbPlaybackGate {
                 None => None,
             }
         };
+        // A name never seen: one read, which everyone asking meanwhile waits for (there
+        // is no previous answer to give them, and "unknown" would wrongly mean public).
+        let mut leader = None;
+        if stale.is_none() {
+            let waiting = {
+                let mut inflight = lock(&self.inflight);
+                match inflight.get(channel) {
+                    Some(rx) => Some(rx.clone()),
+                    None => {
+                        let (tx, rx) = tokio::sync::watch::channel(false);
+                        inflight.insert(channel.to_owned(), rx);
+                        leader = Some(tx);
+                        None
+                    }
+                }
+            };
+            if let Some(mut rx) = waiting {
+                let _ = rx.wait_for(|done| *done).await;
+                return match self.cache().get(channel) {
+                    Some(e) => Ok(e.channel.clone()),
+                    None => Err(Refusal::Unavailable),
+                };
+            }
+        }
         let db = self.db.clone();
         let cache = self.cache.clone();
+        let inflight = self.inflight.clone();
+        let reads = self.reads.clone();
+        let db_reads = self.db_reads.clone();
+        let (reads_now, peak) = (self.reads_now.clone(), self.db_reads_peak.clone());
         let name = channel.to_owned();
         let read = tokio::spawn(async move {
-            let result = db.channel_by_name(&name).await;
+            let result = match tokio::time::timeout(READ_SLOT_WAIT, reads.acquire_owned()).await {
+                Ok(Ok(_slot)) => {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    db_reads.fetch_add(1, Relaxed);
+                    peak.fetch_max(reads_now.fetch_add(1, Relaxed) + 1, Relaxed);
+                    let r = db.channel_by_name(&name).await.map_err(|e| e.to_string());
+                    reads_now.fetch_sub(1, Relaxed);
+                    r
+                }
+                _ => Err("too many channel lookups at once".to_owned()),
+            };
+            let done = |inflight: &Mutex<HashMap<String, _>>| {
+                lock(inflight).remove(&name);
+                if let Some(tx) = leader {
+                    let _ = tx.send(true);
+                }
+            };
             let mut cache = lock(&cache);
             match &result {
                 Ok(ch) => {
@@ -135,20 +209,24 @@ impl DbPlaybackGate {
                         }
                     }
                     cache.insert(
-                        name,
+                        name.clone(),
                         Entry {
                             channel: known.clone(),
                             read_at: Instant::now(),
                             refreshing: false,
                         },
                     );
+                    drop(cache);
+                    done(&inflight);
                     Ok(known)
                 }
                 Err(e) => {
                     if let Some(entry) = cache.get_mut(&name) {
                         entry.refreshing = false;
                     }
-                    Err(e.to_string())
+                    drop(cache);
+                    done(&inflight);
+                    Err(e.clone())
                 }
             }
         });
@@ -234,6 +312,54 @@ mod tests {
         let signer = db.playback_signer().await.unwrap();
         let gate = DbPlaybackGate::new(db.clone(), signer, ["e2e".to_owned()].into());
         (gate, db, admin, ch.id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_names_are_read_once_however_many_ask() {
+        let (gate, _db, _admin, _id) = setup().await;
+        let reads = || gate.db_reads.load(std::sync::atomic::Ordering::Relaxed);
+        let before = reads();
+        // 200 players at once for one name nobody has: one database read, all answered.
+        let asks = (0..200).map(|_| {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.visibility("made-up").await })
+        });
+        for a in asks.collect::<Vec<_>>() {
+            assert_eq!(a.await.unwrap(), Ok(None));
+        }
+        assert_eq!(reads() - before, 1, "single flight");
+        // Asked again within the TTL: from the (negative) cache.
+        assert_eq!(gate.visibility("made-up").await, Ok(None));
+        assert_eq!(reads() - before, 1, "negative cache");
+        // A private channel asked by many at once for the first time is private for
+        // every one of them (no "unknown, so public" answer while it is being read).
+        let asks = (0..50).map(|_| {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.decide("hidden", None).await })
+        });
+        for a in asks.collect::<Vec<_>>() {
+            assert_eq!(a.await.unwrap(), Access::Refused(Refusal::NoToken));
+        }
+        // A flood of distinct made-up names: every one answered, and never more reads at
+        // once than the cap (an invariant check: SQLite answers too fast here for the
+        // flood to pile up, so this does not show the cap working by itself).
+        let asks = (0..300).map(|i| {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.visibility(&format!("flood-{i}")).await })
+        });
+        for a in asks.collect::<Vec<_>>() {
+            assert!(matches!(
+                a.await.unwrap(),
+                Ok(None) | Err(Refusal::Unavailable)
+            ));
+        }
+        let peak = gate
+            .db_reads_peak
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            (1..=MAX_CONCURRENT_READS).contains(&peak),
+            "{peak} reads at once"
+        );
     }
 
     #[tokio::test]
