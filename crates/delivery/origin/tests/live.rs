@@ -3,22 +3,22 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use axum::{
-    body::Body,
-    http::{header, Request, StatusCode},
+    http::{header, StatusCode},
     middleware, Router,
 };
 use bytes::Bytes;
-use starling_demo_source::{DemoConfig, DemoSource};
+use common::get_with;
+use starling_demo_source::DemoConfig;
 use starling_hub::Hub;
-use starling_media::MediaEvent;
 use starling_origin::{http, LocalDirStore, Origin, OriginConfig};
-use tower::ServiceExt;
 
 struct Live {
     app: Router,
@@ -31,35 +31,20 @@ struct Live {
 /// A hub with the demo source live on `demo`, for `seconds` (then it ends).
 async fn live(config: OriginConfig, seconds: u64) -> Live {
     let hub = Arc::new(Hub::default());
-    let dir = std::env::temp_dir().join(format!(
-        "starling-origin-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = common::temp_dir("origin");
     let origin = Origin::new(config, Arc::new(LocalDirStore::new(&dir)));
     origin.follow(&hub, "demo");
-    let publisher = hub.publish("demo", false).unwrap();
-    let source = tokio::spawn(async move {
-        let mut src = DemoSource::new(DemoConfig {
+    let source = common::publish(
+        &hub,
+        "demo",
+        DemoConfig {
             width: 320,
             height: 180,
             fps: 30,
             gop_frames: 60,
-        })
-        .unwrap();
-        publisher.send(MediaEvent::Stream(src.stream()));
-        let start = tokio::time::Instant::now();
-        for n in 0..seconds * 30 {
-            tokio::time::sleep_until(start + Duration::from_nanos(n * 1_000_000_000 / 30)).await;
-            for f in src.next(SystemTime::now()) {
-                publisher.send(MediaEvent::Frame(f));
-            }
-        }
-        drop(publisher);
-    });
+        },
+        seconds,
+    );
     let app = http::router(origin.clone())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn(http::guard));
@@ -74,28 +59,6 @@ async fn live(config: OriginConfig, seconds: u64) -> Live {
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Bytes) {
     get_with(app, uri, &[]).await
-}
-
-async fn get_with(
-    app: &Router,
-    uri: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, axum::http::HeaderMap, Bytes) {
-    let mut req = Request::get(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = axum::body::to_bytes(res.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    (status, headers, body)
 }
 
 async fn wait_ok(app: &Router, uri: &str) -> Bytes {

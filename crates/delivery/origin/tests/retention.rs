@@ -4,39 +4,25 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    http::{Request, StatusCode},
-    Router,
-};
+use axum::{http::StatusCode, Router};
 use bytes::Bytes;
-use starling_demo_source::{DemoConfig, DemoSource};
+use common::temp_dir;
+use starling_demo_source::DemoConfig;
 use starling_hub::Hub;
-use starling_media::MediaEvent;
 use starling_origin::{
     http, store::BoxFuture, ChannelSettings, LocalDirStore, ObjectStore, Origin, OriginConfig,
     StoreError,
 };
-use tower::ServiceExt;
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "starling-{name}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
 
 /// One-second segments (the demo source's GOP), so that windows fill quickly.
 fn config() -> OriginConfig {
@@ -50,37 +36,21 @@ fn config() -> OriginConfig {
 }
 
 fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
-    let publisher = hub.publish("demo", false).unwrap();
-    tokio::spawn(async move {
-        let mut src = DemoSource::new(DemoConfig {
+    common::publish(
+        hub,
+        "demo",
+        DemoConfig {
             width: 160,
             height: 90,
             fps: 30,
             gop_frames: 30,
-        })
-        .unwrap();
-        publisher.send(MediaEvent::Stream(src.stream()));
-        let start = tokio::time::Instant::now();
-        for n in 0..seconds * 30 {
-            tokio::time::sleep_until(start + Duration::from_nanos(n * 1_000_000_000 / 30)).await;
-            for f in src.next(SystemTime::now()) {
-                publisher.send(MediaEvent::Frame(f));
-            }
-        }
-        drop(publisher);
-    })
+        },
+        seconds,
+    )
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
-    let res = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let (status, _, body) = common::get_with(app, uri, &[]).await;
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 

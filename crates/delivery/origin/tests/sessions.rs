@@ -4,34 +4,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     collections::HashMap,
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    http::{Request, StatusCode},
-    middleware, Router,
-};
+use axum::{http::StatusCode, middleware, Router};
 use bytes::Bytes;
-use starling_demo_source::{DemoConfig, DemoSource};
+use common::temp_dir;
+use starling_demo_source::DemoConfig;
 use starling_hub::Hub;
-use starling_media::MediaEvent;
 use starling_origin::{http, LocalDirStore, Origin, OriginConfig};
-use tower::ServiceExt;
-
-fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "starling-sessions-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
 
 fn app(origin: &Arc<Origin>) -> Router {
     http::router(origin.clone())
@@ -39,41 +25,23 @@ fn app(origin: &Arc<Origin>) -> Router {
         .layer(middleware::from_fn(http::guard))
 }
 
-/// Publishes the demo source on `demo` for `seconds` of real time, then leaves (as an
-/// encoder whose connection drops). Each publish starts its timestamps at 0, as a
-/// reconnecting encoder does.
+/// The demo source on `demo` for `seconds` (320x180, a keyframe a second).
 fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
-    let publisher = hub.publish("demo", false).unwrap();
-    tokio::spawn(async move {
-        let mut src = DemoSource::new(DemoConfig {
+    common::publish(
+        hub,
+        "demo",
+        DemoConfig {
             width: 320,
             height: 180,
             fps: 30,
             gop_frames: 30,
-        })
-        .unwrap();
-        publisher.send(MediaEvent::Stream(src.stream()));
-        let start = tokio::time::Instant::now();
-        for n in 0..seconds * 30 {
-            tokio::time::sleep_until(start + Duration::from_nanos(n * 1_000_000_000 / 30)).await;
-            for f in src.next(SystemTime::now()) {
-                publisher.send(MediaEvent::Frame(f));
-            }
-        }
-        drop(publisher);
-    })
+        },
+        seconds,
+    )
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Bytes) {
-    let res = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = axum::body::to_bytes(res.into_body(), 64 << 20)
-        .await
-        .unwrap();
+    let (status, _, body) = common::get_with(app, uri, &[]).await;
     (status, body)
 }
 
@@ -185,7 +153,7 @@ fn last_msn(pl: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_within_the_grace_continues_the_live_playlist() {
-    let dir = temp_dir();
+    let dir = temp_dir("sessions");
     let hub = Arc::new(Hub::default());
     let origin = Origin::new(
         OriginConfig {
@@ -315,7 +283,7 @@ async fn a_reconnect_within_the_grace_continues_the_live_playlist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_blocked_when_the_run_ends_gets_the_final_playlist() {
-    let dir = temp_dir();
+    let dir = temp_dir("sessions");
     let hub = Arc::new(Hub::default());
     let origin = Origin::new(
         OriginConfig {
@@ -371,7 +339,7 @@ async fn bodies(app: &Router, base: &str, pl: &str) -> HashMap<String, Bytes> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_url_names_two_different_bytes_across_runs_and_restarts() {
-    let dir = temp_dir();
+    let dir = temp_dir("sessions");
     let config = OriginConfig {
         reconnect_grace: Duration::from_millis(300),
         // Recorded: the first run's objects stay in the store after the second run
