@@ -6,6 +6,10 @@
 //! - [`http`]: serves the multivariant and media playlists (LL-HLS with blocking reload,
 //!   delta updates, preload hints, rendition reports), init sections, segments and parts,
 //!   with the caching headers a CDN needs.
+//! - `session`: session ids (one per publish) and the object keys built from them, so
+//!   that an immutable URL never names two different bytes.
+//! - `write`: write-through with retries, retention deletes, and draining both at a
+//!   graceful shutdown.
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
@@ -16,7 +20,9 @@ pub mod gate;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod session;
 pub mod store;
+mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
 pub use live::{

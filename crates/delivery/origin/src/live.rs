@@ -28,8 +28,10 @@ use starling_hub::{Hub, HubEvent};
 use starling_media::TrackKind;
 use starling_packager::{Input, Output, Packager, PackagerConfig, RenditionInfo};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
+pub(crate) use crate::session::{init_key, new_session, segment_key};
+pub use crate::session::{parse_session, session_name};
 use crate::{metrics::OriginMetrics, store::ObjectStore};
 
 /// How playlists keep history.
@@ -106,15 +108,6 @@ impl ChannelSettings {
         }
     }
 }
-
-/// Store write attempts of one object, and the pause before each retry.
-const WRITE_RETRIES: [Duration; 5] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-    Duration::from_secs(16),
-];
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -289,7 +282,7 @@ impl ChannelInner {
         self.renditions.iter().find(|r| r.info.name == name)
     }
 
-    fn rendition_mut(&mut self, name: &str) -> Option<&mut Rendition> {
+    pub(crate) fn rendition_mut(&mut self, name: &str) -> Option<&mut Rendition> {
         self.renditions.iter_mut().find(|r| r.info.name == name)
     }
 }
@@ -310,50 +303,10 @@ impl Rendition {
         }
     }
 
-    fn segment_mut(&mut self, session: u64, msn: u64) -> Option<&mut Segment> {
+    pub(crate) fn segment_mut(&mut self, session: u64, msn: u64) -> Option<&mut Segment> {
         let i = self.segments.binary_search_by_key(&msn, |s| s.msn).ok()?;
         self.segments.get_mut(i).filter(|s| s.session == session)
     }
-}
-
-/// A session id as it appears in URLs and object keys: 16 lowercase hex digits.
-pub fn session_name(session: u64) -> String {
-    format!("{session:016x}")
-}
-
-/// The inverse of [`session_name`]; `None` for anything else.
-pub fn parse_session(s: &str) -> Option<u64> {
-    (s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
-}
-
-/// A new session id: unix ms in the high 44 bits, 20 random bits below, so that ids are
-/// ordered by start time and two nodes (or a node whose clock went back) do not collide.
-fn new_session(now: SystemTime) -> u64 {
-    let ms = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut r = [0u8; 4];
-    // Without entropy the clock alone still separates sessions of one node.
-    let _ = getrandom::fill(&mut r);
-    let random = u64::from(u32::from_le_bytes(r)) & 0xF_FFFF;
-    ((ms & 0xFFF_FFFF_FFFF) << 20 | random).max(1)
-}
-
-/// Object key of a segment: derived from validated names and numbers only.
-pub(crate) fn segment_key(channel: &str, session: u64, rendition: &str, msn: u64) -> String {
-    format!(
-        "media/{channel}/{}/{rendition}/{msn}.m4s",
-        session_name(session)
-    )
-}
-
-pub(crate) fn init_key(channel: &str, session: u64, rendition: &str, version: usize) -> String {
-    format!(
-        "media/{channel}/{}/{rendition}/init-{version}.mp4",
-        session_name(session)
-    )
 }
 
 /// The origin: all channels' live state, the store behind it, and the tasks that feed it.
@@ -530,28 +483,6 @@ impl Origin {
         }
         ch.bump();
         self.delete_objects(deletes);
-    }
-
-    /// Retention: removes objects from the store in the background (a failure is logged
-    /// and counted; the object is then simply left behind).
-    fn delete_objects(&self, keys: Vec<String>) {
-        if keys.is_empty() {
-            return;
-        }
-        let store = self.store.clone();
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            for key in keys {
-                match store.delete(&key).await {
-                    Ok(()) => {
-                        metrics
-                            .store_deletes
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Err(e) => warn!(error = %e, "origin: retention could not delete an object"),
-                }
-            }
-        });
     }
 
     /// The reconnect grace ran out: the run is over. Playlists get ENDLIST (requests
@@ -774,97 +705,6 @@ impl Origin {
         deletes
     }
 
-    /// Writes an object to the store in the background, retrying a failed write (1, 2,
-    /// 4, 8, 16 s apart); a segment whose every attempt failed is given up on (counted
-    /// and logged) so that it no longer pins memory beyond the memory window.
-    fn write_through(
-        self: &Arc<Self>,
-        ch: Arc<Channel>,
-        key: String,
-        data: Vec<Bytes>,
-        segment: Option<(&'static str, u64, u64)>,
-    ) {
-        let origin = self.clone();
-        origin.writes_in_flight.send_modify(|n| *n += 1);
-        tokio::spawn(async move {
-            let mut retries = WRITE_RETRIES.iter();
-            let stored = loop {
-                let started = std::time::Instant::now();
-                match origin.store.put(&key, data.clone()).await {
-                    Ok(()) => {
-                        origin.metrics.store_write(started.elapsed(), true);
-                        break true;
-                    }
-                    Err(e) => {
-                        origin.metrics.store_write(started.elapsed(), false);
-                        match retries.next() {
-                            Some(pause) => {
-                                warn!(channel = %ch.name, error = %e, retry_in_ms = pause.as_millis() as u64, "origin: write-through failed; retrying");
-                                tokio::time::sleep(*pause).await;
-                            }
-                            None => {
-                                error!(channel = %ch.name, error = %e, attempts = WRITE_RETRIES.len() + 1, "origin: write-through failed for good; the object is not in the store");
-                                origin
-                                    .metrics
-                                    .store_writes_dropped
-                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                break false;
-                            }
-                        }
-                    }
-                }
-            };
-            if let Some((rendition, session, msn)) = segment {
-                let mut st = lock(&ch.inner);
-                let ended = st.ended;
-                if let Some(seg) = st
-                    .rendition_mut(rendition)
-                    .and_then(|r| r.segment_mut(session, msn))
-                {
-                    seg.stored = stored;
-                    seg.write_failed = !stored;
-                    if ended && stored {
-                        release(seg);
-                    }
-                }
-            }
-            origin.writes_in_flight.send_modify(|n| *n -= 1);
-        });
-    }
-
-    /// Waits until every store write under way has finished, or `limit` passes; true
-    /// when none is left.
-    pub async fn drain(&self, limit: Duration) -> bool {
-        let mut rx = self.writes_in_flight.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|n| *n == 0))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// For a graceful shutdown, once the publishers have been told to stop: waits
-    /// (within `limit`) until every channel's packager has flushed its last parts and
-    /// segments, then until they are in the store. True when nothing was left behind.
-    pub async fn finish(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        let any_live = || lock(&self.channels).values().any(|c| c.is_live());
-        while any_live() {
-            if tokio::time::Instant::now() >= deadline {
-                warn!("origin: shutdown limit reached with channels still live");
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let drained = self.drain(left).await;
-        if !drained {
-            warn!(
-                writes = *self.writes_in_flight.borrow(),
-                "origin: shutdown limit reached with store writes under way"
-            );
-        }
-        drained
-    }
-
     /// Names of channels with a live publisher, for listings.
     pub fn live_channels(&self) -> Vec<String> {
         let mut v: Vec<String> = lock(&self.channels)
@@ -883,7 +723,6 @@ impl Rendition {
     }
 }
 
-/// A stored segment's bytes leave memory; reads go to the store from now on.
 /// Gap segments listed at most in one go: a rendition silent for longer is a broken
 /// source; its numbers then jump (players resync on the media sequence).
 const MAX_GAP_SEGMENTS: u64 = 256;
@@ -945,7 +784,8 @@ fn fill_gaps(
     r.cache = None;
 }
 
-fn release(s: &mut Segment) {
+/// A stored segment's bytes leave memory; reads go to the store from now on.
+pub(crate) fn release(s: &mut Segment) {
     s.data = None;
     for p in &mut s.parts {
         p.data = Bytes::new();
