@@ -150,9 +150,9 @@ let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
   const r = JSON.parse(s);
   if (!r.ok) { console.log(`reader failed: ${r.reason}`); process.exit(1); }
   const f = (x) => (x === null ? "–" : `${x.toFixed(2)} s`);
-  console.log("| server | p50 | p90 | p99 | samples | undecodable | hls.js latency p50 |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log("| server | p50 | p90 | p99 | samples | undecodable | buffered ahead p50 | hls.js latency / target p50 | stalls |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const x of r.results) {
-    console.log(`| ${x.name} | ${f(x.p50)} | ${f(x.p90)} | ${f(x.p99)} | ${x.samples} | ${x.undecodable} | ${f(x.hlsjs_latency_p50)} |`);
+    console.log(`| ${x.name} | ${f(x.p50)} | ${f(x.p90)} | ${f(x.p99)} | ${x.samples} | ${x.undecodable} | ${f(x.buffer_p50)} | ${f(x.hlsjs_latency_p50)} / ${f(x.hlsjs_target_p50)} | ${x.stalls} |`);
   }
 });'

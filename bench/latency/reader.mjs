@@ -3,7 +3,8 @@
 // clock that bench/latency/stamp.py drew into the picture, and records `now - stamp`
 // (same machine, same clock: no skew). Prints one JSON line:
 //   {"ok":true,"results":[{"name":"starling","samples":420,"undecodable":0,
-//     "p50":1.234,"p90":…,"p99":…,"min":…,"max":…,"hlsjs_latency_p50":…}, …]}
+//     "p50":1.234,"p90":…,"p99":…,"min":…,"max":…,"buffer_p50":…,"hlsjs_latency_p50":…,
+//     "hlsjs_target_p50":…,"stalls":0}, …]}
 //
 //   node bench/latency/reader.mjs --page NAME=URL [--page NAME=URL …]
 //        [--warmup 15] [--seconds 45] [--interval 100] [--timeout 60]
@@ -12,8 +13,11 @@
 // before the page's own scripts. Warm-up starts when every page has shown its first
 // decodable frame (hls.js settles on its live-sync point meanwhile); samples taken during
 // the warm-up are discarded. A frame whose code fails its markers or CRC is counted as
-// undecodable and left out. `hlsjs_latency_p50` is hls.js's own estimate (behind the
-// playlist's live edge), from `window.hls` or the watch page's `window.starlingStats`.
+// undecodable and left out. Beside the latency, per page: the media buffered ahead of the
+// playhead (`buffer_p50`: what the player holds back; latency minus buffer is capture to
+// media in the browser), hls.js's own latency estimate and its target (`hls.latency`,
+// `hls.targetLatency`, from the page's hls.js instance, caught when hls.min.js defines
+// window.Hls) and the stalls (`waiting` events) in the measured window.
 //
 // playwright-core is resolved from web/node_modules (npm ci in web/), Chromium is
 // Debian's (/usr/bin/chromium) or $CHROMIUM.
@@ -47,8 +51,24 @@ function sampler(intervalMs) {
   const ROWS = 2;
   const W = BLOCK * COLS;
   const H = BLOCK * ROWS;
-  const state = { samples: [], undecodable: [], hlsjs: [] };
+  const state = { samples: [], undecodable: [], hlsjs: [], target: [], buffer: [], stalls: [] };
   window.__g2g = state;
+  // Keep a reference to the page's hls.js instance, whichever page made it: wrap the
+  // constructor when hls.min.js defines window.Hls (statics are inherited).
+  let HlsClass;
+  Object.defineProperty(window, 'Hls', {
+    configurable: true,
+    get: () => HlsClass,
+    set: (Hls) => {
+      HlsClass = class extends Hls {
+        constructor(config) {
+          super(config);
+          state.instance = this;
+        }
+      };
+    },
+  });
+  document.addEventListener('waiting', () => state.stalls.push(Date.now()), true);
   function crc8(bytes) {
     let crc = 0;
     for (const b of bytes) {
@@ -100,8 +120,14 @@ function sampler(intervalMs) {
       return;
     }
     state.samples.push([now, now - ms]);
-    const l = window.hls ? window.hls.latency : window.starlingStats ? window.starlingStats.latency : null;
-    if (Number.isFinite(l)) state.hlsjs.push([now, l]);
+    // Media in the browser's buffer ahead of the playhead: what the player holds back.
+    const t = video.currentTime;
+    for (let i = 0; i < video.buffered.length; i += 1) {
+      if (video.buffered.start(i) - 0.1 <= t && t <= video.buffered.end(i)) state.buffer.push([now, video.buffered.end(i) - t]);
+    }
+    const hls = state.instance;
+    if (hls && Number.isFinite(hls.latency) && hls.latency > 0) state.hlsjs.push([now, hls.latency]);
+    if (hls && Number.isFinite(hls.targetLatency)) state.target.push([now, hls.targetLatency]);
   }
   setInterval(tick, intervalMs);
 }
@@ -170,9 +196,12 @@ async function main() {
     const to = Date.now();
     const results = [];
     for (const p of pages) {
-      const s = await p.page.evaluate(() => window.__g2g);
-      const lat = s.samples.filter(([at]) => at >= from && at < to).map(([, d]) => d / 1000).sort((a, b) => a - b);
-      const hl = s.hlsjs.filter(([at]) => at >= from && at < to).map(([, l]) => l).sort((a, b) => a - b);
+      const s = await p.page.evaluate(() => {
+        const { instance, ...rest } = window.__g2g;
+        return rest;
+      });
+      const within = (xs) => xs.filter(([at]) => at >= from && at < to).map(([, v]) => v).sort((a, b) => a - b);
+      const lat = within(s.samples).map((d) => d / 1000);
       results.push({
         name: p.name,
         samples: lat.length,
@@ -182,7 +211,10 @@ async function main() {
         p99: round3(quantile(lat, 0.99)),
         min: round3(lat[0] ?? null),
         max: round3(lat.at(-1) ?? null),
-        hlsjs_latency_p50: round3(quantile(hl, 0.5)),
+        buffer_p50: round3(quantile(within(s.buffer), 0.5)),
+        hlsjs_latency_p50: round3(quantile(within(s.hlsjs), 0.5)),
+        hlsjs_target_p50: round3(quantile(within(s.target), 0.5)),
+        stalls: s.stalls.filter((at) => at >= from && at < to).length,
         page_errors: p.errors.slice(0, 5),
       });
     }
