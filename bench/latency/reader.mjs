@@ -1,7 +1,7 @@
 // Glass-to-glass latency reader: plays several pages at once in headless Chromium and,
-// every --interval ms, draws each page's <video> frame onto a canvas, reads the wall
-// clock that bench/latency/stamp.py drew into the picture, and records `now - stamp`
-// (same machine, same clock: no skew). Prints one JSON line:
+// every --interval ms (±33 ms, at random), draws each page's <video> frame onto a
+// canvas, reads the wall clock that bench/latency/stamp.py drew into the picture, and
+// records `now - stamp` (same machine, same clock: no skew). Prints one JSON line:
 //   {"ok":true,"results":[{"name":"starling","samples":420,"undecodable":0,
 //     "p50":1.234,"p90":…,"p99":…,"min":…,"max":…,"buffer_p50":…,"hlsjs_latency_p50":…,
 //     "hlsjs_target_p50":…,"stalls":0}, …]}
@@ -129,7 +129,14 @@ function sampler(intervalMs) {
     if (hls && Number.isFinite(hls.latency) && hls.latency > 0) state.hlsjs.push([now, hls.latency]);
     if (hls && Number.isFinite(hls.targetLatency)) state.target.push([now, hls.targetLatency]);
   }
-  setInterval(tick, intervalMs);
+  // A fixed 100 ms would be exactly 3 frames at 30 fps: every sample would catch its
+  // frame at the same moment of the frame's time on screen. A random interval
+  // (±33 ms around intervalMs) samples that moment uniformly instead.
+  const next = () => setTimeout(() => {
+    tick();
+    next();
+  }, intervalMs - 33 + Math.random() * 66);
+  next();
 }
 
 function quantile(sorted, q) {
