@@ -14,7 +14,8 @@
 # Starling's settings can be changed through its environment, e.g.
 #   STARLING_ORIGIN_PART_DURATION_MS=200 bench/latency.sh
 # and the players' live-sync target with STARLING_SYNC=1.0 (the /watch page's ?sync=) or
-# NGINX_SYNC=2 (the plain page's liveSyncDuration). Loopback only; everything it starts
+# NGINX_SYNC=2 (the plain page's liveSyncDuration); AUDIO=1 adds an AAC tone (ffmpeg's
+# sine source, paced by -re) to the encode. Loopback only; everything it starts
 # it stops; bounded in time. Needs ffmpeg, nginx + libnginx-mod-rtmp, chromium, Node.js
 # (installed from Debian's packages when missing), python3.
 set -euo pipefail
@@ -114,8 +115,10 @@ mkfifo "$dir/frames"
 total=$((warmup + secs + 90))
 python3 bench/latency/stamp.py --width 1280 --height 720 --fps 30 --seconds "$total" >"$dir/frames" &
 gen=$!
+audio=()
+[ "${AUDIO:-0}" = 0 ] || audio=(-re -f lavfi -i sine=frequency=440:sample_rate=48000 -map 1:a -c:a aac -b:a 128k)
 ffmpeg -nostdin -v error -f rawvideo -pix_fmt yuv420p -s 1280x720 -framerate 30 -i "$dir/frames" \
-  -map 0:v -c:v libx264 -preset veryfast -tune zerolatency -g 30 -keyint_min 30 -sc_threshold 0 \
+  ${audio[@]+"${audio[@]}"} -map 0:v -c:v libx264 -preset veryfast -tune zerolatency -g 30 -keyint_min 30 -sc_threshold 0 \
   -b:v 2500k -maxrate 2500k -bufsize 1250k -flags +global_header \
   -f tee "[f=flv:onfail=ignore]rtmp://127.0.0.1:$rtmp/live/bench-latency-key|[f=flv:onfail=ignore]rtmp://127.0.0.1:$nrtmp/live/bench" \
   2>"$dir/ffmpeg.log" &
@@ -142,7 +145,7 @@ out=$(timeout $((warmup + secs + 150)) node bench/latency/reader.mjs \
 
 part=$(curl -sf "http://127.0.0.1:$http/live/bench/source/index.m3u8" | grep -m1 -o 'PART-TARGET=[0-9.]*' | cut -d= -f2 || true)
 ntarget=$(curl -sf "http://127.0.0.1:$nhttp/hls/bench.m3u8" | grep -m1 -o 'TARGETDURATION:[0-9]*' | cut -d: -f2 || true)
-echo "glass to glass, ${secs} s after a ${warmup} s warm-up; 1280x720 30 fps x264 zerolatency, 1 s GOP; machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "glass to glass, ${secs} s after a ${warmup} s warm-up; 1280x720 30 fps x264 zerolatency, 1 s GOP$([ ${#audio[@]} -eq 0 ] || echo ', AAC audio'); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "starling: PART-TARGET ${part:-?} s, /watch page${squery:+ $squery}; nginx-rtmp: hls_fragment 1s, TARGETDURATION ${ntarget:-?}, hls.js defaults${nquery:+ ?${nquery#&}}"
 echo
 printf '%s' "$out" | node -e '
@@ -150,9 +153,12 @@ let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
   const r = JSON.parse(s);
   if (!r.ok) { console.log(`reader failed: ${r.reason}`); process.exit(1); }
   const f = (x) => (x === null ? "–" : `${x.toFixed(2)} s`);
-  console.log("| server | p50 | p90 | p99 | samples | undecodable | buffered ahead p50 | hls.js latency / target p50 | stalls |");
+  console.log("| server | p50 | p90 | p99 | samples | undecodable | buffered ahead p50 | hls.js latency / target p50 | stalls (before) |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const x of r.results) {
-    console.log(`| ${x.name} | ${f(x.p50)} | ${f(x.p90)} | ${f(x.p99)} | ${x.samples} | ${x.undecodable} | ${f(x.buffer_p50)} | ${f(x.hlsjs_latency_p50)} / ${f(x.hlsjs_target_p50)} | ${x.stalls} |`);
+    console.log(`| ${x.name} | ${f(x.p50)} | ${f(x.p90)} | ${f(x.p99)} | ${x.samples} | ${x.undecodable} | ${f(x.buffer_p50)} | ${f(x.hlsjs_latency_p50)} / ${f(x.hlsjs_target_p50)} | ${x.stalls} (${x.stalls_before}) |`);
+  }
+  for (const x of r.results) {
+    if (x.hlsjs_errors.length) console.log(`\n${x.name}: hls.js error events: ${x.hlsjs_errors.join(", ")}`);
   }
 });'

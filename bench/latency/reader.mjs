@@ -4,7 +4,7 @@
 // records `now - stamp` (same machine, same clock: no skew). Prints one JSON line:
 //   {"ok":true,"results":[{"name":"starling","samples":420,"undecodable":0,
 //     "p50":1.234,"p90":…,"p99":…,"min":…,"max":…,"buffer_p50":…,"hlsjs_latency_p50":…,
-//     "hlsjs_target_p50":…,"stalls":0}, …]}
+//     "hlsjs_target_p50":…,"stalls":0,"stalls_before":0}, …]}
 //
 //   node bench/latency/reader.mjs --page NAME=URL [--page NAME=URL …]
 //        [--warmup 15] [--seconds 45] [--interval 100] [--timeout 60]
@@ -17,7 +17,7 @@
 // playhead (`buffer_p50`: what the player holds back; latency minus buffer is capture to
 // media in the browser), hls.js's own latency estimate and its target (`hls.latency`,
 // `hls.targetLatency`, from the page's hls.js instance, caught when hls.min.js defines
-// window.Hls) and the stalls (`waiting` events) in the measured window.
+// window.Hls) and the stalls (`waiting` events) in the measured window and before it.
 //
 // playwright-core is resolved from web/node_modules (npm ci in web/), Chromium is
 // Debian's (/usr/bin/chromium) or $CHROMIUM.
@@ -51,7 +51,7 @@ function sampler(intervalMs) {
   const ROWS = 2;
   const W = BLOCK * COLS;
   const H = BLOCK * ROWS;
-  const state = { samples: [], undecodable: [], hlsjs: [], target: [], buffer: [], stalls: [] };
+  const state = { samples: [], undecodable: [], hlsjs: [], target: [], buffer: [], stalls: [], errors: [] };
   window.__g2g = state;
   // Keep a reference to the page's hls.js instance, whichever page made it: wrap the
   // constructor when hls.min.js defines window.Hls (statics are inherited).
@@ -64,6 +64,7 @@ function sampler(intervalMs) {
         constructor(config) {
           super(config);
           state.instance = this;
+          this.on(Hls.Events.ERROR, (_e, d) => state.errors.push([Date.now(), `${d.details}${d.fatal ? ' (fatal)' : ''}`]));
         }
       };
     },
@@ -222,6 +223,13 @@ async function main() {
         hlsjs_latency_p50: round3(quantile(within(s.hlsjs), 0.5)),
         hlsjs_target_p50: round3(quantile(within(s.target), 0.5)),
         stalls: s.stalls.filter((at) => at >= from && at < to).length,
+        // Before the window (start-up and warm-up; the first wait for data counts too):
+        // hls.js adds 1 s to its target for every stall it sees.
+        stalls_before: s.stalls.filter((at) => at < from).length,
+        // hls.js's error events (most are not fatal: stalls, gaps it skips), whole run.
+        hlsjs_errors: Object.entries(
+          s.errors.reduce((n, [at, d]) => ({ ...n, [`${d}${at < from ? ' before' : ''}`]: (n[`${d}${at < from ? ' before' : ''}`] || 0) + 1 }), {}),
+        ).map(([d, n]) => `${d} ×${n}`),
         page_errors: p.errors.slice(0, 5),
       });
     }
