@@ -77,7 +77,7 @@ impl Default for OriginConfig {
     fn default() -> Self {
         Self {
             segment_duration: Duration::from_secs(2),
-            part_duration: Duration::from_millis(333),
+            part_duration: Duration::from_millis(334),
             dvr_window: Duration::from_secs(2 * 3600),
             memory_window: Duration::from_secs(60),
             playlist: PlaylistKind::Sliding,
