@@ -13,6 +13,8 @@
 //! - `history` and `restore`: each channel's last run described in the store (sessions,
 //!   renditions, an index of stored segments), and read back after a restart or a
 //!   `kill -9`, so the run plays back as VOD and retention still applies to it.
+//! - `sweep`: retention by session over what the store holds (what a previous process
+//!   left behind, recordings past their retention).
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
@@ -27,6 +29,7 @@ pub mod metrics;
 mod restore;
 mod session;
 pub mod store;
+mod sweep;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};

@@ -61,6 +61,9 @@ pub struct OriginConfig {
     /// Channels without settings of their own keep their segments in the store after
     /// they leave the DVR window (see [`ChannelSettings::record`]).
     pub record: bool,
+    /// How long recorded sessions stay in the store, from their start; `None` keeps
+    /// them for ever (see `sweep`).
+    pub recording_retention: Option<Duration>,
 }
 
 impl OriginConfig {
@@ -83,6 +86,7 @@ impl Default for OriginConfig {
             playlist: PlaylistKind::Sliding,
             reconnect_grace: Duration::from_secs(15),
             record: false,
+            recording_retention: None,
         }
     }
 }
@@ -388,6 +392,23 @@ impl Origin {
         }
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
+        // Weak: an origin that is dropped (a test's "restart") stops sweeping.
+        let sweeper = Arc::downgrade(self);
+        let name = channel.to_owned();
+        tokio::spawn(async move {
+            // Retention over what the store holds: soon after start-up, then hourly.
+            let mut wait = Duration::from_secs(60);
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = crate::sweep::SWEEP_EVERY;
+                let Some(origin) = sweeper.upgrade() else {
+                    break;
+                };
+                if let Err(e) = origin.sweep(&name, SystemTime::now()).await {
+                    warn!(channel = %name, error = %e, "origin: retention sweep failed; trying again later");
+                }
+            }
+        });
         tokio::spawn(async move {
             // The last run from before a restart first, so that a new publish continues
             // from it (a channel that does not record then deletes its old window).

@@ -223,3 +223,83 @@ async fn a_history_object_that_cannot_be_read_is_refused_and_nothing_else_breaks
     live.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A session id that began `ago` before `now` (unix ms in the high 44 bits).
+fn session_from(now: std::time::SystemTime, ago: Duration) -> String {
+    let ms = (now - ago)
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    format!("{:016x}", ms << 20 | 7)
+}
+
+fn leave(dir: &Path, session: &str) {
+    let d = dir.join(format!("media/demo/{session}/source"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("0.m4s"), b"left behind").unwrap();
+    std::fs::write(d.join("init-0.mp4"), b"left behind").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_delete_what_retention_no_longer_keeps_and_never_the_listed_run() {
+    let now = std::time::SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    for (record, retention) in [(false, None), (true, None), (true, Some(24 * hour))] {
+        let dir = temp_dir("sweep");
+        let config = OriginConfig {
+            reconnect_grace: Duration::from_millis(300),
+            record,
+            recording_retention: retention,
+            ..OriginConfig::default()
+        };
+        // A run this process will list, and sessions a crashed process left behind.
+        let hub = Arc::new(Hub::default());
+        let origin = Origin::new(config.clone(), Arc::new(LocalDirStore::new(&dir)));
+        origin.follow(&hub, "demo");
+        let b = app(&origin);
+        publish(&hub, 3).await.unwrap();
+        let pl = playlist_until(&b, "/live/demo/source/index.m3u8", "ENDLIST", ended).await;
+        assert!(origin.drain(Duration::from_secs(10)).await);
+        let (recent, hours_old, days_old) = (
+            session_from(now, Duration::from_secs(60)),
+            session_from(now, 2 * hour),
+            session_from(now, 48 * hour),
+        );
+        for s in [&recent, &hours_old, &days_old] {
+            leave(&dir, s);
+        }
+        let swept = origin.sweep("demo", now).await.unwrap();
+        let left = |s: &str| dir.join(format!("media/demo/{s}")).exists();
+        let want: &[(&str, bool)] = match (record, retention) {
+            // Not recording: anything outside the listed run goes once settled.
+            (false, _) => &[(&recent, true), (&hours_old, false), (&days_old, false)],
+            // Recording for ever: nothing goes.
+            (true, None) => &[(&recent, true), (&hours_old, true), (&days_old, true)],
+            // Recording for a day: the two-day-old session goes.
+            (true, Some(_)) => &[(&recent, true), (&hours_old, true), (&days_old, false)],
+        };
+        for (s, kept) in want {
+            assert_eq!(
+                left(s),
+                *kept,
+                "record {record}, retention {retention:?}: session {s}"
+            );
+        }
+        assert_eq!(swept, want.iter().filter(|(_, k)| !k).count());
+        // The listed run is whole: every segment still answers, byte for byte from the store.
+        for u in media_uris(&pl).iter().filter(|u| u.ends_with(".m4s")) {
+            let (status, _) = get(&b, &format!("/live/demo/source/{u}")).await;
+            assert_eq!(status, StatusCode::OK, "{u} after the sweep");
+        }
+        // A sweep by a fresh process (restart) protects the run it reads back too.
+        drop((b, origin, hub));
+        let origin = Origin::new(config, Arc::new(LocalDirStore::new(&dir)));
+        origin.sweep("demo", now + 3 * hour).await.unwrap();
+        let b = app(&origin);
+        for u in media_uris(&pl).iter().filter(|u| u.ends_with(".m4s")) {
+            let (status, _) = get(&b, &format!("/live/demo/source/{u}")).await;
+            assert_eq!(status, StatusCode::OK, "{u} after a sweep by a new process");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
