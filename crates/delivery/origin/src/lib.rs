@@ -22,6 +22,7 @@ pub mod live;
 pub mod metrics;
 mod session;
 pub mod store;
+mod wake;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};

@@ -13,12 +13,13 @@
 //! stable URL, while the old run's objects stay readable from the store.
 //! Parts and recent segments are served from memory; every complete segment is written
 //! through to the object store in the background, and only once it is stored may it
-//! leave memory. HTTP handlers read this state under a short lock and wait on a version
-//! counter for blocking requests; nothing here waits on storage.
+//! leave memory. HTTP handlers read this state under a short lock; blocking requests wait
+//! on their rendition's feed (`wake`), woken after the lock is released; nothing here
+//! waits on storage.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -32,7 +33,11 @@ use tracing::{debug, info, warn};
 
 pub(crate) use crate::session::{init_key, new_session, segment_key};
 pub use crate::session::{parse_session, session_name};
-use crate::{metrics::OriginMetrics, store::ObjectStore};
+use crate::{
+    metrics::OriginMetrics,
+    store::ObjectStore,
+    wake::{Feed, FeedState, Wakes},
+};
 
 /// How playlists keep history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +123,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Channel {
     pub name: String,
     pub(crate) inner: Mutex<ChannelInner>,
-    /// Bumped after every change; blocking requests wait on it.
-    pub(crate) version: watch::Sender<u64>,
-    /// When the last change was published (for the hand-off latency metric).
-    pub(crate) changed_at: Mutex<Option<std::time::Instant>>,
+    /// Each rendition's feed (wake-ups, rendered playlist), found without `inner`'s lock.
+    feeds: RwLock<Vec<Arc<Feed>>>,
     /// Settings for the next publish (see [`Origin::configure`]).
     pending: Mutex<Option<ChannelSettings>>,
     /// A task follows the channel in the hub.
@@ -165,8 +168,8 @@ pub(crate) struct Rendition {
     pub peak_bps: f64,
     pub total_bytes: u64,
     pub total_secs: f64,
-    /// Rendered playlists for the current version: (version, full, delta).
-    pub cache: Option<(u64, Bytes, Option<Bytes>)>,
+    /// Its version, wake-ups and rendered playlist: `feed.touch()` after every change.
+    pub feed: FeedState,
 }
 
 #[derive(Debug)]
@@ -214,16 +217,16 @@ impl Channel {
                 live: false,
                 ended: false,
             }),
-            version: watch::channel(0).0,
-            changed_at: Mutex::new(None),
+            feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn bump(&self) {
-        *lock(&self.changed_at) = Some(std::time::Instant::now());
-        self.version.send_modify(|v| *v += 1);
+    /// Rendition `name`'s feed, without taking the channel's lock.
+    pub(crate) fn feed(&self, name: &str) -> Option<Arc<Feed>> {
+        let feeds = self.feeds.read().unwrap_or_else(|e| e.into_inner());
+        feeds.iter().find(|f| f.name == name).cloned()
     }
 
     pub fn is_live(&self) -> bool {
@@ -429,7 +432,7 @@ impl Origin {
     /// (or live: a takeover), else in a new run with a fresh playlist.
     fn begin_session(&self, ch: &Channel) {
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let session = match std::mem::take(&mut st.next_session) {
                 0 => new_session(SystemTime::now()),
@@ -461,7 +464,7 @@ impl Origin {
                     r.target_duration = self.config.packager().target_duration();
                     r.total_bytes = 0;
                     r.total_secs = 0.0;
-                    r.cache = None;
+                    r.feed.touch();
                 }
             }
             if let Some(settings) = lock(&ch.pending).take() {
@@ -480,8 +483,9 @@ impl Origin {
             st.run.push(session);
             st.live = true;
             info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
-        }
-        ch.bump();
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
         self.delete_objects(deletes);
     }
 
@@ -489,7 +493,7 @@ impl Origin {
     /// blocked on the live edge get the final playlist), and segments already stored
     /// leave memory (later reads of this run come from the store).
     fn end_run(&self, ch: &Channel) {
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             if st.live || st.ended || st.run.is_empty() {
                 return;
@@ -497,14 +501,16 @@ impl Origin {
             st.ended = true;
             st.next_session = 0;
             for r in &mut st.renditions {
-                r.cache = None;
+                r.feed.touch();
                 for seg in r.segments.iter_mut().filter(|s| s.stored) {
                     release(seg);
                 }
             }
             info!(channel = %ch.name, "origin: run ended; playlists closed with ENDLIST");
-        }
-        ch.bump();
+            // Every rendition: requests blocked on any of them get the final playlist.
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.
@@ -512,9 +518,10 @@ impl Origin {
         let now = SystemTime::now();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let settings = st.settings;
+            let mut all = false;
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
@@ -526,20 +533,28 @@ impl Origin {
                                 r.inits.push((session, init.clone()));
                                 r.next_discontinuity = true;
                                 r.info = rendition;
+                                r.feed.touch();
                             }
-                            None => st.renditions.push(Rendition {
-                                info: rendition,
-                                inits: vec![(session, init.clone())],
-                                segments: VecDeque::new(),
-                                evicted_below: 0,
-                                discontinuity_sequence: 0,
-                                target_duration: target,
-                                next_discontinuity: false,
-                                peak_bps: 0.0,
-                                total_bytes: 0,
-                                total_secs: 0.0,
-                                cache: None,
-                            }),
+                            None => {
+                                let feed = FeedState::new(name);
+                                ch.feeds
+                                    .write()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(feed.shared.clone());
+                                st.renditions.push(Rendition {
+                                    info: rendition,
+                                    inits: vec![(session, init.clone())],
+                                    segments: VecDeque::new(),
+                                    evicted_below: 0,
+                                    discontinuity_sequence: 0,
+                                    target_duration: target,
+                                    next_discontinuity: false,
+                                    peak_bps: 0.0,
+                                    total_bytes: 0,
+                                    total_secs: 0.0,
+                                    feed,
+                                })
+                            }
                         }
                         let version = st.rendition(name).map_or(0, |r| r.inits.len() - 1);
                         writes.push((init_key(&ch.name, session, name, version), vec![init], None));
@@ -589,7 +604,7 @@ impl Origin {
                                 data,
                             });
                         }
-                        r.cache = None;
+                        r.feed.touch();
                         self.metrics.observe_part(first_arrival, duration, now);
                     }
                     Output::SegmentEnd {
@@ -636,7 +651,7 @@ impl Origin {
                         }
                         r.total_bytes += len as u64;
                         r.total_secs += duration;
-                        r.cache = None;
+                        r.feed.touch();
                         let session = seg.session;
                         writes.push((
                             segment_key(&ch.name, session, rendition, msn),
@@ -649,15 +664,14 @@ impl Origin {
                         // Not the end of the run yet: the reconnect grace decides that.
                         st.live = false;
                         st.next_session = new_session(now);
-                        for r in &mut st.renditions {
-                            r.cache = None;
-                        }
+                        all = true;
                         info!(channel = %ch.name, grace_ms = self.config.reconnect_grace.as_millis() as u64, "origin: publish ended; waiting for a reconnect");
                     }
                 }
             }
-        }
-        ch.bump();
+            Wakes::collect(&mut st, all)
+        };
+        wakes.send();
         for (key, data, segment) in writes {
             self.write_through(ch.clone(), key, data, segment);
         }
@@ -781,7 +795,7 @@ fn fill_gaps(
             gap: true,
         });
     }
-    r.cache = None;
+    r.feed.touch();
 }
 
 /// A stored segment's bytes leave memory; reads go to the store from now on.
