@@ -188,9 +188,13 @@ impl Http {
                 }
             }
         }
+        // Into spare capacity, without zeroing it first (parts with a keyframe are
+        // hundreds of KB, and the generator shares the cores with the node).
         body.clear();
-        body.resize(len, 0);
-        self.r.read_exact(body).await?;
+        let got = (&mut self.r).take(len as u64).read_to_end(body).await?;
+        if got != len {
+            bail!("connection closed after {got} of {len} bytes");
+        }
         Ok(status)
     }
 }
@@ -233,7 +237,8 @@ async fn viewer(addr: SocketAddr, source: IpAddr, shared: Arc<Shared>) -> Result
     if status != 200 {
         bail!("playlist: {status}");
     }
-    let (mut msn, mut part, _) = last_part(&String::from_utf8_lossy(&body)).context("no parts")?;
+    let (mut msn, mut part, _) =
+        last_part(std::str::from_utf8(&body).unwrap_or_default()).context("no parts")?;
     while !shared.stop.load(Ordering::Relaxed) {
         let next = format!("{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
         let (status, body) = http.get(&next).await?;
@@ -243,12 +248,13 @@ async fn viewer(addr: SocketAddr, source: IpAddr, shared: Arc<Shared>) -> Result
             shared.errors.fetch_add(1, Ordering::Relaxed);
             // Resynchronise at the live edge.
             let (_, body) = http.get(&format!("{base}/index.m3u8")).await?;
-            if let Some((m, p, _)) = last_part(&String::from_utf8_lossy(&body)) {
+            if let Some((m, p, _)) = last_part(std::str::from_utf8(&body).unwrap_or_default()) {
                 (msn, part) = (m, p);
             }
             continue;
         }
-        let Some((edge_msn, edge_part, edge_session)) = last_part(&String::from_utf8_lossy(&body))
+        let Some((edge_msn, edge_part, edge_session)) =
+            last_part(std::str::from_utf8(&body).unwrap_or_default())
         else {
             continue;
         };
