@@ -1,5 +1,6 @@
 //! Media playlists: LL-HLS with blocking reload, delta updates, preload hints and
-//! rendition reports, rendered once per state version and shared by every viewer.
+//! rendition reports, rendered once per rendition version (off the channel's lock) and
+//! shared by every viewer; see `crate::wake`.
 
 use super::*;
 use crate::wake::Feed;
