@@ -281,7 +281,9 @@ impl IntoResponse for Reject {
     }
 }
 
-fn channel(origin: &Origin, name: &str) -> Result<Arc<Channel>, Reject> {
+/// The channel's live state; a channel not in memory may have a run from before a
+/// restart in the store (read once per process).
+async fn channel(origin: &Arc<Origin>, name: &str) -> Result<Arc<Channel>, Reject> {
     if !valid_name(name, 64) {
         return Err(Reject(
             StatusCode::BAD_REQUEST,
@@ -289,7 +291,11 @@ fn channel(origin: &Origin, name: &str) -> Result<Arc<Channel>, Reject> {
             "no-store",
         ));
     }
-    origin.channel(name).ok_or(Reject(
+    let known = match origin.channel(name) {
+        Some(c) => Some(c),
+        None => origin.restore(name).await,
+    };
+    known.ok_or(Reject(
         StatusCode::NOT_FOUND,
         "unknown channel",
         "public, max-age=5",
@@ -309,16 +315,16 @@ async fn multivariant(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let r = multivariant_playlist(&served.origin, &name, admitted.token());
+    let r = multivariant_playlist(&served.origin, &name, admitted.token()).await;
     admitted.finish(r)
 }
 
-fn multivariant_playlist(origin: &Origin, name: &str, token: Option<&str>) -> Response {
+async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&str>) -> Response {
     origin
         .metrics
         .playlist_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ch = match channel(origin, name) {
+    let ch = match channel(origin, name).await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
@@ -476,7 +482,7 @@ async fn serve_media(
 
 #[allow(clippy::too_many_arguments)]
 async fn media_file(
-    origin: &Origin,
+    origin: &Arc<Origin>,
     name: &str,
     rendition: &str,
     session: u64,
@@ -498,7 +504,7 @@ async fn media_file(
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
     if let File::Playlist | File::LatestInit = file {
-        let ch = match channel(origin, name) {
+        let ch = match channel(origin, name).await {
             Ok(c) => c,
             Err(r) => return r.into_response(),
         };

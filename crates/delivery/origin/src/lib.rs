@@ -13,6 +13,9 @@
 //!   that an immutable URL never names two different bytes.
 //! - `write`: write-through with retries, retention deletes, and draining both at a
 //!   graceful shutdown.
+//! - `history` and `restore`: each channel's last run described in the store (sessions,
+//!   renditions, an index of stored segments), and read back after a restart or a
+//!   `kill -9`, so the run plays back as VOD and retention still applies to it.
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
@@ -20,9 +23,11 @@
 //! answered from memory; only DVR reads of old segments go to the store.
 
 pub mod gate;
+mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod restore;
 mod session;
 pub mod store;
 mod wake;

@@ -18,8 +18,8 @@
 //! waits on storage.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, RwLock},
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -34,7 +34,9 @@ use tracing::{debug, info, warn};
 pub(crate) use crate::session::{init_key, new_session, segment_key};
 pub use crate::session::{parse_session, session_name};
 use crate::{
+    history::SegmentRecord,
     metrics::OriginMetrics,
+    restore::HistoryQueue,
     store::ObjectStore,
     wake::{Feed, FeedState, Wakes},
 };
@@ -114,9 +116,7 @@ impl ChannelSettings {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use starling_sync::lock;
 
 /// Everything the origin knows about one channel.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ pub struct Channel {
     /// Each rendition's feed (wake-ups, rendered playlist), found without `inner`'s lock.
     feeds: RwLock<Vec<Arc<Feed>>>,
     /// Settings for the next publish (see [`Origin::configure`]).
-    pending: Mutex<Option<ChannelSettings>>,
+    pub(crate) pending: Mutex<Option<ChannelSettings>>,
     /// A task follows the channel in the hub.
     followed: std::sync::atomic::AtomicBool,
 }
@@ -170,6 +170,11 @@ pub(crate) struct Rendition {
     pub total_secs: f64,
     /// Its version, wake-ups and rendered playlist: `feed.touch()` after every change.
     pub feed: FeedState,
+    /// Where this run's segment index starts in the store (see `history`): the run's
+    /// first segment, then the first chunk still kept as the window slides.
+    pub history_from: Option<u64>,
+    /// Index records of the newest stored segments (the chunks still being written).
+    pub history: BTreeMap<u64, SegmentRecord>,
 }
 
 #[derive(Debug)]
@@ -220,6 +225,17 @@ impl Channel {
             feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the feeds of renditions added under `inner`'s lock (`st`) findable
+    /// without it; call before releasing that lock.
+    pub(crate) fn register_feeds(&self, st: &ChannelInner) {
+        let mut feeds = self.feeds.write().unwrap_or_else(|e| e.into_inner());
+        for r in &st.renditions {
+            if !feeds.iter().any(|f| Arc::ptr_eq(f, &r.feed.shared)) {
+                feeds.push(r.feed.shared.clone());
+            }
         }
     }
 
@@ -320,6 +336,8 @@ pub struct Origin {
     pub(crate) metrics: Arc<OriginMetrics>,
     /// Store writes under way: a graceful shutdown waits for them.
     pub(crate) writes_in_flight: watch::Sender<usize>,
+    /// The channels' history in the store (see `restore`).
+    pub(crate) history: HistoryQueue,
 }
 
 impl std::fmt::Debug for Origin {
@@ -338,6 +356,7 @@ impl Origin {
             channels: Mutex::default(),
             metrics: Arc::default(),
             writes_in_flight: watch::channel(0).0,
+            history: HistoryQueue::default(),
         })
     }
 
@@ -384,6 +403,9 @@ impl Origin {
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
         tokio::spawn(async move {
+            // The last run from before a restart first, so that a new publish continues
+            // from it (a channel that does not record then deletes its old window).
+            origin.restore(&ch.name).await;
             let mut packager = Packager::new(origin.config.packager());
             // A publish is under way (a `Stream` after this is a change, not a new publish).
             let mut publishing = false;
@@ -430,7 +452,7 @@ impl Origin {
 
     /// A publish begins: a new session, in the current run if it is still in its grace
     /// (or live: a takeover), else in a new run with a fresh playlist.
-    fn begin_session(&self, ch: &Channel) {
+    fn begin_session(self: &Arc<Self>, ch: &Channel) {
         let mut deletes = Vec::new();
         let wakes = {
             let mut st = lock(&ch.inner);
@@ -444,9 +466,15 @@ impl Origin {
                 // run's media stays in the store under its sessions if it was recorded;
                 // else its DVR window goes now.
                 st.ended = false;
+                let old_run = st.run.first().copied().unwrap_or(0);
                 st.run.clear();
                 let record = st.settings.record;
                 for r in &mut st.renditions {
+                    if !record {
+                        self.history_drop_run(&ch.name, old_run, r);
+                    }
+                    r.history_from = None;
+                    r.history.clear();
                     if let Some(last) = r.segments.back() {
                         r.evicted_below = last.msn + 1;
                     }
@@ -482,6 +510,7 @@ impl Origin {
             st.session = session;
             st.run.push(session);
             st.live = true;
+            self.history_run(&ch.name, &st);
             info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
             Wakes::collect(&mut st, true)
         };
@@ -522,6 +551,9 @@ impl Origin {
             let mut st = lock(&ch.inner);
             let settings = st.settings;
             let mut all = false;
+            // History to write once the outputs are applied (see `restore`).
+            let mut run_changed = false;
+            let mut evicted: Vec<&'static str> = Vec::new();
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
@@ -536,26 +568,15 @@ impl Origin {
                                 r.feed.touch();
                             }
                             None => {
-                                let feed = FeedState::new(name);
-                                ch.feeds
-                                    .write()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(feed.shared.clone());
-                                st.renditions.push(Rendition {
-                                    info: rendition,
-                                    inits: vec![(session, init.clone())],
-                                    segments: VecDeque::new(),
-                                    evicted_below: 0,
-                                    discontinuity_sequence: 0,
-                                    target_duration: target,
-                                    next_discontinuity: false,
-                                    peak_bps: 0.0,
-                                    total_bytes: 0,
-                                    total_secs: 0.0,
-                                    feed,
-                                })
+                                st.renditions.push(Rendition::new(
+                                    rendition,
+                                    vec![(session, init.clone())],
+                                    target,
+                                ));
+                                ch.register_feeds(&st);
                             }
                         }
+                        run_changed = true;
                         let version = st.rendition(name).map_or(0, |r| r.inits.len() - 1);
                         writes.push((init_key(&ch.name, session, name, version), vec![init], None));
                     }
@@ -574,6 +595,10 @@ impl Origin {
                             continue;
                         };
                         if r.segments.back().is_none_or(|s| s.complete || s.msn != msn) {
+                            if r.history_from.is_none() {
+                                r.history_from = Some(msn);
+                                run_changed = true;
+                            }
                             let init = r.inits.len().saturating_sub(1);
                             let new_map = r.segments.back().is_some_and(|s| s.init != init);
                             let discontinuity = std::mem::take(&mut r.next_discontinuity);
@@ -658,7 +683,11 @@ impl Origin {
                             vec![whole],
                             Some((rendition, session, msn)),
                         ));
+                        let below = r.evicted_below;
                         deletes.extend(self.evict(&ch.name, settings, r, now));
+                        if !settings.record && r.evicted_below > below {
+                            evicted.push(rendition);
+                        }
                     }
                     Output::Ended => {
                         // Not the end of the run yet: the reconnect grace decides that.
@@ -668,6 +697,12 @@ impl Origin {
                         info!(channel = %ch.name, grace_ms = self.config.reconnect_grace.as_millis() as u64, "origin: publish ended; waiting for a reconnect");
                     }
                 }
+            }
+            for rendition in evicted {
+                self.history_evicted(&ch.name, &mut st, rendition);
+            }
+            if run_changed {
+                self.history_run(&ch.name, &st);
             }
             Wakes::collect(&mut st, all)
         };
@@ -732,6 +767,25 @@ impl Origin {
 }
 
 impl Rendition {
+    pub(crate) fn new(info: RenditionInfo, inits: Vec<(u64, Bytes)>, target_duration: u32) -> Self {
+        let feed = FeedState::new(info.name);
+        Self {
+            info,
+            inits,
+            segments: VecDeque::new(),
+            evicted_below: 0,
+            discontinuity_sequence: 0,
+            target_duration,
+            next_discontinuity: false,
+            peak_bps: 0.0,
+            total_bytes: 0,
+            total_secs: 0.0,
+            feed,
+            history_from: None,
+            history: BTreeMap::new(),
+        }
+    }
+
     pub fn kind(&self) -> TrackKind {
         self.info.kind
     }
