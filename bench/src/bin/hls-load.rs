@@ -92,6 +92,7 @@ struct Args {
     steps: Vec<usize>,
     seconds: u64,
     out_dir: PathBuf,
+    playlists_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -100,6 +101,7 @@ fn parse_args() -> Result<Args> {
         steps: vec![100, 500, 1000],
         seconds: 15,
         out_dir: PathBuf::from("bench/results"),
+        playlists_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -114,9 +116,10 @@ fn parse_args() -> Result<Args> {
             }
             "--seconds" => a.seconds = val()?.parse()?,
             "--out" => a.out_dir = val()?.into(),
+            "--playlists-only" => a.playlists_only = true,
             "-h" | "--help" => {
                 println!(
-                    "hls-load [--starling PATH] [--steps 100,500,1000] [--seconds 15] [--out DIR]"
+                    "hls-load [--starling PATH] [--steps 100,500,1000] [--seconds 15] [--out DIR] [--playlists-only]"
                 );
                 std::process::exit(0);
             }
@@ -227,6 +230,9 @@ struct Shared {
     first: Mutex<HashMap<(u64, u64), Instant>>,
     spreads_us: Mutex<Vec<u64>>,
     stop: AtomicBool,
+    /// `--playlists-only`: the blocking playlist requests without the part GETs (what
+    /// the wake-up path costs without the media bytes); parts are counted as seen.
+    playlists_only: bool,
 }
 
 async fn viewer(addr: SocketAddr, source: IpAddr, shared: Arc<Shared>) -> Result<()> {
@@ -278,6 +284,13 @@ async fn viewer(addr: SocketAddr, source: IpAddr, shared: Arc<Shared>) -> Result
         };
         // Parts of a new publish (after a reconnect) are under its own session.
         let session = edge_session;
+        if shared.playlists_only {
+            shared
+                .parts
+                .fetch_add(wanted.len() as u64, Ordering::Relaxed);
+            (msn, part) = edge;
+            continue;
+        }
         for (m, p) in wanted {
             let status = http
                 .get_into(&format!("{base}/{session}/{m}.{p}.m4s"), &mut media)
@@ -357,7 +370,11 @@ fn main() -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
-    println!("LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores\n", args.seconds);
+    println!(
+        "LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores{}\n",
+        args.seconds,
+        if args.playlists_only { ", blocking playlist requests only (no part GETs)" } else { "" }
+    );
     println!("| viewers | holds | node CPU (% of 1 core) | RSS | requests/s | parts/s per viewer | hand-off p50 | p99 | fan-out spread p50 | p99 | part ready p50 | p99 | minus part duration p50 | p99 | errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.steps {
@@ -379,7 +396,10 @@ fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let shared = Arc::new(Shared::default());
+            let shared = Arc::new(Shared {
+                playlists_only: args.playlists_only,
+                ..Shared::default()
+            });
             let tasks: Vec<_> = (0..n)
                 .map(|i| {
                     let s = shared.clone();
