@@ -200,7 +200,7 @@ pub(super) async fn part_request(
             // The usual case (a player asks for a part its playlist lists): one lock.
             let data = match part_bytes(&st, rendition, session, msn, part) {
                 Ok(d) => d,
-                Err(r) => return r,
+                Err(r) => return r.into_response(),
             };
             drop(st);
             return media_response(data, &etag(), "video/iso.segment", IMMUTABLE, headers);
@@ -214,7 +214,7 @@ pub(super) async fn part_request(
     let st = lock(&ch.inner);
     let data = match part_bytes(&st, rendition, session, msn, part) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     drop(st);
     media_response(data, &etag(), "video/iso.segment", IMMUTABLE, headers)
@@ -228,13 +228,13 @@ fn part_bytes(
     session: u64,
     msn: u64,
     part: u32,
-) -> Result<Bytes, Response> {
+) -> Result<Bytes, Reject> {
     let Some(r) = st.rendition(rendition) else {
-        return Err(error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET));
+        return Err(Reject(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET));
     };
     let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
     if msn < first && st.run.contains(&session) {
-        return Err(error(
+        return Err(Reject(
             StatusCode::GONE,
             "part left the window",
             "public, max-age=60",
@@ -242,21 +242,21 @@ fn part_bytes(
     }
     // Parts live in memory only, in the session that made them.
     let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
-        return Err(error(StatusCode::NOT_FOUND, "part not available", NOT_YET));
+        return Err(Reject(StatusCode::NOT_FOUND, "part not available", NOT_YET));
     };
     let Some(entry) = seg.parts.get(part as usize) else {
         return Err(if seg.complete {
-            error(
+            Reject(
                 StatusCode::GONE,
                 "that segment ended before this part",
                 "public, max-age=60",
             )
         } else {
-            error(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
+            Reject(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
         });
     };
     if entry.data.is_empty() {
-        return Err(error(
+        return Err(Reject(
             StatusCode::GONE,
             "part left memory; fetch the whole segment",
             "public, max-age=60",
