@@ -6,6 +6,9 @@
 //! - [`http`]: serves the multivariant and media playlists (LL-HLS with blocking reload,
 //!   delta updates, preload hints, rendition reports), init sections, segments and parts,
 //!   with the caching headers a CDN needs.
+//! - `wake`: per-rendition wake-ups for blocking requests (a watch of each rendition's
+//!   live edge, sent after the channel's lock is released) and the playlist rendered once
+//!   per rendition version, off that lock.
 //! - `session`: session ids (one per publish) and the object keys built from them, so
 //!   that an immutable URL never names two different bytes.
 //! - `write`: write-through with retries, retention deletes, and draining both at a
@@ -21,6 +24,7 @@
 //! The live edge never waits on the store: a request for a part or a recent segment is
 //! answered from memory; only DVR reads of old segments go to the store.
 
+mod gaps;
 pub mod gate;
 mod history;
 pub mod http;
@@ -30,6 +34,7 @@ mod restore;
 mod session;
 pub mod store;
 mod sweep;
+mod wake;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};

@@ -13,12 +13,13 @@
 //! stable URL, while the old run's objects stay readable from the store.
 //! Parts and recent segments are served from memory; every complete segment is written
 //! through to the object store in the background, and only once it is stored may it
-//! leave memory. HTTP handlers read this state under a short lock and wait on a version
-//! counter for blocking requests; nothing here waits on storage.
+//! leave memory. HTTP handlers read this state under a short lock; blocking requests wait
+//! on their rendition's feed (`wake`), woken after the lock is released; nothing here
+//! waits on storage.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -33,7 +34,11 @@ use tracing::{debug, info, warn};
 pub(crate) use crate::session::{init_key, new_session, segment_key};
 pub use crate::session::{parse_session, session_name};
 use crate::{
-    history::SegmentRecord, metrics::OriginMetrics, restore::HistoryQueue, store::ObjectStore,
+    history::SegmentRecord,
+    metrics::OriginMetrics,
+    restore::HistoryQueue,
+    store::ObjectStore,
+    wake::{Feed, FeedState, Wakes},
 };
 
 /// How playlists keep history.
@@ -122,10 +127,8 @@ pub(crate) use starling_sync::lock;
 pub struct Channel {
     pub name: String,
     pub(crate) inner: Mutex<ChannelInner>,
-    /// Bumped after every change; blocking requests wait on it.
-    pub(crate) version: watch::Sender<u64>,
-    /// When the last change was published (for the hand-off latency metric).
-    pub(crate) changed_at: Mutex<Option<std::time::Instant>>,
+    /// Each rendition's feed (wake-ups, rendered playlist), found without `inner`'s lock.
+    feeds: RwLock<Vec<Arc<Feed>>>,
     /// Settings for the next publish (see [`Origin::configure`]).
     pub(crate) pending: Mutex<Option<ChannelSettings>>,
     /// A task follows the channel in the hub.
@@ -169,8 +172,8 @@ pub(crate) struct Rendition {
     pub peak_bps: f64,
     pub total_bytes: u64,
     pub total_secs: f64,
-    /// Rendered playlists for the current version: (version, full, delta).
-    pub cache: Option<(u64, Bytes, Option<Bytes>)>,
+    /// Its version, wake-ups and rendered playlist: `feed.touch()` after every change.
+    pub feed: FeedState,
     /// Where this run's segment index starts in the store (see `history`): the run's
     /// first segment, then the first chunk still kept as the window slides.
     pub history_from: Option<u64>,
@@ -223,16 +226,27 @@ impl Channel {
                 live: false,
                 ended: false,
             }),
-            version: watch::channel(0).0,
-            changed_at: Mutex::new(None),
+            feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn bump(&self) {
-        *lock(&self.changed_at) = Some(std::time::Instant::now());
-        self.version.send_modify(|v| *v += 1);
+    /// Makes the feeds of renditions added under `inner`'s lock (`st`) findable
+    /// without it; call before releasing that lock.
+    pub(crate) fn register_feeds(&self, st: &ChannelInner) {
+        let mut feeds = self.feeds.write().unwrap_or_else(|e| e.into_inner());
+        for r in &st.renditions {
+            if !feeds.iter().any(|f| Arc::ptr_eq(f, &r.feed.shared)) {
+                feeds.push(r.feed.shared.clone());
+            }
+        }
+    }
+
+    /// Rendition `name`'s feed, without taking the channel's lock.
+    pub(crate) fn feed(&self, name: &str) -> Option<Arc<Feed>> {
+        let feeds = self.feeds.read().unwrap_or_else(|e| e.into_inner());
+        feeds.iter().find(|f| f.name == name).cloned()
     }
 
     pub fn is_live(&self) -> bool {
@@ -461,7 +475,7 @@ impl Origin {
     /// (or live: a takeover), else in a new run with a fresh playlist.
     fn begin_session(self: &Arc<Self>, ch: &Channel) {
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let session = match std::mem::take(&mut st.next_session) {
                 0 => new_session(SystemTime::now()),
@@ -499,7 +513,7 @@ impl Origin {
                     r.target_duration = self.config.packager().target_duration();
                     r.total_bytes = 0;
                     r.total_secs = 0.0;
-                    r.cache = None;
+                    r.feed.touch();
                 }
             }
             if let Some(settings) = lock(&ch.pending).take() {
@@ -519,8 +533,9 @@ impl Origin {
             st.live = true;
             self.history_run(&ch.name, &st);
             info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
-        }
-        ch.bump();
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
         self.delete_objects(deletes);
     }
 
@@ -528,7 +543,7 @@ impl Origin {
     /// blocked on the live edge get the final playlist), and segments already stored
     /// leave memory (later reads of this run come from the store).
     fn end_run(&self, ch: &Channel) {
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             if st.live || st.ended || st.run.is_empty() {
                 return;
@@ -536,14 +551,16 @@ impl Origin {
             st.ended = true;
             st.next_session = 0;
             for r in &mut st.renditions {
-                r.cache = None;
+                r.feed.touch();
                 for seg in r.segments.iter_mut().filter(|s| s.stored) {
                     release(seg);
                 }
             }
             info!(channel = %ch.name, "origin: run ended; playlists closed with ENDLIST");
-        }
-        ch.bump();
+            // Every rendition: requests blocked on any of them get the final playlist.
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.
@@ -551,9 +568,10 @@ impl Origin {
         let now = SystemTime::now();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let settings = st.settings;
+            let mut all = false;
             // History to write once the outputs are applied (see `restore`).
             let mut run_changed = false;
             let mut evicted: Vec<&'static str> = Vec::new();
@@ -568,12 +586,16 @@ impl Origin {
                                 r.inits.push((session, init.clone()));
                                 r.next_discontinuity = true;
                                 r.info = rendition;
+                                r.feed.touch();
                             }
-                            None => st.renditions.push(Rendition::new(
-                                rendition,
-                                vec![(session, init.clone())],
-                                target,
-                            )),
+                            None => {
+                                st.renditions.push(Rendition::new(
+                                    rendition,
+                                    vec![(session, init.clone())],
+                                    target,
+                                ));
+                                ch.register_feeds(&st);
+                            }
                         }
                         run_changed = true;
                         let version = st.rendition(name).map_or(0, |r| r.inits.len() - 1);
@@ -589,7 +611,7 @@ impl Origin {
                         first_arrival,
                     } => {
                         let session = st.session;
-                        fill_gaps(&mut st, rendition, msn, &self.config, now);
+                        crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -628,7 +650,7 @@ impl Origin {
                                 data,
                             });
                         }
-                        r.cache = None;
+                        r.feed.touch();
                         self.metrics.observe_part(first_arrival, duration, now);
                     }
                     Output::SegmentEnd {
@@ -675,7 +697,7 @@ impl Origin {
                         }
                         r.total_bytes += len as u64;
                         r.total_secs += duration;
-                        r.cache = None;
+                        r.feed.touch();
                         let session = seg.session;
                         writes.push((
                             segment_key(&ch.name, session, rendition, msn),
@@ -692,9 +714,7 @@ impl Origin {
                         // Not the end of the run yet: the reconnect grace decides that.
                         st.live = false;
                         st.next_session = new_session(now);
-                        for r in &mut st.renditions {
-                            r.cache = None;
-                        }
+                        all = true;
                         info!(channel = %ch.name, grace_ms = self.config.reconnect_grace.as_millis() as u64, "origin: publish ended; waiting for a reconnect");
                     }
                 }
@@ -705,8 +725,9 @@ impl Origin {
             if run_changed {
                 self.history_run(&ch.name, &st);
             }
-        }
-        ch.bump();
+            Wakes::collect(&mut st, all)
+        };
+        wakes.send();
         for (key, data, segment) in writes {
             self.write_through(ch.clone(), key, data, segment);
         }
@@ -768,6 +789,7 @@ impl Origin {
 
 impl Rendition {
     pub(crate) fn new(info: RenditionInfo, inits: Vec<(u64, Bytes)>, target_duration: u32) -> Self {
+        let feed = FeedState::new(info.name);
         Self {
             info,
             inits,
@@ -779,7 +801,7 @@ impl Rendition {
             peak_bps: 0.0,
             total_bytes: 0,
             total_secs: 0.0,
-            cache: None,
+            feed,
             history_from: None,
             history: BTreeMap::new(),
         }
@@ -788,67 +810,6 @@ impl Rendition {
     pub fn kind(&self) -> TrackKind {
         self.info.kind
     }
-}
-
-/// Gap segments listed at most in one go: a rendition silent for longer is a broken
-/// source; its numbers then jump (players resync on the media sequence).
-const MAX_GAP_SEGMENTS: u64 = 256;
-
-/// Lists the numbers `rendition` skipped before `msn` as gap segments, so a playlist's
-/// numbers stay consecutive (HLS) and the same as the other rendition's, and lookups by
-/// number keep working. A gap lasts what the other rendition's segment of that number
-/// lasted (or the nominal duration), within the target.
-fn fill_gaps(
-    st: &mut ChannelInner,
-    rendition: &str,
-    msn: u64,
-    config: &OriginConfig,
-    now: SystemTime,
-) {
-    let Some(last) = st.rendition(rendition).and_then(|r| r.segments.back()) else {
-        return;
-    };
-    let (from, session) = (last.msn.saturating_add(1), last.session);
-    if msn <= from || msn - from > MAX_GAP_SEGMENTS {
-        return;
-    }
-    let nominal = config.segment_duration.as_secs_f64();
-    let gaps: Vec<(u64, f64)> = (from..msn)
-        .map(|n| {
-            let other = st
-                .renditions
-                .iter()
-                .filter(|r| r.info.name != rendition)
-                .find_map(|r| r.segment(n).filter(|s| s.complete && !s.gap))
-                .map_or(nominal, |s| s.duration);
-            (n, other)
-        })
-        .collect();
-    let Some(r) = st.rendition_mut(rendition) else {
-        return;
-    };
-    let init = r.inits.len().saturating_sub(1);
-    let target = f64::from(r.target_duration);
-    for (n, duration) in gaps {
-        r.segments.push_back(Segment {
-            session,
-            msn: n,
-            init,
-            discontinuity: false,
-            new_map: false,
-            program_date_time: None,
-            parts: Vec::new(),
-            complete: true,
-            duration: duration.min(target),
-            data: None,
-            // Nothing to write: it may leave memory with its neighbours.
-            stored: true,
-            write_failed: false,
-            completed_at: Some(now),
-            gap: true,
-        });
-    }
-    r.cache = None;
 }
 
 /// A stored segment's bytes leave memory; reads go to the store from now on.

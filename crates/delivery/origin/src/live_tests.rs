@@ -10,7 +10,7 @@ use starling_packager::{Output, RenditionInfo};
 
 use super::*;
 use crate::{
-    http::{build_playlist, held_segment, Held},
+    http::{build_playlist, held_segment, Held, Listing},
     LocalDirStore,
 };
 
@@ -91,7 +91,8 @@ async fn skipped_audio_numbers_are_listed_as_gaps() {
         held_segment(&st, "audio", st.session, 4),
         Held::Complete(Some(_))
     ));
-    let text = build_playlist(audio, Vec::new(), false, None, true, origin.config()).render();
+    let (_, listing) = Listing::capture(&st, "audio");
+    let text = build_playlist(&listing.unwrap(), origin.config()).render();
     hls::lint::lint(&text).unwrap();
     assert_eq!(text.matches("#EXT-X-GAP").count(), 2, "{text}");
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0"), "{text}");

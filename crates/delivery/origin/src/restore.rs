@@ -24,6 +24,7 @@ use crate::{
         init_key, lock, Channel, ChannelInner, ChannelSettings, Origin, PartEntry, PlaylistKind,
         Rendition, Segment,
     },
+    wake::Wakes,
     write::WRITE_RETRIES,
 };
 
@@ -355,7 +356,7 @@ impl Origin {
                 Arc::new(Channel::new(name, ChannelSettings::defaults(&self.config)))
             })
             .clone();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             // A publish that began meanwhile has its own run: the old one stays in the store.
             if st.live || !st.run.is_empty() || !st.renditions.is_empty() {
@@ -367,8 +368,10 @@ impl Origin {
             st.renditions = renditions;
             st.ended = true;
             info!(channel = %name, sessions = st.run.len(), segments, "origin: the channel's last run was read back from the store");
-        }
-        ch.bump();
+            ch.register_feeds(&st);
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
     }
 }
 
