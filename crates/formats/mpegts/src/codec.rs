@@ -104,6 +104,9 @@ pub fn same_parameter_sets(a: &CodecConfig, b: &CodecConfig) -> bool {
     }
 }
 
+/// Whether a NAL unit header byte names a parameter set.
+type IsParameterSet = fn(u8) -> bool;
+
 /// Writes a length-prefixed access unit as Annex B: an access unit delimiter first (some
 /// decoders and SRT receivers find AU boundaries by it), then the parameter sets on a
 /// keyframe that does not carry its own, then the NAL units.
@@ -112,7 +115,7 @@ pub fn video_to_annexb(
     data: &Bytes,
     keyframe: bool,
 ) -> Result<Vec<u8>, MediaError> {
-    let (length_size, aud, params, is_param): (u8, &[u8], Vec<&Bytes>, fn(u8) -> bool) =
+    let (length_size, aud, params, is_param): (u8, &[u8], Vec<&Bytes>, IsParameterSet) =
         match config {
             CodecConfig::H264(c) => (
                 c.nal_length_size,

@@ -493,10 +493,10 @@ impl Demuxer {
                 continue;
             }
             let config = (kind == EsKind::Opus).then(|| {
-                let channels = match s.opus_channel_config() {
-                    Some(c @ 1..=8) => c,
-                    _ => 2,
-                };
+                let channels = s
+                    .opus_channel_config()
+                    .filter(|c| (1..=8).contains(c))
+                    .unwrap_or(2);
                 // The TS carries no OpusHead: pre-skip is unknown here (0), the rate is
                 // Opus's own 48 kHz.
                 CodecConfig::Opus(OpusConfig {

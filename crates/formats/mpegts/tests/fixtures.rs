@@ -1,5 +1,8 @@
 //! Files made by FFmpeg (see tests/fixtures/README.md) demuxed into the media model.
 
+// Test-only helpers below unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{demux, fixture};

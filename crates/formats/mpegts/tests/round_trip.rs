@@ -1,6 +1,9 @@
 //! Mux -> demux gives back the same frames and timing; FFprobe reads what the muxer
 //! writes.
 
+// Test-only helpers below unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{process::Command, time::SystemTime};
