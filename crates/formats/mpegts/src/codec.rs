@@ -104,8 +104,17 @@ pub fn same_parameter_sets(a: &CodecConfig, b: &CodecConfig) -> bool {
     }
 }
 
-/// Whether a NAL unit header byte names a parameter set.
-type IsParameterSet = fn(u8) -> bool;
+/// What differs between H.264 and H.265 when writing Annex B.
+struct AnnexBSyntax<'a> {
+    length_size: u8,
+    /// A complete access unit delimiter NAL unit (any picture type allowed).
+    aud: &'static [u8],
+    /// The configuration's parameter sets, in decoding order.
+    params: Vec<&'a Bytes>,
+    nal_type: fn(u8) -> u8,
+    aud_type: u8,
+    param_types: &'static [u8],
+}
 
 /// Writes a length-prefixed access unit as Annex B: an access unit delimiter first (some
 /// decoders and SRT receivers find AU boundaries by it), then the parameter sets on a
@@ -115,42 +124,43 @@ pub fn video_to_annexb(
     data: &Bytes,
     keyframe: bool,
 ) -> Result<Vec<u8>, MediaError> {
-    let (length_size, aud, params, is_param): (u8, &[u8], Vec<&Bytes>, IsParameterSet) =
-        match config {
-            CodecConfig::H264(c) => (
-                c.nal_length_size,
-                &[0x09, 0xF0],
-                c.sps.iter().chain(&c.pps).collect(),
-                |h| matches!(h264::nal_type(h), h264::NAL_SPS | h264::NAL_PPS),
-            ),
-            CodecConfig::H265(c) => (
-                c.nal_length_size,
-                &[0x46, 0x01, 0x50],
-                c.vps.iter().chain(&c.sps).chain(&c.pps).collect(),
-                |h| {
-                    matches!(
-                        h265::nal_type(h),
-                        h265::NAL_VPS | h265::NAL_SPS | h265::NAL_PPS
-                    )
-                },
-            ),
-            _ => {
-                return Err(MediaError::Invalid {
-                    what: "video access unit",
-                    reason: "track is not H.264 or H.265",
-                })
-            }
-        };
-    let units: Vec<Bytes> =
-        nal::iter_length_prefixed(data, length_size).collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(data.len() + 64);
-    out.extend_from_slice(&[0, 0, 0, 1]);
-    out.extend_from_slice(aud);
+    let syntax = match config {
+        CodecConfig::H264(c) => AnnexBSyntax {
+            length_size: c.nal_length_size,
+            aud: &[0x09, 0xF0],
+            params: c.sps.iter().chain(&c.pps).collect(),
+            nal_type: h264::nal_type,
+            aud_type: h264::NAL_AUD,
+            param_types: &[h264::NAL_SPS, h264::NAL_PPS],
+        },
+        CodecConfig::H265(c) => AnnexBSyntax {
+            length_size: c.nal_length_size,
+            aud: &[0x46, 0x01, 0x50],
+            params: c.vps.iter().chain(&c.sps).chain(&c.pps).collect(),
+            nal_type: h265::nal_type,
+            aud_type: h265::NAL_AUD,
+            param_types: &[h265::NAL_VPS, h265::NAL_SPS, h265::NAL_PPS],
+        },
+        _ => {
+            return Err(MediaError::Invalid {
+                what: "video access unit",
+                reason: "track is not H.264 or H.265",
+            })
+        }
+    };
+    let type_of = |u: &Bytes| u.first().map(|&h| (syntax.nal_type)(h));
+    let mut units: Vec<Bytes> =
+        nal::iter_length_prefixed(data, syntax.length_size).collect::<Result<_, _>>()?;
+    // Ours is the one AUD, first: a frame that brought its own would get two.
+    units.retain(|u| type_of(u) != Some(syntax.aud_type));
     let has_params = units
         .iter()
-        .any(|u| u.first().is_some_and(|&h| is_param(h)));
+        .any(|u| type_of(u).is_some_and(|t| syntax.param_types.contains(&t)));
+    let mut out = Vec::with_capacity(data.len() + 64);
+    out.extend_from_slice(&[0, 0, 0, 1]);
+    out.extend_from_slice(syntax.aud);
     if keyframe && !has_params {
-        for p in params {
+        for p in syntax.params {
             out.extend_from_slice(&[0, 0, 0, 1]);
             out.extend_from_slice(p);
         }
@@ -296,6 +306,35 @@ pub fn opus_to_pes(packet: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annexb_round_trip_with_one_aud_and_parameter_sets_on_keyframes() {
+        // SPS/PPS of libx264 320x240 baseline (as in starling-flv's tests).
+        let sps = Bytes::from_static(&[
+            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+            0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0xa4, 0x80,
+        ]);
+        let pps = Bytes::from_static(&[0x68, 0xcb, 0x83, 0xcb, 0x20]);
+        let config =
+            CodecConfig::H264(h264::AvcConfig::from_parameter_sets(&[sps], &[pps]).unwrap());
+        // A keyframe that brings its own AUD but no parameter sets.
+        let frame = Bytes::from_static(&[0, 0, 0, 2, 0x09, 0xF0, 0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        let annexb = Bytes::from(video_to_annexb(&config, &frame, true).unwrap());
+        let types: Vec<u8> = nal::split_annexb(&annexb).map(|u| u[0] & 0x1F).collect();
+        assert_eq!(types, [9, 7, 8, 5]);
+        let au = video_from_annexb(VideoCodec::H264, &annexb).unwrap();
+        assert!(au.keyframe);
+        assert_eq!(au.config, Some(config.clone()));
+        assert!(same_parameter_sets(au.config.as_ref().unwrap(), &config));
+        let back: Vec<u8> = nal::iter_length_prefixed(&au.data, 4)
+            .map(|u| u.unwrap()[0] & 0x1F)
+            .collect();
+        assert_eq!(back, [7, 8, 5], "AUD removed, parameter sets kept in-band");
+        // A non-keyframe gets no parameter sets.
+        let p = Bytes::from_static(&[0, 0, 0, 2, 0x41, 0x9a]);
+        let annexb = Bytes::from(video_to_annexb(&config, &p, false).unwrap());
+        assert_eq!(nal::split_annexb(&annexb).count(), 2);
+    }
 
     #[test]
     fn opus_framing_round_trip() {

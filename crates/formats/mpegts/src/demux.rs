@@ -368,7 +368,12 @@ impl Demuxer {
             return;
         }
         let es_index = self.es.iter().position(|e| e.pid == p.pid);
-        let known = p.pid == PAT_PID || Some(p.pid) == self.pmt_pid || es_index.is_some();
+        // The PCR_PID may be a PID of its own that carries nothing but PCRs.
+        let pcr_pid = self.pmt.as_ref().map(|pmt| pmt.pcr_pid);
+        let known = p.pid == PAT_PID
+            || Some(p.pid) == self.pmt_pid
+            || Some(p.pid) == pcr_pid
+            || es_index.is_some();
         if !known {
             self.stats.unknown_pid_packets += 1;
             return;

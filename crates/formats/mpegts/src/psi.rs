@@ -109,11 +109,9 @@ impl SectionAssembler {
             let take = (need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() >= 3 && self.buf.len() == need {
-                let full = 3 + (usize::from(self.buf[1] & 0x0F) << 8 | usize::from(self.buf[2]));
-                if full == need {
-                    out.push(std::mem::take(&mut self.buf));
-                }
+            // `need` was 3 until the length bytes arrived; only a full section is out.
+            if self.buf.len() > 3 && self.buf.len() == need {
+                out.push(std::mem::take(&mut self.buf));
             }
         }
         Ok(())
