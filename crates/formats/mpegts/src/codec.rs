@@ -19,8 +19,8 @@ pub enum VideoCodec {
 /// One video access unit taken apart.
 #[derive(Debug)]
 pub struct VideoAccessUnit {
-    /// A configuration built from in-band parameter sets, if the AU carried a full set.
-    pub config: Option<CodecConfig>,
+    /// The in-band parameter sets, if the AU carried a full set.
+    pub parameter_sets: Option<ParameterSets>,
     /// The NAL units, length-prefixed with 4 bytes, access unit delimiters removed (the
     /// model's framing; MP4 samples do not need them and the muxer adds its own).
     pub data: Bytes,
@@ -39,7 +39,7 @@ pub fn video_from_annexb(
 ) -> Result<VideoAccessUnit, MediaError> {
     let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
     let mut au = VideoAccessUnit {
-        config: None,
+        parameter_sets: None,
         data: Bytes::new(),
         keyframe: false,
         cra: false,
@@ -78,29 +78,41 @@ pub fn video_from_annexb(
         out.extend_from_slice(&unit);
     }
     au.data = out.freeze();
-    if !sps.is_empty() && !pps.is_empty() {
-        au.config = match codec {
-            VideoCodec::H264 => Some(CodecConfig::H264(h264::AvcConfig::from_parameter_sets(
-                &sps, &pps,
-            )?)),
-            VideoCodec::H265 if !vps.is_empty() => Some(CodecConfig::H265(
-                h265::HevcConfig::from_parameter_sets(&vps, &sps, &pps)?,
-            )),
-            VideoCodec::H265 => None,
-        };
+    if !sps.is_empty() && !pps.is_empty() && (codec == VideoCodec::H264 || !vps.is_empty()) {
+        au.parameter_sets = Some(ParameterSets { vps, sps, pps });
     }
     Ok(au)
 }
 
-/// Whether two video configurations describe the same parameter sets (the `raw` records
-/// may differ in their length size and still be the same stream).
-pub fn same_parameter_sets(a: &CodecConfig, b: &CodecConfig) -> bool {
-    match (a, b) {
-        (CodecConfig::H264(a), CodecConfig::H264(b)) => a.sps == b.sps && a.pps == b.pps,
-        (CodecConfig::H265(a), CodecConfig::H265(b)) => {
-            a.vps == b.vps && a.sps == b.sps && a.pps == b.pps
+/// A full set of parameter sets found in one access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterSets {
+    /// H.265 only.
+    pub vps: Vec<Bytes>,
+    pub sps: Vec<Bytes>,
+    pub pps: Vec<Bytes>,
+}
+
+impl ParameterSets {
+    /// Whether `config` was built from exactly these parameter sets.
+    pub fn same_as(&self, config: &CodecConfig) -> bool {
+        match config {
+            CodecConfig::H264(c) => c.sps == self.sps && c.pps == self.pps,
+            CodecConfig::H265(c) => c.vps == self.vps && c.sps == self.sps && c.pps == self.pps,
+            _ => false,
         }
-        _ => false,
+    }
+
+    /// The track configuration (avcC/hvcC and what the SPS says).
+    pub fn to_config(&self, codec: VideoCodec) -> Result<CodecConfig, MediaError> {
+        Ok(match codec {
+            VideoCodec::H264 => {
+                CodecConfig::H264(h264::AvcConfig::from_parameter_sets(&self.sps, &self.pps)?)
+            }
+            VideoCodec::H265 => CodecConfig::H265(h265::HevcConfig::from_parameter_sets(
+                &self.vps, &self.sps, &self.pps,
+            )?),
+        })
     }
 }
 
@@ -324,8 +336,9 @@ mod tests {
         assert_eq!(types, [9, 7, 8, 5]);
         let au = video_from_annexb(VideoCodec::H264, &annexb).unwrap();
         assert!(au.keyframe);
-        assert_eq!(au.config, Some(config.clone()));
-        assert!(same_parameter_sets(au.config.as_ref().unwrap(), &config));
+        let sets = au.parameter_sets.unwrap();
+        assert!(sets.same_as(&config));
+        assert_eq!(sets.to_config(VideoCodec::H264).unwrap(), config);
         let back: Vec<u8> = nal::iter_length_prefixed(&au.data, 4)
             .map(|u| u.unwrap()[0] & 0x1F)
             .collect();

@@ -682,15 +682,22 @@ impl Demuxer {
                 return self.error(MpegTsError::Codec { pid, source });
             }
         };
-        if let Some(config) = au.config {
-            let changed = self.es[i]
-                .config
-                .as_ref()
-                .is_none_or(|c| !codec::same_parameter_sets(c, &config));
-            if changed {
-                self.es[i].config = Some(config);
-                self.es[i].video_frames = 0;
-                self.announce();
+        if let Some(sets) = &au.parameter_sets {
+            // Parsed only when they change (encoders repeat them on every keyframe).
+            if !self.es[i].config.as_ref().is_some_and(|c| sets.same_as(c)) {
+                match sets.to_config(codec) {
+                    Ok(config) => {
+                        self.es[i].config = Some(config);
+                        self.es[i].video_frames = 0;
+                        self.announce();
+                    }
+                    // Parameter sets we cannot read: report them, and keep decoding with
+                    // the configuration we have (if none, the frame waits for one).
+                    Err(source) => {
+                        self.stats.codec_errors += 1;
+                        self.error(MpegTsError::Codec { pid, source });
+                    }
+                }
             }
         }
         if au.data.is_empty() {

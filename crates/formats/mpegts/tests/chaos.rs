@@ -313,3 +313,44 @@ fn frames_carry_the_arrival_handed_in() {
     assert!(n > 90);
     let _ = Bytes::new();
 }
+
+#[test]
+fn pcr_on_a_pid_of_its_own() {
+    let pmt = Pmt {
+        program_number: 1,
+        version_number: 0,
+        pcr_pid: 0x1FF0,
+        streams: vec![PmtStream {
+            stream_type: stream_type::H264,
+            elementary_pid: 0x100,
+            descriptors: Vec::new(),
+        }],
+    };
+    let mut ts = Vec::new();
+    for (pid, section) in [
+        (0, psi::build_pat(1, 1, 0x1000)),
+        (0x1000, psi::build_pmt(&pmt)),
+    ] {
+        let mut q = vec![0x47, 0x40 | (pid >> 8) as u8, pid as u8, 0x10];
+        q.extend_from_slice(&section);
+        q.resize(188, 0xFF);
+        ts.extend_from_slice(&q);
+    }
+    // Adaptation field only: PCR base 90 000 (1 s), extension 0.
+    let base: u64 = 90_000;
+    let mut q = vec![0x47, 0x1F, 0xF0, 0x20, 183, 0x10];
+    q.extend_from_slice(&[
+        (base >> 25) as u8,
+        (base >> 17) as u8,
+        (base >> 9) as u8,
+        (base >> 1) as u8,
+        (((base & 1) as u8) << 7) | 0x7E,
+        0,
+    ]);
+    q.resize(188, 0xFF);
+    ts.extend_from_slice(&q);
+    let d = demux(&ts, 188);
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    assert_eq!(d.pcrs, [27_000_000]);
+    assert_eq!(d.stats.unknown_pid_packets, 0);
+}
