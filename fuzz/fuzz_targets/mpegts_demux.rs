@@ -48,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
     for e in &whole {
         match e {
             DemuxEvent::Stream(s) => match &mut muxer {
-                Some(m) => m.set_stream(s).expect("the demuxer announces muxable tracks"),
+                Some(m) => m
+                    .set_stream(s)
+                    .expect("the demuxer announces muxable tracks"),
                 None => muxer = Some(Muxer::new(s).expect("the demuxer announces muxable tracks")),
             },
             DemuxEvent::Frame(f) => {
