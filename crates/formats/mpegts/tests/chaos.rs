@@ -63,6 +63,12 @@ fn garbage_is_skipped_and_counted() {
         "{}",
         d.frames.len()
     );
+    // The same, one byte at a time.
+    let bytewise = demux(&dirty, 1);
+    assert_eq!(
+        (&bytewise.frames, &bytewise.errors, &bytewise.stats),
+        (&d.frames, &d.errors, &d.stats)
+    );
 }
 
 #[test]

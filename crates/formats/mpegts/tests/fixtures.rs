@@ -99,5 +99,6 @@ fn one_byte_at_a_time_is_the_same_as_all_at_once() {
         assert_eq!(whole.streams, bytewise.streams, "{name}");
         assert_eq!(whole.pcrs, bytewise.pcrs, "{name}");
         assert_eq!(whole.stats, bytewise.stats, "{name}");
+        assert_eq!(whole.errors, bytewise.errors, "{name}");
     }
 }
