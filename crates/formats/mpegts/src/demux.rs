@@ -120,9 +120,9 @@ pub struct DemuxStats {
     pub pmt_changes: u64,
     /// Packets on PIDs the PMT does not list (or before any PMT).
     pub unknown_pid_packets: u64,
-    /// PMT entries with a stream_type this crate does not decode (per PMT seen).
+    /// PMT entries with a stream_type this crate does not decode (once per distinct PMT).
     pub unsupported_streams: u64,
-    /// PMT entries past `max_elementary_streams` (per PMT seen).
+    /// PMT entries past `max_elementary_streams` (once per distinct PMT).
     pub ignored_streams: u64,
     pub pes_header_errors: u64,
     pub pes_length_errors: u64,
