@@ -109,9 +109,14 @@ impl SectionAssembler {
             let take = (need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            // `need` was 3 until the length bytes arrived; only a full section is out.
-            if self.buf.len() > 3 && self.buf.len() == need {
-                out.push(std::mem::take(&mut self.buf));
+            // `need` was 3 while the length bytes were missing, so compare with the length
+            // the buffer now declares. A section_length of 0 gives a 3-byte section: it must
+            // still go out (and be rejected by the parser), or this loop would spin on it.
+            if let [_, hi, lo, ..] = self.buf[..] {
+                let full = 3 + (usize::from(hi & 0x0F) << 8 | usize::from(lo));
+                if self.buf.len() == full {
+                    out.push(std::mem::take(&mut self.buf));
+                }
             }
         }
         Ok(())
@@ -378,5 +383,16 @@ mod tests {
         let mut out = Vec::new();
         assert!(a.push(&[0, 2, 0xBF, 0xFF, 0], true, &mut out).is_err());
         assert!(a.push(&[0, 2, 0xB0], true, &mut out).is_ok());
+    }
+
+    #[test]
+    fn zero_section_length_makes_progress() {
+        // Found by the fuzzer: a section_length of 0 once hung the assembler.
+        let mut a = SectionAssembler::default();
+        let mut out = Vec::new();
+        a.push(&[0, 2, 0xB0, 0x00, 2, 0xB0, 0x00, 0xFF], true, &mut out)
+            .unwrap();
+        assert_eq!(out, [vec![2, 0xB0, 0], vec![2, 0xB0, 0]]);
+        assert!(parse_pmt(0x1000, &out[0]).is_err());
     }
 }
