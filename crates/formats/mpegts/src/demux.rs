@@ -286,10 +286,25 @@ impl Demuxer {
 
     /// Feeds bytes of any size: a datagram, a file chunk, one byte.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        if self.buf.is_empty() {
+            // The usual case (whole packets per datagram): parse in place, keep the tail.
+            let used = self.consume(bytes);
+            self.buf.extend_from_slice(&bytes[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(bytes);
+            let used = self.consume(&buf);
+            buf.drain(..used);
+            self.buf = buf;
+        }
+    }
+
+    /// Parses the packets of `data`; returns how many bytes were used (the rest is less
+    /// than a packet, or a candidate packet waiting for its confirming successor).
+    fn consume(&mut self, data: &[u8]) -> usize {
         let mut pos = 0;
-        while self.buf.len() - pos >= PACKET_SIZE {
-            if self.buf[pos] != SYNC_BYTE {
+        while let Some(packet) = data.get(pos..pos + PACKET_SIZE) {
+            if packet[0] != SYNC_BYTE {
                 self.synced = false;
                 pos += 1;
                 self.skipping += 1;
@@ -297,7 +312,7 @@ impl Demuxer {
             }
             if !self.synced {
                 // Confirm with the next packet's sync byte, or wait for it.
-                match self.buf.get(pos + PACKET_SIZE) {
+                match data.get(pos + PACKET_SIZE) {
                     None => break,
                     Some(&SYNC_BYTE) => {}
                     Some(_) => {
@@ -309,27 +324,29 @@ impl Demuxer {
             }
             self.synced = true;
             self.report_skipped();
-            let mut packet = [0u8; PACKET_SIZE];
-            packet.copy_from_slice(&self.buf[pos..pos + PACKET_SIZE]);
+            if let Ok(packet) = packet.try_into() {
+                self.packet(packet);
+            }
             pos += PACKET_SIZE;
-            self.packet(&packet);
         }
-        self.buf.drain(..pos);
+        pos
     }
 
     /// End of input: a trailing packet that could not be confirmed is taken as it is, and
     /// the PES in progress on each PID is completed (the last video frame waits for a
     /// next payload_unit_start_indicator that will not come).
     pub fn flush(&mut self) {
-        if self.buf.len() >= PACKET_SIZE && self.buf[0] == SYNC_BYTE {
+        let buf = std::mem::take(&mut self.buf);
+        let mut rest = &buf[..];
+        if let Some(packet) = buf.get(..PACKET_SIZE).filter(|p| p[0] == SYNC_BYTE) {
             self.synced = true;
-            let mut packet = [0u8; PACKET_SIZE];
-            packet.copy_from_slice(&self.buf[..PACKET_SIZE]);
-            self.buf.drain(..PACKET_SIZE);
-            self.packet(&packet);
+            self.report_skipped();
+            if let Ok(packet) = packet.try_into() {
+                self.packet(packet);
+            }
+            rest = &buf[PACKET_SIZE..];
         }
-        self.skipping += self.buf.len();
-        self.buf.clear();
+        self.skipping += rest.len();
         self.report_skipped();
         for i in 0..self.es.len() {
             if let Some(pes) = self.es[i].pes.take() {
