@@ -1,7 +1,10 @@
 //! What the load harnesses share: reading a node's CPU and memory from /proc and its
-//! Prometheus histograms from /metrics, and finding free ports.
+//! Prometheus histograms from /metrics, and finding free ports; and [`impair`], the
+//! lossy-link model behind `udp-relay`.
 
 use std::net::TcpListener;
+
+pub mod impair;
 
 /// A free TCP port on loopback (bound and released; good enough for a harness).
 pub fn free_port() -> u16 {
