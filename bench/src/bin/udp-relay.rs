@@ -312,3 +312,52 @@ async fn main() -> Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     run(args).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args> {
+        parse_args(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn shared_options_apply_both_ways_and_reverse_ones_win_in_any_order() {
+        let a = parse(
+            "--reverse-loss 0 --listen 127.0.0.1:9000 --to 127.0.0.1:9001 --loss 0.1 \
+             --delay-ms 50 --ge 0.01,0.25,1,0 --jitter-reorder --reverse-rate-mbps 2.5",
+        )
+        .expect("valid");
+        assert_eq!(a.forward.loss, 0.1);
+        assert_eq!(a.reverse.loss, 0.0);
+        assert_eq!(a.forward.delay, Duration::from_millis(50));
+        assert_eq!(a.reverse.delay, Duration::from_millis(50));
+        assert!(a.forward.jitter_may_reorder && a.reverse.jitter_may_reorder);
+        assert_eq!(a.forward.rate_bps, None);
+        assert_eq!(a.reverse.rate_bps, Some(2_500_000));
+        let ge = a.reverse.gilbert_elliott.expect("ge");
+        assert_eq!(
+            (ge.p, ge.r, ge.bad_loss, ge.good_loss),
+            (0.01, 0.25, 1.0, 0.0)
+        );
+        assert_eq!(a.seed, 1);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let base = "--listen 127.0.0.1:9000 --to 127.0.0.1:9001";
+        for extra in [
+            "--ge 0.1,0.2,1",
+            "--bogus 1",
+            "--delay-ms -5",
+            "--rate-mbps 0",
+            "--seconds",
+        ] {
+            assert!(parse(&format!("{base} {extra}")).is_err(), "{extra}");
+        }
+        assert!(parse("--to 127.0.0.1:9001").is_err());
+        // Out-of-range probabilities pass the parser and are refused by the model.
+        let a = parse(&format!("{base} --loss 2")).expect("parses");
+        assert!(Impairment::new(a.forward, 1).is_err());
+    }
+}
