@@ -199,42 +199,65 @@ pub(super) async fn part_request(
         })
         .await;
     }
-    let st = lock(&ch.inner);
-    let Some(r) = st.rendition(rendition) else {
-        return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
-    };
-    let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
-    if msn < first && st.run.contains(&session) {
-        return error(
-            StatusCode::GONE,
-            "part left the window",
-            "public, max-age=60",
-        );
-    }
-    // Parts live in memory only, in the session that made them.
-    let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
-        return error(StatusCode::NOT_FOUND, "part not available", NOT_YET);
-    };
-    let Some(entry) = seg.parts.get(part as usize) else {
-        return if seg.complete {
-            error(
-                StatusCode::GONE,
-                "that segment ended before this part",
-                "public, max-age=60",
-            )
-        } else {
-            error(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
+    // Either the part's bytes, or (it left memory) where they are in the stored segment.
+    let held = {
+        let st = lock(&ch.inner);
+        let Some(r) = st.rendition(rendition) else {
+            return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
         };
+        let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
+        if msn < first && st.run.contains(&session) {
+            return error(
+                StatusCode::GONE,
+                "part left the window",
+                "public, max-age=60",
+            );
+        }
+        // Parts are listed by the session that made them, from memory.
+        let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
+            return error(StatusCode::NOT_FOUND, "part not available", NOT_YET);
+        };
+        let Some(entry) = seg.parts.get(part as usize) else {
+            return if seg.complete {
+                error(
+                    StatusCode::GONE,
+                    "that segment ended before this part",
+                    "public, max-age=60",
+                )
+            } else {
+                error(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
+            };
+        };
+        if !entry.data.is_empty() || entry.len == 0 {
+            Ok(entry.data.clone())
+        } else if seg.stored {
+            // The segment left memory, which it only does once stored: the part is its
+            // slice of the stored segment (a player may still ask for a part that a
+            // playlist listed a moment ago).
+            let offset: usize = seg.parts[..part as usize].iter().map(|p| p.len).sum();
+            Err(offset..offset + entry.len)
+        } else {
+            return error(
+                StatusCode::GONE,
+                "part left memory; fetch the whole segment",
+                "public, max-age=60",
+            );
+        }
     };
-    if entry.data.is_empty() {
-        return error(
-            StatusCode::GONE,
-            "part left memory; fetch the whole segment",
-            "public, max-age=60",
-        );
-    }
-    let data = entry.data.clone();
-    drop(st);
+    let data = match held {
+        Ok(data) => data,
+        Err(range) => {
+            let key = segment_key(&ch.name, session, rendition, msn);
+            match from_store(origin, &key).await {
+                Ok(d) if d.len() >= range.end => d.slice(range),
+                Ok(_) => {
+                    tracing::warn!(key, "origin: stored segment shorter than its parts");
+                    return error(StatusCode::NOT_FOUND, "no such object", NOT_YET);
+                }
+                Err(r) => return r,
+            }
+        }
+    };
     let etag = format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
     media_response(data, &etag, "video/iso.segment", IMMUTABLE, headers)
 }
