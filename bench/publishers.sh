@@ -12,16 +12,19 @@
 # everything and go on. Prints one Markdown table.
 #
 # Usage: bench/publishers.sh [--steps 10,50,100] [--warmup 40] [--window 20]
-#                            [--fragment 2] [--keep]
+#                            [--fragment 2] [--servers nginx,starling] [--keep]
 # STARLING_BIN picks the binary (default: the release build under CARGO_TARGET_DIR or
-# target/). Run it alone (on the project's machine: through /work/bench-run). Loopback
-# only; everything it starts it stops. Needs ffmpeg, nginx + libnginx-mod-rtmp, python3.
+# target/). PERF_DIR=DIR records a perf profile of each server over the window (into
+# DIR/SERVER-N.data; the figures then include perf's cost). Run it alone (on the
+# project's machine: through /work/bench-run). Loopback only; everything it starts it
+# stops. Needs ffmpeg, nginx + libnginx-mod-rtmp, python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=10,50,100
 warmup=40
 window=20
 fragment=2
+servers=nginx,starling
 keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,8 +32,9 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --window) window=$2; shift 2 ;;
     --fragment) fragment=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -163,7 +167,13 @@ measure() {
   [ "$kind" = nginx ] && server=("${server[0]}" $(pgrep -P "${server[0]}"))
   t0=$(ticks "${server[@]}"); f0=$(ticks "${pids[@]}"); s0=$(date +%s.%N)
   [ "$kind" = starling ] && m0=$(curl -s "http://127.0.0.1:$starling_http/metrics" | awk '$1 == "starling_hub_frames_total" { print $2 }')
-  sleep "$window"
+  if [ -n "${PERF_DIR:-}" ]; then
+    # Profiling only (the figures then include perf's own overhead).
+    perf record -q -F 499 -g -o "$PERF_DIR/$kind-$n.data" -p "$(IFS=,; echo "${server[*]}")" \
+      -- sleep "$window" >/dev/null 2>&1 || sleep "$window"
+  else
+    sleep "$window"
+  fi
   t1=$(ticks "${server[@]}"); f1=$(ticks "${pids[@]}"); s1=$(date +%s.%N)
   rss=$(kb status VmRSS "${server[@]}")
   pss=$(kb smaps_rollup Pss "${server[@]}")
@@ -197,6 +207,5 @@ echo
 echo "| publishers | server | server CPU (% of 1 core) | per publisher | RSS | PSS | idle RSS | (RSS − idle) per publisher | ffmpeg CPU (all) | ffmpeg alive | check |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in ${steps//,/ }; do
-  measure nginx "$n"
-  measure starling "$n"
+  for s in ${servers//,/ }; do measure "$s" "$n"; done
 done
