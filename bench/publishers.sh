@@ -130,7 +130,10 @@ start_starling() {
   http=$(port)
   {
     printf '[server]\nhttp_listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\nlog_level = "warn"\n' "$http" "$d"
-    printf '[rtmp]\nlisten = "127.0.0.1:%s"\n' "$rtmp"
+    # Every publisher comes from 127.0.0.1: lift the per-address and publisher caps
+    # (64 and 256 by default) above N, as nginx-rtmp has none.
+    printf '[rtmp]\nlisten = "127.0.0.1:%s"\nmax_connections_per_address = %s\nmax_publishers = %s\nmax_connections = %s\n' \
+      "$rtmp" "$((n + 16))" "$((n + 16))" "$((n + 4096))"
     printf '[origin]\nsegment_duration_ms = %s\n' "$((fragment * 1000))"
     for i in $(seq 0 $((n - 1))); do
       printf '[[channels]]\nname = "load%s"\nstream_key = "load-key-%05d"\n' "$i" "$i"
@@ -169,7 +172,7 @@ measure() {
   [ "$kind" = starling ] && m0=$(curl -s "http://127.0.0.1:$starling_http/metrics" | awk '$1 == "starling_hub_frames_total" { print $2 }')
   if [ -n "${PERF_DIR:-}" ]; then
     # Profiling only (the figures then include perf's own overhead).
-    perf record -q -F 499 -g -o "$PERF_DIR/$kind-$n.data" -p "$(IFS=,; echo "${server[*]}")" \
+    perf record -q ${PERF_ARGS:--F 499 -g} -o "$PERF_DIR/$kind-$n.data" -p "$(IFS=,; echo "${server[*]}")" \
       -- sleep "$window" >/dev/null 2>&1 || sleep "$window"
   else
     sleep "$window"
