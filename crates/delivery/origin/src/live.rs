@@ -716,6 +716,14 @@ impl Origin {
             {
                 release(s);
             }
+            // Three target durations after a playlist stopped listing a segment's parts
+            // nobody may ask for them (RFC 8216bis 6.2.2); until then a part of a released
+            // segment is served from the store, which needs its length. Past that, the
+            // entries would only add up: about 1 KiB per channel every segment, for as long
+            // as the DVR window (hours).
+            if s.data.is_none() && from_end > 2.0 * parts_span && !s.parts.is_empty() {
+                s.parts = Vec::new();
+            }
         }
         let mut deletes = Vec::new();
         if self.config.playlist == PlaylistKind::Sliding {

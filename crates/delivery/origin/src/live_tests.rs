@@ -212,13 +212,26 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
         let (status, body) = get(&app, &format!("/live/window/source/{session}/{msn}.m4s")).await;
         assert_eq!(status, axum::http::StatusCode::OK, "segment {msn}");
         assert_eq!(body.as_ref(), whole.as_slice(), "segment {msn}");
+        // Parts: from memory at the live edge, from the stored segment just past it,
+        // and gone (410) three target durations after no playlist lists them.
         for index in 0..4 {
             let uri = format!("/live/window/source/{session}/{msn}.{index}.m4s");
             let (status, body) = get(&app, &uri).await;
-            assert_eq!(status, axum::http::StatusCode::OK, "{uri}");
-            assert_eq!(body, part_bytes(msn, index), "{uri}");
+            if msn == 0 {
+                assert_eq!(status, axum::http::StatusCode::GONE, "{uri}");
+            } else {
+                assert_eq!(status, axum::http::StatusCode::OK, "{uri}");
+                assert_eq!(body, part_bytes(msn, index), "{uri}");
+            }
         }
     }
+    // Old segments keep no per-part entries: what a channel holds per segment of a long
+    // DVR window is its listing alone.
+    let st = lock(&ch.inner);
+    let r = st.rendition("source").unwrap();
+    let with_parts = r.segments.iter().filter(|s| !s.parts.is_empty()).count();
+    assert!(with_parts <= 13, "{with_parts} segments keep part entries");
+    drop(st);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
