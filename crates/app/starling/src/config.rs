@@ -591,6 +591,26 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_window_follows_the_segment_duration_unless_set() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(6));
+        let c = Config::load(
+            None,
+            env(&[("STARLING_ORIGIN_SEGMENT_DURATION_MS", "4000")]),
+        )
+        .unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(12));
+        let c = Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "60")])).unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(60));
+        let err =
+            Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "5")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("at least three segments"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn limits_that_defeat_their_purpose_are_refused() {
         let cases = [
             (
