@@ -161,4 +161,7 @@ let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
   for (const x of r.results) {
     if (x.hlsjs_errors.length) console.log(`\n${x.name}: hls.js error events: ${x.hlsjs_errors.join(", ")}`);
   }
+  for (const x of r.results) {
+    if (x.trace) console.log(`\n${x.name}: start-up trace (DIAG=1)\n  ${x.trace.join("\n  ")}`);
+  }
 });'

@@ -65,11 +65,45 @@ function sampler(intervalMs) {
           super(config);
           state.instance = this;
           this.on(Hls.Events.ERROR, (_e, d) => state.errors.push([Date.now(), `${d.details}${d.fatal ? ' (fatal)' : ''}`]));
+          // Start-up trace (DIAG=1 prints it): what was loaded, where the playhead was
+          // put, and what each SourceBuffer held when playback waited.
+          this.on(Hls.Events.FRAG_BUFFERED, (_e, d) => {
+            const f = d.part || d.frag;
+            trace(`buffered ${d.frag.type} sn=${d.frag.sn}${d.part ? `.${d.part.index}` : ''} ${f.start.toFixed(3)}+${f.duration.toFixed(3)}`);
+          });
+          this.on(Hls.Events.LEVEL_UPDATED, (_e, d) => trace(`level edge=${d.details.edge.toFixed(3)} live=${d.details.live}`));
+          this.on(Hls.Events.AUDIO_TRACK_LOADED, (_e, d) => trace(`audio playlist edge=${d.details.edge.toFixed(3)}`));
         }
       };
     },
   });
-  document.addEventListener('waiting', () => state.stalls.push(Date.now()), true);
+  state.trace = [];
+  const t0 = Date.now();
+  const sourceBuffers = [];
+  function ranges(b) {
+    const out = [];
+    for (let i = 0; i < b.length; i += 1) out.push(`${b.start(i).toFixed(3)}-${b.end(i).toFixed(3)}`);
+    return out.join(',') || '-';
+  }
+  function trace(what) {
+    if (state.trace.length >= 400) return;
+    const video = document.querySelector('video');
+    const at = video ? video.currentTime.toFixed(3) : '?';
+    state.trace.push(`${Date.now() - t0}ms t=${at} ${what}`);
+  }
+  const addSourceBuffer = MediaSource.prototype.addSourceBuffer;
+  MediaSource.prototype.addSourceBuffer = function add(mime) {
+    const b = addSourceBuffer.call(this, mime);
+    sourceBuffers.push([mime.split(';')[0], b]);
+    trace(`sourcebuffer ${mime}`);
+    return b;
+  };
+  document.addEventListener('waiting', () => {
+    state.stalls.push(Date.now());
+    trace(`WAITING ${sourceBuffers.map(([m, b]) => { try { return `${m}:${ranges(b.buffered)}`; } catch (e) { return `${m}:gone`; } }).join(' ')}`);
+  }, true);
+  document.addEventListener('playing', () => trace('playing'), true);
+  document.addEventListener('seeking', () => trace('seeking'), true);
   function crc8(bytes) {
     let crc = 0;
     for (const b of bytes) {
@@ -231,6 +265,7 @@ async function main() {
           s.errors.reduce((n, [at, d]) => ({ ...n, [`${d}${at < from ? ' before' : ''}`]: (n[`${d}${at < from ? ' before' : ''}`] || 0) + 1 }), {}),
         ).map(([d, n]) => `${d} ×${n}`),
         page_errors: p.errors.slice(0, 5),
+        ...(process.env.DIAG ? { trace: s.trace } : {}),
       });
     }
     console.log(JSON.stringify({ ok: true, warmup_s: warmup / 1000, seconds: seconds / 1000, results }));

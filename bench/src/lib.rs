@@ -77,7 +77,8 @@ pub fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f
 /// A bucket bound for a table cell.
 pub fn fmt_bound(q: Option<f64>) -> String {
     match q {
-        Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
+        Some(s) if s.is_finite() && s < 1e-3 => format!("≤ {:.0} µs", s * 1e6),
+        Some(s) if s.is_finite() => format!("≤ {} ms", (s * 1e6).round() / 1e3),
         Some(_) => "beyond the last bucket".into(),
         None => "n/a".into(),
     }
@@ -99,5 +100,7 @@ mod tests {
         assert_eq!(quantile(&a, &b, 1.0), Some(f64::INFINITY));
         assert_eq!(counter("a_total 7\nb 1\n", "a_total"), 7);
         assert_eq!(fmt_bound(Some(0.00025)), "≤ 250 µs");
+        assert_eq!(fmt_bound(Some(0.0025)), "≤ 2.5 ms");
+        assert_eq!(fmt_bound(Some(0.02)), "≤ 20 ms");
     }
 }

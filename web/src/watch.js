@@ -6,8 +6,9 @@
 // States: loading → playing ⇄ stalled, paused; offline (not live yet) and ended retry
 // every few seconds; error shows the message and retries too.
 //
-// Tuning: `?sync=SECONDS` overrides how far behind the live edge hls.js aims to play
-// (default 1.5 s; clamped to 0.5–30).
+// Tuning: hls.js plays as far behind the live edge as the playlist says (PART-HOLD-BACK
+// for LL-HLS, three parts; HOLD-BACK for standard-latency channels), as the HLS spec
+// asks of players. `?sync=SECONDS` overrides it (clamped to 0.5–30).
 //
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
@@ -25,7 +26,7 @@
 
   const params = new URLSearchParams(location.search);
   const syncParam = Number.parseFloat(params.get('sync') || '');
-  const LIVE_SYNC_S = Number.isFinite(syncParam) ? Math.min(30, Math.max(0.5, syncParam)) : 1.5;
+  const LIVE_SYNC_S = Number.isFinite(syncParam) ? Math.min(30, Math.max(0.5, syncParam)) : null;
   const token = params.get('token') || '';
 
   const video = document.getElementById('video');
@@ -159,13 +160,16 @@
   function startHlsJs() {
     const Hls = window.Hls;
     stats.mode = 'hls.js';
-    hls = new Hls({
-      lowLatencyMode: true,
-      // Aim this far behind the live edge; with LL-HLS parts this overrides the
-      // playlist's PART-HOLD-BACK, so keep it at or above 3 part durations.
+    const sync = LIVE_SYNC_S === null ? {} : {
+      // Aim this far behind the live edge instead of the playlist's hold-back; keep it
+      // at or above 3 part durations.
       liveSyncDuration: LIVE_SYNC_S,
       // Further behind than this (after a stall), jump back to the live sync point.
       liveMaxLatencyDuration: Math.max(6, LIVE_SYNC_S * 3),
+    };
+    hls = new Hls({
+      lowLatencyMode: true,
+      ...sync,
       // Catch up by playing up to 1.5× instead of jumping when a little late.
       maxLiveSyncPlaybackRate: 1.5,
       backBufferLength: 30,

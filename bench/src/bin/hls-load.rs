@@ -14,10 +14,16 @@
 //!
 //! The HTTP client is a minimal HTTP/1.1 one written here: a load generator must cost
 //! less than what it measures, and every response it parses comes from our own origin.
+//!
+//! The node caps connections per client address (512 by default), as it should; so the
+//! viewers come from several loopback addresses (127.0.0.2 and up, [`PER_ADDRESS`] each,
+//! bound before connecting) rather than the node's limits being raised. Each viewer is
+//! one socket here and one in the node: the soft open-file limit is raised to the hard
+//! one at start (see [`raise_nofile`]), and the node (a child) inherits it.
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -31,14 +37,62 @@ use anyhow::{bail, Context, Result};
 use starling_bench::{fmt_bound, free_port, histogram, proc_usage, quantile};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
 };
+
+/// Viewers per loopback source address: under the node's per-address cap (512).
+const PER_ADDRESS: usize = 400;
+
+/// The source address of viewer `i`: 127.0.0.2 and up (127.0.0.1 stays for /metrics).
+fn source_of(i: usize) -> IpAddr {
+    let n = 2 + i / PER_ADDRESS;
+    IpAddr::V4(Ipv4Addr::new(127, 0, (n / 256) as u8, (n % 256) as u8))
+}
+
+/// The soft and hard open-file limits of this process, from /proc.
+fn nofile() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let nums = |l: &str| -> Option<(u64, u64)> {
+        let mut it = l.strip_prefix("Max open files")?.split_whitespace();
+        let soft = it.next()?;
+        let hard = it.next()?;
+        let parse = |v: &str| {
+            if v == "unlimited" {
+                Some(u64::MAX)
+            } else {
+                v.parse().ok()
+            }
+        };
+        Some((parse(soft)?, parse(hard)?))
+    };
+    limits.lines().find_map(nums).unwrap_or((0, 0))
+}
+
+/// Runs this program again under `sh -c 'ulimit -n HARD'` when the soft open-file limit
+/// is below the hard one (the workspace forbids the `unsafe` a setrlimit call would
+/// need); the node, a child, inherits the raised limit. Returns when nothing is to do.
+fn raise_nofile() -> Result<()> {
+    let (soft, hard) = nofile();
+    if soft >= hard || std::env::var_os("HLS_LOAD_NOFILE_RAISED").is_some() {
+        return Ok(());
+    }
+    let me = std::env::current_exe()?;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n \"$(ulimit -Hn)\" && exec \"$0\" \"$@\"")
+        .arg(me)
+        .args(std::env::args_os().skip(1))
+        .env("HLS_LOAD_NOFILE_RAISED", "1")
+        .status()?;
+    std::process::exit(status.code().unwrap_or(1));
+}
 
 struct Args {
     starling: PathBuf,
     steps: Vec<usize>,
     seconds: u64,
     out_dir: PathBuf,
+    playlists_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -47,6 +101,7 @@ fn parse_args() -> Result<Args> {
         steps: vec![100, 500, 1000],
         seconds: 15,
         out_dir: PathBuf::from("bench/results"),
+        playlists_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,9 +116,10 @@ fn parse_args() -> Result<Args> {
             }
             "--seconds" => a.seconds = val()?.parse()?,
             "--out" => a.out_dir = val()?.into(),
+            "--playlists-only" => a.playlists_only = true,
             "-h" | "--help" => {
                 println!(
-                    "hls-load [--starling PATH] [--steps 100,500,1000] [--seconds 15] [--out DIR]"
+                    "hls-load [--starling PATH] [--steps 100,500,1000] [--seconds 15] [--out DIR] [--playlists-only]"
                 );
                 std::process::exit(0);
             }
@@ -77,22 +133,45 @@ fn parse_args() -> Result<Args> {
 struct Http {
     r: BufReader<TcpStream>,
     line: String,
+    req: String,
 }
 
 impl Http {
     async fn connect(addr: SocketAddr) -> Result<Self> {
-        let s = TcpStream::connect(addr).await?;
+        Self::from(TcpStream::connect(addr).await?)
+    }
+
+    /// Connects from `source` (a loopback address of its own, for the per-address cap).
+    async fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Self> {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(source, 0))
+            .with_context(|| format!("binding {source}"))?;
+        Self::from(sock.connect(addr).await?)
+    }
+
+    fn from(s: TcpStream) -> Result<Self> {
         s.set_nodelay(true)?;
+        // Small: bodies larger than the buffer are read straight into the caller's.
         Ok(Self {
-            r: BufReader::with_capacity(64 * 1024, s),
+            r: BufReader::with_capacity(8 * 1024, s),
             line: String::new(),
+            req: String::new(),
         })
     }
 
     /// GET `path`: (status, body).
     async fn get(&mut self, path: &str) -> Result<(u16, Vec<u8>)> {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
-        self.r.get_mut().write_all(req.as_bytes()).await?;
+        let mut body = Vec::new();
+        let status = self.get_into(path, &mut body).await?;
+        Ok((status, body))
+    }
+
+    /// GET `path` into `body` (reused between requests): the status.
+    async fn get_into(&mut self, path: &str, body: &mut Vec<u8>) -> Result<u16> {
+        use std::fmt::Write as _;
+        self.req.clear();
+        let _ = write!(self.req, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.r.get_mut().write_all(self.req.as_bytes()).await?;
         self.line.clear();
         self.r.read_line(&mut self.line).await?;
         let status: u16 = self.line.get(9..12).context("bad status line")?.parse()?;
@@ -112,9 +191,14 @@ impl Http {
                 }
             }
         }
-        let mut body = vec![0; len];
-        self.r.read_exact(&mut body).await?;
-        Ok((status, body))
+        // Into spare capacity, without zeroing it first (parts with a keyframe are
+        // hundreds of KB, and the generator shares the cores with the node).
+        body.clear();
+        let got = (&mut self.r).take(len as u64).read_to_end(body).await?;
+        if got != len {
+            bail!("connection closed after {got} of {len} bytes");
+        }
+        Ok(status)
     }
 }
 
@@ -146,16 +230,21 @@ struct Shared {
     first: Mutex<HashMap<(u64, u64), Instant>>,
     spreads_us: Mutex<Vec<u64>>,
     stop: AtomicBool,
+    /// `--playlists-only`: the blocking playlist requests without the part GETs (what
+    /// the wake-up path costs without the media bytes); parts are counted as seen.
+    playlists_only: bool,
 }
 
-async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
-    let mut http = Http::connect(addr).await?;
+async fn viewer(addr: SocketAddr, source: IpAddr, shared: Arc<Shared>) -> Result<()> {
+    let mut http = Http::connect_from(addr, source).await?;
+    let mut media = Vec::new();
     let base = "/live/demo/source";
     let (status, body) = http.get(&format!("{base}/index.m3u8")).await?;
     if status != 200 {
         bail!("playlist: {status}");
     }
-    let (mut msn, mut part, _) = last_part(&String::from_utf8_lossy(&body)).context("no parts")?;
+    let (mut msn, mut part, _) =
+        last_part(std::str::from_utf8(&body).unwrap_or_default()).context("no parts")?;
     while !shared.stop.load(Ordering::Relaxed) {
         let next = format!("{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
         let (status, body) = http.get(&next).await?;
@@ -165,12 +254,13 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             // Resynchronise at the live edge.
             let (_, body) = http.get(&format!("{base}/index.m3u8")).await?;
-            if let Some((m, p, _)) = last_part(&String::from_utf8_lossy(&body)) {
+            if let Some((m, p, _)) = last_part(std::str::from_utf8(&body).unwrap_or_default()) {
                 (msn, part) = (m, p);
             }
             continue;
         }
-        let Some((edge_msn, edge_part, edge_session)) = last_part(&String::from_utf8_lossy(&body))
+        let Some((edge_msn, edge_part, edge_session)) =
+            last_part(std::str::from_utf8(&body).unwrap_or_default())
         else {
             continue;
         };
@@ -194,10 +284,19 @@ async fn viewer(addr: SocketAddr, shared: Arc<Shared>) -> Result<()> {
         };
         // Parts of a new publish (after a reconnect) are under its own session.
         let session = edge_session;
+        if shared.playlists_only {
+            shared
+                .parts
+                .fetch_add(wanted.len() as u64, Ordering::Relaxed);
+            (msn, part) = edge;
+            continue;
+        }
         for (m, p) in wanted {
-            let (status, body) = http.get(&format!("{base}/{session}/{m}.{p}.m4s")).await?;
+            let status = http
+                .get_into(&format!("{base}/{session}/{m}.{p}.m4s"), &mut media)
+                .await?;
             shared.requests.fetch_add(1, Ordering::Relaxed);
-            if status == 200 && !body.is_empty() {
+            if status == 200 && !media.is_empty() {
                 shared.parts.fetch_add(1, Ordering::Relaxed);
             } else {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -257,13 +356,25 @@ fn pct(sorted: &[u64], q: f64) -> u64 {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    raise_nofile()?;
+    let (nofile, _) = nofile();
+    let most = args.steps.iter().copied().max().unwrap_or(0) as u64;
+    if nofile < most + 1024 {
+        eprintln!(
+            "warning: open-file limit {nofile} is low for {most} viewers (raise `ulimit -Hn`)"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
-    println!("LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores\n", args.seconds);
+    println!(
+        "LL-HLS viewers of `starling demo` (640x360 30 fps, parts 333 ms), {} s per step, {cores} cores{}\n",
+        args.seconds,
+        if args.playlists_only { ", blocking playlist requests only (no part GETs)" } else { "" }
+    );
     println!("| viewers | holds | node CPU (% of 1 core) | RSS | requests/s | parts/s per viewer | hand-off p50 | p99 | fan-out spread p50 | p99 | part ready p50 | p99 | minus part duration p50 | p99 | errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.steps {
@@ -285,19 +396,23 @@ fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let shared = Arc::new(Shared::default());
+            let shared = Arc::new(Shared {
+                playlists_only: args.playlists_only,
+                ..Shared::default()
+            });
             let tasks: Vec<_> = (0..n)
-                .map(|_| {
+                .map(|i| {
                     let s = shared.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = viewer(addr, s.clone()).await {
+                        if let Err(e) = viewer(addr, source_of(i), s.clone()).await {
                             s.errors.fetch_add(1, Ordering::Relaxed);
                             eprintln!("viewer: {e:#}");
                         }
                     })
                 })
                 .collect();
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // Thousands of connections take a moment to open and reach the live edge.
+            tokio::time::sleep(Duration::from_secs(3 + n as u64 / 1000)).await;
             let m0 = metrics(addr).await?;
             let (cpu0, _) = proc_usage(pid);
             let (r0, p0) = (shared.requests.load(Ordering::Relaxed), shared.parts.load(Ordering::Relaxed));

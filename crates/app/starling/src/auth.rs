@@ -64,7 +64,7 @@ impl NodeAuthorizer {
     fn live(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (starling_control::PublishGrant, usize)>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
+        starling_sync::lock(&self.live)
     }
 
     async fn publish_from_db(

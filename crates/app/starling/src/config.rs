@@ -72,6 +72,9 @@ pub struct OriginSection {
     /// playlist (numbering goes on, a discontinuity marks the seam); only after it does
     /// the playlist get ENDLIST.
     pub reconnect_grace_ms: u64,
+    /// Days a recording channel's sessions stay in the store (from their start); 0
+    /// keeps them for ever.
+    pub recording_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -91,6 +94,7 @@ impl Default for OriginSection {
             memory_window_secs: None,
             playlist: PlaylistMode::Sliding,
             reconnect_grace_ms: d.reconnect_grace.as_millis() as u64,
+            recording_retention_days: 0,
         }
     }
 }
@@ -442,6 +446,8 @@ impl Config {
             // Recording is a channel's choice (`[[channels]] recording`, the control
             // plane's `recording`); the demo channel does not record.
             record: false,
+            recording_retention: (o.recording_retention_days > 0)
+                .then(|| Duration::from_secs(o.recording_retention_days.saturating_mul(86_400))),
         }
     }
 

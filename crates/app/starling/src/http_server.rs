@@ -23,9 +23,8 @@
 //! connections close at once while requests in progress finish.
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -41,6 +40,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
+use starling_sync::{AddressSlot, AddressSlots};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -187,7 +187,7 @@ struct Connection {
 impl Connection {
     async fn run(mut self, socket: TcpStream) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(self.limits.header_read_timeout));
         let io = TokioIo::new(Watched {
             inner: socket,
             activity: activity.clone(),
@@ -210,14 +210,21 @@ impl Connection {
         let builder = auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
+        // One timer per connection, moved when the deadline changes: a request on a
+        // kept-alive connection costs no timer and no wake-up of this loop (see `arm`).
+        let timer = tokio::time::sleep_until(Instant::now() + self.limits.header_read_timeout);
+        tokio::pin!(timer);
         let mut closing = false;
         let end = loop {
-            let deadline = activity.deadline(&self.limits);
+            let deadline = activity.arm(&self.limits);
+            if let Some(d) = deadline.filter(|d| *d != timer.deadline()) {
+                timer.as_mut().reset(d);
+            }
             let woken = activity.notify.notified();
             tokio::select! {
                 result = conn.as_mut() => break result.err().map(|e| e.to_string()),
                 _ = woken => {}
-                _ = sleep_until(deadline) => {
+                _ = timer.as_mut(), if deadline.is_some() => {
                     // Re-checked: a request may have begun just as the timer fired.
                     match activity.expired(&self.limits) {
                         Some(Expired::HeaderRead) => {
@@ -253,13 +260,6 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Where a connection is between requests; decides which timeout runs.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -282,37 +282,53 @@ struct ActivityState {
     /// Known after the first bytes: HTTP/2 reads between requests are frames (pings,
     /// window updates), not the start of a request head.
     h2: Option<bool>,
+    /// When the connection task's timer fires (None: no timer, a request in progress).
+    armed: Option<Instant>,
 }
 
 /// What the connection is doing, shared by the socket wrapper, the service and the
 /// connection task (which sleeps until the current deadline or a change).
+///
+/// The task is woken only when its timer would fire too late for the new phase: the
+/// next request's first byte after a long idle time, or the end of a request that ran
+/// so long that the timer was disarmed. Otherwise the armed timer fires early, the phase
+/// is checked again and the timer moved, so a busy keep-alive connection (an LL-HLS
+/// player asks several times a second) wakes its task for nothing but its own requests.
 #[derive(Debug)]
 struct Activity {
     state: Mutex<ActivityState>,
     notify: Notify,
+    header_read_timeout: Duration,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(header_read_timeout: Duration) -> Self {
+        let now = Instant::now();
         Self {
             state: Mutex::new(ActivityState {
-                phase: Phase::Head(Instant::now()),
+                phase: Phase::Head(now),
                 h2: None,
+                armed: Some(now + header_read_timeout),
             }),
             notify: Notify::new(),
+            header_read_timeout,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        starling_sync::lock(&self.state)
     }
 
-    fn deadline(&self, limits: &HttpLimits) -> Option<Instant> {
-        match self.lock().phase {
+    /// The deadline of the current phase, which the connection task arms its timer for.
+    fn arm(&self, limits: &HttpLimits) -> Option<Instant> {
+        let mut st = self.lock();
+        let deadline = match st.phase {
             Phase::Head(since) => Some(since + limits.header_read_timeout),
             Phase::Idle(since) => Some(since + limits.idle_timeout),
             Phase::Busy(_) => None,
-        }
+        };
+        st.armed = deadline;
+        deadline
     }
 
     fn expired(&self, limits: &HttpLimits) -> Option<Expired> {
@@ -336,10 +352,15 @@ impl Activity {
         let h2 = *st.h2.get_or_insert_with(|| bytes.starts_with(b"PRI "));
         if let (Phase::Idle(_), false) = (st.phase, h2) {
             // The first byte of the next request on a kept-alive connection: from now
-            // on its head has the header-read time to arrive.
-            st.phase = Phase::Head(Instant::now());
+            // on its head has the header-read time to arrive. The task's timer needs
+            // moving only if it would fire after that.
+            let now = Instant::now();
+            st.phase = Phase::Head(now);
+            let late = st.armed.is_none_or(|a| a > now + self.header_read_timeout);
             drop(st);
-            self.notify.notify_one();
+            if late {
+                self.notify.notify_one();
+            }
         }
     }
 }
@@ -349,6 +370,8 @@ struct Busy(Arc<Activity>);
 
 impl Busy {
     fn start(activity: Arc<Activity>) -> Self {
+        // No wake-up: a timer armed for the head or idle time fires, finds the
+        // connection busy and is disarmed.
         {
             let mut st = activity.lock();
             st.phase = match st.phase {
@@ -356,21 +379,25 @@ impl Busy {
                 _ => Phase::Busy(1),
             };
         }
-        activity.notify.notify_one();
         Self(activity)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        {
+        let disarmed = {
             let mut st = self.0.lock();
             st.phase = match st.phase {
                 Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
                 _ => Phase::Idle(Instant::now()),
             };
+            // An armed timer fires before the idle time is up (it was set for an
+            // earlier phase) and is moved then; a disarmed one must be armed now.
+            matches!(st.phase, Phase::Idle(_)) && st.armed.is_none()
+        };
+        if disarmed {
+            self.0.notify.notify_one();
         }
-        self.0.notify.notify_one();
     }
 }
 
@@ -459,44 +486,5 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// Open connections per client address; an entry lives while its count is above zero.
-#[derive(Default)]
-struct AddressSlots {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's share of its address's cap, given back on drop.
-struct AddressSlot {
-    slots: Arc<AddressSlots>,
-    ip: IpAddr,
-}
-
-impl AddressSlots {
-    fn try_take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }

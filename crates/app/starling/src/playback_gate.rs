@@ -25,6 +25,7 @@
 //! the home page, `GET /api/v1/live`): public channels for everyone, unlisted and private
 //! ones only for signed-in members of their organisation.
 
+use starling_sync::lock;
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -260,10 +261,6 @@ impl DbPlaybackGate {
             Err(e) => Access::Refused(refusal(e)),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn refusal(e: TokenError) -> Refusal {

@@ -264,7 +264,10 @@ fn urls_never_name_two_different_bodies_across_restarts_and_kill_9() {
     if !require_ffmpeg() {
         return;
     }
-    let mut server = Server::start("restart", "");
+    // Recording: every run's objects stay in the store (without it a run's objects are
+    // deleted when the next run begins: 404 then, never other bytes; the origin's
+    // `restore` tests cover that).
+    let mut server = Server::start_recording("restart", "");
     let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
 
     // Run 1, then a graceful stop while live: the last segments are flushed and stored.
@@ -276,7 +279,8 @@ fn urls_never_name_two_different_bodies_across_restarts_and_kill_9() {
         PL,
         "three segments",
         Duration::from_secs(20),
-        |pl| pl.matches("#EXTINF").count() >= 3,
+        // Live (after a restart the channel's last run is listed first, ended).
+        |pl| !pl.contains("#EXT-X-ENDLIST") && pl.matches("#EXTINF").count() >= 3,
     );
     assert!(fetch_all(&server, &mut seen) > 5);
     assert!(server.stop().success());
@@ -299,7 +303,8 @@ fn urls_never_name_two_different_bodies_across_restarts_and_kill_9() {
         PL,
         "three segments",
         Duration::from_secs(20),
-        |pl| pl.matches("#EXTINF").count() >= 3,
+        // Live (after a restart the channel's last run is listed first, ended).
+        |pl| !pl.contains("#EXT-X-ENDLIST") && pl.matches("#EXTINF").count() >= 3,
     );
     let before = seen.len();
     fetch_all(&server, &mut seen);
@@ -316,12 +321,56 @@ fn urls_never_name_two_different_bodies_across_restarts_and_kill_9() {
     server.restart();
     let same = refetch(&server, &seen);
     assert!(same > 6, "only {same} objects survived");
+    // The run that was live at the kill comes back from the store as VOD: closed with
+    // ENDLIST, its stored segments listed under their URLs, and a player reads it.
+    let vod = until(
+        &server,
+        PL,
+        "the killed run as VOD",
+        Duration::from_secs(10),
+        |pl| pl.contains("#EXT-X-ENDLIST"),
+    );
+    let listed: Vec<String> = media_uris(&vod)
+        .into_iter()
+        .filter(|u| u.ends_with(".m4s"))
+        .map(|u| format!("/live/{CHANNEL}/source/{u}"))
+        .collect();
+    assert!(listed.len() >= 3, "{vod}");
+    assert!(
+        listed
+            .iter()
+            .all(|u| server.http_bytes(u).unwrap().0 == 200),
+        "every listed segment is served:\n{vod}"
+    );
+    let frames = run(Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(server.http_url(PL)));
+    let text = String::from_utf8_lossy(&frames.stdout);
+    // One line per program ffprobe sees in the multivariant playlist.
+    let n: u64 = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .strip_prefix("nb_read_frames=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 25 * 4, "the restored run plays: {text}\n{vod}");
     let mut publisher = ffmpeg_test_publish(&server.rtmp_url(KEY), 6)
         .spawn()
         .unwrap();
-    until(&server, PL, "a segment", Duration::from_secs(20), |pl| {
-        pl.contains("#EXTINF")
-    });
+    until(
+        &server,
+        PL,
+        "a live segment",
+        Duration::from_secs(20),
+        |pl| !pl.contains("#EXT-X-ENDLIST") && pl.contains("#EXTINF"),
+    );
     fetch_all(&server, &mut seen);
     refetch(&server, &seen);
     assert!(publisher.wait().unwrap().success());

@@ -18,12 +18,13 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
     },
     time::SystemTime,
 };
 
 use starling_media::{Frame, MediaEvent, Stream, TrackId, TrackKind};
+use starling_sync::lock;
 use tokio::sync::{broadcast, watch};
 
 pub use metrics::{Histogram, HubMetrics};
@@ -142,12 +143,6 @@ pub struct LiveChannel {
     pub stream: Option<Arc<Stream>>,
     pub since: Option<SystemTime>,
     pub subscribers: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind, still consistent enough
-    // for a media cache; keep serving rather than poisoning every later caller.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Hub {

@@ -10,10 +10,11 @@ use std::{
 use starling_media::Frame;
 
 /// Bucket upper bounds in microseconds (Prometheus `le`), roughly ×2.5 apart, from 10 µs
-/// (hand-offs inside the node) to 5 s (part readiness includes the part's duration).
-const BOUNDS_US: [u64; 18] = [
-    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
-    500_000, 1_000_000, 2_500_000, 5_000_000,
+/// (hand-offs inside the node) to 5 s (part readiness includes the part's duration), plus
+/// 20 ms: the LL-HLS hand-off target (p99 ≤ 20 ms) must be readable off the buckets.
+const BOUNDS_US: [u64; 19] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 25_000, 50_000, 100_000,
+    250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
 ];
 
 /// A fixed-bucket histogram of durations.

@@ -50,6 +50,7 @@ use objects::{init, latest_init, part_request, segment};
 #[cfg(test)]
 pub(crate) use playlist::build_playlist;
 use playlist::media_playlist;
+pub(crate) use playlist::Listing;
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -280,7 +281,9 @@ impl IntoResponse for Reject {
     }
 }
 
-fn channel(origin: &Origin, name: &str) -> Result<Arc<Channel>, Reject> {
+/// The channel's live state; a channel not in memory may have a run from before a
+/// restart in the store (read once per process).
+async fn channel(origin: &Arc<Origin>, name: &str) -> Result<Arc<Channel>, Reject> {
     if !valid_name(name, 64) {
         return Err(Reject(
             StatusCode::BAD_REQUEST,
@@ -288,7 +291,11 @@ fn channel(origin: &Origin, name: &str) -> Result<Arc<Channel>, Reject> {
             "no-store",
         ));
     }
-    origin.channel(name).ok_or(Reject(
+    let known = match origin.channel(name) {
+        Some(c) => Some(c),
+        None => origin.restore(name).await,
+    };
+    known.ok_or(Reject(
         StatusCode::NOT_FOUND,
         "unknown channel",
         "public, max-age=5",
@@ -308,16 +315,16 @@ async fn multivariant(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let r = multivariant_playlist(&served.origin, &name, admitted.token());
+    let r = multivariant_playlist(&served.origin, &name, admitted.token()).await;
     admitted.finish(r)
 }
 
-fn multivariant_playlist(origin: &Origin, name: &str, token: Option<&str>) -> Response {
+async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&str>) -> Response {
     origin
         .metrics
         .playlist_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ch = match channel(origin, name) {
+    let ch = match channel(origin, name).await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
@@ -374,7 +381,10 @@ fn multivariant_playlist(origin: &Origin, name: &str, token: Option<&str>) -> Re
         Some(t) => gate::add_token(&text, t),
         None => text,
     };
-    playlist_response(Bytes::from(text), "public, max-age=2")
+    playlist_response(
+        Bytes::from(text),
+        HeaderValue::from_static("public, max-age=2"),
+    )
 }
 
 /// (peak, average) bits per second: from complete segments, or from the parts so far.
@@ -397,13 +407,11 @@ fn bandwidth(r: &Rendition) -> (f64, f64) {
     (est * 1.5, est)
 }
 
-fn playlist_response(body: Bytes, cache: &str) -> Response {
+fn playlist_response(body: Bytes, cache: HeaderValue) -> Response {
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(M3U8));
-    if let Ok(v) = HeaderValue::from_str(cache) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(header::CACHE_CONTROL, cache);
     r
 }
 
@@ -474,7 +482,7 @@ async fn serve_media(
 
 #[allow(clippy::too_many_arguments)]
 async fn media_file(
-    origin: &Origin,
+    origin: &Arc<Origin>,
     name: &str,
     rendition: &str,
     session: u64,
@@ -496,16 +504,17 @@ async fn media_file(
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
     if let File::Playlist | File::LatestInit = file {
-        let ch = match channel(origin, name) {
+        let ch = match channel(origin, name).await {
             Ok(c) => c,
             Err(r) => return r.into_response(),
         };
-        if lock(&ch.inner).rendition(rendition).is_none() {
-            return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
-        }
         return if let File::Playlist = file {
             count(&origin.metrics.playlist_requests);
-            media_playlist(origin, &ch, rendition, query, token).await
+            // A rendition has a feed from its first init section on.
+            let Some(feed) = ch.feed(rendition) else {
+                return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
+            };
+            media_playlist(origin, &ch, &feed, query, token).await
         } else {
             count(&origin.metrics.media_requests);
             latest_init(&ch, rendition, headers)
@@ -550,64 +559,17 @@ fn hint_session(st: &ChannelInner) -> Option<u64> {
     }
 }
 
-/// Three target durations: how long a blocked request may wait (6.2.5.2).
-fn block_limit(st: &ChannelInner, rendition: &str) -> Duration {
-    let target = st.rendition(rendition).map_or(2, |r| r.target_duration);
+/// Three target durations (of `target` seconds; 2 before it is known): how long a
+/// blocked request may wait (6.2.5.2).
+fn block_limit(target: u32) -> Duration {
+    let target = if target == 0 { 2 } else { target };
     Duration::from_secs(3 * u64::from(target))
-}
-
-/// Wait until `ready` holds for the channel's state, or `limit` passes. Records how long
-/// after the change that satisfied it the waiter woke (the LL-HLS hand-off time).
-async fn wait_until(
-    ch: &Channel,
-    metrics: &crate::OriginMetrics,
-    limit: Duration,
-    mut ready: impl FnMut(&ChannelInner) -> bool,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut rx = ch.version.subscribe();
-    let mut waited = false;
-    loop {
-        {
-            let st = lock(&ch.inner);
-            if ready(&st) || st.ended {
-                let ok = ready(&st);
-                if ok && waited {
-                    if let Some(at) = *lock(&ch.changed_at) {
-                        metrics
-                            .blocked_wake
-                            .observe_us(at.elapsed().as_micros() as u64);
-                    }
-                }
-                return ok;
-            }
-        }
-        waited = true;
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            return false;
-        }
-    }
 }
 
 /// The live edge of a rendition as LAST-MSN / LAST-PART state it.
 fn last_msn_and_part(r: &Rendition) -> Option<(u64, Option<u64>)> {
     let last = r.segments.back()?;
     Some((last.msn, last.parts.len().checked_sub(1).map(|p| p as u64)))
-}
-
-fn ready_for(r: &Rendition, msn: u64, part: Option<u64>) -> bool {
-    match part {
-        None => r.segments.iter().rev().any(|s| s.complete && s.msn >= msn),
-        Some(p) => r.segments.iter().rev().any(|s| {
-            (s.msn == msn
-                && (s.parts.len() as u64 > p
-                    || s.complete && r.segments.back().is_some_and(|b| b.msn > msn)))
-                || (s.msn > msn && !s.parts.is_empty())
-        }),
-    }
 }
 
 #[cfg(test)]

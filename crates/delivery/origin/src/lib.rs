@@ -6,22 +6,35 @@
 //! - [`http`]: serves the multivariant and media playlists (LL-HLS with blocking reload,
 //!   delta updates, preload hints, rendition reports), init sections, segments and parts,
 //!   with the caching headers a CDN needs.
+//! - `wake`: per-rendition wake-ups for blocking requests (a watch of each rendition's
+//!   live edge, sent after the channel's lock is released) and the playlist rendered once
+//!   per rendition version, off that lock.
 //! - `session`: session ids (one per publish) and the object keys built from them, so
 //!   that an immutable URL never names two different bytes.
 //! - `write`: write-through with retries, retention deletes, and draining both at a
 //!   graceful shutdown.
+//! - `history` and `restore`: each channel's last run described in the store (sessions,
+//!   renditions, an index of stored segments), and read back after a restart or a
+//!   `kill -9`, so the run plays back as VOD and retention still applies to it.
+//! - `sweep`: retention by session over what the store holds (what a previous process
+//!   left behind, recordings past their retention).
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
 //! The live edge never waits on the store: a request for a part or a recent segment is
 //! answered from memory; only DVR reads of old segments go to the store.
 
+mod gaps;
 pub mod gate;
+mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod restore;
 mod session;
 pub mod store;
+mod sweep;
+mod wake;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};

@@ -13,12 +13,13 @@
 //! stable URL, while the old run's objects stay readable from the store.
 //! Parts and recent segments are served from memory; every complete segment is written
 //! through to the object store in the background, and only once it is stored may it
-//! leave memory. HTTP handlers read this state under a short lock and wait on a version
-//! counter for blocking requests; nothing here waits on storage.
+//! leave memory. HTTP handlers read this state under a short lock; blocking requests wait
+//! on their rendition's feed (`wake`), woken after the lock is released; nothing here
+//! waits on storage.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -32,7 +33,13 @@ use tracing::{debug, info, warn};
 
 pub(crate) use crate::session::{init_key, new_session, segment_key};
 pub use crate::session::{parse_session, session_name};
-use crate::{metrics::OriginMetrics, store::ObjectStore};
+use crate::{
+    history::SegmentRecord,
+    metrics::OriginMetrics,
+    restore::HistoryQueue,
+    store::ObjectStore,
+    wake::{Feed, FeedState, Wakes},
+};
 
 /// How playlists keep history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +68,9 @@ pub struct OriginConfig {
     /// Channels without settings of their own keep their segments in the store after
     /// they leave the DVR window (see [`ChannelSettings::record`]).
     pub record: bool,
+    /// How long recorded sessions stay in the store, from their start; `None` keeps
+    /// them for ever (see `sweep`).
+    pub recording_retention: Option<Duration>,
 }
 
 impl OriginConfig {
@@ -87,12 +97,13 @@ impl Default for OriginConfig {
     fn default() -> Self {
         Self {
             segment_duration: Duration::from_secs(2),
-            part_duration: Duration::from_millis(333),
+            part_duration: Duration::from_millis(334),
             dvr_window: Duration::from_secs(2 * 3600),
             memory_window: Self::live_edge_window(Duration::from_secs(2)),
             playlist: PlaylistKind::Sliding,
             reconnect_grace: Duration::from_secs(15),
             record: false,
+            recording_retention: None,
         }
     }
 }
@@ -121,21 +132,17 @@ impl ChannelSettings {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use starling_sync::lock;
 
 /// Everything the origin knows about one channel.
 #[derive(Debug)]
 pub struct Channel {
     pub name: String,
     pub(crate) inner: Mutex<ChannelInner>,
-    /// Bumped after every change; blocking requests wait on it.
-    pub(crate) version: watch::Sender<u64>,
-    /// When the last change was published (for the hand-off latency metric).
-    pub(crate) changed_at: Mutex<Option<std::time::Instant>>,
+    /// Each rendition's feed (wake-ups, rendered playlist), found without `inner`'s lock.
+    feeds: RwLock<Vec<Arc<Feed>>>,
     /// Settings for the next publish (see [`Origin::configure`]).
-    pending: Mutex<Option<ChannelSettings>>,
+    pub(crate) pending: Mutex<Option<ChannelSettings>>,
     /// A task follows the channel in the hub.
     followed: std::sync::atomic::AtomicBool,
 }
@@ -177,8 +184,13 @@ pub(crate) struct Rendition {
     pub peak_bps: f64,
     pub total_bytes: u64,
     pub total_secs: f64,
-    /// Rendered playlists for the current version: (version, full, delta).
-    pub cache: Option<(u64, Bytes, Option<Bytes>)>,
+    /// Its version, wake-ups and rendered playlist: `feed.touch()` after every change.
+    pub feed: FeedState,
+    /// Where this run's segment index starts in the store (see `history`): the run's
+    /// first segment, then the first chunk still kept as the window slides.
+    pub history_from: Option<u64>,
+    /// Index records of the newest stored segments (the chunks still being written).
+    pub history: BTreeMap<u64, SegmentRecord>,
 }
 
 #[derive(Debug)]
@@ -229,16 +241,27 @@ impl Channel {
                 live: false,
                 ended: false,
             }),
-            version: watch::channel(0).0,
-            changed_at: Mutex::new(None),
+            feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn bump(&self) {
-        *lock(&self.changed_at) = Some(std::time::Instant::now());
-        self.version.send_modify(|v| *v += 1);
+    /// Makes the feeds of renditions added under `inner`'s lock (`st`) findable
+    /// without it; call before releasing that lock.
+    pub(crate) fn register_feeds(&self, st: &ChannelInner) {
+        let mut feeds = self.feeds.write().unwrap_or_else(|e| e.into_inner());
+        for r in &st.renditions {
+            if !feeds.iter().any(|f| Arc::ptr_eq(f, &r.feed.shared)) {
+                feeds.push(r.feed.shared.clone());
+            }
+        }
+    }
+
+    /// Rendition `name`'s feed, without taking the channel's lock.
+    pub(crate) fn feed(&self, name: &str) -> Option<Arc<Feed>> {
+        let feeds = self.feeds.read().unwrap_or_else(|e| e.into_inner());
+        feeds.iter().find(|f| f.name == name).cloned()
     }
 
     pub fn is_live(&self) -> bool {
@@ -332,6 +355,8 @@ pub struct Origin {
     pub(crate) metrics: Arc<OriginMetrics>,
     /// Store writes under way: a graceful shutdown waits for them.
     pub(crate) writes_in_flight: watch::Sender<usize>,
+    /// The channels' history in the store (see `restore`).
+    pub(crate) history: HistoryQueue,
 }
 
 impl std::fmt::Debug for Origin {
@@ -350,6 +375,7 @@ impl Origin {
             channels: Mutex::default(),
             metrics: Arc::default(),
             writes_in_flight: watch::channel(0).0,
+            history: HistoryQueue::default(),
         })
     }
 
@@ -395,7 +421,27 @@ impl Origin {
         }
         let mut sub = hub.subscribe(channel);
         let origin = self.clone();
+        // Weak: an origin that is dropped (a test's "restart") stops sweeping.
+        let sweeper = Arc::downgrade(self);
+        let name = channel.to_owned();
         tokio::spawn(async move {
+            // Retention over what the store holds: soon after start-up, then hourly.
+            let mut wait = Duration::from_secs(60);
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = crate::sweep::SWEEP_EVERY;
+                let Some(origin) = sweeper.upgrade() else {
+                    break;
+                };
+                if let Err(e) = origin.sweep(&name, SystemTime::now()).await {
+                    warn!(channel = %name, error = %e, "origin: retention sweep failed; trying again later");
+                }
+            }
+        });
+        tokio::spawn(async move {
+            // The last run from before a restart first, so that a new publish continues
+            // from it (a channel that does not record then deletes its old window).
+            origin.restore(&ch.name).await;
             let mut packager = Packager::new(origin.config.packager());
             // A publish is under way (a `Stream` after this is a change, not a new publish).
             let mut publishing = false;
@@ -442,9 +488,9 @@ impl Origin {
 
     /// A publish begins: a new session, in the current run if it is still in its grace
     /// (or live: a takeover), else in a new run with a fresh playlist.
-    fn begin_session(&self, ch: &Channel) {
+    fn begin_session(self: &Arc<Self>, ch: &Channel) {
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let session = match std::mem::take(&mut st.next_session) {
                 0 => new_session(SystemTime::now()),
@@ -456,9 +502,15 @@ impl Origin {
                 // run's media stays in the store under its sessions if it was recorded;
                 // else its DVR window goes now.
                 st.ended = false;
+                let old_run = st.run.first().copied().unwrap_or(0);
                 st.run.clear();
                 let record = st.settings.record;
                 for r in &mut st.renditions {
+                    if !record {
+                        self.history_drop_run(&ch.name, old_run, r);
+                    }
+                    r.history_from = None;
+                    r.history.clear();
                     if let Some(last) = r.segments.back() {
                         r.evicted_below = last.msn + 1;
                     }
@@ -476,7 +528,7 @@ impl Origin {
                     r.target_duration = self.config.packager().target_duration();
                     r.total_bytes = 0;
                     r.total_secs = 0.0;
-                    r.cache = None;
+                    r.feed.touch();
                 }
             }
             if let Some(settings) = lock(&ch.pending).take() {
@@ -494,9 +546,11 @@ impl Origin {
             st.session = session;
             st.run.push(session);
             st.live = true;
+            self.history_run(&ch.name, &st);
             info!(channel = %ch.name, session = %session_name(session), continues, "origin: publish began");
-        }
-        ch.bump();
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
         self.delete_objects(deletes);
     }
 
@@ -504,7 +558,7 @@ impl Origin {
     /// blocked on the live edge get the final playlist), and segments already stored
     /// leave memory (later reads of this run come from the store).
     fn end_run(&self, ch: &Channel) {
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             if st.live || st.ended || st.run.is_empty() {
                 return;
@@ -512,14 +566,16 @@ impl Origin {
             st.ended = true;
             st.next_session = 0;
             for r in &mut st.renditions {
-                r.cache = None;
+                r.feed.touch();
                 for seg in r.segments.iter_mut().filter(|s| s.stored) {
                     release(seg);
                 }
             }
             info!(channel = %ch.name, "origin: run ended; playlists closed with ENDLIST");
-        }
-        ch.bump();
+            // Every rendition: requests blocked on any of them get the final playlist.
+            Wakes::collect(&mut st, true)
+        };
+        wakes.send();
     }
 
     /// Apply packager output to a channel's state, then wake waiting requests.
@@ -527,9 +583,13 @@ impl Origin {
         let now = SystemTime::now();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
-        {
+        let wakes = {
             let mut st = lock(&ch.inner);
             let settings = st.settings;
+            let mut all = false;
+            // History to write once the outputs are applied (see `restore`).
+            let mut run_changed = false;
+            let mut evicted: Vec<&'static str> = Vec::new();
             for out in outputs {
                 match out {
                     Output::Init { rendition, init } => {
@@ -541,21 +601,18 @@ impl Origin {
                                 r.inits.push((session, init.clone()));
                                 r.next_discontinuity = true;
                                 r.info = rendition;
+                                r.feed.touch();
                             }
-                            None => st.renditions.push(Rendition {
-                                info: rendition,
-                                inits: vec![(session, init.clone())],
-                                segments: VecDeque::new(),
-                                evicted_below: 0,
-                                discontinuity_sequence: 0,
-                                target_duration: target,
-                                next_discontinuity: false,
-                                peak_bps: 0.0,
-                                total_bytes: 0,
-                                total_secs: 0.0,
-                                cache: None,
-                            }),
+                            None => {
+                                st.renditions.push(Rendition::new(
+                                    rendition,
+                                    vec![(session, init.clone())],
+                                    target,
+                                ));
+                                ch.register_feeds(&st);
+                            }
                         }
+                        run_changed = true;
                         let version = st.rendition(name).map_or(0, |r| r.inits.len() - 1);
                         writes.push((init_key(&ch.name, session, name, version), vec![init], None));
                     }
@@ -569,11 +626,15 @@ impl Origin {
                         first_arrival,
                     } => {
                         let session = st.session;
-                        fill_gaps(&mut st, rendition, msn, &self.config, now);
+                        crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
                         if r.segments.back().is_none_or(|s| s.complete || s.msn != msn) {
+                            if r.history_from.is_none() {
+                                r.history_from = Some(msn);
+                                run_changed = true;
+                            }
                             let init = r.inits.len().saturating_sub(1);
                             let new_map = r.segments.back().is_some_and(|s| s.init != init);
                             let discontinuity = std::mem::take(&mut r.next_discontinuity);
@@ -605,7 +666,7 @@ impl Origin {
                                 data,
                             });
                         }
-                        r.cache = None;
+                        r.feed.touch();
                         self.metrics.observe_part(first_arrival, duration, now);
                     }
                     Output::SegmentEnd {
@@ -652,28 +713,37 @@ impl Origin {
                         }
                         r.total_bytes += len as u64;
                         r.total_secs += duration;
-                        r.cache = None;
+                        r.feed.touch();
                         let session = seg.session;
                         writes.push((
                             segment_key(&ch.name, session, rendition, msn),
                             vec![whole],
                             Some((rendition, session, msn)),
                         ));
+                        let below = r.evicted_below;
                         deletes.extend(self.evict(&ch.name, settings, r, now));
+                        if !settings.record && r.evicted_below > below {
+                            evicted.push(rendition);
+                        }
                     }
                     Output::Ended => {
                         // Not the end of the run yet: the reconnect grace decides that.
                         st.live = false;
                         st.next_session = new_session(now);
-                        for r in &mut st.renditions {
-                            r.cache = None;
-                        }
+                        all = true;
                         info!(channel = %ch.name, grace_ms = self.config.reconnect_grace.as_millis() as u64, "origin: publish ended; waiting for a reconnect");
                     }
                 }
             }
-        }
-        ch.bump();
+            for rendition in evicted {
+                self.history_evicted(&ch.name, &mut st, rendition);
+            }
+            if run_changed {
+                self.history_run(&ch.name, &st);
+            }
+            Wakes::collect(&mut st, all)
+        };
+        wakes.send();
         for (key, data, segment) in writes {
             self.write_through(ch.clone(), key, data, segment);
         }
@@ -719,10 +789,12 @@ impl Origin {
             // Three target durations after a playlist stopped listing a segment's parts
             // nobody may ask for them (RFC 8216bis 6.2.2); until then a part of a released
             // segment is served from the store, which needs its length. Past that, the
-            // entries would only add up: about 1 KiB per channel every segment, for as long
-            // as the DVR window (hours).
-            if s.data.is_none() && from_end > 2.0 * parts_span && !s.parts.is_empty() {
-                s.parts = Vec::new();
+            // entries would only add up (about 1 KiB per channel every segment, for as
+            // long as the DVR window: hours). The first stays: whether the segment starts
+            // independently decides the playlist's INDEPENDENT-SEGMENTS.
+            if s.data.is_none() && from_end > 2.0 * parts_span && s.parts.len() > 1 {
+                s.parts.truncate(1);
+                s.parts.shrink_to_fit();
             }
         }
         let mut deletes = Vec::new();
@@ -758,70 +830,28 @@ impl Origin {
 }
 
 impl Rendition {
+    pub(crate) fn new(info: RenditionInfo, inits: Vec<(u64, Bytes)>, target_duration: u32) -> Self {
+        let feed = FeedState::new(info.name);
+        Self {
+            info,
+            inits,
+            segments: VecDeque::new(),
+            evicted_below: 0,
+            discontinuity_sequence: 0,
+            target_duration,
+            next_discontinuity: false,
+            peak_bps: 0.0,
+            total_bytes: 0,
+            total_secs: 0.0,
+            feed,
+            history_from: None,
+            history: BTreeMap::new(),
+        }
+    }
+
     pub fn kind(&self) -> TrackKind {
         self.info.kind
     }
-}
-
-/// Gap segments listed at most in one go: a rendition silent for longer is a broken
-/// source; its numbers then jump (players resync on the media sequence).
-const MAX_GAP_SEGMENTS: u64 = 256;
-
-/// Lists the numbers `rendition` skipped before `msn` as gap segments, so a playlist's
-/// numbers stay consecutive (HLS) and the same as the other rendition's, and lookups by
-/// number keep working. A gap lasts what the other rendition's segment of that number
-/// lasted (or the nominal duration), within the target.
-fn fill_gaps(
-    st: &mut ChannelInner,
-    rendition: &str,
-    msn: u64,
-    config: &OriginConfig,
-    now: SystemTime,
-) {
-    let Some(last) = st.rendition(rendition).and_then(|r| r.segments.back()) else {
-        return;
-    };
-    let (from, session) = (last.msn.saturating_add(1), last.session);
-    if msn <= from || msn - from > MAX_GAP_SEGMENTS {
-        return;
-    }
-    let nominal = config.segment_duration.as_secs_f64();
-    let gaps: Vec<(u64, f64)> = (from..msn)
-        .map(|n| {
-            let other = st
-                .renditions
-                .iter()
-                .filter(|r| r.info.name != rendition)
-                .find_map(|r| r.segment(n).filter(|s| s.complete && !s.gap))
-                .map_or(nominal, |s| s.duration);
-            (n, other)
-        })
-        .collect();
-    let Some(r) = st.rendition_mut(rendition) else {
-        return;
-    };
-    let init = r.inits.len().saturating_sub(1);
-    let target = f64::from(r.target_duration);
-    for (n, duration) in gaps {
-        r.segments.push_back(Segment {
-            session,
-            msn: n,
-            init,
-            discontinuity: false,
-            new_map: false,
-            program_date_time: None,
-            parts: Vec::new(),
-            complete: true,
-            duration: duration.min(target),
-            data: None,
-            // Nothing to write: it may leave memory with its neighbours.
-            stored: true,
-            write_failed: false,
-            completed_at: Some(now),
-            gap: true,
-        });
-    }
-    r.cache = None;
 }
 
 /// A stored segment's bytes leave memory; reads go to the store from now on.

@@ -17,6 +17,10 @@ pub struct OriginMetrics {
     pub part_overhead: Histogram,
     /// From a part being published to a blocked request for it being answered.
     pub blocked_wake: Histogram,
+    /// Times a blocked request was woken by a change to its rendition (or channel).
+    pub blocked_wakeups: AtomicU64,
+    /// Wake-ups after which the request was still not ready and waited again.
+    pub blocked_rewaits: AtomicU64,
     pub store_writes: AtomicU64,
     pub store_write_errors: AtomicU64,
     /// Segments given up on after every retry failed (they are not in the store).
@@ -88,6 +92,14 @@ impl OriginMetrics {
             ("starling_playlist_requests_total", &self.playlist_requests),
             ("starling_media_requests_total", &self.media_requests),
             ("starling_blocking_timeouts_total", &self.blocking_timeouts),
+            (
+                "starling_blocked_request_wakeups_total",
+                &self.blocked_wakeups,
+            ),
+            (
+                "starling_blocked_request_rewaits_total",
+                &self.blocked_rewaits,
+            ),
             ("starling_playback_token_checks_total", &self.token_checks),
             ("starling_playback_refused_total", &self.playback_refused),
         ] {

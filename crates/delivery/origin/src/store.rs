@@ -29,6 +29,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
     /// Removes the object under `key`; removing one that is not there is not an error.
     fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The names directly below `prefix/` (objects and deeper prefixes alike, like a
+    /// delimiter listing), at most `limit` of them; none when there is no such prefix.
+    fn children(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Removes every object under `prefix/`.
+    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Keys are built by the origin from validated names and numbers, never taken from a
@@ -126,6 +135,33 @@ impl ObjectStore for LocalDirStore {
             Ok(())
         })
     }
+
+    fn children(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let prefix = prefix.to_owned();
+        let store = self.clone();
+        Box::pin(async move {
+            // Directory reads block; the listing is short and rare (retention sweeps).
+            tokio::task::spawn_blocking(move || store.children_now(&prefix, limit))
+                .await
+                .unwrap_or_else(|e| Err(io("children")(std::io::Error::other(e))))
+        })
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let prefix = prefix.to_owned();
+        Box::pin(async move {
+            let dir = self.path(&prefix)?;
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io(&prefix)(e)),
+            }
+        })
+    }
 }
 
 /// Write then rename: a reader never sees half an object.
@@ -144,6 +180,29 @@ fn write_file(path: &Path, parts: &[Bytes]) -> std::io::Result<()> {
 }
 
 impl LocalDirStore {
+    fn children_now(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let dir = self.path(prefix)?;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(prefix)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd.take(limit) {
+            let entry = entry.map_err(io(prefix))?;
+            // Half-written objects (`.part-write`) are not objects yet.
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .filter(|n| !n.ends_with(".part-write"))
+            {
+                out.push(name.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -10,7 +10,7 @@ use tracing::{error, warn};
 use crate::live::{lock, release, Channel, Origin};
 
 /// Store write attempts of one object, and the pause before each retry.
-const WRITE_RETRIES: [Duration; 5] = [
+pub(crate) const WRITE_RETRIES: [Duration; 5] = [
     Duration::from_secs(1),
     Duration::from_secs(2),
     Duration::from_secs(4),
@@ -93,6 +93,9 @@ impl Origin {
                     if ended && stored {
                         release(seg);
                     }
+                }
+                if stored {
+                    origin.history_segment(&ch.name, &mut st, rendition, msn);
                 }
             }
             origin.writes_in_flight.send_modify(|n| *n -= 1);

@@ -138,9 +138,9 @@ async fn ll_hls_playlists_parts_and_blocking_reload() {
     };
     for tag in [
         "#EXT-X-TARGETDURATION:3",
-        "#EXT-X-PART-INF:PART-TARGET=0.333",
+        "#EXT-X-PART-INF:PART-TARGET=0.334",
         "CAN-BLOCK-RELOAD=YES",
-        "PART-HOLD-BACK=0.999",
+        "PART-HOLD-BACK=1.002",
         "HOLD-BACK=9.0",
         "CAN-SKIP-UNTIL=18.0",
         "/init-0.mp4\"",

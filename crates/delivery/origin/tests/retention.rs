@@ -236,6 +236,18 @@ impl ObjectStore for Flaky {
     fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
         self.inner.delete(key)
     }
+
+    fn children(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.children(prefix, limit)
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.delete_prefix(prefix)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

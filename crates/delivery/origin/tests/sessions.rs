@@ -12,18 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{http::StatusCode, middleware, Router};
+use axum::{http::StatusCode, Router};
 use bytes::Bytes;
-use common::temp_dir;
+use common::{app, get, media_uris, playlist_until, temp_dir};
 use starling_demo_source::DemoConfig;
 use starling_hub::Hub;
-use starling_origin::{http, LocalDirStore, Origin, OriginConfig};
-
-fn app(origin: &Arc<Origin>) -> Router {
-    http::router(origin.clone())
-        .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(middleware::from_fn(http::guard))
-}
+use starling_origin::{LocalDirStore, Origin, OriginConfig};
 
 /// The demo source on `demo` for `seconds` (320x180, a keyframe a second).
 fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
@@ -38,53 +32,6 @@ fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
         },
         seconds,
     )
-}
-
-async fn get(app: &Router, uri: &str) -> (StatusCode, Bytes) {
-    let (status, _, body) = common::get_with(app, uri, &[]).await;
-    (status, body)
-}
-
-async fn playlist(app: &Router, uri: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = get(app, uri).await;
-        if status == StatusCode::OK {
-            return String::from_utf8(body.to_vec()).unwrap();
-        }
-        assert!(Instant::now() < deadline, "{uri}: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the playlist at `uri` satisfies `ok`.
-async fn playlist_until(app: &Router, uri: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let pl = playlist(app, uri).await;
-        if ok(&pl) {
-            return pl;
-        }
-        assert!(Instant::now() < deadline, "never {what}:\n{pl}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Media URIs of a playlist: segments and every `URI="…"` attribute, except other
-/// playlists (rendition reports).
-fn media_uris(pl: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in pl.lines() {
-        if line.starts_with("#EXT-X-RENDITION-REPORT") {
-            continue;
-        }
-        if let Some(rest) = line.split("URI=\"").nth(1) {
-            out.push(rest.split('"').next().unwrap().to_owned());
-        } else if !line.starts_with('#') {
-            out.push(line.to_owned());
-        }
-    }
-    out
 }
 
 /// Sessions of the listed segments (not of the init section, which a republish with the

@@ -7,8 +7,6 @@
 //! leaves room for publishers however many players wait for a channel.
 
 use std::{
-    collections::HashMap,
-    net::IpAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -17,6 +15,7 @@ use std::{
 };
 
 use starling_hub::Hub;
+use starling_sync::AddressSlots;
 use tokio::{
     net::TcpListener,
     sync::{watch, Semaphore},
@@ -81,45 +80,6 @@ impl Default for RtmpServerConfig {
 pub(crate) struct RoleSlots {
     pub publishers: Arc<Semaphore>,
     pub players: Arc<Semaphore>,
-}
-
-/// Connections per client address; an entry lives while its count is above zero.
-#[derive(Default)]
-struct AddressSlots {
-    counts: std::sync::Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's share of its address's cap, given back on drop.
-struct AddressSlot {
-    slots: Arc<AddressSlots>,
-    ip: IpAddr,
-}
-
-impl AddressSlots {
-    fn try_take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Counters for `/metrics`.

@@ -45,7 +45,7 @@ impl Default for PackagerConfig {
     fn default() -> Self {
         Self {
             segment_duration: Duration::from_secs(2),
-            part_duration: Duration::from_millis(333),
+            part_duration: Duration::from_millis(334),
         }
     }
 }

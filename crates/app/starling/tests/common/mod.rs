@@ -72,17 +72,24 @@ impl Server {
 
     /// Like [`Server::start`], with `server_extra` TOML inside `[server]` as well.
     pub fn start_with_server(name: &str, server_extra: &str, extra: &str) -> Server {
-        Self::start_full(name, server_extra, extra, "serve", &[])
+        Self::start_full(name, server_extra, extra, "", "serve", &[])
     }
 
     fn start_command(name: &str, extra: &str, command: &str, env: &[(&str, &str)]) -> Server {
-        Self::start_full(name, "", extra, command, env)
+        Self::start_full(name, "", extra, "", command, env)
+    }
+
+    /// [`Server::start`] with the test channel recording (its runs stay in the store
+    /// after the next run begins).
+    pub fn start_recording(name: &str, extra: &str) -> Server {
+        Self::start_full(name, "", extra, "recording = true", "serve", &[])
     }
 
     fn start_full(
         name: &str,
         server_extra: &str,
         extra: &str,
+        channel_extra: &str,
         command: &str,
         env_extra: &[(&str, &str)],
     ) -> Server {
@@ -93,7 +100,7 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
                 dir.join("data").display()
             ),
         )

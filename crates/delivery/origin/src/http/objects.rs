@@ -127,10 +127,16 @@ pub(super) async fn segment(
     });
     // A segment still being written is answered when it completes (bounded wait), so a
     // client or CDN that asks a little early is not sent away.
-    if let (Held::InProgress, Some(ch)) = (&held, ch) {
-        let limit = block_limit(&lock(&ch.inner), rendition);
-        wait_until(ch, &origin.metrics, limit, |st| {
-            !matches!(held_segment(st, rendition, session, msn), Held::InProgress)
+    if let (Held::InProgress, Some(ch), Some(feed)) =
+        (&held, ch, ch.and_then(|c| c.feed(rendition)))
+    {
+        let limit = block_limit(feed.edge().target_duration);
+        // Woken by changes to this rendition only; then the state is checked exactly.
+        feed.wait_until(&origin.metrics, limit, |_| {
+            !matches!(
+                held_segment(&lock(&ch.inner), rendition, session, msn),
+                Held::InProgress
+            )
         })
         .await;
         held = held_segment(&lock(&ch.inner), rendition, session, msn);
@@ -176,7 +182,8 @@ pub(super) async fn part_request(
     headers: &HeaderMap,
 ) -> Response {
     let p = u64::from(part);
-    let (limit, wait) = {
+    let etag = || format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
+    let fast = {
         let st = lock(&ch.inner);
         let Some(r) = st.rendition(rendition) else {
             return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
@@ -189,64 +196,27 @@ pub(super) async fn part_request(
         // moment they are cut.
         let near = (msn == lm && (p as i64) <= lp + 3) || (msn == lm + 1 && p <= 3);
         let hinted = hint_session(&st) == Some(session);
-        (block_limit(&st, rendition), !exists && near && hinted)
-    };
-    if wait {
-        wait_until(ch, &origin.metrics, limit, |st| {
-            st.rendition(rendition)
-                .and_then(|r| r.segment(msn))
-                .is_some_and(|s| s.parts.len() as u64 > p || s.complete)
-        })
-        .await;
-    }
-    // Either the part's bytes, or (it left memory) where they are in the stored segment.
-    let held = {
-        let st = lock(&ch.inner);
-        let Some(r) = st.rendition(rendition) else {
-            return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
-        };
-        let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
-        if msn < first && st.run.contains(&session) {
-            return error(
-                StatusCode::GONE,
-                "part left the window",
-                "public, max-age=60",
-            );
-        }
-        // Parts are listed by the session that made them, from memory.
-        let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
-            return error(StatusCode::NOT_FOUND, "part not available", NOT_YET);
-        };
-        let Some(entry) = seg.parts.get(part as usize) else {
-            return if seg.complete {
-                error(
-                    StatusCode::GONE,
-                    "that segment ended before this part",
-                    "public, max-age=60",
-                )
-            } else {
-                error(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
-            };
-        };
-        if !entry.data.is_empty() || entry.len == 0 {
-            Ok(entry.data.clone())
-        } else if seg.stored {
-            // The segment left memory, which it only does once stored: the part is its
-            // slice of the stored segment (a player may still ask for a part that a
-            // playlist listed a moment ago).
-            let offset: usize = seg.parts[..part as usize].iter().map(|p| p.len).sum();
-            Err(offset..offset + entry.len)
+        if exists || !(near && hinted) {
+            // The usual case (a player asks for a part its playlist lists): one lock.
+            Ok(part_bytes(&st, rendition, session, msn, part))
         } else {
-            return error(
-                StatusCode::GONE,
-                "part left memory; fetch the whole segment",
-                "public, max-age=60",
-            );
+            Err(block_limit(r.target_duration))
+        }
+    };
+    let held = match fast {
+        Ok(held) => held,
+        Err(limit) => {
+            if let Some(feed) = ch.feed(rendition) {
+                feed.wait_until(&origin.metrics, limit, |e| e.settles_part(msn, p))
+                    .await;
+            }
+            let st = lock(&ch.inner);
+            part_bytes(&st, rendition, session, msn, part)
         }
     };
     let data = match held {
-        Ok(data) => data,
-        Err(range) => {
+        Ok(PartHeld::Memory(d)) => d,
+        Ok(PartHeld::Stored(range)) => {
             let key = segment_key(&ch.name, session, rendition, msn);
             match from_store(origin, &key).await {
                 Ok(d) if d.len() >= range.end => d.slice(range),
@@ -257,9 +227,66 @@ pub(super) async fn part_request(
                 Err(r) => return r,
             }
         }
+        Err(r) => return r.into_response(),
     };
-    let etag = format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
-    media_response(data, &etag, "video/iso.segment", IMMUTABLE, headers)
+    media_response(data, &etag(), "video/iso.segment", IMMUTABLE, headers)
+}
+
+/// Where a part's bytes are.
+enum PartHeld {
+    Memory(Bytes),
+    /// Its segment left memory (which it only does once stored): the part is this range
+    /// of the stored segment. A player may still ask for a part that a playlist listed a
+    /// moment ago.
+    Stored(std::ops::Range<usize>),
+}
+
+/// Part `part` of segment `msn` of `session`, or the response that says why not.
+fn part_bytes(
+    st: &ChannelInner,
+    rendition: &str,
+    session: u64,
+    msn: u64,
+    part: u32,
+) -> Result<PartHeld, Reject> {
+    let Some(r) = st.rendition(rendition) else {
+        return Err(Reject(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET));
+    };
+    let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
+    if msn < first && st.run.contains(&session) {
+        return Err(Reject(
+            StatusCode::GONE,
+            "part left the window",
+            "public, max-age=60",
+        ));
+    }
+    // Parts are listed by the session that made them, from memory.
+    let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
+        return Err(Reject(StatusCode::NOT_FOUND, "part not available", NOT_YET));
+    };
+    let Some(entry) = seg.parts.get(part as usize) else {
+        return Err(if seg.complete {
+            Reject(
+                StatusCode::GONE,
+                "that segment ended before this part",
+                "public, max-age=60",
+            )
+        } else {
+            Reject(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
+        });
+    };
+    if !entry.data.is_empty() {
+        Ok(PartHeld::Memory(entry.data.clone()))
+    } else if seg.stored && entry.len > 0 {
+        let offset: usize = seg.parts[..part as usize].iter().map(|p| p.len).sum();
+        Ok(PartHeld::Stored(offset..offset + entry.len))
+    } else {
+        Err(Reject(
+            StatusCode::GONE,
+            "part left memory; fetch the whole segment",
+            "public, max-age=60",
+        ))
+    }
 }
 
 /// 200/206/304 for an immutable media object, with ETag and single-range support.

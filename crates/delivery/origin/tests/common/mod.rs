@@ -4,18 +4,19 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
     body::Body,
     http::{HeaderMap, Request, StatusCode},
-    Router,
+    middleware, Router,
 };
 use bytes::Bytes;
 use starling_demo_source::{DemoConfig, DemoSource};
 use starling_hub::Hub;
 use starling_media::MediaEvent;
+use starling_origin::{http, Origin};
 use tower::ServiceExt;
 
 /// A fresh directory name under the system temp dir (created by the store on first use).
@@ -76,4 +77,63 @@ pub async fn get_with(
         .await
         .unwrap();
     (status, headers, body)
+}
+
+/// The origin's router as the app mounts it (guard included), without a socket.
+pub fn app(origin: &Arc<Origin>) -> Router {
+    http::router(origin.clone())
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn(http::guard))
+}
+
+pub async fn get(app: &Router, uri: &str) -> (StatusCode, Bytes) {
+    let (status, _, body) = get_with(app, uri, &[]).await;
+    (status, body)
+}
+
+pub async fn playlist(app: &Router, uri: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get(app, uri).await;
+        if status == StatusCode::OK {
+            return String::from_utf8(body.to_vec()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{uri}: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the playlist at `uri` satisfies `ok`.
+pub async fn playlist_until(
+    app: &Router,
+    uri: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pl = playlist(app, uri).await;
+        if ok(&pl) {
+            return pl;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{pl}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Media URIs of a playlist: segments and every `URI="…"` attribute, except other
+/// playlists (rendition reports).
+pub fn media_uris(pl: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in pl.lines() {
+        if line.starts_with("#EXT-X-RENDITION-REPORT") {
+            continue;
+        }
+        if let Some(rest) = line.split("URI=\"").nth(1) {
+            out.push(rest.split('"').next().unwrap().to_owned());
+        } else if !line.starts_with('#') {
+            out.push(line.to_owned());
+        }
+    }
+    out
 }
