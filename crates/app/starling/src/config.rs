@@ -62,8 +62,10 @@ pub struct OriginSection {
     pub part_duration_ms: u64,
     /// How far back viewers can seek (sliding playlists list this much).
     pub dvr_window_secs: u64,
-    /// Complete segments this young are served from memory.
-    pub memory_window_secs: u64,
+    /// Complete segments this young are served from memory (older ones from the store).
+    /// Unset: three segments. Segments whose parts a playlist may list, and segments
+    /// not yet stored, stay in memory whatever this says.
+    pub memory_window_secs: Option<u64>,
     /// `sliding` (the last dvr_window) or `event` (everything since the publish began).
     pub playlist: PlaylistMode,
     /// A republish within this time after a publish ended continues the same live
@@ -89,7 +91,7 @@ impl Default for OriginSection {
             segment_duration_ms: d.segment_duration.as_millis() as u64,
             part_duration_ms: d.part_duration.as_millis() as u64,
             dvr_window_secs: d.dvr_window.as_secs(),
-            memory_window_secs: d.memory_window.as_secs(),
+            memory_window_secs: None,
             playlist: PlaylistMode::Sliding,
             reconnect_grace_ms: d.reconnect_grace.as_millis() as u64,
             recording_retention_days: 0,
@@ -375,7 +377,9 @@ impl Config {
         if !(100..=o.segment_duration_ms).contains(&o.part_duration_ms) {
             bail!("origin.part_duration_ms must be between 100 and origin.segment_duration_ms");
         }
-        if o.memory_window_secs * 1000 < 3 * o.segment_duration_ms {
+        if o.memory_window_secs
+            .is_some_and(|w| w.saturating_mul(1000) < 3 * o.segment_duration_ms)
+        {
             bail!("origin.memory_window_secs must hold at least three segments");
         }
         if o.reconnect_grace_ms > 3_600_000 {
@@ -426,7 +430,14 @@ impl Config {
             segment_duration: Duration::from_millis(o.segment_duration_ms),
             part_duration: Duration::from_millis(o.part_duration_ms),
             dvr_window: Duration::from_secs(o.dvr_window_secs),
-            memory_window: Duration::from_secs(o.memory_window_secs),
+            memory_window: o.memory_window_secs.map_or_else(
+                || {
+                    starling_origin::OriginConfig::live_edge_window(Duration::from_millis(
+                        o.segment_duration_ms,
+                    ))
+                },
+                Duration::from_secs,
+            ),
             playlist: match o.playlist {
                 PlaylistMode::Sliding => starling_origin::PlaylistKind::Sliding,
                 PlaylistMode::Event => starling_origin::PlaylistKind::Event,
@@ -582,6 +593,26 @@ mod tests {
         assert!(
             !err.contains("abcdefgh1"),
             "a key leaked into an error: {err}"
+        );
+    }
+
+    #[test]
+    fn the_memory_window_follows_the_segment_duration_unless_set() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(6));
+        let c = Config::load(
+            None,
+            env(&[("STARLING_ORIGIN_SEGMENT_DURATION_MS", "4000")]),
+        )
+        .unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(12));
+        let c = Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "60")])).unwrap();
+        assert_eq!(c.origin().memory_window, Duration::from_secs(60));
+        let err =
+            Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "5")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("at least three segments"),
+            "{err:#}"
         );
     }
 

@@ -57,7 +57,9 @@ pub struct OriginConfig {
     /// How far back a sliding playlist reaches (and what the store keeps addressable).
     pub dvr_window: Duration,
     /// Complete segments younger than this stay in memory (older ones, once stored, are
-    /// read back from the store).
+    /// read back from the store). Whatever the window, the segments whose parts a
+    /// playlist may still list stay in memory, and so does every segment not yet stored
+    /// (see [`Origin::evict`]). Default: [`OriginConfig::live_edge_window`].
     pub memory_window: Duration,
     pub playlist: PlaylistKind,
     /// A republish within this time after a publish ended continues the same playlist
@@ -72,6 +74,16 @@ pub struct OriginConfig {
 }
 
 impl OriginConfig {
+    /// The default memory window for `segment_duration`: three segments, the least the
+    /// configuration accepts. It is not what bounds the live edge: the segments whose
+    /// parts a playlist may list (three target durations of them) stay in memory
+    /// whatever the window, so players never wait on the store. Older segments are read
+    /// back from the store, which the page cache mostly holds; a 60 s window cost about
+    /// 15 MiB per 2 Mbit/s channel for bytes that are rarely asked for.
+    pub fn live_edge_window(segment_duration: Duration) -> Duration {
+        segment_duration * 3
+    }
+
     /// The packager's configuration, which also fixes the playlists' TARGETDURATION.
     pub fn packager(&self) -> PackagerConfig {
         PackagerConfig {
@@ -87,7 +99,7 @@ impl Default for OriginConfig {
             segment_duration: Duration::from_secs(2),
             part_duration: Duration::from_millis(334),
             dvr_window: Duration::from_secs(2 * 3600),
-            memory_window: Duration::from_secs(60),
+            memory_window: Self::live_edge_window(Duration::from_secs(2)),
             playlist: PlaylistKind::Sliding,
             reconnect_grace: Duration::from_secs(15),
             record: false,
@@ -210,7 +222,10 @@ pub(crate) struct Segment {
 pub(crate) struct PartEntry {
     pub duration: f64,
     pub independent: bool,
+    /// Empty once the segment left memory; then the part is this many bytes of the
+    /// stored segment, after the parts before it.
     pub data: Bytes,
+    pub len: usize,
 }
 
 impl Channel {
@@ -647,6 +662,7 @@ impl Origin {
                             seg.parts.push(PartEntry {
                                 duration,
                                 independent,
+                                len: data.len(),
                                 data,
                             });
                         }
@@ -737,7 +753,13 @@ impl Origin {
     /// Drop what the windows no longer hold: bytes of stored segments older than the
     /// memory window, and (sliding playlists) segments older than the DVR window, whose
     /// object keys are returned for deletion when the channel does not record.
-    fn evict(
+    ///
+    /// Bytes stay in memory whatever their age while the segment is not settled in the
+    /// store (a write under way or being retried: the store cannot serve it yet), and
+    /// while a playlist may list the segment's parts: the complete segments within three
+    /// target durations of the newest one's end (`MediaPlaylist::drop_old_parts` lists
+    /// no more; the segment being built only shortens that span).
+    pub(crate) fn evict(
         &self,
         channel: &str,
         settings: ChannelSettings,
@@ -749,10 +771,30 @@ impl Origin {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > d)
         };
-        for s in r.segments.iter_mut() {
+        let parts_span = 3.0 * f64::from(r.target_duration) + 1e-3;
+        let mut from_end = 0.0;
+        for s in r.segments.iter_mut().rev() {
+            let listed_parts = from_end <= parts_span;
+            if s.complete {
+                from_end += s.duration.max(0.0);
+            }
             let settled = s.stored || s.write_failed;
-            if s.data.is_some() && settled && older_than(s, self.config.memory_window) {
+            if s.data.is_some()
+                && settled
+                && !listed_parts
+                && older_than(s, self.config.memory_window)
+            {
                 release(s);
+            }
+            // Three target durations after a playlist stopped listing a segment's parts
+            // nobody may ask for them (RFC 8216bis 6.2.2); until then a part of a released
+            // segment is served from the store, which needs its length. Past that, the
+            // entries would only add up (about 1 KiB per channel every segment, for as
+            // long as the DVR window: hours). The first stays: whether the segment starts
+            // independently decides the playlist's INDEPENDENT-SEGMENTS.
+            if s.data.is_none() && from_end > 2.0 * parts_span && s.parts.len() > 1 {
+                s.parts.truncate(1);
+                s.parts.shrink_to_fit();
             }
         }
         let mut deletes = Vec::new();

@@ -107,3 +107,184 @@ async fn skipped_audio_numbers_are_listed_as_gaps() {
     drop(st);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Distinct bytes for part `index` of segment `msn`, so a wrong slice cannot pass.
+fn part_bytes(msn: u64, index: u32) -> Bytes {
+    (0..1000u32)
+        .map(|i| (msn as u32 * 31 + index * 7 + i) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (axum::http::StatusCode, Bytes) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, body)
+}
+
+/// With no memory window at all, a channel holds only the segments whose parts a
+/// playlist may list (three target durations) plus the one being built, however long
+/// it runs; everything older is served from the store, byte for byte, parts included.
+#[tokio::test]
+async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
+    let dir = std::env::temp_dir().join(format!("starling-window-{}", std::process::id()));
+    let config = OriginConfig {
+        segment_duration: Duration::from_secs(1),
+        part_duration: Duration::from_millis(250),
+        memory_window: Duration::ZERO,
+        ..OriginConfig::default()
+    };
+    let origin = Origin::new(config, Arc::new(LocalDirStore::new(&dir)));
+    let ch = Arc::new(Channel::new(
+        "window",
+        crate::ChannelSettings::defaults(origin.config()),
+    ));
+    lock(&origin.channels).insert("window".to_owned(), ch.clone());
+    lock(&ch.inner).session = 1;
+    lock(&ch.inner).run.push(1);
+    origin.apply(
+        &ch,
+        vec![Output::Init {
+            rendition: info("source", TrackKind::Video),
+            init: Bytes::from_static(b"init"),
+        }],
+    );
+    let segments = 20u64;
+    let mut held_max = 0;
+    for msn in 0..segments {
+        let now = SystemTime::now();
+        let mut outputs: Vec<Output> = (0..4)
+            .map(|index| Output::Part {
+                rendition: "source",
+                msn,
+                index,
+                duration: 0.25,
+                independent: index == 0,
+                data: part_bytes(msn, index),
+                first_arrival: now,
+            })
+            .collect();
+        outputs.push(Output::SegmentEnd {
+            rendition: "source",
+            msn,
+            duration: 1.0,
+            program_date_time: now,
+            discontinuity: false,
+        });
+        origin.apply(&ch, outputs);
+        // The write-through settles before the next segment, as it does at 2 Mbit/s.
+        assert!(origin.drain(Duration::from_secs(5)).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let st = lock(&ch.inner);
+        let r = st.rendition("source").unwrap();
+        let held: usize = r
+            .segments
+            .iter()
+            .map(|s| s.data.as_ref().map_or(0, Bytes::len))
+            .sum();
+        held_max = held_max.max(held);
+    }
+    // 1 s segments have a target duration of 2 s (the packager's 1.5 x D, rounded up):
+    // parts are listed for the newest segment and the six before it, 4000 bytes each.
+    assert_eq!(held_max, 7 * 4000, "bytes held in memory");
+    {
+        let st = lock(&ch.inner);
+        let r = st.rendition("source").unwrap();
+        let in_memory: Vec<u64> = r
+            .segments
+            .iter()
+            .filter(|s| s.data.is_some())
+            .map(|s| s.msn)
+            .collect();
+        assert_eq!(in_memory, (segments - 7..segments).collect::<Vec<_>>());
+        assert_eq!(r.segments.len() as u64, segments, "all still listed (DVR)");
+    }
+    let app = crate::http::router::<()>(origin.clone());
+    let session = session_name(1);
+    for msn in [0, segments - 8, segments - 1] {
+        let whole: Vec<u8> = (0..4).flat_map(|i| part_bytes(msn, i)).collect();
+        let (status, body) = get(&app, &format!("/live/window/source/{session}/{msn}.m4s")).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "segment {msn}");
+        assert_eq!(body.as_ref(), whole.as_slice(), "segment {msn}");
+        // Parts: from memory at the live edge, from the stored segment just past it,
+        // and gone (410) three target durations after no playlist lists them (but the
+        // first, whose entry stays for the segment's independence).
+        for index in 0..4 {
+            let uri = format!("/live/window/source/{session}/{msn}.{index}.m4s");
+            let (status, body) = get(&app, &uri).await;
+            if msn == 0 && index > 0 {
+                assert_eq!(status, axum::http::StatusCode::GONE, "{uri}");
+            } else {
+                assert_eq!(status, axum::http::StatusCode::OK, "{uri}");
+                assert_eq!(body, part_bytes(msn, index), "{uri}");
+            }
+        }
+    }
+    // Old segments keep no per-part entries: what a channel holds per segment of a long
+    // DVR window is its listing alone.
+    let st = lock(&ch.inner);
+    let r = st.rendition("source").unwrap();
+    let with_parts = r.segments.iter().filter(|s| s.parts.len() > 1).count();
+    assert!(with_parts <= 13, "{with_parts} segments keep part entries");
+    assert!(r
+        .segments
+        .iter()
+        .all(|s| s.parts.len() == 1 || s.parts.len() == 4));
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A segment that is not in the store yet stays in memory, however old.
+#[tokio::test]
+async fn unstored_segments_never_leave_memory() {
+    let dir = std::env::temp_dir().join(format!("starling-unstored-{}", std::process::id()));
+    let config = OriginConfig {
+        segment_duration: Duration::from_secs(1),
+        memory_window: Duration::ZERO,
+        ..OriginConfig::default()
+    };
+    let origin = Origin::new(config, Arc::new(LocalDirStore::new(&dir)));
+    let ch = Arc::new(Channel::new(
+        "unstored",
+        crate::ChannelSettings::defaults(origin.config()),
+    ));
+    let mut r = Rendition::new(info("source", TrackKind::Video), Vec::new(), 1);
+    let long_ago = SystemTime::now() - Duration::from_secs(600);
+    for msn in 0..10 {
+        r.segments.push_back(Segment {
+            session: 1,
+            msn,
+            init: 0,
+            discontinuity: false,
+            new_map: false,
+            program_date_time: None,
+            parts: Vec::new(),
+            complete: true,
+            duration: 1.0,
+            data: Some(Bytes::from_static(b"seg")),
+            // Even numbers are stored; odd ones are still being written.
+            stored: msn % 2 == 0,
+            write_failed: false,
+            completed_at: Some(long_ago),
+            gap: false,
+        });
+    }
+    let settings = crate::ChannelSettings::defaults(origin.config());
+    let _ = origin.evict(&ch.name, settings, &mut r, SystemTime::now());
+    let in_memory: Vec<u64> = r
+        .segments
+        .iter()
+        .filter(|s| s.data.is_some())
+        .map(|s| s.msn)
+        .collect();
+    // The odd ones (unstored), and the four of the live edge.
+    assert_eq!(in_memory, vec![1, 3, 5, 6, 7, 8, 9]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -391,6 +391,8 @@ impl Segment {
                 duration: s.duration,
                 independent: !s.not_independent,
                 data: Bytes::new(),
+                // Unknown: a request for the part is a 410 (fetch the whole segment).
+                len: 0,
             }],
             complete: true,
             duration: s.duration,

@@ -88,20 +88,15 @@ impl ObjectStore for LocalDirStore {
         let key = key.to_owned();
         Box::pin(async move {
             let path = self.path(&key)?;
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(io(&key))?;
+            // One blocking task for the whole object: tokio::fs would hop to the blocking
+            // pool for every call (directory, create, each write, flush, rename) and copy
+            // the bytes into its own buffer on the way; with a segment per rendition per
+            // channel every two seconds, those hops were a visible share of the CPU.
+            let written = tokio::task::spawn_blocking(move || write_file(&path, &parts)).await;
+            match written {
+                Ok(r) => r.map_err(io(&key)),
+                Err(e) => Err(io(&key)(std::io::Error::other(e))),
             }
-            // Write then rename: a reader never sees half an object.
-            let tmp = path.with_extension("part-write");
-            let mut f = tokio::fs::File::create(&tmp).await.map_err(io(&key))?;
-            use tokio::io::AsyncWriteExt;
-            for p in &parts {
-                f.write_all(p).await.map_err(io(&key))?;
-            }
-            f.flush().await.map_err(io(&key))?;
-            drop(f);
-            tokio::fs::rename(&tmp, &path).await.map_err(io(&key))?;
-            Ok(())
         })
     }
 
@@ -167,6 +162,21 @@ impl ObjectStore for LocalDirStore {
             }
         })
     }
+}
+
+/// Write then rename: a reader never sees half an object.
+fn write_file(path: &Path, parts: &[Bytes]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("part-write");
+    let mut f = std::fs::File::create(&tmp)?;
+    for p in parts {
+        f.write_all(p)?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 impl LocalDirStore {

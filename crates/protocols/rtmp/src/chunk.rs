@@ -348,7 +348,7 @@ impl ChunkDecoder {
 
     /// Updates chunk stream state from a consumed header. Returns a message when the
     /// header completes one (zero-length messages, and single-chunk messages whose
-    /// payload is already buffered, which are split off without copying).
+    /// payload is already buffered, copied out in one piece).
     fn apply_header(&mut self, h: &ParsedHeader) -> Result<Option<RawMessage>, RtmpError> {
         let chunk_size = self.chunk_size as usize;
         let stream = self.streams.entry(h.csid).or_insert_with(|| InStream {
@@ -408,10 +408,13 @@ impl ChunkDecoder {
             return Ok(Some(whole));
         }
         if !continuation && chunk_len == stream.length && self.buf.len() >= chunk_len {
-            return Ok(Some(RawMessage {
-                payload: self.buf.split_to(chunk_len).freeze(),
-                ..whole
-            }));
+            // Copied out, not split off: a slice would pin the whole read buffer for as
+            // long as the frame lives (a GOP cache holds two seconds of small audio
+            // frames, each then keeping a buffer of several KiB alive), and every read
+            // after it would need a fresh buffer. An exact copy of one message is cheap.
+            let payload = Bytes::copy_from_slice(&self.buf[..chunk_len]);
+            self.buf.advance(chunk_len);
+            return Ok(Some(RawMessage { payload, ..whole }));
         }
         self.current = Some((h.csid, chunk_len));
         Ok(None)

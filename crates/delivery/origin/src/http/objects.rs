@@ -183,7 +183,7 @@ pub(super) async fn part_request(
 ) -> Response {
     let p = u64::from(part);
     let etag = || format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
-    let limit = {
+    let fast = {
         let st = lock(&ch.inner);
         let Some(r) = st.rendition(rendition) else {
             return error(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET);
@@ -198,37 +198,57 @@ pub(super) async fn part_request(
         let hinted = hint_session(&st) == Some(session);
         if exists || !(near && hinted) {
             // The usual case (a player asks for a part its playlist lists): one lock.
-            let data = match part_bytes(&st, rendition, session, msn, part) {
-                Ok(d) => d,
-                Err(r) => return r.into_response(),
-            };
-            drop(st);
-            return media_response(data, &etag(), "video/iso.segment", IMMUTABLE, headers);
+            Ok(part_bytes(&st, rendition, session, msn, part))
+        } else {
+            Err(block_limit(r.target_duration))
         }
-        block_limit(r.target_duration)
     };
-    if let Some(feed) = ch.feed(rendition) {
-        feed.wait_until(&origin.metrics, limit, |e| e.settles_part(msn, p))
-            .await;
-    }
-    let st = lock(&ch.inner);
-    let data = match part_bytes(&st, rendition, session, msn, part) {
-        Ok(d) => d,
+    let held = match fast {
+        Ok(held) => held,
+        Err(limit) => {
+            if let Some(feed) = ch.feed(rendition) {
+                feed.wait_until(&origin.metrics, limit, |e| e.settles_part(msn, p))
+                    .await;
+            }
+            let st = lock(&ch.inner);
+            part_bytes(&st, rendition, session, msn, part)
+        }
+    };
+    let data = match held {
+        Ok(PartHeld::Memory(d)) => d,
+        Ok(PartHeld::Stored(range)) => {
+            let key = segment_key(&ch.name, session, rendition, msn);
+            match from_store(origin, &key).await {
+                Ok(d) if d.len() >= range.end => d.slice(range),
+                Ok(_) => {
+                    tracing::warn!(key, "origin: stored segment shorter than its parts");
+                    return error(StatusCode::NOT_FOUND, "no such object", NOT_YET);
+                }
+                Err(r) => return r,
+            }
+        }
         Err(r) => return r.into_response(),
     };
-    drop(st);
     media_response(data, &etag(), "video/iso.segment", IMMUTABLE, headers)
 }
 
-/// Part `part` of segment `msn` of `session`, from memory, or the response that says
-/// why not.
+/// Where a part's bytes are.
+enum PartHeld {
+    Memory(Bytes),
+    /// Its segment left memory (which it only does once stored): the part is this range
+    /// of the stored segment. A player may still ask for a part that a playlist listed a
+    /// moment ago.
+    Stored(std::ops::Range<usize>),
+}
+
+/// Part `part` of segment `msn` of `session`, or the response that says why not.
 fn part_bytes(
     st: &ChannelInner,
     rendition: &str,
     session: u64,
     msn: u64,
     part: u32,
-) -> Result<Bytes, Reject> {
+) -> Result<PartHeld, Reject> {
     let Some(r) = st.rendition(rendition) else {
         return Err(Reject(StatusCode::NOT_FOUND, "unknown rendition", NOT_YET));
     };
@@ -240,7 +260,7 @@ fn part_bytes(
             "public, max-age=60",
         ));
     }
-    // Parts live in memory only, in the session that made them.
+    // Parts are listed by the session that made them, from memory.
     let Some(seg) = r.segment(msn).filter(|s| s.session == session) else {
         return Err(Reject(StatusCode::NOT_FOUND, "part not available", NOT_YET));
     };
@@ -255,14 +275,18 @@ fn part_bytes(
             Reject(StatusCode::NOT_FOUND, "part not available yet", NOT_YET)
         });
     };
-    if entry.data.is_empty() {
-        return Err(Reject(
+    if !entry.data.is_empty() {
+        Ok(PartHeld::Memory(entry.data.clone()))
+    } else if seg.stored && entry.len > 0 {
+        let offset: usize = seg.parts[..part as usize].iter().map(|p| p.len).sum();
+        Ok(PartHeld::Stored(offset..offset + entry.len))
+    } else {
+        Err(Reject(
             StatusCode::GONE,
             "part left memory; fetch the whole segment",
             "public, max-age=60",
-        ));
+        ))
     }
-    Ok(entry.data.clone())
 }
 
 /// 200/206/304 for an immutable media object, with ETag and single-range support.
