@@ -19,8 +19,10 @@
 //!    `reorder_hold` and later ones overtake it.
 //! 6. Duplication: with probability `duplicate` a copy is released with the original.
 //!
-//! Random draws happen only for features that are on, so turning a feature on changes
-//! the sequence the later ones see; for a fixed configuration and seed it never varies.
+//! Each datagram takes the same random draws whatever happens to it, so for a fixed
+//! configuration and seed the k-th datagram's loss, jitter, hold and duplication depend
+//! on k alone; only the rate cap and the limits look at arrival times. Draws happen only
+//! for features that are on, so turning one on changes what the others draw.
 
 mod rng;
 #[cfg(test)]
@@ -300,6 +302,12 @@ impl Impairment {
             None => false,
         };
         let random_lost = self.rng.chance(self.cfg.loss);
+        // Drawn before any drop, so every datagram takes the same draws whatever befell
+        // it: the k-th datagram's loss, jitter, hold and copy then depend on the seed
+        // and k alone, never on the queue state that real arrival times decide.
+        let jitter_draw = (!self.cfg.jitter.is_zero()).then(|| self.rng.unit());
+        let held = self.rng.chance(self.cfg.reorder);
+        let copy = self.rng.chance(self.cfg.duplicate);
         if burst_lost {
             return self.lose(LossCause::Burst);
         }
@@ -334,8 +342,8 @@ impl Impairment {
         };
 
         let mut release = depart + self.cfg.delay;
-        if !self.cfg.jitter.is_zero() {
-            let j = self.cfg.jitter.as_nanos() as f64 * (self.rng.unit() * 2.0 - 1.0);
+        if let Some(u) = jitter_draw {
+            let j = self.cfg.jitter.as_nanos() as f64 * (u * 2.0 - 1.0);
             release = if j >= 0.0 {
                 release + Duration::from_nanos(j as u64)
             } else {
@@ -349,11 +357,10 @@ impl Impairment {
             self.last_release = release;
         }
         // A held datagram does not raise the floor: later ones are meant to pass it.
-        if self.rng.chance(self.cfg.reorder) {
+        if held {
             release += self.cfg.reorder_hold;
         }
-        let duplicated = self.rng.chance(self.cfg.duplicate)
-            && self.pending_bytes + 2 * len <= self.cfg.max_pending_bytes;
+        let duplicated = copy && self.pending_bytes + 2 * len <= self.cfg.max_pending_bytes;
         if duplicated {
             self.stats.duplicated += 1;
             self.schedule(release, index, now, data.clone());

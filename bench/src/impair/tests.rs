@@ -301,3 +301,34 @@ fn bad_configs_are_refused_with_the_value() {
     };
     assert!(Impairment::new(bad, 1).is_err());
 }
+
+#[test]
+fn queue_drops_do_not_shift_the_later_random_decisions() {
+    // The same 5,000 datagrams, once under a cap that overflows and once without:
+    // the random losses fall on the same datagrams.
+    let lossy = Config {
+        loss: 0.1,
+        jitter: MS,
+        duplicate: 0.05,
+        ..Config::default()
+    };
+    let capped = Config {
+        rate_bps: Some(1_000_000),
+        queue_bytes: 4_000,
+        ..lossy.clone()
+    };
+    let random_losses = |cfg: Config| {
+        let mut m = Impairment::new(cfg, 21).expect("valid");
+        let (verdicts, _) = run(&mut m, 5_000, MS / 2, 500);
+        let lost: Vec<bool> = verdicts
+            .iter()
+            .map(|v| *v == Verdict::Lost(LossCause::Random))
+            .collect();
+        (lost, m.stats().lost_queue)
+    };
+    let (free, none) = random_losses(lossy);
+    let (cap, overflowed) = random_losses(capped);
+    assert_eq!(none, 0);
+    assert!(overflowed > 1_000, "{overflowed}");
+    assert_eq!(free, cap);
+}
