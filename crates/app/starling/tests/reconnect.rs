@@ -198,7 +198,18 @@ fn an_encoder_reconnect_within_the_grace_continues_the_live_playlist() {
         pl.contains("#EXT-X-ENDLIST")
     });
     assert!(!vod.contains("PRELOAD-HINT"), "{vod}");
-    let frames = run(Command::new("ffprobe")
+    let text = video_frames_read(&server, PL);
+    assert!(
+        text.contains("nb_read_frames=475"),
+        "7 s + 12 s at 25 fps through one playlist:\n{text}\n{vod}"
+    );
+    assert!(!server.log_text().contains(KEY), "stream key in the log");
+    server.stop();
+}
+
+/// ffprobe's count of the video frames it decodes through `path` (one line per program).
+fn video_frames_read(server: &Server, path: &str) -> String {
+    let out = run(Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
             "-show_entries",
@@ -206,14 +217,8 @@ fn an_encoder_reconnect_within_the_grace_continues_the_live_playlist() {
             "-of",
             "default=nw=1",
         ])
-        .arg(server.http_url(PL)));
-    let text = String::from_utf8_lossy(&frames.stdout);
-    assert!(
-        text.contains("nb_read_frames=475"),
-        "7 s + 12 s at 25 fps through one playlist:\n{text}\n{vod}"
-    );
-    assert!(!server.log_text().contains(KEY), "stream key in the log");
-    server.stop();
+        .arg(server.http_url(path)));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Fetches every media object the playlists list now and records its body; a URL seen
@@ -342,16 +347,7 @@ fn urls_never_name_two_different_bodies_across_restarts_and_kill_9() {
             .all(|u| server.http_bytes(u).unwrap().0 == 200),
         "every listed segment is served:\n{vod}"
     );
-    let frames = run(Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(server.http_url(PL)));
-    let text = String::from_utf8_lossy(&frames.stdout);
+    let text = video_frames_read(&server, PL);
     // One line per program ffprobe sees in the multivariant playlist.
     let n: u64 = text
         .lines()

@@ -12,24 +12,9 @@ use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use common::{app, get, media_uris, playlist_until, temp_dir};
-use starling_demo_source::DemoConfig;
+use common::{app, get, media_uris, playlist_until, publish_demo, temp_dir};
 use starling_hub::Hub;
 use starling_origin::{LocalDirStore, Origin, OriginConfig};
-
-fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
-    common::publish(
-        hub,
-        "demo",
-        DemoConfig {
-            width: 320,
-            height: 180,
-            fps: 30,
-            gop_frames: 30,
-        },
-        seconds,
-    )
-}
 
 const RENDITIONS: [&str; 2] = ["source", "audio"];
 
@@ -71,8 +56,8 @@ async fn the_last_run_comes_back_after_a_restart_and_plays_as_vod() {
     let origin = Origin::new(config.clone(), Arc::new(LocalDirStore::new(&dir)));
     origin.follow(&hub, "demo");
     let a = app(&origin);
-    publish(&hub, 4).await.unwrap();
-    publish(&hub, 4).await.unwrap();
+    publish_demo(&hub, 4).await.unwrap();
+    publish_demo(&hub, 4).await.unwrap();
     let mut before = HashMap::new();
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
     for r in RENDITIONS {
@@ -122,7 +107,7 @@ async fn the_last_run_comes_back_after_a_restart_and_plays_as_vod() {
         old_files.iter().any(|f| f.ends_with("index-0.txt")),
         "{old_files:?}"
     );
-    publish(&hub, 3).await.unwrap();
+    publish_demo(&hub, 3).await.unwrap();
     let pl = playlist_until(
         &b,
         "/live/demo/source/index.m3u8",
@@ -166,7 +151,7 @@ async fn a_channel_without_recording_comes_back_with_its_window_only() {
     let origin = Origin::new(config.clone(), Arc::new(LocalDirStore::new(&dir)));
     origin.follow(&hub, "demo");
     let a = app(&origin);
-    publish(&hub, 10).await.unwrap();
+    publish_demo(&hub, 10).await.unwrap();
     let was = playlist_until(&a, "/live/demo/source/index.m3u8", "ENDLIST", ended).await;
     assert!(origin.drain(Duration::from_secs(10)).await);
     drop((a, origin, hub));
@@ -214,7 +199,7 @@ async fn a_history_object_that_cannot_be_read_is_refused_and_nothing_else_breaks
     // The channel still works: a publish goes live as usual.
     let hub = Arc::new(Hub::default());
     origin.follow(&hub, "demo");
-    let live = publish(&hub, 3);
+    let live = publish_demo(&hub, 3);
     let pl = playlist_until(&b, "/live/demo/source/index.m3u8", "a segment", |pl| {
         pl.contains("#EXTINF")
     })
@@ -257,7 +242,7 @@ async fn sweeps_delete_what_retention_no_longer_keeps_and_never_the_listed_run()
         let origin = Origin::new(config.clone(), Arc::new(LocalDirStore::new(&dir)));
         origin.follow(&hub, "demo");
         let b = app(&origin);
-        publish(&hub, 3).await.unwrap();
+        publish_demo(&hub, 3).await.unwrap();
         let pl = playlist_until(&b, "/live/demo/source/index.m3u8", "ENDLIST", ended).await;
         assert!(origin.drain(Duration::from_secs(10)).await);
         let (recent, hours_old, days_old) = (

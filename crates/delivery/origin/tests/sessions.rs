@@ -14,25 +14,9 @@ use std::{
 
 use axum::{http::StatusCode, Router};
 use bytes::Bytes;
-use common::{app, get, media_uris, playlist_until, temp_dir};
-use starling_demo_source::DemoConfig;
+use common::{app, get, media_uris, playlist_until, publish_demo, temp_dir};
 use starling_hub::Hub;
 use starling_origin::{LocalDirStore, Origin, OriginConfig};
-
-/// The demo source on `demo` for `seconds` (320x180, a keyframe a second).
-fn publish(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
-    common::publish(
-        hub,
-        "demo",
-        DemoConfig {
-            width: 320,
-            height: 180,
-            fps: 30,
-            gop_frames: 30,
-        },
-        seconds,
-    )
-}
 
 /// Sessions of the listed segments (not of the init section, which a republish with the
 /// same settings keeps using from an earlier session).
@@ -139,7 +123,7 @@ async fn a_reconnect_within_the_grace_continues_the_live_playlist() {
             }
         })
     };
-    publish(&hub, 5).await.unwrap();
+    publish_demo(&hub, 5).await.unwrap();
     // The encoder is gone, but within the grace: still a live playlist, no ENDLIST, and a
     // preload hint into the session a republish will get.
     let gap = playlist_until(&app, PL, "in the grace", |pl| {
@@ -164,7 +148,7 @@ async fn a_reconnect_within_the_grace_continues_the_live_playlist() {
         tokio::spawn(async move { get(&app, &uri).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = publish(&hub, 8);
+    let second = publish_demo(&hub, 8);
     let (status, body) = blocked.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let seam = String::from_utf8(body.to_vec()).unwrap();
@@ -241,7 +225,7 @@ async fn a_request_blocked_when_the_run_ends_gets_the_final_playlist() {
     );
     origin.follow(&hub, "demo");
     let app = app(&origin);
-    publish(&hub, 3).await.unwrap();
+    publish_demo(&hub, 3).await.unwrap();
     // Once the packager has flushed the publish (the hint names the next session).
     let pl = playlist_until(&app, "/live/demo/source/index.m3u8", "flushed", |pl| {
         hint_session(pl).is_some_and(|h| !segment_sessions(pl).contains(&h))
@@ -306,7 +290,7 @@ async fn no_url_names_two_different_bytes_across_runs_and_restarts() {
     let mut old_sessions: Vec<String> = Vec::new();
     for run in 0..2 {
         let mut new_sessions = Vec::new();
-        publish(&hub, 4).await.unwrap();
+        publish_demo(&hub, 4).await.unwrap();
         for r in ["source", "audio"] {
             // The end of this run (not the previous run's ENDLIST, still served until
             // the new publish's first frames arrive).
@@ -354,7 +338,7 @@ async fn no_url_names_two_different_bytes_across_runs_and_restarts() {
     let b = app(&origin);
     let before: HashMap<String, Bytes> = all.clone();
     check(&mut all, refetch(&b, &before).await);
-    publish(&hub, 4).await.unwrap();
+    publish_demo(&hub, 4).await.unwrap();
     let pl = playlist_until(&b, "/live/demo/source/index.m3u8", "ENDLIST", ended).await;
     let got = bodies(&b, "/live/demo/source", &pl).await;
     // A new process makes its own init section too: every URL is new.

@@ -137,3 +137,18 @@ pub fn media_uris(pl: &str) -> Vec<String> {
     }
     out
 }
+
+/// The demo source on channel `demo` for `seconds` (320x180, a keyframe a second).
+pub fn publish_demo(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()> {
+    publish(
+        hub,
+        "demo",
+        DemoConfig {
+            width: 320,
+            height: 180,
+            fps: 30,
+            gop_frames: 30,
+        },
+        seconds,
+    )
+}
