@@ -32,6 +32,8 @@ pub struct NodeAuthorizer {
     gate: Arc<DbPlaybackGate>,
     hub: Arc<Hub>,
     origin: Arc<Origin>,
+    /// The node's default SRT passphrase and key length (`srt.passphrase`).
+    srt_default: Option<(String, u8)>,
     /// Live publishes on this node by key id, to stop them when their key is revoked and
     /// to mark their device idle when they end.
     live: Mutex<HashMap<String, (starling_control::PublishGrant, usize)>>,
@@ -50,8 +52,10 @@ impl NodeAuthorizer {
         gate: Arc<DbPlaybackGate>,
         hub: Arc<Hub>,
         origin: Arc<Origin>,
+        srt_default: Option<(String, u8)>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            srt_default,
             config: ConfigAuthorizer::new(channels),
             db,
             gate,
@@ -150,6 +154,33 @@ impl NodeAuthorizer {
     }
 }
 
+impl starling_srt_server::Passphrases for NodeAuthorizer {
+    fn passphrase(&self, channel: Option<&str>, _key: Option<&str>) -> Option<(String, u8)> {
+        let own = channel.and_then(|name| {
+            self.config
+                .channels
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.srt_passphrase.clone())
+        });
+        match (own, &self.srt_default) {
+            // A channel's own passphrase takes the node's key length.
+            (Some(p), Some((_, len))) => Some((p, *len)),
+            (Some(p), None) => Some((p, 16)),
+            (None, default) => default.clone(),
+        }
+    }
+}
+
+/// The `token=` parameter of a play query (RTMP `name?token=...`; SRT passes its
+/// `s=` the same way).
+fn token_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+}
+
 impl Authorizer for NodeAuthorizer {
     fn authorize_publish<'a>(
         &'a self,
@@ -195,7 +226,7 @@ impl Authorizer for NodeAuthorizer {
         &'a self,
         app: &'a str,
         name: &'a str,
-        _query: Option<&'a str>,
+        query: Option<&'a str>,
         _peer: SocketAddr,
     ) -> BoxFuture<'a, Result<PlayGrant, AuthError>> {
         Box::pin(async move {
@@ -207,9 +238,28 @@ impl Authorizer for NodeAuthorizer {
             // Through the playback gate's cache: unknown names are cached too and read
             // once however many players ask, so players cannot drive the database.
             match self.gate.visibility(name).await {
-                Ok(Some(Visibility::Private)) => Err(AuthError::Forbidden(
-                    "private channel: playback needs a token".into(),
-                )),
+                Ok(Some(Visibility::Private)) => {
+                    let Some(token) = token_param(query) else {
+                        return Err(AuthError::Forbidden(
+                            "private channel: playback needs a token".into(),
+                        ));
+                    };
+                    use starling_origin::PlaybackGate as _;
+                    match self.gate.check(name, Some(token)).await {
+                        starling_origin::Access::Allowed | starling_origin::Access::Public => {
+                            self.origin.follow(&self.hub, name);
+                            Ok(PlayGrant {
+                                channel: name.to_owned(),
+                            })
+                        }
+                        starling_origin::Access::Refused(r) => {
+                            debug!(channel = %name, reason = ?r, "play refused: token");
+                            Err(AuthError::Forbidden(
+                                "private channel: the playback token is not valid for it".into(),
+                            ))
+                        }
+                    }
+                }
                 Ok(Some(_)) => {
                     self.origin.follow(&self.hub, name);
                     Ok(PlayGrant {
@@ -305,12 +355,14 @@ mod tests {
                 stream_key: "key-news-1".into(),
                 takeover: false,
                 recording: false,
+                srt_passphrase: None,
             },
             ChannelConfig {
                 name: "sport".into(),
                 stream_key: "key-sport-1".into(),
                 takeover: true,
                 recording: false,
+                srt_passphrase: None,
             },
         ])
     }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub struct Config {
     pub server: ServerSection,
     pub rtmp: RtmpSection,
+    pub srt: crate::srt_config::SrtSection,
     pub hub: HubSection,
     pub origin: OriginSection,
     pub control: ControlSection,
@@ -195,6 +196,10 @@ pub struct ChannelConfig {
     /// recording); without it they are deleted and disk use stays flat.
     #[serde(default)]
     pub recording: bool,
+    /// AES passphrase SRT callers of this channel must use (10 to 79 characters);
+    /// unset: `srt.passphrase`.
+    #[serde(default)]
+    pub srt_passphrase: Option<String>,
 }
 
 impl std::fmt::Debug for ChannelConfig {
@@ -205,6 +210,10 @@ impl std::fmt::Debug for ChannelConfig {
             .field("stream_key", &"<redacted>")
             .field("takeover", &self.takeover)
             .field("recording", &self.recording)
+            .field(
+                "srt_passphrase",
+                &self.srt_passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -260,7 +269,9 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 6] = ["server", "rtmp", "hub", "origin", "control", "webhooks"];
+const ENV_SECTIONS: [&str; 7] = [
+    "server", "rtmp", "srt", "hub", "origin", "control", "webhooks",
+];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
 
@@ -324,6 +335,12 @@ impl Config {
             if let Err(e) = starling_rtmp_server::check_key_shape(&ch.stream_key) {
                 bail!("channels[{i}] ({}): stream_key: {e}", ch.name);
             }
+            if let Some(p) = &ch.srt_passphrase {
+                crate::srt_config::check_passphrase(
+                    &format!("channels[{i}] ({}): srt_passphrase", ch.name),
+                    p,
+                )?;
+            }
             if ch.stream_key.len() < 8 {
                 bail!(
                     "channels[{i}] ({}): stream_key must be at least 8 characters",
@@ -340,6 +357,7 @@ impl Config {
                 );
             }
         }
+        self.srt.validate()?;
         if self.rtmp.max_message_bytes == 0 || self.rtmp.max_message_bytes > 256 << 20 {
             bail!("rtmp.max_message_bytes must be between 1 and 268435456");
         }
@@ -716,6 +734,7 @@ mod tests {
             stream_key: "secret-key-1".into(),
             takeover: false,
             recording: false,
+            srt_passphrase: None,
         };
         assert!(!format!("{c:?}").contains("secret-key-1"));
     }

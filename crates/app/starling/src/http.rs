@@ -25,6 +25,9 @@ pub struct AppState {
     pub db: starling_control::Db,
     pub live_state: Arc<starling_live_state::LiveStateBus>,
     pub rtmp: Arc<ServerStats>,
+    pub srt: Arc<starling_srt_server::ServerStats>,
+    /// Live SRT links by channel (statistics for the live list and `/metrics`).
+    pub srt_links: Arc<starling_srt_server::Links>,
     pub http: Arc<crate::http_server::HttpStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
@@ -139,6 +142,8 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
     st.rtmp.render(&mut out);
+    st.srt.render(&mut out);
+    st.srt_links.render(&mut out);
     st.http.render(&mut out);
     st.origin.metrics().render(&mut out);
     let live = st.hub.live();
@@ -225,8 +230,9 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 "since": ch.since.map(starling_hls::program_date_time),
                 "video": track(TrackKind::Video),
                 "audio": track(TrackKind::Audio),
-                // Hub consumers other than the origin's packager: RTMP players, for now.
+                // Hub consumers other than the origin's packager: RTMP and SRT players.
                 "viewers": ch.subscribers.saturating_sub(1),
+                "ingest": st.srt_links.get(&ch.name).map(|l| srt_link_json(&l)),
             })
         })
         .collect();
@@ -235,6 +241,24 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
         [(header::CACHE_CONTROL, "private, no-cache")],
         Json(json!({ "channels": channels })),
     )
+}
+
+/// An SRT link's figures for the live list (the peer's address stays in the log).
+fn srt_link_json(l: &starling_srt_server::LinkInfo) -> Value {
+    let s = &l.stats;
+    json!({
+        "protocol": "srt",
+        "mode": l.kind,
+        "rtt_ms": s.rtt_ms,
+        "receive_rate_mbps": s.recv_rate_mbps,
+        "latency_ms": s.latency_ms,
+        "receive_buffer_ms": s.receive_buffer_ms,
+        "packets_received": s.packets_received,
+        "packets_lost": s.packets_lost,
+        "packets_retransmitted": s.packets_retransmitted_received,
+        "packets_dropped": s.packets_dropped,
+        "ts_continuity_errors": l.demux.continuity_errors,
+    })
 }
 
 #[cfg(test)]
@@ -268,6 +292,8 @@ mod tests {
             db,
             live_state: starling_live_state::LiveStateBus::new(Default::default()),
             rtmp: Arc::new(ServerStats::default()),
+            srt: Arc::default(),
+            srt_links: Arc::default(),
             http: Default::default(),
             gate: None,
             metrics: MetricsAccess {
@@ -388,6 +414,8 @@ mod tests {
                     db,
                     live_state: starling_live_state::LiveStateBus::new(Default::default()),
                     rtmp: Arc::new(ServerStats::default()),
+                    srt: Arc::default(),
+                    srt_links: Arc::default(),
                     http: Default::default(),
                     gate: None,
                     metrics: MetricsAccess {

@@ -10,6 +10,7 @@ mod events;
 mod http;
 mod http_server;
 mod playback_gate;
+mod srt_config;
 mod webhooks;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
@@ -227,6 +228,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let webhooks = webhooks::Webhooks::start(db.clone(), config.webhook_dispatcher()?)
         .context("starting the webhook dispatcher")?;
     let rtmp_stats = Arc::new(ServerStats::default());
+    let srt_stats = Arc::new(starling_srt_server::ServerStats::default());
+    let srt_links = Arc::new(starling_srt_server::Links::default());
     let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -279,6 +282,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         db: db.clone(),
         live_state: live_state.clone(),
         rtmp: rtmp_stats.clone(),
+        srt: srt_stats.clone(),
+        srt_links: srt_links.clone(),
         http: http_stats.clone(),
         gate: Some(gate.clone()),
         metrics: http::MetricsAccess {
@@ -303,26 +308,52 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
 
+    // One authorizer for every ingest protocol: the same keys publish over RTMP and SRT.
+    let auth = auth::NodeAuthorizer::new(
+        config.channels.clone(),
+        db.clone(),
+        gate.clone(),
+        hub.clone(),
+        origin.clone(),
+        config
+            .srt
+            .passphrase
+            .get()
+            .map(|p| (p.to_owned(), config.srt.pbkeylen)),
+    );
+    auth.watch_revocations(std::time::Duration::from_secs(1));
     let rtmp_task = if config.rtmp.enabled {
         let listener = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
-        let auth = auth::NodeAuthorizer::new(
-            config.channels.clone(),
-            db.clone(),
-            gate.clone(),
-            hub.clone(),
-            origin.clone(),
-        );
-        auth.watch_revocations(std::time::Duration::from_secs(1));
         Some(tokio::spawn(starling_rtmp_server::serve(
             listener,
             config.rtmp_server(),
             hub.clone(),
-            auth,
+            auth.clone(),
             rtmp_stats.clone(),
             shutdown_rx.clone(),
         )))
+    } else {
+        None
+    };
+    let srt_server = if config.srt.enabled {
+        // Pulled channels are packaged from their first frame, like published ones.
+        for p in &config.srt.pull {
+            origin.follow(&hub, &p.channel);
+        }
+        let server = starling_srt_server::serve(
+            config.srt.server_config(),
+            hub.clone(),
+            auth.clone(),
+            auth.clone(),
+            srt_stats.clone(),
+            srt_links.clone(),
+            tokio::runtime::Handle::current(),
+            shutdown_rx.clone(),
+        )
+        .with_context(|| format!("starting SRT on {} (UDP)", config.srt.listen))?;
+        Some(server)
     } else {
         None
     };
@@ -337,6 +368,10 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         if let Err(e) = t.await {
             error!(error = %e, "RTMP server task failed");
         }
+    }
+    if let Some(srt) = srt_server {
+        // Its threads block: wait for them off the async workers.
+        let _ = tokio::task::spawn_blocking(move || srt.join()).await;
     }
     // Publishers are gone: the last parts and segments are packaged and written before
     // the process exits (bounded), so a graceful restart loses nothing published.

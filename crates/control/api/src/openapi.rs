@@ -347,7 +347,25 @@ fn add_node_routes(doc: &mut Value) {
                 "name": { "type": "string" },
                 "since": { "type": ["string", "null"], "description": "When the publish began (ISO 8601, UTC)." },
                 "video": track.clone(), "audio": track,
-                "viewers": { "type": "integer", "minimum": 0, "description": "RTMP players." }
+                "viewers": { "type": "integer", "minimum": 0, "description": "RTMP and SRT players." },
+                "ingest": {
+                    "type": ["object", "null"], "additionalProperties": false,
+                    "description": "The SRT link of the publisher (null for other protocols): libsrt's figures since the link started, refreshed every second.",
+                    "required": ["protocol", "mode", "rtt_ms", "receive_rate_mbps", "latency_ms", "receive_buffer_ms", "packets_received", "packets_lost", "packets_retransmitted", "packets_dropped", "ts_continuity_errors"],
+                    "properties": {
+                        "protocol": { "type": "string", "enum": ["srt"] },
+                        "mode": { "type": "string", "enum": ["publish", "pull"], "description": "publish: the encoder called this node; pull: this node called the encoder." },
+                        "rtt_ms": { "type": "number" },
+                        "receive_rate_mbps": { "type": "number" },
+                        "latency_ms": { "type": "integer", "minimum": 0, "description": "The negotiated SRT latency." },
+                        "receive_buffer_ms": { "type": "integer", "minimum": 0 },
+                        "packets_received": { "type": "integer", "minimum": 0 },
+                        "packets_lost": { "type": "integer", "minimum": 0, "description": "Found missing on receipt; most arrive later by retransmission." },
+                        "packets_retransmitted": { "type": "integer", "minimum": 0 },
+                        "packets_dropped": { "type": "integer", "minimum": 0, "description": "Given up on: too late to play. Each is media lost." },
+                        "ts_continuity_errors": { "type": "integer", "minimum": 0 }
+                    }
+                }
             }
         }}}
     });

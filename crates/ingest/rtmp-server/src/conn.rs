@@ -25,10 +25,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{
-    auth::{check_key_shape, AuthError},
-    Authorizer, RtmpServerConfig, ServerStats,
-};
+use crate::{check_key_shape, AuthError, Authorizer, RtmpServerConfig, ServerStats};
 
 const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 64 * 1024;

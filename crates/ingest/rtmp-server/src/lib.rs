@@ -6,14 +6,13 @@
 //! to, with one log line naming the peer and the cause; stream keys are never logged.
 //!
 //! Layout, as in every protocol server of Starling: `server` (the accept loop and its
-//! limits), `conn` (one connection: publish or play), `auth` (the narrow interface this
-//! server needs from the control plane).
+//! limits), `conn` (one connection: publish or play); the narrow interface to the control
+//! plane is `starling-ingest-auth`, shared with the SRT server.
 
-mod auth;
 pub mod client;
 mod conn;
 mod server;
 
-pub use auth::check_key_shape;
-pub use auth::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};
 pub use server::{serve, RtmpServerConfig, ServerStats};
+pub use starling_ingest_auth::check_key_shape;
+pub use starling_ingest_auth::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};

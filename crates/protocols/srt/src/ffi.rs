@@ -4,7 +4,12 @@
 //! some thirty declarations. Values and layouts are those of libsrt 1.5.1 (Debian 12);
 //! `CBytePerfMon` must match field for field, and the test at the end checks its size
 //! against the one libsrt 1.5 has on 64-bit Linux.
-#![allow(unsafe_code, non_camel_case_types, dead_code)]
+#![allow(
+    unsafe_code,
+    non_camel_case_types,
+    dead_code,
+    clippy::upper_case_acronyms
+)]
 
 use libc::{c_char, c_int, c_void, sockaddr};
 

@@ -571,6 +571,11 @@ pub struct Handshake<'a> {
 pub struct PendingSocket(ffi::SRTSOCKET);
 
 impl PendingSocket {
+    /// The id the socket will have once accepted.
+    pub fn id(&self) -> i32 {
+        self.0
+    }
+
     pub fn set_passphrase(&self, passphrase: &str, key_len: u8) -> Result<(), SrtError> {
         let s = mem::ManuallyDrop::new(Socket { id: self.0 });
         s.set_passphrase(passphrase, key_len)

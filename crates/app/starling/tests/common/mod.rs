@@ -20,6 +20,8 @@ use std::{
 pub struct Server {
     pub child: Option<Child>,
     pub rtmp: SocketAddr,
+    /// The SRT listener's UDP address.
+    pub srt: SocketAddr,
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub log: PathBuf,
@@ -85,6 +87,11 @@ impl Server {
         Self::start_full(name, "", extra, "recording = true", "serve", &[])
     }
 
+    /// [`Server::start`] with `channel_extra` TOML in the test channel's table.
+    pub fn start_channel(name: &str, extra: &str, channel_extra: &str) -> Server {
+        Self::start_full(name, "", extra, channel_extra, "serve", &[])
+    }
+
     fn start_full(
         name: &str,
         server_extra: &str,
@@ -100,7 +107,7 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[srt]\nlisten = \"127.0.0.1:0\"\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
                 dir.join("data").display()
             ),
         )
@@ -126,6 +133,7 @@ impl Server {
         let mut server = Server {
             child: None,
             rtmp: unset,
+            srt: unset,
             http: unset,
             log: dir.join("starling.log"),
             dir,
@@ -211,12 +219,14 @@ impl Server {
         };
         while Instant::now() < deadline {
             let text = self.log_text();
-            if let (Some(http), Some(rtmp)) = (
+            if let (Some(http), Some(rtmp), Some(srt)) = (
                 addr_after(&text, "HTTP listening"),
                 addr_after(&text, "RTMP listening"),
+                addr_after(&text, "SRT listening"),
             ) {
                 self.http = http;
                 self.rtmp = rtmp;
+                self.srt = srt;
                 if TcpStream::connect(self.rtmp).is_ok() && self.http_get("/healthz").is_some() {
                     return;
                 }
@@ -360,6 +370,13 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
+    }
+
+    /// An ffmpeg SRT URL for this server with `stream_id` (as is: ffmpeg's libsrt
+    /// takes the query value up to the next `&`, `#`, `,` and `=` included) and extra
+    /// query parameters (`&latency=...`).
+    pub fn srt_url(&self, stream_id: &str, extra: &str) -> String {
+        format!("srt://{}?streamid={stream_id}{extra}", self.srt)
     }
 
     pub fn rtmp_url(&self, name: &str) -> String {

@@ -1,4 +1,4 @@
-//! What the RTMP server needs from the control plane, and nothing more.
+//! What the ingest servers (RTMP, SRT) need from the control plane, and nothing more.
 
 use std::{future::Future, net::SocketAddr, pin::Pin};
 

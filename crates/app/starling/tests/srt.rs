@@ -1,0 +1,489 @@
+//! SRT end to end with the real tools: ffmpeg (libsrt), srt-live-transmit and GStreamer
+//! publish into `starling serve`; ffmpeg and srt-live-transmit play from it; Starling
+//! pulls from a listening ffmpeg. Refusals, a killed sender and garbage datagrams.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{
+    net::UdpSocket,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// `seconds` of 640x360 30 fps H.264 (a keyframe a second) + AAC, as MPEG-TS, in real
+/// time: written to `copy` (what was sent) and sent to `url` in one encode.
+fn publish_ts(url: &str, copy: &Path, seconds: u32) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=30")
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(["-t", &seconds.to_string(), "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-b:v", "1500k", "-c:a", "aac", "-b:a", "96k", "-f", "tee"])
+        .arg(format!(
+            "[f=mpegts]{}|[f=mpegts:onfail=abort]{url}",
+            copy.display()
+        ))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn video_packets(url_or_file: &str) -> usize {
+    probe_packets(Path::new(url_or_file))
+        .iter()
+        .filter(|p| p.stream == "video")
+        .count()
+}
+
+/// Waits for the channel's playlist to carry ENDLIST (the publish ended and the grace
+/// passed), then returns the media playlist's URL.
+fn ended_playlist(server: &Server) -> String {
+    let path = format!("/live/{CHANNEL}/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if server
+            .http_get(&path)
+            .is_some_and(|t| t.contains("#EXT-X-ENDLIST"))
+        {
+            return server.http_url(&path);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no ENDLIST; log:\n{}", server.log_text());
+}
+
+fn wait_live(server: &Server) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some((200, body)) = server.http_bytes("/api/v1/live") {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if let Some(ch) = v["channels"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == CHANNEL))
+            {
+                if !ch["ingest"].is_null() && ch["ingest"]["packets_received"].as_u64() > Some(0) {
+                    return ch.clone();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("channel not live over SRT; log:\n{}", server.log_text());
+}
+
+#[test]
+fn ffmpeg_publishes_over_srt_and_hls_has_every_frame_to_the_last() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("srt-ffmpeg", "");
+    let src = server.dir.join("src.ts");
+    let url = server.srt_url(
+        &format!("#!::r={CHANNEL},m=publish,s={KEY}"),
+        // ffmpeg closes without lingering by default, which throws away what its
+        // sender has not sent yet (up to ~60 ms under load): that is the sender's
+        // tail to keep. Lingering, everything it sent must come out.
+        "&latency=200000&linger=5",
+    );
+    let mut publisher = publish_ts(&url, &src, 8).spawn().unwrap();
+    // While live: the stream's view has the link's figures, /metrics the counters.
+    let live = wait_live(&server);
+    assert_eq!(live["ingest"]["protocol"], "srt");
+    assert_eq!(live["ingest"]["mode"], "publish");
+    assert!(
+        live["ingest"]["latency_ms"].as_u64().unwrap() >= 200,
+        "{live}"
+    );
+    assert_eq!(
+        live["video"]["codec"].as_str().unwrap().get(..4),
+        Some("avc1")
+    );
+    assert!(server.metric("starling_srt_publishes_total") >= 1.0);
+    let metrics = server.http_get("/metrics").unwrap();
+    assert!(metrics.contains(&format!(
+        "starling_srt_link_rtt_ms{{channel=\"{CHANNEL}\"}}"
+    )));
+    let status = publisher.wait().unwrap();
+    assert!(
+        status.success(),
+        "publisher failed; log:\n{}",
+        server.log_text()
+    );
+    server.wait_log("SRT publish ended", Duration::from_secs(10));
+
+    // Every frame sent, the last ones included (a clean close delivers the tail), and
+    // in order with no decode errors.
+    let sent = video_packets(src.to_str().unwrap());
+    let hls = ended_playlist(&server);
+    let got = probe_packets(Path::new(&hls));
+    let video: Vec<&Packet> = got.iter().filter(|p| p.stream == "video").collect();
+    assert_eq!(video.len(), sent, "video frames in LL-HLS vs sent");
+    assert!(
+        video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms),
+        "monotonic DTS"
+    );
+    let decode = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&hls)
+        .args(["-f", "null", "-"]));
+    assert!(
+        String::from_utf8_lossy(&decode.stderr).trim().is_empty(),
+        "decode errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    server.assert_no_secret_in_log();
+}
+
+#[test]
+fn refused_callers_are_told_why_and_passphrases_hold() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start_channel(
+        "srt-refusals",
+        "",
+        "srt_passphrase = \"a-passphrase-of-e2e\"",
+    );
+    let try_publish = |stream_id: &str, extra: &str| {
+        let src = server.dir.join("refused.ts");
+        let out = publish_ts(&server.srt_url(stream_id, extra), &src, 2)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Unknown key, a key for another channel than r=, a mode SRT has but Starling
+    // does not, no passphrase, a wrong one.
+    let (ok, err) = try_publish("#!::r=e2e,m=publish,s=not-a-key-of-ours", "");
+    assert!(!ok, "an unknown key published");
+    assert!(err.to_lowercase().contains("reject"), "ffmpeg says: {err}");
+    let (ok, _) = try_publish(&format!("#!::r=other,m=publish,s={KEY}"), "");
+    assert!(!ok);
+    let (ok, _) = try_publish("#!::r=e2e,m=bidirectional", "");
+    assert!(!ok);
+    let (ok, _) = try_publish(&format!("#!::r=e2e,m=publish,s={KEY}"), "");
+    assert!(!ok, "published without the channel's passphrase");
+    let (ok, _) = try_publish(
+        &format!("#!::r=e2e,m=publish,s={KEY}"),
+        "&passphrase=not-the-passphrase",
+    );
+    assert!(!ok, "published with a wrong passphrase");
+    let log = server.log_text();
+    assert!(log.contains("SRT publish refused"), "{log}");
+    assert!(log.contains("bad stream id"), "{log}");
+    assert!(server.metric("starling_srt_handshakes_refused_total") >= 3.0);
+    // The bare key with the right passphrase publishes.
+    let (ok, err) = try_publish(KEY, "&passphrase=a-passphrase-of-e2e&pbkeylen=16");
+    assert!(
+        ok,
+        "the right key and passphrase: {err}\n{}",
+        server.log_text()
+    );
+    server.wait_log("SRT publish started", Duration::from_secs(5));
+    server.assert_no_secret_in_log();
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn players_pull_a_channel_as_ts_over_srt() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("srt-play", "");
+    // RTMP in, SRT out: the player connects first and waits for the channel.
+    let out_ffmpeg = server.dir.join("ffmpeg-played.ts");
+    let mut ffplayer = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(server.srt_url(&format!("#!::r={CHANNEL},m=request"), ""))
+        .args(["-c", "copy", "-t", "4", "-f", "mpegts"])
+        .arg(&out_ffmpeg)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_log("SRT play started", Duration::from_secs(10));
+    let mut publisher = ffmpeg_test_publish(&server.rtmp_url(KEY), 12)
+        .spawn()
+        .unwrap();
+    let slt_out = server.dir.join("slt-played.ts");
+    let mut slt = None;
+    if have_srt_live_transmit() {
+        std::thread::sleep(Duration::from_secs(2));
+        slt = Some(
+            Command::new("srt-live-transmit")
+                .arg(format!(
+                    "srt://{}?streamid=#!::r={CHANNEL},m=request",
+                    server.srt
+                ))
+                .arg("file://con")
+                .args(["-t:6", "-q"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&slt_out).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let status = wait_exit(&mut ffplayer, Duration::from_secs(30)).expect("ffmpeg player ends");
+    assert!(
+        status.success(),
+        "ffmpeg player; log:\n{}",
+        server.log_text()
+    );
+    let frames = video_packets(out_ffmpeg.to_str().unwrap());
+    assert!(
+        frames >= 75,
+        "ffmpeg played {frames} frames of 4 s at 25 fps"
+    );
+    if let Some(mut slt) = slt {
+        let _ = wait_exit(&mut slt, Duration::from_secs(20));
+        let _ = slt.kill();
+        let frames = video_packets(slt_out.to_str().unwrap());
+        assert!(frames >= 50, "srt-live-transmit received {frames} frames");
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    // A private channel's rules hold over SRT too: no token, no stream (see
+    // private_channel.rs for the token path, shared with RTMP play).
+    let refused = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(server.srt_url("#!::r=no-such-channel,m=request", ""))
+        .args(["-t", "1", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(server.log_text().contains("SRT play refused"));
+}
+
+fn have_srt_live_transmit() -> bool {
+    Command::new("srt-live-transmit")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn srt_live_transmit_and_gstreamer_publish() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("srt-tools", "");
+    let src = server.dir.join("src.ts");
+    run(Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&src));
+    // srt-live-transmit reads the file as fast as it can: pace it through ffmpeg.
+    let mut feeder = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "mpegts", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // srt-live-transmit 1.5.1 does not end at the end of its standard input: `-t:8`
+    // ends it (closing the link cleanly) once the 4 s feed is through.
+    let mut slt = Command::new("srt-live-transmit")
+        .arg("file://con")
+        .arg(format!("srt://{}?streamid={KEY}", server.srt))
+        .args(["-q", "-a:no", "-t:8"])
+        .stdin(feeder.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = feeder.wait();
+    let status = wait_exit(&mut slt, Duration::from_secs(30));
+    let _ = slt.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "srt-live-transmit: {status:?}"
+    );
+    server.wait_log("SRT publish ended", Duration::from_secs(10));
+    let first = server.log_text().matches("SRT publish started").count();
+    assert_eq!(first, 1);
+
+    let mut gst = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", src.display()))
+        .args(["!", "tsparse", "set-timestamps=true", "!", "srtsink"])
+        .arg(format!("uri=srt://{}", server.srt))
+        .arg(format!("streamid=#!::r={CHANNEL},m=publish,s={KEY}"))
+        .arg("sync=true")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut gst, Duration::from_secs(30));
+    let _ = gst.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "gst-launch: {status:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log_text().matches("SRT publish ended").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "GStreamer's publish did not end; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hls = ended_playlist(&server);
+    assert!(video_packets(&hls) >= 150, "both publishes in the playlist");
+    server.assert_no_secret_in_log();
+}
+
+#[test]
+fn a_killed_sender_ends_the_stream_and_garbage_hurts_nobody() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start_env(
+        "srt-kill",
+        "",
+        &[("STARLING_SRT_PEER_IDLE_TIMEOUT_MS", "2000")],
+    );
+    let src = server.dir.join("src.ts");
+    let url = server.srt_url(KEY, "");
+    let mut publisher = publish_ts(&url, &src, 60).spawn().unwrap();
+    wait_live(&server);
+    // Garbage at the listener: random datagrams, a fake handshake header, empty ones.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x = 0x1234_5678u32;
+    for i in 0..2000u32 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let len = (x % 1500) as usize;
+        let mut d: Vec<u8> = (0..len)
+            .map(|j| (x.rotate_left(j as u32 % 32) & 0xff) as u8)
+            .collect();
+        if i % 3 == 0 && d.len() >= 16 {
+            d[0] = 0x80; // control packet
+            d[1] = 0x00; // handshake
+        }
+        let _ = junk.send_to(&d, server.srt);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        publisher.try_wait().unwrap().is_none(),
+        "the publisher survived the garbage"
+    );
+    let live = wait_live(&server);
+    let before = live["ingest"]["packets_received"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = wait_live(&server)["ingest"]["packets_received"]
+        .as_u64()
+        .unwrap();
+    assert!(after > before, "media kept flowing: {before} -> {after}");
+    // kill -9: no goodbye; the link's idle timeout ends the stream.
+    publisher.kill().unwrap();
+    let killed = Instant::now();
+    let _ = publisher.wait();
+    server.wait_log("SRT publish ended", Duration::from_secs(10));
+    assert!(
+        killed.elapsed() < Duration::from_secs(6),
+        "ended {:?} after the kill",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn starling_pulls_from_a_listening_encoder_and_reconnects() {
+    if !require_ffmpeg() {
+        return;
+    }
+    // The venue's encoder listens; Starling calls it.
+    let port = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let encoder = |seconds: u32| {
+        let src = std::env::temp_dir().join(format!("srt-pull-{port}.ts"));
+        publish_ts(
+            &format!("srt://127.0.0.1:{port}?mode=listener&latency=200000"),
+            &src,
+            seconds,
+        )
+        .spawn()
+        .unwrap()
+    };
+    let mut first = encoder(5);
+    let server = Server::start(
+        "srt-pull",
+        &format!("[[srt.pull]]\nchannel = \"{CHANNEL}\"\nremote = \"127.0.0.1:{port}\"\n"),
+    );
+    let live = wait_live(&server);
+    assert_eq!(live["ingest"]["mode"], "pull");
+    let status = wait_exit(&mut first, Duration::from_secs(30));
+    let _ = first.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "first encoder: {status:?}"
+    );
+    server.wait_log("SRT pull ended", Duration::from_secs(10));
+    // The encoder comes back: Starling calls again (backoff from 1 s).
+    let mut second = encoder(4);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log_text().matches("SRT pull connected").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = wait_exit(&mut second, Duration::from_secs(30));
+    let _ = second.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "second encoder: {status:?}"
+    );
+}

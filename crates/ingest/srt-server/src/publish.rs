@@ -1,0 +1,210 @@
+//! A publishing connection: SRT messages → MPEG-TS demuxer → the hub. Also used by
+//! pulls, which are publishers that Starling called.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::Ordering,
+    time::{Duration, Instant, SystemTime},
+};
+
+use starling_hub::Publisher;
+use starling_ingest_auth::PublishGrant;
+use starling_media::MediaEvent;
+use starling_mpegts::{DemuxEvent, Demuxer};
+use starling_srt::{LinkStats, Read, Reader, Socket};
+use tracing::{info, warn};
+
+use crate::{links::LinkInfo, server::Shared};
+
+/// How a publish ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The sender closed the connection (after its last message, which was delivered).
+    Closed,
+    /// Taken over by another publisher, or stopped (key revoked).
+    Stopped,
+    /// The server is shutting down.
+    Shutdown,
+    /// The socket failed.
+    Failed,
+}
+
+impl End {
+    fn describe(self) -> &'static str {
+        match self {
+            End::Closed => "closed by the sender",
+            End::Stopped => "taken over or stopped",
+            End::Shutdown => "server shutting down",
+            End::Failed => "link failed",
+        }
+    }
+}
+
+pub(crate) fn run_publish(shared: &Shared, socket: Socket, peer: SocketAddr, grant: PublishGrant) {
+    shared.publishers.fetch_add(1, Ordering::Relaxed);
+    let publisher = match shared.hub.publish(&grant.channel, grant.takeover) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(%peer, channel = %grant.channel, reason = %e, "SRT publish refused");
+            shared
+                .stats
+                .publishes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            shared.auth.publish_ended(&grant);
+            shared.publishers.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    shared.stats.publishes.fetch_add(1, Ordering::Relaxed);
+    let latency = socket.recv_latency().unwrap_or_default();
+    info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, "SRT publish started");
+    let end = receive(shared, socket, peer, publisher, "publish");
+    info!(%peer, channel = %grant.channel, why = end.describe(), "SRT publish ended");
+    shared.auth.publish_ended(&grant);
+    shared.publishers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Moves a connection's media into the hub until it ends; registers the link's
+/// statistics meanwhile.
+pub(crate) fn receive(
+    shared: &Shared,
+    socket: Socket,
+    peer: SocketAddr,
+    publisher: Publisher,
+    kind: &'static str,
+) -> End {
+    let channel = publisher.channel().to_owned();
+    let mut reader = match Reader::new(socket) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%peer, %channel, error = %e, "SRT connection unusable");
+            return End::Failed;
+        }
+    };
+    let started = SystemTime::now();
+    let mut demux = Demuxer::new();
+    let mut buf = [0u8; 1500];
+    let mut last_stats = Instant::now();
+    let mut logged = LinkStats::default();
+    let mut errors_logged = 0u64;
+    let mut bytes = 0u64;
+    shared
+        .links
+        .set(&channel, LinkInfo::new(peer, kind, started));
+    let end = loop {
+        if publisher.is_stopped() {
+            break End::Stopped;
+        }
+        if shared.shutting_down() {
+            break End::Shutdown;
+        }
+        match reader.read(&mut buf, Duration::from_millis(250)) {
+            Ok(Read::Data(n)) => {
+                bytes += n as u64;
+                demux.set_arrival(SystemTime::now());
+                demux.push(&buf[..n]);
+                drain(&mut demux, &publisher, shared, &peer, &mut errors_logged);
+            }
+            Ok(Read::Idle) => {}
+            Ok(Read::End) => break End::Closed,
+            Err(e) => {
+                warn!(%peer, %channel, error = %e, "SRT receive failed");
+                break End::Failed;
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Ok(s) = reader.socket().stats() {
+                if marked_change(&logged, &s) {
+                    info!(%peer, %channel, rtt_ms = s.rtt_ms, recv_mbps = s.recv_rate_mbps, lost = s.packets_lost, retransmitted = s.packets_retransmitted_received, dropped = s.packets_dropped, buffer_ms = s.receive_buffer_ms, "SRT link");
+                    logged = s;
+                }
+                shared
+                    .links
+                    .update(&channel, s, demux.stats().clone(), bytes);
+            }
+        }
+    };
+    if end == End::Closed {
+        // The tail: whatever the demuxer still holds is complete up to the last packet.
+        demux.flush();
+        drain(&mut demux, &publisher, shared, &peer, &mut errors_logged);
+        publisher.finish();
+    }
+    shared.links.remove(&channel, started);
+    end
+}
+
+fn drain(
+    demux: &mut Demuxer,
+    publisher: &Publisher,
+    shared: &Shared,
+    peer: &SocketAddr,
+    errors_logged: &mut u64,
+) {
+    while let Some(ev) = demux.poll_event() {
+        match ev {
+            DemuxEvent::Stream(s) => {
+                publisher.send(MediaEvent::Stream(s));
+            }
+            DemuxEvent::Frame(f) => {
+                publisher.send(MediaEvent::Frame(f));
+            }
+            DemuxEvent::Error(e) => {
+                let n = shared.stats.media_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                *errors_logged += 1;
+                // A damaged feed errs on every packet: the first few, then every 1000th.
+                if *errors_logged <= 5 || errors_logged.is_multiple_of(1000) {
+                    warn!(%peer, channel = %publisher.channel(), error = %e, count = *errors_logged, total = n, "SRT media dropped");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether the link changed enough to be worth a log line: new losses beyond 1 % of
+/// what arrived since the last line, any drop (media given up on), or the RTT moving
+/// by a quarter.
+fn marked_change(before: &LinkStats, now: &LinkStats) -> bool {
+    if before.packets_received == 0 {
+        return now.packets_received > 0;
+    }
+    let got = now
+        .packets_received
+        .saturating_sub(before.packets_received)
+        .max(1);
+    let lost = now.packets_lost.saturating_sub(before.packets_lost);
+    let rtt_moved = (now.rtt_ms - before.rtt_ms).abs() > before.rtt_ms.max(4.0) / 4.0;
+    lost * 100 > got || now.packets_dropped > before.packets_dropped || rtt_moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_changes() {
+        let a = LinkStats {
+            packets_received: 1000,
+            rtt_ms: 40.0,
+            ..Default::default()
+        };
+        let mut b = a;
+        b.packets_received = 2000;
+        b.packets_lost = 5;
+        assert!(!marked_change(&a, &b), "0.5 % loss is not news");
+        b.packets_lost = 20;
+        assert!(marked_change(&a, &b));
+        let mut c = a;
+        c.packets_dropped = 1;
+        assert!(marked_change(&a, &c));
+        let mut d = a;
+        d.rtt_ms = 60.0;
+        assert!(marked_change(&a, &d));
+        assert!(
+            marked_change(&LinkStats::default(), &a),
+            "the first figures"
+        );
+    }
+}
