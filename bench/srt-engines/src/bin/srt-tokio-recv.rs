@@ -110,7 +110,7 @@ async fn main() {
     let stats_every = args.stats_every;
     let builder = SrtSocket::builder().latency(args.latency).set(move |o| {
         // SRTO_FC bounds both buffers (in packets of the MSS); raise it to fit.
-        let fc = buffer / o.session.max_segment_size.0 as u64 + 1;
+        let fc = buffer / o.session.max_segment_size.0 + 1;
         o.sender.flow_control_window_size = PacketCount(fc.max(25600));
         o.receiver.buffer_size = ByteCount(buffer);
         o.connect.udp_recv_buffer_size = ByteCount(buffer);
