@@ -487,3 +487,70 @@ fn starling_pulls_from_a_listening_encoder_and_reconnects() {
         "second encoder: {status:?}"
     );
 }
+
+#[test]
+fn hevc_over_srt_plays_out_over_ll_hls_as_hvc1() {
+    if !require_ffmpeg() {
+        return;
+    }
+    // Debian's ffmpeg has libx265; HEVC is what SRT contribution often carries.
+    let server = Server::start("srt-hevc", "");
+    let src = server.dir.join("src.ts");
+    let url = server.srt_url(
+        &format!("#!::r={CHANNEL},m=publish,s={KEY}"),
+        "&latency=200000&linger=5",
+    );
+    let publish = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=25")
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(["-t", "6", "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-x265-params",
+            "keyint=25:min-keyint=25:scenecut=0:log-level=error",
+        ])
+        .args(["-c:a", "aac", "-f", "tee"])
+        .arg(format!(
+            "[f=mpegts]{}|[f=mpegts:onfail=abort]{url}",
+            src.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        publish.status.success(),
+        "publisher: {}\nlog:\n{}",
+        String::from_utf8_lossy(&publish.stderr),
+        server.log_text()
+    );
+    let hls = ended_playlist(&server);
+    let master = server
+        .http_get(&format!("/live/{CHANNEL}/index.m3u8"))
+        .unwrap();
+    assert!(master.contains("hvc1."), "CODECS names hvc1: {master}");
+    let video = probe_stream(Path::new(&hls), "video");
+    assert!(video.contains("codec_name=hevc"), "{video}");
+    assert!(video.contains("codec_tag_string=hvc1"), "{video}");
+    // Every frame sent comes out, decodable. The headless Chromium of the browser
+    // tests has no HEVC decoder, so ffmpeg is the player here.
+    assert_eq!(video_packets(&hls), video_packets(src.to_str().unwrap()));
+    let decode = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&hls)
+        .args(["-f", "null", "-"]));
+    assert!(String::from_utf8_lossy(&decode.stderr).trim().is_empty());
+}
