@@ -423,6 +423,19 @@ fn a_killed_sender_ends_the_stream_and_garbage_hurts_nobody() {
         .as_u64()
         .unwrap();
     assert!(after > before, "media kept flowing: {before} -> {after}");
+    // A second publisher of the live channel is refused in the handshake, and told why.
+    let second = publish_ts(&url, &server.dir.join("second.ts"), 2)
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "a second publisher got in");
+    server.wait_log(
+        "the channel already has a publisher",
+        Duration::from_secs(5),
+    );
+    assert!(
+        publisher.try_wait().unwrap().is_none(),
+        "the first publisher is unaffected"
+    );
     // kill -9: no goodbye; the link's idle timeout ends the stream.
     publisher.kill().unwrap();
     let killed = Instant::now();
@@ -553,4 +566,191 @@ fn hevc_over_srt_plays_out_over_ll_hls_as_hvc1() {
         .arg(&hls)
         .args(["-f", "null", "-"]));
     assert!(String::from_utf8_lossy(&decode.stderr).trim().is_empty());
+}
+
+/// A lossy link in the test: udp-relay's model (`starling_bench::impair`) driven by a
+/// thread. Datagrams from `to` go back to the last sender; everything else goes to `to`.
+struct Relay {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    first: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl Relay {
+    fn start(to: std::net::SocketAddr, cfg: starling_bench::impair::Config, seed: u64) -> Relay {
+        use starling_bench::impair::Impairment;
+        use std::sync::{atomic::Ordering, Arc, Mutex};
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = Arc::new(Mutex::new(None));
+        let (stop2, first2) = (stop.clone(), first.clone());
+        let thread = std::thread::spawn(move || {
+            let mut fwd = Impairment::new(cfg.clone(), seed).unwrap();
+            let mut rev = Impairment::new(cfg, seed ^ 0x5eed).unwrap();
+            let t0 = Instant::now();
+            let mut sender = None;
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(Ordering::Relaxed) {
+                let now = t0.elapsed();
+                let next = [fwd.poll_timeout(), rev.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map_or(Duration::from_millis(5), |t| t.saturating_sub(now));
+                sock.set_read_timeout(Some(
+                    next.clamp(Duration::from_micros(200), Duration::from_millis(5)),
+                ))
+                .unwrap();
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let data = bytes::Bytes::copy_from_slice(&buf[..n]);
+                    if from == to {
+                        rev.push(t0.elapsed(), data);
+                    } else {
+                        sender = Some(from);
+                        first2.lock().unwrap().get_or_insert_with(Instant::now);
+                        fwd.push(t0.elapsed(), data);
+                    }
+                }
+                let now = t0.elapsed();
+                while let Some(d) = fwd.poll(now) {
+                    let _ = sock.send_to(&d, to);
+                }
+                while let Some(d) = rev.poll(now) {
+                    if let Some(s) = sender {
+                        let _ = sock.send_to(&d, s);
+                    }
+                }
+            }
+            (fwd.stats().bytes_in, fwd.stats().lost())
+        });
+        Relay {
+            addr,
+            stop,
+            first,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the relay: (bytes the sender pushed in, datagrams the link lost).
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn a_long_lossy_link_loses_no_frame() {
+    if !require_ffmpeg() {
+        return;
+    }
+    // The issue's link at a CI-sized rate: 200 ms RTT, 5 % random loss both ways, the
+    // latency at 4 x RTT. (20 Mbit/s 1080p for 60 s is bench/srt-impaired.sh; figures
+    // in docs/performance.md.)
+    let server = Server::start("srt-lossy", "");
+    let clip = server.dir.join("clip.ts");
+    run(Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "15", "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-b:v",
+            "4M",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(&clip));
+    let relay = Relay::start(
+        server.srt,
+        starling_bench::impair::Config {
+            loss: 0.05,
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+        7,
+    );
+    let url = format!(
+        "srt://{}?streamid=#!::r={CHANNEL},m=publish,s={KEY}&latency=800000&linger=5",
+        relay.addr
+    );
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&url)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Start-up: the first playlist with a part. The origin serves a rendition's first
+    // playlist once its first segment is complete (hls.js takes a playlist of parts
+    // alone for an error), so a player can start after the SRT latency (0.8 s) plus
+    // one segment (2 s) plus a part: about 3.1 s on a clean link here. The issue asks
+    // for the first part within latency + 1 s; that is not met (docs/srt.md).
+    let path = format!("/live/{CHANNEL}/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first_part = loop {
+        if server
+            .http_get(&path)
+            .is_some_and(|t| t.contains("#EXT-X-PART:"))
+        {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no part; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let first_packet = relay
+        .first
+        .lock()
+        .unwrap()
+        .expect("the relay saw the sender");
+    let startup = first_part - first_packet;
+    assert!(
+        startup < Duration::from_millis(800 + 2000 + 2000),
+        "first part {startup:?} after the first packet"
+    );
+    let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publisher ends");
+    assert!(status.success());
+    let hls = ended_playlist(&server);
+    let (bytes_in, lost) = relay.finish();
+    assert!(lost > 100, "the link did lose datagrams: {lost}");
+    let sent = video_packets(clip.to_str().unwrap());
+    let got = probe_packets(Path::new(&hls));
+    let video: Vec<&Packet> = got.iter().filter(|p| p.stream == "video").collect();
+    assert_eq!(video.len(), sent, "video frames out of LL-HLS vs sent");
+    assert!(
+        video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms),
+        "monotonic DTS"
+    );
+    let decode = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&hls)
+        .args(["-f", "null", "-"]));
+    assert!(
+        String::from_utf8_lossy(&decode.stderr).trim().is_empty(),
+        "decode errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let ts = std::fs::metadata(&clip).unwrap().len() as f64 * 1332.0 / 1316.0;
+    eprintln!(
+        "start-up {startup:?}; sender overhead {:.1} %; {lost} datagrams lost by the link",
+        (bytes_in as f64 / ts - 1.0) * 100.0
+    );
 }

@@ -278,6 +278,14 @@ fn decide(
                     return Err(reject::FORBIDDEN);
                 }
             }
+            // Refused here rather than after the handshake, so that the encoder is told
+            // why (the hub decides again at publish time; this is the common case).
+            if !grant.takeover && shared.hub.is_live(&grant.channel) {
+                shared.auth.publish_ended(&grant);
+                stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, channel = %grant.channel, "SRT publish refused: the channel already has a publisher");
+                return Err(reject::CONFLICT);
+            }
             if let Some((pass, len)) = passphrases.passphrase(Some(&grant.channel), Some(key)) {
                 if hs.socket.set_passphrase(&pass, len).is_err() {
                     shared.auth.publish_ended(&grant);
