@@ -754,3 +754,129 @@ fn a_long_lossy_link_loses_no_frame() {
         (bytes_in as f64 / ts - 1.0) * 100.0
     );
 }
+
+#[test]
+fn private_channels_need_a_token_and_revoked_keys_stop_over_srt() {
+    if !require_ffmpeg() {
+        return;
+    }
+    use serde_json::json;
+    let server = Server::start_env(
+        "srt-private",
+        "",
+        &[("STARLING_SRT_MAX_LATENCY_MS", "3000")],
+    );
+    let email = "owner@example.com";
+    let password = "correct horse battery";
+    server.create_admin(email, password);
+    let login = server.http_request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "email": email, "password": password }).to_string()),
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    server.secret(cookie.split_once('=').unwrap().1);
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = server.http_request(
+            "POST",
+            path,
+            &[("Cookie", &cookie)],
+            Some(&body.to_string()),
+        );
+        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let ch = post(
+        "/api/v1/channels",
+        json!({ "name": "vip", "visibility": "private" }),
+    );
+    let ch_id = ch["id"].as_str().unwrap().to_owned();
+    let dev = post(
+        "/api/v1/devices",
+        json!({ "name": "venue", "channel_id": ch_id }),
+    );
+    let key = post(
+        &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
+        json!({}),
+    );
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let key = server.secret(key["secret"].as_str().unwrap());
+    let token = post(
+        &format!("/api/v1/channels/{ch_id}/playback-tokens"),
+        json!({ "ttl_secs": 600 }),
+    );
+    let token = server.secret(token["token"].as_str().unwrap());
+
+    // A caller asking for more latency than the ceiling is disconnected.
+    let too_slow = publish_ts(
+        &server.srt_url(&key, "&latency=5000000"),
+        &server.dir.join("slow.ts"),
+        2,
+    )
+    .output()
+    .unwrap();
+    assert!(!too_slow.status.success());
+    server.wait_log("above the server's ceiling", Duration::from_secs(5));
+
+    // The device key publishes over SRT (the control plane's keys, as for RTMP).
+    let mut publisher = publish_ts(
+        &server.srt_url(&format!("#!::r=vip,m=publish,s={key}"), ""),
+        &server.dir.join("src.ts"),
+        60,
+    )
+    .spawn()
+    .unwrap();
+    server.wait_log("SRT publish started", Duration::from_secs(10));
+    let play = |stream_id: &str| {
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(server.srt_url(stream_id, ""))
+            .args(["-t", "2", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No token, a wrong one: refused. The token: plays.
+    assert!(!play("#!::r=vip,m=request").status.success());
+    assert!(!play("#!::r=vip,m=request,s=not-a-token").status.success());
+    let ok = play(&format!("#!::r=vip,m=request,s={token}"));
+    assert!(
+        ok.status.success(),
+        "with the token: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        server.log_text().contains("private channel"),
+        "refusals name the cause"
+    );
+
+    // Revoking the key ends its live publish within a second or two.
+    let r = server.http_request(
+        "DELETE",
+        &format!("/api/v1/keys/{key_id}"),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert!(
+        r.status == 200 || r.status == 204,
+        "revoke: {} {}",
+        r.status,
+        r.body
+    );
+    let revoked = Instant::now();
+    server.wait_log("SRT publish ended", Duration::from_secs(5));
+    assert!(
+        revoked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        revoked.elapsed()
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    server.assert_no_secret_in_log();
+}

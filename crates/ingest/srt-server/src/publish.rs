@@ -50,7 +50,7 @@ pub(crate) fn run_publish(shared: &Shared, socket: Socket, peer: SocketAddr, gra
                 .stats
                 .publishes_refused
                 .fetch_add(1, Ordering::Relaxed);
-            shared.auth.publish_ended(&grant);
+            shared.publish_ended(&grant);
             shared.publishers.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -60,7 +60,7 @@ pub(crate) fn run_publish(shared: &Shared, socket: Socket, peer: SocketAddr, gra
     info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, "SRT publish started");
     let end = receive(shared, socket, peer, publisher, "publish");
     info!(%peer, channel = %grant.channel, why = end.describe(), "SRT publish ended");
-    shared.auth.publish_ended(&grant);
+    shared.publish_ended(&grant);
     shared.publishers.fetch_sub(1, Ordering::Relaxed);
 }
 

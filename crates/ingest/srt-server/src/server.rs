@@ -116,6 +116,14 @@ impl Shared {
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    /// Tells the authorizer a publish it granted is over. Called from this server's
+    /// threads, which are not the runtime's: the authorizer may spawn (the control
+    /// plane records the end), so it runs inside the runtime's context.
+    pub fn publish_ended(&self, grant: &PublishGrant) {
+        let _rt = self.rt.enter();
+        self.auth.publish_ended(grant);
+    }
 }
 
 /// A running SRT listener.
@@ -272,7 +280,7 @@ fn decide(
             // worth refusing rather than publishing somewhere unexpected.
             if let Some(r) = id.resource.as_deref() {
                 if r != grant.channel {
-                    shared.auth.publish_ended(&grant);
+                    shared.publish_ended(&grant);
                     stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
                     warn!(%peer, channel = %grant.channel, "SRT publish refused: r= names another channel than the key's");
                     return Err(reject::FORBIDDEN);
@@ -281,14 +289,14 @@ fn decide(
             // Refused here rather than after the handshake, so that the encoder is told
             // why (the hub decides again at publish time; this is the common case).
             if !grant.takeover && shared.hub.is_live(&grant.channel) {
-                shared.auth.publish_ended(&grant);
+                shared.publish_ended(&grant);
                 stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, channel = %grant.channel, "SRT publish refused: the channel already has a publisher");
                 return Err(reject::CONFLICT);
             }
             if let Some((pass, len)) = passphrases.passphrase(Some(&grant.channel), Some(key)) {
                 if hs.socket.set_passphrase(&pass, len).is_err() {
-                    shared.auth.publish_ended(&grant);
+                    shared.publish_ended(&grant);
                     return Err(reject::ISE);
                 }
             }
@@ -388,7 +396,7 @@ fn accept_loop(listener: Socket, shared: Arc<Shared>, pending: Arc<Mutex<HashMap
             warn!(%peer, latency_ms = latency.as_millis() as u64, max_ms = shared.config.max_latency.as_millis() as u64, "SRT connection closed: the caller's latency is above the server's ceiling");
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             if let Granted::Publish(g) = &p.granted {
-                shared.auth.publish_ended(g);
+                shared.publish_ended(g);
             }
             continue;
         }
@@ -426,7 +434,7 @@ fn release_stale(shared: &Shared, pending: &Mutex<HashMap<i32, Pending>>) {
     };
     for p in stale {
         if let Granted::Publish(g) = &p.granted {
-            shared.auth.publish_ended(g);
+            shared.publish_ended(g);
         }
     }
 }
