@@ -231,18 +231,7 @@ fn private_channels_need_a_valid_token_over_hls() {
     let email = "owner@example.com";
     server.create_admin(email, PASSWORD);
 
-    let login = server.http_request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&json!({ "email": email, "password": PASSWORD }).to_string()),
-    );
-    assert_eq!(login.status, 200, "{}", login.body);
-    let cookie = login
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
+    let cookie = server.login(email, PASSWORD);
     let api = Api {
         server: &server,
         cookie,
@@ -267,7 +256,6 @@ fn private_channels_need_a_valid_token_over_hls() {
         json!({}),
     );
     let key = server.secret(key["secret"].as_str().unwrap());
-    server.secret(api.cookie.split_once('=').unwrap().1);
 
     let token = server.secret(&api.playback_token(&ch_id, 600));
     let short = server.secret(&api.playback_token(&ch_id, 1));

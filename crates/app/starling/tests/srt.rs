@@ -65,6 +65,31 @@ fn ended_playlist(server: &Server) -> String {
     panic!("no ENDLIST; log:\n{}", server.log_text());
 }
 
+/// Every video frame of the TS file `sent` comes out of the LL-HLS playlist `hls`, in
+/// DTS order, and the whole playlist decodes without an error.
+fn assert_every_frame(hls: &str, sent: &Path) {
+    let got = probe_packets(Path::new(hls));
+    let video: Vec<&Packet> = got.iter().filter(|p| p.stream == "video").collect();
+    assert_eq!(
+        video.len(),
+        video_packets(sent.to_str().unwrap()),
+        "video frames out of LL-HLS vs sent"
+    );
+    assert!(
+        video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms),
+        "monotonic DTS"
+    );
+    let decode = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(hls)
+        .args(["-f", "null", "-"]));
+    assert!(
+        String::from_utf8_lossy(&decode.stderr).trim().is_empty(),
+        "decode errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+}
+
 fn wait_live(server: &Server) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -126,24 +151,7 @@ fn ffmpeg_publishes_over_srt_and_hls_has_every_frame_to_the_last() {
 
     // Every frame sent, the last ones included (a clean close delivers the tail), and
     // in order with no decode errors.
-    let sent = video_packets(src.to_str().unwrap());
-    let hls = ended_playlist(&server);
-    let got = probe_packets(Path::new(&hls));
-    let video: Vec<&Packet> = got.iter().filter(|p| p.stream == "video").collect();
-    assert_eq!(video.len(), sent, "video frames in LL-HLS vs sent");
-    assert!(
-        video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms),
-        "monotonic DTS"
-    );
-    let decode = run(Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&hls)
-        .args(["-f", "null", "-"]));
-    assert!(
-        String::from_utf8_lossy(&decode.stderr).trim().is_empty(),
-        "decode errors: {}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
+    assert_every_frame(&ended_playlist(&server), &src);
     server.assert_no_secret_in_log();
 }
 
@@ -560,12 +568,7 @@ fn hevc_over_srt_plays_out_over_ll_hls_as_hvc1() {
     assert!(video.contains("codec_tag_string=hvc1"), "{video}");
     // Every frame sent comes out, decodable. The headless Chromium of the browser
     // tests has no HEVC decoder, so ffmpeg is the player here.
-    assert_eq!(video_packets(&hls), video_packets(src.to_str().unwrap()));
-    let decode = run(Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&hls)
-        .args(["-f", "null", "-"]));
-    assert!(String::from_utf8_lossy(&decode.stderr).trim().is_empty());
+    assert_every_frame(&hls, &src);
 }
 
 /// A lossy link in the test: udp-relay's model (`starling_bench::impair`) driven by a
@@ -646,7 +649,9 @@ fn a_long_lossy_link_loses_no_frame() {
         return;
     }
     // The issue's link at a CI-sized rate: 200 ms RTT, 5 % random loss both ways, the
-    // latency at 4 x RTT. (20 Mbit/s 1080p for 60 s is bench/srt-impaired.sh; figures
+    // latency at 6 x RTT: at 5 % loss, 4 x RTT leaves libsrt room for about three
+    // resends, and a packet needing a fourth (once in ~160,000) is a lost frame
+    // (docs/performance.md measured both). (20 Mbit/s 1080p for 60 s is bench/srt-impaired.sh; figures
     // in docs/performance.md.)
     let server = Server::start("srt-lossy", "");
     let clip = server.dir.join("clip.ts");
@@ -684,7 +689,7 @@ fn a_long_lossy_link_loses_no_frame() {
         7,
     );
     let url = format!(
-        "srt://{}?streamid=#!::r={CHANNEL},m=publish,s={KEY}&latency=800000&linger=5",
+        "srt://{}?streamid=#!::r={CHANNEL},m=publish,s={KEY}&latency=1200000&linger=5",
         relay.addr
     );
     let mut publisher = Command::new("ffmpeg")
@@ -697,9 +702,9 @@ fn a_long_lossy_link_loses_no_frame() {
         .unwrap();
     // Start-up: the first playlist with a part. The origin serves a rendition's first
     // playlist once its first segment is complete (hls.js takes a playlist of parts
-    // alone for an error), so a player can start after the SRT latency (0.8 s) plus
-    // one segment (2 s) plus a part: about 3.1 s on a clean link here. The issue asks
-    // for the first part within latency + 1 s; that is not met (docs/srt.md).
+    // alone for an error), so a player can start after the SRT latency (1.2 s) plus
+    // one segment (2 s) plus a part: about 3.5 s on a clean link. The issue asks for
+    // the first part within latency + 1 s; that is not met (docs/srt.md).
     let path = format!("/live/{CHANNEL}/source/index.m3u8");
     let deadline = Instant::now() + Duration::from_secs(20);
     let first_part = loop {
@@ -723,7 +728,7 @@ fn a_long_lossy_link_loses_no_frame() {
         .expect("the relay saw the sender");
     let startup = first_part - first_packet;
     assert!(
-        startup < Duration::from_millis(800 + 2000 + 2000),
+        startup < Duration::from_millis(1200 + 2000 + 2000),
         "first part {startup:?} after the first packet"
     );
     let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publisher ends");
@@ -731,23 +736,7 @@ fn a_long_lossy_link_loses_no_frame() {
     let hls = ended_playlist(&server);
     let (bytes_in, lost) = relay.finish();
     assert!(lost > 100, "the link did lose datagrams: {lost}");
-    let sent = video_packets(clip.to_str().unwrap());
-    let got = probe_packets(Path::new(&hls));
-    let video: Vec<&Packet> = got.iter().filter(|p| p.stream == "video").collect();
-    assert_eq!(video.len(), sent, "video frames out of LL-HLS vs sent");
-    assert!(
-        video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms),
-        "monotonic DTS"
-    );
-    let decode = run(Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&hls)
-        .args(["-f", "null", "-"]));
-    assert!(
-        String::from_utf8_lossy(&decode.stderr).trim().is_empty(),
-        "decode errors: {}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
+    assert_every_frame(&hls, &clip);
     let ts = std::fs::metadata(&clip).unwrap().len() as f64 * 1332.0 / 1316.0;
     eprintln!(
         "start-up {startup:?}; sender overhead {:.1} %; {lost} datagrams lost by the link",
@@ -769,19 +758,7 @@ fn private_channels_need_a_token_and_revoked_keys_stop_over_srt() {
     let email = "owner@example.com";
     let password = "correct horse battery";
     server.create_admin(email, password);
-    let login = server.http_request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&json!({ "email": email, "password": password }).to_string()),
-    );
-    assert_eq!(login.status, 200, "{}", login.body);
-    let cookie = login
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
-    server.secret(cookie.split_once('=').unwrap().1);
+    let cookie = server.login(email, password);
     let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
         let r = server.http_request(
             "POST",

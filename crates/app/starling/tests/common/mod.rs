@@ -372,6 +372,23 @@ impl Server {
         assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
     }
 
+    /// Signs in over the API (an account from [`Server::create_admin`]) and returns the
+    /// session cookie as `name=value`, whose value the log must never show.
+    pub fn login(&self, email: &str, password: &str) -> String {
+        let body = format!(r#"{{"email":{email:?},"password":{password:?}}}"#);
+        let r = self.http_request("POST", "/api/v1/login", &[], Some(&body));
+        assert_eq!(r.status, 200, "login: {}", r.body);
+        let cookie = r
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        if let Some((_, value)) = cookie.split_once('=') {
+            self.secret(value);
+        }
+        cookie
+    }
+
     /// An ffmpeg SRT URL for this server with `stream_id` (as is: ffmpeg's libsrt
     /// takes the query value up to the next `&`, `#`, `,` and `=` included) and extra
     /// query parameters (`&latency=...`).
