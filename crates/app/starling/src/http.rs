@@ -257,7 +257,12 @@ fn srt_link_json(l: &starling_srt_server::LinkInfo) -> Value {
         "packets_lost": s.packets_lost,
         "packets_retransmitted": s.packets_retransmitted_received,
         "packets_dropped": s.packets_dropped,
+        "ts_packets": l.demux.packets,
         "ts_continuity_errors": l.demux.continuity_errors,
+        "ts_bytes_skipped": l.demux.bytes_skipped,
+        "ts_unknown_pid_packets": l.demux.unknown_pid_packets,
+        "ts_pes_length_errors": l.demux.pes_length_errors,
+        "ts_pes_lost": l.demux.pes_lost,
     })
 }
 

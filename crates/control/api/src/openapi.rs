@@ -338,6 +338,30 @@ fn add_node_routes(doc: &mut Value) {
             "sample_rate": { "type": "integer" }, "channels": { "type": "integer" }
         }
     });
+    // Its own value: one json! for the whole list passes the macro's recursion limit.
+    let ingest = json!({
+        "type": ["object", "null"], "additionalProperties": false,
+        "description": "The SRT link of the publisher (null for other protocols): libsrt's figures since the link started, refreshed every second.",
+        "required": ["protocol", "mode", "rtt_ms", "receive_rate_mbps", "latency_ms", "receive_buffer_ms", "packets_received", "packets_lost", "packets_retransmitted", "packets_dropped", "ts_packets", "ts_continuity_errors", "ts_bytes_skipped", "ts_unknown_pid_packets", "ts_pes_length_errors", "ts_pes_lost"],
+        "properties": {
+            "protocol": { "type": "string", "enum": ["srt"] },
+            "mode": { "type": "string", "enum": ["publish", "pull"], "description": "publish: the encoder called this node; pull: this node called the encoder." },
+            "rtt_ms": { "type": "number" },
+            "receive_rate_mbps": { "type": "number" },
+            "latency_ms": { "type": "integer", "minimum": 0, "description": "The negotiated SRT latency." },
+            "receive_buffer_ms": { "type": "integer", "minimum": 0 },
+            "packets_received": { "type": "integer", "minimum": 0 },
+            "packets_lost": { "type": "integer", "minimum": 0, "description": "Found missing on receipt; most arrive later by retransmission." },
+            "packets_retransmitted": { "type": "integer", "minimum": 0 },
+            "packets_dropped": { "type": "integer", "minimum": 0, "description": "Given up on: too late to play. Each is media lost." },
+            "ts_packets": { "type": "integer", "minimum": 0, "description": "MPEG-TS packets demuxed." },
+            "ts_continuity_errors": { "type": "integer", "minimum": 0, "description": "continuity_counter gaps: TS packets the sender never delivered." },
+            "ts_bytes_skipped": { "type": "integer", "minimum": 0, "description": "Bytes skipped to find the 0x47 sync byte again." },
+            "ts_unknown_pid_packets": { "type": "integer", "minimum": 0, "description": "Packets on PIDs the PMT does not list (ignored)." },
+            "ts_pes_length_errors": { "type": "integer", "minimum": 0, "description": "PES whose PES_packet_length disagrees with the bytes that came (dropped)." },
+            "ts_pes_lost": { "type": "integer", "minimum": 0, "description": "PES dropped because packets of it were lost: frames missing from the output." }
+        }
+    });
     doc["components"]["schemas"]["LiveList"] = json!({
         "type": "object", "additionalProperties": false, "required": ["channels"],
         "properties": { "channels": { "type": "array", "items": {
@@ -348,24 +372,7 @@ fn add_node_routes(doc: &mut Value) {
                 "since": { "type": ["string", "null"], "description": "When the publish began (ISO 8601, UTC)." },
                 "video": track.clone(), "audio": track,
                 "viewers": { "type": "integer", "minimum": 0, "description": "RTMP and SRT players." },
-                "ingest": {
-                    "type": ["object", "null"], "additionalProperties": false,
-                    "description": "The SRT link of the publisher (null for other protocols): libsrt's figures since the link started, refreshed every second.",
-                    "required": ["protocol", "mode", "rtt_ms", "receive_rate_mbps", "latency_ms", "receive_buffer_ms", "packets_received", "packets_lost", "packets_retransmitted", "packets_dropped", "ts_continuity_errors"],
-                    "properties": {
-                        "protocol": { "type": "string", "enum": ["srt"] },
-                        "mode": { "type": "string", "enum": ["publish", "pull"], "description": "publish: the encoder called this node; pull: this node called the encoder." },
-                        "rtt_ms": { "type": "number" },
-                        "receive_rate_mbps": { "type": "number" },
-                        "latency_ms": { "type": "integer", "minimum": 0, "description": "The negotiated SRT latency." },
-                        "receive_buffer_ms": { "type": "integer", "minimum": 0 },
-                        "packets_received": { "type": "integer", "minimum": 0 },
-                        "packets_lost": { "type": "integer", "minimum": 0, "description": "Found missing on receipt; most arrive later by retransmission." },
-                        "packets_retransmitted": { "type": "integer", "minimum": 0 },
-                        "packets_dropped": { "type": "integer", "minimum": 0, "description": "Given up on: too late to play. Each is media lost." },
-                        "ts_continuity_errors": { "type": "integer", "minimum": 0 }
-                    }
-                }
+                "ingest": ingest
             }
         }}}
     });

@@ -161,7 +161,7 @@ impl Feed {
     /// The playlist text (`delta` or full) of the newest version, with what it was
     /// rendered from: the cached text, or rendered now by the first request to need it.
     /// `capture` copies the listing under the channel's lock; `render` builds the text
-    /// after that lock is released. `None`: no segment is complete yet.
+    /// after that lock is released. `None`: the rendition has no part yet.
     pub async fn playlist(
         &self,
         delta: bool,

@@ -415,3 +415,72 @@ async fn bad_paths_unknown_channels_and_the_end_of_a_stream() {
     assert_eq!(&seg[4..8], b"styp");
     let _ = std::fs::remove_dir_all(&live.dir);
 }
+
+/// Start-up: an LL-HLS client that asks for the first part (a blocking request for
+/// `_HLS_msn=0&_HLS_part=0`) gets it a part after the publish starts, in a playlist of
+/// parts alone, instead of waiting for the first whole segment. A plain request still
+/// waits for that segment (hls.js takes a playlist without segments for an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_parts_are_served_before_the_first_segment() {
+    let live = live(OriginConfig::default(), 6).await;
+    let app = &live.app;
+    let first = "/live/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=0";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pl = loop {
+        let (status, headers, body) = get(app, first).await;
+        if status == StatusCode::OK {
+            assert!(
+                headers[header::CACHE_CONTROL]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("public"),
+                "{headers:?}"
+            );
+            break text(&body);
+        }
+        // Before the publish reaches the origin the channel is unknown.
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(Instant::now() < deadline, "no first part");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Parts of segment 0 only: no segment yet, and its first part independent.
+    assert!(!pl.contains("#EXTINF"), "{pl}");
+    assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:0"), "{pl}");
+    let session = pl
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .and_then(|l| l.split("URI=\"").nth(1))
+        .and_then(|u| u.strip_suffix("\",INDEPENDENT=YES").or(u.strip_suffix('"')))
+        .and_then(|u| u.strip_suffix("/0.0.m4s"))
+        .unwrap_or_else(|| panic!("first part is not 0.0:\n{pl}"))
+        .to_owned();
+    assert!(pl.contains("INDEPENDENT=YES"), "{pl}");
+    assert!(pl.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI="), "{pl}");
+    assert_eq!(live_edge(&pl).0, 0, "{pl}");
+    assert!(
+        matches!(
+            m3u8_rs::parse_playlist_res(pl.as_bytes()),
+            Ok(m3u8_rs::Playlist::MediaPlaylist(_))
+        ),
+        "{pl}"
+    );
+    // The part it lists is there; a plain request still says "not yet", briefly.
+    let (status, _, part) = get(app, &format!("/live/demo/source/{session}/0.0.m4s")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(part.len() > 100);
+    let (status, headers, body) = get(app, "/live/demo/source/index.m3u8").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{}", text(&body));
+    assert!(
+        text(&body).contains("no complete segment yet"),
+        "{}",
+        text(&body)
+    );
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=1");
+    let (status, _, _) = get(app, "/live/demo/index.m3u8").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Then the first segment completes and everything is served.
+    let pl = text(&wait_ok(app, "/live/demo/source/index.m3u8").await);
+    assert!(pl.contains("#EXTINF"), "{pl}");
+    wait_ok(app, "/live/demo/index.m3u8").await;
+    let _ = std::fs::remove_dir_all(&live.dir);
+}

@@ -76,7 +76,7 @@ impl Links {
         use std::fmt::Write as _;
         let links = self.all();
         type Field = fn(&LinkInfo) -> f64;
-        let rows: [(&str, &str, Field); 9] = [
+        let rows: [(&str, &str, Field); 12] = [
             ("starling_srt_link_rtt_ms", "gauge", |l| l.stats.rtt_ms),
             ("starling_srt_link_receive_rate_mbps", "gauge", |l| {
                 l.stats.recv_rate_mbps
@@ -106,6 +106,19 @@ impl Links {
                 "counter",
                 |l| l.demux.continuity_errors as f64,
             ),
+            (
+                "starling_srt_link_ts_unknown_pid_packets_total",
+                "counter",
+                |l| l.demux.unknown_pid_packets as f64,
+            ),
+            (
+                "starling_srt_link_ts_pes_length_errors_total",
+                "counter",
+                |l| l.demux.pes_length_errors as f64,
+            ),
+            ("starling_srt_link_ts_pes_lost_total", "counter", |l| {
+                l.demux.pes_lost as f64
+            }),
         ];
         for (name, kind, f) in rows {
             let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -86,7 +86,7 @@ pub(crate) fn receive(
     let mut buf = [0u8; 1500];
     let mut last_stats = Instant::now();
     let mut logged = LinkStats::default();
-    let mut errors_logged = 0u64;
+    let mut errors = ErrorLog::default();
     let mut bytes = 0u64;
     shared
         .links
@@ -103,7 +103,7 @@ pub(crate) fn receive(
                 bytes += n as u64;
                 demux.set_arrival(SystemTime::now());
                 demux.push(&buf[..n]);
-                drain(&mut demux, &publisher, shared, &peer, &mut errors_logged);
+                drain(&mut demux, &publisher, shared, &peer, &mut errors);
             }
             Ok(Read::Idle) => {}
             Ok(Read::End) => break End::Closed,
@@ -128,9 +128,13 @@ pub(crate) fn receive(
     if end == End::Closed {
         // The tail: whatever the demuxer still holds is complete up to the last packet.
         demux.flush();
-        drain(&mut demux, &publisher, shared, &peer, &mut errors_logged);
+        drain(&mut demux, &publisher, shared, &peer, &mut errors);
         publisher.finish();
     }
+    // The link's totals, once: what the sender delivered and what of it was unusable.
+    let link = reader.socket().stats().unwrap_or_default();
+    let d = demux.stats();
+    info!(%peer, %channel, bytes, lost = link.packets_lost, retransmitted = link.packets_retransmitted_received, dropped = link.packets_dropped, ts_packets = d.packets, frames = d.frames, continuity_errors = d.continuity_errors, bytes_skipped = d.bytes_skipped, unknown_pid_packets = d.unknown_pid_packets, pes_length_errors = d.pes_length_errors, pes_lost = d.pes_lost, "SRT link totals");
     shared.links.remove(&channel, started);
     end
 }
@@ -140,7 +144,7 @@ fn drain(
     publisher: &Publisher,
     shared: &Shared,
     peer: &SocketAddr,
-    errors_logged: &mut u64,
+    errors: &mut ErrorLog,
 ) {
     while let Some(ev) = demux.poll_event() {
         match ev {
@@ -152,14 +156,34 @@ fn drain(
             }
             DemuxEvent::Error(e) => {
                 let n = shared.stats.media_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                *errors_logged += 1;
-                // A damaged feed errs on every packet: the first few, then every 1000th.
-                if *errors_logged <= 5 || errors_logged.is_multiple_of(1000) {
-                    warn!(%peer, channel = %publisher.channel(), error = %e, count = *errors_logged, total = n, "SRT media dropped");
+                if let Some(count) = errors.should_log(&e) {
+                    warn!(%peer, channel = %publisher.channel(), error = %e, count, total = n, "SRT media dropped");
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Which of a link's demuxer errors reach the log. A damaged feed errs on every packet:
+/// the first few, the first of each kind (so every cause is named once), then every
+/// 1000th; the counters have them all.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    count: u64,
+    kinds: Vec<std::mem::Discriminant<starling_mpegts::MpegTsError>>,
+}
+
+impl ErrorLog {
+    /// Counts `e`; `Some(count so far)` when it should be logged.
+    fn should_log(&mut self, e: &starling_mpegts::MpegTsError) -> Option<u64> {
+        self.count += 1;
+        let kind = std::mem::discriminant(e);
+        let new_kind = !self.kinds.contains(&kind);
+        if new_kind {
+            self.kinds.push(kind);
+        }
+        (self.count <= 5 || new_kind || self.count.is_multiple_of(1000)).then_some(self.count)
     }
 }
 
@@ -206,5 +230,25 @@ mod tests {
             marked_change(&LinkStats::default(), &a),
             "the first figures"
         );
+    }
+
+    #[test]
+    fn each_kind_of_demuxer_error_is_named_once_then_every_thousandth() {
+        use starling_mpegts::MpegTsError;
+        let cc = MpegTsError::Continuity {
+            pid: 256,
+            expected: 1,
+            got: 3,
+        };
+        let lie = MpegTsError::PesLength {
+            pid: 257,
+            declared: 300,
+            actual: 200,
+        };
+        let mut log = ErrorLog::default();
+        let logged: Vec<u64> = (0..2000)
+            .filter_map(|i| log.should_log(if i == 1500 { &lie } else { &cc }))
+            .collect();
+        assert_eq!(logged, [1, 2, 3, 4, 5, 1000, 1501, 2000]);
     }
 }

@@ -7,6 +7,8 @@
 //! reach a log line, whichever path it came in by. One read of one file per test.
 #![allow(dead_code)]
 
+pub mod srt;
+
 use std::{
     fs,
     io::Read,

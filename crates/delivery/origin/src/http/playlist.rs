@@ -73,14 +73,25 @@ pub(super) async fn media_playlist(
             },
         )
         .await;
-    // Until a first segment is complete, a playlist would hold parts only: valid LL-HLS,
-    // but players (hls.js) take an empty segment list for an error. Say "not yet".
     let Some((body, rendered)) = rendered else {
-        return error(StatusCode::NOT_FOUND, "no complete segment yet", NOT_YET);
+        return error(StatusCode::NOT_FOUND, "no part yet", NOT_YET);
     };
     let Some(listing) = rendered.listing.as_ref() else {
-        return error(StatusCode::NOT_FOUND, "no complete segment yet", NOT_YET);
+        return error(StatusCode::NOT_FOUND, "no part yet", NOT_YET);
     };
+    // Until a first segment is complete the playlist holds parts only: valid LL-HLS, and
+    // what a blocking request for the first parts asks for (it names a part, so it
+    // knows parts), which lets an LL-HLS client start a part after the ingest latency
+    // instead of a whole segment. A plain request may come from a player that takes an
+    // empty segment list for an error (hls.js: LEVEL_EMPTY_ERROR), so it waits for the
+    // first segment, as the multivariant playlist does.
+    if req.msn.is_none() && !listing.has_complete_segment() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no complete segment yet (a blocking request, _HLS_msn=0&_HLS_part=0, gets the first parts)",
+            NOT_YET,
+        );
+    }
     // The cached text is the same for every viewer; each token is added per response.
     let body = match (token, std::str::from_utf8(&body)) {
         (Some(t), Ok(text)) => Bytes::from(gate::add_token(text, t)),
@@ -143,14 +154,14 @@ struct ListedPart {
 }
 
 impl Listing {
-    /// Under the channel's lock: rendition `name`'s version and listing (`None` until a
-    /// segment is complete). Cheap: a few numbers per segment.
+    /// Under the channel's lock: rendition `name`'s version and listing (`None` until
+    /// the rendition has a part). Cheap: a few numbers per segment.
     pub(crate) fn capture(st: &ChannelInner, name: &str) -> (u64, Option<Self>) {
         let Some(r) = st.rendition(name) else {
             return (0, None);
         };
         let version = r.feed.version();
-        if !r.segments.iter().any(|s| s.complete) {
+        if !r.segments.iter().any(|s| s.complete || !s.parts.is_empty()) {
             return (version, None);
         }
         let ended = st.ended;
@@ -233,6 +244,14 @@ impl Listing {
             blocking_cache,
         };
         (version, Some(listing))
+    }
+}
+
+impl Listing {
+    /// Whether a segment is complete: a playlist of parts alone is served to blocking
+    /// requests only (see `media_playlist`).
+    pub(crate) fn has_complete_segment(&self) -> bool {
+        self.segments.iter().any(|s| s.complete)
     }
 }
 
