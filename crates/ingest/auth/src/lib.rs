@@ -146,6 +146,21 @@ mod tests {
     }
 
     #[test]
+    fn srt_passphrases_are_redacted() {
+        let p = SrtPassphrase {
+            passphrase: "a-secret-passphrase".into(),
+            key_len: 24,
+        };
+        let grant = PlayGrant {
+            channel: "news".into(),
+            srt_passphrase: Some(p),
+        };
+        let shown = format!("{grant:?}");
+        assert!(!shown.contains("a-secret-passphrase"), "{shown}");
+        assert!(shown.contains("key_len: 24"), "{shown}");
+    }
+
+    #[test]
     fn key_shapes() {
         assert_eq!(check_key_shape(""), Err(AuthError::MissingKey));
         assert!(matches!(
