@@ -34,6 +34,9 @@ pub struct NodeAuthorizer {
     origin: Arc<Origin>,
     /// The node's default SRT passphrase and key length (`srt.passphrase`).
     srt_default: Option<(String, u8)>,
+    /// The node's key length (`srt.pbkeylen`), for channels' own passphrases that do not
+    /// name one.
+    srt_pbkeylen: u8,
     /// Live publishes on this node by key id, to stop them when their key is revoked and
     /// to mark their device idle when they end.
     live: Mutex<HashMap<String, (starling_control::PublishGrant, usize)>>,
@@ -53,9 +56,11 @@ impl NodeAuthorizer {
         hub: Arc<Hub>,
         origin: Arc<Origin>,
         srt_default: Option<(String, u8)>,
+        srt_pbkeylen: u8,
     ) -> Arc<Self> {
         Arc::new(Self {
             srt_default,
+            srt_pbkeylen,
             config: ConfigAuthorizer::new(channels),
             db,
             gate,
@@ -104,6 +109,10 @@ impl NodeAuthorizer {
             channel: grant.channel.clone(),
             takeover: grant.takeover,
             key_id: Some(grant.key_id.clone()),
+            // Read with the key, in the same query: the passphrase in force now. A
+            // change applies from the next connection; live ones keep theirs (libsrt
+            // keys a connection once, at its handshake).
+            srt_passphrase: self.srt_passphrase(grant.srt_passphrase.as_ref()),
         };
         // Counted: a reconnecting encoder (takeover) overlaps its old connection briefly.
         self.live()
@@ -111,6 +120,17 @@ impl NodeAuthorizer {
             .or_insert((grant, 0))
             .1 += 1;
         Ok(out)
+    }
+
+    /// A control-plane channel's own passphrase as the SRT socket takes it.
+    fn srt_passphrase(
+        &self,
+        own: Option<&starling_control::SrtPassphrase>,
+    ) -> Option<starling_srt_server::SrtPassphrase> {
+        own.map(|s| starling_srt_server::SrtPassphrase {
+            passphrase: s.passphrase.expose().to_owned(),
+            key_len: s.pbkeylen.unwrap_or(self.srt_pbkeylen),
+        })
     }
 
     /// Stops live publishes whose key was revoked: instantly for revocations made on this
@@ -163,11 +183,10 @@ impl starling_srt_server::Passphrases for NodeAuthorizer {
                 .find(|c| c.name == name)
                 .and_then(|c| c.srt_passphrase.clone())
         });
-        match (own, &self.srt_default) {
+        match own {
             // A channel's own passphrase takes the node's key length.
-            (Some(p), Some((_, len))) => Some((p, *len)),
-            (Some(p), None) => Some((p, 16)),
-            (None, default) => default.clone(),
+            Some(p) => Some((p, self.srt_pbkeylen)),
+            None => self.srt_default.clone(),
         }
     }
 }
@@ -237,8 +256,25 @@ impl Authorizer for NodeAuthorizer {
             }
             // Through the playback gate's cache: unknown names are cached too and read
             // once however many players ask, so players cannot drive the database.
-            match self.gate.visibility(name).await {
-                Ok(Some(Visibility::Private)) => {
+            //
+            // The channel's SRT passphrase comes from the same entry, read from the
+            // database at most `VISIBILITY_TTL` ago (or the last answer while the
+            // database cannot be read). So a passphrase set, changed or removed applies
+            // to players within that bound, exactly as a change of visibility does, and
+            // there is no second cache to invalidate or to go stale on its own: the
+            // SRT hook, which must not wait, gets it with this grant. Players already
+            // connected keep the passphrase of their handshake.
+            let known = match self.gate.lookup(name).await {
+                Ok(Some(k)) => k,
+                Ok(None) => return Err(AuthError::UnknownChannel(name.chars().take(64).collect())),
+                Err(_) => return Err(AuthError::Unavailable("control plane".into())),
+            };
+            let grant = PlayGrant {
+                channel: name.to_owned(),
+                srt_passphrase: self.srt_passphrase(known.srt_passphrase.as_ref()),
+            };
+            match known.visibility {
+                Visibility::Private => {
                     let Some(token) = token_param(query) else {
                         return Err(AuthError::Forbidden(
                             "private channel: playback needs a token".into(),
@@ -248,9 +284,7 @@ impl Authorizer for NodeAuthorizer {
                     match self.gate.check(name, Some(token)).await {
                         starling_origin::Access::Allowed | starling_origin::Access::Public => {
                             self.origin.follow(&self.hub, name);
-                            Ok(PlayGrant {
-                                channel: name.to_owned(),
-                            })
+                            Ok(grant)
                         }
                         starling_origin::Access::Refused(r) => {
                             debug!(channel = %name, reason = ?r, "play refused: token");
@@ -260,14 +294,10 @@ impl Authorizer for NodeAuthorizer {
                         }
                     }
                 }
-                Ok(Some(_)) => {
+                Visibility::Public | Visibility::Unlisted => {
                     self.origin.follow(&self.hub, name);
-                    Ok(PlayGrant {
-                        channel: name.to_owned(),
-                    })
+                    Ok(grant)
                 }
-                Ok(None) => Err(AuthError::UnknownChannel(name.chars().take(64).collect())),
-                Err(_) => Err(AuthError::Unavailable("control plane".into())),
             }
         })
     }
@@ -310,6 +340,8 @@ impl ConfigAuthorizer {
             channel: ch.name.clone(),
             takeover: ch.takeover,
             key_id: None,
+            // The config file's passphrases are the `Passphrases` impl's.
+            srt_passphrase: None,
         })
     }
 
@@ -320,6 +352,7 @@ impl ConfigAuthorizer {
             .find(|c| c.name == name)
             .map(|c| PlayGrant {
                 channel: c.name.clone(),
+                srt_passphrase: None,
             })
             .ok_or_else(|| AuthError::UnknownChannel(name.chars().take(64).collect()))
     }

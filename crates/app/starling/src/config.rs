@@ -196,8 +196,8 @@ pub struct ChannelConfig {
     /// recording); without it they are deleted and disk use stays flat.
     #[serde(default)]
     pub recording: bool,
-    /// AES passphrase SRT callers of this channel must use (10 to 79 characters);
-    /// unset: `srt.passphrase`.
+    /// AES passphrase SRT callers of this channel must use (10 to 79 printable ASCII
+    /// characters); unset: `srt.passphrase`.
     #[serde(default)]
     pub srt_passphrase: Option<String>,
 }

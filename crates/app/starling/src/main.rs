@@ -320,6 +320,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
             .passphrase
             .get()
             .map(|p| (p.to_owned(), config.srt.pbkeylen)),
+        config.srt.pbkeylen,
     );
     auth.watch_revocations(std::time::Duration::from_secs(1));
     let rtmp_task = if config.rtmp.enabled {

@@ -21,6 +21,9 @@
 //! the connections that publish authorisation needs. RTMP play asks through the same
 //! cache ([`DbPlaybackGate::visibility`]).
 //!
+//! SRT play takes a channel's own SRT passphrase from the same entry, so it is as fresh
+//! as the visibility ([`DbPlaybackGate::lookup`]).
+//!
 //! The same cache answers who may see a live channel *listed* ([`DbPlaybackGate::listed`]:
 //! the home page, `GET /api/v1/live`): public channels for everyone, unlisted and private
 //! ones only for signed-in members of their organisation.
@@ -49,9 +52,11 @@ const READ_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// What the gate keeps of a channel.
 #[derive(Debug, Clone)]
-struct Known {
-    visibility: Visibility,
+pub struct Known {
+    pub visibility: Visibility,
     org_id: Arc<str>,
+    /// The channel's own SRT passphrase, for SRT players (see `NodeAuthorizer`'s play).
+    pub srt_passphrase: Option<starling_control::SrtPassphrase>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,14 +127,10 @@ impl DbPlaybackGate {
         }
     }
 
-    /// A channel's visibility as the database knows it (None: no such channel), through
-    /// the cache; for RTMP play, which must tell unknown names from public channels.
-    pub async fn visibility(&self, channel: &str) -> Result<Option<Visibility>, Refusal> {
-        Ok(self.lookup(channel).await?.map(|c| c.visibility))
-    }
-
-    /// The channel as the database knows it: from the cache, or read when stale.
-    async fn lookup(&self, channel: &str) -> Result<Option<Known>, Refusal> {
+    /// The channel as the database knows it (None: no such channel): from the cache, or
+    /// read when stale. RTMP and SRT play ask here (they must tell unknown names from
+    /// public channels, and SRT takes the channel's passphrase from the same entry).
+    pub async fn lookup(&self, channel: &str) -> Result<Option<Known>, Refusal> {
         let now = Instant::now();
         let stale = {
             let mut cache = self.cache();
@@ -201,6 +202,7 @@ impl DbPlaybackGate {
                     let known = ch.as_ref().map(|c| Known {
                         visibility: c.visibility,
                         org_id: c.org_id.as_str().into(),
+                        srt_passphrase: c.srt_passphrase.clone(),
                     });
                     if cache.len() >= CACHE_MAX {
                         let now = Instant::now();
@@ -285,6 +287,12 @@ mod tests {
 
     use super::*;
 
+    impl DbPlaybackGate {
+        async fn visibility_for_test(&self, channel: &str) -> Result<Option<Visibility>, Refusal> {
+            Ok(self.lookup(channel).await?.map(|c| c.visibility))
+        }
+    }
+
     async fn setup() -> (Arc<DbPlaybackGate>, Db, starling_control::Principal, String) {
         let dir = std::env::temp_dir().join(format!(
             "starling-gate-{}-{}",
@@ -319,14 +327,14 @@ mod tests {
         // 200 players at once for one name nobody has: one database read, all answered.
         let asks = (0..200).map(|_| {
             let gate = gate.clone();
-            tokio::spawn(async move { gate.visibility("made-up").await })
+            tokio::spawn(async move { gate.visibility_for_test("made-up").await })
         });
         for a in asks.collect::<Vec<_>>() {
             assert_eq!(a.await.unwrap(), Ok(None));
         }
         assert_eq!(reads() - before, 1, "single flight");
         // Asked again within the TTL: from the (negative) cache.
-        assert_eq!(gate.visibility("made-up").await, Ok(None));
+        assert_eq!(gate.visibility_for_test("made-up").await, Ok(None));
         assert_eq!(reads() - before, 1, "negative cache");
         // A private channel asked by many at once for the first time is private for
         // every one of them (no "unknown, so public" answer while it is being read).
@@ -342,7 +350,7 @@ mod tests {
         // flood to pile up, so this does not show the cap working by itself).
         let asks = (0..300).map(|i| {
             let gate = gate.clone();
-            tokio::spawn(async move { gate.visibility(&format!("flood-{i}")).await })
+            tokio::spawn(async move { gate.visibility_for_test(&format!("flood-{i}")).await })
         });
         for a in asks.collect::<Vec<_>>() {
             assert!(matches!(

@@ -30,7 +30,7 @@ pub struct SrtSection {
     pub auth_timeout_ms: u64,
     pub play_wait_timeout_secs: u64,
     /// AES passphrase for channels without their own (`channels[].srt_passphrase`);
-    /// empty: unencrypted. 10 to 79 characters.
+    /// empty: unencrypted. 10 to 79 printable ASCII characters.
     pub passphrase: Secret,
     /// AES key length for that passphrase: 16, 24 or 32 bytes (0: the caller's choice).
     pub pbkeylen: u8,
@@ -96,16 +96,21 @@ impl Default for SrtSection {
     }
 }
 
-/// libsrt's limits on a passphrase.
+/// libsrt's limits on a passphrase, checked as the control plane checks its channels'
+/// (one validator: a passphrase the config file takes, the API takes too).
 pub fn check_passphrase(what: &str, p: &str) -> anyhow::Result<()> {
-    if !(10..=79).contains(&p.len()) {
-        bail!("{what}: an SRT passphrase must be 10 to 79 characters");
+    if let Err(e) = starling_control::validate::srt_passphrase("passphrase", p) {
+        bail!(
+            "{what}: an SRT passphrase must be 10 to 79 printable ASCII characters ({})",
+            e.problem
+        );
     }
     Ok(())
 }
 
 pub fn check_key_len(what: &str, n: u8) -> anyhow::Result<()> {
-    if ![0, 16, 24, 32].contains(&n) {
+    // 0 is the config file's own: the caller chooses (the API has no such value).
+    if n != 0 && starling_control::validate::srt_pbkeylen("pbkeylen", i64::from(n)).is_err() {
         bail!("{what}: pbkeylen must be 16, 24 or 32 (or 0: the caller's choice)");
     }
     Ok(())
@@ -182,5 +187,31 @@ impl SrtSection {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passphrases_are_checked_as_the_control_plane_checks_them() {
+        check_passphrase("srt.passphrase", "ten chars!").unwrap();
+        for (bad, says) in [
+            ("short", "minimum of 10"),
+            (&*"p".repeat(80), "limit of 79"),
+            ("caf\u{e9} passphrase", "printable ASCII"),
+        ] {
+            let e = check_passphrase("channels[0] (news): srt_passphrase", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("channels[0] (news): srt_passphrase:"), "{e}");
+            assert!(e.contains(says), "{e}");
+            assert!(!e.contains(bad), "the passphrase is echoed: {e}");
+        }
+        for n in [0, 16, 24, 32] {
+            check_key_len("srt.pbkeylen", n).unwrap();
+        }
+        assert!(check_key_len("srt.pbkeylen", 20).is_err());
     }
 }

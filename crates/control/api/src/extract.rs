@@ -256,6 +256,14 @@ pub(crate) mod de {
         int(d).map(Some)
     }
 
+    /// An optional integer where `null` is a value of its own (`Some(None)`: "unset
+    /// it"), for PATCH fields; absent is `None` (with `#[serde(default)]`).
+    pub(crate) fn present_nullable_int<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<i64>>, D::Error> {
+        Option::<Int>::deserialize(d).map(|o| Some(o.map(|Int(v)| v)))
+    }
+
     /// An optional integer where `null` means absent.
     pub(crate) fn nullable_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<Int>::deserialize(d).map(|o| o.map(|Int(v)| v))

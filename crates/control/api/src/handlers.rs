@@ -58,6 +58,9 @@ fn channel_view(c: &Channel) -> Value {
         "id": c.id, "org_id": c.org_id, "name": c.name, "title": c.title,
         "visibility": c.visibility.as_str(), "latency_mode": c.latency_mode.as_str(),
         "ladder": c.ladder, "recording": c.recording, "dvr_window_secs": c.dvr_window_secs,
+        // The passphrase is a secret: never returned, only whether there is one.
+        "srt_encrypted": c.srt_passphrase.is_some(),
+        "srt_pbkeylen": c.srt_passphrase.as_ref().and_then(|s| s.pbkeylen),
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
 }
@@ -205,6 +208,10 @@ pub(crate) struct NewChannelBody {
     recording: Option<bool>,
     #[serde(default, deserialize_with = "de::present_int")]
     dvr_window_secs: Option<i64>,
+    #[serde(default, deserialize_with = "de::present")]
+    srt_passphrase: Option<String>,
+    #[serde(default, deserialize_with = "de::present_int")]
+    srt_pbkeylen: Option<i64>,
 }
 
 pub(crate) async fn create_channel(
@@ -227,6 +234,8 @@ pub(crate) async fn create_channel(
     }
     new.recording = b.recording.unwrap_or(new.recording);
     new.dvr_window_secs = b.dvr_window_secs.unwrap_or(new.dvr_window_secs);
+    new.srt_passphrase = b.srt_passphrase.map(Secret::from_client);
+    new.srt_pbkeylen = b.srt_pbkeylen;
     let ch = st.db.create_channel(&p, &new, (st.now)()).await?;
     created(channel_view(&ch))
 }
@@ -254,6 +263,12 @@ pub(crate) struct ChannelPatch {
     recording: Option<bool>,
     #[serde(default, deserialize_with = "de::present_int")]
     dvr_window_secs: Option<i64>,
+    /// `null` removes the passphrase; absent leaves it.
+    #[serde(default, deserialize_with = "de::present")]
+    srt_passphrase: Option<Option<String>>,
+    /// `null` returns to the node's key length; absent leaves it.
+    #[serde(default, deserialize_with = "de::present_nullable_int")]
+    srt_pbkeylen: Option<Option<i64>>,
 }
 
 pub(crate) async fn update_channel(
@@ -280,6 +295,8 @@ pub(crate) async fn update_channel(
         ladder: b.ladder,
         recording: b.recording,
         dvr_window_secs: b.dvr_window_secs,
+        srt_passphrase: b.srt_passphrase.map(|p| p.map(Secret::from_client)),
+        srt_pbkeylen: b.srt_pbkeylen,
     };
     let ch = st.db.update_channel(&p, &id, &update, (st.now)()).await?;
     ok(channel_view(&ch))

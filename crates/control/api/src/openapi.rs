@@ -114,6 +114,12 @@ fn schemas() -> Value {
     let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
     let nts = json!({ "type": ["integer", "null"], "format": "int64" });
     let str_ = json!({ "type": "string" });
+    // validate::srt_passphrase: libsrt's 10-79 bytes, printable ASCII.
+    let srt_passphrase = json!({
+        "type": "string", "minLength": 10, "maxLength": 79, "pattern": "^[ -~]*$",
+        "description": "AES passphrase every SRT caller of the channel (publisher or player) must use: 10 to 79 printable ASCII characters. Write-only."
+    });
+    let srt_pbkeylen = json!({ "enum": [16, 24, 32], "description": "AES key length in bytes; absent: the node's (srt.pbkeylen)." });
     json!({
         "Error": {
             "type": "object", "additionalProperties": false, "required": ["error"],
@@ -164,12 +170,14 @@ fn schemas() -> Value {
         "LatencyMode": { "type": "string", "enum": ["standard", "low"] },
         "Channel": {
             "type": "object", "additionalProperties": false,
-            "required": ["id", "org_id", "name", "title", "visibility", "latency_mode", "ladder", "recording", "dvr_window_secs", "created_at", "updated_at"],
+            "required": ["id", "org_id", "name", "title", "visibility", "latency_mode", "ladder", "recording", "dvr_window_secs", "srt_encrypted", "srt_pbkeylen", "created_at", "updated_at"],
             "properties": {
                 "id": str_, "org_id": str_, "name": str_, "title": str_,
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": str_, "recording": { "type": "boolean" },
                 "dvr_window_secs": { "type": "integer", "format": "int64" },
+                "srt_encrypted": { "type": "boolean", "description": "Whether the channel has its own SRT passphrase (which is never returned)." },
+                "srt_pbkeylen": { "enum": [16, 24, 32, null], "description": "AES key length of the channel's passphrase, in bytes; null: the node's." },
                 "created_at": ts, "updated_at": ts
             }
         },
@@ -185,8 +193,11 @@ fn schemas() -> Value {
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
-                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 }
-            }
+                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 },
+                "srt_passphrase": srt_passphrase.clone(),
+                "srt_pbkeylen": srt_pbkeylen.clone()
+            },
+            "dependentRequired": { "srt_pbkeylen": ["srt_passphrase"] }
         },
         "ChannelPatch": {
             "type": "object", "additionalProperties": false,
@@ -195,7 +206,9 @@ fn schemas() -> Value {
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
                 "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
                 "recording": { "type": "boolean" },
-                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 }
+                "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 },
+                "srt_passphrase": { "oneOf": [srt_passphrase, { "type": "null" }], "description": "null removes the channel's passphrase (and its key length)." },
+                "srt_pbkeylen": { "enum": [16, 24, 32, null], "description": "null: the node's key length. Refused (400) when the channel has no passphrase and the request sets none." }
             }
         },
         "ChannelPage": {

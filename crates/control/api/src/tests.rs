@@ -2565,3 +2565,6 @@ mod webhooks_suite {
         check("/api/v1/webhooks/{id}/deliveries", "get", s, &v);
     }
 }
+
+#[path = "tests_srt.rs"]
+mod srt_suite;

@@ -9,7 +9,7 @@ use sqlx::Row as _;
 use crate::authz::{check, Action, Principal};
 use crate::db::{conflict, flag, Db, UnixMs};
 use crate::error::{ControlError, Problem, Result, ValidationError};
-use crate::secret::new_id;
+use crate::secret::{new_id, Secret};
 use crate::validate;
 
 /// Who may watch a channel.
@@ -67,6 +67,17 @@ text_enum!(
     Low = "low"
 );
 
+/// A channel's own SRT encryption: the AES passphrase every SRT caller of the channel
+/// (publisher or player) must use. Stored as given (libsrt needs the passphrase itself);
+/// never returned by the API, and `Debug` does not print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtPassphrase {
+    /// 10 to 79 printable ASCII characters ([`validate::srt_passphrase`]).
+    pub passphrase: Secret,
+    /// AES key length in bytes (16, 24 or 32); `None`: the node's `srt.pbkeylen`.
+    pub pbkeylen: Option<u8>,
+}
+
 /// A channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -88,6 +99,8 @@ pub struct Channel {
     pub recording: bool,
     /// DVR window in seconds (0: live edge only).
     pub dvr_window_secs: i64,
+    /// The channel's own SRT passphrase; `None`: the node's (`srt.passphrase`), if any.
+    pub srt_passphrase: Option<SrtPassphrase>,
     /// Creation time.
     pub created_at: UnixMs,
     /// Last change.
@@ -111,6 +124,10 @@ pub struct NewChannel {
     pub recording: bool,
     /// DVR window.
     pub dvr_window_secs: i64,
+    /// The channel's own SRT passphrase (none: the node's).
+    pub srt_passphrase: Option<Secret>,
+    /// Its AES key length (16, 24 or 32; none: the node's). Needs `srt_passphrase`.
+    pub srt_pbkeylen: Option<i64>,
 }
 
 impl NewChannel {
@@ -126,6 +143,8 @@ impl NewChannel {
             ladder: "source".into(),
             recording: false,
             dvr_window_secs: 0,
+            srt_passphrase: None,
+            srt_pbkeylen: None,
         }
     }
 }
@@ -146,6 +165,12 @@ pub struct ChannelUpdate {
     pub recording: Option<bool>,
     /// New DVR window.
     pub dvr_window_secs: Option<i64>,
+    /// `Some(Some(_))` sets the SRT passphrase, `Some(None)` removes it (and its key
+    /// length: the node's apply again).
+    pub srt_passphrase: Option<Option<Secret>>,
+    /// `Some(Some(_))` sets the key length (the channel must have a passphrase, or get
+    /// one in the same update), `Some(None)` returns to the node's.
+    pub srt_pbkeylen: Option<Option<i64>>,
 }
 
 /// Longest DVR window: one week.
@@ -170,12 +195,77 @@ fn ladder(s: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// The SRT passphrase of a new or changed channel, checked: a key length needs a
+/// passphrase (alone it would mean nothing to a caller, and silently re-keying the node's
+/// passphrase per channel would be a surprise).
+fn srt_setting(
+    current: Option<&SrtPassphrase>,
+    passphrase: Option<Option<&Secret>>,
+    pbkeylen: Option<Option<i64>>,
+) -> Result<Option<SrtPassphrase>, ValidationError> {
+    let pbkeylen = pbkeylen
+        .map(|n| {
+            n.map(|n| validate::srt_pbkeylen("srt_pbkeylen", n))
+                .transpose()
+        })
+        .transpose()?;
+    let passphrase = match passphrase {
+        Some(Some(p)) => {
+            validate::srt_passphrase("srt_passphrase", p.expose())?;
+            Some(p.clone())
+        }
+        Some(None) => None,
+        None => current.map(|c| c.passphrase.clone()),
+    };
+    match passphrase {
+        Some(passphrase) => Ok(Some(SrtPassphrase {
+            passphrase,
+            // A new passphrase keeps the key length unless the update names one.
+            pbkeylen: pbkeylen.unwrap_or_else(|| current.and_then(|c| c.pbkeylen)),
+        })),
+        None if matches!(pbkeylen, Some(Some(_))) => Err(ValidationError::new(
+            "srt_pbkeylen",
+            Problem::Format("a key length needs srt_passphrase to be set"),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Reads the SRT passphrase columns of a channel row (`srt_passphrase`, `srt_pbkeylen`).
+pub(crate) fn srt_from_row(table: &'static str, r: &AnyRow) -> Result<Option<SrtPassphrase>> {
+    let passphrase: Option<String> = r.try_get("srt_passphrase")?;
+    let pbkeylen: Option<i64> = r.try_get("srt_pbkeylen")?;
+    let pbkeylen = pbkeylen
+        .map(|n| {
+            validate::srt_pbkeylen("srt_pbkeylen", n)
+                .map_err(|_| ControlError::corrupt(table, format!("srt_pbkeylen {n}")))
+        })
+        .transpose()?;
+    Ok(passphrase.map(|p| SrtPassphrase {
+        passphrase: Secret::from_client(p),
+        pbkeylen,
+    }))
+}
+
 // A macro, not a const, so queries stay `&'static str` built by `concat!`.
 macro_rules! cols {
     () => {
         "id, org_id, name, title, visibility, latency_mode, ladder, recording, \
-         dvr_window_secs, created_at, updated_at"
+         dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at"
     };
+}
+
+fn srt_passphrase_column(ch: &Channel) -> Option<String> {
+    ch.srt_passphrase
+        .as_ref()
+        .map(|s| s.passphrase.expose().to_owned())
+}
+
+fn srt_pbkeylen_column(ch: &Channel) -> Option<i64> {
+    ch.srt_passphrase
+        .as_ref()
+        .and_then(|s| s.pbkeylen)
+        .map(i64::from)
 }
 
 fn from_row(r: &AnyRow) -> Result<Channel> {
@@ -192,6 +282,7 @@ fn from_row(r: &AnyRow) -> Result<Channel> {
         ladder: r.try_get("ladder")?,
         recording: flag("channels", r.try_get("recording")?)?,
         dvr_window_secs: r.try_get("dvr_window_secs")?,
+        srt_passphrase: srt_from_row("channels", r)?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -220,6 +311,11 @@ impl Db {
             0,
             DVR_WINDOW_MAX_SECS,
         )?;
+        let srt_passphrase = srt_setting(
+            None,
+            Some(new.srt_passphrase.as_ref()),
+            Some(new.srt_pbkeylen),
+        )?;
         let ch = Channel {
             id: new_id("ch")?,
             org_id: p.org_id.clone(),
@@ -230,13 +326,14 @@ impl Db {
             ladder: new.ladder.clone(),
             recording: new.recording,
             dvr_window_secs: new.dvr_window_secs,
+            srt_passphrase,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
             "INSERT INTO channels (id, org_id, name, title, visibility, latency_mode, ladder, \
-             recording, dvr_window_secs, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             recording, dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&ch.id)
         .bind(&ch.org_id)
@@ -247,6 +344,8 @@ impl Db {
         .bind(&ch.ladder)
         .bind(i64::from(ch.recording))
         .bind(ch.dvr_window_secs)
+        .bind(srt_passphrase_column(&ch))
+        .bind(srt_pbkeylen_column(&ch))
         .bind(now)
         .bind(now)
         .execute(self.pool())
@@ -331,13 +430,19 @@ impl Db {
             validate::range("dvr_window_secs", d, 0, DVR_WINDOW_MAX_SECS)?;
             ch.dvr_window_secs = d;
         }
+        ch.srt_passphrase = srt_setting(
+            ch.srt_passphrase.as_ref(),
+            update.srt_passphrase.as_ref().map(Option::as_ref),
+            update.srt_pbkeylen,
+        )?;
         ch.visibility = update.visibility.unwrap_or(ch.visibility);
         ch.latency_mode = update.latency_mode.unwrap_or(ch.latency_mode);
         ch.recording = update.recording.unwrap_or(ch.recording);
         ch.updated_at = now;
         sqlx::query(
             "UPDATE channels SET title = $1, visibility = $2, latency_mode = $3, ladder = $4, \
-             recording = $5, dvr_window_secs = $6, updated_at = $7 WHERE id = $8 AND org_id = $9",
+             recording = $5, dvr_window_secs = $6, srt_passphrase = $7, srt_pbkeylen = $8, \
+             updated_at = $9 WHERE id = $10 AND org_id = $11",
         )
         .bind(&ch.title)
         .bind(ch.visibility.as_str())
@@ -345,6 +450,8 @@ impl Db {
         .bind(&ch.ladder)
         .bind(i64::from(ch.recording))
         .bind(ch.dvr_window_secs)
+        .bind(srt_passphrase_column(&ch))
+        .bind(srt_pbkeylen_column(&ch))
         .bind(now)
         .bind(&ch.id)
         .bind(&ch.org_id)

@@ -161,6 +161,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0003_webhooks.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "srt_passphrase".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0004_srt_passphrase.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

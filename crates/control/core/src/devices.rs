@@ -127,6 +127,9 @@ pub struct PublishGrant {
     /// replace the old publish rather than be refused. Policy for a *different* device
     /// publishing to a live channel is the caller's.
     pub takeover: bool,
+    /// The channel's own SRT passphrase, read with the key (one query, so it is the
+    /// passphrase in force when this publish was authorised).
+    pub srt_passphrase: Option<crate::channels::SrtPassphrase>,
 }
 
 /// A key stopped working.
@@ -466,7 +469,7 @@ impl Db {
         }
         let row = sqlx::query(
             "SELECT k.id, k.device_id, k.channel_id, k.org_id, k.revoked_at, \
-             d.revoked_at AS device_revoked_at, d.state, c.name \
+             d.revoked_at AS device_revoked_at, d.state, c.name, c.srt_passphrase, c.srt_pbkeylen \
              FROM stream_keys k JOIN devices d ON d.id = k.device_id \
              JOIN channels c ON c.id = k.channel_id WHERE k.key_hash = $1",
         )
@@ -506,6 +509,7 @@ impl Db {
             key_id,
             device_id,
             takeover: state == "live",
+            srt_passphrase: crate::channels::srt_from_row("channels", &row)?,
         })
     }
 

@@ -1097,6 +1097,9 @@ async fn users_orgs_and_watching(t: &TestDb) {
 
 // ---- webhooks ----
 
+#[path = "suite_srt.rs"]
+mod srt_suite;
+
 mod webhooks_suite {
     use super::*;
     use crate::webhooks::{DELIVERY_LEASE_MS, PAYLOAD_MAX, WEBHOOKS_PER_ORG_MAX};

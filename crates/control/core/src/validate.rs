@@ -149,6 +149,65 @@ pub fn viewer_id(s: &str) -> Result<(), ValidationError> {
     display_text("viewer_id", s, VIEWER_ID_MAX)
 }
 
+/// Shortest SRT passphrase (libsrt's limit, in bytes).
+pub const SRT_PASSPHRASE_MIN: usize = 10;
+/// Longest SRT passphrase (libsrt's limit, in bytes).
+pub const SRT_PASSPHRASE_MAX: usize = 79;
+/// AES key lengths SRT offers, in bytes.
+pub const SRT_PBKEYLENS: [i64; 3] = [16, 24, 32];
+
+/// An SRT (AES) passphrase: 10 to 79 bytes, libsrt's limits, of printable ASCII (space
+/// to `~`). libsrt takes any bytes, but a passphrase is typed into encoders and put in
+/// `srt://` URLs, where control characters and non-ASCII are trouble; ASCII also makes
+/// the byte limits the character limits an API schema can state exactly. The one check
+/// for every passphrase: the control plane's channels and the config file's.
+pub fn srt_passphrase(field: &'static str, s: &str) -> Result<(), ValidationError> {
+    if s.len() > SRT_PASSPHRASE_MAX {
+        return Err(ValidationError::new(
+            field,
+            Problem::TooLong {
+                len: s.len(),
+                max: SRT_PASSPHRASE_MAX,
+            },
+        ));
+    }
+    if s.len() < SRT_PASSPHRASE_MIN {
+        return Err(ValidationError::new(
+            field,
+            Problem::TooShort {
+                len: s.len(),
+                min: SRT_PASSPHRASE_MIN,
+            },
+        ));
+    }
+    match s.char_indices().find(|(_, c)| !matches!(c, ' '..='~')) {
+        Some((at, ch)) => Err(ValidationError::new(
+            field,
+            Problem::InvalidCharacter {
+                ch,
+                at,
+                allowed: "printable ASCII (space to ~)",
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An SRT AES key length in bytes: 16, 24 or 32.
+pub fn srt_pbkeylen(field: &'static str, n: i64) -> Result<u8, ValidationError> {
+    if SRT_PBKEYLENS.contains(&n) {
+        // In the list above, so it fits.
+        Ok(u8::try_from(n).unwrap_or_default())
+    } else {
+        Err(ValidationError::new(
+            field,
+            Problem::NotOneOf {
+                expected: "16, 24, 32",
+            },
+        ))
+    }
+}
+
 /// Longest URL accepted (artwork, webhook targets).
 pub const URL_MAX: usize = 2048;
 
@@ -240,6 +299,47 @@ pub(crate) fn clip_addr(addr: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn srt_passphrases_and_key_lengths() {
+        for ok in ["0123456789", "a passphrase ~!", &"p".repeat(79)] {
+            assert_eq!(srt_passphrase("srt_passphrase", ok), Ok(()), "{ok}");
+        }
+        let problem = |s: &str| srt_passphrase("srt_passphrase", s).unwrap_err().problem;
+        assert!(matches!(problem(""), Problem::TooShort { len: 0, min: 10 }));
+        assert!(matches!(
+            problem("short"),
+            Problem::TooShort { len: 5, min: 10 }
+        ));
+        assert!(matches!(
+            problem(&"p".repeat(80)),
+            Problem::TooLong { len: 80, max: 79 }
+        ));
+        assert!(matches!(
+            problem("0123456789\n"),
+            Problem::InvalidCharacter {
+                ch: '\n',
+                at: 10,
+                ..
+            }
+        ));
+        assert!(matches!(
+            problem("caf\u{e9}-passphrase"),
+            Problem::InvalidCharacter {
+                ch: '\u{e9}',
+                at: 3,
+                ..
+            }
+        ));
+        for n in [16, 24, 32] {
+            assert_eq!(srt_pbkeylen("srt_pbkeylen", n), Ok(n as u8));
+        }
+        for n in [0, 8, 17, 256, -16] {
+            let e = srt_pbkeylen("srt_pbkeylen", n).unwrap_err();
+            assert_eq!(e.field, "srt_pbkeylen");
+            assert!(e.to_string().contains("16, 24, 32"), "{e}");
+        }
+    }
 
     #[test]
     fn channel_names() {

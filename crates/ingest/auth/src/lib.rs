@@ -14,12 +14,37 @@ pub struct PublishGrant {
     /// The stream key's id in the control plane, when it has one (to stop the publish
     /// when the key is revoked).
     pub key_id: Option<String>,
+    /// The SRT passphrase the authorizer found with the key (a control-plane channel's
+    /// own); `None`: the SRT server asks its `Passphrases` (config file, node default).
+    /// RTMP ignores it.
+    pub srt_passphrase: Option<SrtPassphrase>,
 }
 
 /// Permission to play a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayGrant {
     pub channel: String,
+    /// As [`PublishGrant::srt_passphrase`], found with the channel.
+    pub srt_passphrase: Option<SrtPassphrase>,
+}
+
+/// An SRT passphrase as a socket takes it. Authorisation hands it over with its grant so
+/// that the SRT handshake hook, which must not wait, needs no lookup of its own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtPassphrase {
+    /// 10 to 79 characters (checked where it was set).
+    pub passphrase: String,
+    /// AES key length in bytes: 16, 24 or 32 (0: the caller's choice).
+    pub key_len: u8,
+}
+
+impl std::fmt::Debug for SrtPassphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtPassphrase")
+            .field("passphrase", &"<redacted>")
+            .field("key_len", &self.key_len)
+            .finish()
+    }
 }
 
 /// Why a publish or play was refused. The display text goes to the client (who sent
@@ -118,6 +143,21 @@ mod tests {
             AuthError::UnknownKey.log_reason(),
             AuthError::UnknownKey.to_string()
         );
+    }
+
+    #[test]
+    fn srt_passphrases_are_redacted() {
+        let p = SrtPassphrase {
+            passphrase: "a-secret-passphrase".into(),
+            key_len: 24,
+        };
+        let grant = PlayGrant {
+            channel: "news".into(),
+            srt_passphrase: Some(p),
+        };
+        let shown = format!("{grant:?}");
+        assert!(!shown.contains("a-secret-passphrase"), "{shown}");
+        assert!(shown.contains("key_len: 24"), "{shown}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use links::{LinkInfo, Links};
 pub use pull::PullConfig;
 pub use server::{serve, Passphrases, SrtServer, SrtServerConfig, APP};
+pub use starling_ingest_auth::SrtPassphrase;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]

@@ -294,7 +294,12 @@ fn decide(
                 warn!(%peer, channel = %grant.channel, "SRT publish refused: the channel already has a publisher");
                 return Err(reject::CONFLICT);
             }
-            if let Some((pass, len)) = passphrases.passphrase(Some(&grant.channel), Some(key)) {
+            if let Some((pass, len)) = passphrase(
+                passphrases,
+                &grant.srt_passphrase,
+                &grant.channel,
+                Some(key),
+            ) {
                 if hs.socket.set_passphrase(&pass, len).is_err() {
                     shared.publish_ended(&grant);
                     return Err(reject::ISE);
@@ -320,7 +325,9 @@ fn decide(
                 warn!(%peer, reason = %e.log_reason(), "SRT play refused");
                 auth_code(&e)
             })?;
-            if let Some((pass, len)) = passphrases.passphrase(Some(&grant.channel), None) {
+            if let Some((pass, len)) =
+                passphrase(passphrases, &grant.srt_passphrase, &grant.channel, None)
+            {
                 if hs.socket.set_passphrase(&pass, len).is_err() {
                     return Err(reject::ISE);
                 }
@@ -329,6 +336,21 @@ fn decide(
         }
     };
     Ok((granted, slot))
+}
+
+/// The passphrase a granted caller must use: the one that came with the grant (a
+/// control-plane channel's own, read with the key or the channel, so no second lookup
+/// here), else what `passphrases` knows (config channels, the node's default).
+fn passphrase(
+    passphrases: &dyn Passphrases,
+    granted: &Option<starling_ingest_auth::SrtPassphrase>,
+    channel: &str,
+    key: Option<&str>,
+) -> Option<(String, u8)> {
+    match granted {
+        Some(p) => Some((p.passphrase.clone(), p.key_len)),
+        None => passphrases.passphrase(Some(channel), key),
+    }
 }
 
 /// Runs a control-plane check from libsrt's thread, for at most `auth_timeout`.
