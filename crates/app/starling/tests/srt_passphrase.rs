@@ -1,7 +1,7 @@
 //! SRT encryption of a control-plane channel, end to end with ffmpeg (libsrt): a channel
 //! made over the API with its own passphrase refuses its device key without it (or with
 //! a wrong one), publishes with it, and plays only with it; a changed passphrase applies
-//! to the next connection. Beside `srt.rs`, which was already past the file-size limit.
+//! to the next connection.
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -12,21 +12,8 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use common::{srt::publish_ts, *};
 use serde_json::json;
-
-/// `seconds` of a small H.264 test picture as MPEG-TS to `url`, in real time.
-fn publish_ts(url: &str, seconds: u32) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=320x240:rate=25")
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-f", "mpegts"])
-        .arg(url)
-        .stdin(Stdio::null());
-    cmd
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -82,12 +69,14 @@ fn a_control_plane_channel_passphrase_guards_publish_and_play() {
     let publish_id = format!("#!::r=sealed,m=publish,s={key}");
 
     // The device key without the passphrase, or with a wrong one: refused.
-    let out = publish_ts(&server.srt_url(&publish_id, ""), 2)
+    let sent = server.dir.join("sent.ts");
+    let out = publish_ts(&server.srt_url(&publish_id, ""), &sent, 2)
         .output()
         .unwrap();
     assert!(!out.status.success(), "published without the passphrase");
     let out = publish_ts(
         &server.srt_url(&publish_id, "&passphrase=not-the-passphrase&pbkeylen=24"),
+        &sent,
         2,
     )
     .output()
@@ -97,6 +86,7 @@ fn a_control_plane_channel_passphrase_guards_publish_and_play() {
     // With it: publishes.
     let mut publisher = publish_ts(
         &server.srt_url(&publish_id, &format!("&passphrase={PASS}&pbkeylen=24")),
+        &sent,
         40,
     )
     .spawn()
