@@ -2,14 +2,23 @@
 //! Prometheus histograms from /metrics, and finding free ports; and [`impair`], the
 //! lossy-link model behind `udp-relay`.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 
 pub mod impair;
+pub mod node;
 
 /// A free TCP port on loopback (bound and released; good enough for a harness).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A free UDP port on loopback (bound and released).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
 }
@@ -57,6 +66,19 @@ pub fn counter(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sum of every series of metric `name` in Prometheus text (all label sets; 0 when
+/// absent), e.g. a per-channel counter over all channels.
+pub fn sum_series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ").map(|(_, v)| v),
+            None => rest.strip_prefix(' '),
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// Upper bound (seconds) of the bucket holding quantile `q` of what was observed between
 /// two snapshots of one histogram.
 pub fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
@@ -102,6 +124,9 @@ mod tests {
         assert_eq!(quantile(&a, &b, 0.99), Some(0.01));
         assert_eq!(quantile(&a, &b, 1.0), Some(f64::INFINITY));
         assert_eq!(counter("a_total 7\nb 1\n", "a_total"), 7);
+        let text = "a_total{channel=\"x\"} 2\na_total{channel=\"y\"} 3.5\na_totals 9\n";
+        assert_eq!(sum_series(text, "a_total"), 5.5);
+        assert_eq!(sum_series("a 4\n", "a"), 4.0);
         assert_eq!(fmt_bound(Some(0.00025)), "≤ 250 µs");
         assert_eq!(fmt_bound(Some(0.0025)), "≤ 2.5 ms");
         assert_eq!(fmt_bound(Some(0.02)), "≤ 20 ms");

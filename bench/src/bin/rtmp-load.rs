@@ -9,10 +9,9 @@
 //! 90% of the machine.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -22,7 +21,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use starling_bench::{counter, fmt_bound, free_port, histogram, proc_usage, quantile};
+use starling_bench::{counter, fmt_bound, histogram, node::Node, quantile};
 use starling_flv::{FlvReader, TagType};
 use starling_rtmp_server::client::RtmpClient;
 
@@ -143,70 +142,6 @@ fn clip(dir: &Path, kbps: u32) -> Result<(Vec<Tag>, Vec<Tag>, u32)> {
     Ok((headers, tags, duration))
 }
 
-struct Node {
-    child: Child,
-    rtmp: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Node {
-    fn start(bin: &Path, dir: &Path, channels: usize) -> Result<Node> {
-        std::fs::create_dir_all(dir)?;
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let mut cfg = format!(
-            "[server]\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n[rtmp]\nlisten = \"{rtmp}\"\n",
-            dir.join("data").display()
-        );
-        for i in 0..channels {
-            cfg.push_str(&format!(
-                "[[channels]]\nname = \"load{i}\"\nstream_key = \"load-key-{i:05}\"\n"
-            ));
-        }
-        let path = dir.join("starling.toml");
-        std::fs::write(&path, cfg)?;
-        let child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("starling.log"))?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let node = Node { child, rtmp, http };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(rtmp).is_err() || node.metrics().is_err() {
-            if Instant::now() > deadline {
-                bail!("the node did not come up");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(node)
-    }
-
-    fn metrics(&self) -> Result<String> {
-        let mut s = TcpStream::connect(self.http)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    }
-
-    fn usage(&self) -> (f64, u64) {
-        proc_usage(self.child.id())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct PublisherStats {
     behind_ms_max: AtomicU64,
     failed: AtomicBool,
@@ -291,7 +226,10 @@ fn main() -> Result<()> {
         .build()?;
     for &n in &args.steps {
         let dir = args.out_dir.join(format!("run-{n}"));
-        let node = Node::start(&args.starling, &dir, n)?;
+        let channels: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("load{i}"), format!("load-key-{i:05}")))
+            .collect();
+        let node = Node::start(&args.starling, &dir, &channels, false)?;
         let (_, rss_idle) = node.usage();
         let stop = Arc::new(AtomicBool::new(false));
         let stats: Vec<Arc<PublisherStats>> = (0..n)
