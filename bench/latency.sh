@@ -15,7 +15,10 @@
 #   STARLING_ORIGIN_PART_DURATION_MS=200 bench/latency.sh
 # and the players' live-sync target with STARLING_SYNC=1.0 (the /watch page's ?sync=) or
 # NGINX_SYNC=2 (the plain page's liveSyncDuration); AUDIO=1 adds an AAC tone (ffmpeg's
-# sine source, paced by -re) to the encode. Loopback only; everything it starts
+# sine source, paced by -re) to the encode. INGEST=srt publishes to Starling over SRT
+# instead (MPEG-TS, SRT_LATENCY_MS, default 200), through udp-relay when RTT_MS or LOSS
+# is set (delay RTT/2 each way, random loss both ways, fixed seed); nginx-rtmp is still
+# fed over RTMP on loopback, so the difference is what the SRT link adds. Loopback only; everything it starts
 # it stops; bounded in time. Needs ffmpeg, nginx + libnginx-mod-rtmp, chromium, Node.js
 # (installed from Debian's packages when missing), python3.
 set -euo pipefail
@@ -33,13 +36,17 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # The release build also runs `npm ci` in web/ (hls.js, playwright-core).
+ingest=${INGEST:-rtmp}
+case "$ingest" in rtmp | srt) ;; *) echo "INGEST must be rtmp or srt" >&2; exit 2 ;; esac
 cargo build --release -q -p starling
+[ "$ingest" = rtmp ] || cargo build --release -q -p starling-bench --bin udp-relay
 bin=${CARGO_TARGET_DIR:-target}/release/starling
 [ -f web/node_modules/playwright-core/package.json ] || npm ci --prefix web --no-audit --no-fund >/dev/null
 
 dir=$(mktemp -d /tmp/starling-latency.XXXXXX)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http=$(port); rtmp=$(port); nhttp=$(port); nrtmp=$(port)
+uport() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+http=$(port); rtmp=$(port); nhttp=$(port); nrtmp=$(port); srt=$(uport); relay=$(uport)
 pids=()
 cleanup() {
   # Publisher first, so neither server sees more than an ended stream.
@@ -55,6 +62,8 @@ http_listen = "127.0.0.1:$http"
 data_dir = "$dir/data"
 [rtmp]
 listen = "127.0.0.1:$rtmp"
+[srt]
+listen = "127.0.0.1:$srt"
 [[channels]]
 name = "bench"
 stream_key = "bench-latency-key"
@@ -110,6 +119,25 @@ npid=$!
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$http/healthz" && break; sleep 0.1; done
 for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$nhttp/player.html" && break; sleep 0.1; done
 
+# Starling's input: RTMP, or SRT (through the impaired link when one is asked for).
+starling_out="[f=flv:onfail=ignore]rtmp://127.0.0.1:$rtmp/live/bench-latency-key"
+link="RTMP on loopback"
+relay_pid=()
+if [ "$ingest" = srt ]; then
+  lat=${SRT_LATENCY_MS:-200}
+  to=$srt
+  link="SRT, latency $lat ms, loopback"
+  if [ -n "${RTT_MS:-}${LOSS:-}" ]; then
+    "${bin%/starling}/udp-relay" --listen "127.0.0.1:$relay" --to "127.0.0.1:$srt" \
+      --delay-ms $((${RTT_MS:-0} / 2)) --loss "${LOSS:-0}" --seed 7 2>"$dir/relay.log" >"$dir/relay.json" &
+    relay_pid=($!)
+    to=$relay
+    link="SRT, latency $lat ms, through udp-relay: RTT ${RTT_MS:-0} ms, loss ${LOSS:-0} each way"
+    sleep 0.5
+  fi
+  starling_out="[f=mpegts:onfail=ignore]srt://127.0.0.1:$to?streamid=#!::r=bench,m=publish,s=bench-latency-key&latency=$((lat * 1000))"
+fi
+
 # One encode, both servers. The frames come through a FIFO so that both ends have a pid.
 mkfifo "$dir/frames"
 total=$((warmup + secs + 90))
@@ -120,10 +148,10 @@ audio=()
 ffmpeg -nostdin -v error -f rawvideo -pix_fmt yuv420p -s 1280x720 -framerate 30 -i "$dir/frames" \
   ${audio[@]+"${audio[@]}"} -map 0:v -c:v libx264 -preset veryfast -tune zerolatency -g 30 -keyint_min 30 -sc_threshold 0 \
   -b:v 2500k -maxrate 2500k -bufsize 1250k -flags +global_header \
-  -f tee "[f=flv:onfail=ignore]rtmp://127.0.0.1:$rtmp/live/bench-latency-key|[f=flv:onfail=ignore]rtmp://127.0.0.1:$nrtmp/live/bench" \
+  -f tee "$starling_out|[f=flv:onfail=ignore]rtmp://127.0.0.1:$nrtmp/live/bench" \
   2>"$dir/ffmpeg.log" &
 pub=$!
-pids=("$pub" "$gen" "$npid" "$spid")
+pids=("$pub" "$gen" ${relay_pid[@]+"${relay_pid[@]}"} "$npid" "$spid")
 
 for _ in $(seq 1 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$http/live/bench/index.m3u8" \
@@ -146,7 +174,7 @@ out=$(timeout $((warmup + secs + 150)) node bench/latency/reader.mjs \
 part=$(curl -sf "http://127.0.0.1:$http/live/bench/source/index.m3u8" | grep -m1 -o 'PART-TARGET=[0-9.]*' | cut -d= -f2 || true)
 ntarget=$(curl -sf "http://127.0.0.1:$nhttp/hls/bench.m3u8" | grep -m1 -o 'TARGETDURATION:[0-9]*' | cut -d: -f2 || true)
 echo "glass to glass, ${secs} s after a ${warmup} s warm-up; 1280x720 30 fps x264 zerolatency, 1 s GOP$([ ${#audio[@]} -eq 0 ] || echo ', AAC audio'); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "starling: PART-TARGET ${part:-?} s, /watch page${squery:+ $squery}; nginx-rtmp: hls_fragment 1s, TARGETDURATION ${ntarget:-?}, hls.js defaults${nquery:+ ?${nquery#&}}"
+echo "starling: $link; PART-TARGET ${part:-?} s, /watch page${squery:+ $squery}; nginx-rtmp: hls_fragment 1s, TARGETDURATION ${ntarget:-?}, hls.js defaults${nquery:+ ?${nquery#&}}"
 echo
 printf '%s' "$out" | node -e '
 let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {

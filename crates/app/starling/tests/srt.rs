@@ -398,39 +398,8 @@ fn a_long_lossy_link_loses_no_frame() {
     // of bench/srt-impaired.sh).
     let server = Server::start("srt-lossy", "");
     let clip = server.dir.join("clip.ts");
-    run(Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "15", "-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "60",
-            "-b:v",
-            "4M",
-        ])
-        .args(["-c:a", "aac", "-f", "mpegts"])
-        .arg(&clip));
-    let relay = Relay::start(
-        server.srt,
-        starling_bench::impair::Config {
-            loss: 0.05,
-            delay: Duration::from_millis(100),
-            ..Default::default()
-        },
-        7,
-    );
+    lossy_link_clip(&clip, "1280x720", 15, 4000);
+    let relay = long_haul_link(&server, 7);
     let url = format!(
         "srt://{}?streamid=#!::r={CHANNEL},m=publish,s={KEY}&latency=1200000&linger=5",
         relay.addr
@@ -443,34 +412,8 @@ fn a_long_lossy_link_loses_no_frame() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    // Start-up: an LL-HLS client asks for the first part at once (a blocking request
-    // for part 0 of segment 0) and gets it in a playlist of parts, before the first
-    // segment is complete. The bound: within the SRT latency + 1 s of the
-    // first media packet reaching Starling (on a clean link: 1.2 s + one 334 ms part).
-    let first_part_path = format!("/live/{CHANNEL}/source/index.m3u8?_HLS_msn=0&_HLS_part=0");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (first_part, playlist) = loop {
-        if let Some(pl) = server.http_get(&first_part_path) {
-            break (Instant::now(), pl);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no part; log:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
-    let first_packet = relay
-        .first
-        .lock()
-        .unwrap()
-        .expect("the relay passed media on");
-    let startup = first_part - first_packet;
-    assert!(
-        startup < Duration::from_millis(1200 + 1000),
-        "first part {startup:?} after the first media packet; latency + 1 s is the bound"
-    );
+    // On a clean link: 1.2 s + one 334 ms part.
+    let startup = first_part_startup(&server, &relay, Duration::from_millis(1200));
     let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publisher ends");
     assert!(status.success());
     let hls = ended_playlist(&server);

@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::{srt::*, *};
@@ -23,34 +23,9 @@ fn a_20_mbit_1080p_feed_crosses_60_s_of_a_lossy_long_haul_link_whole() {
     let server = Server::start("srt-long-haul", "");
     // 10 s of constant-rate 1080p30 (a keyframe every 2 s) + AAC, sent six times over.
     let clip = server.dir.join("clip.ts");
-    run(Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=1920x1080:rate=30")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "10", "-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-g", "60", "-b:v", "19700k", "-minrate", "19700k"])
-        .args(["-maxrate", "19700k", "-bufsize", "19700k"])
-        .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "128k"])
-        .args(["-f", "mpegts"])
-        .arg(&clip));
+    lossy_link_clip(&clip, "1920x1080", 10, 19_700);
     // 200 ms RTT, 5 % loss each way; latency 6 x RTT (see srt.rs's lossy test).
-    let relay = Relay::start(
-        server.srt,
-        starling_bench::impair::Config {
-            loss: 0.05,
-            delay: Duration::from_millis(100),
-            ..Default::default()
-        },
-        20,
-    );
+    let relay = long_haul_link(&server, 20);
     let url = format!(
         "srt://{}?streamid=#!::r={CHANNEL},m=publish,s={KEY}&latency=1200000&linger=5",
         relay.addr
@@ -67,27 +42,7 @@ fn a_20_mbit_1080p_feed_crosses_60_s_of_a_lossy_long_haul_link_whole() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    // The first part, asked for at once, within the latency + 1 s of the first media
-    // packet reaching Starling.
-    let first_part_path = format!("/live/{CHANNEL}/source/index.m3u8?_HLS_msn=0&_HLS_part=0");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let first_part = loop {
-        if server.http_get(&first_part_path).is_some() {
-            break Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no part; log:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let first_packet = relay.first.lock().unwrap().expect("media went through");
-    let startup = first_part - first_packet;
-    assert!(
-        startup < Duration::from_millis(1200 + 1000),
-        "first part {startup:?} after the first media packet"
-    );
+    let startup = first_part_startup(&server, &relay, Duration::from_millis(1200));
     let status = wait_exit(&mut publisher, Duration::from_secs(120)).expect("publisher ends");
     assert!(status.success(), "the sender failed");
     let hls = ended_playlist(&server);

@@ -201,3 +201,72 @@ impl Relay {
         self.thread.take().unwrap().join().unwrap()
     }
 }
+
+/// A `seconds`-long constant-rate clip for the lossy-link tests: `size` (e.g. 1280x720)
+/// at 30 fps, x264 CBR at `video_kbps` with a keyframe every 2 s, and AAC, as MPEG-TS.
+pub fn lossy_link_clip(path: &Path, size: &str, seconds: u32, video_kbps: u32) {
+    let v = format!("{video_kbps}k");
+    run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-g", "60", "-b:v", &v, "-minrate", &v, "-maxrate", &v])
+        .args(["-bufsize", &v, "-x264-params", "nal-hrd=cbr"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-f", "mpegts"])
+        .arg(path));
+}
+
+/// The long-haul link: 200 ms RTT, 5 % random loss each way.
+pub fn long_haul_link(server: &Server, seed: u64) -> Relay {
+    Relay::start(
+        server.srt,
+        starling_bench::impair::Config {
+            loss: 0.05,
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+        seed,
+    )
+}
+
+/// Start-up as an LL-HLS client sees it: it asks for the first part at once (a
+/// blocking request for part 0 of segment 0) and gets it in a playlist of parts, before
+/// the first segment is complete. Returns the time from the first media packet reaching
+/// Starling through `relay` to that answer, after checking it against the bound:
+/// within the SRT `latency` + 1 s.
+pub fn first_part_startup(server: &Server, relay: &Relay, latency: Duration) -> Duration {
+    let path = format!("/live/{CHANNEL}/source/index.m3u8?_HLS_msn=0&_HLS_part=0");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (answered, playlist) = loop {
+        if let Some(pl) = server.http_get(&path) {
+            break (Instant::now(), pl);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no part; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    let first_packet = relay
+        .first
+        .lock()
+        .unwrap()
+        .expect("the relay passed media on");
+    let startup = answered - first_packet;
+    assert!(
+        startup < latency + Duration::from_secs(1),
+        "first part {startup:?} after the first media packet; the bound is {latency:?} + 1 s"
+    );
+    startup
+}
