@@ -87,6 +87,8 @@ pub(crate) fn receive(
     let mut last_stats = Instant::now();
     let mut logged = LinkStats::default();
     let mut errors = ErrorLog::default();
+    // The figures of the last second: a closed socket's statistics read as zeros.
+    let mut last_link = LinkStats::default();
     let mut bytes = 0u64;
     shared
         .links
@@ -115,6 +117,7 @@ pub(crate) fn receive(
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             if let Ok(s) = reader.socket().stats() {
+                last_link = s;
                 if marked_change(&logged, &s) {
                     info!(%peer, %channel, rtt_ms = s.rtt_ms, recv_mbps = s.recv_rate_mbps, lost = s.packets_lost, retransmitted = s.packets_retransmitted_received, dropped = s.packets_dropped, buffer_ms = s.receive_buffer_ms, "SRT link");
                     logged = s;
@@ -132,7 +135,12 @@ pub(crate) fn receive(
         publisher.finish();
     }
     // The link's totals, once: what the sender delivered and what of it was unusable.
-    let link = reader.socket().stats().unwrap_or_default();
+    let link = reader
+        .socket()
+        .stats()
+        .ok()
+        .filter(|s| s.packets_received >= last_link.packets_received)
+        .unwrap_or(last_link);
     let d = demux.stats();
     info!(%peer, %channel, bytes, lost = link.packets_lost, retransmitted = link.packets_retransmitted_received, dropped = link.packets_dropped, ts_packets = d.packets, frames = d.frames, continuity_errors = d.continuity_errors, bytes_skipped = d.bytes_skipped, unknown_pid_packets = d.unknown_pid_packets, pes_length_errors = d.pes_length_errors, pes_lost = d.pes_lost, "SRT link totals");
     shared.links.remove(&channel, started);
