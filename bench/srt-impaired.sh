@@ -26,18 +26,9 @@ mkdir -p "$work"
 cargo build --release -q -p starling -p starling-bench --bin starling --bin udp-relay
 bin=${CARGO_TARGET_DIR:-target}/release
 
-clip=$work/clip-${mbps}M-${secs}s.ts
-if [ ! -s "$clip" ]; then
-  v=$((mbps * 1000 - 300))k
-  echo "making $clip" >&2
-  ffmpeg -nostdin -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30" \
-    -f lavfi -i "sine=frequency=440:sample_rate=48000" -t "$secs" -map 0:v -map 1:a \
-    -c:v libx264 -preset ultrafast -pix_fmt yuv420p -g 60 \
-    -b:v "$v" -minrate "$v" -maxrate "$v" -bufsize "$v" -x264-params nal-hrd=cbr \
-    -c:a aac -b:a 128k -f mpegts "$clip.tmp"
-  mv "$clip.tmp" "$clip"
-fi
-sent_frames=$(ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$clip" | grep -m1 .)
+. bench/impaired-lib.sh
+clip=$(make_clip "$work" "$secs" "$mbps")
+sent_frames=$(video_frames "$clip")
 ts_bytes=$(stat -c %s "$clip")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -99,10 +90,7 @@ kill -INT "$relay_pid"
 wait "$relay_pid" 2>/dev/null || true
 
 hls=$base/live/srt/source/index.m3u8
-ffprobe -v error -select_streams v:0 -show_entries packet=dts_time -of csv=p=0 "$hls" >"$run/dts.txt"
-out_frames=$(grep -c . "$run/dts.txt")
-monotonic=$(awk 'NR > 1 && $1 <= prev { bad++ } { prev = $1 } END { print (bad ? "no" : "yes") }' "$run/dts.txt")
-decode_errors=$(ffmpeg -nostdin -v error -i "$hls" -f null - 2>&1 | grep -c . || true)
+judge_hls "$hls" "$run"
 startup=n/a
 [ -n "$first_part" ] && startup=$(python3 -c "print(f'{$first_part - $t0:.2f}')")
 fwd_bytes=$(python3 -c "

@@ -1,11 +1,48 @@
 //! What the load harnesses share: reading a node's CPU and memory from /proc and its
-//! Prometheus histograms from /metrics, and finding free ports; and [`impair`], the
-//! lossy-link model behind `udp-relay`.
+//! Prometheus histograms from /metrics, and finding free ports; [`impair`], the
+//! lossy-link model behind `udp-relay` and `ip-link`, and [`netns`], the namespaces and
+//! TUN devices `ip-link` joins with it; [`node`], a `starling serve` started by a harness.
 
-use std::net::{TcpListener, UdpSocket};
+use std::{
+    net::{TcpListener, UdpSocket},
+    time::Duration,
+};
 
 pub mod impair;
+pub mod netns;
 pub mod node;
+
+/// One direction's statistics as the JSON line `udp-relay` and `ip-link` print (the
+/// bench scripts read `bytes_in` of the final forward line). `send_errors` counts what
+/// the driver could not deliver, which the model cannot see.
+pub fn stats_line(
+    direction: &str,
+    done: bool,
+    elapsed: Duration,
+    model: &impair::Impairment,
+    send_errors: u64,
+) -> serde_json::Value {
+    let s = model.stats();
+    serde_json::json!({
+        "direction": direction,
+        "final": done,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "packets_in": s.packets_in,
+        "bytes_in": s.bytes_in,
+        "packets_out": s.packets_out,
+        "bytes_out": s.bytes_out,
+        "lost_random": s.lost_random,
+        "lost_burst": s.lost_burst,
+        "lost_queue": s.lost_queue,
+        "lost_limit": s.lost_limit,
+        "duplicated": s.duplicated,
+        "reordered": s.reordered,
+        "added_delay_mean_ms": s.added_delay_mean().as_secs_f64() * 1000.0,
+        "added_delay_max_ms": s.added_delay_max.as_secs_f64() * 1000.0,
+        "pending": model.pending(),
+        "send_errors": send_errors,
+    })
+}
 
 /// A free TCP port on loopback (bound and released; good enough for a harness).
 pub fn free_port() -> u16 {

@@ -17,7 +17,6 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use serde_json::json;
 use starling_bench::impair::{Config, GilbertElliott, Impairment, MAX_DATAGRAM};
 use tokio::{net::UdpSocket, time::Instant};
 
@@ -168,26 +167,8 @@ struct Direction {
 
 impl Direction {
     fn report(&self, elapsed: Duration, done: bool) {
-        let s = self.model.stats();
-        let line = json!({
-            "direction": self.name,
-            "final": done,
-            "elapsed_s": elapsed.as_secs_f64(),
-            "packets_in": s.packets_in,
-            "bytes_in": s.bytes_in,
-            "packets_out": s.packets_out,
-            "bytes_out": s.bytes_out,
-            "lost_random": s.lost_random,
-            "lost_burst": s.lost_burst,
-            "lost_queue": s.lost_queue,
-            "lost_limit": s.lost_limit,
-            "duplicated": s.duplicated,
-            "reordered": s.reordered,
-            "added_delay_mean_ms": s.added_delay_mean().as_secs_f64() * 1000.0,
-            "added_delay_max_ms": s.added_delay_max.as_secs_f64() * 1000.0,
-            "pending": self.model.pending(),
-            "send_errors": self.send_errors,
-        });
+        let line =
+            starling_bench::stats_line(self.name, done, elapsed, &self.model, self.send_errors);
         println!("{line}");
     }
 }
