@@ -50,7 +50,10 @@ impl Node {
             dir.join("data").display()
         );
         match srt {
-            Some(a) => cfg.push_str(&format!("[srt]\nlisten = \"{a}\"\n")),
+            // Every sender of a harness comes from 127.0.0.1: lift the per-address cap.
+            Some(a) => cfg.push_str(&format!(
+                "[srt]\nlisten = \"{a}\"\nmax_connections_per_address = 100000\n"
+            )),
             None => cfg.push_str("[srt]\nenabled = false\n"),
         }
         for (name, key) in channels {
