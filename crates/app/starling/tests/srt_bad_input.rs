@@ -169,7 +169,8 @@ fn a_damaged_ts_is_counted_and_named_and_the_clean_channel_loses_nothing() {
     server.secret(OTHER_KEY);
     // The clean publisher, in real time for 14 s, keeping a copy of what it sent.
     let clean_copy = server.dir.join("clean.ts");
-    let mut clean = publish_ts(&server.srt_url(OTHER_KEY, ""), &clean_copy, 14)
+    // Lingering on close, so that ffmpeg's tail is sent (see srt.rs).
+    let mut clean = publish_ts(&server.srt_url(OTHER_KEY, "&linger=5"), &clean_copy, 14)
         .spawn()
         .unwrap();
     wait_live_channel(&server, OTHER);
