@@ -245,9 +245,7 @@ impl Listing {
         };
         (version, Some(listing))
     }
-}
 
-impl Listing {
     /// Whether a segment is complete: a playlist of parts alone is served to blocking
     /// requests only (see `media_playlist`).
     pub(crate) fn has_complete_segment(&self) -> bool {
