@@ -1,7 +1,7 @@
 //! What the load harnesses share: reading a node's CPU and memory from /proc and its
 //! Prometheus histograms from /metrics, and finding free ports; [`impair`], the
 //! lossy-link model behind `udp-relay` and `ip-link`, and [`netns`], the namespaces and
-//! TUN devices `ip-link` joins with it; [`node`], a `starling serve` started by a harness.
+//! TUN devices `ip-link` joins with it ([`tun_relay`]); [`node`], a `starling serve` started by a harness.
 
 use std::{
     net::{TcpListener, UdpSocket},
@@ -11,6 +11,7 @@ use std::{
 pub mod impair;
 pub mod netns;
 pub mod node;
+pub mod tun_relay;
 
 /// One direction's statistics as the JSON line `udp-relay` and `ip-link` print (the
 /// bench scripts read `bytes_in` of the final forward line). `send_errors` counts what

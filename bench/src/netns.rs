@@ -65,6 +65,12 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+    #[error("entering namespace {name}: {source}")]
+    Enter {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("`ip {args}` failed: {detail}")]
     Ip { args: String, detail: String },
 }
@@ -236,6 +242,25 @@ impl Link {
             }
         }
     }
+}
+
+/// Moves the calling thread (only) into namespace `name`: the sockets it opens and the
+/// processes it starts from then on live there. Tests use it to run a server and its
+/// clients on either side of a [`Link`].
+pub fn enter(name: &str) -> Result<(), NetnsError> {
+    check_name(name)?;
+    let err = |source| NetnsError::Enter {
+        name: name.to_string(),
+        source,
+    };
+    let ns = File::open(Path::new("/run/netns").join(name)).map_err(err)?;
+    // SAFETY: a namespace file descriptor that stays open across the call;
+    // CLONE_NEWNET with setns moves the calling thread only.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 fn delete(names: &[String]) {

@@ -1,14 +1,12 @@
 //! The real `ip-link` binary: TCP from one namespace to the other across a lossy link.
 //! Needs root; skipped (with a note) only where `ip netns` is missing.
 
-// setns (a thread into a namespace) and kill have no wrapper in std.
+// kill has no wrapper in std.
 #![allow(unsafe_code)]
 
 use std::{
-    fs::File,
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
-    os::fd::AsRawFd,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -31,14 +29,6 @@ fn netns_exists(name: &str) -> bool {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .any(|l| l.split_whitespace().next() == Some(name))
-}
-
-/// Moves the calling thread (only) into namespace `name`.
-fn enter(name: &str) {
-    let ns = File::open(format!("/run/netns/{name}")).expect("namespace file");
-    // SAFETY: a valid namespace file descriptor; CLONE_NEWNET moves this thread only.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 /// Deterministic bytes that a reordering, duplicating or truncating bug would break.
@@ -85,7 +75,7 @@ fn tcp_crosses_the_lossy_link_intact() {
     let b2 = b.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
-        enter(&b2);
+        starling_bench::netns::enter(&b2).expect("enter B");
         let l = TcpListener::bind("10.77.0.2:5000").expect("bind in B");
         ready_tx.send(()).expect("ready");
         let (mut s, peer) = l.accept().expect("accept");
@@ -102,7 +92,7 @@ fn tcp_crosses_the_lossy_link_intact() {
     let a2 = a.clone();
     let t0 = Instant::now();
     thread::spawn(move || {
-        enter(&a2);
+        starling_bench::netns::enter(&a2).expect("enter A");
         let mut s = TcpStream::connect_timeout(
             &"10.77.0.2:5000".parse().expect("addr"),
             Duration::from_secs(5),

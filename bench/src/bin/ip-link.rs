@@ -6,31 +6,23 @@
 //! devices through one [`starling_bench::impair::Impairment`] per direction: forward
 //! is A → B, reverse B → A. Programs started with `ip netns exec A …` then reach
 //! `ip netns exec B …` at 10.77.0.2 over the impaired link, whatever their protocol.
-//! The decisions are the model's; this file only owns the two file descriptors and one
-//! timer (the earlier of the two models' next release).
+//! The relay itself is [`starling_bench::tun_relay`]; this file parses the options,
+//! owns the namespaces and stops on a deadline or a signal.
 //!
 //! Prints one JSON line of statistics per direction (the same fields as `udp-relay`'s,
 //! plus `malformed` and `first_large_packet_unix_s`) at the end (`--seconds`, SIGINT or SIGTERM) and every `--stats-every` seconds if
 //! asked; a line on stderr once both namespaces are up, which is what scripts and tests
 //! wait for. The namespaces are deleted on the way out.
 
-use std::{
-    fs::File,
-    io::{self, Read, Write},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use starling_bench::{
-    impair::{Config, Impairment},
+    impair::Config,
     netns::{self, Link},
-    stats_line,
+    tun_relay,
 };
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    time::Instant,
-};
+use tokio::signal::unix::{signal, SignalKind};
 
 const USAGE: &str = "\
 ip-link --ns A,B [options]     (as root)
@@ -112,69 +104,6 @@ fn positive(v: &str) -> Result<f64> {
     Ok(x)
 }
 
-/// One direction: the device packets come out of, the one they go into, the model.
-struct Direction {
-    name: &'static str,
-    model: Impairment,
-    /// Writes the kernel refused (e.g. the device's queue full); the link carries on.
-    send_errors: u64,
-    /// Reads that were not one well-formed IP packet; passed on regardless, counted so
-    /// that a framing bug would show.
-    malformed: u64,
-    /// When the first packet of at least [`LARGE`] bytes came in, on the wall clock.
-    first_large: Option<SystemTime>,
-}
-
-/// Handshakes (TCP, RTMP's, SRT's) come in smaller packets than this, and media in
-/// larger ones, so the first such packet marks when a sender started sending media: the
-/// bench scripts measure end-to-end latency from it.
-const LARGE: usize = 1000;
-
-impl Direction {
-    fn report(&self, elapsed: Duration, done: bool) {
-        let mut line = stats_line(self.name, done, elapsed, &self.model, self.send_errors);
-        line["malformed"] = self.malformed.into();
-        line["first_large_packet_unix_s"] = self
-            .first_large
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs_f64())
-            .into();
-        println!("{line}");
-    }
-
-    /// Reads every packet waiting on `from` into the model.
-    fn drain(&mut self, from: &File, buf: &mut [u8], now: Duration) -> io::Result<()> {
-        loop {
-            match (&*from).read(buf) {
-                Ok(n) => {
-                    let p = &buf[..n];
-                    if netns::ip_header(p).is_none_or(|(_, len)| len != n) {
-                        self.malformed += 1;
-                    }
-                    if n >= LARGE && self.first_large.is_none() {
-                        self.first_large = Some(SystemTime::now());
-                    }
-                    self.model.push(now, Bytes::copy_from_slice(p));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Writes everything due by `now` into `to`.
-    fn release(&mut self, to: &File, now: Duration) {
-        while let Some(p) = self.model.poll(now) {
-            // A TUN write hands the packet to the namespace's stack at once; it fails
-            // only when the stack refuses it, which a real link would see as loss.
-            if (&*to).write(&p).is_err() {
-                self.send_errors += 1;
-            }
-        }
-    }
-}
-
 /// SIGINT and SIGTERM, listened for from before the link exists.
 struct Signals {
     int: tokio::signal::unix::Signal,
@@ -182,25 +111,6 @@ struct Signals {
 }
 
 async fn run(args: Args, link: &Link, signals: &mut Signals) -> Result<()> {
-    let [a, b] = &link.tun;
-    let fd_a = netns::async_tun(a.try_clone()?).context("registering A's device")?;
-    let fd_b = netns::async_tun(b.try_clone()?).context("registering B's device")?;
-    // The reverse seed differs so that the two directions do not lose in lockstep
-    // (the same derivation as udp-relay's).
-    let mut fwd = Direction {
-        name: "forward",
-        model: Impairment::new(args.link.clone(), args.seed)?,
-        send_errors: 0,
-        malformed: 0,
-        first_large: None,
-    };
-    let mut rev = Direction {
-        name: "reverse",
-        model: Impairment::new(args.link.clone(), args.seed ^ 0x9e37_79b9_7f4a_7c15)?,
-        send_errors: 0,
-        malformed: 0,
-        first_large: None,
-    };
     let [na, nb] = &link.names;
     eprintln!(
         "ip-link: up: {na} ({}) <-> {nb} ({}), RTT {} ms, loss {} each way, seed {}",
@@ -210,56 +120,28 @@ async fn run(args: Args, link: &Link, signals: &mut Signals) -> Result<()> {
         args.link.loss,
         args.seed
     );
-
-    let start = Instant::now();
-    let far_future = start + Duration::from_secs(100 * 365 * 86_400);
-    let deadline = tokio::time::sleep_until(
-        args.seconds
-            .map_or(far_future, |s| start + Duration::from_secs_f64(s)),
-    );
-    let every = args.stats_every.map(Duration::from_secs_f64);
-    let mut next_stats = every.map_or(far_future, |e| start + e);
-    tokio::pin!(deadline);
-    // Large enough for any packet a TUN device can hand out, whatever its MTU.
-    let mut buf = vec![0u8; 65_536];
-
-    loop {
-        let next_release = [fwd.model.poll_timeout(), rev.model.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map_or(far_future, |d| start + d);
+    let stop = async {
+        let deadline = args.seconds.map(Duration::from_secs_f64);
         tokio::select! {
-            r = fd_a.readable() => {
-                let mut guard = r?;
-                fwd.drain(a, &mut buf, start.elapsed()).context("reading A's device")?;
-                guard.clear_ready();
-            }
-            r = fd_b.readable() => {
-                let mut guard = r?;
-                rev.drain(b, &mut buf, start.elapsed()).context("reading B's device")?;
-                guard.clear_ready();
-            }
-            _ = tokio::time::sleep_until(next_release) => {}
-            _ = tokio::time::sleep_until(next_stats) => {
-                fwd.report(start.elapsed(), false);
-                rev.report(start.elapsed(), false);
-                if let Some(e) = every {
-                    next_stats += e;
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
                 }
-            }
-            _ = &mut deadline => break,
-            _ = signals.int.recv() => break,
-            _ = signals.term.recv() => break,
+            } => {}
+            _ = signals.int.recv() => {}
+            _ = signals.term.recv() => {}
         }
-        // Whatever woke us, send everything now due in both directions.
-        let now = start.elapsed();
-        fwd.release(b, now);
-        rev.release(a, now);
-    }
-    let elapsed = start.elapsed();
-    fwd.report(elapsed, true);
-    rev.report(elapsed, true);
+    };
+    tun_relay::relay(
+        link,
+        args.link,
+        args.seed,
+        args.stats_every.map(Duration::from_secs_f64),
+        stop,
+        |line| println!("{line}"),
+    )
+    .await?;
     Ok(())
 }
 

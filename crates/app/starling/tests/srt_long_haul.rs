@@ -1,8 +1,9 @@
 //! The contribution link at full size: a 20 Mbit/s 1080p30 H.264 + AAC feed over
 //! SRT through 200 ms of RTT and 5 % random loss both ways, for 60 s, out of LL-HLS with
 //! every frame. Alone in its own test binary: cargo runs test binaries one after
-//! another, so nothing else competes with the link for the two cores of CI. The same
-//! link at 40 Mbit/s, and RTMP through it, are measured in bench/ (docs/performance.md).
+//! another, so nothing else competes with the link for the two cores of CI. RTMP
+//! through the same link is `rtmp_long_haul.rs`; 40 Mbit/s is measured in bench/
+//! (docs/performance.md).
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 

@@ -79,6 +79,12 @@ impl Server {
         Self::start_full(name, server_extra, extra, "", "serve", &[])
     }
 
+    /// [`Server::start`] with the RTMP listener on `rtmp_listen` instead of loopback
+    /// (e.g. `10.77.0.2:0`, the address of a test's network namespace).
+    pub fn start_rtmp_at(name: &str, rtmp_listen: &str) -> Server {
+        Self::start_at(name, "", "", "", "serve", &[], rtmp_listen)
+    }
+
     fn start_command(name: &str, extra: &str, command: &str, env: &[(&str, &str)]) -> Server {
         Self::start_full(name, "", extra, "", command, env)
     }
@@ -102,6 +108,26 @@ impl Server {
         command: &str,
         env_extra: &[(&str, &str)],
     ) -> Server {
+        Self::start_at(
+            name,
+            server_extra,
+            extra,
+            channel_extra,
+            command,
+            env_extra,
+            "127.0.0.1:0",
+        )
+    }
+
+    fn start_at(
+        name: &str,
+        server_extra: &str,
+        extra: &str,
+        channel_extra: &str,
+        command: &str,
+        env_extra: &[(&str, &str)],
+        rtmp_listen: &str,
+    ) -> Server {
         let dir = temp_dir(name);
         let config = dir.join("starling.toml");
         // Port 0: the server picks free ports itself and logs them, so tests running in
@@ -109,7 +135,7 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[srt]\nlisten = \"127.0.0.1:0\"\n\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[srt]\nlisten = \"127.0.0.1:0\"\n\n[rtmp]\nlisten = \"{rtmp_listen}\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
                 dir.join("data").display()
             ),
         )
