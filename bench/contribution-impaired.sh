@@ -23,6 +23,7 @@
 # Usage (root): bench/contribution-impaired.sh [SECONDS=30]
 #   ROWS="MBPS:RTT_MS:LOSS …" (default: the 3 × 2 × 4 grid, 20 Mbit/s first)
 #   RECEIVERS="starling-srt srt-live-transmit starling-rtmp"   SEED=7   RTMP_GRACE=15
+#   SLT_OPTS="&fc=…&rcvbuf=…"   (more URI options for srt-live-transmit's listener)
 #   LATENCY_MS= fixes the SRT latency; by default docs/srt.md's guidance: 4 × RTT up to
 #   2 % loss, 6 × RTT at 5 %, 8 × RTT above, never below 120 ms.
 # Prints Markdown rows (docs/performance.md has the table and its header); runs are
@@ -100,7 +101,7 @@ run_one() { # receiver mbps rtt loss
 
   local recv_pid="" watch_pid=""
   start_slt() {
-    "${in_b[@]}" srt-live-transmit -a:no -q "srt://:9710?mode=listener&latency=$lat" file://con \
+    "${in_b[@]}" srt-live-transmit -a:no -q "srt://:9710?mode=listener&latency=$lat${SLT_OPTS:-}" file://con \
       >"$d/out.ts" 2>>"$d/recv.log" &
     recv_pid=$!
     pids+=("$recv_pid")
@@ -174,6 +175,8 @@ EOF
     kill "$recv_pid" 2>/dev/null || true
   fi
   tcp=$(tcp_counters)
+  # UDP datagrams the receiver's kernel dropped (its socket buffer full), for the notes.
+  "${in_b[@]}" awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print "udp_in", $2, "rcvbuf_errors", $6 }' /proc/net/snmp >"$d/udp-b.txt"
   kill -INT "$link"
   wait "$link" 2>/dev/null || true
   wait "$recv_pid" 2>/dev/null || true
