@@ -63,9 +63,9 @@ pub struct OriginSection {
     pub part_duration_ms: u64,
     /// How far back viewers can seek (sliding playlists list this much).
     pub dvr_window_secs: u64,
-    /// Complete segments this young are served from memory (older ones from the store).
-    /// Unset: three segments. Segments whose parts a playlist may list, and segments
-    /// not yet stored, stay in memory whatever this says.
+    /// Complete segments this young are served from memory (older ones, and the parts
+    /// a playlist still lists of them, from the store). Unset: two segments, the least
+    /// accepted. Segments not yet stored stay in memory whatever this says.
     pub memory_window_secs: Option<u64>,
     /// `sliding` (the last dvr_window) or `event` (everything since the publish began).
     pub playlist: PlaylistMode,
@@ -396,9 +396,9 @@ impl Config {
             bail!("origin.part_duration_ms must be between 100 and origin.segment_duration_ms");
         }
         if o.memory_window_secs
-            .is_some_and(|w| w.saturating_mul(1000) < 3 * o.segment_duration_ms)
+            .is_some_and(|w| w.saturating_mul(1000) < 2 * o.segment_duration_ms)
         {
-            bail!("origin.memory_window_secs must hold at least three segments");
+            bail!("origin.memory_window_secs must hold at least two segments");
         }
         if o.reconnect_grace_ms > 3_600_000 {
             bail!("origin.reconnect_grace_ms must be at most 3600000 (one hour)");
@@ -617,19 +617,19 @@ mod tests {
     #[test]
     fn the_memory_window_follows_the_segment_duration_unless_set() {
         let c = Config::load(None, []).unwrap();
-        assert_eq!(c.origin().memory_window, Duration::from_secs(6));
+        assert_eq!(c.origin().memory_window, Duration::from_secs(4));
         let c = Config::load(
             None,
             env(&[("STARLING_ORIGIN_SEGMENT_DURATION_MS", "4000")]),
         )
         .unwrap();
-        assert_eq!(c.origin().memory_window, Duration::from_secs(12));
+        assert_eq!(c.origin().memory_window, Duration::from_secs(8));
         let c = Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "60")])).unwrap();
         assert_eq!(c.origin().memory_window, Duration::from_secs(60));
         let err =
-            Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "5")])).unwrap_err();
+            Config::load(None, env(&[("STARLING_ORIGIN_MEMORY_WINDOW_SECS", "3")])).unwrap_err();
         assert!(
-            format!("{err:#}").contains("at least three segments"),
+            format!("{err:#}").contains("at least two segments"),
             "{err:#}"
         );
     }

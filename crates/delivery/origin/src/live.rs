@@ -74,14 +74,15 @@ pub struct OriginConfig {
 }
 
 impl OriginConfig {
-    /// The default memory window for `segment_duration`: three segments, the least the
-    /// configuration accepts. It is not what bounds the live edge: the segments whose
-    /// parts a playlist may list (three target durations of them) stay in memory
-    /// whatever the window, so players never wait on the store. Older segments are read
-    /// back from the store, which the page cache mostly holds; a 60 s window cost about
-    /// 15 MiB per 2 Mbit/s channel for bytes that are rarely asked for.
+    /// The default memory window for `segment_duration`: two segments, the least the
+    /// configuration accepts. With the segment being built that is where LL-HLS players
+    /// are (PART-HOLD-BACK is three parts, about 1 s), so they never wait on the store.
+    /// Older segments, and the parts a playlist still lists of them, are read back from
+    /// the store, which the page cache mostly holds: only a player that fell behind asks
+    /// for them. Each segment more costs ~0.5 MiB per 2 Mbit/s channel; a 60 s window
+    /// cost about 15 MiB.
     pub fn live_edge_window(segment_duration: Duration) -> Duration {
-        segment_duration * 3
+        segment_duration * 2
     }
 
     /// The packager's configuration, which also fixes the playlists' TARGETDURATION.
@@ -755,10 +756,12 @@ impl Origin {
     /// object keys are returned for deletion when the channel does not record.
     ///
     /// Bytes stay in memory whatever their age while the segment is not settled in the
-    /// store (a write under way or being retried: the store cannot serve it yet), and
-    /// while a playlist may list the segment's parts: the complete segments within three
-    /// target durations of the newest one's end (`MediaPlaylist::drop_old_parts` lists
-    /// no more; the segment being built only shortens that span).
+    /// store (a write under way or being retried: the store cannot serve it yet). A
+    /// playlist lists parts for three target durations (9 s for 2 s segments), but
+    /// players at the live edge ask for the last PART-HOLD-BACK (about 1 s) of them: the
+    /// memory window (two segments unless set) covers those, and the listed parts of a
+    /// released segment, which only a player that fell behind asks for, are read from
+    /// the stored segment (the page cache, in practice), as nginx-rtmp serves everything.
     pub(crate) fn evict(
         &self,
         channel: &str,
@@ -774,16 +777,11 @@ impl Origin {
         let parts_span = 3.0 * f64::from(r.target_duration) + 1e-3;
         let mut from_end = 0.0;
         for s in r.segments.iter_mut().rev() {
-            let listed_parts = from_end <= parts_span;
             if s.complete {
                 from_end += s.duration.max(0.0);
             }
             let settled = s.stored || s.write_failed;
-            if s.data.is_some()
-                && settled
-                && !listed_parts
-                && older_than(s, self.config.memory_window)
-            {
+            if s.data.is_some() && settled && older_than(s, self.config.memory_window) {
                 release(s);
             }
             // Three target durations after a playlist stopped listing a segment's parts

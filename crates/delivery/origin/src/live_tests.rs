@@ -129,9 +129,10 @@ async fn get(app: &axum::Router, uri: &str) -> (axum::http::StatusCode, Bytes) {
     (status, body)
 }
 
-/// With no memory window at all, a channel holds only the segments whose parts a
-/// playlist may list (three target durations) plus the one being built, however long
-/// it runs; everything older is served from the store, byte for byte, parts included.
+/// With no memory window at all, a channel holds only the segment being built and the
+/// newest complete one until the store has it, however long it runs; everything older
+/// is served from the store, byte for byte, parts included, and so are the parts a
+/// playlist still lists (three target durations) of segments that left memory.
 #[tokio::test]
 async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
     let dir = std::env::temp_dir().join(format!("starling-window-{}", std::process::id()));
@@ -191,9 +192,8 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
             .sum();
         held_max = held_max.max(held);
     }
-    // 1 s segments have a target duration of 2 s (the packager's 1.5 x D, rounded up):
-    // parts are listed for the newest segment and the six before it, 4000 bytes each.
-    assert_eq!(held_max, 7 * 4000, "bytes held in memory");
+    // The newest segment (4000 bytes) waits for its write; the previous one has left.
+    assert_eq!(held_max, 4000, "bytes held in memory");
     {
         let st = lock(&ch.inner);
         let r = st.rendition("source").unwrap();
@@ -203,19 +203,27 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
             .filter(|s| s.data.is_some())
             .map(|s| s.msn)
             .collect();
-        assert_eq!(in_memory, (segments - 7..segments).collect::<Vec<_>>());
+        assert_eq!(in_memory, vec![segments - 1]);
         assert_eq!(r.segments.len() as u64, segments, "all still listed (DVR)");
     }
+    // 1 s segments have a target duration of 2 s (the packager's 1.5 x D, rounded up):
+    // the playlist lists parts for the newest segment and the six before it.
     let app = crate::http::router::<()>(origin.clone());
     let session = session_name(1);
-    for msn in [0, segments - 8, segments - 1] {
+    let (_, playlist) = get(&app, "/live/window/source/index.m3u8").await;
+    let playlist = String::from_utf8(playlist.to_vec()).unwrap();
+    let listed = format!("{session}/{}.1.m4s", segments - 7);
+    assert!(playlist.contains(&listed), "{listed} listed: {playlist}");
+    assert!(!playlist.contains(&format!("{session}/{}.1.m4s", segments - 8)));
+    for msn in [0, segments - 8, segments - 7, segments - 1] {
         let whole: Vec<u8> = (0..4).flat_map(|i| part_bytes(msn, i)).collect();
         let (status, body) = get(&app, &format!("/live/window/source/{session}/{msn}.m4s")).await;
         assert_eq!(status, axum::http::StatusCode::OK, "segment {msn}");
         assert_eq!(body.as_ref(), whole.as_slice(), "segment {msn}");
-        // Parts: from memory at the live edge, from the stored segment just past it,
-        // and gone (410) three target durations after no playlist lists them (but the
-        // first, whose entry stays for the segment's independence).
+        // Parts: from memory at the live edge, from the stored segment for the rest of
+        // those listed and just past them, and gone (410) three target durations after
+        // no playlist lists them (but the first, whose entry stays for the segment's
+        // independence).
         for index in 0..4 {
             let uri = format!("/live/window/source/{session}/{msn}.{index}.m4s");
             let (status, body) = get(&app, &uri).await;
@@ -284,7 +292,7 @@ async fn unstored_segments_never_leave_memory() {
         .filter(|s| s.data.is_some())
         .map(|s| s.msn)
         .collect();
-    // The odd ones (unstored), and the four of the live edge.
-    assert_eq!(in_memory, vec![1, 3, 5, 6, 7, 8, 9]);
+    // The odd ones (unstored); with no memory window, no stored one stays.
+    assert_eq!(in_memory, vec![1, 3, 5, 7, 9]);
     let _ = std::fs::remove_dir_all(&dir);
 }
