@@ -138,11 +138,8 @@ pub async fn relay(
     let mut buf = vec![0u8; 65_536];
 
     loop {
-        let next_release = [fwd.model.poll_timeout(), rev.model.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map_or(far_future, |d| start + d);
+        let next_release =
+            Impairment::next_release(&fwd.model, &rev.model).map_or(far_future, |d| start + d);
         tokio::select! {
             r = fd_a.readable() => {
                 let mut guard = r.map_err(io("waiting on A's device"))?;

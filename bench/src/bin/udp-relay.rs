@@ -229,11 +229,8 @@ async fn run(args: Args) -> Result<()> {
     let mut buf_back = vec![0u8; MAX_DATAGRAM];
 
     loop {
-        let next_release = [fwd.model.poll_timeout(), rev.model.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map_or(far_future, |d| start + d);
+        let next_release =
+            Impairment::next_release(&fwd.model, &rev.model).map_or(far_future, |d| start + d);
         tokio::select! {
             r = listen.recv_from(&mut buf_in) => match r {
                 Ok((n, from)) => {

@@ -377,6 +377,15 @@ impl Impairment {
         self.pending.peek().map(|p| p.0.release)
     }
 
+    /// The earlier of two models' next releases (a link's two directions): the one
+    /// timer a driver of both needs.
+    pub fn next_release(a: &Impairment, b: &Impairment) -> Option<Duration> {
+        [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// The next datagram due at or before `now`; call until `None`.
     pub fn poll(&mut self, now: Duration) -> Option<Bytes> {
         if self.pending.peek()?.0.release > now {

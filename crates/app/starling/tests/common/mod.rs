@@ -76,50 +76,42 @@ impl Server {
 
     /// Like [`Server::start`], with `server_extra` TOML inside `[server]` as well.
     pub fn start_with_server(name: &str, server_extra: &str, extra: &str) -> Server {
-        Self::start_full(name, server_extra, extra, "", "serve", &[])
+        Self::start_full(name, server_extra, extra, "", "serve", &[], "127.0.0.1:0")
     }
 
     /// [`Server::start`] with the RTMP listener on `rtmp_listen` instead of loopback
     /// (e.g. `10.77.0.2:0`, the address of a test's network namespace).
     pub fn start_rtmp_at(name: &str, rtmp_listen: &str) -> Server {
-        Self::start_at(name, "", "", "", "serve", &[], rtmp_listen)
+        Self::start_full(name, "", "", "", "serve", &[], rtmp_listen)
     }
 
     fn start_command(name: &str, extra: &str, command: &str, env: &[(&str, &str)]) -> Server {
-        Self::start_full(name, "", extra, "", command, env)
+        Self::start_full(name, "", extra, "", command, env, "127.0.0.1:0")
     }
 
     /// [`Server::start`] with the test channel recording (its runs stay in the store
     /// after the next run begins).
     pub fn start_recording(name: &str, extra: &str) -> Server {
-        Self::start_full(name, "", extra, "recording = true", "serve", &[])
-    }
-
-    /// [`Server::start`] with `channel_extra` TOML in the test channel's table.
-    pub fn start_channel(name: &str, extra: &str, channel_extra: &str) -> Server {
-        Self::start_full(name, "", extra, channel_extra, "serve", &[])
-    }
-
-    fn start_full(
-        name: &str,
-        server_extra: &str,
-        extra: &str,
-        channel_extra: &str,
-        command: &str,
-        env_extra: &[(&str, &str)],
-    ) -> Server {
-        Self::start_at(
+        Self::start_full(
             name,
-            server_extra,
+            "",
             extra,
-            channel_extra,
-            command,
-            env_extra,
+            "recording = true",
+            "serve",
+            &[],
             "127.0.0.1:0",
         )
     }
 
-    fn start_at(
+    /// [`Server::start`] with `channel_extra` TOML in the test channel's table.
+    pub fn start_channel(name: &str, extra: &str, channel_extra: &str) -> Server {
+        Self::start_full(name, "", extra, channel_extra, "serve", &[], "127.0.0.1:0")
+    }
+
+    /// Starts `command` over a fresh config: `server_extra` inside `[server]`, the RTMP
+    /// listener on `rtmp_listen`, `extra` after the `[rtmp]` table, `channel_extra` in
+    /// the test channel's table.
+    fn start_full(
         name: &str,
         server_extra: &str,
         extra: &str,

@@ -163,10 +163,7 @@ impl Relay {
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::Relaxed) {
                 let now = t0.elapsed();
-                let next = [fwd.poll_timeout(), rev.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                let next = starling_bench::impair::Impairment::next_release(&fwd, &rev)
                     .map_or(Duration::from_millis(5), |t| t.saturating_sub(now));
                 sock.set_read_timeout(Some(
                     next.clamp(Duration::from_micros(200), Duration::from_millis(5)),
