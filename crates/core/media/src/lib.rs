@@ -21,6 +21,7 @@ pub mod h264;
 pub mod h265;
 mod model;
 pub mod nal;
+pub mod wallclock;
 
 pub use error::MediaError;
 pub use model::*;

@@ -2,7 +2,7 @@
 //! EXT-X-PROGRAM-DATE-TIME, and checks that a string can be written as a quoted-string or a
 //! URI line. Pure functions; never reads the clock.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::HlsError;
 
@@ -31,42 +31,10 @@ pub fn decimal_float(value: f64) -> String {
 }
 
 /// Writes an instant as EXT-X-PROGRAM-DATE-TIME wants it: ISO 8601 / RFC 3339 in UTC with
-/// milliseconds, e.g. `2026-11-22T00:40:12.345Z`. Rounded to the nearest millisecond.
-///
-/// Hand-written (civil-from-days) so the crate needs no date library.
+/// milliseconds, e.g. `2026-11-22T00:40:12.345Z` (the formatter every writer of wall-clock
+/// instants shares).
 pub fn program_date_time(t: SystemTime) -> String {
-    // Signed nanoseconds since the epoch, so instants before 1970 format too.
-    let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX / 2),
-        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX / 2),
-    };
-    let millis = (nanos + 500_000).div_euclid(1_000_000);
-    let secs = millis.div_euclid(1000);
-    let ms = millis.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-/// i128 throughout: no input that `SystemTime` can hold overflows it.
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i128::from(m <= 2);
-    (y, m, d)
+    starling_media::wallclock::utc_millis(t)
 }
 
 /// Checks that `value` can be written inside a quoted-string (4.2: no `"`, CR or LF) and,
@@ -109,7 +77,7 @@ fn invalid(field: &'static str, value: &str, problem: &'static str) -> HlsError 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
