@@ -24,6 +24,7 @@
 #   ROWS="MBPS:RTT_MS:LOSS …" (default: the 3 × 2 × 4 grid, 20 Mbit/s first)
 #   RECEIVERS="starling-srt srt-live-transmit starling-rtmp"   SEED=7   RTMP_GRACE=15
 #   SLT_OPTS="&fc=…&rcvbuf=…"   (more URI options for srt-live-transmit's listener)
+#   SRT_TOML="latency_ms = 400"   (more keys for Starling's [srt] section)
 #   LATENCY_MS= fixes the SRT latency; by default docs/srt.md's guidance: 4 × RTT up to
 #   2 % loss, 6 × RTT at 5 %, 8 × RTT above, never below 120 ms.
 # Prints Markdown rows (docs/performance.md has the table and its header); runs are
@@ -101,7 +102,9 @@ run_one() { # receiver mbps rtt loss
 
   local recv_pid="" watch_pid=""
   start_slt() {
-    "${in_b[@]}" srt-live-transmit -a:no -q "srt://:9710?mode=listener&latency=$lat${SLT_OPTS:-}" file://con \
+    # -s:1000 -pf:json: its link statistics every second into slt-stats.json (pktRcvDrop: what
+    # libsrt gave up on, which a frame count of out.ts cannot show).
+    "${in_b[@]}" srt-live-transmit -a:no -q -s:1000 -pf:json -statsout:"$d/slt-stats.json" "srt://:9710?mode=listener&latency=$lat${SLT_OPTS:-}" file://con \
       >"$d/out.ts" 2>>"$d/recv.log" &
     recv_pid=$!
     pids+=("$recv_pid")
@@ -116,6 +119,7 @@ http_listen = "127.0.0.1:8080"
 data_dir = "$d/data"
 [srt]
 listen = "0.0.0.0:9710"
+${SRT_TOML:-}
 [rtmp]
 listen = "0.0.0.0:1935"
 [[channels]]
@@ -165,11 +169,25 @@ EOF
     # It stops by itself once the caller has closed (-a:no); the latency bounds the wait.
     wait_for $((lat / 1000 + 10)) sh -c "! kill -0 $recv_pid 2>/dev/null" || kill "$recv_pid" 2>/dev/null || true
     out_frames=$(video_frames "$d/out.ts")
+    # A frame with a packet missing still counts as a frame in out.ts: what libsrt gave
+    # up on and what does not decode are noted beside the count.
+    local dropped decode_errors
+    # Its statistics are per interval (cleared at each print): the sum is the run's.
+    dropped=$(grep -o '"packetsDropped":[0-9]*' "$d/slt-stats.json" 2>/dev/null | cut -d: -f2 | awk '{n += $1} END {print n + 0}')
+    decode_errors=$(ffmpeg -v error -i "$d/out.ts" -f null - 2>&1 | grep -c "error while decoding" || true)
+    note+=" (libsrt dropped ${dropped:-?} packets; ${decode_errors} macroblock decode errors)"
   else
     # The poller stops at EXT-X-ENDLIST, which the origin writes once the publish ended.
     wait_for 40 sh -c "! kill -0 $watch_pid 2>/dev/null" || kill -TERM "$watch_pid" 2>/dev/null || true
     wait "$watch_pid" 2>/dev/null || true
     judge_hls "http://127.0.0.1:8080/live/ch/source/index.m3u8" "$d" "${in_b[@]}"
+    # Starling drops a frame with a packet missing (and the frames that depend on it):
+    # what libsrt gave up on, from the link's totals.
+    if [ "$recv" = starling-srt ]; then
+      local dropped
+      dropped=$(grep -o "SRT link totals.* dropped=[0-9]*" "$d/starling.log" | grep -o "dropped=[0-9]*" | tail -1 | cut -d= -f2)
+      note+=" (libsrt dropped ${dropped:-?} packets)"
+    fi
     # shellcheck disable=SC2154 # set by judge_hls
     out_frames=$out_frames
     kill "$recv_pid" 2>/dev/null || true
