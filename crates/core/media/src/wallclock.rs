@@ -48,24 +48,57 @@ mod tests {
 
     use super::*;
 
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
     #[test]
-    fn known_instants() {
+    fn pdt_epoch() {
         assert_eq!(utc_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::new(1_795_308_012, 345_600_000);
-        // Rounded to the nearest millisecond.
-        assert_eq!(utc_millis(t), "2026-11-22T00:40:12.346Z");
-        // A leap day, and the day after a century that is not a leap year.
+    }
+
+    #[test]
+    fn pdt_known_instants() {
+        // `date -u -d 2026-11-22T00:40:12Z +%s` = 1795308012.
         assert_eq!(
-            utc_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00.000Z"
+            utc_millis(at(1_795_308_012, 345_000_000)),
+            "2026-11-22T00:40:12.345Z"
         );
+        // Leap day: `date -u -d 2024-02-29T23:59:59Z +%s` = 1709251199.
+        assert_eq!(utc_millis(at(1_709_251_199, 0)), "2024-02-29T23:59:59.000Z");
+        // 2000 is a leap year (divisible by 400): 951782400 is 2000-02-29.
+        assert_eq!(utc_millis(at(951_782_400, 0)), "2000-02-29T00:00:00.000Z");
+        // 2100 is not: 4107542400 is 2100-03-01.
+        assert_eq!(utc_millis(at(4_107_542_400, 0)), "2100-03-01T00:00:00.000Z");
+        // Last second of a year.
         assert_eq!(
-            utc_millis(UNIX_EPOCH + Duration::from_secs(4_107_542_400)),
-            "2100-03-01T00:00:00.000Z"
+            utc_millis(at(1_735_689_599, 999_000_000)),
+            "2024-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn pdt_rounds_to_nearest_millisecond_with_carry() {
+        assert_eq!(utc_millis(at(0, 1_499_999)), "1970-01-01T00:00:00.001Z");
+        assert_eq!(utc_millis(at(0, 1_500_000)), "1970-01-01T00:00:00.002Z");
+        assert_eq!(utc_millis(at(0, 499_999)), "1970-01-01T00:00:00.000Z");
+        // 23:59:59.9996 rounds into the next day, month and year.
+        assert_eq!(
+            utc_millis(at(1_735_689_599, 999_600_000)),
+            "2025-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn pdt_before_epoch() {
         assert_eq!(
             utc_millis(UNIX_EPOCH - Duration::from_millis(1)),
             "1969-12-31T23:59:59.999Z"
+        );
+        // -86400*365 s is 1969-01-01.
+        assert_eq!(
+            utc_millis(UNIX_EPOCH - Duration::from_secs(86_400 * 365)),
+            "1969-01-01T00:00:00.000Z"
         );
     }
 }
