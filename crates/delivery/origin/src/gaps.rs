@@ -53,6 +53,7 @@ pub(crate) fn fill_gaps(
             discontinuity: false,
             new_map: false,
             program_date_time: None,
+            media_start: None,
             parts: Vec::new(),
             complete: true,
             duration: duration.min(target),

@@ -239,6 +239,12 @@ fn with_query(uri: &str, param: &str) -> String {
     format!("{base}{sep}{param}{fragment}")
 }
 
+/// `uri` with `token=<token>` added to its query: for URLs the origin writes outside a
+/// playlist (the DASH MPD's segment templates).
+pub fn with_token(uri: &str, token: &str) -> String {
+    with_query(uri, &format!("{TOKEN_PARAM}={}", encode_query_value(token)))
+}
+
 /// Adds `token=<token>` to every URI of a playlist (multivariant or media): URI lines
 /// (variants, segments) and every `URI="…"` attribute of a tag (`EXT-X-MEDIA`,
 /// `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT`, `EXT-X-RENDITION-REPORT`, …).

@@ -31,7 +31,10 @@ pub(crate) const MAX_OBJECT_BYTES: usize = 1 << 20;
 const MAX_SESSIONS: usize = 100_000;
 
 const RUN_HEADER: &str = "starling-run 1";
-const INDEX_HEADER: &str = "starling-segments 1";
+/// Index chunks: version 2 adds each segment's media start time (DASH timelines);
+/// version 1 chunks (written before it) are still read, without it.
+const INDEX_HEADER: &str = "starling-segments 2";
+const INDEX_HEADER_V1: &str = "starling-segments 1";
 
 /// A history object that cannot be read back.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,6 +87,9 @@ pub(crate) struct SegmentRecord {
     pub new_map: bool,
     /// Its first part does not start independently (cut without a keyframe).
     pub not_independent: bool,
+    /// Media time of its first sample (its `tfdt`) in the rendition's timescale; `None`
+    /// in chunks written before version 2.
+    pub media_start: Option<u64>,
 }
 
 pub(crate) fn run_key(channel: &str) -> String {
@@ -240,7 +246,7 @@ impl SegmentRecord {
                 flags.push('-');
             }
             out += &format!(
-                "{} {} {} {} {} {} {} {flags}\n",
+                "{} {} {} {} {} {} {} {flags} {}\n",
                 s.msn,
                 session_name(s.session),
                 (s.duration * 1e6).round() as u64,
@@ -248,6 +254,7 @@ impl SegmentRecord {
                 s.init,
                 s.bytes,
                 opt(pdt),
+                opt(s.media_start),
             );
         }
         out
@@ -256,13 +263,24 @@ impl SegmentRecord {
     /// The segments of one chunk, in number order, each number once.
     pub fn parse_chunk(bytes: &[u8]) -> Result<Vec<Self>, HistoryError> {
         let mut out: Vec<SegmentRecord> = Vec::new();
-        for (n, line) in body(bytes, INDEX_HEADER)? {
+        let (lines, v1) = match body(bytes, INDEX_HEADER) {
+            Ok(lines) => (lines, false),
+            Err(HistoryError::UnknownFormat(_)) => (body(bytes, INDEX_HEADER_V1)?, true),
+            Err(e) => return Err(e),
+        };
+        for (n, line) in lines {
             let bad = |reason| HistoryError::Line { line: n, reason };
             if out.len() as u64 >= CHUNK {
                 return Err(bad("more segments than a chunk holds"));
             }
             let f: Vec<&str> = line.split(' ').collect();
-            let [msn, session, duration_us, dnum, init, bytes, pdt, flags] = f[..] else {
+            let (fields, media_start) = match (v1, f.len()) {
+                (true, 8) => (&f[..], "-"),
+                (false, 9) => (&f[..8], f[8]),
+                (true, _) => return Err(bad("expected 8 fields")),
+                (false, _) => return Err(bad("expected 9 fields")),
+            };
+            let [msn, session, duration_us, dnum, init, bytes, pdt, flags] = fields[..] else {
                 return Err(bad("expected 8 fields"));
             };
             let msn: u64 = num(msn).ok_or(bad("bad segment number"))?;
@@ -290,6 +308,7 @@ impl SegmentRecord {
                 discontinuity: flags.contains('d'),
                 new_map: flags.contains('m'),
                 not_independent: flags.contains('n'),
+                media_start: opt_num(media_start).ok_or(bad("bad media start"))?,
             });
         }
         Ok(out)
@@ -398,6 +417,7 @@ mod tests {
                 discontinuity: true,
                 new_map: false,
                 not_independent: false,
+                media_start: Some(180_000 * 64),
             },
             SegmentRecord {
                 msn: 66,
@@ -410,10 +430,24 @@ mod tests {
                 discontinuity: true,
                 new_map: true,
                 not_independent: true,
+                media_start: None,
             },
         ];
         let text = SegmentRecord::encode_chunk(&segs);
         assert_eq!(SegmentRecord::parse_chunk(text.as_bytes()).unwrap(), segs);
+    }
+
+    #[test]
+    fn version_1_chunks_are_read_without_media_start() {
+        let v1 = "starling-segments 1\n64 0000000000000001 2002000 3 0 512000 - d\n";
+        let segs = SegmentRecord::parse_chunk(v1.as_bytes()).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!((segs[0].msn, segs[0].media_start), (64, None));
+        // A version-1 line in a version-2 chunk, and the other way round, are refused.
+        let mixed = "starling-segments 2\n64 0000000000000001 2002000 3 0 512000 - d\n";
+        assert!(SegmentRecord::parse_chunk(mixed.as_bytes()).is_err());
+        let mixed = "starling-segments 1\n64 0000000000000001 2002000 3 0 512000 - d 5\n";
+        assert!(SegmentRecord::parse_chunk(mixed.as_bytes()).is_err());
     }
 
     #[test]

@@ -41,6 +41,8 @@ use crate::live::{
     PlaylistKind, Rendition,
 };
 
+mod chunked;
+mod mpd;
 mod objects;
 mod playlist;
 
@@ -75,7 +77,9 @@ pub fn router_with_gate<S: Clone + Send + Sync + 'static>(
 
 fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
     Router::new()
+        .route("/live/time", get(mpd::time))
         .route("/live/{channel}/index.m3u8", get(multivariant))
+        .route("/live/{channel}/manifest.mpd", get(mpd::manifest))
         .route("/live/{channel}/{rendition}/{file}", get(media))
         .route(
             "/live/{channel}/{rendition}/{session}/{file}",
@@ -531,7 +535,7 @@ async fn media_file(
     };
     match (file, ch) {
         (File::Init(v), ch) => init(origin, ch.as_deref(), at, v, headers).await,
-        (File::Segment(msn), ch) => segment(origin, ch.as_deref(), at, msn, headers).await,
+        (File::Segment(msn), ch) => segment(origin, ch.as_ref(), at, msn, headers).await,
         (File::Part(msn, part), Some(ch)) => {
             part_request(origin, &ch, rendition, session, msn, part, headers).await
         }

@@ -30,6 +30,7 @@ mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod periods;
 mod restore;
 mod session;
 pub mod store;

@@ -31,6 +31,7 @@ use starling_packager::{Input, Output, Packager, PackagerConfig, RenditionInfo};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::periods::{Anchor, Periods};
 pub(crate) use crate::session::{init_key, new_session, segment_key};
 pub use crate::session::{parse_session, session_name};
 use crate::{
@@ -166,6 +167,8 @@ pub(crate) struct ChannelInner {
     /// The run ended (the reconnect grace expired): playlists carry ENDLIST. Neither
     /// `live` nor `ended` while in the grace.
     pub ended: bool,
+    /// Where the run's DASH periods sit on the wall clock (see `periods`).
+    pub periods: Periods,
 }
 
 #[derive(Debug)]
@@ -203,6 +206,9 @@ pub(crate) struct Segment {
     pub discontinuity: bool,
     pub new_map: bool,
     pub program_date_time: Option<SystemTime>,
+    /// Media time of its first sample in the rendition's timescale (the DASH timeline's
+    /// `t`); `None` for gaps and segments restored from a version-1 history.
+    pub media_start: Option<u64>,
     pub parts: Vec<PartEntry>,
     pub complete: bool,
     pub duration: f64,
@@ -241,6 +247,7 @@ impl Channel {
                 settings,
                 live: false,
                 ended: false,
+                periods: Periods::default(),
             }),
             feeds: RwLock::default(),
             pending: Mutex::new(None),
@@ -503,6 +510,7 @@ impl Origin {
                 // run's media stays in the store under its sessions if it was recorded;
                 // else its DVR window goes now.
                 st.ended = false;
+                st.periods.reset();
                 let old_run = st.run.first().copied().unwrap_or(0);
                 st.run.clear();
                 let record = st.settings.record;
@@ -623,6 +631,7 @@ impl Origin {
                         index,
                         duration,
                         independent,
+                        start,
                         data,
                         first_arrival,
                     } => {
@@ -631,6 +640,7 @@ impl Origin {
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
+                        let mut opens_period = None;
                         if r.segments.back().is_none_or(|s| s.complete || s.msn != msn) {
                             if r.history_from.is_none() {
                                 r.history_from = Some(msn);
@@ -639,6 +649,19 @@ impl Origin {
                             let init = r.inits.len().saturating_sub(1);
                             let new_map = r.segments.back().is_some_and(|s| s.init != init);
                             let discontinuity = std::mem::take(&mut r.next_discontinuity);
+                            // A DASH period begins where the timeline or the init
+                            // section may change (see `periods`).
+                            if discontinuity
+                                || new_map
+                                || r.segments.back().is_none_or(|s| s.session != session)
+                            {
+                                opens_period = Anchor::of(
+                                    msn,
+                                    Some(first_arrival),
+                                    Some(start),
+                                    r.info.timescale,
+                                );
+                            }
                             r.segments.push_back(Segment {
                                 session,
                                 msn,
@@ -646,6 +669,7 @@ impl Origin {
                                 discontinuity,
                                 new_map,
                                 program_date_time: Some(first_arrival),
+                                media_start: Some(start),
                                 parts: Vec::new(),
                                 complete: false,
                                 duration: 0.0,
@@ -668,6 +692,9 @@ impl Origin {
                             });
                         }
                         r.feed.touch();
+                        if let Some(a) = opens_period {
+                            st.periods.note(a);
+                        }
                         self.metrics.observe_part(first_arrival, duration, now);
                     }
                     Output::SegmentEnd {
@@ -701,6 +728,18 @@ impl Origin {
                         seg.complete = true;
                         seg.duration = duration;
                         seg.program_date_time = Some(program_date_time);
+                        // A timestamp jump is only known now; the packager rebased the
+                        // timeline, but the period anchored before it drifts from here.
+                        let jump = (discontinuity && !seg.discontinuity)
+                            .then(|| {
+                                Anchor::of(
+                                    msn,
+                                    Some(program_date_time),
+                                    seg.media_start,
+                                    r.info.timescale,
+                                )
+                            })
+                            .flatten();
                         seg.discontinuity |= discontinuity;
                         seg.data = Some(whole.clone());
                         seg.completed_at = Some(now);
@@ -725,6 +764,17 @@ impl Origin {
                         deletes.extend(self.evict(&ch.name, settings, r, now));
                         if !settings.record && r.evicted_below > below {
                             evicted.push(rendition);
+                        }
+                        if let Some(a) = jump {
+                            st.periods.note(a);
+                        }
+                        if let Some(first) = st
+                            .renditions
+                            .iter()
+                            .filter_map(|r| r.segments.front().map(|s| s.msn))
+                            .min()
+                        {
+                            st.periods.prune(first);
                         }
                     }
                     Output::Ended => {

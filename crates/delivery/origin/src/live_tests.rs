@@ -38,6 +38,8 @@ fn segment(rendition: &'static str, msn: u64, duration: f64) -> [Output; 2] {
             index: 0,
             duration,
             independent: true,
+            // Timescale 1000, segments back to back.
+            start: (msn as f64 * duration * 1000.0).round() as u64,
             data: Bytes::from_static(b"part"),
             first_arrival: now,
         },
@@ -168,6 +170,7 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
                 index,
                 duration: 0.25,
                 independent: index == 0,
+                start: msn * 1000 + u64::from(index) * 250,
                 data: part_bytes(msn, index),
                 first_arrival: now,
             })
@@ -273,6 +276,7 @@ async fn unstored_segments_never_leave_memory() {
             discontinuity: false,
             new_map: false,
             program_date_time: None,
+            media_start: None,
             parts: Vec::new(),
             complete: true,
             duration: 1.0,

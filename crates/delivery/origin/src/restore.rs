@@ -165,6 +165,7 @@ impl Origin {
                     discontinuity: s.discontinuity,
                     new_map: s.new_map,
                     not_independent: s.parts.first().is_some_and(|p| !p.independent),
+                    media_start: s.media_start,
                 });
                 break;
             }
@@ -384,6 +385,7 @@ impl Segment {
             discontinuity: s.discontinuity,
             new_map: s.new_map,
             program_date_time: s.program_date_time,
+            media_start: s.media_start,
             // Parts are not kept across a restart; one empty entry carries whether the
             // segment starts independently (INDEPENDENT-SEGMENTS) and answers a request
             // for a part with 410 (fetch the whole segment).
@@ -415,6 +417,7 @@ impl Segment {
             discontinuity: false,
             new_map: false,
             program_date_time: None,
+            media_start: None,
             parts: Vec::new(),
             complete: true,
             duration,

@@ -96,6 +96,9 @@ pub enum Output {
         duration: f64,
         /// The part starts with a keyframe (always true for audio).
         independent: bool,
+        /// Media time of its first sample (its `tfdt`), in the rendition's timescale:
+        /// the first part's is the segment's start on a DASH `SegmentTimeline`.
+        start: u64,
         data: Bytes,
         /// Arrival of the part's first sample.
         first_arrival: SystemTime,
@@ -129,6 +132,7 @@ impl fmt::Debug for Output {
                 index,
                 duration,
                 independent,
+                start,
                 data,
                 first_arrival,
             } => f
@@ -138,6 +142,7 @@ impl fmt::Debug for Output {
                 .field("index", index)
                 .field("duration", duration)
                 .field("independent", independent)
+                .field("start", start)
                 .field("len", &data.len())
                 .field("first_arrival", first_arrival)
                 .finish(),

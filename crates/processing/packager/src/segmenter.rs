@@ -248,6 +248,7 @@ impl Segmenter {
                     index: seg.parts,
                     duration,
                     independent,
+                    start,
                     data,
                     first_arrival: self.part_arrival,
                 });

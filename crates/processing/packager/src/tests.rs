@@ -140,10 +140,16 @@ fn segments(outputs: &[Output], rendition: &str) -> Vec<Seg> {
                 index,
                 duration,
                 independent,
+                start,
                 data,
                 ..
             } if *r == rendition => {
                 assert_eq!(*index as usize, parts.len(), "part index of msn {msn}");
+                assert_eq!(
+                    fragment_header(data).1,
+                    *start,
+                    "a part's start is its tfdt (msn {msn}, part {index})"
+                );
                 parts.push((*msn, *index, *duration, *independent, data.clone()));
                 assert!(*duration > 0.0);
             }

@@ -111,8 +111,8 @@ pub(crate) fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn
 }
 
 pub(super) async fn segment(
-    origin: &Origin,
-    ch: Option<&Channel>,
+    origin: &Arc<Origin>,
+    ch: Option<&Arc<Channel>>,
     at: Addressed<'_>,
     msn: u64,
     headers: &HeaderMap,
@@ -125,8 +125,34 @@ pub(super) async fn segment(
     let mut held = ch.map_or(Held::Elsewhere, |ch| {
         held_segment(&lock(&ch.inner), rendition, session, msn)
     });
-    // A segment still being written is answered when it completes (bounded wait), so a
-    // client or CDN that asks a little early is not sent away.
+    // The next segment of the live session, asked for a little before its first part
+    // (an LL-DASH player's clock): held until that part exists.
+    if let (Held::NotYet, Some(ch), Some(feed)) = (&held, ch, ch.and_then(|c| c.feed(rendition))) {
+        let next = {
+            let st = lock(&ch.inner);
+            st.session == session
+                && st
+                    .rendition(rendition)
+                    .and_then(|r| r.segments.back())
+                    .is_some_and(|s| s.msn + 1 == msn)
+        };
+        if next {
+            let limit = block_limit(feed.edge().target_duration);
+            feed.wait_until(&origin.metrics, limit, |e| e.settles_part(msn, 0))
+                .await;
+            held = held_segment(&lock(&ch.inner), rendition, session, msn);
+        }
+    }
+    // A segment still being written is sent as it is cut (chunked), unless a byte range
+    // was asked for: that one is answered when the segment is complete (bounded wait),
+    // so a client or CDN that asks a little early is not sent away.
+    if let (Held::InProgress, Some(ch), None) = (&held, ch, headers.get(header::RANGE)) {
+        if let Some(r) =
+            super::chunked::in_progress(origin.clone(), ch.clone(), rendition, session, msn)
+        {
+            return r;
+        }
+    }
     if let (Held::InProgress, Some(ch), Some(feed)) =
         (&held, ch, ch.and_then(|c| c.feed(rendition)))
     {

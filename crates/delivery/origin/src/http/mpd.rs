@@ -1,0 +1,486 @@
+//! The DASH MPD of a channel, `/live/{channel}/manifest.mpd`: the same CMAF objects the
+//! HLS playlists list (same URLs, same segment numbers), described for DASH players;
+//! never a second copy of the media.
+//!
+//! - Dynamic while the run is live or in its reconnect grace, static (every segment,
+//!   `mediaPresentationDuration`) once it ended.
+//! - One period per stretch that shares a session, an init section and an unbroken
+//!   timeline: a republish, a codec change, a timestamp jump or a missing segment number
+//!   starts a new one. Periods are placed by anchors fixed when they begin (see
+//!   `crate::periods`), so they do not move as the window slides.
+//! - `SegmentTemplate` with `$Number$` (the HLS media sequence numbers) and a
+//!   `SegmentTimeline` of the segments' own `tfdt` and durations.
+//! - Low latency (channels with LL-HLS on): the segment being written is listed too, with
+//!   its nominal end on the segment grid, `availabilityTimeOffset` says it can be fetched
+//!   once its first part exists, and the origin sends it with chunked transfer as its
+//!   parts are cut (see `objects::segment`). A `ServiceDescription` gives the latency
+//!   target.
+//! - `UTCTiming` points at `/live/time` on the node that served the MPD, so a player with
+//!   a wrong clock still finds the live edge.
+
+use std::{collections::BTreeSet, time::SystemTime};
+
+use starling_dash as dash;
+use starling_packager::RenditionInfo;
+
+use super::*;
+use crate::periods::{Anchor, Periods};
+
+const MPD_TYPE: &str = "application/dash+xml";
+
+/// `GET /live/{channel}/manifest.mpd`.
+pub(super) async fn manifest(
+    State(served): State<Served>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !valid_name(&name, 64) {
+        return malformed_channel();
+    }
+    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = manifest_response(&served.origin, &name, &headers, admitted.token()).await;
+    admitted.finish(r)
+}
+
+async fn manifest_response(
+    origin: &Arc<Origin>,
+    name: &str,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Response {
+    origin
+        .metrics
+        .playlist_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ch = match channel(origin, name).await {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let Some(snapshot) = Snapshot::capture(&lock(&ch.inner)) else {
+        return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+    };
+    let mpd = build(
+        &snapshot,
+        &origin.config,
+        SystemTime::now(),
+        utc_timing_url(headers),
+        token,
+    );
+    match mpd.render() {
+        Ok(text) => {
+            let mut r = Response::new(Body::from(text));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MPD_TYPE));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(if snapshot.ended {
+                    "public, max-age=5"
+                } else {
+                    "public, max-age=1"
+                }),
+            );
+            r
+        }
+        Err(e) => {
+            // The snapshot comes from the packager's own output: a bug, said loudly.
+            tracing::error!(channel = %name, error = %e, "origin: could not write the MPD");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("could not write the MPD: {e}"),
+                "no-store",
+            )
+        }
+    }
+}
+
+/// `GET /live/time`: the node's clock as an ISO 8601 instant (the MPD's `UTCTiming`,
+/// scheme `urn:mpeg:dash:utc:http-iso:2014`).
+pub(super) async fn time() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        starling_media::wallclock::utc_millis(SystemTime::now()),
+    )
+        .into_response()
+}
+
+/// The absolute URL of `/live/time` as the client reached this node (`Host`, and
+/// `X-Forwarded-Proto` from a TLS-terminating proxy); `None` without a usable `Host`.
+fn utc_timing_url(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !ok {
+        return None;
+    }
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
+    Some(format!("{scheme}://{host}/live/time"))
+}
+
+/// What an MPD lists, copied out of the channel's state under its lock: numbers only.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    ended: bool,
+    low_latency: bool,
+    dvr_window: Duration,
+    periods: Periods,
+    renditions: Vec<SnapRendition>,
+}
+
+#[derive(Debug)]
+struct SnapRendition {
+    info: RenditionInfo,
+    /// The session of each init section, by version.
+    inits: Vec<u64>,
+    bandwidth: u64,
+    segments: Vec<SnapSegment>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SnapSegment {
+    session: u64,
+    msn: u64,
+    init: usize,
+    /// A discontinuity or a new init section starts here.
+    boundary: bool,
+    program_date_time: Option<SystemTime>,
+    media_start: Option<u64>,
+    /// Seconds: the segment's, or (in progress) its parts' so far.
+    duration: f64,
+    complete: bool,
+}
+
+impl Snapshot {
+    /// `None` until some rendition has a complete segment (a player given an MPD without
+    /// segments gives up, as it does on an empty HLS playlist).
+    pub(crate) fn capture(st: &ChannelInner) -> Option<Self> {
+        if !st
+            .renditions
+            .iter()
+            .any(|r| r.segments.iter().any(|s| s.complete && !s.gap))
+        {
+            return None;
+        }
+        let renditions = st
+            .renditions
+            .iter()
+            .map(|r| SnapRendition {
+                info: r.info.clone(),
+                inits: r.inits.iter().map(|(s, _)| *s).collect(),
+                // Peak of whole segments with headroom, as the multivariant playlist says.
+                bandwidth: (bandwidth(r).0 * 1.1).max(64_000.0) as u64,
+                segments: r
+                    .segments
+                    .iter()
+                    .filter(|s| !s.gap && (s.complete || !s.parts.is_empty()))
+                    .map(|s| SnapSegment {
+                        session: s.session,
+                        msn: s.msn,
+                        init: s.init,
+                        boundary: s.discontinuity || s.new_map,
+                        program_date_time: s.program_date_time,
+                        media_start: s.media_start,
+                        duration: if s.complete {
+                            s.duration
+                        } else {
+                            s.parts.iter().map(|p| p.duration).sum()
+                        },
+                        complete: s.complete,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Some(Self {
+            ended: st.ended,
+            low_latency: st.settings.low_latency,
+            dvr_window: st.settings.dvr_window,
+            periods: st.periods.clone(),
+            renditions,
+        })
+    }
+}
+
+/// One period as planned: its segment numbers, where it starts, its media time offset.
+struct Plan {
+    id: String,
+    first: u64,
+    /// Exclusive; `u64::MAX` for the last.
+    end: u64,
+    anchor: Option<Anchor>,
+}
+
+pub(crate) fn build(
+    s: &Snapshot,
+    config: &crate::OriginConfig,
+    now: SystemTime,
+    utc_timing: Option<String>,
+    token: Option<&str>,
+) -> dash::Mpd {
+    let low_latency = s.low_latency && !s.ended;
+    let lead = s
+        .renditions
+        .iter()
+        .find(|r| r.info.kind == TrackKind::Video)
+        .or(s.renditions.first());
+    let plans = plan_periods(s, lead);
+    let d = config.segment_duration;
+    let part = config.part_duration;
+
+    let mut periods = Vec::with_capacity(plans.len());
+    // The previous period's start and media extent (seconds), for the next one's start.
+    let mut previous: Option<(f64, f64)> = None;
+    let mut first_wall: Option<SystemTime> = None;
+    for plan in &plans {
+        let mut sets = Vec::new();
+        let mut extent = 0.0f64;
+        for (i, r) in s.renditions.iter().enumerate() {
+            let ts = r.info.timescale.max(1);
+            let in_period: Vec<&SnapSegment> = r
+                .segments
+                .iter()
+                .filter(|x| x.msn >= plan.first && x.msn < plan.end)
+                .filter(|x| x.complete || (low_latency && is_last(r, x)))
+                .collect();
+            let Some(first) = in_period.first() else {
+                continue;
+            };
+            let offset = plan
+                .anchor
+                .map_or_else(|| first.media_start.unwrap_or(0), |a| a.offset(ts));
+            let timeline = timeline(&in_period, offset, ts, d, part);
+            let Some(last) = timeline.last() else {
+                continue;
+            };
+            let end = last.start + last.duration;
+            extent = extent.max(end.saturating_sub(offset) as f64 / f64::from(ts));
+            let session = first.session;
+            let init_session = r.inits.get(first.init).copied().unwrap_or(session);
+            let name = r.info.name;
+            let url = |u: String| match token {
+                Some(t) => gate::with_token(&u, t),
+                None => u,
+            };
+            let content = match r.info.kind {
+                TrackKind::Video => dash::ContentType::Video,
+                TrackKind::Audio => dash::ContentType::Audio,
+            };
+            sets.push(dash::AdaptationSet {
+                id: i as u32,
+                content,
+                lang: None,
+                representations: vec![dash::Representation {
+                    id: name.to_owned(),
+                    bandwidth: r.bandwidth,
+                    codecs: r.info.codec.clone(),
+                    width: r.info.width,
+                    height: r.info.height,
+                    frame_rate: r.info.frame_rate.and_then(frame_rate),
+                    audio_sampling_rate: r.info.sample_rate,
+                    audio_channels: r.info.channels.map(u32::from),
+                }],
+                template: dash::SegmentTemplate {
+                    timescale: ts,
+                    initialization: url(format!(
+                        "{name}/{}/init-{}.mp4",
+                        session_name(init_session),
+                        first.init
+                    )),
+                    media: url(format!("{name}/{}/$Number$.m4s", session_name(session))),
+                    start_number: first.msn,
+                    presentation_time_offset: offset,
+                    timeline,
+                    availability_time_offset: low_latency
+                        .then(|| d.saturating_sub(part).as_secs_f64()),
+                    availability_time_complete: low_latency.then_some(false),
+                },
+            });
+        }
+        if sets.is_empty() {
+            continue;
+        }
+        // Dynamic: where the anchor's first frame arrived; never overlapping the previous
+        // period (a source clock faster than the wall clock). Static: back to back.
+        let wall = plan.anchor.map(|a| a.wall);
+        let after_previous = previous.map_or(0.0, |(start, extent)| start + extent);
+        let start = if s.ended {
+            after_previous
+        } else {
+            let ast = s.periods.availability_start.or(first_wall).or(wall);
+            let at = match (wall, ast) {
+                (Some(w), Some(a)) => w.duration_since(a).map_or(0.0, |d| d.as_secs_f64()),
+                _ => after_previous,
+            };
+            at.max(after_previous)
+        };
+        // Milliseconds, as written: the next period's bound uses what players read.
+        let start = (start * 1000.0).floor() / 1000.0;
+        first_wall = first_wall.or(wall);
+        previous = Some((start, extent));
+        periods.push(dash::Period {
+            id: plan.id.clone(),
+            start: Duration::from_secs_f64(start),
+            adaptation_sets: sets,
+        });
+    }
+
+    let presentation = if s.ended {
+        dash::Presentation::Static {
+            duration: Duration::from_secs_f64(previous.map_or(0.0, |(s, e)| s + e)),
+        }
+    } else {
+        let ast = s
+            .periods
+            .availability_start
+            .or(first_wall)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        dash::Presentation::Dynamic {
+            availability_start_time: ast,
+            publish_time: now,
+            minimum_update_period: d,
+            time_shift_buffer_depth: s.dvr_window,
+            // LL-HLS's PART-HOLD-BACK (three parts) or HOLD-BACK (three segments).
+            suggested_presentation_delay: if low_latency { part * 3 } else { d * 3 },
+        }
+    };
+    dash::Mpd {
+        presentation,
+        min_buffer_time: if low_latency { part * 3 } else { d },
+        utc_timing: utc_timing.filter(|_| !s.ended),
+        target_latency: low_latency.then_some(d),
+        periods,
+    }
+}
+
+/// Splits the listed segment numbers into periods: a new one where any rendition's
+/// session, init section or timeline changes, or a number is missing (`$Number$` counts
+/// the timeline's entries, so it cannot skip one). A rendition whose oldest listed
+/// segment is newer than another's (the window slides per rendition) just starts its
+/// timeline later in the same period: its own `startNumber` says where.
+fn plan_periods(s: &Snapshot, lead: Option<&SnapRendition>) -> Vec<Plan> {
+    let Some(first) = s
+        .renditions
+        .iter()
+        .filter_map(|r| r.segments.first().map(|x| x.msn))
+        .min()
+    else {
+        return Vec::new();
+    };
+    let mut starts = BTreeSet::from([first]);
+    for r in &s.renditions {
+        for w in r.segments.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            if b.boundary || b.session != a.session || b.init != a.init || b.msn != a.msn + 1 {
+                starts.insert(b.msn);
+            }
+        }
+    }
+    let starts: Vec<u64> = starts.into_iter().collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            let end = starts.get(i + 1).copied().unwrap_or(u64::MAX);
+            // The anchor noted where this period began; for the oldest listed one the
+            // anchor in force (its first segments may have left the window); else one
+            // made from its first segment (a run read back after a restart).
+            let noted = s
+                .periods
+                .at(b)
+                .copied()
+                .filter(|a| a.msn == b || (i == 0 && a.msn < b));
+            let made = || {
+                let r = lead.filter(|r| r.segments.iter().any(|x| x.msn == b))?;
+                let x = r.segments.iter().find(|x| x.msn == b)?;
+                Anchor::of(b, x.program_date_time, x.media_start, r.info.timescale)
+            };
+            let anchor = noted.or_else(made);
+            Plan {
+                id: format!("p{}", anchor.map_or(b, |a| a.msn)),
+                first: b,
+                end,
+                anchor,
+            }
+        })
+        .collect()
+}
+
+fn is_last(r: &SnapRendition, x: &SnapSegment) -> bool {
+    r.segments.last().is_some_and(|l| l.msn == x.msn)
+}
+
+/// The timeline of one rendition's segments in a period, in its timescale `ts`: each
+/// segment's own start (its `tfdt`) and duration. A segment in progress gets its nominal
+/// end on the grid (segment `n` ends at `(n + 1) × D` of media time), or one part more
+/// than it has when it already runs past that (a long GOP).
+fn timeline(
+    segments: &[&SnapSegment],
+    offset: u64,
+    ts: u32,
+    d: Duration,
+    part: Duration,
+) -> Vec<dash::TimelineSegment> {
+    let ticks = |secs: f64| (secs * f64::from(ts)).round().max(0.0) as u64;
+    let mut out: Vec<dash::TimelineSegment> = Vec::with_capacity(segments.len());
+    for x in segments {
+        let previous_end = out.last().map(|p| p.start + p.duration);
+        let mut start = x
+            .media_start
+            .unwrap_or_else(|| previous_end.unwrap_or(offset));
+        let mut duration = if x.complete {
+            ticks(x.duration)
+        } else {
+            let grid_end = u64::try_from(
+                u128::from(x.msn + 1) * d.as_nanos() * u128::from(ts) / 1_000_000_000,
+            )
+            .unwrap_or(u64::MAX);
+            let have = ticks(x.duration);
+            if grid_end > start + have {
+                grid_end - start
+            } else {
+                have + ticks(part.as_secs_f64())
+            }
+        };
+        // Rounding or a clamped timestamp must not make two entries overlap.
+        if let Some(e) = previous_end.filter(|&e| start < e) {
+            duration = duration.saturating_sub(e - start);
+            start = e;
+        }
+        if duration == 0 {
+            continue;
+        }
+        out.push(dash::TimelineSegment { start, duration });
+    }
+    out
+}
+
+/// A frame rate as DASH writes it: whole (`30`), NTSC (`30000/1001`) or to 1/1000.
+fn frame_rate(fps: f64) -> Option<(u32, u32)> {
+    if !(fps.is_finite() && fps > 0.0 && fps < 1000.0) {
+        return None;
+    }
+    if (fps - fps.round()).abs() < 1e-3 {
+        return Some((fps.round() as u32, 1));
+    }
+    let ntsc = fps * 1.001;
+    if (ntsc - ntsc.round()).abs() < 1e-3 {
+        return Some((ntsc.round() as u32 * 1000, 1001));
+    }
+    Some(((fps * 1000.0).round() as u32, 1000))
+}
+
+#[cfg(test)]
+#[path = "mpd_tests.rs"]
+mod tests;
