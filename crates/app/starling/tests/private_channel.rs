@@ -407,6 +407,31 @@ fn private_channels_need_a_valid_token_over_hls() {
         403,
         "token_expired",
     );
+    // DASH is gated alike: refused without the token; with it, every URL of the MPD
+    // carries it, and ffprobe reads the private stream through it.
+    refused(&server, "/live/vip/manifest.mpd", 401, "token_required");
+    let mpd = server.http_request("GET", &format!("/live/vip/manifest.mpd?{q}"), &[], None);
+    assert_eq!(mpd.status, 200, "{}", mpd.body);
+    for attr in ["initialization=\"", "media=\""] {
+        let urls: Vec<&str> = mpd
+            .body
+            .split(attr)
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap())
+            .collect();
+        assert!(!urls.is_empty(), "{}", mpd.body);
+        for u in urls {
+            assert!(u.ends_with(&q), "{u} lacks the token:\n{}", mpd.body);
+        }
+    }
+    let probe = run(Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "default=nw=1"])
+        .arg(server.http_url(&format!("/live/vip/manifest.mpd?{q}"))));
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("codec_name=h264"),
+        "ffprobe (DASH) lacks h264:\n{text}"
+    );
     // The token also works as a cookie.
     let by_cookie = server.http_request(
         "GET",

@@ -61,10 +61,16 @@ impl Periods {
         *self = Self::default();
     }
 
-    /// Notes that segment `a.msn` opens a period, unless one is noted there already (the
-    /// other rendition got there first: both share the media timeline).
+    /// Notes that segment `a.msn` opens a period. Each rendition notes its own first
+    /// segment there; the earliest in media time is kept (audio usually starts a few
+    /// milliseconds before the video's keyframe), so that no rendition's first segment
+    /// starts before the period (players mishandle a negative start). Both arrive within
+    /// a part of each other, long before an MPD can list the period.
     pub fn note(&mut self, a: Anchor) {
-        if self.anchors.iter().rev().any(|x| x.msn == a.msn) {
+        if let Some(x) = self.anchors.iter_mut().rev().find(|x| x.msn == a.msn) {
+            if a.media_ns < x.media_ns {
+                *x = a;
+            }
             return;
         }
         if self.availability_start.is_none() {
@@ -115,9 +121,13 @@ mod tests {
     #[test]
     fn anchors_are_noted_once_and_pruned_behind_the_window() {
         let mut p = Periods::default();
-        p.note(Anchor::of(0, Some(at(100)), Some(0), 90_000).unwrap());
-        // The audio rendition's first segment: the same period.
+        p.note(Anchor::of(0, Some(at(100)), Some(90), 90_000).unwrap());
+        // The audio rendition's first segment: the same period, from the audio's first
+        // frame, which is earlier.
         p.note(Anchor::of(0, Some(at(100)), Some(5), 48_000).unwrap());
+        assert_eq!(p.anchors[0].offset(48_000), 5);
+        p.note(Anchor::of(0, Some(at(100)), Some(90), 48_000).unwrap());
+        assert_eq!(p.anchors[0].offset(48_000), 5);
         p.note(Anchor::of(10, Some(at(150)), Some(1_800_000), 90_000).unwrap());
         p.note(Anchor::of(20, Some(at(190)), Some(3_600_000), 90_000).unwrap());
         assert_eq!(p.anchors.len(), 3);

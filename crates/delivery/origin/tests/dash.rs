@@ -113,6 +113,12 @@ fn parse(xml: &str) -> Mpd {
                 }
                 let d: u64 = s.attribute("d").unwrap().parse().unwrap();
                 let r: u64 = s.attribute("r").map_or(0, |r| r.parse().unwrap());
+                // No rendition starts before its period (players take it for a
+                // negative time).
+                assert!(
+                    t >= pto,
+                    "{media}: t={t} before the period's offset {pto}:\n{xml}"
+                );
                 for _ in 0..=r {
                     mpd.segments.push(Listed {
                         period: id.clone(),

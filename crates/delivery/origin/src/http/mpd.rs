@@ -230,12 +230,7 @@ pub(crate) fn build(
     token: Option<&str>,
 ) -> dash::Mpd {
     let low_latency = s.low_latency && !s.ended;
-    let lead = s
-        .renditions
-        .iter()
-        .find(|r| r.info.kind == TrackKind::Video)
-        .or(s.renditions.first());
-    let plans = plan_periods(s, lead);
+    let plans = plan_periods(s);
     let d = config.segment_duration;
     let part = config.part_duration;
 
@@ -369,7 +364,7 @@ pub(crate) fn build(
 /// the timeline's entries, so it cannot skip one). A rendition whose oldest listed
 /// segment is newer than another's (the window slides per rendition) just starts its
 /// timeline later in the same period: its own `startNumber` says where.
-fn plan_periods(s: &Snapshot, lead: Option<&SnapRendition>) -> Vec<Plan> {
+fn plan_periods(s: &Snapshot) -> Vec<Plan> {
     let Some(first) = s
         .renditions
         .iter()
@@ -401,10 +396,15 @@ fn plan_periods(s: &Snapshot, lead: Option<&SnapRendition>) -> Vec<Plan> {
                 .at(b)
                 .copied()
                 .filter(|a| a.msn == b || (i == 0 && a.msn < b));
+            // (The earliest of the renditions' segments at `b`, as `Periods::note` keeps.)
             let made = || {
-                let r = lead.filter(|r| r.segments.iter().any(|x| x.msn == b))?;
-                let x = r.segments.iter().find(|x| x.msn == b)?;
-                Anchor::of(b, x.program_date_time, x.media_start, r.info.timescale)
+                s.renditions
+                    .iter()
+                    .filter_map(|r| {
+                        let x = r.segments.iter().find(|x| x.msn == b)?;
+                        Anchor::of(b, x.program_date_time, x.media_start, r.info.timescale)
+                    })
+                    .min_by_key(|a| a.media_ns)
             };
             let anchor = noted.or_else(made);
             Plan {
@@ -422,9 +422,10 @@ fn is_last(r: &SnapRendition, x: &SnapSegment) -> bool {
 }
 
 /// The timeline of one rendition's segments in a period, in its timescale `ts`: each
-/// segment's own start (its `tfdt`) and duration. A segment in progress gets its nominal
-/// end on the grid (segment `n` ends at `(n + 1) × D` of media time), or one part more
-/// than it has when it already runs past that (a long GOP).
+/// segment's own start (its `tfdt`) and duration. A segment in progress is given the
+/// previous segment's duration (sources repeat their GOP), or before there is one its
+/// nominal end on the grid (segment `n` ends at `(n + 1) × D` of media time); at least
+/// one part more than it has (a GOP that runs long). A later MPD states the real one.
 fn timeline(
     segments: &[&SnapSegment],
     offset: u64,
@@ -447,16 +448,18 @@ fn timeline(
             )
             .unwrap_or(u64::MAX);
             let have = ticks(x.duration);
-            if grid_end > start + have {
-                grid_end - start
-            } else {
-                have + ticks(part.as_secs_f64())
-            }
+            let predicted = match out.last() {
+                Some(p) => p.duration,
+                None => grid_end.saturating_sub(start),
+            };
+            predicted.max(have + ticks(part.as_secs_f64()))
         };
-        // Rounding or a clamped timestamp must not make two entries overlap.
-        if let Some(e) = previous_end.filter(|&e| start < e) {
-            duration = duration.saturating_sub(e - start);
-            start = e;
+        // Rounding or a clamped timestamp must not make two entries overlap, and no
+        // entry may start before the period (players mishandle a negative time).
+        let floor = previous_end.unwrap_or(offset);
+        if start < floor {
+            duration = duration.saturating_sub(floor - start);
+            start = floor;
         }
         if duration == 0 {
             continue;

@@ -219,7 +219,7 @@ fn low_latency_lists_the_segment_in_progress_to_its_grid_end() {
     s.renditions.pop();
     s.low_latency = true;
     let xml = render(&s);
-    // Four segments of 2 s: the fourth ends on the grid at 8 s.
+    // Four segments of 2 s: the fourth is predicted as long as the third.
     assert!(xml.contains(r#"<S t="0" d="180000" r="3"/>"#), "{xml}");
     assert!(xml.contains(r#"availabilityTimeOffset="1.666""#), "{xml}");
     assert!(xml.contains(r#"availabilityTimeComplete="false""#), "{xml}");
@@ -232,6 +232,15 @@ fn low_latency_lists_the_segment_in_progress_to_its_grid_end() {
     // Not low latency: complete segments only.
     s.low_latency = false;
     assert!(render(&s).contains(r#"<S t="0" d="180000" r="2"/>"#));
+    // The first segment, in progress: to its end on the grid (2 s).
+    let mut first = seg(0, TS);
+    first.complete = false;
+    first.duration = 0.5;
+    first.media_start = Some(9_000);
+    s.renditions[0].segments = vec![first];
+    s.low_latency = true;
+    let xml = render(&s);
+    assert!(xml.contains(r#"<S t="9000" d="171000"/>"#), "{xml}");
 }
 
 #[test]
