@@ -25,6 +25,11 @@ const out = resolve(process.env.STARLING_WEB_OUT || join(here, 'dist'));
 // transmuxing worker inline, so no extra worker file is needed).
 const require = createRequire(import.meta.url);
 const hlsDist = dirname(require.resolve('hls.js/package.json')) + '/dist';
+// dash.js's prebuilt UMD player (`window.dashjs`), without DRM or offline modules; the
+// watch page loads it only for `?player=dash`.
+// (dashjs's package exports hide package.json, so its folder is found from its entry.)
+const dashEntry = require.resolve('dashjs');
+const dashDist = join(dashEntry.slice(0, dashEntry.lastIndexOf('/node_modules/dashjs/') + '/node_modules/dashjs/'.length), 'dist/modern/umd');
 
 const assetSources = [
   join(src, 'style.css'),
@@ -34,6 +39,7 @@ const assetSources = [
   join(src, 'admin.js'),
   join(src, 'favicon.svg'),
   join(hlsDist, 'hls.min.js'),
+  join(dashDist, 'dash.mediaplayer.min.js'),
 ];
 
 rmSync(out, { recursive: true, force: true });

@@ -10,6 +10,9 @@
 // for LL-HLS, three parts; HOLD-BACK for standard-latency channels), as the HLS spec
 // asks of players. `?sync=SECONDS` overrides it (clamped to 0.5–30).
 //
+// `?player=dash` plays the channel's DASH MPD (/live/CHANNEL/manifest.mpd) with dash.js
+// instead, low latency where the MPD says so; `?sync=` sets its live delay.
+//
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
 // URI of the playlists it serves, so segments and parts carry it too.
@@ -28,6 +31,8 @@
   const syncParam = Number.parseFloat(params.get('sync') || '');
   const LIVE_SYNC_S = Number.isFinite(syncParam) ? Math.min(30, Math.max(0.5, syncParam)) : null;
   const token = params.get('token') || '';
+  // `?player=dash`: the channel's DASH MPD in dash.js (loaded only then) instead of HLS.
+  const useDash = params.get('player') === 'dash';
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -59,6 +64,7 @@
   window.starlingStats = stats;
 
   let hls = null;
+  let dash = null;
   let retryTimer = null;
   let lastTime = -1;
   let lastAdvanceAt = 0;
@@ -103,7 +109,9 @@
   }
   heading.textContent = channel;
   document.title = `${channel} · Starling`;
-  const src = `/live/${channel}/index.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+  const query = token ? `?token=${encodeURIComponent(token)}` : '';
+  const src = `/live/${channel}/index.m3u8${query}`;
+  const mpd = `/live/${channel}/manifest.mpd${query}`;
 
   // What a 401/403 from the origin means to a viewer (the token itself is never shown).
   function accessMessage(code) {
@@ -118,6 +126,10 @@
     if (hls) {
       hls.destroy();
       hls = null;
+    }
+    if (dash) {
+      dash.destroy();
+      dash = null;
     }
     if (video.getAttribute('src')) {
       video.removeAttribute('src');
@@ -148,7 +160,9 @@
     retryTimer = null;
     mediaRecoveries = 0;
     setState('loading', 'Loading the stream…');
-    if (window.Hls && window.Hls.isSupported()) {
+    if (useDash) {
+      loadDashJs().then(startDashJs, (err) => setState('error', `Could not load the DASH player: ${err.message}.`));
+    } else if (window.Hls && window.Hls.isSupported()) {
       startHlsJs();
     } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
       startNative();
@@ -207,6 +221,47 @@
     hls.attachMedia(video);
   }
 
+  // dash.js is large (~700 kB): the page names its asset and loads it on demand.
+  function loadDashJs() {
+    if (window.dashjs) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = document.getElementById('main').dataset.dashjs;
+      s.onload = () => resolve();
+      s.onerror = () => reject(new Error('dash.js did not load'));
+      document.head.appendChild(s);
+    });
+  }
+
+  function startDashJs() {
+    const { MediaPlayer } = window.dashjs;
+    stats.mode = 'dash.js';
+    dash = MediaPlayer().create();
+    // Low-latency DASH: the MPD's ServiceDescription sets the target latency, the
+    // segment in progress arrives chunked (availabilityTimeComplete=false); catch up by
+    // playing faster rather than jumping.
+    dash.updateSettings({
+      streaming: {
+        ...(LIVE_SYNC_S === null ? {} : { delay: { liveDelay: LIVE_SYNC_S } }),
+        liveCatchup: { enabled: true, playbackRate: { min: -0.3, max: 0.5 } },
+        buffer: { fastSwitchEnabled: true },
+      },
+    });
+    dash.on(MediaPlayer.events.ERROR, (e) => {
+      const err = e.error || {};
+      const text = err.message || String(err.code || 'error');
+      recordError({ type: 'dash.js', details: String(err.code || ''), fatal: true, code: null, message: text });
+      // A manifest that cannot be loaded: not live (404) or not allowed (401/403).
+      const status = /\b(401|403|404|410)\b/.exec(text);
+      const code = status ? Number(status[1]) : null;
+      if (accessMessage(code)) retryLater('error', accessMessage(code), ERROR_RETRY_S);
+      else if (code === 404 || code === 410) retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
+      else retryLater('error', `Playback failed: ${text}.`, ERROR_RETRY_S);
+    });
+    dash.on(MediaPlayer.events.PLAYBACK_ENDED, () => retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S));
+    dash.initialize(video, mpd, true);
+  }
+
   async function startNative() {
     stats.mode = 'native';
     // Native playback does not expose HTTP statuses, so ask first whether the channel is live.
@@ -253,7 +308,7 @@
   });
 
   function updateButton() {
-    const active = ['playing', 'stalled', 'paused', 'loading'].includes(stats.state) && !!(hls || video.getAttribute('src'));
+    const active = ['playing', 'stalled', 'paused', 'loading'].includes(stats.state) && !!(hls || dash || video.getAttribute('src'));
     const label = video.paused ? 'Play' : video.muted ? 'Unmute' : '';
     unmute.hidden = !active || label === '';
     if (label && unmute.textContent !== label) unmute.textContent = label;
@@ -270,6 +325,10 @@
   }
 
   function latency() {
+    if (dash) {
+      const l = dash.getCurrentLiveLatency();
+      return Number.isFinite(l) && l > 0 ? l : null;
+    }
     if (hls) {
       const l = hls.latency;
       return Number.isFinite(l) && l > 0 ? l : null;
@@ -282,7 +341,9 @@
   }
 
   function wallLatency() {
-    const date = hls ? hls.playingDate : null;
+    // dash.js: the playhead on the MPD's wall clock (availabilityStartTime, periods),
+    // which the origin anchors at the arrival of each period's first frame.
+    const date = hls ? hls.playingDate : dash ? new Date(dash.timeAsUTC() * 1000) : null;
     const t = date instanceof Date ? date.getTime() : NaN;
     return Number.isFinite(t) && t > 0 ? (Date.now() - t) / 1000 : null;
   }
