@@ -18,7 +18,9 @@
 # sine source, paced by -re) to the encode. INGEST=srt publishes to Starling over SRT
 # instead (MPEG-TS, SRT_LATENCY_MS, default 200), through udp-relay when RTT_MS or LOSS
 # is set (delay RTT/2 each way, random loss both ways, fixed seed); nginx-rtmp is still
-# fed over RTMP on loopback, so the difference is what the SRT link adds. Loopback only; everything it starts
+# fed over RTMP on loopback, so the difference is what the SRT link adds. DASH=1 adds a
+# third player on the same source: Starling's DASH MPD in dash.js (the /watch page's
+# ?player=dash; low-latency DASH for this low-latency channel). Loopback only; everything it starts
 # it stops; bounded in time. Needs ffmpeg, nginx + libnginx-mod-rtmp, chromium, Node.js
 # (installed from Debian's packages when missing), python3.
 set -euo pipefail
@@ -165,8 +167,11 @@ curl -sf -o /dev/null "http://127.0.0.1:$http/live/bench/index.m3u8" || {
 
 squery=""; [ -z "${STARLING_SYNC:-}" ] || squery="?sync=$STARLING_SYNC"
 nquery=""; [ -z "${NGINX_SYNC:-}" ] || nquery="&sync=$NGINX_SYNC"
+dash_page=()
+[ "${DASH:-0}" = 0 ] || dash_page=(--page "starling-dash.js=http://127.0.0.1:$http/watch/bench?player=dash${STARLING_SYNC:+&sync=$STARLING_SYNC}")
 out=$(timeout $((warmup + secs + 150)) node bench/latency/reader.mjs \
   --page "starling=http://127.0.0.1:$http/watch/bench$squery" \
+  ${dash_page[@]+"${dash_page[@]}"} \
   --page "nginx-rtmp=http://127.0.0.1:$nhttp/player.html?src=/hls/bench.m3u8$nquery" \
   --warmup "$warmup" --seconds "$secs" --timeout 60 | tail -1) || true
 [ -n "$out" ] || out='{"ok":false,"reason":"the reader printed nothing"}'
