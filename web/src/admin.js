@@ -461,8 +461,14 @@
   function liveRow(name) {
     const cells = Array.from({ length: 6 }, () => el('td'));
     const link = el('a', { href: `/watch/${encodeURIComponent(name)}`, text: name });
-    const tr = el('tr', { 'data-channel': name }, el('th', { scope: 'row' }, link), ...cells);
-    return { tr, cells };
+    // The channel's small picture (decorative: the name follows); hidden until one loads
+    // (none yet, thumbnails off, or a private channel, whose pictures need a token).
+    const thumb = el('img', { class: 'live-thumb', alt: '', width: 96, height: 54 });
+    thumb.hidden = true;
+    thumb.addEventListener('load', () => { thumb.hidden = false; });
+    thumb.addEventListener('error', () => { thumb.hidden = true; });
+    const tr = el('tr', { 'data-channel': name }, el('th', { scope: 'row' }, thumb, link), ...cells);
+    return { tr, cells, thumb };
   }
 
   function setCell(td, content) {
@@ -494,6 +500,8 @@
         live.rows.set(ch.name, r);
       }
       const since = Date.parse(ch.since);
+      const thumb = `/live/${encodeURIComponent(ch.name)}/thumb-small.jpg?v=${Math.floor(Date.now() / 10000)}`;
+      if (r.thumb.getAttribute('src') !== thumb) r.thumb.src = thumb;
       const [sinceCell, uptime, video, audio, viewers, healthCell] = r.cells;
       setCell(sinceCell, Number.isFinite(since) ? clock.format(new Date(since)) : '–');
       setCell(uptime, Number.isFinite(since) ? fmtDuration((Date.now() - since) / 1000) : '–');

@@ -1,6 +1,7 @@
 // The live channel list (`/`): polls GET /api/v1/live every 5 s and links each
-// channel to its player page. Everything that comes from the API is inserted as text,
-// never as HTML.
+// channel to its player page, with its small picture (/live/NAME/thumb-small.jpg,
+// renewed by the server every few seconds). Everything that comes from the API is
+// inserted as text, never as HTML.
 'use strict';
 
 (() => {
@@ -60,13 +61,21 @@
     const li = el('li', 'channel');
     const a = el('a');
     a.href = `/watch/${encodeURIComponent(name)}`;
+    // Decorative (the name follows as text); hidden until a picture exists.
+    const thumb = el('img', 'thumb');
+    thumb.alt = '';
+    thumb.width = 320;
+    thumb.height = 180;
+    thumb.hidden = true;
+    thumb.addEventListener('load', () => { thumb.hidden = false; });
+    thumb.addEventListener('error', () => { thumb.hidden = true; });
     const title = el('div', 'name');
     title.append(el('span', 'badge', 'LIVE'), document.createTextNode(name));
     const desc = el('p', 'meta');
     const extra = el('p', 'meta');
-    a.append(title, desc, extra);
+    a.append(thumb, title, desc, extra);
     li.append(a);
-    return { li, desc, extra };
+    return { li, desc, extra, thumb };
   }
 
   function render(channels) {
@@ -86,6 +95,10 @@
         r = row(ch.name);
         rows.set(ch.name, r);
       }
+      // A new URL every 10 s (the server renews pictures every few seconds; its
+      // responses may be cached for 5).
+      const thumb = `/live/${encodeURIComponent(ch.name)}/thumb-small.jpg?v=${Math.floor(Date.now() / 10000)}`;
+      if (r.thumb.getAttribute('src') !== thumb) r.thumb.src = thumb;
       setText(r.desc, describe(ch));
       setText(r.extra, extraText(ch));
       const at = prev ? prev.nextSibling : list.firstChild;

@@ -15,6 +15,10 @@
 //     Checks that the page shows TEXT within --timeout seconds (default 20), e.g. that `/`
 //     lists a live channel. → {"ok":true,"text":"demo"}
 //
+//   node web/tests/watch.mjs URL --expect-image SELECTOR [--timeout 20]
+//     Checks that an <img> matching SELECTOR is shown, loaded, with a picture in it
+//     (e.g. a channel's thumbnail on `/`). → {"ok":true,"image":{"src":…,"width":320,"height":180}}
+//
 // Chromium is Debian's (`apt-get install chromium`), or $CHROMIUM. playwright-core's
 // launch() gives every run a fresh temporary profile and deletes it afterwards.
 
@@ -42,6 +46,7 @@ function parse() {
       timeout: { type: 'string' },
       screenshot: { type: 'string' },
       'expect-text': { type: 'string' },
+      'expect-image': { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new Error('usage: watch.mjs URL [--seconds 5] [--max-latency 3] [--timeout S] [--screenshot FILE] [--expect-text TEXT]');
@@ -51,13 +56,15 @@ function parse() {
     return n;
   };
   const expectText = values['expect-text'];
+  const expectImage = values['expect-image'];
   return {
     url: positionals[0],
     seconds: num('seconds', values.seconds),
     maxLatency: num('max-latency', values['max-latency']),
-    timeout: num('timeout', values.timeout ?? (expectText !== undefined ? '20' : '60')),
+    timeout: num('timeout', values.timeout ?? (expectText !== undefined || expectImage !== undefined ? '20' : '60')),
     screenshot: values.screenshot,
     expectText,
+    expectImage,
   };
 }
 
@@ -157,6 +164,20 @@ async function expectText(page, opts, result) {
   }
 }
 
+async function expectImage(page, opts, result) {
+  const find = (selector) => {
+    const img = [...document.querySelectorAll(selector)].find((i) => i instanceof HTMLImageElement
+      && !i.hidden && i.complete && i.naturalWidth > 0 && i.naturalHeight > 0);
+    return img ? { src: img.getAttribute('src'), width: img.naturalWidth, height: img.naturalHeight } : null;
+  };
+  try {
+    const handle = await page.waitForFunction(find, opts.expectImage, { timeout: opts.timeout * 1000, polling: 250 });
+    return { ...result, ok: true, image: await handle.jsonValue() };
+  } catch {
+    return { ...result, reason: `no loaded image matching ${JSON.stringify(opts.expectImage)} within ${opts.timeout} s` };
+  }
+}
+
 async function main() {
   let opts;
   try {
@@ -192,6 +213,8 @@ async function main() {
       result.reason = `GET ${opts.url} answered ${res ? res.status() : 'nothing'}`;
     } else if (opts.expectText !== undefined) {
       result = await expectText(page, opts, result);
+    } else if (opts.expectImage !== undefined) {
+      result = await expectImage(page, opts, result);
     } else {
       result = await watch(page, opts, result);
     }

@@ -18,7 +18,35 @@ pub struct Config {
     pub origin: OriginSection,
     pub control: ControlSection,
     pub webhooks: WebhooksSection,
+    pub thumbnails: ThumbnailsSection,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// Poster images of live channels (`/live/CHANNEL/thumb.jpg`), made with ffmpeg.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThumbnailsSection {
+    /// Make them; without ffmpeg the node runs on and the thumbnail URLs say why.
+    pub enabled: bool,
+    /// The ffmpeg binary (a name is looked up on PATH).
+    pub ffmpeg: PathBuf,
+    /// How often each live channel's pictures are renewed (from its newest segment).
+    pub interval_secs: u64,
+    /// Widths of the poster and of the small picture (never upscaled; height follows).
+    pub poster_width: u32,
+    pub small_width: u32,
+}
+
+impl Default for ThumbnailsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ffmpeg: PathBuf::from("ffmpeg"),
+            interval_secs: 5,
+            poster_width: 1280,
+            small_width: 320,
+        }
+    }
 }
 
 /// Webhook delivery.
@@ -269,8 +297,15 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 7] = [
-    "server", "rtmp", "srt", "hub", "origin", "control", "webhooks",
+const ENV_SECTIONS: [&str; 8] = [
+    "server",
+    "rtmp",
+    "srt",
+    "hub",
+    "origin",
+    "control",
+    "webhooks",
+    "thumbnails",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -358,6 +393,13 @@ impl Config {
             }
         }
         self.srt.validate()?;
+        let t = &self.thumbnails;
+        if !(1..=3600).contains(&t.interval_secs) {
+            bail!("thumbnails.interval_secs must be between 1 and 3600");
+        }
+        if !(16..=7680).contains(&t.poster_width) || !(16..=7680).contains(&t.small_width) {
+            bail!("thumbnails.poster_width and small_width must be between 16 and 7680 pixels");
+        }
         if self.rtmp.max_message_bytes == 0 || self.rtmp.max_message_bytes > 256 << 20 {
             bail!("rtmp.max_message_bytes must be between 1 and 268435456");
         }

@@ -11,6 +11,7 @@ mod http;
 mod http_server;
 mod playback_gate;
 mod srt_config;
+mod thumbnails;
 mod webhooks;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
@@ -300,6 +301,8 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let app = http::router(state);
     // Peer addresses reach the API (login throttling per address); timeouts and caps
     // keep slow or idle clients from holding the server.
+    let thumbnail_task =
+        thumbnails::start(&config.thumbnails, origin.clone(), shutdown_rx.clone()).await;
     let http_task = tokio::spawn(http_server::serve(
         http_listener,
         app,
@@ -387,6 +390,9 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = event_task.await;
+    if let Some(t) = thumbnail_task {
+        let _ = t.await;
+    }
     stream_hooks.abort();
     webhooks.shutdown().await;
     info!("bye");

@@ -432,6 +432,22 @@ fn private_channels_need_a_valid_token_over_hls() {
         text.contains("codec_name=h264"),
         "ffprobe (DASH) lacks h264:\n{text}"
     );
+    // The channel's posters are private too.
+    refused(&server, "/live/vip/thumb.jpg", 401, "token_required");
+    let poster = wait_status(
+        &server,
+        &format!("/live/vip/thumb-small.jpg?{q}"),
+        200,
+        Duration::from_secs(15),
+    );
+    assert!(
+        poster
+            .head
+            .to_ascii_lowercase()
+            .contains("cache-control: private"),
+        "{}",
+        poster.head
+    );
     // The token also works as a cookie.
     let by_cookie = server.http_request(
         "GET",

@@ -70,11 +70,48 @@ async fn admin(headers: HeaderMap) -> Response {
 
 async fn watch(channel: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
     match channel {
-        Ok(Path(name)) if is_valid_channel_name(&name) => {
-            serve(assets::page("watch.html"), &headers)
-        }
+        Ok(Path(name)) if is_valid_channel_name(&name) => watch_page(&name, &headers),
         _ => not_found(),
     }
+}
+
+/// The player page with its link preview filled in for `channel` (Open Graph: title and
+/// the channel's poster, an absolute URL as crawlers need, on the host the request
+/// named). The name is 1-64 of `[A-Za-z0-9_-]`, so it goes into the HTML as it is.
+fn watch_page(channel: &str, request: &HeaderMap) -> Response {
+    let Some(page) = assets::page("watch.html") else {
+        return not_found();
+    };
+    let header = |name: &str| request.get(name).and_then(|v| v.to_str().ok());
+    let base =
+        starling_sync::base_url(header("host"), header("x-forwarded-proto")).unwrap_or_default();
+    let text = String::from_utf8_lossy(page.bytes)
+        .replace("{{og:title}}", channel)
+        .replace("{{og:image}}", &format!("{base}/live/{channel}/thumb.jpg"));
+    // The page's own validator, plus what was filled in.
+    let etag = format!(
+        "\"{}-{:016x}\"",
+        page.etag.trim_matches('"'),
+        fnv1a(format!("{channel} {base}").as_bytes())
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(PAGE_CACHE));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(ETAG, v);
+    }
+    if etag_matches(request, &etag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(page.content_type));
+    (StatusCode::OK, headers, text).into_response()
+}
+
+/// FNV-1a, 64 bits: a validator for a filled-in page, not a security measure.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
@@ -225,6 +262,12 @@ mod tests {
         assert!(body(res).await.is_empty());
         let res = get_with("/", &[("if-none-match", "\"something-else\"")]).await;
         assert_eq!(res.status(), StatusCode::OK);
+        // A watch page's validator covers what was filled in for it.
+        let a = header(&get_with("/watch/a", &[("host", "h")]).await, "etag").to_owned();
+        let b = header(&get_with("/watch/b", &[("host", "h")]).await, "etag").to_owned();
+        assert_ne!(a, b);
+        let res = get_with("/watch/a", &[("host", "h"), ("if-none-match", &a)]).await;
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
     }
 
     #[tokio::test]
@@ -295,6 +338,28 @@ mod tests {
 
         let svg = get(&asset_url(&watch, "favicon.")).await;
         assert_eq!(header(&svg, "content-type"), "image/svg+xml");
+
+        // Link previews: the channel's name and its poster, absolute, on the host asked;
+        // an odd Host header is not echoed.
+        let res = get_with(
+            "/watch/cam_2",
+            &[("host", "tv.example:8443"), ("x-forwarded-proto", "https")],
+        )
+        .await;
+        let page = String::from_utf8(body(res).await).unwrap();
+        assert!(page.contains(r#"<meta property="og:title" content="cam_2 · Starling">"#));
+        assert!(page.contains(
+            r#"<meta property="og:image" content="https://tv.example:8443/live/cam_2/thumb.jpg">"#
+        ));
+        let res = get_with("/watch/cam", &[("host", "x\"><script>")]).await;
+        let page = String::from_utf8(body(res).await).unwrap();
+        assert!(page.contains(r#"<meta property="og:image" content="/live/cam/thumb.jpg">"#));
+        assert!(!page.contains("<script>\""));
+        // dash.js is embedded too, for `?player=dash`.
+        assert!(
+            watch.contains("data-dashjs=\"/assets/dash.mediaplayer."),
+            "{watch}"
+        );
 
         // The admin console: its stylesheet and script are embedded; the script speaks
         // the API and never logs or stores anything in sessionStorage.

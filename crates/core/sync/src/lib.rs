@@ -3,6 +3,8 @@
 //!
 //! - [`lock`]: takes a `std::sync::Mutex` and keeps serving after a panic elsewhere.
 //! - [`AddressSlots`]: open connections per client IP, each given back on drop.
+//! - [`base_url`]: the `scheme://host` a client reached the node by, for the absolute
+//!   URLs the node writes (the MPD's clock, a page's `og:image`).
 
 use std::{
     collections::HashMap,
@@ -76,9 +78,47 @@ impl Drop for AddressSlot {
     }
 }
 
+/// `scheme://host` as the client reached this node: its `Host` header, and `https` when
+/// a TLS-terminating proxy says so (`X-Forwarded-Proto: https`). `None` for a missing or
+/// odd host (anything but letters, digits and `-.:[]`), so that no header value can
+/// smuggle text into a URL the node writes.
+pub fn base_url(host: Option<&str>, forwarded_proto: Option<&str>) -> Option<String> {
+    let host = host?;
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !ok {
+        return None;
+    }
+    let https = forwarded_proto.is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    Some(format!("{}://{host}", if https { "https" } else { "http" }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_follow_the_request_and_refuse_odd_hosts() {
+        assert_eq!(base_url(None, None), None);
+        assert_eq!(
+            base_url(Some("cdn.example:8443"), None).as_deref(),
+            Some("http://cdn.example:8443")
+        );
+        assert_eq!(
+            base_url(Some("[::1]:80"), Some("HTTPS")).as_deref(),
+            Some("https://[::1]:80")
+        );
+        assert_eq!(
+            base_url(Some("h"), Some("http")).as_deref(),
+            Some("http://h")
+        );
+        for odd in ["", "a\"b", "a/b", "a b", "a@b", "é"] {
+            assert_eq!(base_url(Some(odd), None), None, "{odd:?}");
+        }
+    }
 
     #[test]
     fn slots_cap_per_address_and_come_back_on_drop() {

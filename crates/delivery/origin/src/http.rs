@@ -45,6 +45,7 @@ mod chunked;
 mod mpd;
 mod objects;
 mod playlist;
+mod thumbs;
 
 #[cfg(test)]
 pub(crate) use objects::{held_segment, Held};
@@ -80,6 +81,8 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
         .route("/live/time", get(mpd::time))
         .route("/live/{channel}/index.m3u8", get(multivariant))
         .route("/live/{channel}/manifest.mpd", get(mpd::manifest))
+        .route("/live/{channel}/thumb.jpg", get(thumbs::poster))
+        .route("/live/{channel}/thumb-small.jpg", get(thumbs::small))
         .route("/live/{channel}/{rendition}/{file}", get(media))
         .route(
             "/live/{channel}/{rendition}/{session}/{file}",

@@ -35,6 +35,7 @@ mod restore;
 mod session;
 pub mod store;
 mod sweep;
+mod thumbs;
 mod wake;
 mod write;
 
@@ -45,3 +46,4 @@ pub use live::{
 };
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};
+pub use thumbs::{KeyframeSegment, Thumbnails};

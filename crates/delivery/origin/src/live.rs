@@ -147,6 +147,8 @@ pub struct Channel {
     pub(crate) pending: Mutex<Option<ChannelSettings>>,
     /// A task follows the channel in the hub.
     followed: std::sync::atomic::AtomicBool,
+    /// The newest poster images (see `thumbs`).
+    pub(crate) thumbnails: Mutex<Option<crate::Thumbnails>>,
 }
 
 #[derive(Debug)]
@@ -252,6 +254,7 @@ impl Channel {
             feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
+            thumbnails: Mutex::new(None),
         }
     }
 
@@ -365,6 +368,8 @@ pub struct Origin {
     pub(crate) writes_in_flight: watch::Sender<usize>,
     /// The channels' history in the store (see `restore`).
     pub(crate) history: HistoryQueue,
+    /// Set when this node makes no thumbnails (see `thumbs`).
+    pub(crate) thumbnails_off: crate::thumbs::ThumbnailsOff,
 }
 
 impl std::fmt::Debug for Origin {
@@ -384,6 +389,7 @@ impl Origin {
             metrics: Arc::default(),
             writes_in_flight: watch::channel(0).0,
             history: HistoryQueue::default(),
+            thumbnails_off: Default::default(),
         })
     }
 

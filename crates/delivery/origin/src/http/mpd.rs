@@ -110,24 +110,16 @@ pub(super) async fn time() -> Response {
         .into_response()
 }
 
-/// The absolute URL of `/live/time` as the client reached this node (`Host`, and
-/// `X-Forwarded-Proto` from a TLS-terminating proxy); `None` without a usable `Host`.
+/// The absolute URL of `/live/time` as the client reached this node; `None` without a
+/// usable `Host`.
 fn utc_timing_url(headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if !ok {
-        return None;
-    }
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let scheme = if https { "https" } else { "http" };
-    Some(format!("{scheme}://{host}/live/time"))
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let base = starling_sync::base_url(header(header::HOST.as_str()), header("x-forwarded-proto"))?;
+    Some(format!("{base}/live/time"))
 }
 
 /// What an MPD lists, copied out of the channel's state under its lock: numbers only.

@@ -1,0 +1,103 @@
+//! The thumbnailer: every few seconds, each live channel's newest keyframe segment
+//! becomes its poster and small picture (ffmpeg, `starling-thumbnail`), handed to the
+//! origin, which serves them.
+//!
+//! One picture at a time for the whole node: with many channels the round takes longer
+//! rather than taking more cores (a render is a short ffmpeg; docs/performance.md).
+//! A channel whose newest segment did not change since its last pictures is skipped.
+
+use std::{collections::HashMap, sync::Arc, time::Duration, time::SystemTime};
+
+use starling_origin::{Origin, Thumbnails};
+use starling_thumbnail::{ffmpeg_runs, Render};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::ThumbnailsSection;
+
+/// Starts the thumbnailer, or tells the origin why there is none.
+pub async fn start(
+    config: &ThumbnailsSection,
+    origin: Arc<Origin>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !config.enabled {
+        origin.thumbnails_unavailable("they are turned off ([thumbnails] enabled = false)".into());
+        return None;
+    }
+    if !ffmpeg_runs(&config.ffmpeg).await {
+        let reason = format!(
+            "ffmpeg ({}) was not found or does not run; install ffmpeg or set [thumbnails] ffmpeg",
+            config.ffmpeg.display()
+        );
+        warn!("thumbnails are off: {reason}");
+        origin.thumbnails_unavailable(reason);
+        return None;
+    }
+    let render = |width| Render {
+        ffmpeg: config.ffmpeg.clone(),
+        width: Some(width),
+        timeout: Duration::from_secs(10),
+    };
+    let (poster, small) = (render(config.poster_width), render(config.small_width));
+    let every = Duration::from_secs(config.interval_secs);
+    info!(interval_s = config.interval_secs, "thumbnails: on");
+    Some(tokio::spawn(async move {
+        // The segment each channel's pictures were made from, and its last error.
+        let mut made: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut failing: HashMap<String, String> = HashMap::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let live = origin.live_channels();
+            made.retain(|c, _| live.contains(c));
+            failing.retain(|c, _| live.contains(c));
+            for channel in live {
+                let Some(k) = origin.keyframe_segment(&channel) else {
+                    continue;
+                };
+                if made.get(&channel) == Some(&(k.session, k.msn)) {
+                    continue;
+                }
+                let media = [k.init.clone(), k.segment.clone()];
+                let pictures = async {
+                    Ok::<_, starling_thumbnail::ThumbError>((
+                        poster.jpeg(&media).await?,
+                        small.jpeg(&media).await?,
+                    ))
+                };
+                match pictures.await {
+                    Ok((p, s)) => {
+                        if failing.remove(&channel).is_some() {
+                            info!(%channel, "thumbnails: working again");
+                        }
+                        origin.set_thumbnails(
+                            &channel,
+                            Thumbnails {
+                                session: k.session,
+                                msn: k.msn,
+                                poster: p,
+                                small: s,
+                                made: SystemTime::now(),
+                            },
+                        );
+                        made.insert(channel, (k.session, k.msn));
+                    }
+                    Err(e) => {
+                        // Said once per cause, not every round.
+                        let text = e.to_string();
+                        if failing.get(&channel) != Some(&text) {
+                            warn!(%channel, error = %text, "thumbnails: no picture");
+                            failing.insert(channel.clone(), text);
+                        }
+                        made.insert(channel, (k.session, k.msn));
+                    }
+                }
+            }
+        }
+    }))
+}
