@@ -73,6 +73,12 @@ async fn the_last_run_comes_back_after_a_restart_and_plays_as_vod() {
         before.insert(r, pl);
     }
     let (_, multivariant) = get(&a, "/live/demo/index.m3u8").await;
+    // DASH: the ended run is a static MPD with a period per session.
+    let (status, mpd) = get(&a, "/live/demo/manifest.mpd").await;
+    assert_eq!(status, StatusCode::OK);
+    let mpd = String::from_utf8(mpd.to_vec()).unwrap();
+    assert!(mpd.contains(r#"type="static""#), "{mpd}");
+    assert_eq!(mpd.matches("<Period ").count(), 2, "{mpd}");
     assert!(origin.drain(Duration::from_secs(10)).await);
     drop((a, origin, hub));
 
@@ -93,6 +99,15 @@ async fn the_last_run_comes_back_after_a_restart_and_plays_as_vod() {
     let (status, body) = get(&b, "/live/demo/index.m3u8").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, multivariant, "the multivariant playlist is the same");
+    // The same MPD too: the segments' media times came back with the history, and the
+    // periods are placed from them as they were from the anchors.
+    let (status, body) = get(&b, "/live/demo/manifest.mpd").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap(),
+        mpd,
+        "the MPD after the restart"
+    );
     for (url, was) in &bodies {
         let (status, body) = get(&b, url).await;
         assert_eq!(status, StatusCode::OK, "{url}");
