@@ -1,0 +1,218 @@
+//! The one ffmpeg command of a channel's ladder: decode once, `split`, scale per rung,
+//! encode per rung with keyframes forced on the segment grid, and the audio once.
+
+use std::time::Duration;
+
+use crate::{Rung, VideoEncoder};
+
+/// Where each rung (and the audio) goes: ffmpeg output URLs, MPEG-TS each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// A rung's name (`720p`) or `audio`.
+    pub name: String,
+    pub url: String,
+}
+
+/// A ladder's ffmpeg command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// The input's ffmpeg format (`flv`, `mpegts`) and URL (`pipe:0`, a file).
+    pub input_format: String,
+    pub input: String,
+    /// `D`: a keyframe is forced at every multiple of it (the packager's segment grid),
+    /// and scene-cut keyframes are off, so that every rung cuts where the source does.
+    pub segment_duration: Duration,
+    pub rungs: Vec<Rung>,
+    /// AAC bitrate of the audio, encoded once for every rung; `None`: no audio output.
+    pub audio_kbps: Option<u32>,
+}
+
+impl Command {
+    /// ffmpeg's arguments (without the program name). `outputs` names a URL for every
+    /// rung and for `audio`; a missing one is an error in the caller, said here.
+    pub fn args(&self, outputs: &[Output]) -> Result<Vec<String>, String> {
+        let url = |name: &str| {
+            outputs
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.url.clone())
+                .ok_or_else(|| format!("no output URL for {name}"))
+        };
+        let mut a: Vec<String> = vec![
+            "-hide_banner".into(),
+            "-loglevel".into(),
+            "error".into(),
+            "-nostdin".into(),
+            "-f".into(),
+            self.input_format.clone(),
+            "-i".into(),
+            self.input.clone(),
+        ];
+        if !self.rungs.is_empty() {
+            a.push("-filter_complex".into());
+            a.push(self.filter());
+        }
+        let d = self.segment_duration.as_secs_f64();
+        for (i, r) in self.rungs.iter().enumerate() {
+            let gop = (r.frame_rate * d).round().max(1.0) as u32;
+            a.extend([
+                "-map".into(),
+                format!("[v{i}]"),
+                "-c:v".into(),
+                r.encoder.ffmpeg_name().into(),
+                "-preset".into(),
+                r.preset.clone(),
+                "-b:v".into(),
+                format!("{}k", r.bitrate_kbps),
+                "-maxrate".into(),
+                format!("{}k", r.bitrate_kbps * 11 / 10),
+                "-bufsize".into(),
+                format!("{}k", r.bitrate_kbps * 2),
+                "-g".into(),
+                gop.to_string(),
+                "-keyint_min".into(),
+                gop.to_string(),
+                "-sc_threshold".into(),
+                "0".into(),
+                // On the grid of media time, whatever the GOP count says.
+                "-force_key_frames".into(),
+                format!("expr:gte(t,n_forced*{d})"),
+            ]);
+            if r.encoder == VideoEncoder::X264 {
+                // No lookahead or B-frame delay: the ladder must add little latency.
+                a.extend(["-tune".into(), "zerolatency".into()]);
+                a.extend(["-x264-params".into(), "scenecut=0".into()]);
+            }
+            a.extend(self.ts_output(url(&r.name)?));
+        }
+        if let Some(kbps) = self.audio_kbps {
+            // `?`: a source without audio has no audio output, and that is no error.
+            a.extend([
+                "-map".into(),
+                "0:a:0?".into(),
+                "-c:a".into(),
+                "aac".into(),
+                "-b:a".into(),
+                format!("{kbps}k"),
+                "-ac".into(),
+                "2".into(),
+            ]);
+            a.extend(self.ts_output(url("audio")?));
+        }
+        Ok(a)
+    }
+
+    /// `[0:v]split=N[s0]…;[s0]scale=W:H,format=yuv420p[v0];…` (an `fps` cap where the
+    /// source is faster than the rung).
+    fn filter(&self) -> String {
+        let n = self.rungs.len();
+        let mut f = format!("[0:v]split={n}");
+        for i in 0..n {
+            f.push_str(&format!("[s{i}]"));
+        }
+        for (i, r) in self.rungs.iter().enumerate() {
+            f.push_str(&format!(
+                ";[s{i}]scale={}:{}:flags=bicubic,fps={},format=yuv420p[v{i}]",
+                r.width, r.height, r.frame_rate
+            ));
+        }
+        f
+    }
+
+    fn ts_output(&self, url: String) -> [String; 7] {
+        [
+            "-muxdelay".into(),
+            "0".into(),
+            "-muxpreload".into(),
+            "0".into(),
+            "-f".into(),
+            "mpegts".into(),
+            url,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{default_ladder, plan, Source};
+
+    fn command() -> Command {
+        let rungs = plan(
+            &default_ladder(),
+            Source {
+                video: Some((1920, 1080)),
+                frame_rate: Some(30.0),
+            },
+        )
+        .unwrap();
+        Command {
+            input_format: "flv".into(),
+            input: "pipe:0".into(),
+            segment_duration: Duration::from_secs(2),
+            rungs,
+            audio_kbps: Some(128),
+        }
+    }
+
+    fn outputs(c: &Command) -> Vec<Output> {
+        c.rungs
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(["audio".to_owned()])
+            .map(|name| Output {
+                url: format!("/tmp/{name}.ts"),
+                name,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_decode_a_split_and_an_encode_per_rung_on_the_segment_grid() {
+        let c = command();
+        let a = c.args(&outputs(&c)).unwrap();
+        let text = a.join(" ");
+        assert_eq!(
+            a.iter().filter(|x| *x == "-i").count(),
+            1,
+            "one input, one decode"
+        );
+        assert!(text.contains("[0:v]split=3[s0][s1][s2];[s0]scale=1280:720:flags=bicubic,fps=30,format=yuv420p[v0]"), "{text}");
+        assert_eq!(a.iter().filter(|x| *x == "libx264").count(), 3);
+        assert_eq!(
+            a.iter()
+                .filter(|x| x.as_str() == "expr:gte(t,n_forced*2)")
+                .count(),
+            3
+        );
+        assert!(
+            text.contains(
+                "-b:v 3000k -maxrate 3300k -bufsize 6000k -g 60 -keyint_min 60 -sc_threshold 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("-map 0:a:0? -c:a aac -b:a 128k -ac 2"),
+            "{text}"
+        );
+        assert!(text.ends_with("-f mpegts /tmp/audio.ts"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_output_is_named_and_no_rungs_means_audio_only() {
+        let c = command();
+        let err = c.args(&outputs(&c)[1..]).unwrap_err();
+        assert_eq!(err, "no output URL for 720p");
+        let audio_only = Command {
+            rungs: Vec::new(),
+            ..command()
+        };
+        let a = audio_only
+            .args(&[Output {
+                name: "audio".into(),
+                url: "x.ts".into(),
+            }])
+            .unwrap();
+        assert!(!a.contains(&"-filter_complex".to_owned()));
+    }
+}

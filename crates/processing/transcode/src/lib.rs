@@ -1,0 +1,25 @@
+//! The transcoding ladder, its pure parts: which rungs a source gets ([`plan`]), which
+//! encoders this ffmpeg has ([`Encoders`]), and the one ffmpeg command that decodes the
+//! source once, splits it, scales it and encodes every rung with keyframes forced on the
+//! segment boundaries ([`Command`]), so that segment `n` of every rung starts at the
+//! same presentation time as the source's.
+//!
+//! Status: the pieces here are built and tested against the real ffmpeg (every rung's
+//! size, bitrate and keyframe grid, `tests/ffmpeg.rs`). Running the command per channel,
+//! feeding it frames and bringing the rungs back into the hub as renditions is planned
+//! (issue 10); see docs/transcoding.md.
+//!
+//! Why one ffmpeg child and not in-process libav: the child isolates codec crashes and
+//! memory from the server, needs no C bindings in the build, and one process with one
+//! decode and a `split` filter already shares the decode between rungs, which is the
+//! saving a library would bring.
+
+mod command;
+mod encoders;
+mod ladder;
+
+pub use command::{Command, Output};
+pub use encoders::{EncoderError, Encoders};
+pub use ladder::{
+    default_ladder, plan, LadderError, Rung, RungSpec, Source, VideoEncoder, DEFAULT_LADDER,
+};
