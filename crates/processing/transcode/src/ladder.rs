@@ -161,7 +161,7 @@ pub fn plan(ladder: &[RungSpec], source: Source) -> Result<Vec<Rung>, LadderErro
     if rungs.is_empty() && !ladder.is_empty() {
         return Err(LadderError::NothingBelowSource(sh));
     }
-    rungs.sort_by(|a, b| b.height.cmp(&a.height));
+    rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
     Ok(rungs)
 }
 
