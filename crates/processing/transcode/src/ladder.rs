@@ -92,6 +92,8 @@ pub struct Rung {
     pub preset: String,
     /// Frames per second: the source's, capped at 60.
     pub frame_rate: f64,
+    /// The source is faster than `frame_rate`: frames are dropped to it.
+    pub reduce_frame_rate: bool,
 }
 
 /// Why a source gets no ladder.
@@ -135,11 +137,11 @@ pub fn plan(ladder: &[RungSpec], source: Source) -> Result<Vec<Rung>, LadderErro
             });
         }
     }
-    let fps = source
+    let source_fps = source
         .frame_rate
         .filter(|f| f.is_finite() && *f > 0.0)
-        .unwrap_or(30.0)
-        .min(60.0);
+        .unwrap_or(30.0);
+    let fps = source_fps.min(60.0);
     let mut rungs: Vec<Rung> = ladder
         .iter()
         // Below the source only: the same size again would be the source re-encoded.
@@ -155,6 +157,7 @@ pub fn plan(ladder: &[RungSpec], source: Source) -> Result<Vec<Rung>, LadderErro
                 encoder: r.encoder,
                 preset: r.preset.clone(),
                 frame_rate: fps,
+                reduce_frame_rate: fps < source_fps,
             }
         })
         .collect();
@@ -214,8 +217,10 @@ mod tests {
             [("480p".into(), 854, 480), ("360p".into(), 640, 360)]
         );
         assert_eq!(r[0].frame_rate, 59.94);
+        assert!(!r[0].reduce_frame_rate);
         let r = plan(&default_ladder(), src(1920, 1080, 120.0)).unwrap();
         assert_eq!(r[0].frame_rate, 60.0);
+        assert!(r[0].reduce_frame_rate);
         // A portrait 1080x1920 source: heights are the ladder's, widths follow.
         let r = plan(&default_ladder(), src(1080, 1920, 30.0)).unwrap();
         assert_eq!(r[0].name, "1080p");

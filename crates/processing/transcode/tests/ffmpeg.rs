@@ -111,6 +111,7 @@ fn every_rung_has_its_size_its_bitrate_and_the_segment_grid() {
     let command = Command {
         input_format: "flv".into(),
         input: source.to_string_lossy().into_owned(),
+        paced: false,
         segment_duration: Duration::from_secs(2),
         rungs: rungs.clone(),
         audio_kbps: Some(128),
