@@ -154,6 +154,20 @@ async fn admit(
     }
 }
 
+/// The channel name's syntax, then the gate: what every request for a channel's own
+/// documents (playlists, MPD, posters) passes first.
+async fn admit_channel(
+    served: &Served,
+    channel: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Admitted, Response> {
+    if !valid_name(channel, 64) {
+        return Err(malformed_channel());
+    }
+    admit(served, channel, query, headers).await
+}
+
 fn malformed_channel() -> Response {
     error(
         StatusCode::BAD_REQUEST,
@@ -315,10 +329,7 @@ async fn multivariant(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if !valid_name(&name, 64) {
-        return malformed_channel();
-    }
-    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };

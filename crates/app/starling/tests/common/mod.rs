@@ -710,3 +710,51 @@ pub fn last_json_line(out: &Output, what: &str) -> serde_json::Value {
         });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: {e}: {line}"))
 }
+
+/// GStreamer decoding the video of `url` through `uridecodebin3` (which picks the
+/// adaptive demuxer: dashdemux2 for an MPD) into a fakesink that reports every frame:
+/// `num_buffers` frames then EOS, or (`None`) to the stream's end, as fast as it goes.
+/// Bounded by `timeout_secs` (coreutils `timeout`). Spawn it, then read it with
+/// [`gst_frames`].
+pub fn gst_decode(url: &str, num_buffers: Option<u32>, timeout_secs: u32) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        &timeout_secs.to_string(),
+        "gst-launch-1.0",
+        "-v",
+        "uridecodebin3",
+    ])
+    .arg(format!("uri={url}"))
+    .args([
+        "name=d",
+        "d.",
+        "!",
+        "queue",
+        "!",
+        "video/x-raw",
+        "!",
+        "fakesink",
+    ])
+    .args(["silent=false", "sync=false"])
+    .args(num_buffers.map(|n| format!("num-buffers={n}")))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// The decoded frames of a [`gst_decode`] run that must have succeeded, and its log
+/// (element names, caps, one line per frame).
+pub fn gst_frames(out: &Output) -> (usize, String) {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "gst-launch: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = text
+        .lines()
+        .filter(|l| l.contains("last-message = chain"))
+        .count();
+    (frames, text)
+}

@@ -35,10 +35,7 @@ pub(super) async fn manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if !valid_name(&name, 64) {
-        return malformed_channel();
-    }
-    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };

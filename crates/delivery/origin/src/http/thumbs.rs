@@ -32,10 +32,7 @@ async fn thumbnail(
     headers: HeaderMap,
     small: bool,
 ) -> Response {
-    if !valid_name(&name, 64) {
-        return malformed_channel();
-    }
-    let admitted = match admit(&served, &name, query.as_deref(), &headers).await {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
