@@ -270,3 +270,40 @@ fn utc_timing_url_follows_the_request() {
     h.insert(header::HOST, HeaderValue::from_static("a\"b"));
     assert_eq!(utc_timing_url(&h), None);
 }
+
+#[test]
+fn audio_only_and_video_only_channels_have_one_adaptation_set() {
+    let mut audio_only = snapshot(
+        Vec::new(),
+        (0..3).map(|n| seg(n, 48_000)).collect(),
+        vec![anchor(0, 0.0)],
+    );
+    audio_only.renditions.remove(0);
+    let xml = render(&audio_only);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let sets: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("AdaptationSet"))
+        .map(|n| n.attribute("contentType").unwrap())
+        .collect();
+    assert_eq!(sets, ["audio"], "{xml}");
+    assert!(xml.contains(r#"<S t="0" d="96000" r="2"/>"#), "{xml}");
+
+    let mut video_only = snapshot(
+        (0..3).map(|n| seg(n, TS)).collect(),
+        Vec::new(),
+        vec![anchor(0, 0.0)],
+    );
+    video_only.renditions.pop();
+    let xml = render(&video_only);
+    assert_eq!(xml.matches("<AdaptationSet").count(), 1, "{xml}");
+    assert!(xml.contains(r#"contentType="video""#), "{xml}");
+    // A rendition that has no segment in a period is left out of it, not written empty.
+    let mut late_audio = snapshot(
+        (0..3).map(|n| seg(n, TS)).collect(),
+        Vec::new(),
+        vec![anchor(0, 0.0)],
+    );
+    late_audio.renditions[1].segments.clear();
+    assert_eq!(render(&late_audio).matches("<AdaptationSet").count(), 1);
+}
