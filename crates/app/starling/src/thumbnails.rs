@@ -34,12 +34,11 @@ pub async fn start(
         origin.thumbnails_unavailable(reason);
         return None;
     }
-    let render = |width| Render {
+    let render = Render {
         ffmpeg: config.ffmpeg.clone(),
-        width: Some(width),
         timeout: Duration::from_secs(10),
     };
-    let (poster, small) = (render(config.poster_width), render(config.small_width));
+    let widths = [Some(config.poster_width), Some(config.small_width)];
     let every = Duration::from_secs(config.interval_secs);
     info!(interval_s = config.interval_secs, "thumbnails: on");
     Some(tokio::spawn(async move {
@@ -64,14 +63,13 @@ pub async fn start(
                     continue;
                 }
                 let media = [k.init.clone(), k.segment.clone()];
-                let pictures = async {
-                    Ok::<_, starling_thumbnail::ThumbError>((
-                        poster.jpeg(&media).await?,
-                        small.jpeg(&media).await?,
-                    ))
-                };
-                match pictures.await {
-                    Ok((p, s)) => {
+                // One picture per width asked, in order.
+                let pictures = render.jpegs(&media, &widths).await.map(|j| {
+                    let mut j = j.into_iter();
+                    (j.next(), j.next())
+                });
+                match pictures {
+                    Ok((Some(p), Some(s))) => {
                         if failing.remove(&channel).is_some() {
                             info!(%channel, "thumbnails: working again");
                         }
@@ -87,9 +85,12 @@ pub async fn start(
                         );
                         made.insert(channel, (k.session, k.msn));
                     }
-                    Err(e) => {
+                    result => {
                         // Said once per cause, not every round.
-                        let text = e.to_string();
+                        let text = match result {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "ffmpeg gave fewer pictures than asked".to_owned(),
+                        };
                         if failing.get(&channel) != Some(&text) {
                             warn!(%channel, error = %text, "thumbnails: no picture");
                             failing.insert(channel.clone(), text);

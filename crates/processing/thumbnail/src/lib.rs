@@ -4,18 +4,21 @@
 //!
 //! Why a child process: decoding one keyframe every few seconds is what ffmpeg does best,
 //! and in-process libav would bind the whole binary to Debian's libav* versions for a
-//! poster. Each render is one short-lived `ffmpeg` with the bytes on stdin and the JPEG
-//! on stdout, bounded in time and output size; its failure is a typed error with the end
-//! of ffmpeg's own message.
+//! poster. Each render is one short-lived `ffmpeg` with the bytes on stdin, one decode,
+//! and a JPEG per size asked (the first on stdout, the others in temporary files: ffmpeg
+//! writes one stream per pipe), bounded in time and output size; its failure is a typed
+//! error with the end of ffmpeg's own message.
 //!
-//! Cost, measured in docs/performance.md ("Thumbnails"): one render of a 1280x720 H.264
-//! keyframe is tens of milliseconds of one core, dominated by ffmpeg's start-up.
+//! Cost, measured in docs/performance.md ("Thumbnails"): one render of a 1080p H.264
+//! keyframe into both sizes is about 0.15 s of one core, mostly ffmpeg's start-up.
 
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,36 +46,89 @@ pub enum ThumbError {
     NotJpeg,
 }
 
-/// How to render: the ffmpeg binary, the width of the picture (the height follows the
-/// aspect ratio; `None` keeps the source size) and a time limit.
+/// How to render: the ffmpeg binary and a time limit.
 #[derive(Debug, Clone)]
 pub struct Render {
     pub ffmpeg: PathBuf,
-    pub width: Option<u32>,
     pub timeout: Duration,
 }
 
+/// Names for the extra pictures of one render (ffmpeg writes one stream per pipe, so
+/// all but the first go to files), removed when dropped whatever happened.
+struct TempFiles(Vec<PathBuf>);
+
+impl TempFiles {
+    fn new(n: usize) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir();
+        Self(
+            (0..n)
+                .map(|i| {
+                    dir.join(format!(
+                        "starling-thumb-{}-{id}-{i}.jpg",
+                        std::process::id()
+                    ))
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 impl Render {
-    /// The JPEG of the first picture of `media` (an init section followed by a segment).
-    pub async fn jpeg(&self, media: &[Bytes]) -> Result<Bytes, ThumbError> {
+    /// The JPEG of the first picture of `media` (an init section followed by a segment)
+    /// at `width` (`None`: the source's size).
+    pub async fn jpeg(&self, media: &[Bytes], width: Option<u32>) -> Result<Bytes, ThumbError> {
+        let mut all = self.jpegs(media, &[width]).await?;
+        all.pop().ok_or(ThumbError::NotJpeg)
+    }
+
+    /// The first picture of `media` as one JPEG per width (the height keeps the aspect
+    /// ratio; never upscaled), from one ffmpeg run and one decode.
+    pub async fn jpegs(
+        &self,
+        media: &[Bytes],
+        widths: &[Option<u32>],
+    ) -> Result<Vec<Bytes>, ThumbError> {
+        let n = widths.len().max(1);
+        let files = TempFiles::new(n - 1);
+        let mut graph = format!("[0:v]split={n}");
+        for i in 0..n {
+            graph.push_str(&format!("[s{i}]"));
+        }
+        for (i, w) in widths.iter().enumerate() {
+            // Even height for 4:2:0.
+            let scale = w.map_or_else(|| "null".to_owned(), |w| format!("scale='min({w},iw)':-2"));
+            graph.push_str(&format!(";[s{i}]{scale}[o{i}]"));
+        }
         let mut cmd = tokio::process::Command::new(&self.ffmpeg);
-        cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-            .args([
-                "-f",
-                "mp4",
-                "-i",
-                "pipe:0",
+        cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "mp4", "-i", "pipe:0", "-filter_complex", &graph]);
+        for i in 0..n {
+            cmd.args([
                 "-map",
-                "0:v:0",
+                &format!("[o{i}]"),
                 "-frames:v",
                 "1",
+                "-q:v",
+                "4",
+                "-f",
+                "mjpeg",
             ]);
-        if let Some(w) = self.width {
-            // Even height for 4:2:0; never upscale.
-            cmd.args(["-vf", &format!("scale='min({w},iw)':-2")]);
+            match i {
+                0 => cmd.arg("pipe:1"),
+                _ => cmd.arg(&files.0[i - 1]),
+            };
         }
-        cmd.args(["-q:v", "4", "-f", "mjpeg", "pipe:1"])
-            .stdin(Stdio::piped())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -138,14 +194,28 @@ impl Render {
                 },
             });
         }
-        if out.len() > MAX_JPEG_BYTES {
-            return Err(ThumbError::TooLarge);
+        let mut all = vec![checked(out)?];
+        for f in &files.0 {
+            // Written by ffmpeg, which has exited: a short blocking read.
+            let len = std::fs::metadata(f).map_err(ThumbError::Spawn)?.len();
+            if len > MAX_JPEG_BYTES as u64 {
+                return Err(ThumbError::TooLarge);
+            }
+            all.push(checked(std::fs::read(f).map_err(ThumbError::Spawn)?)?);
         }
-        if jpeg_size(&out).is_none() {
-            return Err(ThumbError::NotJpeg);
-        }
-        Ok(Bytes::from(out))
+        Ok(all)
     }
+}
+
+/// `out` as a JPEG, or why not.
+fn checked(out: Vec<u8>) -> Result<Bytes, ThumbError> {
+    if out.len() > MAX_JPEG_BYTES {
+        return Err(ThumbError::TooLarge);
+    }
+    if jpeg_size(&out).is_none() {
+        return Err(ThumbError::NotJpeg);
+    }
+    Ok(Bytes::from(out))
 }
 
 fn spawn_error(what: &str) -> ThumbError {

@@ -57,12 +57,21 @@ fn fragmented_mp4(ffmpeg: &Path) -> Bytes {
     Bytes::from(out.stdout)
 }
 
-fn render(ffmpeg: &Path, width: Option<u32>) -> Render {
+fn render(ffmpeg: &Path) -> Render {
     Render {
         ffmpeg: ffmpeg.to_owned(),
-        width,
         timeout: Duration::from_secs(20),
     }
+}
+
+/// This process's leftover temporary pictures.
+fn leftovers() -> usize {
+    let prefix = format!("starling-thumb-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .count()
 }
 
 #[tokio::test]
@@ -72,27 +81,38 @@ async fn a_keyframe_becomes_a_jpeg_at_full_and_small_size() {
     // Handed over in two pieces, as the origin holds init and segment apart.
     let (a, b) = media.split_at(media.len() / 3);
     let pieces = [Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)];
-    let full = render(&ff, None).jpeg(&pieces).await.unwrap();
+    let full = render(&ff).jpeg(&pieces, None).await.unwrap();
     assert_eq!(jpeg_size(&full), Some((640, 360)));
-    let small = render(&ff, Some(320)).jpeg(&pieces).await.unwrap();
-    assert_eq!(jpeg_size(&small), Some((320, 180)));
-    assert!(small.len() < full.len());
-    // Never upscaled.
-    let wide = render(&ff, Some(1920)).jpeg(&pieces).await.unwrap();
-    assert_eq!(jpeg_size(&wide), Some((640, 360)));
+    // Three sizes from one run; never upscaled.
+    let all = render(&ff)
+        .jpegs(&pieces, &[Some(1920), Some(320), Some(100)])
+        .await
+        .unwrap();
+    let sizes: Vec<_> = all.iter().map(|j| jpeg_size(j)).collect();
+    assert_eq!(sizes, [Some((640, 360)), Some((320, 180)), Some((100, 56))]);
+    assert!(all[1].len() < all[0].len());
+    assert_eq!(leftovers(), 0, "temporary pictures are removed");
 }
 
 #[tokio::test]
 async fn bad_input_and_a_missing_ffmpeg_are_named() {
     let Some(ff) = ffmpeg() else { return };
-    let err = render(&ff, None)
-        .jpeg(&[Bytes::from_static(b"not an mp4 at all")])
+    let err = render(&ff)
+        .jpegs(
+            &[Bytes::from_static(b"not an mp4 at all")],
+            &[None, Some(320)],
+        )
         .await
         .unwrap_err();
+    assert_eq!(
+        leftovers(),
+        0,
+        "temporary pictures are removed after a failure too"
+    );
     assert!(matches!(err, ThumbError::Failed { .. }), "{err}");
     assert!(err.to_string().contains("ffmpeg made no picture"), "{err}");
-    let err = render(Path::new("/nonexistent/ffmpeg"), None)
-        .jpeg(&[Bytes::from_static(b"x")])
+    let err = render(Path::new("/nonexistent/ffmpeg"))
+        .jpeg(&[Bytes::from_static(b"x")], None)
         .await
         .unwrap_err();
     assert!(matches!(err, ThumbError::FfmpegMissing(_)), "{err}");
