@@ -47,6 +47,7 @@ mod objects;
 mod playlist;
 mod thumbs;
 
+pub(crate) use mpd::MpdKey;
 #[cfg(test)]
 pub(crate) use objects::{held_segment, Held};
 use objects::{init, latest_init, part_request, segment};

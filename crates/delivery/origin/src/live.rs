@@ -149,6 +149,8 @@ pub struct Channel {
     followed: std::sync::atomic::AtomicBool,
     /// The newest poster images (see `thumbs`).
     pub(crate) thumbnails: Mutex<Option<crate::Thumbnails>>,
+    /// The newest rendered MPD (see `http::mpd`) and what it was made from.
+    pub(crate) mpd: Mutex<Option<(crate::http::MpdKey, bytes::Bytes)>>,
 }
 
 #[derive(Debug)]
@@ -255,6 +257,7 @@ impl Channel {
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
             thumbnails: Mutex::new(None),
+            mpd: Mutex::new(None),
         }
     }
 

@@ -193,7 +193,7 @@ async fn the_mpd_names_the_playlists_segments_with_their_own_times() {
     let origin = origin(&dir, Duration::from_secs(1));
     origin.follow(&hub, "demo");
     let app = app(&origin);
-    let publish = publish_demo(&hub, 8);
+    let publish = publish_demo(&hub, 14);
 
     // Wait for three complete video segments.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -284,6 +284,27 @@ async fn the_mpd_names_the_playlists_segments_with_their_own_times() {
     assert!(
         streamed_once,
         "the segment in progress was never sent chunked"
+    );
+    // One rendering serves every viewer until the channel changes: two fetches in a row
+    // get the same bytes (publishTime included), and a later one a newer MPD.
+    let publish_time = |xml: &str| xml.split("publishTime=\"").nth(1).unwrap()[..24].to_owned();
+    let mut shared = false;
+    for _ in 0..20 {
+        let (_, a) = mpd(&app, MPD).await;
+        let (_, b) = mpd(&app, MPD).await;
+        if a == b {
+            shared = true;
+            break;
+        }
+    }
+    assert!(shared, "no two fetches in a row got the same rendering");
+    let (_, before) = mpd(&app, MPD).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, after) = mpd(&app, MPD).await;
+    assert_ne!(
+        publish_time(&before),
+        publish_time(&after),
+        "the MPD was renewed"
     );
     // The node's clock, for players whose own is wrong.
     let (status, body) = get(&app, "/live/time").await;

@@ -57,30 +57,43 @@ async fn manifest_response(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let Some(snapshot) = Snapshot::capture(&lock(&ch.inner)) else {
-        return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+    let utc_timing = utc_timing_url(headers);
+    // The rendered MPD of the channel's current state is shared by every viewer (public
+    // channels; a token makes each viewer's URLs their own): only the versions of the
+    // renditions are read under the lock then, not the whole window.
+    let (snapshot, key) = {
+        let st = lock(&ch.inner);
+        let key = MpdKey {
+            versions: st.renditions.iter().map(|r| r.feed.version()).collect(),
+            ended: st.ended,
+            utc_timing: utc_timing.clone(),
+        };
+        if token.is_none() {
+            if let Some((k, body)) = lock(&ch.mpd).as_ref() {
+                if *k == key {
+                    return mpd_response(body.clone(), key.ended);
+                }
+            }
+        }
+        let Some(snapshot) = Snapshot::capture(&st) else {
+            return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+        };
+        (snapshot, key)
     };
     let mpd = build(
         &snapshot,
         &origin.config,
         SystemTime::now(),
-        utc_timing_url(headers),
+        utc_timing,
         token,
     );
     match mpd.render() {
         Ok(text) => {
-            let mut r = Response::new(Body::from(text));
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MPD_TYPE));
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(if snapshot.ended {
-                    "public, max-age=5"
-                } else {
-                    "public, max-age=1"
-                }),
-            );
-            r
+            let body = Bytes::from(text);
+            if token.is_none() {
+                *lock(&ch.mpd) = Some((key.clone(), body.clone()));
+            }
+            mpd_response(body, key.ended)
         }
         Err(e) => {
             // The snapshot comes from the packager's own output: a bug, said loudly.
@@ -92,6 +105,30 @@ async fn manifest_response(
             )
         }
     }
+}
+
+/// What a rendered MPD was made from: the renditions' versions (bumped by every change),
+/// whether the run ended, and the clock URL (it names the host the client used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MpdKey {
+    versions: Vec<u64>,
+    ended: bool,
+    utc_timing: Option<String>,
+}
+
+fn mpd_response(body: Bytes, ended: bool) -> Response {
+    let mut r = Response::new(Body::from(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MPD_TYPE));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if ended {
+            "public, max-age=5"
+        } else {
+            "public, max-age=1"
+        }),
+    );
+    r
 }
 
 /// `GET /live/time`: the node's clock as an ISO 8601 instant (the MPD's `UTCTiming`,
