@@ -183,7 +183,12 @@ impl RunRecord {
                     let first_msn = opt_num(field()?).ok_or(bad("bad first segment"))?;
                     let codec: Vec<&str> = f.collect();
                     let codec = codec.join(" ");
-                    if codec.is_empty() || codec.len() > 256 {
+                    // Printable ASCII only: it goes into playlists' CODECS and the MPD as
+                    // it is, and a carriage return would not survive the round trip.
+                    if codec.is_empty()
+                        || codec.len() > 256
+                        || !codec.bytes().all(|b| (0x20..0x7f).contains(&b))
+                    {
                         return Err(bad("bad codec"));
                     }
                     run.renditions.push(RenditionRecord {
@@ -435,6 +440,21 @@ mod tests {
         ];
         let text = SegmentRecord::encode_chunk(&segs);
         assert_eq!(SegmentRecord::parse_chunk(text.as_bytes()).unwrap(), segs);
+    }
+
+    #[test]
+    fn a_codec_with_a_control_character_is_refused() {
+        // Found by the origin_history fuzz target: a lone CR at the end of the last line
+        // stayed in the codec string, and came back without it after a round trip.
+        let text = "starling-run 1\nsession 0000000000000002\nrendition audio audio 48000 - - 5 48000 2 0 mp4a\r";
+        assert_eq!(
+            RunRecord::parse(text.as_bytes()),
+            Err(HistoryError::Line {
+                line: 3,
+                reason: "bad codec"
+            })
+        );
+        crate::fuzzing::history_round_trip(text.as_bytes());
     }
 
     #[test]

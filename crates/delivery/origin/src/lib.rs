@@ -47,3 +47,24 @@ pub use live::{
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};
 pub use thumbs::{KeyframeSegment, Thumbnails};
+
+/// The store's history parsers, for the fuzz targets in `fuzz/` (not an API). History
+/// objects come from a store that other nodes write to (a shared bucket), so they are
+/// input like any network bytes.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::history::{RunRecord, SegmentRecord};
+
+    /// Parses `bytes` as a run file and as an index chunk. Whatever parses must encode
+    /// and parse back to the same records.
+    pub fn history_round_trip(bytes: &[u8]) {
+        if let Ok(run) = RunRecord::parse(bytes) {
+            let again = RunRecord::parse(run.encode().as_bytes());
+            assert_eq!(again.as_ref(), Ok(&run), "run file round trip");
+        }
+        if let Ok(chunk) = SegmentRecord::parse_chunk(bytes) {
+            let again = SegmentRecord::parse_chunk(SegmentRecord::encode_chunk(&chunk).as_bytes());
+            assert_eq!(again.as_ref(), Ok(&chunk), "index chunk round trip");
+        }
+    }
+}
