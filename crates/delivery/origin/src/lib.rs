@@ -37,6 +37,7 @@ pub mod store;
 mod sweep;
 mod thumbs;
 mod wake;
+mod window;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};

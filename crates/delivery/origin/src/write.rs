@@ -7,7 +7,8 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use tracing::{error, warn};
 
-use crate::live::{lock, release, Channel, Origin};
+use crate::live::{lock, Channel, Origin};
+use crate::window::release;
 
 /// Store write attempts of one object, and the pause before each retry.
 pub(crate) const WRITE_RETRIES: [Duration; 5] = [
