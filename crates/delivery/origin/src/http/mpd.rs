@@ -487,10 +487,13 @@ fn timeline(
             duration = duration.saturating_sub(floor - start);
             start = floor;
         }
-        if duration == 0 {
-            continue;
-        }
-        out.push(dash::TimelineSegment { start, duration });
+        // Never dropped: `$Number$` counts the entries, so a missing one would give every
+        // later segment its neighbour's number. A segment the clamp swallowed keeps one
+        // tick (the next one starts a tick later, which is invisible).
+        out.push(dash::TimelineSegment {
+            start,
+            duration: duration.max(1),
+        });
     }
     out
 }

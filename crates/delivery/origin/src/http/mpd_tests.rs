@@ -307,3 +307,19 @@ fn audio_only_and_video_only_channels_have_one_adaptation_set() {
     late_audio.renditions[1].segments.clear();
     assert_eq!(render(&late_audio).matches("<AdaptationSet").count(), 1);
 }
+
+#[test]
+fn a_segment_swallowed_by_the_clamp_keeps_its_number() {
+    // Segment 1 claims to lie wholly inside segment 0: it keeps an entry (one tick), so
+    // segment 2 is still the third entry, number 2.
+    let mut video: Vec<SnapSegment> = (0..3).map(|n| seg(n, TS)).collect();
+    video[1].media_start = Some(10);
+    video[1].duration = 0.5;
+    let mut s = snapshot(video, Vec::new(), vec![anchor(0, 0.0)]);
+    s.renditions.pop();
+    let xml = render(&s);
+    let timeline = r#"<S t="0" d="180000"/>
+          <S d="1"/>
+          <S t="360000" d="180000"/>"#;
+    assert!(xml.contains(timeline), "{xml}");
+}
