@@ -25,7 +25,7 @@ use starling_origin::{LocalDirStore, Origin, OriginConfig};
 struct Listed {
     period: String,
     url: String,
-    /// Timeline time, in the adaptation set's timescale.
+    /// Timeline time, in the representation's timescale.
     t: u64,
     /// Seconds from the availability start at which the segment ends.
     end: f64,
@@ -85,17 +85,16 @@ fn parse(xml: &str) -> Mpd {
         let id = period.attribute("id").unwrap().to_owned();
         let start = seconds(period.attribute("start").unwrap());
         mpd.periods.push((id.clone(), start));
-        for set in period
+        // Each representation has its own template (the rungs of a ladder list their own
+        // segments).
+        for rep in period
             .children()
             .filter(|n| n.has_tag_name("AdaptationSet"))
+            .flat_map(|set| set.children().filter(|n| n.has_tag_name("Representation")))
         {
-            let template = set
+            let template = rep
                 .children()
                 .find(|n| n.has_tag_name("SegmentTemplate"))
-                .unwrap();
-            let rep = set
-                .children()
-                .find(|n| n.has_tag_name("Representation"))
                 .unwrap();
             let attr = |n: &str| template.attribute(n).unwrap();
             let timescale: u32 = attr("timescale").parse().unwrap();

@@ -3,10 +3,14 @@
 //!
 //! What it writes is the subset live CMAF needs, in the shape the DASH-IF interoperability
 //! guidelines recommend for live: the ISO BMFF live profile, one `SegmentTemplate` per
-//! adaptation set with `$Number$` addressing (so segment numbers match the HLS media
+//! representation with `$Number$` addressing (so segment numbers match the HLS media
 //! sequence numbers of the same CMAF files) and a `SegmentTimeline` with the segments'
 //! exact start times and durations (segments follow the source's keyframes, so their
-//! durations vary; a timeline never makes a player guess). A dynamic MPD carries what a
+//! durations vary; a timeline never makes a player guess). The template sits in each
+//! `Representation` (ISO/IEC 23009-1 5.3.9.2 allows it at any of the three levels), not
+//! once per adaptation set: the rungs of a ladder share numbers and times, but a rung
+//! that joined late or restarted lists fewer segments, so each needs its own
+//! `startNumber` and timeline. A dynamic MPD carries what a
 //! live player needs to find the live edge (`availabilityStartTime`, `publishTime`,
 //! `minimumUpdatePeriod`, `timeShiftBufferDepth`, `suggestedPresentationDelay`,
 //! `UTCTiming`) and, for low latency, `availabilityTimeOffset` and a `ServiceDescription`
@@ -72,7 +76,7 @@ pub struct Mpd {
     pub periods: Vec<Period>,
 }
 
-/// One period: a stretch of media with one timeline per adaptation set. A new one starts
+/// One period: a stretch of media with one timeline per representation. A new one starts
 /// where the media's timeline or its codec configuration changes (a publish session, a
 /// discontinuity).
 #[derive(Debug, Clone, PartialEq)]
@@ -98,16 +102,17 @@ impl ContentType {
     }
 }
 
-/// Renditions a player may switch between (the rungs of a ladder, or the one audio),
-/// sharing one segment template and timeline.
+/// Renditions a player may switch between (the rungs of a ladder, or the one audio).
+/// Their segments are aligned (segment `n` starts at the same media time in each) and
+/// each begins with a keyframe, as `segmentAlignment` and `startWithSAP` say.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdaptationSet {
     pub id: u32,
     pub content: ContentType,
     /// ISO 639 language, when known.
     pub lang: Option<String>,
+    /// In the order players should read them (the ladder from the top).
     pub representations: Vec<Representation>,
-    pub template: SegmentTemplate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +129,8 @@ pub struct Representation {
     pub frame_rate: Option<(u32, u32)>,
     pub audio_sampling_rate: Option<u32>,
     pub audio_channels: Option<u32>,
+    /// Its own segments: a rung may list fewer than its neighbours.
+    pub template: SegmentTemplate,
 }
 
 /// Where the segments are and when: `media` and `initialization` are URL templates
@@ -242,8 +249,10 @@ fn write_adaptation_set(out: &mut String, a: &AdaptationSet) -> Result<(), DashE
         check_id("lang", lang)?;
         attr(out, "lang", lang);
     }
+    if a.representations.len() > 1 {
+        write_maxima(out, &a.representations);
+    }
     out.push_str(">\n");
-    write_template(out, a)?;
     for r in &a.representations {
         check_id("Representation id", &r.id)?;
         check_text("codecs", &r.codecs)?;
@@ -257,32 +266,57 @@ fn write_adaptation_set(out: &mut String, a: &AdaptationSet) -> Result<(), DashE
         if let Some(h) = r.height {
             attr(out, "height", &h.to_string());
         }
-        if let Some((n, d)) = r.frame_rate {
-            let rate = if d == 1 {
-                n.to_string()
-            } else {
-                format!("{n}/{d}")
-            };
-            attr(out, "frameRate", &rate);
+        if let Some(rate) = r.frame_rate {
+            attr(out, "frameRate", &frame_rate(rate));
         }
         if let Some(rate) = r.audio_sampling_rate {
             attr(out, "audioSamplingRate", &rate.to_string());
         }
-        match r.audio_channels {
-            Some(ch) => {
-                out.push_str(">\n        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\"");
-                attr(out, "value", &ch.to_string());
-                out.push_str("/>\n      </Representation>\n");
-            }
-            None => out.push_str("/>\n"),
+        out.push_str(">\n");
+        if let Some(ch) = r.audio_channels {
+            out.push_str("        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\"");
+            attr(out, "value", &ch.to_string());
+            out.push_str("/>\n");
         }
+        write_template(out, r)?;
+        out.push_str("      </Representation>\n");
     }
     out.push_str("    </AdaptationSet>\n");
     Ok(())
 }
 
-fn write_template(out: &mut String, a: &AdaptationSet) -> Result<(), DashError> {
-    let t = &a.template;
+/// `maxWidth`, `maxHeight` and `maxFrameRate` of a ladder: what a player may prepare its
+/// decoder and buffers for before it reads each representation.
+fn write_maxima(out: &mut String, reps: &[Representation]) {
+    if let Some(w) = reps.iter().filter_map(|r| r.width).max() {
+        attr(out, "maxWidth", &w.to_string());
+    }
+    if let Some(h) = reps.iter().filter_map(|r| r.height).max() {
+        attr(out, "maxHeight", &h.to_string());
+    }
+    // Compared as fractions (a/b > c/d where a·d > c·b); a zero denominator is no rate.
+    let fastest = reps
+        .iter()
+        .filter_map(|r| r.frame_rate)
+        .filter(|&(_, d)| d > 0)
+        .max_by(|&(a, b), &(c, d)| {
+            (u64::from(a) * u64::from(d)).cmp(&(u64::from(c) * u64::from(b)))
+        });
+    if let Some(rate) = fastest {
+        attr(out, "maxFrameRate", &frame_rate(rate));
+    }
+}
+
+fn frame_rate((n, d): (u32, u32)) -> String {
+    if d == 1 {
+        n.to_string()
+    } else {
+        format!("{n}/{d}")
+    }
+}
+
+fn write_template(out: &mut String, r: &Representation) -> Result<(), DashError> {
+    let t = &r.template;
     if t.timescale == 0 {
         return Err(invalid("timescale", "0", "must be positive"));
     }
@@ -295,7 +329,7 @@ fn write_template(out: &mut String, a: &AdaptationSet) -> Result<(), DashError> 
             "has no $Number$ (segments are addressed by number)",
         ));
     }
-    out.push_str("      <SegmentTemplate");
+    out.push_str("        <SegmentTemplate");
     attr(out, "timescale", &t.timescale.to_string());
     attr(out, "initialization", &t.initialization);
     attr(out, "media", &t.media);
@@ -322,13 +356,9 @@ fn write_template(out: &mut String, a: &AdaptationSet) -> Result<(), DashError> 
             if complete { "true" } else { "false" },
         );
     }
-    out.push_str(">\n        <SegmentTimeline>\n");
-    let owner = a
-        .representations
-        .first()
-        .map_or_else(String::new, |r| r.id.clone());
-    for run in runs(&t.timeline, &owner)? {
-        out.push_str("          <S");
+    out.push_str(">\n          <SegmentTimeline>\n");
+    for run in runs(&t.timeline, &r.id)? {
+        out.push_str("            <S");
         if let Some(start) = run.start {
             attr(out, "t", &start.to_string());
         }
@@ -338,7 +368,7 @@ fn write_template(out: &mut String, a: &AdaptationSet) -> Result<(), DashError> 
         }
         out.push_str("/>\n");
     }
-    out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
+    out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
     Ok(())
 }
 

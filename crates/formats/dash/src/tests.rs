@@ -26,17 +26,17 @@ fn video(timeline: Vec<TimelineSegment>) -> AdaptationSet {
             frame_rate: Some((30, 1)),
             audio_sampling_rate: None,
             audio_channels: None,
+            template: SegmentTemplate {
+                timescale: 90_000,
+                initialization: "$RepresentationID$/1a2b/init-0.mp4".into(),
+                media: "$RepresentationID$/1a2b/$Number$.m4s".into(),
+                start_number: 7,
+                presentation_time_offset: 0,
+                timeline,
+                availability_time_offset: None,
+                availability_time_complete: None,
+            },
         }],
-        template: SegmentTemplate {
-            timescale: 90_000,
-            initialization: "$RepresentationID$/1a2b/init-0.mp4".into(),
-            media: "$RepresentationID$/1a2b/$Number$.m4s".into(),
-            start_number: 7,
-            presentation_time_offset: 0,
-            timeline,
-            availability_time_offset: None,
-            availability_time_complete: None,
-        },
     }
 }
 
@@ -54,18 +54,23 @@ fn audio() -> AdaptationSet {
             frame_rate: None,
             audio_sampling_rate: Some(48_000),
             audio_channels: Some(2),
+            template: SegmentTemplate {
+                timescale: 48_000,
+                initialization: "$RepresentationID$/1a2b/init-0.mp4".into(),
+                media: "$RepresentationID$/1a2b/$Number$.m4s".into(),
+                start_number: 7,
+                presentation_time_offset: 0,
+                timeline: vec![seg(0, 96_256), seg(96_256, 95_232)],
+                availability_time_offset: None,
+                availability_time_complete: None,
+            },
         }],
-        template: SegmentTemplate {
-            timescale: 48_000,
-            initialization: "$RepresentationID$/1a2b/init-0.mp4".into(),
-            media: "$RepresentationID$/1a2b/$Number$.m4s".into(),
-            start_number: 7,
-            presentation_time_offset: 0,
-            timeline: vec![seg(0, 96_256), seg(96_256, 95_232)],
-            availability_time_offset: None,
-            availability_time_complete: None,
-        },
     }
+}
+
+/// The template of an adaptation set's only representation.
+fn template(set: &mut AdaptationSet) -> &mut SegmentTemplate {
+    &mut set.representations[0].template
 }
 
 fn live(periods: Vec<Period>) -> Mpd {
@@ -258,8 +263,8 @@ fn the_timeline_is_run_length_coded_and_expands_to_the_segments() {
 #[test]
 fn low_latency_attributes_are_written_when_set() {
     let mut set = video(vec![seg(0, 180_000)]);
-    set.template.availability_time_offset = Some(1.666);
-    set.template.availability_time_complete = Some(false);
+    template(&mut set).availability_time_offset = Some(1.666);
+    template(&mut set).availability_time_complete = Some(false);
     let xml = live(vec![period("p0", Duration::ZERO, vec![set])])
         .render()
         .unwrap();
@@ -275,9 +280,9 @@ fn low_latency_attributes_are_written_when_set() {
 fn periods_follow_each_other() {
     let first = video(vec![seg(0, 180_000), seg(180_000, 180_000)]);
     let mut second = video(vec![seg(5_400_000, 180_000)]);
-    second.template.start_number = 9;
-    second.template.presentation_time_offset = 5_400_000;
-    second.template.media = "$RepresentationID$/3c4d/$Number$.m4s".into();
+    template(&mut second).start_number = 9;
+    template(&mut second).presentation_time_offset = 5_400_000;
+    template(&mut second).media = "$RepresentationID$/3c4d/$Number$.m4s".into();
     let xml = live(vec![
         period("s1", Duration::ZERO, vec![first]),
         period("s2", Duration::from_millis(4_250), vec![second]),
@@ -305,7 +310,7 @@ fn what_cannot_be_written_is_refused_with_the_reason() {
     };
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0].template.media = "segment.m4s".into();
+    template(&mut m.periods[0].adaptation_sets[0]).media = "segment.m4s".into();
     assert!(matches!(
         m.render(),
         Err(DashError::Invalid { field: "media", .. })
@@ -324,7 +329,7 @@ fn what_cannot_be_written_is_refused_with_the_reason() {
     assert!(m.render().is_err());
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0].template.timeline = vec![seg(0, 100), seg(50, 100)];
+    template(&mut m.periods[0].adaptation_sets[0]).timeline = vec![seg(0, 100), seg(50, 100)];
     assert_eq!(
         m.render(),
         Err(DashError::TimelineOverlap {
@@ -335,21 +340,19 @@ fn what_cannot_be_written_is_refused_with_the_reason() {
     );
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0].template.timeline = vec![seg(0, 0)];
+    template(&mut m.periods[0].adaptation_sets[0]).timeline = vec![seg(0, 0)];
     assert!(m.render().is_err());
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0].template.timescale = 0;
+    template(&mut m.periods[0].adaptation_sets[0]).timescale = 0;
     assert!(m.render().is_err());
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0].template.initialization = "init\u{1}.mp4".into();
+    template(&mut m.periods[0].adaptation_sets[0]).initialization = "init\u{1}.mp4".into();
     assert!(m.render().is_err());
 
     let mut m = ok();
-    m.periods[0].adaptation_sets[0]
-        .template
-        .availability_time_offset = Some(f64::NAN);
+    template(&mut m.periods[0].adaptation_sets[0]).availability_time_offset = Some(f64::NAN);
     assert!(m.render().is_err());
 }
 
@@ -389,5 +392,95 @@ fn fractional_frame_rates_are_written_as_fractions() {
     assert_eq!(
         elements(&doc, "Representation")[0].attribute("frameRate"),
         Some("30000/1001")
+    );
+}
+
+/// A ladder: one adaptation set, each rung with its own template (a rung that joined
+/// later starts at a later number), and the set says the largest picture and rate.
+#[test]
+fn each_representation_of_a_ladder_has_its_own_template() {
+    let mut set = video(vec![seg(0, 180_000), seg(180_000, 180_000)]);
+    let mut rung = set.representations[0].clone();
+    rung.id = "480p".into();
+    rung.bandwidth = 1_000_000;
+    rung.width = Some(854);
+    rung.height = Some(480);
+    rung.frame_rate = Some((30_000, 1001));
+    rung.template.start_number = 8;
+    rung.template.timeline = vec![seg(180_000, 180_000)];
+    set.representations.push(rung);
+    set.representations[0].frame_rate = Some((25, 1));
+    let xml = live(vec![period("p0", Duration::ZERO, vec![set, audio()])])
+        .render()
+        .unwrap();
+    let doc = parse(&xml);
+    let sets = elements(&doc, "AdaptationSet");
+    assert_eq!(sets[0].attribute("maxWidth"), Some("1280"));
+    assert_eq!(sets[0].attribute("maxHeight"), Some("720"));
+    assert_eq!(sets[0].attribute("maxFrameRate"), Some("30000/1001"));
+    assert_eq!(sets[0].attribute("segmentAlignment"), Some("true"));
+    assert_eq!(sets[0].attribute("startWithSAP"), Some("1"));
+    // One representation: nothing to announce.
+    assert_eq!(sets[1].attribute("maxWidth"), None);
+    for set in &sets {
+        assert!(
+            !set.children().any(|n| n.has_tag_name("SegmentTemplate")),
+            "{xml}"
+        );
+    }
+    // (id, startNumber, first t, entries) of each representation's own template.
+    let reps: Vec<(String, String, String, usize)> = elements(&doc, "Representation")
+        .iter()
+        .map(|r| {
+            let t = r
+                .children()
+                .find(|n| n.has_tag_name("SegmentTemplate"))
+                .unwrap_or_else(|| panic!("no template in {r:?}:\n{xml}"));
+            let s: Vec<_> = t.descendants().filter(|n| n.has_tag_name("S")).collect();
+            (
+                r.attribute("id").unwrap().to_owned(),
+                t.attribute("startNumber").unwrap().to_owned(),
+                s[0].attribute("t").unwrap().to_owned(),
+                s.len(),
+            )
+        })
+        .collect();
+    let row = |id: &str, n: &str, t: &str, len| (id.to_owned(), n.to_owned(), t.to_owned(), len);
+    assert_eq!(
+        reps,
+        [
+            row("source", "7", "0", 1),
+            row("480p", "8", "180000", 1),
+            row("audio", "7", "0", 2)
+        ]
+    );
+    // The audio's channel configuration comes before its template, as the schema orders.
+    let audio = &elements(&doc, "Representation")[2];
+    let children: Vec<&str> = audio
+        .children()
+        .filter(|n| n.is_element())
+        .map(|n| n.tag_name().name())
+        .collect();
+    assert_eq!(children, ["AudioChannelConfiguration", "SegmentTemplate"]);
+}
+
+/// A timeline that goes back in time is reported with the representation it belongs to.
+#[test]
+fn an_overlap_names_its_representation() {
+    let mut set = video(vec![seg(0, 180_000)]);
+    let mut rung = set.representations[0].clone();
+    rung.id = "720p".into();
+    rung.template.timeline = vec![seg(0, 100), seg(50, 100)];
+    set.representations.push(rung);
+    let err = live(vec![period("p0", Duration::ZERO, vec![set])])
+        .render()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DashError::TimelineOverlap {
+            representation: "720p".into(),
+            start: 50,
+            previous_end: 100
+        }
     );
 }

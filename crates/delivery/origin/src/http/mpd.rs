@@ -5,11 +5,16 @@
 //! - Dynamic while the run is live or in its reconnect grace, static (every segment,
 //!   `mediaPresentationDuration`) once it ended.
 //! - One period per stretch that shares a session, an init section and an unbroken
-//!   timeline: a republish, a codec change, a timestamp jump or a missing segment number
-//!   starts a new one. Periods are placed by anchors fixed when they begin (see
+//!   timeline in the renditions a channel always has (`source` and `audio`): a
+//!   republish, a codec change, a timestamp jump or a missing segment number starts a
+//!   new one. Periods are placed by anchors fixed when they begin (see
 //!   `crate::periods`), so they do not move as the window slides.
-//! - `SegmentTemplate` with `$Number$` (the HLS media sequence numbers) and a
-//!   `SegmentTimeline` of the segments' own `tfdt` and durations.
+//! - The video renditions (the source and the transcoded rungs) are one adaptation set,
+//!   the ladder, highest bandwidth first; each audio rendition is its own. A rung's own
+//!   break (it joined late, or restarted) never starts a period: it lists its segments
+//!   from that break on (see `last_run`).
+//! - Each representation has its own `SegmentTemplate` with `$Number$` (the HLS media
+//!   sequence numbers) and a `SegmentTimeline` of the segments' own `tfdt` and durations.
 //! - Low latency (channels with LL-HLS on): the segment being written is listed too, with
 //!   its nominal end on the segment grid, `availabilityTimeOffset` says it can be fetched
 //!   once its first part exists, and the origin sends it with chunked transfer as its
@@ -18,10 +23,10 @@
 //! - `UTCTiming` points at `/live/time` on the node that served the MPD, so a player with
 //!   a wrong clock still finds the live edge.
 
-use std::{collections::BTreeSet, time::SystemTime};
+use std::{cmp::Reverse, collections::BTreeSet, time::SystemTime};
 
 use starling_dash as dash;
-use starling_packager::RenditionInfo;
+use starling_packager::{RenditionInfo, AUDIO_RENDITION, VIDEO_RENDITION};
 
 use super::*;
 use crate::periods::{Anchor, Periods};
@@ -264,10 +269,21 @@ pub(crate) fn build(
     // The previous period's start and media extent (seconds), for the next one's start.
     let mut previous: Option<(f64, f64)> = None;
     let mut first_wall: Option<SystemTime> = None;
+    // Adaptation set ids stay put whatever a period holds: the ladder is 0, the audio
+    // renditions 1, 2, … in the channel's order.
+    let mut audio_ids = Vec::with_capacity(s.renditions.len());
+    let mut next_audio = 1u32;
+    for r in &s.renditions {
+        audio_ids.push(next_audio);
+        if r.info.kind == TrackKind::Audio {
+            next_audio += 1;
+        }
+    }
     for plan in &plans {
-        let mut sets = Vec::new();
+        let mut ladder: Vec<dash::Representation> = Vec::new();
+        let mut audio: Vec<dash::AdaptationSet> = Vec::new();
         let mut extent = 0.0f64;
-        for (i, r) in s.renditions.iter().enumerate() {
+        for (r, &audio_id) in s.renditions.iter().zip(&audio_ids) {
             let ts = r.info.timescale.max(1);
             let in_period: Vec<&SnapSegment> = r
                 .segments
@@ -275,13 +291,14 @@ pub(crate) fn build(
                 .filter(|x| x.msn >= plan.first && x.msn < plan.end)
                 .filter(|x| x.complete || (low_latency && is_last(r, x)))
                 .collect();
+            let in_period = last_run(&in_period);
             let Some(first) = in_period.first() else {
                 continue;
             };
             let offset = plan
                 .anchor
                 .map_or_else(|| first.media_start.unwrap_or(0), |a| a.offset(ts));
-            let timeline = timeline(&in_period, offset, ts, d, part);
+            let timeline = timeline(in_period, offset, ts, d, part);
             let Some(last) = timeline.last() else {
                 continue;
             };
@@ -294,24 +311,15 @@ pub(crate) fn build(
                 Some(t) => gate::with_token(&u, t),
                 None => u,
             };
-            let content = match r.info.kind {
-                TrackKind::Video => dash::ContentType::Video,
-                TrackKind::Audio => dash::ContentType::Audio,
-            };
-            sets.push(dash::AdaptationSet {
-                id: i as u32,
-                content,
-                lang: None,
-                representations: vec![dash::Representation {
-                    id: name.to_owned(),
-                    bandwidth: r.bandwidth,
-                    codecs: r.info.codec.clone(),
-                    width: r.info.width,
-                    height: r.info.height,
-                    frame_rate: r.info.frame_rate.and_then(frame_rate),
-                    audio_sampling_rate: r.info.sample_rate,
-                    audio_channels: r.info.channels.map(u32::from),
-                }],
+            let representation = dash::Representation {
+                id: name.to_owned(),
+                bandwidth: r.bandwidth,
+                codecs: r.info.codec.clone(),
+                width: r.info.width,
+                height: r.info.height,
+                frame_rate: r.info.frame_rate.and_then(frame_rate),
+                audio_sampling_rate: r.info.sample_rate,
+                audio_channels: r.info.channels.map(u32::from),
                 template: dash::SegmentTemplate {
                     timescale: ts,
                     initialization: url(format!(
@@ -327,8 +335,30 @@ pub(crate) fn build(
                         .then(|| d.saturating_sub(part).as_secs_f64()),
                     availability_time_complete: low_latency.then_some(false),
                 },
+            };
+            match r.info.kind {
+                TrackKind::Video => ladder.push(representation),
+                TrackKind::Audio => audio.push(dash::AdaptationSet {
+                    id: audio_id,
+                    content: dash::ContentType::Audio,
+                    lang: None,
+                    representations: vec![representation],
+                }),
+            }
+        }
+        // The ladder from the top (players read the first as the default); the source
+        // before a rung of the same bandwidth.
+        ladder.sort_by_key(|r| (Reverse(r.bandwidth), r.id != VIDEO_RENDITION));
+        let mut sets = Vec::with_capacity(1 + audio.len());
+        if !ladder.is_empty() {
+            sets.push(dash::AdaptationSet {
+                id: 0,
+                content: dash::ContentType::Video,
+                lang: None,
+                representations: ladder,
             });
         }
+        sets.extend(audio);
         if sets.is_empty() {
             continue;
         }
@@ -385,11 +415,18 @@ pub(crate) fn build(
     }
 }
 
-/// Splits the listed segment numbers into periods: a new one where any rendition's
-/// session, init section or timeline changes, or a number is missing (`$Number$` counts
-/// the timeline's entries, so it cannot skip one). A rendition whose oldest listed
-/// segment is newer than another's (the window slides per rendition) just starts its
-/// timeline later in the same period: its own `startNumber` says where.
+/// Splits the listed segment numbers into periods: a new one where the session, init
+/// section or timeline of a rendition the channel always has (`source`, `audio`)
+/// changes, or a number is missing in one (`$Number$` counts the timeline's entries, so
+/// it cannot skip one). A channel without `source` takes every rendition's breaks.
+///
+/// The transcoded rungs do not cut periods: a rung joins after the source and restarts
+/// on its own after a crash, and a period for each of those would put a seam (new
+/// templates, init sections re-read) into every player's playback for a rendition most
+/// of them do not play. Within a period a rung lists only its last unbroken run instead
+/// (`last_run`). A rendition whose oldest listed segment is newer than another's (the
+/// window slides per rendition, a rung joins late) just starts its timeline later in
+/// the same period: its own `startNumber` says where.
 fn plan_periods(s: &Snapshot) -> Vec<Plan> {
     let Some(first) = s
         .renditions
@@ -399,12 +436,17 @@ fn plan_periods(s: &Snapshot) -> Vec<Plan> {
     else {
         return Vec::new();
     };
+    let has_source = s.renditions.iter().any(|r| r.info.name == VIDEO_RENDITION);
+    let defining: Vec<&SnapRendition> = s
+        .renditions
+        .iter()
+        .filter(|r| !has_source || [VIDEO_RENDITION, AUDIO_RENDITION].contains(&r.info.name))
+        .collect();
     let mut starts = BTreeSet::from([first]);
-    for r in &s.renditions {
+    for r in &defining {
         for w in r.segments.windows(2) {
-            let (a, b) = (&w[0], &w[1]);
-            if b.boundary || b.session != a.session || b.init != a.init || b.msn != a.msn + 1 {
-                starts.insert(b.msn);
+            if breaks(&w[0], &w[1]) {
+                starts.insert(w[1].msn);
             }
         }
     }
@@ -422,15 +464,19 @@ fn plan_periods(s: &Snapshot) -> Vec<Plan> {
                 .at(b)
                 .copied()
                 .filter(|a| a.msn == b || (i == 0 && a.msn < b));
-            // (The earliest of the renditions' segments at `b`, as `Periods::note` keeps.)
+            // (The earliest of the renditions' segments at `b`, as `Periods::note` keeps;
+            // from the renditions that define periods if they have one there: a rung's
+            // segment arrives later by the time it took to encode.)
+            let earliest = |of: &mut dyn Iterator<Item = &SnapRendition>| {
+                of.filter_map(|r| {
+                    let x = r.segments.iter().find(|x| x.msn == b)?;
+                    Anchor::of(b, x.program_date_time, x.media_start, r.info.timescale)
+                })
+                .min_by_key(|a| a.media_ns)
+            };
             let made = || {
-                s.renditions
-                    .iter()
-                    .filter_map(|r| {
-                        let x = r.segments.iter().find(|x| x.msn == b)?;
-                        Anchor::of(b, x.program_date_time, x.media_start, r.info.timescale)
-                    })
-                    .min_by_key(|a| a.media_ns)
+                earliest(&mut defining.iter().copied())
+                    .or_else(|| earliest(&mut s.renditions.iter()))
             };
             let anchor = noted.or_else(made);
             Plan {
@@ -445,6 +491,30 @@ fn plan_periods(s: &Snapshot) -> Vec<Plan> {
 
 fn is_last(r: &SnapRendition, x: &SnapSegment) -> bool {
     r.segments.last().is_some_and(|l| l.msn == x.msn)
+}
+
+/// Whether `b`, listed after `a`, cannot continue `a`'s timeline: a new session or init
+/// section, a discontinuity, or a number missing between them.
+fn breaks(a: &SnapSegment, b: &SnapSegment) -> bool {
+    b.boundary || b.session != a.session || b.init != a.init || b.msn != a.msn + 1
+}
+
+/// A rendition's segments in a period from its newest break on.
+///
+/// `$Number$` counts timeline entries, so one template cannot skip a number, and it has
+/// one `media` (one session) and one `initialization`; `S@t` may restart the times but
+/// not the numbers. Periods are cut at the breaks of `source` and `audio` only (see
+/// `plan_periods`), so a rung's own break (a late join after a gap, a restart with a
+/// discontinuity or a new init section) can fall inside a period: the rung then lists
+/// only what follows it, with `startNumber` its first number. What it drops is behind
+/// the live edge, and the source's and the other rungs' segments still cover it. For
+/// `source` and `audio` the run is the whole period: their breaks are its bounds.
+fn last_run<'a, 'b>(segments: &'b [&'a SnapSegment]) -> &'b [&'a SnapSegment] {
+    let from = segments
+        .windows(2)
+        .rposition(|w| breaks(w[0], w[1]))
+        .map_or(0, |i| i + 1);
+    &segments[from..]
 }
 
 /// The timeline of one rendition's segments in a period, in its timescale `ts`: each

@@ -64,6 +64,62 @@ fn snapshot(video: Vec<SnapSegment>, audio: Vec<SnapSegment>, anchors: Vec<Ancho
     }
 }
 
+/// A transcoded rung, `height` lines high.
+fn rung(
+    name: &'static str,
+    bandwidth: u64,
+    height: u32,
+    segments: Vec<SnapSegment>,
+) -> SnapRendition {
+    let mut info = info(name, TrackKind::Video, TS);
+    info.width = Some(height * 16 / 9);
+    info.height = Some(height);
+    SnapRendition {
+        info,
+        inits: vec![1],
+        bandwidth,
+        segments,
+    }
+}
+
+/// Each representation as (adaptation set id, its id, startNumber, its timeline's `S`
+/// elements as `t`, `d`, `r`), in document order, with every period's.
+type Listed = (String, String, String, Vec<(Option<u64>, u64, u64)>);
+
+fn representations(xml: &str) -> Vec<Listed> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("Representation"))
+        .map(|r| {
+            let set = r.parent_element().unwrap();
+            let template = r
+                .children()
+                .find(|n| n.has_tag_name("SegmentTemplate"))
+                .unwrap_or_else(|| {
+                    panic!("{} has no template:\n{xml}", r.attribute("id").unwrap())
+                });
+            let s = template
+                .descendants()
+                .filter(|n| n.has_tag_name("S"))
+                .map(|n| {
+                    let num = |a| n.attribute(a).map(|v: &str| v.parse::<u64>().unwrap());
+                    (num("t"), num("d").unwrap(), num("r").unwrap_or(0))
+                })
+                .collect();
+            (
+                set.attribute("id").unwrap().to_owned(),
+                r.attribute("id").unwrap().to_owned(),
+                template.attribute("startNumber").unwrap().to_owned(),
+                s,
+            )
+        })
+        .collect()
+}
+
+fn listed(set: &str, id: &str, start: u64, s: &[(Option<u64>, u64, u64)]) -> Listed {
+    (set.into(), id.into(), start.to_string(), s.to_vec())
+}
+
 fn anchor(msn: u64, wall: f64) -> Anchor {
     Anchor::of(msn, Some(t(wall)), Some(msn * 2 * u64::from(TS)), TS).unwrap()
 }
@@ -203,8 +259,8 @@ fn a_missing_number_splits_the_period_and_the_timeline_never_overlaps() {
     assert_eq!(periods(&xml)[1].1, "PT8S");
     // Segment 1 starts where 0 ends, shortened by the overlap; 2 after a 10-tick hole.
     let timeline = r#"<S t="0" d="180000"/>
-          <S d="179990"/>
-          <S t="360000" d="180000"/>"#;
+            <S d="179990"/>
+            <S t="360000" d="180000"/>"#;
     assert!(xml.contains(timeline), "{xml}");
 }
 
@@ -319,7 +375,210 @@ fn a_segment_swallowed_by_the_clamp_keeps_its_number() {
     s.renditions.pop();
     let xml = render(&s);
     let timeline = r#"<S t="0" d="180000"/>
-          <S d="1"/>
-          <S t="360000" d="180000"/>"#;
+            <S d="1"/>
+            <S t="360000" d="180000"/>"#;
     assert!(xml.contains(timeline), "{xml}");
+}
+
+#[test]
+fn the_video_renditions_are_one_ladder_from_the_top() {
+    let mut s = snapshot(
+        (0..4).map(|n| seg(n, TS)).collect(),
+        (0..4).map(|n| seg(n, 48_000)).collect(),
+        vec![anchor(0, 0.0)],
+    );
+    // The rungs in the order a transcoder might announce them; one as costly as the source.
+    s.renditions.insert(
+        0,
+        rung("480p", 1_200_000, 480, (0..4).map(|n| seg(n, TS)).collect()),
+    );
+    s.renditions.push(rung(
+        "720p",
+        3_000_000,
+        720,
+        (0..4).map(|n| seg(n, TS)).collect(),
+    ));
+    s.renditions.push(rung(
+        "1080p",
+        6_000_000,
+        1080,
+        (0..4).map(|n| seg(n, TS)).collect(),
+    ));
+    let xml = render(&s);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let sets: Vec<(&str, &str)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("AdaptationSet"))
+        .map(|n| {
+            (
+                n.attribute("id").unwrap(),
+                n.attribute("contentType").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sets, [("0", "video"), ("1", "audio")], "{xml}");
+    let video = doc
+        .descendants()
+        .find(|n| n.has_tag_name("AdaptationSet"))
+        .unwrap();
+    assert_eq!(video.attribute("maxHeight"), Some("1080"), "{xml}");
+    assert_eq!(video.attribute("segmentAlignment"), Some("true"));
+    // Highest bandwidth first; the source before the rung of the same bandwidth. Each
+    // has its own template, with its own URLs.
+    let whole = [(Some(0), 180_000, 3)];
+    assert_eq!(
+        representations(&xml),
+        [
+            listed("0", "1080p", 0, &whole),
+            listed("0", "source", 0, &whole),
+            listed("0", "720p", 0, &whole),
+            listed("0", "480p", 0, &whole),
+            listed("1", "audio", 0, &[(Some(0), 96_000, 3)]),
+        ],
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"media="480p/0000000000000001/$Number$.m4s""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"initialization="1080p/0000000000000001/init-0.mp4""#),
+        "{xml}"
+    );
+    assert_eq!(periods(&xml), [("p0".to_owned(), "PT0S".to_owned())]);
+}
+
+#[test]
+fn a_rung_that_joins_late_starts_later_in_the_same_period() {
+    let mut s = snapshot(
+        (0..6).map(|n| seg(n, TS)).collect(),
+        (0..6).map(|n| seg(n, 48_000)).collect(),
+        vec![anchor(0, 0.0)],
+    );
+    s.renditions.push(rung(
+        "720p",
+        1_500_000,
+        720,
+        (3..6).map(|n| seg(n, TS)).collect(),
+    ));
+    let xml = render(&s);
+    assert_eq!(
+        periods(&xml),
+        [("p0".to_owned(), "PT0S".to_owned())],
+        "{xml}"
+    );
+    assert_eq!(
+        representations(&xml),
+        [
+            listed("0", "source", 0, &[(Some(0), 180_000, 5)]),
+            listed("0", "720p", 3, &[(Some(540_000), 180_000, 2)]),
+            listed("1", "audio", 0, &[(Some(0), 96_000, 5)]),
+        ],
+        "{xml}"
+    );
+    // Both in the period's media time: the same offset.
+    assert_eq!(
+        xml.matches(r#"presentationTimeOffset="0""#).count(),
+        3,
+        "{xml}"
+    );
+    // A rung with nothing in a period is left out of it.
+    s.renditions[2].segments.clear();
+    let xml = render(&s);
+    assert!(!xml.contains(r#"id="720p""#), "{xml}");
+    assert_eq!(xml.matches("<Representation").count(), 2, "{xml}");
+}
+
+#[test]
+fn a_rung_that_restarts_lists_from_its_restart_and_cuts_no_period() {
+    // The rung lost segments 3 and 4 (its encoder restarted): 5 comes with a
+    // discontinuity. The source and the audio go on unbroken.
+    let mut restarted: Vec<SnapSegment> = (0..8)
+        .filter(|n| !(3..5).contains(n))
+        .map(|n| seg(n, TS))
+        .collect();
+    restarted[3].boundary = true;
+    let mut s = snapshot(
+        (0..8).map(|n| seg(n, TS)).collect(),
+        (0..8).map(|n| seg(n, 48_000)).collect(),
+        vec![anchor(0, 0.0)],
+    );
+    s.renditions.push(rung("720p", 1_500_000, 720, restarted));
+    let xml = render(&s);
+    assert_eq!(
+        periods(&xml),
+        [("p0".to_owned(), "PT0S".to_owned())],
+        "{xml}"
+    );
+    let reps = representations(&xml);
+    assert_eq!(
+        reps[1],
+        listed("0", "720p", 5, &[(Some(900_000), 180_000, 2)]),
+        "{xml}"
+    );
+    assert_eq!(reps[0], listed("0", "source", 0, &[(Some(0), 180_000, 7)]));
+
+    // With a new init section from 5 on: the rung's template names it.
+    let r = &mut s.renditions[2];
+    r.inits.push(1);
+    for x in r.segments.iter_mut().filter(|x| x.msn >= 5) {
+        x.init = 1;
+    }
+    let xml = render(&s);
+    assert_eq!(periods(&xml).len(), 1, "{xml}");
+    assert!(
+        xml.contains(r#"initialization="720p/0000000000000001/init-1.mp4""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"initialization="source/0000000000000001/init-0.mp4""#),
+        "{xml}"
+    );
+    // A missing number alone (no discontinuity) is a break too.
+    let r = &mut s.renditions[2];
+    r.segments.retain(|x| x.msn != 6);
+    for x in &mut r.segments {
+        x.boundary = false;
+        x.init = 0;
+    }
+    let reps = representations(&render(&s));
+    assert_eq!(
+        reps[1],
+        listed("0", "720p", 7, &[(Some(1_260_000), 180_000, 0)])
+    );
+
+    // The source's own break still cuts a period, and the rung follows it.
+    let mut xs: Vec<SnapSegment> = (0..8).map(|n| seg(n, TS)).collect();
+    xs[6].boundary = true;
+    s.renditions[0].segments = xs;
+    let xml = render(&s);
+    let ids: Vec<String> = periods(&xml).into_iter().map(|p| p.0).collect();
+    assert_eq!(ids, ["p0", "p6"], "{xml}");
+    let rungs: Vec<Listed> = representations(&xml)
+        .into_iter()
+        .filter(|r| r.1 == "720p")
+        .collect();
+    assert_eq!(
+        rungs,
+        [
+            listed("0", "720p", 5, &[(Some(900_000), 180_000, 0)]),
+            listed("0", "720p", 7, &[(Some(1_260_000), 180_000, 0)]),
+        ],
+        "{xml}"
+    );
+}
+
+#[test]
+fn without_a_source_every_rendition_cuts_periods() {
+    let mut s = snapshot(
+        Vec::new(),
+        (0..6).map(|n| seg(n, 48_000)).collect(),
+        vec![anchor(0, 0.0)],
+    );
+    let mut xs: Vec<SnapSegment> = (0..6).map(|n| seg(n, TS)).collect();
+    xs[4].boundary = true;
+    s.renditions[0] = rung("720p", 1_500_000, 720, xs);
+    let xml = render(&s);
+    let ids: Vec<String> = periods(&xml).into_iter().map(|p| p.0).collect();
+    assert_eq!(ids, ["p0", "p4"], "{xml}");
 }
