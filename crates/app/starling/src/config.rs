@@ -19,6 +19,7 @@ pub struct Config {
     pub control: ControlSection,
     pub webhooks: WebhooksSection,
     pub thumbnails: ThumbnailsSection,
+    pub transcode: crate::transcode_config::TranscodeSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -297,7 +298,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 8] = [
+const ENV_SECTIONS: [&str; 9] = [
     "server",
     "rtmp",
     "srt",
@@ -306,6 +307,7 @@ const ENV_SECTIONS: [&str; 8] = [
     "control",
     "webhooks",
     "thumbnails",
+    "transcode",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -393,6 +395,7 @@ impl Config {
             }
         }
         self.srt.validate()?;
+        self.transcode.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

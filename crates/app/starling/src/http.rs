@@ -28,6 +28,8 @@ pub struct AppState {
     pub srt: Arc<starling_srt_server::ServerStats>,
     /// Live SRT links by channel (statistics for the live list and `/metrics`).
     pub srt_links: Arc<starling_srt_server::Links>,
+    /// Each live channel's transcoding ladder, for `/api/v1/live`.
+    pub ladders: Arc<crate::ladder::LadderStatuses>,
     pub http: Arc<crate::http_server::HttpStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
@@ -233,6 +235,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 // Hub consumers other than the origin's packager: RTMP and SRT players.
                 "viewers": ch.subscribers.saturating_sub(1),
                 "ingest": st.srt_links.get(&ch.name).map(|l| srt_link_json(&l)),
+                "ladder": st.ladders.get(&ch.name),
             })
         })
         .collect();
@@ -299,6 +302,7 @@ mod tests {
             rtmp: Arc::new(ServerStats::default()),
             srt: Arc::default(),
             srt_links: Arc::default(),
+            ladders: Arc::default(),
             http: Default::default(),
             gate: None,
             metrics: MetricsAccess {
@@ -421,6 +425,7 @@ mod tests {
                     rtmp: Arc::new(ServerStats::default()),
                     srt: Arc::default(),
                     srt_links: Arc::default(),
+                    ladders: Arc::default(),
                     http: Default::default(),
                     gate: None,
                     metrics: MetricsAccess {

@@ -9,9 +9,11 @@ mod demo;
 mod events;
 mod http;
 mod http_server;
+mod ladder;
 mod playback_gate;
 mod srt_config;
 mod thumbnails;
+mod transcode_config;
 mod webhooks;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
@@ -231,6 +233,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     let rtmp_stats = Arc::new(ServerStats::default());
     let srt_stats = Arc::new(starling_srt_server::ServerStats::default());
     let srt_links = Arc::new(starling_srt_server::Links::default());
+    let ladders = Arc::new(ladder::LadderStatuses::default());
     let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -285,6 +288,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         rtmp: rtmp_stats.clone(),
         srt: srt_stats.clone(),
         srt_links: srt_links.clone(),
+        ladders: ladders.clone(),
         http: http_stats.clone(),
         gate: Some(gate.clone()),
         metrics: http::MetricsAccess {
@@ -303,6 +307,13 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     // keep slow or idle clients from holding the server.
     let thumbnail_task =
         thumbnails::start(&config.thumbnails, origin.clone(), shutdown_rx.clone()).await;
+    let ladder_task = ladder::start(
+        &config.transcode,
+        origin.clone(),
+        ladders.clone(),
+        shutdown_rx.clone(),
+    )
+    .await;
     let http_task = tokio::spawn(http_server::serve(
         http_listener,
         app,
@@ -391,6 +402,9 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
     }
     let _ = event_task.await;
     if let Some(t) = thumbnail_task {
+        let _ = t.await;
+    }
+    if let Some(t) = ladder_task {
         let _ = t.await;
     }
     stream_hooks.abort();

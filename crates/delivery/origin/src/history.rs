@@ -19,7 +19,7 @@
 use std::time::{Duration, SystemTime};
 
 use starling_media::TrackKind;
-use starling_packager::{RenditionInfo, AUDIO_RENDITION, VIDEO_RENDITION};
+use starling_packager::RenditionInfo;
 
 use crate::session::{parse_session, session_name};
 
@@ -103,11 +103,10 @@ pub(crate) fn chunk_key(channel: &str, run: u64, rendition: &str, chunk: u64) ->
     )
 }
 
-/// The `&'static` rendition name the packager uses for `name`, if it is one.
+/// The `&'static` rendition name the packager uses for `name`, if it can be one (the
+/// ladder's rungs are interned, within a bound).
 fn rendition_name(name: &str) -> Option<&'static str> {
-    [VIDEO_RENDITION, AUDIO_RENDITION]
-        .into_iter()
-        .find(|n| *n == name)
+    starling_packager::rendition_name(name)
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -361,6 +360,7 @@ fn opt_num<T: std::str::FromStr>(s: &str) -> Option<Option<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_packager::{AUDIO_RENDITION, VIDEO_RENDITION};
 
     fn video() -> RenditionInfo {
         RenditionInfo {
@@ -477,7 +477,7 @@ mod tests {
             (b"starling-run 2\n", "not a known format"),
             (b"\xff\xfe", "not UTF-8"),
             (b"starling-run 1\nsession 12\n", "line 2: bad session"),
-            (b"starling-run 1\nrendition other video 1 - - - - - - c\n", "unknown rendition"),
+            (b"starling-run 1\nrendition Other video 1 - - - - - - c\n", "unknown rendition"),
             (b"starling-run 1\ninit source 0 0000000000000001\n", "unlisted rendition"),
             (
                 b"starling-segments 1\n2 0000000000000001 1 0 0 9 - -\n1 0000000000000001 1 0 0 9 - -\n",

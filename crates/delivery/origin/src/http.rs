@@ -34,6 +34,7 @@ use axum::{
 use bytes::Bytes;
 use starling_hls as hls;
 use starling_media::TrackKind;
+use starling_packager::VIDEO_RENDITION;
 
 use crate::gate::{self, Access, PlaybackGate};
 use crate::live::{
@@ -348,51 +349,55 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
         Err(r) => return r.into_response(),
     };
     let st = lock(&ch.inner);
-    let video = st.renditions.iter().find(|r| r.kind() == TrackKind::Video);
+    let videos = listed_videos(&st);
     let audio = st.renditions.iter().find(|r| r.kind() == TrackKind::Audio);
     let has_segment =
         |r: Option<&Rendition>| r.is_some_and(|r| r.segments.iter().any(|s| s.complete));
-    if !has_segment(video.or(audio)) {
+    if !has_segment(videos.first().copied().or(audio)) {
         return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
     }
-    let bw = |r: Option<&Rendition>| r.map_or((0.0, 0.0), bandwidth);
-    let (vp, va) = bw(video);
-    let (ap, aa) = bw(audio);
-    let codecs: Vec<&str> = [video, audio]
-        .iter()
-        .flatten()
-        .map(|r| r.info.codec.as_str())
-        .collect();
+    let (ap, aa) = audio.map_or((0.0, 0.0), bandwidth);
     let mut pl = hls::MultivariantPlaylist {
         independent_segments: true,
         version: 1,
         ..Default::default()
     };
-    if let Some(a) = audio {
-        if video.is_some() {
-            pl.media.push(hls::Rendition {
-                kind: hls::MediaKind::Audio,
-                group_id: "audio".into(),
-                name: "audio".into(),
-                language: None,
-                default: true,
-                autoselect: true,
-                channels: a.info.channels.map(|c| c.to_string()),
-                uri: Some(format!("{}/index.m3u8", a.info.name)),
-            });
-        }
+    let grouped = !videos.is_empty() && audio.is_some();
+    if let (Some(a), true) = (audio, grouped) {
+        pl.media.push(hls::Rendition {
+            kind: hls::MediaKind::Audio,
+            group_id: "audio".into(),
+            name: "audio".into(),
+            language: None,
+            default: true,
+            autoselect: true,
+            channels: a.info.channels.map(|c| c.to_string()),
+            uri: Some(format!("{}/index.m3u8", a.info.name)),
+        });
     }
-    let main = video.or(audio).map(|r| r.info.name).unwrap_or("source");
-    pl.variants.push(hls::Variant {
-        uri: format!("{main}/index.m3u8"),
-        // Peak of whole segments, with headroom: players pick renditions by it.
-        bandwidth: ((vp + ap) * 1.1).max(64_000.0) as u64,
-        average_bandwidth: Some((va + aa).max(32_000.0) as u64),
-        codecs: codecs.join(","),
-        resolution: video.and_then(|v| Some((v.info.width?, v.info.height?))),
-        frame_rate: video.and_then(|v| v.info.frame_rate),
-        audio_group: (video.is_some() && audio.is_some()).then(|| "audio".to_owned()),
-    });
+    let mut variants: Vec<Option<&Rendition>> = videos.iter().copied().map(Some).collect();
+    if variants.is_empty() {
+        variants.push(None);
+    }
+    for video in variants {
+        let (vp, va) = video.map_or((0.0, 0.0), bandwidth);
+        let codecs: Vec<&str> = [video, audio]
+            .iter()
+            .flatten()
+            .map(|r| r.info.codec.as_str())
+            .collect();
+        let main = video.or(audio).map(|r| r.info.name).unwrap_or("source");
+        pl.variants.push(hls::Variant {
+            uri: format!("{main}/index.m3u8"),
+            // Peak of whole segments, with headroom: players pick renditions by it.
+            bandwidth: ((vp + ap) * 1.1).max(64_000.0) as u64,
+            average_bandwidth: Some((va + aa).max(32_000.0) as u64),
+            codecs: codecs.join(","),
+            resolution: video.and_then(|v| Some((v.info.width?, v.info.height?))),
+            frame_rate: video.and_then(|v| v.info.frame_rate),
+            audio_group: grouped.then(|| "audio".to_owned()),
+        });
+    }
     drop(st);
     let text = pl.render();
     debug_lint(&text);
@@ -405,6 +410,48 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
         HeaderValue::from_static("public, max-age=2"),
     )
 }
+
+/// The video renditions a multivariant playlist offers, source first, then the
+/// ladder's rungs, largest first. A rung is offered while it is current:
+/// its newest real segment is within [`RUNG_CURRENT_SEGMENTS`] of the source's (a rung
+/// whose transcoder is down or gone is not offered to new players; those that have it
+/// see gaps and switch).
+pub(crate) fn listed_videos(st: &ChannelInner) -> Vec<&Rendition> {
+    let newest = |r: &Rendition| {
+        r.segments
+            .iter()
+            .rev()
+            .find(|s| s.complete && !s.gap)
+            .map(|s| s.msn)
+    };
+    let source = st
+        .renditions
+        .iter()
+        .find(|r| r.kind() == TrackKind::Video && r.info.name == VIDEO_RENDITION);
+    let source_newest = source.and_then(newest);
+    let mut rungs: Vec<&Rendition> = st
+        .renditions
+        .iter()
+        .filter(|r| r.kind() == TrackKind::Video && r.info.name != VIDEO_RENDITION)
+        .filter(|r| match (newest(r), source_newest) {
+            (Some(n), Some(s)) => n.saturating_add(RUNG_CURRENT_SEGMENTS) >= s,
+            (Some(_), None) => source.is_none(),
+            (None, _) => false,
+        })
+        .collect();
+    // Largest picture first, then the higher bitrate (an easy picture can leave a
+    // larger rung below a smaller one in measured bandwidth).
+    rungs.sort_by(|a, b| {
+        b.info
+            .height
+            .cmp(&a.info.height)
+            .then(bandwidth(b).0.total_cmp(&bandwidth(a).0))
+    });
+    source.into_iter().chain(rungs).collect()
+}
+
+/// How many segments a rung may lag the source and still be offered.
+pub(crate) const RUNG_CURRENT_SEGMENTS: u64 = 3;
 
 /// (peak, average) bits per second: from complete segments, or from the parts so far.
 fn bandwidth(r: &Rendition) -> (f64, f64) {

@@ -18,6 +18,8 @@
 //!   `kill -9`, so the run plays back as VOD and retention still applies to it.
 //! - `sweep`: retention by session over what the store holds (what a previous process
 //!   left behind, recordings past their retention).
+//! - `tap`: the transcoder's feed of the source video as packaged, and its rungs coming
+//!   back as renditions of the channel.
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
@@ -35,6 +37,7 @@ mod restore;
 mod session;
 pub mod store;
 mod sweep;
+mod tap;
 mod thumbs;
 mod wake;
 mod window;
@@ -47,6 +50,7 @@ pub use live::{
 };
 pub use metrics::OriginMetrics;
 pub use store::{LocalDirStore, ObjectStore, StoreError};
+pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
 pub use thumbs::{KeyframeSegment, Thumbnails};
 
 /// The store's history parsers, for the fuzz targets in `fuzz/` (not an API). History

@@ -152,6 +152,8 @@ pub struct Channel {
     pub(crate) thumbnails: Mutex<Option<crate::Thumbnails>>,
     /// The newest rendered MPD (see `http::mpd`) and what it was made from.
     pub(crate) mpd: Mutex<Option<(crate::http::MpdKey, bytes::Bytes)>>,
+    /// The transcoder's view of the source (see `tap`).
+    pub(crate) tap: crate::tap::TapSlot,
 }
 
 #[derive(Debug)]
@@ -174,6 +176,9 @@ pub(crate) struct ChannelInner {
     pub ended: bool,
     /// Where the run's DASH periods sit on the wall clock (see `periods`).
     pub periods: Periods,
+    /// Rungs whose transcoder is down: the source's new numbers are listed in them as
+    /// gaps, so their players skip to another rendition instead of stalling (see `tap`).
+    pub down_rungs: Vec<&'static str>,
 }
 
 #[derive(Debug)]
@@ -253,12 +258,14 @@ impl Channel {
                 live: false,
                 ended: false,
                 periods: Periods::default(),
+                down_rungs: Vec::new(),
             }),
             feeds: RwLock::default(),
             pending: Mutex::new(None),
             followed: std::sync::atomic::AtomicBool::new(false),
             thumbnails: Mutex::new(None),
             mpd: Mutex::new(None),
+            tap: Default::default(),
         }
     }
 
@@ -461,6 +468,7 @@ impl Origin {
             // from it (a channel that does not record then deletes its old window).
             origin.restore(&ch.name).await;
             let mut packager = Packager::new(origin.config.packager());
+            packager.set_tap(true);
             // A publish is under way (a `Stream` after this is a change, not a new publish).
             let mut publishing = false;
             // When the reconnect grace of the last publish runs out.
@@ -477,6 +485,7 @@ impl Origin {
                 let Some(event) = event else { break };
                 let input = match event {
                     HubEvent::Stream(s) => {
+                        ch.tap_stream(&s);
                         if !publishing {
                             publishing = true;
                             grace = None;
@@ -491,7 +500,8 @@ impl Origin {
                         Input::End
                     }
                 };
-                let outputs = packager.push(input);
+                let mut outputs = packager.push(input);
+                ch.tap_outputs(&mut outputs, &packager);
                 if !outputs.is_empty() {
                     origin.apply(&ch, outputs);
                 }
@@ -521,6 +531,7 @@ impl Origin {
                 // else its DVR window goes now.
                 st.ended = false;
                 st.periods.reset();
+                st.down_rungs.clear();
                 let old_run = st.run.first().copied().unwrap_or(0);
                 st.run.clear();
                 let record = st.settings.record;
@@ -647,9 +658,17 @@ impl Origin {
                     } => {
                         let session = st.session;
                         crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
+                        let has_source = st.rendition(starling_packager::VIDEO_RENDITION).is_some();
+                        let sets_periods = crate::periods::sets_periods(rendition, has_source);
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
+                        if r.segments.back().is_some_and(|s| s.msn > msn) {
+                            // A rung's part for a number already listed as a gap while
+                            // its transcoder was down: too late to list.
+                            debug!(channel = %ch.name, rendition, msn, "origin: part older than the rendition's newest segment dropped");
+                            continue;
+                        }
                         let mut opens_period = None;
                         if r.segments.back().is_none_or(|s| s.complete || s.msn != msn) {
                             if r.history_from.is_none() {
@@ -661,9 +680,10 @@ impl Origin {
                             let discontinuity = std::mem::take(&mut r.next_discontinuity);
                             // A DASH period begins where the timeline or the init
                             // section may change (see `periods`).
-                            if discontinuity
-                                || new_map
-                                || r.segments.back().is_none_or(|s| s.session != session)
+                            if sets_periods
+                                && (discontinuity
+                                    || new_map
+                                    || r.segments.back().is_none_or(|s| s.session != session))
                             {
                                 opens_period = Anchor::of(
                                     msn,
@@ -714,6 +734,8 @@ impl Origin {
                         program_date_time,
                         discontinuity,
                     } => {
+                        let has_source = st.rendition(starling_packager::VIDEO_RENDITION).is_some();
+                        let sets_periods = crate::periods::sets_periods(rendition, has_source);
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -740,7 +762,7 @@ impl Origin {
                         seg.program_date_time = Some(program_date_time);
                         // A timestamp jump is only known now; the packager rebased the
                         // timeline, but the period anchored before it drifts from here.
-                        let jump = (discontinuity && !seg.discontinuity)
+                        let jump = (sets_periods && discontinuity && !seg.discontinuity)
                             .then(|| {
                                 Anchor::of(
                                     msn,
@@ -778,6 +800,17 @@ impl Origin {
                         if let Some(a) = jump {
                             st.periods.note(a);
                         }
+                        if rendition == starling_packager::VIDEO_RENDITION {
+                            for rung in st.down_rungs.clone() {
+                                crate::gaps::fill_gaps(
+                                    &mut st,
+                                    rung,
+                                    msn.saturating_add(1),
+                                    &self.config,
+                                    now,
+                                );
+                            }
+                        }
                         if let Some(first) = st
                             .renditions
                             .iter()
@@ -787,6 +820,8 @@ impl Origin {
                             st.periods.prune(first);
                         }
                     }
+                    // Taken out for the tap before (see `tap`).
+                    Output::Sample(_) => {}
                     Output::Ended => {
                         // Not the end of the run yet: the reconnect grace decides that.
                         st.live = false;

@@ -110,6 +110,16 @@ fn ticks_to_ns(ticks: u64, timescale: u32) -> Option<u128> {
     (timescale > 0).then(|| u128::from(ticks) * 1_000_000_000 / u128::from(timescale))
 }
 
+/// Whether rendition `name` decides where periods begin: the source and its audio do,
+/// the ladder's rungs do not (they join late and restart on their own; their breaks
+/// are handled within a period). A channel without a `source` rendition has only the
+/// renditions it has.
+pub(crate) fn sets_periods(name: &str, has_source: bool) -> bool {
+    !has_source
+        || name == starling_packager::VIDEO_RENDITION
+        || name == starling_packager::AUDIO_RENDITION
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,3 +172,4 @@ mod tests {
         assert!(Anchor::of(0, Some(at(0)), Some(0), 0).is_none());
     }
 }
+

@@ -11,6 +11,7 @@
 //!     match output {
 //!         Output::Init { .. } | Output::Part { .. } | Output::SegmentEnd { .. } => { /* to the store */ }
 //!         Output::Ended => { /* the publish is over; the packager may be fed a new one */ }
+//!         Output::Sample(_) => { /* only with `set_tap`: the transcoder's feed */ }
 //!     }
 //! }
 //! ```
@@ -18,6 +19,17 @@
 //! # Renditions
 //! One CMAF track per rendition: the stream's video track is rendition `"source"`
 //! (90 kHz), its audio track rendition `"audio"` (AAC: the sample rate; Opus: 48 kHz).
+//!
+//! # The ladder: the tap and followers
+//! With [`Packager::set_tap`], every video sample packaged is also given out as an
+//! [`Output::Sample`]: its media time, composition offset, keyframe flag and segment.
+//! A transcoder encodes rungs from those, with keyframes exactly where the source has
+//! them, and packages each rung with a [`Packager::follower`]: its frames' times are
+//! media times already (no origin of its own, the followed `availability_start`), its
+//! first segment gets the number of the followed segment starting at its first
+//! keyframe, and it cuts by the same rule. Same times and same keyframes give the same
+//! segments as the source, whatever the source's GOP. Rung names other than the two
+//! built-in ones are interned ([`rendition_name`]).
 //!
 //! # Timing
 //! Media time 0 is the decode time of the first frame packaged; it maps to the wall clock
@@ -111,6 +123,7 @@
 mod audio;
 mod error;
 mod model;
+mod names;
 mod segmenter;
 mod time;
 mod timeline;
@@ -125,7 +138,10 @@ use starling_media::{CodecConfig, Frame, Stream, Track, TrackId, TrackKind};
 
 pub use error::PackagerError;
 use model::rendition_info;
-pub use model::{Input, Output, PackagerConfig, RenditionInfo};
+pub use model::{Input, Output, PackagerConfig, RenditionInfo, Sample};
+pub use names::{
+    rendition_name, valid_rendition_name, MAX_RENDITION_NAMES, MAX_RENDITION_NAME_LEN,
+};
 use segmenter::{Segmenter, Tail};
 use time::{at_or_after_ns, ns_to_ticks, ticks_to_ns, Origin};
 use timeline::Timeline;
@@ -283,6 +299,22 @@ pub struct Packager {
     timeline: Timeline,
     /// The longest segment, in ns (see [`PackagerConfig::max_segment_duration`]).
     max_segment_ns: i128,
+    /// Emit [`Output::Sample`] for every video sample.
+    tap: bool,
+    /// A follower's frames are on the media timeline already (see [`Self::follower`]).
+    pinned: bool,
+}
+
+/// Where a follower packager joins the timeline of the packager it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Follow {
+    /// The followed packager's [`Packager::availability_start`].
+    pub availability_start: SystemTime,
+    /// The number of the first segment it will cut (the followed segment that starts at
+    /// the time of its first keyframe).
+    pub first_msn: u64,
+    /// Its first segment is a discontinuity (it follows a gap in this rendition).
+    pub discontinuity: bool,
 }
 
 impl Packager {
@@ -305,7 +337,30 @@ impl Packager {
             last_error: None,
             timeline: Timeline::new(ns(config.max_segment_duration())),
             max_segment_ns: ns(config.max_segment_duration()),
+            tap: false,
+            pinned: false,
         }
+    }
+
+    /// A packager for one rung of a ladder: its video rendition is named `name` and its
+    /// frames' times are already on the followed packager's media timeline (at the
+    /// track's timescale; media time 0 is time 0), as the [`Output::Sample`]s it was
+    /// encoded from were. It cuts by the same rule on the same times, so with keyframes
+    /// where the followed rendition has them its segment `n` starts where that one's
+    /// does. `name` is `'static` like every rendition name (intern it once per name).
+    pub fn follower(config: PackagerConfig, name: &'static str, follow: Follow) -> Self {
+        let mut p = Self::new(config);
+        p.video = Rendition::new(name, TrackKind::Video);
+        p.video.ever_opened = follow.discontinuity;
+        p.availability_start = Some(follow.availability_start);
+        p.next_msn = follow.first_msn;
+        p.pinned = true;
+        p
+    }
+
+    /// Emit an [`Output::Sample`] for every video sample packaged (a transcoder's feed).
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on;
     }
 
     pub fn config(&self) -> &PackagerConfig {
@@ -579,8 +634,16 @@ impl Packager {
     fn origin(&mut self, frame: &Frame, timescale: u32) -> Origin {
         let base_ns = self.base_ns;
         let start = &mut self.availability_start;
+        let pinned = self.pinned;
         *self.origin.get_or_insert_with(|| {
             start.get_or_insert(frame.arrival);
+            if pinned {
+                return Origin {
+                    ticks: 0,
+                    timescale,
+                    base_ns: 0,
+                };
+            }
             Origin {
                 // A first frame with a negative composition offset presents before it
                 // decodes: media time 0 is its presentation, so no time is negative.
@@ -671,10 +734,22 @@ impl Packager {
             closed = r.seg.close_segment(out);
             r.msn = r.msn.saturating_add(1);
         }
-        if !r.seg.is_open() {
+        let opens = !r.seg.is_open();
+        if opens {
             let discontinuity = r.take_discontinuity();
             r.seg.open(r.msn, time, frame.arrival, discontinuity);
             r.ever_opened = true;
+        }
+        if self.tap {
+            out.push(Output::Sample(Sample {
+                time,
+                cts_offset,
+                keyframe: frame.keyframe,
+                msn: r.msn,
+                starts_segment: opens,
+                data: frame.data.clone(),
+                arrival: frame.arrival,
+            }));
         }
         let tail = Tail {
             time,

@@ -116,6 +116,25 @@ pub enum Output {
     },
     /// The publish ended; everything pending was flushed before this.
     Ended,
+    /// A video sample as packaged, on the media timeline (only with
+    /// [`crate::Packager::set_tap`]): what a transcoder needs to encode rungs whose
+    /// segment `n` starts at the same media time as this rendition's.
+    Sample(Sample),
+}
+
+/// One packaged video sample (see [`Output::Sample`]).
+#[derive(Clone, PartialEq)]
+pub struct Sample {
+    /// Decode time on the media timeline (as in `tfdt`), at 90 kHz.
+    pub time: i64,
+    /// Presentation time minus decode time, at 90 kHz.
+    pub cts_offset: i32,
+    pub keyframe: bool,
+    /// The segment it is in, and whether it is that segment's first sample.
+    pub msn: u64,
+    pub starts_segment: bool,
+    pub data: Bytes,
+    pub arrival: SystemTime,
 }
 
 impl fmt::Debug for Output {
@@ -161,7 +180,21 @@ impl fmt::Debug for Output {
                 .field("discontinuity", discontinuity)
                 .finish(),
             Output::Ended => f.write_str("Ended"),
+            Output::Sample(s) => s.fmt(f),
         }
+    }
+}
+
+impl fmt::Debug for Sample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sample")
+            .field("time", &self.time)
+            .field("cts_offset", &self.cts_offset)
+            .field("keyframe", &self.keyframe)
+            .field("msn", &self.msn)
+            .field("starts_segment", &self.starts_segment)
+            .field("len", &self.data.len())
+            .finish()
     }
 }
 

@@ -401,6 +401,7 @@ fn config_change_flushes_then_inits_a_discontinuity() {
             Output::SegmentEnd { .. } => "end",
             Output::Init { .. } => "init",
             Output::Ended => "ended",
+            Output::Sample(_) => "sample",
         })
         .collect();
     assert_eq!(kinds.last(), Some(&"init"));
@@ -806,3 +807,4 @@ fn frames_with_one_timestamp_stay_bounded() {
 }
 
 mod faults;
+mod follower;

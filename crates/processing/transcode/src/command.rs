@@ -63,34 +63,9 @@ impl Command {
         let d = self.segment_duration.as_secs_f64();
         for (i, r) in self.rungs.iter().enumerate() {
             let gop = (r.frame_rate * d).round().max(1.0) as u32;
-            a.extend([
-                "-map".into(),
-                format!("[v{i}]"),
-                "-c:v".into(),
-                r.encoder.ffmpeg_name().into(),
-                "-preset".into(),
-                r.preset.clone(),
-                "-b:v".into(),
-                format!("{}k", r.bitrate_kbps),
-                "-maxrate".into(),
-                format!("{}k", r.bitrate_kbps * 11 / 10),
-                "-bufsize".into(),
-                format!("{}k", r.bitrate_kbps * 2),
-                "-g".into(),
-                gop.to_string(),
-                "-keyint_min".into(),
-                gop.to_string(),
-                "-sc_threshold".into(),
-                "0".into(),
-                // On the grid of media time, whatever the GOP count says.
-                "-force_key_frames".into(),
-                format!("expr:gte(t,n_forced*{d})"),
-            ]);
-            if r.encoder == VideoEncoder::X264 {
-                // No lookahead or B-frame delay: the ladder must add little latency.
-                a.extend(["-tune".into(), "zerolatency".into()]);
-                a.extend(["-x264-params".into(), "scenecut=0".into()]);
-            }
+            a.extend(["-map".into(), format!("[v{i}]")]);
+            // On the grid of media time, whatever the GOP count says.
+            a.extend(encode_args(r, gop, format!("expr:gte(t,n_forced*{d})")));
             a.extend(self.ts_output(url(&r.name)?));
         }
         if let Some(kbps) = self.audio_kbps {
@@ -110,32 +85,9 @@ impl Command {
         Ok(a)
     }
 
-    /// A cascade, largest rung first: the source is scaled to the first rung, and each
-    /// rung is scaled down from the one before it rather than from the source, so the
-    /// full-size picture is scaled once (`[0:v]scale=1280:720,…,split=2[v0][c0];
-    /// [c0]scale=854:480,split=2[v1][c1];[c1]scale=640:360[v2]`). Measured in
-    /// docs/performance.md against scaling every rung from the source.
+    /// The cascade of scales (see [`cascade`]).
     fn filter(&self) -> String {
-        let n = self.rungs.len();
-        let mut f = String::from("[0:v]");
-        for (i, r) in self.rungs.iter().enumerate() {
-            if i > 0 {
-                f.push_str(&format!(";[c{}]", i - 1));
-            }
-            f.push_str(&format!("scale={}:{}:flags=bicubic", r.width, r.height));
-            if r.reduce_frame_rate {
-                f.push_str(&format!(",fps={}", r.frame_rate));
-            }
-            if i == 0 {
-                f.push_str(",format=yuv420p");
-            }
-            if i + 1 < n {
-                f.push_str(&format!(",split=2[v{i}][c{i}]"));
-            } else {
-                f.push_str(&format!("[v{i}]"));
-            }
-        }
-        f
+        cascade(&self.rungs)
     }
 
     fn ts_output(&self, url: String) -> [String; 7] {
@@ -149,6 +101,68 @@ impl Command {
             url,
         ]
     }
+}
+
+/// A cascade, largest rung first: the source is scaled to the first rung, and each
+/// rung is scaled down from the one before it rather than from the source, so the
+/// full-size picture is scaled once (`[0:v]scale=1280:720,…,split=2[v0][c0];
+/// [c0]scale=854:480,split=2[v1][c1];[c1]scale=640:360[v2]`). Measured in
+/// docs/performance.md against scaling every rung from the source.
+///
+/// Rung `i` comes out as `[v{i}]`.
+pub(crate) fn cascade(rungs: &[Rung]) -> String {
+    let n = rungs.len();
+    let mut f = String::from("[0:v]");
+    for (i, r) in rungs.iter().enumerate() {
+        if i > 0 {
+            f.push_str(&format!(";[c{}]", i - 1));
+        }
+        f.push_str(&format!("scale={}:{}:flags=bicubic", r.width, r.height));
+        if r.reduce_frame_rate {
+            f.push_str(&format!(",fps={}", r.frame_rate));
+        }
+        if i == 0 {
+            f.push_str(",format=yuv420p");
+        }
+        if i + 1 < n {
+            f.push_str(&format!(",split=2[v{i}][c{i}]"));
+        } else {
+            f.push_str(&format!("[v{i}]"));
+        }
+    }
+    f
+}
+
+/// One rung's encoder arguments: target bitrate with a capped VBV, a GOP of `gop`
+/// frames, scene cuts off, and keyframes forced by `force` (ffmpeg's
+/// `-force_key_frames` value).
+pub(crate) fn encode_args(r: &Rung, gop: u32, force: String) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "-c:v".into(),
+        r.encoder.ffmpeg_name().into(),
+        "-preset".into(),
+        r.preset.clone(),
+        "-b:v".into(),
+        format!("{}k", r.bitrate_kbps),
+        "-maxrate".into(),
+        format!("{}k", r.bitrate_kbps * 11 / 10),
+        "-bufsize".into(),
+        format!("{}k", r.bitrate_kbps * 2),
+        "-g".into(),
+        gop.to_string(),
+        "-keyint_min".into(),
+        gop.to_string(),
+        "-sc_threshold".into(),
+        "0".into(),
+        "-force_key_frames".into(),
+        force,
+    ];
+    if r.encoder == VideoEncoder::X264 {
+        // No lookahead or B-frame delay: the ladder must add little latency.
+        a.extend(["-tune".into(), "zerolatency".into()]);
+        a.extend(["-x264-params".into(), "scenecut=0".into()]);
+    }
+    a
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@
 mod command;
 mod encoders;
 mod ladder;
+mod live;
 
 pub use command::{Command, Output};
 pub use encoders::{EncoderError, Encoders};
 pub use ladder::{
     default_ladder, plan, LadderError, Rung, RungSpec, Source, VideoEncoder, DEFAULT_LADDER,
 };
+pub use live::LiveCommand;

@@ -144,6 +144,15 @@ impl Server {
                 "1000".to_owned(),
             ));
         }
+        if !extra.contains("[transcode]")
+            && !env_extra
+                .iter()
+                .any(|(k, _)| k.starts_with("STARLING_TRANSCODE_"))
+        {
+            // The ladder costs CPU that most tests do not want to share: the tests of
+            // the ladder turn it on.
+            env.push(("STARLING_TRANSCODE_ENABLED".to_owned(), "false".to_owned()));
+        }
         env.extend(
             env_extra
                 .iter()

@@ -26,7 +26,7 @@
 use std::{cmp::Reverse, collections::BTreeSet, time::SystemTime};
 
 use starling_dash as dash;
-use starling_packager::{RenditionInfo, AUDIO_RENDITION, VIDEO_RENDITION};
+use starling_packager::{RenditionInfo, VIDEO_RENDITION};
 
 use super::*;
 use crate::periods::{Anchor, Periods};
@@ -440,7 +440,7 @@ fn plan_periods(s: &Snapshot) -> Vec<Plan> {
     let defining: Vec<&SnapRendition> = s
         .renditions
         .iter()
-        .filter(|r| !has_source || [VIDEO_RENDITION, AUDIO_RENDITION].contains(&r.info.name))
+        .filter(|r| crate::periods::sets_periods(r.info.name, has_source))
         .collect();
     let mut starts = BTreeSet::from([first]);
     for r in &defining {
