@@ -350,7 +350,11 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
     };
     let st = lock(&ch.inner);
     let videos = listed_videos(&st);
-    let audio = st.renditions.iter().find(|r| r.kind() == TrackKind::Audio);
+    // (A rendition of an earlier run has no segments in this one.)
+    let audio = st
+        .renditions
+        .iter()
+        .find(|r| r.kind() == TrackKind::Audio && !r.segments.is_empty());
     let has_segment =
         |r: Option<&Rendition>| r.is_some_and(|r| r.segments.iter().any(|s| s.complete));
     if !has_segment(videos.first().copied().or(audio)) {
@@ -424,10 +428,9 @@ pub(crate) fn listed_videos(st: &ChannelInner) -> Vec<&Rendition> {
             .find(|s| s.complete && !s.gap)
             .map(|s| s.msn)
     };
-    let source = st
-        .renditions
-        .iter()
-        .find(|r| r.kind() == TrackKind::Video && r.info.name == VIDEO_RENDITION);
+    let source = st.renditions.iter().find(|r| {
+        r.kind() == TrackKind::Video && r.info.name == VIDEO_RENDITION && !r.segments.is_empty()
+    });
     let source_newest = source.and_then(newest);
     let mut rungs: Vec<&Rendition> = st
         .renditions

@@ -172,4 +172,3 @@ mod tests {
         assert!(Anchor::of(0, Some(at(0)), Some(0), 0).is_none());
     }
 }
-

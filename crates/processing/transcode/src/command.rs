@@ -65,7 +65,12 @@ impl Command {
             let gop = (r.frame_rate * d).round().max(1.0) as u32;
             a.extend(["-map".into(), format!("[v{i}]")]);
             // On the grid of media time, whatever the GOP count says.
-            a.extend(encode_args(r, gop, format!("expr:gte(t,n_forced*{d})")));
+            a.extend(encode_args(
+                r,
+                "v",
+                gop,
+                format!("expr:gte(t,n_forced*{d})"),
+            ));
             a.extend(self.ts_output(url(&r.name)?));
         }
         if let Some(kbps) = self.audio_kbps {
@@ -135,32 +140,29 @@ pub(crate) fn cascade(rungs: &[Rung]) -> String {
 
 /// One rung's encoder arguments: target bitrate with a capped VBV, a GOP of `gop`
 /// frames, scene cuts off, and keyframes forced by `force` (ffmpeg's
-/// `-force_key_frames` value).
-pub(crate) fn encode_args(r: &Rung, gop: u32, force: String) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "-c:v".into(),
-        r.encoder.ffmpeg_name().into(),
-        "-preset".into(),
-        r.preset.clone(),
-        "-b:v".into(),
-        format!("{}k", r.bitrate_kbps),
-        "-maxrate".into(),
-        format!("{}k", r.bitrate_kbps * 11 / 10),
-        "-bufsize".into(),
-        format!("{}k", r.bitrate_kbps * 2),
-        "-g".into(),
-        gop.to_string(),
-        "-keyint_min".into(),
-        gop.to_string(),
-        "-sc_threshold".into(),
-        "0".into(),
-        "-force_key_frames".into(),
-        force,
-    ];
+/// `-force_key_frames` value). `stream` is the stream specifier every option is given
+/// for (`v` for an output of its own; `v:1` for the second video stream of an output
+/// shared by several rungs, where an option without it would apply to all of them and
+/// the last rung's would win).
+pub(crate) fn encode_args(r: &Rung, stream: &str, gop: u32, force: String) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut opt = |name: &str, value: String| {
+        a.push(format!("-{name}:{stream}"));
+        a.push(value);
+    };
+    opt("c", r.encoder.ffmpeg_name().into());
+    opt("preset", r.preset.clone());
+    opt("b", format!("{}k", r.bitrate_kbps));
+    opt("maxrate", format!("{}k", r.bitrate_kbps * 11 / 10));
+    opt("bufsize", format!("{}k", r.bitrate_kbps * 2));
+    opt("g", gop.to_string());
+    opt("keyint_min", gop.to_string());
+    opt("sc_threshold", "0".into());
+    opt("force_key_frames", force);
     if r.encoder == VideoEncoder::X264 {
         // No lookahead or B-frame delay: the ladder must add little latency.
-        a.extend(["-tune".into(), "zerolatency".into()]);
-        a.extend(["-x264-params".into(), "scenecut=0".into()]);
+        opt("tune", "zerolatency".into());
+        opt("x264-params", "scenecut=0".into());
     }
     a
 }
@@ -224,7 +226,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "-b:v 3000k -maxrate 3300k -bufsize 6000k -g 60 -keyint_min 60 -sc_threshold 0"
+                "-b:v 3000k -maxrate:v 3300k -bufsize:v 6000k -g:v 60 -keyint_min:v 60 -sc_threshold:v 0"
             ),
             "{text}"
         );

@@ -55,7 +55,7 @@ impl LiveCommand {
         for (i, r) in self.rungs.iter().enumerate() {
             let gop = (r.frame_rate * max).round().max(1.0) as u32;
             a.extend(["-map".into(), format!("[v{i}]")]);
-            a.extend(encode_args(r, gop, "source".into()));
+            a.extend(encode_args(r, &format!("v:{i}"), gop, "source".into()));
         }
         a.extend(
             [
@@ -105,7 +105,13 @@ mod tests {
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1);
         assert!(text.contains("-f mpegts -i pipe:0 -copyts"), "{text}");
         assert_eq!(a.iter().filter(|x| *x == "source").count(), 2, "{text}");
-        assert!(text.contains("-g 180 -keyint_min 180"), "{text}");
+        assert!(text.contains("-force_key_frames:v:1 source"), "{text}");
+        assert!(text.contains("-g:v:0 180 -keyint_min:v:0 180"), "{text}");
+        // Every rung's options for its own stream: one output holds them all.
+        assert!(
+            text.contains("-b:v:0 1200k") && text.contains("-b:v:1 600k"),
+            "{text}"
+        );
         assert!(text.ends_with("-f mpegts pipe:1"), "{text}");
         assert!(text.contains("[v0]") && text.contains("[v1]"), "{text}");
     }

@@ -311,7 +311,9 @@ impl Runner {
     async fn on_event(&mut self, event: TapEvent) {
         match event {
             TapEvent::Stream(s) => {
-                let changed = self.video().map(|t| &t.config) != s.video().map(|t| &t.config);
+                // The first stream of a publish, or a new picture size or codec.
+                let changed = self.stream.is_none()
+                    || self.video().map(|t| &t.config) != s.video().map(|t| &t.config);
                 self.stream = Some(s);
                 if changed {
                     // A new picture size or codec: a new plan, from the next segment.
