@@ -389,6 +389,7 @@ mod tests {
                 takeover: false,
                 recording: false,
                 srt_passphrase: None,
+                ladder: None,
             },
             ChannelConfig {
                 name: "sport".into(),
@@ -396,6 +397,7 @@ mod tests {
                 takeover: true,
                 recording: false,
                 srt_passphrase: None,
+                ladder: None,
             },
         ])
     }

@@ -229,6 +229,10 @@ pub struct ChannelConfig {
     /// characters); unset: `srt.passphrase`.
     #[serde(default)]
     pub srt_passphrase: Option<String>,
+    /// The renditions it gets: `default` (unset: the `[transcode]` ladder), `source`
+    /// (no transcoding), or some of the ladder's rungs (`720p,360p`).
+    #[serde(default)]
+    pub ladder: Option<String>,
 }
 
 impl std::fmt::Debug for ChannelConfig {
@@ -243,6 +247,7 @@ impl std::fmt::Debug for ChannelConfig {
                 "srt_passphrase",
                 &self.srt_passphrase.as_ref().map(|_| "<redacted>"),
             )
+            .field("ladder", &self.ladder)
             .finish()
     }
 }
@@ -386,6 +391,19 @@ impl Config {
             }
             if !names.insert(&ch.name) {
                 bail!("channels[{i}]: channel {:?} is defined twice", ch.name);
+            }
+            if let Some(l) = &ch.ladder {
+                if l.is_empty()
+                    || l.len() > 64
+                    || !l
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b','))
+                {
+                    bail!(
+                        "channels[{i}] ({}): ladder must be `default`, `source` or rung names such as `720p,360p` (1-64 of A-Z a-z 0-9 _ - ,)",
+                        ch.name
+                    );
+                }
             }
             if !keys.insert(&ch.stream_key) {
                 bail!(
@@ -780,6 +798,7 @@ mod tests {
             takeover: false,
             recording: false,
             srt_passphrase: None,
+            ladder: None,
         };
         assert!(!format!("{c:?}").contains("secret-key-1"));
     }

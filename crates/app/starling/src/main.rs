@@ -309,6 +309,10 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         thumbnails::start(&config.thumbnails, origin.clone(), shutdown_rx.clone()).await;
     let ladder_task = ladder::start(
         &config.transcode,
+        ladder::Choices {
+            config: config.channels.clone(),
+            db: db.clone(),
+        },
         origin.clone(),
         ladders.clone(),
         shutdown_rx.clone(),

@@ -488,3 +488,33 @@ fn sources_the_ladder_cannot_take_as_they_are_adapt_or_say_why() {
     assert!(!server.log_text().contains("panicked"));
     server.stop();
 }
+
+#[test]
+fn a_channel_gets_the_rungs_it_asks_for() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The node's ladder would give a 720p source 480p and 360p; the channel asks for
+    // 360p alone.
+    let mut server = Server::start_channel("ladder-choice", LADDER_ON, "ladder = \"source,360p\"");
+    let file = source(&server.dir, "src", "1280x720", 6, true, false);
+    let mut p = publish(&server, &file);
+    let status = wait_until("the ladder", Duration::from_secs(15), || {
+        live_entry(&server).filter(|s| s["ladder"]["state"] == "running")
+    });
+    assert_eq!(
+        status["ladder"]["rungs"],
+        serde_json::json!(["360p"]),
+        "{status}"
+    );
+    assert!(p.wait().unwrap().success());
+    let text = get(&server, &format!("/live/{CHANNEL}/index.m3u8")).unwrap();
+    let v = variants(&text);
+    assert_eq!(
+        v.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+        ["source/index.m3u8", "360p/index.m3u8"],
+        "{text}"
+    );
+    server.stop();
+}

@@ -191,7 +191,7 @@ fn schemas() -> Value {
                     "description": "Display title (at most 200 bytes of UTF-8, no control characters); empty or absent: the name."
                 },
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
-                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
+                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$", "description": "`default` (the node's transcoding ladder; absent on create: this), `source` (no transcoding), or rung names of the node's ladder such as `720p,360p`. Read when a publish begins." },
                 "recording": { "type": "boolean" },
                 "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 },
                 "srt_passphrase": srt_passphrase.clone(),
@@ -204,7 +204,7 @@ fn schemas() -> Value {
             "properties": {
                 "title": text(200),
                 "visibility": r("Visibility"), "latency_mode": r("LatencyMode"),
-                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$" },
+                "ladder": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_,-]+$", "description": "`default` (the node's transcoding ladder; absent on create: this), `source` (no transcoding), or rung names of the node's ladder such as `720p,360p`. Read when a publish begins." },
                 "recording": { "type": "boolean" },
                 "dvr_window_secs": { "type": "integer", "minimum": 0, "maximum": 604800 },
                 "srt_passphrase": { "oneOf": [srt_passphrase, { "type": "null" }], "description": "null removes the channel's passphrase (and its key length)." },

@@ -93,7 +93,10 @@ pub struct Channel {
     pub visibility: Visibility,
     /// Latency target.
     pub latency_mode: LatencyMode,
-    /// Rendition ladder name (`source` until transcoding exists).
+    /// Which renditions the channel gets: `default` (the node's `[transcode]` ladder),
+    /// `source` (the source alone, no transcoding), or a list of the node's rung names
+    /// (`720p,360p`; `source` in it is allowed and changes nothing, the source is always
+    /// offered).
     pub ladder: String,
     /// Whether publishes are recorded.
     pub recording: bool,
@@ -132,7 +135,7 @@ pub struct NewChannel {
 
 impl NewChannel {
     /// A public, low-latency (LL-HLS, which plain HLS players read too), unrecorded
-    /// channel with the `source` ladder.
+    /// channel with the node's `default` ladder.
     pub fn named(name: impl Into<String>) -> Self {
         let name = name.into();
         Self {
@@ -140,7 +143,7 @@ impl NewChannel {
             name,
             visibility: Visibility::Public,
             latency_mode: LatencyMode::Low,
-            ladder: "source".into(),
+            ladder: "default".into(),
             recording: false,
             dvr_window_secs: 0,
             srt_passphrase: None,

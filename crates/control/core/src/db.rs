@@ -168,6 +168,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0004_srt_passphrase.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "ladder_default".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0005_ladder_default.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -78,10 +78,68 @@ impl LadderStatuses {
     }
 }
 
+/// Where a channel's own choice of rungs is read (see [`choose`]): the config's
+/// `[[channels]]` first, then the control plane.
+pub struct Choices {
+    pub config: Vec<crate::config::ChannelConfig>,
+    pub db: starling_control::Db,
+}
+
+impl Choices {
+    /// The channel's `ladder` setting (`default` when it has none or the control plane
+    /// cannot be read: the ladder is an improvement, never a reason to refuse a stream).
+    async fn of(&self, channel: &str) -> String {
+        if let Some(c) = self.config.iter().find(|c| c.name == channel) {
+            return c.ladder.clone().unwrap_or_else(|| "default".into());
+        }
+        match self.db.channel_by_name(channel).await {
+            Ok(Some(c)) => c.ladder,
+            Ok(None) => "default".into(),
+            Err(e) => {
+                warn!(%channel, error = %e, "ladder: the channel's ladder setting is unavailable; the default applies");
+                "default".into()
+            }
+        }
+    }
+}
+
+/// The rungs of `ladder` a channel's `ladder` setting asks for: `default` (or empty)
+/// all, `source` none, else the named ones (`720p,360p`; `source` among them is the
+/// source, always offered). A name the node's ladder has not is an error naming it.
+fn choose(ladder: &[RungSpec], setting: &str) -> Result<Vec<RungSpec>, String> {
+    let setting = setting.trim();
+    if setting.is_empty() || setting == "default" {
+        return Ok(ladder.to_vec());
+    }
+    let names: Vec<&str> = setting
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "source")
+        .collect();
+    if names.is_empty() {
+        return Err("the channel's ladder is `source`: the source alone is offered".into());
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        match ladder.iter().find(|r| format!("{}p", r.height) == name) {
+            Some(r) => chosen.push(r.clone()),
+            None => {
+                let have: Vec<String> = ladder.iter().map(|r| format!("{}p", r.height)).collect();
+                return Err(format!(
+                    "the channel's ladder names {name}, which this node's ladder has not (it has {})",
+                    have.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
 /// What every channel's runner needs.
 struct Ctx {
     ffmpeg: PathBuf,
     ladder: Vec<RungSpec>,
+    choices: Choices,
     origin: Arc<Origin>,
     statuses: Arc<LadderStatuses>,
     segment: Duration,
@@ -91,6 +149,7 @@ struct Ctx {
 /// Starts the ladder for every channel that goes live, or records why there is none.
 pub async fn start(
     config: &crate::transcode_config::TranscodeSection,
+    choices: Choices,
     origin: Arc<Origin>,
     statuses: Arc<LadderStatuses>,
     mut shutdown: watch::Receiver<bool>,
@@ -115,6 +174,7 @@ pub async fn start(
     let ctx = Arc::new(Ctx {
         ffmpeg: config.ffmpeg.clone(),
         ladder,
+        choices,
         origin,
         statuses,
         segment: packager.segment_duration,
@@ -219,6 +279,8 @@ fn rungs_for(ladder: &[RungSpec], video: Option<&Track>, shed: usize) -> Result<
 struct Runner {
     ctx: Arc<Ctx>,
     channel: String,
+    /// The channel's rungs this publish (its `ladder` setting, read when it began).
+    ladder: Result<Vec<RungSpec>, String>,
     stream: Option<Arc<Stream>>,
     child: Option<Child>,
     /// Rungs shed from the top, this publish.
@@ -243,6 +305,7 @@ async fn run_channel(
     mut tap: tokio::sync::mpsc::Receiver<TapEvent>,
 ) {
     let mut r = Runner {
+        ladder: Ok(Vec::new()),
         ctx,
         channel,
         stream: None,
@@ -287,6 +350,12 @@ impl Runner {
         self.stream.as_ref().and_then(|s| s.video())
     }
 
+    /// The rungs for the current source, without the `shed` most expensive.
+    fn rungs(&self, shed: usize) -> Result<Vec<Rung>, String> {
+        let ladder = self.ladder.as_ref().map_err(Clone::clone)?;
+        rungs_for(ladder, self.video(), shed)
+    }
+
     fn publish_status(&self) {
         let (state, rungs) = match &self.child {
             Some(c) => ("running", c.rungs.iter().map(|r| r.name.clone()).collect()),
@@ -312,9 +381,14 @@ impl Runner {
         match event {
             TapEvent::Stream(s) => {
                 // The first stream of a publish, or a new picture size or codec.
-                let changed = self.stream.is_none()
-                    || self.video().map(|t| &t.config) != s.video().map(|t| &t.config);
+                let first = self.stream.is_none();
+                let changed =
+                    first || self.video().map(|t| &t.config) != s.video().map(|t| &t.config);
                 self.stream = Some(s);
+                if first {
+                    let setting = self.ctx.choices.of(&self.channel).await;
+                    self.ladder = choose(&self.ctx.ladder, &setting);
+                }
                 if changed {
                     // A new picture size or codec: a new plan, from the next segment.
                     self.stop("the source changed", false).await;
@@ -322,7 +396,7 @@ impl Runner {
                     self.shed_names.clear();
                     self.reason = None;
                     self.not_before = None;
-                    if let Err(reason) = rungs_for(&self.ctx.ladder, self.video(), 0) {
+                    if let Err(reason) = self.rungs(0) {
                         info!(channel = %self.channel, %reason, "ladder: the source alone is offered");
                         self.reason = Some(reason);
                     }
@@ -383,7 +457,7 @@ impl Runner {
         let Some(video) = self.video().cloned() else {
             return;
         };
-        let rungs = match rungs_for(&self.ctx.ladder, Some(&video), self.shed) {
+        let rungs = match self.rungs(self.shed) {
             Ok(r) if r.is_empty() => {
                 self.reason = Some(
                     "every rung was shed: this machine cannot encode the ladder in real time"
@@ -540,5 +614,24 @@ mod tests {
     fn backoff_is_immediate_once_then_doubles_to_half_a_minute() {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn a_channel_chooses_among_the_nodes_rungs() {
+        let ladder = starling_transcode::default_ladder();
+        let heights = |r: Result<Vec<RungSpec>, String>| -> Vec<u32> {
+            r.unwrap().iter().map(|r| r.height).collect()
+        };
+        assert_eq!(heights(choose(&ladder, "default")), [1080, 720, 480, 360]);
+        assert_eq!(heights(choose(&ladder, "")), [1080, 720, 480, 360]);
+        assert_eq!(heights(choose(&ladder, "source,720p,360p")), [720, 360]);
+        assert!(choose(&ladder, "source")
+            .unwrap_err()
+            .contains("source alone"));
+        let e = choose(&ladder, "source,540p").unwrap_err();
+        assert!(
+            e.contains("540p") && e.contains("1080p, 720p, 480p, 360p"),
+            "{e}"
+        );
     }
 }
