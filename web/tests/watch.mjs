@@ -19,6 +19,12 @@
 //     Checks that an <img> matching SELECTOR is shown, loaded, with a picture in it
 //     (e.g. a channel's thumbnail on `/`). → {"ok":true,"image":{"src":…,"width":320,"height":180}}
 //
+//   node web/tests/watch.mjs URL --abr KBPS [--timeout 120]
+//     Adaptive bitrate: once playing, throttles the page's network to KBPS kbit/s
+//     (DevTools network emulation) until the player has switched to a rendition whose
+//     bitrate is below KBPS, then lifts the throttle until it has switched back up.
+//     → {"ok":true,"abr":{"start":{...},"down":{...},"up":{...},"down_after_s":6.1,"up_after_s":9.8},…}
+//
 // Chromium is Debian's (`apt-get install chromium`), or $CHROMIUM. playwright-core's
 // launch() gives every run a fresh temporary profile and deletes it afterwards.
 
@@ -47,6 +53,7 @@ function parse() {
       screenshot: { type: 'string' },
       'expect-text': { type: 'string' },
       'expect-image': { type: 'string' },
+      abr: { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new Error('usage: watch.mjs URL [--seconds 5] [--max-latency 3] [--timeout S] [--screenshot FILE] [--expect-text TEXT]');
@@ -61,10 +68,11 @@ function parse() {
     url: positionals[0],
     seconds: num('seconds', values.seconds),
     maxLatency: num('max-latency', values['max-latency']),
-    timeout: num('timeout', values.timeout ?? (expectText !== undefined || expectImage !== undefined ? '20' : '60')),
+    timeout: num('timeout', values.timeout ?? (expectText !== undefined || expectImage !== undefined ? '20' : values.abr !== undefined ? '120' : '60')),
     screenshot: values.screenshot,
     expectText,
     expectImage,
+    abr: values.abr === undefined ? undefined : num('abr', values.abr),
   };
 }
 
@@ -178,6 +186,51 @@ async function expectImage(page, opts, result) {
   }
 }
 
+// Plays, throttles the network until the player switches below the throttle, then lifts
+// it until the player switches back up (see the usage above).
+async function abr(page, context, opts, result) {
+  const deadline = Date.now() + opts.timeout * 1000;
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const throttle = (kbps) => cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: kbps > 0 ? 20 : 0,
+    downloadThroughput: kbps > 0 ? (kbps * 1000) / 8 : -1,
+    uploadThroughput: -1,
+  });
+  const until = async (what, pred) => {
+    while (Date.now() < deadline) {
+      const stats = await readStats(page);
+      if (stats && pred(stats)) return stats;
+      await sleep(250);
+    }
+    const stats = await readStats(page);
+    return { failed: `${what} within ${opts.timeout} s (state ${stats && stats.state}, level ${JSON.stringify(stats && stats.level)})` };
+  };
+  const started = await until('playback did not start', (s) => s.playing && s.level && s.level.bitrate);
+  if (started.failed) return { ...result, reason: started.failed };
+  // A few seconds at the start level, so that the estimate has settled.
+  await sleep(3000);
+  const start = (await readStats(page)).level;
+  const t0 = Date.now();
+  await throttle(opts.abr);
+  const down = await until(`no switch below ${opts.abr} kbit/s`, (s) => s.level && s.level.bitrate && s.level.bitrate < opts.abr * 1000);
+  if (down.failed) return { ...result, abr: { start }, reason: down.failed };
+  const t1 = Date.now();
+  await throttle(0);
+  const up = await until('no switch back up', (s) => s.level && s.level.bitrate > down.level.bitrate);
+  if (up.failed) return { ...result, abr: { start, down: down.level }, reason: up.failed };
+  const t2 = Date.now();
+  const end = await readStats(page);
+  return {
+    ...result,
+    ...summary(end),
+    ok: end.playing === true,
+    abr: { start, down: down.level, up: up.level, down_after_s: round((t1 - t0) / 1000), up_after_s: round((t2 - t1) / 1000) },
+    reason: end.playing ? undefined : `not playing at the end (state ${end.state})`,
+  };
+}
+
 async function main() {
   let opts;
   try {
@@ -215,6 +268,8 @@ async function main() {
       result = await expectText(page, opts, result);
     } else if (opts.expectImage !== undefined) {
       result = await expectImage(page, opts, result);
+    } else if (opts.abr !== undefined) {
+      result = await abr(page, context, opts, result);
     } else {
       result = await watch(page, opts, result);
     }

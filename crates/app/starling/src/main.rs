@@ -183,7 +183,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
+async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -312,6 +312,7 @@ async fn serve(config: Config, demo: Option<&str>) -> anyhow::Result<()> {
         ladder::Choices {
             config: config.channels.clone(),
             db: db.clone(),
+            demo,
         },
         origin.clone(),
         ladders.clone(),

@@ -518,3 +518,70 @@ fn a_channel_gets_the_rungs_it_asks_for() {
     );
     server.stop();
 }
+
+/// Runs the browser harness; returns its JSON line.
+fn watch(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(web_dir().join("tests/watch.mjs"))
+        .args(args)
+        .output()
+        .unwrap();
+    let v = last_json_line(&out, "watch.mjs");
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "browser check failed: {v}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+#[test]
+fn hls_js_switches_down_on_a_throttled_network_and_back_up_and_dash_js_plays_the_ladder() {
+    if !require_ffmpeg() || !require_browser() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = Server::start("ladder-abr", LADDER_ON);
+    let file = source(&server.dir, "src", "1280x720", 10, true, true);
+    // Looped: 100 s of it, cheaply (no encode).
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-v", "error", "-stream_loop", "9", "-re", "-i"])
+        .arg(&file)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(KEY))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("three variants", Duration::from_secs(20), || {
+        let text = get(&server, &format!("/live/{CHANNEL}/index.m3u8"))?;
+        (variants(&text).len() == 3).then_some(())
+    });
+    // 1 Mbit/s fits 360p (0.6 + audio) and nothing above it.
+    let v = watch(&[
+        &server.http_url(&format!("/watch/{CHANNEL}")),
+        "--abr",
+        "1000",
+        "--timeout",
+        "60",
+    ]);
+    eprintln!("browser (hls.js, ABR): {v}");
+    assert_eq!(v["mode"], "hls.js", "{v}");
+    assert!(v["abr"]["down"]["height"].as_u64().unwrap() <= 360, "{v}");
+    assert!(v["abr"]["up"]["height"].as_u64().unwrap() > 360, "{v}");
+
+    // dash.js plays the MPD with its three representations, in low-latency mode.
+    let v = watch(&[
+        &server.http_url(&format!("/watch/{CHANNEL}?player=dash")),
+        "--seconds",
+        "6",
+        "--max-latency",
+        "5",
+        "--timeout",
+        "40",
+    ]);
+    eprintln!("browser (dash.js, ladder): {v}");
+    assert_eq!(v["mode"], "dash.js", "{v}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    server.stop();
+}

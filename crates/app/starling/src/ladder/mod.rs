@@ -83,6 +83,9 @@ impl LadderStatuses {
 pub struct Choices {
     pub config: Vec<crate::config::ChannelConfig>,
     pub db: starling_control::Db,
+    /// `starling demo`'s channel: not transcoded unless the config's `[[channels]]`
+    /// gives it a ladder, to spare the small machine a first try runs on.
+    pub demo: Option<&'static str>,
 }
 
 impl Choices {
@@ -91,6 +94,9 @@ impl Choices {
     async fn of(&self, channel: &str) -> String {
         if let Some(c) = self.config.iter().find(|c| c.name == channel) {
             return c.ladder.clone().unwrap_or_else(|| "default".into());
+        }
+        if self.demo == Some(channel) {
+            return "source".into();
         }
         match self.db.channel_by_name(channel).await {
             Ok(Some(c)) => c.ladder,
