@@ -29,7 +29,7 @@ pub struct AppState {
     /// Live SRT links by channel (statistics for the live list and `/metrics`).
     pub srt_links: Arc<starling_srt_server::Links>,
     /// Each live channel's transcoding ladder, for `/api/v1/live`.
-    pub ladders: Arc<crate::ladder::LadderStatuses>,
+    pub ladders: Arc<crate::ladder::Ladders>,
     pub http: Arc<crate::http_server::HttpStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
@@ -236,6 +236,8 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 "viewers": ch.subscribers.saturating_sub(1),
                 "ingest": st.srt_links.get(&ch.name).map(|l| srt_link_json(&l)),
                 "ladder": st.ladders.get(&ch.name),
+                // The analysis tap's newest values (while the ladder runs).
+                "analysis": st.ladders.analysis_json(&ch.name),
             })
         })
         .collect();

@@ -233,7 +233,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let rtmp_stats = Arc::new(ServerStats::default());
     let srt_stats = Arc::new(starling_srt_server::ServerStats::default());
     let srt_links = Arc::new(starling_srt_server::Links::default());
-    let ladders = Arc::new(ladder::LadderStatuses::default());
+    let ladders = Arc::new(ladder::Ladders::default());
     let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -305,8 +305,13 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let app = http::router(state);
     // Peer addresses reach the API (login throttling per address); timeouts and caps
     // keep slow or idle clients from holding the server.
-    let thumbnail_task =
-        thumbnails::start(&config.thumbnails, origin.clone(), shutdown_rx.clone()).await;
+    let thumbnail_task = thumbnails::start(
+        &config.thumbnails,
+        origin.clone(),
+        ladders.clone(),
+        shutdown_rx.clone(),
+    )
+    .await;
     let ladder_task = ladder::start(
         &config.transcode,
         ladder::Choices {

@@ -5,6 +5,9 @@
 //! One picture at a time for the whole node: with many channels the round takes longer
 //! rather than taking more cores (a render is a short ffmpeg; docs/performance.md).
 //! A channel whose newest segment did not change since its last pictures is skipped.
+//!
+//! A channel whose ladder runs has the analysis tap's pictures: its small picture is
+//! the tap's newest, made a JPEG here, and ffmpeg renders the poster alone.
 
 use std::{collections::HashMap, sync::Arc, time::Duration, time::SystemTime};
 
@@ -13,12 +16,13 @@ use starling_thumbnail::{ffmpeg_runs, Render};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::ThumbnailsSection;
+use crate::{config::ThumbnailsSection, ladder::Ladders};
 
 /// Starts the thumbnailer, or tells the origin why there is none.
 pub async fn start(
     config: &ThumbnailsSection,
     origin: Arc<Origin>,
+    ladders: Arc<Ladders>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if !config.enabled {
@@ -39,6 +43,7 @@ pub async fn start(
         timeout: Duration::from_secs(10),
     };
     let widths = [Some(config.poster_width), Some(config.small_width)];
+    let small_width = config.small_width;
     let every = Duration::from_secs(config.interval_secs);
     info!(interval_s = config.interval_secs, "thumbnails: on");
     Some(tokio::spawn(async move {
@@ -63,11 +68,21 @@ pub async fn start(
                     continue;
                 }
                 let media = [k.init.clone(), k.segment.clone()];
+                let from_tap = ladders
+                    .latest_picture(&channel)
+                    .filter(|p| p.width <= small_width)
+                    .and_then(|p| small_jpeg(&p));
                 // One picture per width asked, in order.
-                let pictures = render.jpegs(&media, &widths).await.map(|j| {
-                    let mut j = j.into_iter();
-                    (j.next(), j.next())
-                });
+                let pictures = match from_tap {
+                    Some(small) => render
+                        .jpegs(&media, &widths[..1])
+                        .await
+                        .map(|j| (j.into_iter().next(), Some(small))),
+                    None => render.jpegs(&media, &widths).await.map(|j| {
+                        let mut j = j.into_iter();
+                        (j.next(), j.next())
+                    }),
+                };
                 match pictures {
                     Ok((Some(p), Some(s))) => {
                         if failing.remove(&channel).is_some() {
@@ -101,4 +116,18 @@ pub async fn start(
             }
         }
     }))
+}
+
+/// A JPEG of a tap picture (quality 80, as ffmpeg's `-q:v 5` about).
+fn small_jpeg(p: &starling_transcode::Picture) -> Option<bytes::Bytes> {
+    let (w, h) = (u16::try_from(p.width).ok()?, u16::try_from(p.height).ok()?);
+    let ycbcr = p.ycbcr();
+    if ycbcr.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 80)
+        .encode(&ycbcr, w, h, jpeg_encoder::ColorType::Ycbcr)
+        .ok()?;
+    Some(out.into())
 }

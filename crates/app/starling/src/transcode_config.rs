@@ -17,6 +17,13 @@ pub struct TranscodeSection {
     pub ffmpeg: PathBuf,
     /// The rungs, highest first; a source gets those below its own height.
     pub rungs: Vec<RungConfig>,
+    /// The analysis tap: small decoded pictures and the audio's loudness from the same
+    /// ffmpeg child, for in-process subscribers (the channel list's small poster; next,
+    /// vertical reframing and highlights). Its cost is in docs/performance.md.
+    pub analysis: bool,
+    /// Pictures a second (1 to 30) and their width (64 to 1280 px) of the tap.
+    pub analysis_fps: u32,
+    pub analysis_width: u32,
 }
 
 /// One rung: `{ height = 720, bitrate_kbps = 3000, encoder = "x264", preset = "veryfast" }`.
@@ -54,6 +61,9 @@ impl Default for TranscodeSection {
                     preset: default_preset(),
                 })
                 .collect(),
+            analysis: true,
+            analysis_fps: 5,
+            analysis_width: 320,
         }
     }
 }
@@ -93,6 +103,12 @@ impl TranscodeSection {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=30).contains(&self.analysis_fps) {
+            bail!("transcode.analysis_fps must be between 1 and 30");
+        }
+        if !(64..=1280).contains(&self.analysis_width) {
+            bail!("transcode.analysis_width must be between 64 and 1280 pixels");
+        }
         let ladder = self.ladder()?;
         if ladder.len() > 8 {
             bail!("transcode.rungs: at most 8 rungs");

@@ -19,9 +19,9 @@ use tracing::warn;
 
 use crate::live::{lock, Channel, Origin};
 
-/// Events a tap holds before its reader counts as fallen behind (about 8 s of 30 fps
-/// video with the stream changes between).
-pub const TAP_CAPACITY: usize = 256;
+/// Events a tap holds before its reader counts as fallen behind (about 10 s of 30 fps
+/// video with 48 kHz AAC: 77 samples a second).
+pub const TAP_CAPACITY: usize = 768;
 
 /// What a tap receives.
 #[derive(Debug, Clone)]
@@ -29,7 +29,8 @@ pub enum TapEvent {
     /// The source's tracks (first, or changed); the samples that follow use its video
     /// track's configuration.
     Stream(Arc<Stream>),
-    /// A video sample as packaged, and where media time 0 is on the wall clock.
+    /// A sample as packaged (video or audio), and where media time 0 is on the wall
+    /// clock.
     Sample {
         sample: Sample,
         availability_start: SystemTime,
@@ -90,6 +91,8 @@ impl Channel {
                         availability_start,
                     };
                     if sample.starts_segment || tap.segment.len() >= REPLAY_MAX {
+                        // (Only video samples start segments; the audio between them
+                        // is kept with them.)
                         tap.segment.clear();
                     }
                     if sample.starts_segment || !tap.segment.is_empty() {

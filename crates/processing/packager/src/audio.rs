@@ -1,11 +1,11 @@
 //! The audio rendition: timing AAC by counting samples (resynced to the source both
 //! ways), and holding frames back until the video has decided where its segment ends.
 
-use starling_media::Frame;
+use starling_media::{Frame, TrackKind};
 
 use crate::{
     time::{at_or_after, at_or_after_ns, ns_to_ticks, ticks_to_ns},
-    Output, Packager, Tail, MAX_HELD_AUDIO_FRAMES, VIDEO_TIMESCALE,
+    Output, Packager, Sample, Tail, MAX_HELD_AUDIO_FRAMES, VIDEO_TIMESCALE,
 };
 
 /// What to do with the oldest held audio frame.
@@ -68,6 +68,18 @@ impl Packager {
         }
         r.last_dts = Some(time);
         r.expected = Some(r.counted_next.unwrap_or(time.saturating_add(r.interval)));
+        if self.tap {
+            out.push(Output::Sample(Sample {
+                kind: TrackKind::Audio,
+                time: ns_to_ticks(ticks_to_ns(time, ts), VIDEO_TIMESCALE),
+                cts_offset: 0,
+                keyframe: true,
+                msn: r.msn,
+                starts_segment: false,
+                data: frame.data.clone(),
+                arrival: frame.arrival,
+            }));
+        }
         r.held.push_back(Tail {
             time,
             cts_offset: 0,

@@ -299,7 +299,7 @@ pub struct Packager {
     timeline: Timeline,
     /// The longest segment, in ns (see [`PackagerConfig::max_segment_duration`]).
     max_segment_ns: i128,
-    /// Emit [`Output::Sample`] for every video sample.
+    /// Emit [`Output::Sample`] for every sample.
     tap: bool,
     /// A follower's frames are on the media timeline already (see [`Self::follower`]).
     pinned: bool,
@@ -358,7 +358,7 @@ impl Packager {
         p
     }
 
-    /// Emit an [`Output::Sample`] for every video sample packaged (a transcoder's feed).
+    /// Emit an [`Output::Sample`] for every sample packaged (a transcoder's feed).
     pub fn set_tap(&mut self, on: bool) {
         self.tap = on;
     }
@@ -742,6 +742,7 @@ impl Packager {
         }
         if self.tap {
             out.push(Output::Sample(Sample {
+                kind: TrackKind::Video,
                 time,
                 cts_offset,
                 keyframe: frame.keyframe,

@@ -116,21 +116,26 @@ pub enum Output {
     },
     /// The publish ended; everything pending was flushed before this.
     Ended,
-    /// A video sample as packaged, on the media timeline (only with
+    /// A sample as packaged, on the media timeline (only with
     /// [`crate::Packager::set_tap`]): what a transcoder needs to encode rungs whose
-    /// segment `n` starts at the same media time as this rendition's.
+    /// segment `n` starts at the same media time as this rendition's, and the audio it
+    /// analyses.
     Sample(Sample),
 }
 
-/// One packaged video sample (see [`Output::Sample`]).
+/// One packaged sample (see [`Output::Sample`]).
 #[derive(Clone, PartialEq)]
 pub struct Sample {
-    /// Decode time on the media timeline (as in `tfdt`), at 90 kHz.
+    pub kind: TrackKind,
+    /// Decode time on the media timeline (as in `tfdt`), at 90 kHz (audio: converted
+    /// from its sample count).
     pub time: i64,
     /// Presentation time minus decode time, at 90 kHz.
     pub cts_offset: i32,
     pub keyframe: bool,
-    /// The segment it is in, and whether it is that segment's first sample.
+    /// The segment it is in, and whether it is that segment's first sample (video;
+    /// audio samples are taken before their segment is decided: `starts_segment` is
+    /// false and `msn` the open one's).
     pub msn: u64,
     pub starts_segment: bool,
     pub data: Bytes,
@@ -188,6 +193,7 @@ impl fmt::Debug for Output {
 impl fmt::Debug for Sample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sample")
+            .field("kind", &self.kind)
             .field("time", &self.time)
             .field("cts_offset", &self.cts_offset)
             .field("keyframe", &self.keyframe)

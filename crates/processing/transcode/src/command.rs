@@ -162,9 +162,24 @@ pub(crate) fn encode_args(r: &Rung, stream: &str, gop: u32, force: String) -> Ve
     if r.encoder == VideoEncoder::X264 {
         // No lookahead or B-frame delay: the ladder must add little latency.
         opt("tune", "zerolatency".into());
-        opt("x264-params", "scenecut=0".into());
+        // The frame rate for rate control and the level, said rather than guessed:
+        // a live input is probed for a few bytes only, and a rate the demuxer could not
+        // estimate falls back to the time base (90000 "fps", starving every frame).
+        let (num, den) = fps_fraction(r.frame_rate);
+        opt("x264-params", format!("scenecut=0:fps={num}/{den}"));
     }
     a
+}
+
+/// `fps` as a fraction x264 takes: whole rates as they are, NTSC-like rates over 1001.
+fn fps_fraction(fps: f64) -> (u64, u64) {
+    let fps = if fps.is_finite() && fps > 0.0 { fps } else { 30.0 };
+    let ntsc = fps * 1001.0 / 1000.0;
+    if (fps - fps.round()).abs() > 0.001 && (ntsc - ntsc.round()).abs() < 0.01 {
+        (ntsc.round() as u64 * 1000, 1001)
+    } else {
+        ((fps * 1000.0).round() as u64, 1000)
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +250,15 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("-f mpegts /tmp/audio.ts"), "{text}");
+    }
+
+    #[test]
+    fn frame_rates_as_fractions() {
+        assert_eq!(fps_fraction(30.0), (30_000, 1000));
+        assert_eq!(fps_fraction(29.97), (30_000, 1001));
+        assert_eq!(fps_fraction(59.94), (60_000, 1001));
+        assert_eq!(fps_fraction(12.5), (12_500, 1000));
+        assert_eq!(fps_fraction(f64::NAN), (30_000, 1000));
     }
 
     #[test]

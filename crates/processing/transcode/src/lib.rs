@@ -14,14 +14,16 @@
 //! decode and a `split` filter already shares the decode between rungs, which is the
 //! saving a library would bring.
 
+mod analysis;
 mod command;
 mod encoders;
 mod ladder;
 mod live;
 
+pub use analysis::{AnalysisEvent, Loudness, LoudnessParser, Picture};
 pub use command::{Command, Output};
 pub use encoders::{EncoderError, Encoders};
 pub use ladder::{
     default_ladder, plan, LadderError, Rung, RungSpec, Source, VideoEncoder, DEFAULT_LADDER,
 };
-pub use live::LiveCommand;
+pub use live::{AnalysisOutputs, LiveCommand};

@@ -14,15 +14,58 @@ use crate::{
     Rung,
 };
 
-/// A live ladder's ffmpeg command: MPEG-TS with one video track on stdin (times on the
-/// channel's media timeline, kept as they are: `-copyts`), one MPEG-TS on stdout with a
-/// video track per rung, in the order of `rungs`.
+/// A live ladder's ffmpeg command: MPEG-TS with a video track (and, for the analysis
+/// tap, an audio track) on stdin (times on the channel's media timeline, kept as they
+/// are: `-copyts`), one MPEG-TS on stdout with a video track per rung, in the order of
+/// `rungs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveCommand {
     pub rungs: Vec<Rung>,
     /// The longest segment the packager cuts: a source that sends no keyframe for this
     /// long (intra refresh) gets one from the encoder's own GOP, at twice it.
     pub max_segment: Duration,
+    pub analysis: Option<AnalysisOutputs>,
+}
+
+/// The analysis tap's outputs: decoded pictures, and the audio's loudness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisOutputs {
+    /// Raw I420 (`yuv420p`) pictures of `width` x `height` at `fps`, one after the
+    /// other, to this ffmpeg URL (`unix:/path`).
+    pub pictures: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// EBU R128 loudness every 100 ms (ffmpeg's `ebur128` metadata, printed by
+    /// `ametadata` as `frame:N pts:P pts_time:T` then `lavfi.r128.M=-23.0`, unbuffered:
+    /// `direct=1`), to this URL;
+    /// `None` when the source has no audio.
+    pub loudness: Option<String>,
+}
+
+impl AnalysisOutputs {
+    /// The picture size for a source of `width` x `height`: `target_width` wide (never
+    /// wider than the source), the height in proportion, both even.
+    pub fn size(source: (u32, u32), target_width: u32) -> (u32, u32) {
+        let (sw, sh) = (source.0.max(2), source.1.max(2));
+        let w = target_width.min(sw) & !1;
+        let h = ((u64::from(w) * u64::from(sh) + u64::from(sw) / 2) / u64::from(sw)) as u32;
+        (w.max(2), (h & !1).max(2))
+    }
+}
+
+/// Escapes a value for an option inside a filter graph (`:` and `\` and `'` and the
+/// graph's own separators).
+fn filter_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        if matches!(c, ':' | '\\' | '\'' | ',' | ';' | '[' | ']' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    // A second level: the graph parser unescapes once, the filter's option parser again.
+    out.replace('\\', "\\\\")
 }
 
 impl LiveCommand {
@@ -49,8 +92,24 @@ impl LiveCommand {
         ]
         .map(String::from)
         .to_vec();
+        let mut graph = cascade(&self.rungs);
+        if let Some(t) = &self.analysis {
+            // A branch of the source's picture, decimated first so that scaling it
+            // costs little; and the audio's loudness, measured and then dropped.
+            graph = graph.replacen("[0:v]", "[0:v]split=2[src][tapsrc];[src]", 1);
+            graph.push_str(&format!(
+                ";[tapsrc]fps={},scale={}:{}:flags=bilinear,format=yuv420p[tap]",
+                t.fps, t.width, t.height
+            ));
+            if let Some(url) = &t.loudness {
+                graph.push_str(&format!(
+                    ";[0:a]ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M:direct=1:file={},anullsink",
+                    filter_value(url)
+                ));
+            }
+        }
         a.push("-filter_complex".into());
-        a.push(cascade(&self.rungs));
+        a.push(graph);
         let max = self.max_segment.as_secs_f64() * 2.0;
         for (i, r) in self.rungs.iter().enumerate() {
             let gop = (r.frame_rate * max).round().max(1.0) as u32;
@@ -77,6 +136,10 @@ impl LiveCommand {
             ]
             .map(String::from),
         );
+        if let Some(t) = &self.analysis {
+            a.extend(["-map", "[tap]", "-f", "rawvideo", "-pix_fmt", "yuv420p"].map(String::from));
+            a.push(t.pictures.clone());
+        }
         a
     }
 }
@@ -99,6 +162,7 @@ mod tests {
         let c = LiveCommand {
             rungs,
             max_segment: Duration::from_secs(3),
+            analysis: None,
         };
         let a = c.args();
         let text = a.join(" ");
@@ -114,5 +178,49 @@ mod tests {
         );
         assert!(text.ends_with("-f mpegts pipe:1"), "{text}");
         assert!(text.contains("[v0]") && text.contains("[v1]"), "{text}");
+    }
+
+    #[test]
+    fn the_analysis_tap_is_a_decimated_branch_and_a_loudness_meter() {
+        let rungs = plan(
+            &default_ladder(),
+            Source {
+                video: Some((1280, 720)),
+                frame_rate: Some(30.0),
+            },
+        )
+        .unwrap();
+        let c = LiveCommand {
+            rungs,
+            max_segment: Duration::from_secs(3),
+            analysis: Some(AnalysisOutputs {
+                pictures: "unix:/tmp/p.sock".into(),
+                width: 320,
+                height: 180,
+                fps: 5,
+                loudness: Some("unix:/tmp/l.sock".into()),
+            }),
+        };
+        let text = c.args().join(" ");
+        assert!(
+            text.contains("[0:v]split=2[src][tapsrc];[src]scale=854:480"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[tapsrc]fps=5,scale=320:180:flags=bilinear,format=yuv420p[tap]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("direct=1:file=unix\\\\:/tmp/l.sock,anullsink"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("-map [tap] -f rawvideo -pix_fmt yuv420p unix:/tmp/p.sock"),
+            "{text}"
+        );
+        assert_eq!(AnalysisOutputs::size((1280, 720), 320), (320, 180));
+        assert_eq!(AnalysisOutputs::size((1278, 719), 320), (320, 180));
+        assert_eq!(AnalysisOutputs::size((1080, 1920), 320), (320, 568));
+        assert_eq!(AnalysisOutputs::size((240, 136), 320), (240, 136));
     }
 }

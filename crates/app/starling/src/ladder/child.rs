@@ -9,22 +9,26 @@
 
 use std::{
     collections::VecDeque,
-    path::Path,
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
     process::Stdio,
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
+use starling_media::TrackKind;
 use starling_media::{Frame, Stream, Track, TrackId};
 use starling_mpegts::{DemuxEvent, Demuxer, Muxer};
 use starling_origin::{Origin, RungFeed};
 use starling_packager::{rendition_name, Follow, Input, Sample};
 use starling_sync::lock;
-use starling_transcode::{LiveCommand, Rung};
+use starling_transcode::{
+    AnalysisEvent, AnalysisOutputs, LiveCommand, Loudness, LoudnessParser, Picture, Rung,
+};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
     process::{Child as Process, ChildStdout},
@@ -84,6 +88,8 @@ pub(crate) struct Child {
     stdin: Option<mpsc::Sender<Bytes>>,
     muxer: Muxer,
     track: TrackId,
+    /// The input's audio track, when the tap measures loudness.
+    audio_track: Option<TrackId>,
     shared: Arc<Shared>,
     reader: JoinHandle<()>,
     stderr: Arc<Mutex<VecDeque<String>>>,
@@ -101,6 +107,13 @@ impl std::fmt::Debug for Child {
     }
 }
 
+/// The analysis tap's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Analysis {
+    pub fps: u32,
+    pub width: u32,
+}
+
 /// How a child is started.
 pub(crate) struct Spawn<'a> {
     pub ffmpeg: &'a Path,
@@ -110,6 +123,10 @@ pub(crate) struct Spawn<'a> {
     pub max_segment: Duration,
     /// The source's video track (its config goes into the child's input).
     pub video: &'a Track,
+    /// Its audio track: fed to the child for the tap's loudness.
+    pub audio: Option<&'a Track>,
+    pub analysis: Option<Analysis>,
+    pub ladders: &'a Arc<super::Ladders>,
     /// The first sample fed: a segment's start.
     pub first: &'a Sample,
     pub availability_start: SystemTime,
@@ -118,9 +135,15 @@ pub(crate) struct Spawn<'a> {
 
 impl Child {
     pub(crate) fn spawn(s: Spawn<'_>) -> std::io::Result<Self> {
+        // The tap's sockets, in a directory of this child's own (removed with it).
+        let tap = match (s.analysis, s.video.config.dimensions()) {
+            (Some(a), Some(dims)) => Some(TapSockets::bind(a, dims, s.audio.is_some())?),
+            _ => None,
+        };
         let args = LiveCommand {
             rungs: s.rungs.clone(),
             max_segment: s.max_segment,
+            analysis: tap.as_ref().map(TapSockets::outputs),
         }
         .args();
         let mut process = tokio::process::Command::new(s.ffmpeg)
@@ -143,8 +166,19 @@ impl Child {
             timescale: 90_000,
             config: s.video.config.clone(),
         };
+        let mut tracks = vec![track];
+        let audio = s
+            .audio
+            .filter(|_| tap.as_ref().is_some_and(|t| t.loudness.is_some()));
+        if let Some(a) = audio {
+            tracks.push(Track {
+                id: a.id,
+                timescale: 90_000,
+                config: a.config.clone(),
+            });
+        }
         let stream = Stream {
-            tracks: vec![track],
+            tracks,
             metadata: Vec::new(),
         };
         let mut muxer = Muxer::new(&stream).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -179,6 +213,9 @@ impl Child {
             fed: Mutex::new(VecDeque::with_capacity(REMEMBERED)),
             newest_out: AtomicI64::new(i64::MIN),
         });
+        if let Some(tap) = tap {
+            tap.start(s.ladders.clone(), shared.clone());
+        }
         let reader = tokio::spawn(read_rungs(
             stdout,
             s.origin.clone(),
@@ -191,6 +228,7 @@ impl Child {
             stdin: Some(tx),
             muxer,
             track: s.video.id,
+            audio_track: audio.map(|a| a.id),
             shared,
             reader,
             stderr: stderr_tail,
@@ -204,9 +242,16 @@ impl Child {
         let Some(stdin) = &self.stdin else {
             return Err(FeedError::Gone);
         };
+        let track = match sample.kind {
+            TrackKind::Video => self.track,
+            TrackKind::Audio => match self.audio_track {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
         let dts = sample.time - self.shared.base + OFFSET;
         let frame = Frame {
-            track: self.track,
+            track,
             pts: dts + i64::from(sample.cts_offset),
             dts,
             keyframe: sample.keyframe,
@@ -217,7 +262,7 @@ impl Child {
             .muxer
             .frame(&frame)
             .map_err(|e| FeedError::Mux(e.to_string()))?;
-        {
+        if sample.kind == TrackKind::Video {
             let mut fed = lock(&self.shared.fed);
             if fed.len() == REMEMBERED {
                 fed.pop_front();
@@ -228,7 +273,9 @@ impl Child {
                 arrival: sample.arrival,
             });
         }
-        self.newest_in = sample.time;
+        if sample.kind == TrackKind::Video {
+            self.newest_in = sample.time;
+        }
         stdin.try_send(packets).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => FeedError::Behind,
             mpsc::error::TrySendError::Closed(_) => FeedError::Gone,
@@ -402,5 +449,125 @@ fn on_rung_frame(
     }
     if let Some(feed) = out.feed.as_mut() {
         feed.push(Input::Frame(f));
+    }
+}
+
+/// The analysis tap's sockets: ffmpeg connects to them as a client (its `unix:`
+/// protocol) and writes raw pictures to one and loudness lines to the other. Unix
+/// sockets in a directory only this process may enter, so no other local user can
+/// connect first or read them.
+struct TapSockets {
+    dir: PathBuf,
+    analysis: Analysis,
+    size: (u32, u32),
+    pictures: tokio::net::UnixListener,
+    loudness: Option<tokio::net::UnixListener>,
+}
+
+/// Tap socket directories made by this process (their names must be unique).
+static TAP_DIRS: AtomicU64 = AtomicU64::new(0);
+
+impl TapSockets {
+    fn bind(analysis: Analysis, source: (u32, u32), audio: bool) -> std::io::Result<Self> {
+        let n = TAP_DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("starling-tap-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let pictures = tokio::net::UnixListener::bind(dir.join("p"))?;
+        let loudness = if audio {
+            Some(tokio::net::UnixListener::bind(dir.join("l"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            size: AnalysisOutputs::size(source, analysis.width),
+            dir,
+            analysis,
+            pictures,
+            loudness,
+        })
+    }
+
+    fn outputs(&self) -> AnalysisOutputs {
+        let url = |name: &str| format!("unix:{}", self.dir.join(name).display());
+        AnalysisOutputs {
+            pictures: url("p"),
+            width: self.size.0,
+            height: self.size.1,
+            fps: self.analysis.fps,
+            loudness: self.loudness.as_ref().map(|_| url("l")),
+        }
+    }
+
+    /// Reads both sockets until the child is gone, publishing what comes.
+    fn start(self, ladders: Arc<super::Ladders>, shared: Arc<Shared>) {
+        let Self {
+            dir,
+            analysis,
+            size,
+            pictures,
+            loudness,
+        } = self;
+        let guard = Arc::new(RemoveDir(dir));
+        let (l2, s2, g2) = (ladders.clone(), shared.clone(), guard.clone());
+        let interval = 90_000 / i64::from(analysis.fps.max(1));
+        tokio::spawn(async move {
+            let _guard = g2;
+            let len = Picture::i420_len(size.0, size.1);
+            // ffmpeg may connect more than once (it sets its filters up again when the
+            // input's format becomes known): the newest connection is the one.
+            while let Ok(Ok((mut conn, _))) =
+                tokio::time::timeout(Duration::from_secs(30), pictures.accept()).await
+            {
+                let mut k: i64 = 0;
+                let mut buf = vec![0u8; len];
+                while conn.read_exact(&mut buf).await.is_ok() {
+                    // The `fps` filter's pictures fall on a grid from the first frame.
+                    let picture = Picture {
+                        time: s2.base + k * interval,
+                        width: size.0,
+                        height: size.1,
+                        i420: Bytes::copy_from_slice(&buf),
+                    };
+                    k += 1;
+                    l2.publish(&s2.channel, AnalysisEvent::Picture(picture));
+                }
+            }
+        });
+        if let Some(loudness) = loudness {
+            tokio::spawn(async move {
+                let _guard = guard;
+                while let Ok(Ok((mut conn, _))) =
+                    tokio::time::timeout(Duration::from_secs(30), loudness.accept()).await
+                {
+                    let mut parser = LoudnessParser::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        for (t, m) in parser.push(&buf[..n]) {
+                            let time = (t * 90_000.0).round() as i64 - OFFSET + shared.base;
+                            ladders.publish(
+                                &shared.channel,
+                                AnalysisEvent::Loudness(Loudness {
+                                    time,
+                                    momentary_lufs: m,
+                                }),
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Removes the tap's socket directory when the last reader is done.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -13,7 +13,7 @@ fn tapped(gop: usize, frames: usize) -> (Vec<Output>, Vec<Sample>, SystemTime) {
     let samples = out
         .iter()
         .filter_map(|o| match o {
-            Output::Sample(s) => Some(s.clone()),
+            Output::Sample(s) if s.kind == TrackKind::Video => Some(s.clone()),
             _ => None,
         })
         .collect();
