@@ -20,7 +20,9 @@
 # is set (delay RTT/2 each way, random loss both ways, fixed seed); nginx-rtmp is still
 # fed over RTMP on loopback, so the difference is what the SRT link adds. DASH=1 adds a
 # third player on the same source: Starling's DASH MPD in dash.js (the /watch page's
-# ?player=dash; low-latency DASH for this low-latency channel). Loopback only; everything it starts
+# ?player=dash; low-latency DASH for this low-latency channel). LADDER=1 turns Starling's
+# transcoding ladder on and adds a player on its 360p rung alone (the /watch page's
+# ?rendition=360p): what a rung adds over the source. Loopback only; everything it starts
 # it stops; bounded in time. Needs ffmpeg, nginx + libnginx-mod-rtmp, chromium, Node.js
 # (installed from Debian's packages when missing), python3.
 set -euo pipefail
@@ -66,6 +68,8 @@ data_dir = "$dir/data"
 listen = "127.0.0.1:$rtmp"
 [srt]
 listen = "127.0.0.1:$srt"
+[transcode]
+enabled = $([ "${LADDER:-0}" = 0 ] && echo false || echo true)
 [[channels]]
 name = "bench"
 stream_key = "bench-latency-key"
@@ -169,9 +173,15 @@ squery=""; [ -z "${STARLING_SYNC:-}" ] || squery="?sync=$STARLING_SYNC"
 nquery=""; [ -z "${NGINX_SYNC:-}" ] || nquery="&sync=$NGINX_SYNC"
 dash_page=()
 [ "${DASH:-0}" = 0 ] || dash_page=(--page "starling-dash.js=http://127.0.0.1:$http/watch/bench?player=dash${STARLING_SYNC:+&sync=$STARLING_SYNC}")
+rung_page=()
+if [ "${LADDER:-0}" != 0 ]; then
+  for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$http/live/bench/360p/index.m3u8" && break; sleep 0.2; done
+  rung_page=(--page "starling-360p-rung=http://127.0.0.1:$http/watch/bench?rendition=360p${STARLING_SYNC:+&sync=$STARLING_SYNC}")
+fi
 out=$(timeout $((warmup + secs + 150)) node bench/latency/reader.mjs \
   --page "starling=http://127.0.0.1:$http/watch/bench$squery" \
   ${dash_page[@]+"${dash_page[@]}"} \
+  ${rung_page[@]+"${rung_page[@]}"} \
   --page "nginx-rtmp=http://127.0.0.1:$nhttp/player.html?src=/hls/bench.m3u8$nquery" \
   --warmup "$warmup" --seconds "$secs" --timeout 60 | tail -1) || true
 [ -n "$out" ] || out='{"ok":false,"reason":"the reader printed nothing"}'

@@ -110,7 +110,12 @@
   heading.textContent = channel;
   document.title = `${channel} · Starling`;
   const query = token ? `?token=${encodeURIComponent(token)}` : '';
-  const src = `/live/${channel}/index.m3u8${query}`;
+  // `?rendition=360p`: one rendition's media playlist alone (video only), as a test or a
+  // measurement of one rung wants it; the multivariant playlist otherwise.
+  const rendition = params.get('rendition') || '';
+  const src = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
+    ? `/live/${channel}/${rendition}/index.m3u8${query}`
+    : `/live/${channel}/index.m3u8${query}`;
   const mpd = `/live/${channel}/manifest.mpd${query}`;
 
   // What a 401/403 from the origin means to a viewer (the token itself is never shown).

@@ -9,6 +9,10 @@
 //! 2. **Channels in real time**: 1, 2, … ladders at once, each reading the source at its
 //!    own pace (`-re`), until one of them cannot keep up (wall time more than 5 % over the
 //!    media's).
+//! 3. **The live command and its analysis tap**: the command a live channel runs
+//!    (`LiveCommand`: MPEG-TS in on stdin, every rung out on stdout, keyframes from the
+//!    source), without and with the analysis tap (5 fps 320 px pictures and loudness to
+//!    unix sockets, drained here), as fast as it goes: the tap's cost in CPU.
 //!
 //! Usage: ladder --source FILE --seconds N --width W --height H [--fps F] [--max-channels K]
 //! (bench/ladder.sh makes the source and runs it). Prints Markdown.
@@ -19,7 +23,9 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use starling_transcode::{default_ladder, plan, Command, Output, Rung, Source};
+use starling_transcode::{
+    default_ladder, plan, AnalysisOutputs, Command, LiveCommand, Output, Rung, Source,
+};
 
 struct Args {
     source: String,
@@ -117,6 +123,83 @@ fn run_all(cmds: &[Command]) -> anyhow::Result<(Duration, Duration)> {
     Ok((t0.elapsed(), children_cpu() - cpu0))
 }
 
+/// Drains everything a reader gives, on a thread of its own.
+fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0))
+}
+
+/// The live command on `ts` (fed on stdin as fast as ffmpeg takes it), with or without
+/// the analysis tap; returns (wall, CPU).
+fn run_live(
+    a: &Args,
+    rungs: &[Rung],
+    ts: &std::path::Path,
+    tap: bool,
+) -> anyhow::Result<(Duration, Duration)> {
+    let dir = std::env::temp_dir().join(format!("ladder-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut listeners = Vec::new();
+    let analysis = if tap {
+        for name in ["p", "l"] {
+            let l = std::os::unix::net::UnixListener::bind(dir.join(name))?;
+            // ffmpeg may connect more than once (a filter graph set up again).
+            listeners.push(std::thread::spawn(move || {
+                let mut total = 0;
+                while let Ok((c, _)) = l.accept() {
+                    total += drain(c).join().unwrap_or(0);
+                    if total > 0 {
+                        break;
+                    }
+                }
+                total
+            }));
+        }
+        let (width, height) = AnalysisOutputs::size((a.width, a.height), 320);
+        Some(AnalysisOutputs {
+            pictures: format!("unix:{}", dir.join("p").display()),
+            width,
+            height,
+            fps: 5,
+            loudness: Some(format!("unix:{}", dir.join("l").display())),
+        })
+    } else {
+        None
+    };
+    let args = LiveCommand {
+        rungs: rungs.to_vec(),
+        max_segment: Duration::from_secs(3),
+        analysis,
+    }
+    .args();
+    let cpu0 = children_cpu();
+    let t0 = Instant::now();
+    let mut child = Process::new("ffmpeg")
+        .args(&args)
+        .stdin(std::fs::File::open(ts)?)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running ffmpeg")?;
+    let out = drain(child.stdout.take().context("stdout")?);
+    let st = child.wait()?;
+    let wall = t0.elapsed();
+    let cpu = children_cpu() - cpu0;
+    let bytes = out.join().unwrap_or(0);
+    if !st.success() || bytes == 0 {
+        bail!("the live command failed: {st}, {bytes} bytes out");
+    }
+    if tap {
+        // Both sockets got something: pictures and loudness lines.
+        for l in listeners {
+            if l.join().unwrap_or(0) == 0 {
+                bail!("the analysis tap wrote nothing");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((wall, cpu))
+}
+
 fn main() -> anyhow::Result<()> {
     let a = args()?;
     let rungs = plan(
@@ -172,6 +255,39 @@ fn main() -> anyhow::Result<()> {
     println!(
         "one process / per rung, CPU: {:.2}",
         cpu1.as_secs_f64() / cpu2.as_secs_f64()
+    );
+    println!();
+    // The live command reads MPEG-TS, as the channel's tap feeds it.
+    let ts = std::env::temp_dir().join(format!("ladder-bench-{}.ts", std::process::id()));
+    let st = Process::new("ffmpeg")
+        .args([
+            "-v", "error", "-y", "-i", &a.source, "-c", "copy", "-f", "mpegts",
+        ])
+        .arg(&ts)
+        .status()?;
+    if !st.success() {
+        bail!("could not make the MPEG-TS source");
+    }
+    println!("| live command | CPU (s) | CPU / media second | wall (s) | real-time factor |");
+    println!("|---|---|---|---|---|");
+    let mut cpus = Vec::new();
+    for (name, tap) in [("rungs only", false), ("rungs + analysis tap", true)] {
+        let (wall, cpu) = run_live(&a, &rungs, &ts, tap)?;
+        cpus.push(cpu.as_secs_f64());
+        println!(
+            "| {name} | {:.1} | {:.3} | {:.1} | {:.2} |",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / a.seconds,
+            wall.as_secs_f64(),
+            a.seconds / wall.as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_file(&ts);
+    println!();
+    println!(
+        "analysis tap: +{:.3} CPU seconds per media second (+{:.1} %)",
+        (cpus[1] - cpus[0]) / a.seconds,
+        (cpus[1] / cpus[0] - 1.0) * 100.0
     );
     println!();
     println!("| channels at once (paced) | slowest wall (s) | real time kept | CPU per channel (cores) |");
