@@ -26,6 +26,7 @@
 //! The live edge never waits on the store: a request for a part or a recent segment is
 //! answered from memory; only DVR reads of old segments go to the store.
 
+mod apply;
 mod gaps;
 pub mod gate;
 mod history;

@@ -173,7 +173,11 @@ pub(crate) fn encode_args(r: &Rung, stream: &str, gop: u32, force: String) -> Ve
 
 /// `fps` as a fraction x264 takes: whole rates as they are, NTSC-like rates over 1001.
 fn fps_fraction(fps: f64) -> (u64, u64) {
-    let fps = if fps.is_finite() && fps > 0.0 { fps } else { 30.0 };
+    let fps = if fps.is_finite() && fps > 0.0 {
+        fps
+    } else {
+        30.0
+    };
     let ntsc = fps * 1001.0 / 1000.0;
     if (fps - fps.round()).abs() > 0.001 && (ntsc - ntsc.round()).abs() < 0.01 {
         (ntsc.round() as u64 * 1000, 1001)

@@ -15,137 +15,21 @@
 //!   the source alone is offered, and `/api/v1/live` says why.
 
 mod child;
+mod status;
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+pub use status::{LadderStatus, Ladders};
 
-use serde::Serialize;
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
 use starling_media::{Stream, Track};
 use starling_origin::{Origin, TapEvent};
 use starling_packager::rendition_name;
 use starling_sync::lock;
-use starling_transcode::{
-    plan, AnalysisEvent, Encoders, Loudness, Picture, Rung, RungSpec, Source, VideoEncoder,
-};
-use tokio::{
-    sync::{broadcast, watch},
-    time::Instant,
-};
+use starling_transcode::{plan, Encoders, Rung, RungSpec, Source, VideoEncoder};
+use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use child::{Child, FeedError, Spawn};
-
-/// What `/api/v1/live` shows of a channel's ladder.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct LadderStatus {
-    /// `running`, `starting` (waiting for the next segment start), `restarting`
-    /// (after a failure, with backoff), `source only` (no ladder for this source or
-    /// node: `reason` says why).
-    pub state: &'static str,
-    /// The rungs being encoded (besides the source).
-    pub rungs: Vec<String>,
-    /// Rungs shed because this machine could not encode them in real time.
-    pub shed: Vec<String>,
-    pub reason: Option<String>,
-    /// Children started again after a failure, this publish.
-    pub restarts: u64,
-}
-
-/// Every channel's ladder: its status, the node's reason for having none, and the
-/// analysis tap's subscribers (the in-process API of docs/transcoding.md).
-#[derive(Debug, Default)]
-pub struct Ladders {
-    channels: Mutex<HashMap<String, LadderStatus>>,
-    off: Mutex<Option<String>>,
-    analysis: Mutex<HashMap<String, broadcast::Sender<AnalysisEvent>>>,
-    pictures: Mutex<HashMap<String, Picture>>,
-    loudness: Mutex<HashMap<String, Loudness>>,
-}
-
-/// Analysis events a subscriber may fall behind by before it misses some (it is told,
-/// `RecvError::Lagged`): 17 s of pictures and loudness.
-#[cfg_attr(not(test), allow(dead_code))]
-const ANALYSIS_CAPACITY: usize = 256;
-
-impl Ladders {
-    pub fn get(&self, channel: &str) -> Option<LadderStatus> {
-        if let Some(reason) = lock(&self.off).clone() {
-            return Some(LadderStatus {
-                state: "source only",
-                reason: Some(reason),
-                ..Default::default()
-            });
-        }
-        lock(&self.channels).get(channel).cloned()
-    }
-
-    fn set(&self, channel: &str, status: LadderStatus) {
-        lock(&self.channels).insert(channel.to_owned(), status);
-    }
-
-    fn remove(&self, channel: &str) {
-        lock(&self.channels).remove(channel);
-        lock(&self.pictures).remove(channel);
-        lock(&self.loudness).remove(channel);
-    }
-
-    /// The analysis tap of `channel`: decoded pictures (5 a second, 320 px wide by
-    /// default) and the audio's loudness (every 100 ms), while its ladder runs. A slow
-    /// subscriber misses events rather than slowing anything down. (The API the
-    /// planned reframing and highlight features build on; the thumbnailer and
-    /// `/api/v1/live` read the newest values instead.)
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn subscribe(&self, channel: &str) -> broadcast::Receiver<AnalysisEvent> {
-        lock(&self.analysis)
-            .entry(channel.to_owned())
-            .or_insert_with(|| broadcast::channel(ANALYSIS_CAPACITY).0)
-            .subscribe()
-    }
-
-    /// The newest picture of `channel`'s tap, if its ladder runs.
-    pub fn latest_picture(&self, channel: &str) -> Option<Picture> {
-        lock(&self.pictures).get(channel).cloned()
-    }
-
-    /// What `/api/v1/live` shows of `channel`'s tap: the newest loudness and picture.
-    pub fn analysis_json(&self, channel: &str) -> Option<serde_json::Value> {
-        let loudness = lock(&self.loudness).get(channel).copied();
-        let picture = lock(&self.pictures)
-            .get(channel)
-            .map(|p| (p.width, p.height, p.time));
-        if loudness.is_none() && picture.is_none() {
-            return None;
-        }
-        Some(serde_json::json!({
-            "loudness_lufs": loudness.map(|l| (l.momentary_lufs * 10.0).round() / 10.0),
-            "picture": picture.map(|(w, h, t)| serde_json::json!({
-                "width": w, "height": h, "media_time_ms": t / 90,
-            })),
-        }))
-    }
-
-    pub(crate) fn publish(&self, channel: &str, event: AnalysisEvent) {
-        match &event {
-            AnalysisEvent::Picture(p) => {
-                lock(&self.pictures).insert(channel.to_owned(), p.clone());
-            }
-            AnalysisEvent::Loudness(l) => {
-                lock(&self.loudness).insert(channel.to_owned(), *l);
-            }
-        }
-        let mut subscribers = lock(&self.analysis);
-        if let Some(tx) = subscribers.get(channel) {
-            if tx.send(event).is_err() {
-                // Nobody listens any more.
-                subscribers.remove(channel);
-            }
-        }
-    }
-}
 
 /// Where a channel's own choice of rungs is read (see [`choose`]): the config's
 /// `[[channels]]` first, then the control plane.
@@ -698,60 +582,6 @@ mod tests {
     fn backoff_is_immediate_once_then_doubles_to_half_a_minute() {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
-    }
-
-    #[test]
-    fn the_tap_reaches_subscribers_and_keeps_the_newest_values() {
-        let ladders = Ladders::default();
-        assert!(ladders.analysis_json("c").is_none());
-        let mut rx = ladders.subscribe("c");
-        let picture = Picture {
-            time: 90_000,
-            width: 2,
-            height: 2,
-            i420: bytes::Bytes::from_static(&[0; 6]),
-        };
-        ladders.publish("c", AnalysisEvent::Picture(picture.clone()));
-        ladders.publish(
-            "c",
-            AnalysisEvent::Loudness(Loudness {
-                time: 99_000,
-                momentary_lufs: -23.04,
-            }),
-        );
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            AnalysisEvent::Picture(picture.clone())
-        );
-        assert!(matches!(rx.try_recv().unwrap(), AnalysisEvent::Loudness(_)));
-        assert_eq!(ladders.latest_picture("c"), Some(picture));
-        let v = ladders.analysis_json("c").unwrap();
-        assert_eq!(v["loudness_lufs"], -23.0);
-        assert_eq!(v["picture"]["media_time_ms"], 1000);
-        // A subscriber that falls behind misses events and is told so.
-        for _ in 0..ANALYSIS_CAPACITY + 1 {
-            ladders.publish(
-                "c",
-                AnalysisEvent::Loudness(Loudness {
-                    time: 0,
-                    momentary_lufs: -1.0,
-                }),
-            );
-        }
-        assert!(matches!(
-            rx.try_recv(),
-            Err(broadcast::error::TryRecvError::Lagged(_))
-        ));
-        // Once nobody listens, publishing forgets the channel's sender.
-        drop(rx);
-        ladders.publish(
-            "c",
-            AnalysisEvent::Loudness(Loudness {
-                time: 0,
-                momentary_lufs: -1.0,
-            }),
-        );
-        assert!(lock(&ladders.analysis).is_empty());
     }
 
     #[test]
