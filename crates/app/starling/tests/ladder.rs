@@ -265,9 +265,40 @@ fn every_rung_is_the_size_and_bitrate_asked_and_cut_where_the_source_is() {
         mpd.matches("<Period").count(),
         "{mpd}"
     );
-
+    // Independent DASH clients read that MPD and decode: ffmpeg's DASH demuxer live, and
+    // GStreamer's dashdemux2 once the MPD is static (live, dashdemux2 first buffers 30 s
+    // of media: `dash_players` covers that on a longer stream).
+    let mpd_path = format!("/live/{CHANNEL}/manifest.mpd");
+    let mpd_url = server.http_url(&mpd_path);
+    let live = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&mpd_url)
+        .args(["-t", "3", "-f", "framecrc", "-"]));
+    let frames = String::from_utf8_lossy(&live.stdout)
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .count();
+    assert!(
+        frames >= 60,
+        "ffmpeg decoded {frames} frames of the ladder's MPD"
+    );
     assert!(publisher.wait().unwrap().success());
     std::thread::sleep(Duration::from_secs(2));
+    if have("gst-launch-1.0") {
+        wait_until("a static MPD", Duration::from_secs(10), || {
+            get(&server, &mpd_path).filter(|m| m.contains("type=\"static\""))
+        });
+        let (frames, text) = gst_frames(&gst_decode(&mpd_url, None, 60).output().unwrap());
+        assert!(
+            text.contains("GstDashDemux2"),
+            "not read by dashdemux2:\n{text}"
+        );
+        assert_eq!(
+            frames,
+            16 * 30,
+            "GStreamer's frames of the static MPD:\n{text}"
+        );
+    }
 
     let (_, source_segs) = complete_segments(&server, "source");
     let source_tfdt: Vec<(u64, u64)> = source_segs
