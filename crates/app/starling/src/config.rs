@@ -20,6 +20,7 @@ pub struct Config {
     pub webhooks: WebhooksSection,
     pub thumbnails: ThumbnailsSection,
     pub transcode: crate::transcode_config::TranscodeSection,
+    pub store: crate::store_config::StoreSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -303,7 +304,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 9] = [
+const ENV_SECTIONS: [&str; 10] = [
     "server",
     "rtmp",
     "srt",
@@ -313,6 +314,7 @@ const ENV_SECTIONS: [&str; 9] = [
     "webhooks",
     "thumbnails",
     "transcode",
+    "store",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -414,6 +416,7 @@ impl Config {
         }
         self.srt.validate()?;
         self.transcode.validate()?;
+        self.store.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: MetricsAccess,
     /// Which webhook targets the API accepts (`[webhooks] allow_private_targets`).
     pub webhook_targets: starling_webhooks::TargetPolicy,
+    /// The object store's read cache counters (an S3 store has one), for `/metrics`.
+    pub store_stats: Option<crate::store_config::StatsFn>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -148,6 +150,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     st.srt_links.render(&mut out);
     st.http.render(&mut out);
     st.origin.metrics().render(&mut out);
+    if let Some(stats) = &st.store_stats {
+        crate::store_config::render_stats(&stats(), &mut out);
+    }
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
     out.push_str(&format!("starling_live_channels {}\n", live.len()));
@@ -312,6 +317,7 @@ mod tests {
                 on_main_port: true,
             },
             webhook_targets: Default::default(),
+            store_stats: None,
             ready: rx,
         });
         (app, hub, tx)
@@ -435,6 +441,7 @@ mod tests {
                         on_main_port,
                     },
                     webhook_targets: Default::default(),
+                    store_stats: None,
                     ready: rx,
                 }
             }

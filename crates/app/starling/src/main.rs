@@ -12,6 +12,7 @@ mod http_server;
 mod ladder;
 mod playback_gate;
 mod srt_config;
+mod store_config;
 mod thumbnails;
 mod transcode_config;
 mod webhooks;
@@ -191,10 +192,11 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         info!("no [[channels]] configured: nobody can publish (see starling.example.toml)");
     }
     let hub = Arc::new(Hub::new(config.hub()));
-    let store = Arc::new(starling_origin::LocalDirStore::new(
-        data_dir.join("objects"),
-    ));
-    let origin = starling_origin::Origin::new(config.origin(), store);
+    let store = config
+        .store
+        .open(data_dir, |name| std::env::var(name).ok())
+        .await?;
+    let origin = starling_origin::Origin::new(config.origin(), store.store.clone());
     for ch in &config.channels {
         origin.configure(
             &ch.name,
@@ -296,6 +298,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             on_main_port: config.server.metrics_listen.is_none(),
         },
         webhook_targets: config.webhook_targets(),
+        store_stats: store.stats.clone(),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {

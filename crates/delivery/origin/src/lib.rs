@@ -50,7 +50,7 @@ pub use live::{
     Recording,
 };
 pub use metrics::OriginMetrics;
-pub use store::{LocalDirStore, ObjectStore, StoreError};
+pub use store::{CacheStats, CachedStore, LocalDirStore, ObjectStore, StoreError};
 pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
 pub use thumbs::{KeyframeSegment, Thumbnails};
 
