@@ -157,6 +157,11 @@ fn ffmpeg_and_gstreamer_play_the_mpd_live_and_after_the_end() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A clean encode gives clean segments: the packager flagged no defect.
+    for d in ["short", "no-irap", "jump", "hole"] {
+        let metric = format!("starling_segment_defects_total{{defect=\"{d}\"}}");
+        assert_eq!(server.metric(&metric), 0.0, "{metric}");
+    }
     // After the end: DASH and HLS hold the same frames, all that were sent.
     let dash = read_frames(&url);
     let hls = read_frames(&server.http_url(&format!("/live/{CHANNEL}/index.m3u8")));

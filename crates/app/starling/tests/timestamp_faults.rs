@@ -249,6 +249,31 @@ fn faulty_source_clocks_keep_playlists_valid_and_playable() {
         }
     }
 
+    // Defects as the packager flagged them: the audio segment where the gap begins is
+    // short, the one where the audio comes back (with no discontinuity) jumps; the
+    // video's jumps are discontinuities, not defects, and nothing lacks a keyframe or
+    // has a hole.
+    let log = server.log_text();
+    let flagged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("origin: segment cut with defects"))
+        .collect();
+    assert!(
+        !flagged.is_empty() && flagged.iter().all(|l| l.contains("rendition=\"audio\"")),
+        "{flagged:#?}"
+    );
+    let defects =
+        |d: &str| server.metric(&format!("starling_segment_defects_total{{defect=\"{d}\"}}"));
+    assert_eq!(
+        (defects("short"), defects("jump")),
+        (1.0, 1.0),
+        "{flagged:#?}"
+    );
+    assert_eq!(
+        (defects("no-irap"), defects("hole")),
+        (0.0, 0.0),
+        "{flagged:#?}"
+    );
     // ffmpeg plays it through: every frame decodes, in order.
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-nostats", "-i"])

@@ -115,6 +115,7 @@ impl Origin {
                                 stored: false,
                                 write_failed: false,
                                 completed_at: None,
+                                defects: Default::default(),
                                 gap: false,
                             });
                         }
@@ -141,6 +142,7 @@ impl Origin {
                         duration,
                         program_date_time,
                         discontinuity,
+                        defects,
                     } => {
                         let has_source = st.rendition(starling_packager::VIDEO_RENDITION).is_some();
                         let sets_periods = crate::periods::sets_periods(rendition, has_source);
@@ -167,6 +169,12 @@ impl Origin {
                         }
                         seg.complete = true;
                         seg.duration = duration;
+                        seg.defects = defects;
+                        if !defects.is_clean() {
+                            self.metrics.segment_defects(defects);
+                            let list = defects.names().collect::<Vec<_>>().join(",");
+                            info!(channel = %ch.name, rendition, msn, defects = %list, "origin: segment cut with defects");
+                        }
                         seg.program_date_time = Some(program_date_time);
                         // A timestamp jump is only known now; the packager rebased the
                         // timeline, but the period anchored before it drifts from here.

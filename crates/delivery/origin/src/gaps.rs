@@ -62,6 +62,7 @@ pub(crate) fn fill_gaps(
             stored: true,
             write_failed: false,
             completed_at: Some(now),
+            defects: Default::default(),
             gap: true,
         });
     }

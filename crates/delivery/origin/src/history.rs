@@ -19,7 +19,7 @@
 use std::time::{Duration, SystemTime};
 
 use starling_media::TrackKind;
-use starling_packager::RenditionInfo;
+use starling_packager::{Defects, RenditionInfo};
 
 use crate::session::{parse_session, session_name};
 
@@ -31,10 +31,15 @@ pub(crate) const MAX_OBJECT_BYTES: usize = 1 << 20;
 const MAX_SESSIONS: usize = 100_000;
 
 const RUN_HEADER: &str = "starling-run 1";
-/// Index chunks: version 2 adds each segment's media start time (DASH timelines);
-/// version 1 chunks (written before it) are still read, without it.
-const INDEX_HEADER: &str = "starling-segments 2";
+/// Index chunks: version 2 adds each segment's media start time (DASH timelines),
+/// version 3 the defects among the flags; older chunks are still read (version 2 is
+/// version 3 without defects, version 1 has no media start).
+const INDEX_HEADER: &str = "starling-segments 3";
+const INDEX_HEADER_V2: &str = "starling-segments 2";
 const INDEX_HEADER_V1: &str = "starling-segments 1";
+/// Flag letters of an index line: discontinuity, new map, not independent, then the
+/// defects (short, no IRAP, jump, hole).
+const FLAGS: &[u8] = b"dmnskjh";
 
 /// A history object that cannot be read back.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub(crate) struct SegmentRecord {
     /// Media time of its first sample (its `tfdt`) in the rendition's timescale; `None`
     /// in chunks written before version 2.
     pub media_start: Option<u64>,
+    /// What the packager found wrong with it (none in chunks before version 3).
+    pub defects: Defects,
 }
 
 pub(crate) fn run_key(channel: &str) -> String {
@@ -246,6 +253,16 @@ impl SegmentRecord {
             if s.not_independent {
                 flags.push('n');
             }
+            for (on, c) in [
+                (s.defects.short, 's'),
+                (s.defects.no_irap, 'k'),
+                (s.defects.jump, 'j'),
+                (s.defects.hole, 'h'),
+            ] {
+                if on {
+                    flags.push(c);
+                }
+            }
             if flags.is_empty() {
                 flags.push('-');
             }
@@ -269,7 +286,11 @@ impl SegmentRecord {
         let mut out: Vec<SegmentRecord> = Vec::new();
         let (lines, v1) = match body(bytes, INDEX_HEADER) {
             Ok(lines) => (lines, false),
-            Err(HistoryError::UnknownFormat(_)) => (body(bytes, INDEX_HEADER_V1)?, true),
+            Err(HistoryError::UnknownFormat(_)) => match body(bytes, INDEX_HEADER_V2) {
+                Ok(lines) => (lines, false),
+                Err(HistoryError::UnknownFormat(_)) => (body(bytes, INDEX_HEADER_V1)?, true),
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         for (n, line) in lines {
@@ -297,7 +318,7 @@ impl SegmentRecord {
                 return Err(bad("bad duration"));
             }
             let pdt: Option<u64> = opt_num(pdt).ok_or(bad("bad date"))?;
-            if flags != "-" && !flags.bytes().all(|b| b"dmn".contains(&b)) {
+            if flags != "-" && !flags.bytes().all(|b| FLAGS.contains(&b)) {
                 return Err(bad("bad flags"));
             }
             out.push(SegmentRecord {
@@ -313,6 +334,12 @@ impl SegmentRecord {
                 new_map: flags.contains('m'),
                 not_independent: flags.contains('n'),
                 media_start: opt_num(media_start).ok_or(bad("bad media start"))?,
+                defects: Defects {
+                    short: flags.contains('s'),
+                    no_irap: flags.contains('k'),
+                    jump: flags.contains('j'),
+                    hole: flags.contains('h'),
+                },
             });
         }
         Ok(out)
@@ -423,6 +450,7 @@ mod tests {
                 new_map: false,
                 not_independent: false,
                 media_start: Some(180_000 * 64),
+                defects: Defects::default(),
             },
             SegmentRecord {
                 msn: 66,
@@ -436,10 +464,23 @@ mod tests {
                 new_map: true,
                 not_independent: true,
                 media_start: None,
+                defects: Defects {
+                    short: true,
+                    no_irap: false,
+                    jump: true,
+                    hole: true,
+                },
             },
         ];
         let text = SegmentRecord::encode_chunk(&segs);
+        assert!(text.contains(" dmnsjh "), "{text}");
         assert_eq!(SegmentRecord::parse_chunk(text.as_bytes()).unwrap(), segs);
+        // A version 2 chunk (no defect letters) still reads.
+        let v2 = text
+            .replace("starling-segments 3", "starling-segments 2")
+            .replace(" dmnsjh ", " dmn ");
+        let read = SegmentRecord::parse_chunk(v2.as_bytes()).unwrap();
+        assert!(read.iter().all(|s| s.defects.is_clean()), "{read:?}");
     }
 
     #[test]

@@ -228,6 +228,8 @@ pub(crate) struct Segment {
     /// Every write attempt failed: not in the store, and no longer held for it.
     pub write_failed: bool,
     pub completed_at: Option<SystemTime>,
+    /// What the packager found wrong with it (all false for a clean segment).
+    pub defects: starling_packager::Defects,
     /// A number this rendition skipped (audio missing for a whole video segment): listed
     /// as `EXT-X-GAP` so numbers stay consecutive and aligned with the other rendition;
     /// it has no parts and no bytes.

@@ -49,6 +49,7 @@ fn segment(rendition: &'static str, msn: u64, duration: f64) -> [Output; 2] {
             duration,
             program_date_time: now,
             discontinuity: false,
+            defects: Default::default(),
         },
     ]
 }
@@ -181,6 +182,7 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
             duration: 1.0,
             program_date_time: now,
             discontinuity: false,
+            defects: Default::default(),
         });
         origin.apply(&ch, outputs);
         // The write-through settles before the next segment, as it does at 2 Mbit/s.
@@ -285,6 +287,7 @@ async fn unstored_segments_never_leave_memory() {
             stored: msn % 2 == 0,
             write_failed: false,
             completed_at: Some(long_ago),
+            defects: Default::default(),
             gap: false,
         });
     }

@@ -7,6 +7,7 @@ use std::{
 };
 
 use starling_hub::Histogram;
+use starling_packager::Defects;
 
 #[derive(Debug, Default)]
 pub struct OriginMetrics {
@@ -36,6 +37,9 @@ pub struct OriginMetrics {
     pub token_checks: AtomicU64,
     /// Requests the gate refused (no token, bad token, undecidable).
     pub playback_refused: AtomicU64,
+    /// Segments cut with a defect, by defect (in [`Defects::names`] order: short,
+    /// no-irap, jump, hole); a segment with two counts in both.
+    pub segment_defects: [AtomicU64; 4],
 }
 
 impl OriginMetrics {
@@ -45,6 +49,17 @@ impl OriginMetrics {
             self.part_ready.observe_us(us);
             self.part_overhead
                 .observe_us(us.saturating_sub((duration * 1e6) as u64));
+        }
+    }
+
+    pub(crate) fn segment_defects(&self, d: Defects) {
+        for (on, n) in [d.short, d.no_irap, d.jump, d.hole]
+            .into_iter()
+            .zip(&self.segment_defects)
+        {
+            if on {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -106,6 +121,21 @@ impl OriginMetrics {
             let _ = writeln!(
                 out,
                 "# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "starling_segment_defects_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Segments cut with a defect (short, no keyframe at the start, a media time jump, a hole), by defect.\n# TYPE {name} counter"
+        );
+        for (defect, v) in ["short", "no-irap", "jump", "hole"]
+            .into_iter()
+            .zip(&self.segment_defects)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{defect=\"{defect}\"}} {}",
                 v.load(Ordering::Relaxed)
             );
         }

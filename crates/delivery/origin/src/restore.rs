@@ -166,6 +166,7 @@ impl Origin {
                     new_map: s.new_map,
                     not_independent: s.parts.first().is_some_and(|p| !p.independent),
                     media_start: s.media_start,
+                    defects: s.defects,
                 });
                 break;
             }
@@ -405,6 +406,7 @@ impl Segment {
                 .program_date_time
                 .map(|t| t + Duration::from_secs_f64(s.duration))
                 .or(Some(SystemTime::UNIX_EPOCH)),
+            defects: s.defects,
             gap: false,
         }
     }
@@ -425,6 +427,7 @@ impl Segment {
             stored: true,
             write_failed: false,
             completed_at: Some(SystemTime::UNIX_EPOCH),
+            defects: Default::default(),
             gap: true,
         }
     }

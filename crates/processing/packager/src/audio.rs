@@ -99,7 +99,7 @@ impl Packager {
                 AudioDecision::Cut => {
                     let r = &mut self.audio;
                     r.seg.commit_tail(time, out);
-                    let closed = r.seg.close_segment(out);
+                    let closed = r.seg.close_segment(false, out);
                     r.msn = r.msn.saturating_add(1);
                     if let Some(msn) = closed {
                         self.closed(msn);

@@ -138,11 +138,11 @@ use starling_media::{CodecConfig, Frame, Stream, Track, TrackId, TrackKind};
 
 pub use error::PackagerError;
 use model::rendition_info;
-pub use model::{Input, Output, PackagerConfig, RenditionInfo, Sample};
+pub use model::{Defects, Input, Output, PackagerConfig, RenditionInfo, Sample};
 pub use names::{
     rendition_name, valid_rendition_name, MAX_RENDITION_NAMES, MAX_RENDITION_NAME_LEN,
 };
-use segmenter::{Segmenter, Tail};
+use segmenter::{Limits, Segmenter, Tail};
 use time::{at_or_after_ns, ns_to_ticks, ticks_to_ns, Origin};
 use timeline::Timeline;
 
@@ -479,6 +479,7 @@ impl Packager {
     fn start(&mut self, kind: TrackKind, track: &Track, msn: u64, out: &mut Vec<Output>) {
         let part_ns = self.part_ns;
         let max_segment_ns = self.max_segment_ns;
+        let segment_ns = self.segment_ns;
         let offset_ns = self.timeline.latest();
         let r = self.rendition(kind);
         if track.timescale == 0 {
@@ -539,8 +540,15 @@ impl Packager {
             TrackKind::Video => 0,
             TrackKind::Audio => interval,
         });
-        r.seg
-            .set_track(output_track, part_target, max_sample, max_segment);
+        r.seg.set_track(
+            output_track,
+            Limits {
+                part_target,
+                max_sample,
+                max_segment,
+                short_below: ns_to_ticks(segment_ns / 2, timescale),
+            },
+        );
         if r.expected.is_none() {
             r.offset_ns = offset_ns;
         }
@@ -731,7 +739,7 @@ impl Packager {
         r.seg.commit_tail(time, out);
         let mut closed = None;
         if cut {
-            closed = r.seg.close_segment(out);
+            closed = r.seg.close_segment(false, out);
             r.msn = r.msn.saturating_add(1);
         }
         let opens = !r.seg.is_open();

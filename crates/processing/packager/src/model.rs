@@ -113,6 +113,9 @@ pub enum Output {
         /// Arrival of the segment's first frame.
         program_date_time: SystemTime,
         discontinuity: bool,
+        /// What is wrong with it, found as it was cut: an origin with more than one
+        /// pipeline serves another pipeline's clean copy instead.
+        defects: Defects,
     },
     /// The publish ended; everything pending was flushed before this.
     Ended,
@@ -121,6 +124,67 @@ pub enum Output {
     /// segment `n` starts at the same media time as this rendition's, and the audio it
     /// analyses.
     Sample(Sample),
+}
+
+/// A segment's defects, as the packager saw them while cutting it (all false: clean).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Defects {
+    /// Shorter than half the nominal segment duration, yet not the last segment of its
+    /// rendition's run (an encoder that stalled, or a keyframe far too early).
+    pub short: bool,
+    /// Video that does not begin with a keyframe: a player cannot start decoding at it
+    /// (a source without keyframes for longer than the longest segment).
+    pub no_irap: bool,
+    /// Its first sample does not begin where the previous segment's media ended, and
+    /// no discontinuity was declared (a `tfdt` jump).
+    pub jump: bool,
+    /// The media inside it has a hole or an overlap: samples missing between two of its
+    /// samples (a frame gap longer than a part, clamped timestamps).
+    pub hole: bool,
+}
+
+impl Defects {
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The names of the defects present, in a fixed order (for logs, metrics and
+    /// stored metadata).
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.short, "short"),
+            (self.no_irap, "no-irap"),
+            (self.jump, "jump"),
+            (self.hole, "hole"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+    }
+
+    /// Parses what [`Self::names`] wrote, joined by commas (empty: clean); `None` for
+    /// an unknown name.
+    pub fn parse(list: &str) -> Option<Self> {
+        let mut d = Self::default();
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            match name {
+                "short" => d.short = true,
+                "no-irap" => d.no_irap = true,
+                "jump" => d.jump = true,
+                "hole" => d.hole = true,
+                _ => return None,
+            }
+        }
+        Some(d)
+    }
+
+    /// How bad it is, for choosing among defective copies: one that cannot be decoded
+    /// is worse than one with a hole, worse than a jump, worse than a short one.
+    pub fn severity(&self) -> u8 {
+        u8::from(self.no_irap) * 8
+            + u8::from(self.hole) * 4
+            + u8::from(self.jump) * 2
+            + u8::from(self.short)
+    }
 }
 
 /// One packaged sample (see [`Output::Sample`]).
@@ -176,6 +240,7 @@ impl fmt::Debug for Output {
                 duration,
                 program_date_time,
                 discontinuity,
+                defects,
             } => f
                 .debug_struct("SegmentEnd")
                 .field("rendition", rendition)
@@ -183,6 +248,7 @@ impl fmt::Debug for Output {
                 .field("duration", duration)
                 .field("program_date_time", program_date_time)
                 .field("discontinuity", discontinuity)
+                .field("defects", defects)
                 .finish(),
             Output::Ended => f.write_str("Ended"),
             Output::Sample(s) => s.fmt(f),

@@ -26,11 +26,20 @@ use starling_cmaf::{
 };
 use starling_media::{Track, TrackKind};
 
-use crate::Output;
+use crate::{Defects, Output};
 
 /// Samples in one part, at most: only timestamps clamped 1 tick apart (a broken source)
 /// get near it, and the part must stay bounded in memory and in its `trun`.
 const MAX_PART_SAMPLES: usize = 4096;
+
+/// A track's bounds, on its output timescale (see [`Segmenter::set_track`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub part_target: i64,
+    pub max_sample: i64,
+    pub max_segment: i64,
+    pub short_below: i64,
+}
 
 /// The newest sample, waiting for the next one to know its duration.
 #[derive(Debug, Clone)]
@@ -53,6 +62,9 @@ struct OpenSegment {
     parts: u32,
     /// Sum of the emitted parts' durations.
     ticks: i64,
+    /// A sample was added (the first one decides `no_irap`).
+    has_sample: bool,
+    defects: Defects,
 }
 
 #[derive(Debug)]
@@ -66,6 +78,12 @@ pub(crate) struct Segmenter {
     max_sample: i64,
     /// The longest a segment gets (output timescale).
     max_segment: i64,
+    /// A segment cut shorter than this is `short` (output timescale).
+    short_below: i64,
+    /// End of the last committed sample (its time plus the duration it was given).
+    last_end: Option<i64>,
+    /// The last committed sample left a hole before the next one.
+    hole_pending: bool,
     /// `mfhd` sequence number of the last fragment written; never reset.
     seq: u32,
     seg: Option<OpenSegment>,
@@ -85,6 +103,9 @@ impl Segmenter {
             target: 1,
             max_sample: 1,
             max_segment: i64::MAX,
+            short_below: 0,
+            last_end: None,
+            hole_pending: false,
             seq: 0,
             seg: None,
             part: Vec::new(),
@@ -98,12 +119,13 @@ impl Segmenter {
 
     /// Switches to a new output track. Call only with no segment open. No sample lasts
     /// longer than `max_sample` (capped at the part target), no segment longer than
-    /// `max_segment`.
-    pub fn set_track(&mut self, track: Track, part_target: i64, max_sample: i64, max_segment: i64) {
+    /// `max_segment`; a segment cut before `short_below` is flagged short.
+    pub fn set_track(&mut self, track: Track, limits: Limits) {
         self.track = Some(track);
-        self.target = part_target.max(1);
-        self.max_sample = max_sample.clamp(1, self.target);
-        self.max_segment = max_segment.max(1);
+        self.target = limits.part_target.max(1);
+        self.max_sample = limits.max_sample.clamp(1, self.target);
+        self.max_segment = limits.max_segment.max(1);
+        self.short_below = limits.short_below;
     }
 
     /// Duration of the open segment so far, the held tail excluded.
@@ -130,6 +152,10 @@ impl Segmenter {
     /// Opens segment `msn` at decode time `start`; its program date time is `arrival`
     /// (of its first sample).
     pub fn open(&mut self, msn: u64, start: i64, arrival: SystemTime, discontinuity: bool) {
+        // Where the previous segment's media ended is where this one's must begin,
+        // unless the packager declared a discontinuity.
+        let jump = !discontinuity && self.last_end.is_some_and(|end| end != start);
+        self.hole_pending = false;
         self.seg = Some(OpenSegment {
             msn,
             start,
@@ -137,6 +163,11 @@ impl Segmenter {
             discontinuity,
             parts: 0,
             ticks: 0,
+            has_sample: false,
+            defects: Defects {
+                jump,
+                ..Defects::default()
+            },
         });
     }
 
@@ -165,6 +196,8 @@ impl Segmenter {
             data: t.data,
         });
         self.part_ticks = self.part_ticks.saturating_add(duration);
+        self.last_end = Some(t.time.saturating_add(duration));
+        self.hole_pending = gap != duration;
         if gap > duration {
             // A hole follows: the next sample must start a fragment of its own, whose
             // `tfdt` says where it really is (samples of one `trun` are contiguous).
@@ -176,6 +209,19 @@ impl Segmenter {
     /// `estimate` is its expected duration: if the part cannot take it, the part is
     /// closed now rather than one frame later.
     pub fn add(&mut self, tail: Tail, estimate: i64, out: &mut Vec<Output>) {
+        let video = self
+            .track
+            .as_ref()
+            .is_some_and(|t| t.kind() == TrackKind::Video);
+        if let Some(seg) = &mut self.seg {
+            // A hole (or an overlap) between two samples of this segment.
+            seg.defects.hole |= std::mem::take(&mut self.hole_pending);
+            if !seg.has_sample {
+                seg.has_sample = true;
+                // A decoder cannot start this segment on its own.
+                seg.defects.no_irap = video && !tail.keyframe;
+            }
+        }
         if !self.part.is_empty() && self.part_ticks.saturating_add(estimate.max(1)) > self.target {
             self.emit_part(out);
         }
@@ -183,17 +229,20 @@ impl Segmenter {
     }
 
     /// Closes the open segment (after [`Self::commit_tail`]): the last part, then
-    /// `SegmentEnd`. Returns the segment's number.
-    pub fn close_segment(&mut self, out: &mut Vec<Output>) -> Option<u64> {
+    /// `SegmentEnd`. Returns the segment's number. `last`: it ends the rendition's
+    /// media (an end, a change of track), so being short is no defect.
+    pub fn close_segment(&mut self, last: bool, out: &mut Vec<Output>) -> Option<u64> {
         self.emit_part(out);
-        let seg = self.seg.take()?;
+        let mut seg = self.seg.take()?;
         if seg.parts > 0 {
+            seg.defects.short = !last && seg.ticks < self.short_below;
             out.push(Output::SegmentEnd {
                 rendition: self.name,
                 msn: seg.msn,
                 duration: self.seconds(seg.ticks),
                 program_date_time: seg.arrival,
                 discontinuity: seg.discontinuity,
+                defects: seg.defects,
             });
         }
         Some(seg.msn)
@@ -207,7 +256,7 @@ impl Segmenter {
             .map(|t| t.saturating_add(estimate.max(1)))
             .unwrap_or(self.part_start.saturating_add(self.part_ticks));
         self.commit_tail(end, out);
-        let msn = self.close_segment(out)?;
+        let msn = self.close_segment(true, out)?;
         Some((msn, end))
     }
 

@@ -111,6 +111,7 @@ struct Seg {
     duration: f64,
     pdt: SystemTime,
     discontinuity: bool,
+    defects: Defects,
     /// (index, duration, independent, data)
     parts: Vec<(u32, f64, bool, Bytes)>,
 }
@@ -123,6 +124,7 @@ impl std::fmt::Debug for Seg {
             .field("duration", &self.duration)
             .field("pdt", &self.pdt)
             .field("discontinuity", &self.discontinuity)
+            .field("defects", &self.defects)
             .field("parts", &parts)
             .finish()
     }
@@ -159,6 +161,7 @@ fn segments(outputs: &[Output], rendition: &str) -> Vec<Seg> {
                 duration,
                 program_date_time,
                 discontinuity,
+                defects,
             } if *r == rendition => {
                 assert!(parts.iter().all(|p| p.0 == *msn), "parts of {msn}");
                 let sum: f64 = parts.iter().map(|p| p.2).sum();
@@ -171,6 +174,7 @@ fn segments(outputs: &[Output], rendition: &str) -> Vec<Seg> {
                     duration: *duration,
                     pdt: *program_date_time,
                     discontinuity: *discontinuity,
+                    defects: *defects,
                     parts: parts.drain(..).map(|p| (p.1, p.2, p.3, p.4)).collect(),
                 });
             }
@@ -806,5 +810,6 @@ fn frames_with_one_timestamp_stay_bounded() {
     assert!(p.audio.held.len() <= MAX_HELD_AUDIO_FRAMES + 1);
 }
 
+mod defects;
 mod faults;
 mod follower;
