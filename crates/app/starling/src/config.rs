@@ -106,6 +106,10 @@ pub struct OriginSection {
     /// Days a recording channel's sessions stay in the store (from their start); 0
     /// keeps them for ever.
     pub recording_retention_days: u64,
+    /// Store reads (DVR, VOD) under way at once; more are shed with a 503 (0: no cap).
+    pub max_store_reads: usize,
+    /// The same per client address (0: no cap; behind a CDN all viewers share one).
+    pub max_store_reads_per_client: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -126,6 +130,8 @@ impl Default for OriginSection {
             playlist: PlaylistMode::Sliding,
             reconnect_grace_ms: d.reconnect_grace.as_millis() as u64,
             recording_retention_days: 0,
+            max_store_reads: d.max_store_reads,
+            max_store_reads_per_client: d.max_store_reads_per_client,
         }
     }
 }
@@ -532,6 +538,8 @@ impl Config {
             record: false,
             recording_retention: (o.recording_retention_days > 0)
                 .then(|| Duration::from_secs(o.recording_retention_days.saturating_mul(86_400))),
+            max_store_reads: o.max_store_reads,
+            max_store_reads_per_client: o.max_store_reads_per_client,
         }
     }
 

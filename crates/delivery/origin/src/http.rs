@@ -24,7 +24,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, Request, State},
+    extract::{ConnectInfo, Path, RawQuery, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -488,18 +488,21 @@ async fn media(
     State(served): State<Served>,
     Path((name, rendition, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(file) = parse_file(&file) else {
         return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store");
     };
-    serve_media(served, name, rendition, None, file, query, headers).await
+    let client = peer.map(|p| p.0 .0.ip());
+    serve_media(served, name, rendition, None, file, query, client, headers).await
 }
 
 async fn session_media(
     State(served): State<Served>,
     Path((name, rendition, session, file)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(session) = parse_session(&session) else {
@@ -509,9 +512,21 @@ async fn session_media(
         Some(f @ (File::Init(_) | File::Segment(_) | File::Part(..))) => f,
         _ => return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store"),
     };
-    serve_media(served, name, rendition, Some(session), file, query, headers).await
+    let client = peer.map(|p| p.0 .0.ip());
+    serve_media(
+        served,
+        name,
+        rendition,
+        Some(session),
+        file,
+        query,
+        client,
+        headers,
+    )
+    .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_media(
     served: Served,
     name: String,
@@ -519,6 +534,7 @@ async fn serve_media(
     session: Option<u64>,
     file: File,
     query: Option<String>,
+    client: Option<std::net::IpAddr>,
     headers: HeaderMap,
 ) -> Response {
     if !valid_name(&name, 64) {
@@ -542,6 +558,7 @@ async fn serve_media(
         session.unwrap_or(0),
         file,
         query.as_deref(),
+        client,
         &headers,
         admitted.token(),
     )
@@ -557,6 +574,7 @@ async fn media_file(
     session: u64,
     file: File,
     query: Option<&str>,
+    client: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     token: Option<&str>,
 ) -> Response {
@@ -597,12 +615,13 @@ async fn media_file(
         channel: name,
         rendition,
         session,
+        client,
     };
     match (file, ch) {
         (File::Init(v), ch) => init(origin, ch.as_deref(), at, v, headers).await,
         (File::Segment(msn), ch) => segment(origin, ch.as_ref(), at, msn, headers).await,
         (File::Part(msn, part), Some(ch)) => {
-            part_request(origin, &ch, rendition, session, msn, part, headers).await
+            part_request(origin, &ch, at, msn, part, headers).await
         }
         _ => error(StatusCode::NOT_FOUND, "part not available", NOT_YET),
     }
@@ -614,6 +633,8 @@ struct Addressed<'a> {
     channel: &'a str,
     rendition: &'a str,
     session: u64,
+    /// The client's address, when the server knows it (per-client caps).
+    client: Option<std::net::IpAddr>,
 }
 
 /// The session whose parts a preload hint names now: the live one, or in the reconnect

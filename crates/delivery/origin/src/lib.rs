@@ -36,6 +36,7 @@ pub mod metrics;
 mod periods;
 mod restore;
 mod session;
+mod shed;
 pub mod store;
 mod sweep;
 mod tap;

@@ -72,6 +72,12 @@ pub struct OriginConfig {
     /// How long recorded sessions stay in the store, from their start; `None` keeps
     /// them for ever (see `sweep`).
     pub recording_retention: Option<Duration>,
+    /// Store reads (DVR, VOD, earlier sessions) under way at once on this node; a read
+    /// over it is shed with a 503 (see `shed`). 0: no cap.
+    pub max_store_reads: usize,
+    /// Store reads one client address may have under way at once (0: no cap). Behind a
+    /// CDN or proxy every viewer shares its address: raise it or turn it off there.
+    pub max_store_reads_per_client: usize,
 }
 
 impl OriginConfig {
@@ -106,6 +112,8 @@ impl Default for OriginConfig {
             reconnect_grace: Duration::from_secs(15),
             record: false,
             recording_retention: None,
+            max_store_reads: 256,
+            max_store_reads_per_client: 16,
         }
     }
 }
@@ -382,6 +390,8 @@ pub struct Origin {
     pub(crate) history: HistoryQueue,
     /// Set when this node makes no thumbnails (see `thumbs`).
     pub(crate) thumbnails_off: crate::thumbs::ThumbnailsOff,
+    /// Caps on store reads (see `shed`).
+    pub(crate) reads: crate::shed::ReadLimits,
 }
 
 impl std::fmt::Debug for Origin {
@@ -394,6 +404,8 @@ impl std::fmt::Debug for Origin {
 
 impl Origin {
     pub fn new(config: OriginConfig, store: Arc<dyn ObjectStore>) -> Arc<Self> {
+        let reads =
+            crate::shed::ReadLimits::new(config.max_store_reads, config.max_store_reads_per_client);
         Arc::new(Self {
             config,
             store,
@@ -402,6 +414,7 @@ impl Origin {
             writes_in_flight: watch::channel(0).0,
             history: HistoryQueue::default(),
             thumbnails_off: Default::default(),
+            reads,
         })
     }
 

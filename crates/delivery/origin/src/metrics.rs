@@ -40,6 +40,8 @@ pub struct OriginMetrics {
     /// Segments cut with a defect, by defect (in [`Defects::names`] order: short,
     /// no-irap, jump, hole); a segment with two counts in both.
     pub segment_defects: [AtomicU64; 4],
+    /// Store reads shed by the node-wide cap, and by the per-client cap (see `shed`).
+    pub store_reads_shed: [AtomicU64; 2],
 }
 
 impl OriginMetrics {
@@ -61,6 +63,14 @@ impl OriginMetrics {
                 n.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    pub(crate) fn store_read_shed(&self, why: crate::shed::Shed) {
+        let i = match why {
+            crate::shed::Shed::Global => 0,
+            crate::shed::Shed::Client => 1,
+        };
+        self.store_reads_shed[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn store_write(&self, took: Duration, ok: bool) {
@@ -121,6 +131,22 @@ impl OriginMetrics {
             let _ = writeln!(
                 out,
                 "# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "starling_store_reads_shed_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Store reads (DVR, VOD) answered 503 because a cap was reached, by cap.\n# TYPE {name} counter"
+        );
+        for (why, v) in [crate::shed::Shed::Global, crate::shed::Shed::Client]
+            .into_iter()
+            .zip(&self.store_reads_shed)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{cap=\"{}\"}} {}",
+                why.label(),
                 v.load(Ordering::Relaxed)
             );
         }

@@ -30,6 +30,7 @@ pub(super) async fn init(
         channel,
         rendition,
         session,
+        ..
     } = at;
     let held = ch.and_then(|ch| {
         lock(&ch.inner)
@@ -40,7 +41,13 @@ pub(super) async fn init(
     });
     let data = match held {
         Some(d) => d,
-        None => match from_store(origin, &init_key(channel, session, rendition, version)).await {
+        None => match from_store(
+            origin,
+            &init_key(channel, session, rendition, version),
+            at.client,
+        )
+        .await
+        {
             Ok(d) => d,
             Err(r) => return r,
         },
@@ -51,7 +58,27 @@ pub(super) async fn init(
 
 /// An object that is not (or no longer) in memory. Absent: 404 with a short TTL, since
 /// a session's object that the store does not have may still be on its way there.
-pub(super) async fn from_store(origin: &Origin, key: &str) -> Result<Bytes, Response> {
+pub(super) async fn from_store(
+    origin: &Origin,
+    key: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<Bytes, Response> {
+    // Live-edge objects never get here (they are in memory): only these reads are
+    // capped, so a crowd scrubbing the DVR window cannot queue the live edge.
+    let _slot = match origin.reads.try_acquire(client) {
+        Ok(slot) => slot,
+        Err(why) => {
+            origin.metrics.store_read_shed(why);
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many recordings being read: retry in a second",
+                "public, max-age=1",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(r);
+        }
+    };
     match origin.store.get(key).await {
         Ok(Some(d)) => Ok(d),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such object", NOT_YET)),
@@ -121,6 +148,7 @@ pub(super) async fn segment(
         channel,
         rendition,
         session,
+        ..
     } = at;
     let mut held = ch.map_or(Held::Elsewhere, |ch| {
         held_segment(&lock(&ch.inner), rendition, session, msn)
@@ -170,7 +198,13 @@ pub(super) async fn segment(
     let data = match held {
         Held::Complete(Some(d)) => d,
         Held::Complete(None) | Held::Elsewhere => {
-            match from_store(origin, &segment_key(channel, session, rendition, msn)).await {
+            match from_store(
+                origin,
+                &segment_key(channel, session, rendition, msn),
+                at.client,
+            )
+            .await
+            {
                 Ok(d) => d,
                 Err(r) => return r,
             }
@@ -197,16 +231,17 @@ pub(super) async fn segment(
     media_response(data, &etag, "video/iso.segment", IMMUTABLE, headers)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn part_request(
     origin: &Origin,
     ch: &Channel,
-    rendition: &str,
-    session: u64,
+    at: Addressed<'_>,
     msn: u64,
     part: u32,
     headers: &HeaderMap,
 ) -> Response {
+    let Addressed {
+        rendition, session, ..
+    } = at;
     let p = u64::from(part);
     let etag = || format!("\"{}-{rendition}-{msn}.{part}\"", session_name(session));
     let fast = {
@@ -244,7 +279,7 @@ pub(super) async fn part_request(
         Ok(PartHeld::Memory(d)) => d,
         Ok(PartHeld::Stored(range)) => {
             let key = segment_key(&ch.name, session, rendition, msn);
-            match from_store(origin, &key).await {
+            match from_store(origin, &key, at.client).await {
                 Ok(d) if d.len() >= range.end => d.slice(range),
                 Ok(_) => {
                     tracing::warn!(key, "origin: stored segment shorter than its parts");
