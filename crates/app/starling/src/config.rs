@@ -217,6 +217,9 @@ pub struct HubSection {
     pub queue_len: usize,
     pub gop_cache_max_bytes: usize,
     pub gop_cache_max_frames: usize,
+    /// A backup encoder (`KEY?pipeline=backup`) takes over when the primary has sent
+    /// nothing for this long (its connection dropping switches at once).
+    pub failover_after_ms: u64,
 }
 
 /// A channel and the key that may publish to it (until the control plane owns both).
@@ -305,6 +308,7 @@ impl Default for HubSection {
             queue_len: d.queue_len,
             gop_cache_max_bytes: d.gop_cache_max_bytes,
             gop_cache_max_frames: d.gop_cache_max_frames,
+            failover_after_ms: d.failover_after.as_millis() as u64,
         }
     }
 }
@@ -481,6 +485,9 @@ impl Config {
                 bail!("server.metrics_token must be at least 16 printable ASCII characters without spaces");
             }
         }
+        if !(100..=60_000).contains(&self.hub.failover_after_ms) {
+            bail!("hub.failover_after_ms must be between 100 and 60000");
+        }
         if self.hub.queue_len < 16 {
             bail!("hub.queue_len must be at least 16");
         }
@@ -579,6 +586,7 @@ impl Config {
             queue_len: self.hub.queue_len,
             gop_cache_max_bytes: self.hub.gop_cache_max_bytes,
             gop_cache_max_frames: self.hub.gop_cache_max_frames,
+            failover_after: Duration::from_millis(self.hub.failover_after_ms),
         }
     }
 }

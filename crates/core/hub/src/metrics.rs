@@ -90,6 +90,8 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct HubMetrics {
     pub publishes: AtomicU64,
+    /// Backup publishers that took a channel over (see `Hub::publish_backup`).
+    pub failovers: AtomicU64,
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
     pub frames_unannounced: AtomicU64,
@@ -115,6 +117,11 @@ impl HubMetrics {
                 "starling_hub_publishes_total",
                 "Publishes accepted by the hub.",
                 &self.publishes,
+            ),
+            (
+                "starling_hub_failovers_total",
+                "Backup publishers that took over a channel whose primary stopped.",
+                &self.failovers,
             ),
             (
                 "starling_hub_frames_total",

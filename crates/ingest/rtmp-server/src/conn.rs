@@ -344,7 +344,8 @@ impl Conn {
             );
             return Err(Close::Full("too many publishers"));
         };
-        let (key, _query) = strip_query(name);
+        let (key, query) = strip_query(name);
+        let backup = is_backup(query);
         let app = self.app.clone().unwrap_or_default();
         let grant = match check_key_shape(key) {
             Ok(()) => self.ctx.auth.authorize_publish(&app, key, self.peer).await,
@@ -363,7 +364,14 @@ impl Conn {
                 return Ok(());
             }
         };
-        let publisher = match self.ctx.hub.publish(&grant.channel, grant.takeover) {
+        // A backup encoder (`KEY?pipeline=backup`) stands by beside the live one and
+        // takes over when it stops (the hub's failover).
+        let published = if backup {
+            self.ctx.hub.publish_backup(&grant.channel)
+        } else {
+            self.ctx.hub.publish(&grant.channel, grant.takeover)
+        };
+        let publisher = match published {
             Ok(p) => p,
             Err(e) => {
                 warn!(peer = %self.peer, channel = %grant.channel, reason = %e, "RTMP publish refused");
@@ -374,7 +382,7 @@ impl Conn {
         };
         self._role_slot = Some(slot);
         stats.publishes.fetch_add(1, Ordering::Relaxed);
-        info!(peer = %self.peer, channel = %grant.channel, "RTMP publish started");
+        info!(peer = %self.peer, channel = %grant.channel, backup, "RTMP publish started");
         self.session.accept_publish(stream_id);
         self.publishing = Some(Publishing {
             stream_id,
@@ -636,6 +644,11 @@ fn event_kind(event: &ServerEvent) -> &'static str {
         ServerEvent::StopPlay { .. } => "stop_play",
         _ => "other",
     }
+}
+
+/// Whether a publish's query (`KEY?pipeline=backup`) makes it the channel's backup.
+fn is_backup(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "pipeline=backup"))
 }
 
 fn strip_query(name: &str) -> (&str, Option<&str>) {
