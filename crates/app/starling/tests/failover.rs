@@ -127,3 +127,61 @@ fn a_backup_encoder_takes_over_a_silent_then_a_dead_primary() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// ffmpeg publishing a test picture over SRT (MPEG-TS) with `stream_id`.
+fn srt_publisher(server: &Server, stream_id: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x240:rate=25")
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-f", "mpegts"])
+        .arg(server.srt_url(stream_id, ""))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn over_srt_a_dead_primary_is_replaced_after_the_failover_time() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("failover-srt", "");
+    let failovers = || server.metric("starling_hub_failovers_total");
+    let segments = |pl: &str| pl.matches("#EXTINF").count();
+    let mut primary = srt_publisher(&server, &format!("#!::m=publish,s={KEY}"), 40);
+    wait_for("the primary's segments", Duration::from_secs(20), || {
+        segments(&body(&server, PL)) >= 2
+    });
+    let mut backup = srt_publisher(
+        &server,
+        &format!("#!::m=publish,s={KEY},pipeline=backup"),
+        40,
+    );
+    wait_for("the backup", Duration::from_secs(10), || {
+        server.log_text().contains("backup=true")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // SRT has no FIN: a dead sender is noticed by its silence, after 1.5 s, well before
+    // the link's own 5 s peer timeout.
+    primary.kill().unwrap();
+    let _ = primary.wait();
+    let took = wait_for("the failover", Duration::from_secs(8), || {
+        failovers() == 1.0
+    });
+    assert!(
+        took >= Duration::from_millis(1000),
+        "took over after {took:?}"
+    );
+    let before = segments(&body(&server, PL));
+    wait_for("segments from the backup", Duration::from_secs(8), || {
+        segments(&body(&server, PL)) > before + 1
+    });
+    let pl = body(&server, PL);
+    assert!(!pl.contains("#EXT-X-ENDLIST"), "{pl}");
+    assert_eq!(pl.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{pl}");
+    let _ = backup.kill();
+    let _ = backup.wait();
+}

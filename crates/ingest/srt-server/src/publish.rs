@@ -40,9 +40,20 @@ impl End {
     }
 }
 
-pub(crate) fn run_publish(shared: &Shared, socket: Socket, peer: SocketAddr, grant: PublishGrant) {
+pub(crate) fn run_publish(
+    shared: &Shared,
+    socket: Socket,
+    peer: SocketAddr,
+    grant: PublishGrant,
+    backup: bool,
+) {
     shared.publishers.fetch_add(1, Ordering::Relaxed);
-    let publisher = match shared.hub.publish(&grant.channel, grant.takeover) {
+    let published = if backup {
+        shared.hub.publish_backup(&grant.channel)
+    } else {
+        shared.hub.publish(&grant.channel, grant.takeover)
+    };
+    let publisher = match published {
         Ok(p) => p,
         Err(e) => {
             warn!(%peer, channel = %grant.channel, reason = %e, "SRT publish refused");
@@ -57,7 +68,7 @@ pub(crate) fn run_publish(shared: &Shared, socket: Socket, peer: SocketAddr, gra
     };
     shared.stats.publishes.fetch_add(1, Ordering::Relaxed);
     let latency = socket.recv_latency().unwrap_or_default();
-    info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, "SRT publish started");
+    info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, backup, "SRT publish started");
     let end = receive(shared, socket, peer, publisher, "publish");
     info!(%peer, channel = %grant.channel, why = end.describe(), "SRT publish ended");
     shared.publish_ended(&grant);

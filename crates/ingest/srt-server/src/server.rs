@@ -88,7 +88,8 @@ pub trait Passphrases: Send + Sync + 'static {
 /// What a handshake was granted, waiting for its socket to be accepted.
 #[derive(Debug)]
 pub(crate) enum Granted {
-    Publish(PublishGrant),
+    /// A publish; `backup`: it stands by as the channel's backup encoder.
+    Publish(PublishGrant, bool),
     Play(PlayGrant),
 }
 
@@ -288,7 +289,8 @@ fn decide(
             }
             // Refused here rather than after the handshake, so that the encoder is told
             // why (the hub decides again at publish time; this is the common case).
-            if !grant.takeover && shared.hub.is_live(&grant.channel) {
+            // A backup (`pipeline=backup`) is expected beside a live publisher.
+            if !grant.takeover && !id.backup && shared.hub.is_live(&grant.channel) {
                 shared.publish_ended(&grant);
                 stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, channel = %grant.channel, "SRT publish refused: the channel already has a publisher");
@@ -305,7 +307,7 @@ fn decide(
                     return Err(reject::ISE);
                 }
             }
-            Granted::Publish(grant)
+            Granted::Publish(grant, id.backup)
         }
         Mode::Request => {
             if shared.players.load(Ordering::Relaxed) >= shared.config.max_players as u64 {
@@ -417,7 +419,7 @@ fn accept_loop(listener: Socket, shared: Arc<Shared>, pending: Arc<Mutex<HashMap
         if latency > shared.config.max_latency {
             warn!(%peer, latency_ms = latency.as_millis() as u64, max_ms = shared.config.max_latency.as_millis() as u64, "SRT connection closed: the caller's latency is above the server's ceiling");
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            if let Granted::Publish(g) = &p.granted {
+            if let Granted::Publish(g, _) = &p.granted {
                 shared.publish_ended(g);
             }
             continue;
@@ -428,7 +430,9 @@ fn accept_loop(listener: Socket, shared: Arc<Shared>, pending: Arc<Mutex<HashMap
             .spawn(move || {
                 let _slot = p.slot;
                 match p.granted {
-                    Granted::Publish(grant) => publish::run_publish(&shared2, socket, peer, grant),
+                    Granted::Publish(grant, backup) => {
+                        publish::run_publish(&shared2, socket, peer, grant, backup)
+                    }
                     Granted::Play(grant) => crate::play::run_play(&shared2, socket, peer, grant),
                 }
             });
@@ -455,7 +459,7 @@ fn release_stale(shared: &Shared, pending: &Mutex<HashMap<i32, Pending>>) {
         ids.into_iter().filter_map(|id| map.remove(&id)).collect()
     };
     for p in stale {
-        if let Granted::Publish(g) = &p.granted {
+        if let Granted::Publish(g, _) = &p.granted {
             shared.publish_ended(g);
         }
     }

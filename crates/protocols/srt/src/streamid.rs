@@ -38,6 +38,9 @@ pub struct StreamId {
     pub user: Option<String>,
     /// `h=`: the host the caller addressed, informative only.
     pub host: Option<String>,
+    /// `pipeline=backup`: a publish that stands by as the channel's backup encoder
+    /// (`pipeline=primary`, or none, is the usual publish).
+    pub backup: bool,
 }
 
 impl std::fmt::Debug for StreamId {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for StreamId {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("user", &self.user)
             .field("host", &self.host)
+            .field("backup", &self.backup)
             .finish()
     }
 }
@@ -80,6 +84,8 @@ pub enum StreamIdError {
     MissingResource,
     #[error("m=publish needs s=STREAM_KEY")]
     MissingKey,
+    #[error("stream id pipeline={0:?} is not supported (primary or backup)")]
+    UnsupportedPipeline(String),
 }
 
 impl StreamIdError {
@@ -113,6 +119,7 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
             secret: Some(raw.to_owned()),
             user: None,
             host: None,
+            backup: false,
         });
     };
     let Some(body) = rest.strip_prefix(':') else {
@@ -124,6 +131,7 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
         secret: None,
         user: None,
         host: None,
+        backup: false,
     };
     let mut mode = None::<&str>;
     let mut kind = None::<&str>;
@@ -141,7 +149,7 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
         }
         seen.push(key);
         let value = value.trim();
-        let known = matches!(key, "r" | "s" | "m" | "t" | "u" | "h");
+        let known = matches!(key, "r" | "s" | "m" | "t" | "u" | "h" | "pipeline");
         if known && value.is_empty() {
             return Err(StreamIdError::EmptyValue(key.to_owned()));
         }
@@ -152,6 +160,13 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
             "h" => id.host = Some(value.to_owned()),
             "m" => mode = Some(value),
             "t" => kind = Some(value),
+            "pipeline" => {
+                id.backup = match value {
+                    "primary" => false,
+                    "backup" => true,
+                    other => return Err(StreamIdError::UnsupportedPipeline(truncated(other))),
+                }
+            }
             _ => {}
         }
     }
@@ -198,6 +213,22 @@ mod tests {
         assert_eq!(id.secret.as_deref(), Some("tok"));
         // Unknown keys are ignored.
         assert!(parse("#!::r=news,x_vendor=1,m=request").is_ok());
+        // A backup encoder says so; anything but primary or backup is refused.
+        assert!(
+            parse("#!::s=key12345,m=publish,pipeline=backup")
+                .unwrap()
+                .backup
+        );
+        assert!(
+            !parse("#!::s=key12345,m=publish,pipeline=primary")
+                .unwrap()
+                .backup
+        );
+        assert!(!parse("#!::s=key12345,m=publish").unwrap().backup);
+        assert_eq!(
+            parse("#!::s=key12345,m=publish,pipeline=b").unwrap_err(),
+            StreamIdError::UnsupportedPipeline("b".into())
+        );
     }
 
     #[test]
