@@ -20,7 +20,10 @@
 //! says; a blocking request the live edge does not reach within three target durations
 //! gets 503, unless the run ended meanwhile: then it gets the final playlist.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     body::Body,
@@ -232,7 +235,7 @@ fn cors(h: &mut HeaderMap) {
     );
 }
 
-fn error(status: StatusCode, msg: &str, cache: &'static str) -> Response {
+pub(crate) fn error(status: StatusCode, msg: &str, cache: &'static str) -> Response {
     (
         status,
         [
@@ -587,6 +590,12 @@ async fn media_file(
             "public, max-age=60",
         );
     }
+    if session != 0 {
+        if let Some(r) = crate::session::cannot_exist(session, &origin.config, SystemTime::now()) {
+            count_rejected(origin);
+            return r;
+        }
+    }
     let count = |c: &std::sync::atomic::AtomicU64| {
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
@@ -625,6 +634,14 @@ async fn media_file(
         }
         _ => error(StatusCode::NOT_FOUND, "part not available", NOT_YET),
     }
+}
+
+/// A request for an object that cannot exist, answered without a store read.
+fn count_rejected(origin: &Origin) {
+    origin
+        .metrics
+        .rejected_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The names an object URL gives, validated.

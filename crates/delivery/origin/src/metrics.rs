@@ -32,6 +32,9 @@ pub struct OriginMetrics {
     pub store_write_time: Histogram,
     pub playlist_requests: AtomicU64,
     pub media_requests: AtomicU64,
+    /// Requests for objects that cannot exist (a session in the future or past its
+    /// retention, a segment far past the live edge), answered without a store read.
+    pub rejected_requests: AtomicU64,
     pub blocking_timeouts: AtomicU64,
     /// Requests that brought a playback token to the gate.
     pub token_checks: AtomicU64,
@@ -116,6 +119,10 @@ impl OriginMetrics {
             ("starling_store_deletes_total", &self.store_deletes),
             ("starling_playlist_requests_total", &self.playlist_requests),
             ("starling_media_requests_total", &self.media_requests),
+            (
+                "starling_origin_rejected_requests_total",
+                &self.rejected_requests,
+            ),
             ("starling_blocking_timeouts_total", &self.blocking_timeouts),
             (
                 "starling_blocked_request_wakeups_total",

@@ -5,7 +5,49 @@
 //! `media/CHANNEL/SESSION/RENDITION/N.m4s`), so an immutable URL never names two
 //! different bytes. Keys are built from validated names and numbers only.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use axum::{http::StatusCode, response::Response};
+
+use crate::OriginConfig;
+
+/// How far ahead of this node's clock another node's may be: a session that began later
+/// than this cannot have been made by any node yet.
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// When a session began (its id's high bits).
+pub(crate) fn session_start(session: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(session >> 20)
+}
+
+/// A response for a request naming `session` when no object of it can exist, decided
+/// from the id alone (no lookup, no store read): a session that begins in the future
+/// (404, cacheable for a minute), or one older than the recording retention, whose
+/// objects the sweep deleted (410). `None`: it may exist; look.
+pub(crate) fn cannot_exist(
+    session: u64,
+    config: &OriginConfig,
+    now: SystemTime,
+) -> Option<Response> {
+    let start = session_start(session);
+    if start > now + CLOCK_TOLERANCE {
+        return Some(crate::http::error(
+            StatusCode::NOT_FOUND,
+            "no such session",
+            "public, max-age=60",
+        ));
+    }
+    let expired = config
+        .recording_retention
+        .is_some_and(|keep| now.duration_since(start).is_ok_and(|age| age > keep));
+    expired.then(|| {
+        crate::http::error(
+            StatusCode::GONE,
+            "session older than the recording retention",
+            "public, max-age=3600",
+        )
+    })
+}
 
 /// A session id as it appears in URLs and object keys: 16 lowercase hex digits.
 pub fn session_name(session: u64) -> String {

@@ -8,10 +8,7 @@ mod common;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,43 +21,8 @@ use axum::{
 use bytes::Bytes;
 use common::*;
 use starling_hub::Hub;
-use starling_origin::{
-    store::BoxFuture, LocalDirStore, ObjectStore, Origin, OriginConfig, StoreError,
-};
+use starling_origin::{ObjectStore, Origin, OriginConfig};
 use tower::ServiceExt;
-
-/// A store whose reads take 1.5 s (a bucket far away, overloaded), counting them.
-struct SlowStore {
-    inner: LocalDirStore,
-    reads: AtomicUsize,
-}
-
-impl ObjectStore for SlowStore {
-    fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.put(key, parts)
-    }
-    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
-        let key = key.to_owned();
-        Box::pin(async move {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            self.inner.get(&key).await
-        })
-    }
-    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
-    fn children(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.children(prefix, limit)
-    }
-    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.delete_prefix(prefix)
-    }
-}
 
 /// A GET from client `ip`, as the server passes the peer address on.
 async fn get_from(
@@ -83,10 +45,8 @@ async fn get_from(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_reads_over_a_cap_are_shed_and_the_live_edge_is_not() {
     let dir = temp_dir("shed");
-    let store = Arc::new(SlowStore {
-        inner: LocalDirStore::new(&dir),
-        reads: AtomicUsize::new(0),
-    });
+    // Reads take 1.5 s: a bucket far away, overloaded.
+    let store = Arc::new(CountingStore::new(&dir, Duration::from_millis(1500)));
     // An earlier session's segments, in the store only (this node never held them).
     let old = "media/demo/0000000000000001/source";
     for msn in 0..8 {
@@ -123,7 +83,7 @@ async fn store_reads_over_a_cap_are_shed_and_the_live_edge_is_not() {
     let part = format!("/live/demo/source/{part}");
 
     // (The origin read the channel's history when the publish began.)
-    let before = store.reads.load(Ordering::Relaxed);
+    let before = store.reads();
     // One client asks for three old segments at once: one read, two shed.
     let uri = |msn: u32| format!("/live/demo/source/0000000000000001/{msn}.m4s");
     let one_client = futures_join(
@@ -177,7 +137,7 @@ async fn store_reads_over_a_cap_are_shed_and_the_live_edge_is_not() {
         "{crowd:?}"
     );
     // Shed reads never reached the store.
-    assert_eq!(store.reads.load(Ordering::Relaxed) - before, 3);
+    assert_eq!(store.reads() - before, 3);
     let mut metrics = String::new();
     origin.metrics().render(&mut metrics);
     assert!(

@@ -93,6 +93,29 @@ pub(super) async fn from_store(
     }
 }
 
+/// A segment of the live session that is not due yet: 404, cacheable until about when
+/// it can exist, so that a client or CDN asking far ahead of the live edge is answered
+/// once and does not ask again before then (and never reaches the store).
+fn not_yet(origin: &Origin, ch: Option<&Arc<Channel>>, at: Addressed<'_>, msn: u64) -> Response {
+    let newest = ch.and_then(|ch| {
+        lock(&ch.inner)
+            .rendition(at.rendition)
+            .and_then(|r| r.segments.back().map(|s| s.msn))
+    });
+    let ahead = newest.map_or(1, |n| msn.saturating_sub(n));
+    let mut r = error(StatusCode::NOT_FOUND, "segment not available yet", NOT_YET);
+    if ahead > 1 {
+        super::count_rejected(origin);
+        // The segment after next is at least one segment duration away.
+        let secs = (origin.config.segment_duration.as_secs_f64() * (ahead - 1) as f64)
+            .clamp(1.0, 3600.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={secs}")) {
+            r.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+    }
+    r
+}
+
 /// Where a segment of `session` stands in memory.
 pub(crate) enum Held {
     /// Complete: its bytes (None once they left memory; then the store has them).
@@ -126,11 +149,14 @@ pub(crate) fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn
         return Held::Elsewhere;
     }
     let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
+    let newest = r.segments.back().map(|s| s.msn);
     if msn < first || msn < r.evicted_below {
         Held::Gone
-    } else if session == st.session {
+    } else if session == st.session && newest.is_none_or(|n| msn > n) {
         Held::NotYet
     } else {
+        // (The live session asked for a number the rendition has already passed: an
+        // earlier session of the run has it, or none.)
         // A session of this run that never had that number (another session has it,
         // or an audio gap): it never will.
         Held::Gone
@@ -223,7 +249,8 @@ pub(super) async fn segment(
                 "public, max-age=60",
             )
         }
-        Held::InProgress | Held::NotYet => {
+        Held::NotYet => return not_yet(origin, ch, at, msn),
+        Held::InProgress => {
             return error(StatusCode::NOT_FOUND, "segment not available yet", NOT_YET)
         }
     };

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use starling_demo_source::{DemoConfig, DemoSource};
 use starling_hub::Hub;
 use starling_media::MediaEvent;
-use starling_origin::{http, Origin};
+use starling_origin::{http, store::BoxFuture, LocalDirStore, ObjectStore, Origin, StoreError};
 use tower::ServiceExt;
 
 /// A fresh directory name under the system temp dir (created by the store on first use).
@@ -151,4 +151,53 @@ pub fn publish_demo(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()>
         },
         seconds,
     )
+}
+
+/// A local store whose reads take `delay` (a bucket far away) and are counted.
+pub struct CountingStore {
+    pub inner: LocalDirStore,
+    pub reads: std::sync::atomic::AtomicUsize,
+    pub delay: Duration,
+}
+
+impl CountingStore {
+    pub fn new(dir: &std::path::Path, delay: Duration) -> Self {
+        Self {
+            inner: LocalDirStore::new(dir),
+            reads: Default::default(),
+            delay,
+        }
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ObjectStore for CountingStore {
+    fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.put(key, parts)
+    }
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(self.delay).await;
+            self.inner.get(&key).await
+        })
+    }
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.delete(key)
+    }
+    fn children(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.children(prefix, limit)
+    }
+    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.delete_prefix(prefix)
+    }
 }
