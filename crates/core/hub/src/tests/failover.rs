@@ -49,7 +49,13 @@ fn a_backup_stands_by_unseen_while_the_primary_sends() {
     b.send(MediaEvent::Stream(stream()));
     for i in 0..20u64 {
         assert!(a.send(vf(i as i64 * 40, i.is_multiple_of(10), t0, i * 40, b"A")));
-        assert!(b.send(vf(i as i64 * 40 + 7, i.is_multiple_of(10), t0, i * 40 + 5, b"B")));
+        assert!(b.send(vf(
+            i as i64 * 40 + 7,
+            i.is_multiple_of(10),
+            t0,
+            i * 40 + 5,
+            b"B"
+        )));
     }
     let events = pending(&mut s);
     assert!(senders(&events).iter().all(|w| *w == b"A"), "{events:?}");
