@@ -1,7 +1,8 @@
 //! Requests for objects that cannot exist are answered from what the origin knows, with
 //! no store read: segments far past the live edge (404, cacheable until they can
 //! exist), sessions that begin in the future (404) or are older than the recording
-//! retention (410), numbers before a session's first segment (410).
+//! retention (410), numbers before a session's first segment (410). And the live edge
+//! itself never reads the store.
 
 #![allow(clippy::unwrap_used)]
 
@@ -122,9 +123,30 @@ async fn a_thousand_requests_out_of_range_read_nothing_from_the_store() {
         metrics.contains("starling_origin_rejected_requests_total 750"),
         "{metrics}"
     );
-    // What can exist is still looked up: the live session's newest segment.
-    let (got, _, _) = get_with(&app, &format!("/live/demo/source/{newest}"), &[]).await;
-    assert_eq!(got.as_u16(), 200);
+    // What can exist is still served: 1,000 requests at the live edge (the playlist, the
+    // newest segment, the newest part), as viewers there make them, from memory alone.
+    let reads_before = store.reads();
+    for i in 0..1000 {
+        let pl = playlist(&app, "/live/demo/source/index.m3u8").await;
+        let uri = match i % 3 {
+            0 => "index.m3u8".to_owned(),
+            1 => pl
+                .lines()
+                .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+                .unwrap()
+                .to_owned(),
+            _ => pl
+                .lines()
+                .rfind(|l| l.starts_with("#EXT-X-PART:"))
+                .and_then(|l| l.split("URI=\"").nth(1))
+                .and_then(|u| u.split('"').next())
+                .unwrap()
+                .to_owned(),
+        };
+        let (got, _, _) = get_with(&app, &format!("/live/demo/source/{uri}"), &[]).await;
+        assert_eq!(got.as_u16(), 200, "{uri}");
+    }
+    assert_eq!(store.reads(), reads_before, "the live edge read the store");
     live.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
