@@ -203,6 +203,98 @@ fn segments_go_to_the_bucket_and_come_back_from_it() {
     assert!(server.stop().success());
 }
 
+/// A recording channel's node is killed (-9) mid-stream and started again over the
+/// same bucket: every segment listed a second before the kill is in the recording, byte
+/// for byte, and ffmpeg plays the whole recording back.
+#[test]
+fn a_killed_node_loses_no_recorded_segment_in_the_bucket() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(bin) = s3s_fs() else {
+        return;
+    };
+    let bucket = Bucket::start(&bin, "s3-kill9");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    let mut server =
+        Server::start_channel_env("s3-kill9", &bucket.config(), "recording = true", &env);
+    server.secret(SECRET_KEY);
+    let mut publisher = ffmpeg_test_publish(&server.rtmp_url(KEY), 30)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let pl = server
+            .http_get(PL)
+            .map(|r| body_of(&r).to_owned())
+            .unwrap_or_default();
+        if pl.matches("#EXTINF").count() >= 5 {
+            break pl;
+        }
+        assert!(Instant::now() < deadline, "never five segments:\n{pl}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let uris: Vec<String> = listed
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .map(str::to_owned)
+        .collect();
+    let before: Vec<Vec<u8>> = uris
+        .iter()
+        .map(|u| {
+            let (status, body) = server
+                .http_bytes(&format!("/live/{CHANNEL}/source/{u}"))
+                .unwrap();
+            assert_eq!(status, 200, "{u}");
+            body
+        })
+        .collect();
+    // A second for the write-through of the newest, then no shutdown path at all.
+    std::thread::sleep(Duration::from_secs(1));
+    server.kill9();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    server.restart();
+    // The run ends after the grace; the recording is a VOD playlist with every segment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let vod = loop {
+        let pl = server
+            .http_get(PL)
+            .map(|r| body_of(&r).to_owned())
+            .unwrap_or_default();
+        if pl.contains("#EXT-X-ENDLIST") {
+            break pl;
+        }
+        assert!(Instant::now() < deadline, "never a VOD playlist:\n{pl}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (u, bytes) in uris.iter().zip(&before) {
+        assert!(
+            vod.contains(u.as_str()),
+            "{u} lost from the recording:\n{vod}"
+        );
+        let (status, body) = server
+            .http_bytes(&format!("/live/{CHANNEL}/source/{u}"))
+            .unwrap();
+        assert_eq!(status, 200, "{u}");
+        assert!(&body == bytes, "{u} changed across the kill");
+    }
+    let out = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(server.http_url(PL))
+        .args(["-f", "null", "-"]));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.stop().success());
+}
+
 #[test]
 fn wrong_credentials_stop_the_start_naming_the_cause() {
     let Some(bin) = s3s_fs() else {

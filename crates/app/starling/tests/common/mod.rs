@@ -108,6 +108,16 @@ impl Server {
         Self::start_full(name, "", extra, channel_extra, "serve", &[], "127.0.0.1:0")
     }
 
+    /// [`Server::start_channel`] with extra environment variables.
+    pub fn start_channel_env(
+        name: &str,
+        extra: &str,
+        channel_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::start_full(name, "", extra, channel_extra, "serve", env, "127.0.0.1:0")
+    }
+
     /// Starts `command` over a fresh config: `server_extra` inside `[server]`, the RTMP
     /// listener on `rtmp_listen`, `extra` after the `[rtmp]` table, `channel_extra` in
     /// the test channel's table.
