@@ -240,6 +240,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 // Hub consumers other than the origin's packager: RTMP and SRT players.
                 "viewers": ch.subscribers.saturating_sub(1),
                 "ingest": st.srt_links.get(&ch.name).map(|l| srt_link_json(&l)),
+                "backup": st.hub.has_backup(&ch.name),
                 "ladder": st.ladders.get(&ch.name),
                 // The analysis tap's newest values (while the ladder runs).
                 "analysis": st.ladders.analysis_json(&ch.name),

@@ -65,9 +65,11 @@ fn a_backup_encoder_takes_over_a_silent_then_a_dead_primary() {
     });
     let mut backup = publisher(&server, &format!("{KEY}?pipeline=backup"), 60);
     wait_for("the backup", Duration::from_secs(10), || backups() == 1);
-    // The backup has sent a keyframe (a 1 s GOP) and stands by.
+    // The backup has sent a keyframe (a 1 s GOP) and stands by; the live list says so.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(failovers(), 0.0);
+    let live: serde_json::Value = serde_json::from_str(&body(&server, "/api/v1/live")).unwrap();
+    assert_eq!(live["channels"][0]["backup"], true, "{live}");
 
     // 1. The primary freezes with its connection open: after 1.5 s of silence the
     //    backup takes over, and the server closes the frozen primary's connection.
@@ -104,6 +106,8 @@ fn a_backup_encoder_takes_over_a_silent_then_a_dead_primary() {
         || segments(&body(&server, PL)) > before + 1,
     );
     eprintln!("kill -9 to takeover {took:?}; then a segment within {first_after:?}");
+    let live: serde_json::Value = serde_json::from_str(&body(&server, "/api/v1/live")).unwrap();
+    assert_eq!(live["channels"][0]["backup"], false, "{live}");
     let live = body(&server, PL);
     assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
     assert!(live.contains("#EXT-X-PRELOAD-HINT"), "{live}");

@@ -385,7 +385,34 @@ fn add_node_routes(doc: &mut Value) {
                 "since": { "type": ["string", "null"], "description": "When the publish began (ISO 8601, UTC)." },
                 "video": track.clone(), "audio": track,
                 "viewers": { "type": "integer", "minimum": 0, "description": "RTMP and SRT players." },
-                "ingest": ingest
+                "ingest": ingest,
+                "backup": { "type": "boolean", "description": "A backup encoder stands by (`KEY?pipeline=backup` over RTMP, `pipeline=backup` in an SRT stream id) and takes over if this one stops." },
+                "ladder": { "type": ["object", "null"], "additionalProperties": false,
+                    "description": "The transcoding ladder of this publish; null before it is decided.",
+                    "required": ["state", "rungs", "shed", "reason", "restarts"],
+                    "properties": {
+                        "state": { "type": "string", "enum": ["running", "starting", "restarting", "source only"] },
+                        "rungs": { "type": "array", "items": { "type": "string" }, "description": "Renditions being encoded besides the source." },
+                        "shed": { "type": "array", "items": { "type": "string" }, "description": "Rungs dropped because this node could not encode them in real time." },
+                        "reason": { "type": ["string", "null"], "description": "Why there is no ladder, or why it restarts." },
+                        "restarts": { "type": "integer", "minimum": 0 }
+                    }
+                },
+                "analysis": { "type": ["object", "null"], "additionalProperties": false,
+                    "description": "The analysis tap's newest values while the ladder runs.",
+                    "required": ["loudness_lufs", "picture"],
+                    "properties": {
+                        "loudness_lufs": { "type": ["number", "null"], "description": "EBU R128 momentary loudness." },
+                        "picture": { "type": ["object", "null"], "additionalProperties": false,
+                            "required": ["width", "height", "media_time_ms"],
+                            "properties": {
+                                "width": { "type": "integer", "minimum": 1 },
+                                "height": { "type": "integer", "minimum": 1 },
+                                "media_time_ms": { "type": "integer" }
+                            }
+                        }
+                    }
+                }
             }
         }}}
     });
