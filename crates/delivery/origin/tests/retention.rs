@@ -7,22 +7,15 @@
 mod common;
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
 use axum::{http::StatusCode, Router};
-use bytes::Bytes;
-use common::temp_dir;
+use common::{temp_dir, CountingStore};
 use starling_demo_source::DemoConfig;
 use starling_hub::Hub;
-use starling_origin::{
-    http, store::BoxFuture, ChannelSettings, LocalDirStore, ObjectStore, Origin, OriginConfig,
-    StoreError,
-};
+use starling_origin::{http, ChannelSettings, LocalDirStore, Origin, OriginConfig};
 
 /// One-second segments (the demo source's GOP), so that windows fill quickly.
 fn config() -> OriginConfig {
@@ -205,59 +198,13 @@ async fn a_recording_channel_keeps_everything_and_settings_apply_at_the_next_pub
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A store whose first `fail` writes fail (a bucket that blips).
-struct Flaky {
-    inner: LocalDirStore,
-    fail: AtomicUsize,
-}
-
-impl ObjectStore for Flaky {
-    fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let failing = self
-            .fail
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            let key = key.to_owned();
-            return Box::pin(async move {
-                Err(StoreError::Io {
-                    key,
-                    source: std::io::Error::other("injected failure"),
-                })
-            });
-        }
-        self.inner.put(key, parts)
-    }
-
-    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
-        self.inner.get(key)
-    }
-
-    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
-
-    fn children(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.children(prefix, limit)
-    }
-
-    fn delete_prefix(&self, prefix: &str) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.delete_prefix(prefix)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_writes_are_retried_and_the_recording_completes() {
     let dir = temp_dir("flaky");
     let hub = Arc::new(Hub::default());
-    let store = Arc::new(Flaky {
-        inner: LocalDirStore::new(&dir),
-        fail: AtomicUsize::new(6),
-    });
+    // The first six writes fail (a bucket that blips).
+    let store = Arc::new(CountingStore::new(&dir, Duration::ZERO));
+    store.failing_puts.store(6, Ordering::Relaxed);
     let origin = Origin::new(config(), store);
     origin.follow(&hub, "demo");
     let app = http::router(origin.clone());

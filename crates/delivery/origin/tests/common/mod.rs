@@ -153,11 +153,13 @@ pub fn publish_demo(hub: &Arc<Hub>, seconds: u64) -> tokio::task::JoinHandle<()>
     )
 }
 
-/// A local store whose reads take `delay` (a bucket far away) and are counted.
+/// A local store for tests: its reads take `delay` (a bucket far away) and are
+/// counted, and its first `failing_puts` writes fail (a bucket that blips).
 pub struct CountingStore {
     pub inner: LocalDirStore,
     pub reads: std::sync::atomic::AtomicUsize,
     pub delay: Duration,
+    pub failing_puts: std::sync::atomic::AtomicUsize,
 }
 
 impl CountingStore {
@@ -166,6 +168,7 @@ impl CountingStore {
             inner: LocalDirStore::new(dir),
             reads: Default::default(),
             delay,
+            failing_puts: Default::default(),
         }
     }
 
@@ -176,6 +179,20 @@ impl CountingStore {
 
 impl ObjectStore for CountingStore {
     fn put(&self, key: &str, parts: Vec<Bytes>) -> BoxFuture<'_, Result<(), StoreError>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let failing = self
+            .failing_puts
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            let key = key.to_owned();
+            return Box::pin(async move {
+                Err(StoreError::Io {
+                    key,
+                    source: std::io::Error::other("injected failure"),
+                })
+            });
+        }
         self.inner.put(key, parts)
     }
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
