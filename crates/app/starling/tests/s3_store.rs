@@ -8,87 +8,42 @@
 mod common;
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use common::*;
 
-const S3S_FS_VERSION: &str = "0.14.1";
-const ACCESS_KEY: &str = "starling-e2e-key";
-const SECRET_KEY: &str = "starling-e2e-secret-key";
-const BUCKET: &str = "starling-e2e";
+// The store crate's s3s-fs launcher, shared rather than copied (its `super::temp_dir`
+// is this file's, from `common`).
+#[path = "../../../delivery/store/tests/common/s3s.rs"]
+#[allow(dead_code)]
+mod s3s;
+
+use s3s::{S3sFs, ACCESS_KEY, BUCKET, SECRET_KEY};
+
 const PL: &str = "/live/e2e/source/index.m3u8";
 
-/// `STARLING_S3S_FS` (scripts/test sets it), else under the target dir, else on PATH.
-fn s3s_fs() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("STARLING_S3S_FS") {
-        return Some(PathBuf::from(p));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../target"),
-        PathBuf::from,
-    );
-    let installed = target.join(format!("tools/s3s-fs-{S3S_FS_VERSION}/bin/s3s-fs"));
-    if installed.is_file() {
-        return Some(installed);
-    }
-    if let Some(p) = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("s3s-fs"))
-            .find(|p| p.is_file())
-    }) {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "s3s-fs is missing: scripts/test installs it"
-    );
-    eprintln!("skipped: s3s-fs is not installed (scripts/test installs it)");
-    None
-}
-
-struct Bucket {
-    child: Child,
-    addr: SocketAddr,
-    root: PathBuf,
-}
+/// s3s-fs with a bucket, and the `[store]` section that points a node at it.
+struct Bucket(S3sFs);
 
 impl Bucket {
-    fn start(bin: &Path, name: &str) -> Self {
-        let root = temp_dir(name);
-        // s3s-fs serves each directory of its root as a bucket.
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, addr, root }
+    /// `None` (the test is skipped) only outside CI, when s3s-fs is not installed.
+    fn start(name: &str) -> Option<Self> {
+        S3sFs::start(name).map(Self)
     }
 
     fn config(&self) -> String {
         format!(
-            "[store]\nkind = \"s3\"\nendpoint = \"http://{}\"\nbucket = \"{BUCKET}\"\nprefix = \"node-1\"\n",
-            self.addr
+            "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\nprefix = \"node-1\"\n",
+            self.0.endpoint()
         )
+    }
+
+    /// The bucket's directory in s3s-fs's root.
+    fn dir(&self) -> PathBuf {
+        self.0.root.join(BUCKET)
     }
 
     /// Stored segments (`.m4s` files under the bucket's directory), relative paths.
@@ -103,17 +58,10 @@ impl Bucket {
                 }
             }
         }
-        let base = self.root.join(BUCKET);
+        let base = self.dir();
         let mut out = Vec::new();
         walk(&base, &base, &mut out);
         out
-    }
-}
-
-impl Drop for Bucket {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -126,10 +74,9 @@ fn segments_go_to_the_bucket_and_come_back_from_it() {
     if !require_ffmpeg() {
         return;
     }
-    let Some(bin) = s3s_fs() else {
+    let Some(bucket) = Bucket::start("s3-bucket") else {
         return;
     };
-    let bucket = Bucket::start(&bin, "s3-bucket");
     let env = [
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
@@ -170,7 +117,7 @@ fn segments_go_to_the_bucket_and_come_back_from_it() {
         .iter()
         .find(|p| p.ends_with(Path::new("source").join(file)))
         .unwrap_or_else(|| panic!("{first} not in the bucket: {stored:?}"));
-    let bytes = std::fs::read(bucket.root.join(BUCKET).join(in_bucket)).unwrap();
+    let bytes = std::fs::read(bucket.dir().join(in_bucket)).unwrap();
 
     // Out of the memory window: read from the bucket, then from the read cache.
     let path = format!("/live/{CHANNEL}/source/{first}");
@@ -211,10 +158,9 @@ fn a_killed_node_loses_no_recorded_segment_in_the_bucket() {
     if !require_ffmpeg() {
         return;
     }
-    let Some(bin) = s3s_fs() else {
+    let Some(bucket) = Bucket::start("s3-kill9") else {
         return;
     };
-    let bucket = Bucket::start(&bin, "s3-kill9");
     let env = [
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
@@ -297,10 +243,9 @@ fn a_killed_node_loses_no_recorded_segment_in_the_bucket() {
 
 #[test]
 fn wrong_credentials_stop_the_start_naming_the_cause() {
-    let Some(bin) = s3s_fs() else {
+    let Some(bucket) = Bucket::start("s3-bad-creds") else {
         return;
     };
-    let bucket = Bucket::start(&bin, "s3-bad-creds");
     let dir = temp_dir("s3-bad-creds-node");
     let config = dir.join("starling.toml");
     std::fs::write(
