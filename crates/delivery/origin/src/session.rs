@@ -15,7 +15,7 @@ use crate::OriginConfig;
 /// than this cannot have been made by any node yet.
 const CLOCK_TOLERANCE: Duration = Duration::from_secs(300);
 
-/// When a session began (its id's high bits).
+/// When a session began, from its id (unix ms in the high 44 bits).
 pub(crate) fn session_start(session: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(session >> 20)
 }

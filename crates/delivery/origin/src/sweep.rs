@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::{
     live::{lock, Origin},
-    session::{parse_session, session_name},
+    session::{parse_session, session_name, session_start},
     store::StoreError,
 };
 
@@ -31,11 +31,6 @@ const MAX_SESSIONS_PER_SWEEP: usize = 10_000;
 const SETTLE: Duration = Duration::from_secs(600);
 /// How often a followed channel is swept.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(3600);
-
-/// When a session began, from its id (unix ms in the high 44 bits).
-fn session_start(session: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(session >> 20)
-}
 
 impl Origin {
     /// Deletes `channel`'s sessions that retention no longer keeps (see the module
