@@ -18,7 +18,12 @@ use starling_store::{ObjectStore, S3Config, S3Credentials, S3Store};
 
 /// The default ladder's renditions and their bitrates (kbit/s): 1080p, 720p, 480p,
 /// 360p; a channel's segment of each is its bitrate times the segment duration.
-const RENDITIONS: [(&str, u64); 4] = [("1080p", 6000), ("720p", 3000), ("480p", 1200), ("360p", 600)];
+const RENDITIONS: [(&str, u64); 4] = [
+    ("1080p", 6000),
+    ("720p", 3000),
+    ("480p", 1200),
+    ("360p", 600),
+];
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -105,9 +110,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     latencies.sort();
-    let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum::<u64>()
-        * channels as u64
-        * rounds;
+    let bytes: u64 =
+        payloads.iter().map(|p| p.len() as u64).sum::<u64>() * channels as u64 * rounds;
     let offered = bytes as f64 * 8.0 / (rounds as f64 * every.as_secs_f64()) / 1e6;
     let achieved = bytes as f64 * 8.0 / wall.as_secs_f64() / 1e6;
     println!(
