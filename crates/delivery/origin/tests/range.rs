@@ -150,3 +150,45 @@ async fn a_thousand_requests_out_of_range_read_nothing_from_the_store() {
     live.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_outliving_the_retention_is_still_served() {
+    let dir = temp_dir("range-retention");
+    let store = Arc::new(CountingStore::new(&dir, Duration::ZERO));
+    // A retention far shorter than the publish: a 24/7 channel's live session outlives
+    // any retention, and the sweep keeps the sessions of the run.
+    let config = OriginConfig {
+        recording_retention: Some(Duration::from_secs(1)),
+        ..OriginConfig::default()
+    };
+    let origin = Origin::new(config, store.clone());
+    let hub = Arc::new(Hub::default());
+    origin.follow(&hub, "demo");
+    let live = publish_demo(&hub, 10);
+    let app = app(&origin);
+    let pl = playlist_until(&app, "/live/demo/source/index.m3u8", "two segments", |p| {
+        p.matches("#EXTINF").count() >= 2
+    })
+    .await;
+    let newest = pl
+        .lines()
+        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap();
+    let (got, _, _) = get_with(&app, &format!("/live/demo/source/{newest}"), &[]).await;
+    assert_eq!(
+        got.as_u16(),
+        200,
+        "the live session, older than the retention"
+    );
+    // Another session of the same age that is not of the run: swept, 410 at once.
+    let old = session_at(SystemTime::now() - Duration::from_secs(5));
+    let (got, _, _) = get_with(&app, &format!("/live/demo/source/{old}/1.m4s"), &[]).await;
+    assert_eq!(got.as_u16(), 410);
+    // A channel this node does not follow is not swept here: looked up, not refused.
+    let reads = store.reads();
+    let (got, _, _) = get_with(&app, &format!("/live/other/source/{old}/1.m4s"), &[]).await;
+    assert_eq!(got.as_u16(), 404);
+    assert_eq!(store.reads(), reads + 1);
+    live.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
