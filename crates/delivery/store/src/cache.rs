@@ -21,6 +21,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use starling_sync::lock;
 use tokio::sync::watch;
 
 use crate::{BoxFuture, ObjectStore, StoreError};
@@ -96,12 +97,6 @@ impl Drop for Landing<'_> {
             st.flights.remove(self.key);
         }
     }
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // The state stays consistent between statements; a panic elsewhere cannot leave
-    // it half-updated, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<S: ObjectStore> CachedStore<S> {

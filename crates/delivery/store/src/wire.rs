@@ -28,6 +28,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use starling_sync::lock;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
@@ -175,7 +176,7 @@ impl Wire {
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = lock(&self.idle);
         while let Some(c) = idle.pop() {
             // Not `is_ready`: a connection that just finished a body may not have
             // been polled back to idle yet; `send` waits for it to be ready.
@@ -190,7 +191,7 @@ impl Wire {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = lock(&self.idle);
         idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
