@@ -5,25 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-/// Runs the harness; returns its JSON line.
-fn watch(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg(web_dir().join("tests/watch.mjs"))
-        .args(args)
-        .output()
-        .unwrap();
-    let v = last_json_line(&out, "watch.mjs");
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "browser check failed: {v}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
-}
 
 #[test]
 fn the_watch_page_plays_the_demo_with_low_latency_in_chromium() {

@@ -550,22 +550,6 @@ fn a_channel_gets_the_rungs_it_asks_for() {
     server.stop();
 }
 
-/// Runs the browser harness; returns its JSON line.
-fn watch(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg(web_dir().join("tests/watch.mjs"))
-        .args(args)
-        .output()
-        .unwrap();
-    let v = last_json_line(&out, "watch.mjs");
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "browser check failed: {v}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
-}
-
 #[test]
 fn hls_js_switches_down_on_a_throttled_network_and_back_up_and_dash_js_plays_the_ladder() {
     if !require_ffmpeg() || !require_browser() {

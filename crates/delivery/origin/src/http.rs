@@ -593,11 +593,14 @@ async fn media_file(
     if session != 0 {
         // The retention rule only holds for a channel this node follows, and never for
         // the sessions of its run in memory: a 24/7 publish outlives any retention, and
-        // the sweep keeps those sessions too.
-        let swept_here = origin.channel(name).is_some_and(|ch| {
-            let st = lock(&ch.inner);
-            !st.run.contains(&session) && st.next_session != session
-        });
+        // the sweep keeps those sessions too. (Looked up only for a session past the
+        // retention: every live-edge request passes here.)
+        let swept_here = || {
+            origin.channel(name).is_some_and(|ch| {
+                let st = lock(&ch.inner);
+                !st.run.contains(&session) && st.next_session != session
+            })
+        };
         let now = SystemTime::now();
         if let Some(r) = crate::session::cannot_exist(session, swept_here, &origin.config, now) {
             count_rejected(origin);

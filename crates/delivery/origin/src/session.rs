@@ -22,13 +22,13 @@ pub(crate) fn session_start(session: u64) -> SystemTime {
 
 /// A response for a request naming `session` when no object of it can exist, decided
 /// from the id (no store read): a session that begins in the future (404, cacheable for
-/// a minute), or, when `swept_here` (the channel is followed on this node and the
-/// session is not of its run in memory, which the sweep keeps), one older than the
-/// recording retention, whose objects the sweep deleted (410). `None`: it may exist;
-/// look.
+/// a minute), or one older than the recording retention whose objects the sweep
+/// deleted (410), if `swept_here` says so (the channel is followed on this node and the
+/// session is not of its run in memory, which the sweep keeps; asked only then).
+/// `None`: it may exist; look.
 pub(crate) fn cannot_exist(
     session: u64,
-    swept_here: bool,
+    swept_here: impl FnOnce() -> bool,
     config: &OriginConfig,
     now: SystemTime,
 ) -> Option<Response> {
@@ -40,10 +40,10 @@ pub(crate) fn cannot_exist(
             "public, max-age=60",
         ));
     }
-    let expired = swept_here
-        && config
-            .recording_retention
-            .is_some_and(|keep| now.duration_since(start).is_ok_and(|age| age > keep));
+    let expired = config
+        .recording_retention
+        .is_some_and(|keep| now.duration_since(start).is_ok_and(|age| age > keep))
+        && swept_here();
     expired.then(|| {
         crate::http::error(
             StatusCode::GONE,

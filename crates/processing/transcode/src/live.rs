@@ -149,16 +149,21 @@ mod tests {
     use super::*;
     use crate::{default_ladder, plan, Source};
 
-    #[test]
-    fn one_input_one_output_keyframes_from_the_source() {
-        let rungs = plan(
+    /// The default ladder's rungs for a 720p30 source: 480p and 360p.
+    fn rungs_below_720p30() -> Vec<Rung> {
+        plan(
             &default_ladder(),
             Source {
                 video: Some((1280, 720)),
                 frame_rate: Some(30.0),
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn one_input_one_output_keyframes_from_the_source() {
+        let rungs = rungs_below_720p30();
         let c = LiveCommand {
             rungs,
             max_segment: Duration::from_secs(3),
@@ -182,14 +187,7 @@ mod tests {
 
     #[test]
     fn the_analysis_tap_is_a_decimated_branch_and_a_loudness_meter() {
-        let rungs = plan(
-            &default_ladder(),
-            Source {
-                video: Some((1280, 720)),
-                frame_rate: Some(30.0),
-            },
-        )
-        .unwrap();
+        let rungs = rungs_below_720p30();
         let c = LiveCommand {
             rungs,
             max_segment: Duration::from_secs(3),

@@ -713,6 +713,23 @@ pub fn ffmpeg_test_publish(url: &str, seconds: u32) -> Command {
     cmd
 }
 
+/// Runs the browser harness (`web/tests/watch.mjs`) with `args`; returns its JSON line,
+/// or panics with it when the check failed.
+pub fn watch(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(web_dir().join("tests/watch.mjs"))
+        .args(args)
+        .output()
+        .unwrap();
+    let v = last_json_line(&out, "watch.mjs");
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "browser check failed: {v}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
 /// The last line of a node harness's stdout that is a JSON object (the harnesses print
 /// their result last), or a panic showing both streams.
 pub fn last_json_line(out: &Output, what: &str) -> serde_json::Value {
