@@ -294,8 +294,12 @@ mod tests {
     }
 
     async fn setup() -> (Arc<DbPlaybackGate>, Db, starling_control::Principal, String) {
+        // A counter as well as the time: tests run in parallel, and two of them starting
+        // in the same millisecond once shared a database (and raced its migrations).
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "starling-gate-{}-{}",
+            "starling-gate-{}-{}-{n}",
             std::process::id(),
             crate::auth::now_ms()
         ));
