@@ -36,6 +36,7 @@ fn stream() -> Arc<Stream> {
             },
         ],
         metadata: vec![],
+        clock: Default::default(),
     })
 }
 

@@ -90,6 +90,48 @@ pub struct Stream {
     pub tracks: Vec<Track>,
     /// Key/value metadata as the source sent it (encoder name, bitrate hints, ...).
     pub metadata: Vec<(String, String)>,
+    /// What the frames' timestamps count from (the publish said so; the formats cannot).
+    pub clock: SourceClock,
+}
+
+/// What a publish's timestamps mean. Only the publisher can say: nothing in RTMP or
+/// MPEG-TS tells a wall-clock timecode from a counter started at power-on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceClock {
+    /// A counter with an arbitrary start: only differences between frames mean something.
+    #[default]
+    Relative,
+    /// Time since the Unix epoch, modulo `wrap_ticks` (in each track's own timescale):
+    /// the source stamps wall-clock time into the stream, so two pipelines fed from one
+    /// encoder (or from encoders locked to one clock) carry the same timestamp for the
+    /// same picture. The instant is the one nearest the frame's arrival (see the
+    /// packager's epoch lock): RTMP keeps 2^31 ms (ffmpeg's FLV muxer drops the 32nd
+    /// bit), MPEG-TS 2^33 ticks of 90 kHz.
+    Epoch { wrap_ticks: u64 },
+}
+
+impl SourceClock {
+    /// RTMP timestamps agreed to carry epoch milliseconds (`?clock=epoch`).
+    pub const RTMP_EPOCH: SourceClock = SourceClock::Epoch {
+        wrap_ticks: 1 << 31,
+    };
+    /// MPEG-TS PTS/DTS carrying epoch time at 90 kHz (`clock=epoch` in an SRT stream id).
+    pub const MPEGTS_EPOCH: SourceClock = SourceClock::Epoch {
+        wrap_ticks: 1 << 33,
+    };
+
+    /// Parses a publish's `clock=` value: `epoch`, or `relative` (the default).
+    pub fn parse(value: &str, epoch: SourceClock) -> Option<SourceClock> {
+        match value {
+            "epoch" => Some(epoch),
+            "relative" => Some(SourceClock::Relative),
+            _ => None,
+        }
+    }
+
+    pub fn is_epoch(&self) -> bool {
+        matches!(self, SourceClock::Epoch { .. })
+    }
 }
 
 impl Stream {

@@ -186,6 +186,9 @@ pub(crate) struct ChannelInner {
     /// Rungs whose transcoder is down: the source's new numbers are listed in them as
     /// gaps, so their players skip to another rendition instead of stalling (see `tap`).
     pub down_rungs: Vec<&'static str>,
+    /// The newest publish said its clock is epoch time (the packager's epoch lock): a
+    /// locked publish after it continues the same timeline, with no seam to mark.
+    pub epoch_clock: bool,
 }
 
 #[derive(Debug)]
@@ -268,6 +271,7 @@ impl Channel {
                 ended: false,
                 periods: Periods::default(),
                 down_rungs: Vec::new(),
+                epoch_clock: false,
             }),
             feeds: RwLock::default(),
             pending: Mutex::new(None),
@@ -503,7 +507,7 @@ impl Origin {
                         if !publishing {
                             publishing = true;
                             grace = None;
-                            origin.begin_session(&ch);
+                            origin.begin_session(&ch, s.clock.is_epoch());
                         }
                         Input::Stream(s)
                     }
@@ -529,8 +533,9 @@ impl Origin {
     }
 
     /// A publish begins: a new session, in the current run if it is still in its grace
-    /// (or live: a takeover), else in a new run with a fresh playlist.
-    fn begin_session(self: &Arc<Self>, ch: &Channel) {
+    /// (or live: a takeover), else in a new run with a fresh playlist. `epoch_clock`:
+    /// its timestamps are epoch time, so the packager numbers it on the epoch grid.
+    fn begin_session(self: &Arc<Self>, ch: &Channel, epoch_clock: bool) {
         let mut deletes = Vec::new();
         let wakes = {
             let mut st = lock(&ch.inner);
@@ -579,7 +584,12 @@ impl Origin {
                 st.settings = settings;
             }
             let continues = !st.run.is_empty();
-            if continues {
+            // Two epoch-locked publishes in a row (a locked backup taking over) share
+            // one timeline and numbering: no seam, unless the packager says so (a new
+            // init section, a clock it could not believe).
+            let same_clock = epoch_clock && std::mem::replace(&mut st.epoch_clock, epoch_clock);
+            st.epoch_clock = epoch_clock;
+            if continues && !same_clock {
                 // The seam: the first segment of this session is a discontinuity from its
                 // first part on (the packager would only say so when it completes, and a
                 // playlist must not add the tag to a segment it already listed).

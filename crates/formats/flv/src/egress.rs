@@ -218,6 +218,7 @@ mod tests {
         let m = metadata_pairs(&Stream {
             tracks: vec![t],
             metadata: vec![],
+            clock: Default::default(),
         });
         assert_eq!(
             m,

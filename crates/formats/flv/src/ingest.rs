@@ -270,6 +270,7 @@ impl FlvIngest {
         Stream {
             tracks,
             metadata: self.metadata.clone(),
+            clock: Default::default(),
         }
     }
 

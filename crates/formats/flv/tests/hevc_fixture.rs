@@ -166,6 +166,7 @@ fn model(hevc: &Bytes, adts: &Bytes) -> (Stream, Vec<Frame>, Vec<Frame>) {
             },
         ],
         metadata: vec![],
+        clock: Default::default(),
     };
     (stream, video, audio)
 }

@@ -565,6 +565,7 @@ impl Demuxer {
         let stream = Arc::new(Stream {
             tracks,
             metadata: Vec::new(),
+            clock: Default::default(),
         });
         self.stats.streams_announced += 1;
         self.announced = Some(stream.clone());

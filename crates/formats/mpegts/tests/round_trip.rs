@@ -63,6 +63,7 @@ fn millisecond_tracks_convert_to_90khz() {
             config: CodecConfig::Aac(asc),
         }],
         metadata: Vec::new(),
+        clock: Default::default(),
     };
     let frames: Vec<Frame> = (0..10)
         .map(|i| Frame {

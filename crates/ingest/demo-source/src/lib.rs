@@ -181,6 +181,7 @@ impl DemoSource {
                 "encoder".to_owned(),
                 "starling-demo-source (I_PCM/P_Skip H.264, looped AAC clip)".to_owned(),
             )],
+            clock: Default::default(),
         };
         let (mbw, mbh) = (layout.mb_width as usize, layout.mb_height as usize);
         Ok(DemoSource {

@@ -16,7 +16,7 @@ use std::{
 use bytes::Bytes;
 use starling_flv::{egress, FlvIngest};
 use starling_hub::{Hub, HubEvent, Publisher, Subscriber};
-use starling_media::{Frame, Stream, TrackKind};
+use starling_media::{Frame, SourceClock, Stream, TrackKind};
 use starling_rtmp::{amf0, PublishRejection, ServerConfig, ServerEvent, ServerSession};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufWriter},
@@ -73,6 +73,8 @@ struct Publishing {
     started: Instant,
     frames: u64,
     media_errors: u64,
+    /// What its timestamps count from (`?clock=epoch`), stamped on its streams.
+    clock: SourceClock,
 }
 
 struct Playing {
@@ -346,6 +348,18 @@ impl Conn {
         };
         let (key, query) = strip_query(name);
         let backup = is_backup(query);
+        let clock = match publish_clock(query) {
+            Ok(c) => c,
+            Err(value) => {
+                warn!(peer = %self.peer, "RTMP publish refused: unsupported clock= value");
+                let why = format!(
+                    "clock={:?} is not supported (epoch or relative)",
+                    value.chars().take(32).collect::<String>()
+                );
+                refuse(self, PublishRejection::BadName, &why);
+                return Ok(());
+            }
+        };
         let app = self.app.clone().unwrap_or_default();
         let grant = match check_key_shape(key) {
             Ok(()) => self.ctx.auth.authorize_publish(&app, key, self.peer).await,
@@ -382,7 +396,7 @@ impl Conn {
         };
         self._role_slot = Some(slot);
         stats.publishes.fetch_add(1, Ordering::Relaxed);
-        info!(peer = %self.peer, channel = %grant.channel, backup, "RTMP publish started");
+        info!(peer = %self.peer, channel = %grant.channel, backup, epoch_clock = clock.is_epoch(), "RTMP publish started");
         self.session.accept_publish(stream_id);
         self.publishing = Some(Publishing {
             stream_id,
@@ -392,6 +406,7 @@ impl Conn {
             started: Instant::now(),
             frames: 0,
             media_errors: 0,
+            clock,
         });
         Ok(())
     }
@@ -470,9 +485,14 @@ impl Conn {
         };
         match result {
             Ok(events) => {
-                for ev in events {
-                    if matches!(ev, starling_media::MediaEvent::Frame(_)) {
-                        p.frames += 1;
+                for mut ev in events {
+                    match &mut ev {
+                        starling_media::MediaEvent::Frame(_) => p.frames += 1,
+                        // FLV cannot say what its timestamps count from; the publish did.
+                        starling_media::MediaEvent::Stream(s) if s.clock != p.clock => {
+                            Arc::make_mut(s).clock = p.clock;
+                        }
+                        _ => {}
                     }
                     p.publisher.send(ev);
                 }
@@ -651,6 +671,19 @@ fn is_backup(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == "pipeline=backup"))
 }
 
+/// A publish's `clock=` (`KEY?clock=epoch`: its timestamps are epoch milliseconds);
+/// the unsupported value as the error.
+fn publish_clock(query: Option<&str>) -> Result<SourceClock, &str> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("clock="));
+    match value {
+        None => Ok(SourceClock::Relative),
+        Some(v) => SourceClock::parse(v, SourceClock::RTMP_EPOCH).ok_or(v),
+    }
+}
+
 fn strip_query(name: &str) -> (&str, Option<&str>) {
     match name.split_once('?') {
         Some((n, q)) => (n, Some(q)),
@@ -692,4 +725,25 @@ fn amf0_metadata(stream: &Stream) -> amf0::Value {
         })
         .collect();
     amf0::Value::EcmaArray(props)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_queries() {
+        assert_eq!(publish_clock(None), Ok(SourceClock::Relative));
+        assert_eq!(
+            publish_clock(Some("pipeline=backup&clock=epoch")),
+            Ok(SourceClock::RTMP_EPOCH)
+        );
+        assert_eq!(
+            publish_clock(Some("clock=relative")),
+            Ok(SourceClock::Relative)
+        );
+        assert_eq!(publish_clock(Some("clock=gps")), Err("gps"));
+        assert!(is_backup(Some("clock=epoch&pipeline=backup")));
+        assert!(!is_backup(Some("clock=epoch")));
+    }
 }

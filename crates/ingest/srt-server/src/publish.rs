@@ -9,7 +9,7 @@ use std::{
 
 use starling_hub::Publisher;
 use starling_ingest_auth::PublishGrant;
-use starling_media::MediaEvent;
+use starling_media::{MediaEvent, SourceClock};
 use starling_mpegts::{DemuxEvent, Demuxer};
 use starling_srt::{LinkStats, Read, Reader, Socket};
 use tracing::{info, warn};
@@ -40,13 +40,23 @@ impl End {
     }
 }
 
+/// How a granted publish goes on the hub, from its stream id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublishMode {
+    /// `pipeline=backup`: it stands by as the channel's backup encoder.
+    pub backup: bool,
+    /// `clock=epoch`: its PTS carry wall-clock time (the packager's epoch lock).
+    pub clock: SourceClock,
+}
+
 pub(crate) fn run_publish(
     shared: &Shared,
     socket: Socket,
     peer: SocketAddr,
     grant: PublishGrant,
-    backup: bool,
+    mode: PublishMode,
 ) {
+    let PublishMode { backup, clock } = mode;
     shared.publishers.fetch_add(1, Ordering::Relaxed);
     let published = if backup {
         shared.hub.publish_backup(&grant.channel)
@@ -68,21 +78,22 @@ pub(crate) fn run_publish(
     };
     shared.stats.publishes.fetch_add(1, Ordering::Relaxed);
     let latency = socket.recv_latency().unwrap_or_default();
-    info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, backup, "SRT publish started");
-    let end = receive(shared, socket, peer, publisher, "publish");
+    info!(%peer, channel = %grant.channel, latency_ms = latency.as_millis() as u64, backup, epoch_clock = clock.is_epoch(), "SRT publish started");
+    let end = receive(shared, socket, peer, publisher, "publish", clock);
     info!(%peer, channel = %grant.channel, why = end.describe(), "SRT publish ended");
     shared.publish_ended(&grant);
     shared.publishers.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Moves a connection's media into the hub until it ends; registers the link's
-/// statistics meanwhile.
+/// statistics meanwhile. `clock`: what its PTS count from (stamped on its streams).
 pub(crate) fn receive(
     shared: &Shared,
     socket: Socket,
     peer: SocketAddr,
     publisher: Publisher,
     kind: &'static str,
+    clock: SourceClock,
 ) -> End {
     let channel = publisher.channel().to_owned();
     let mut reader = match Reader::new(socket) {
@@ -116,7 +127,7 @@ pub(crate) fn receive(
                 bytes += n as u64;
                 demux.set_arrival(SystemTime::now());
                 demux.push(&buf[..n]);
-                drain(&mut demux, &publisher, shared, &peer, &mut errors);
+                drain(&mut demux, &publisher, clock, shared, &peer, &mut errors);
             }
             Ok(Read::Idle) => {}
             Ok(Read::End) => break End::Closed,
@@ -142,7 +153,7 @@ pub(crate) fn receive(
     if end == End::Closed {
         // The tail: whatever the demuxer still holds is complete up to the last packet.
         demux.flush();
-        drain(&mut demux, &publisher, shared, &peer, &mut errors);
+        drain(&mut demux, &publisher, clock, shared, &peer, &mut errors);
         publisher.finish();
     }
     // The link's totals, once: what the sender delivered and what of it was unusable.
@@ -161,13 +172,18 @@ pub(crate) fn receive(
 fn drain(
     demux: &mut Demuxer,
     publisher: &Publisher,
+    clock: SourceClock,
     shared: &Shared,
     peer: &SocketAddr,
     errors: &mut ErrorLog,
 ) {
     while let Some(ev) = demux.poll_event() {
         match ev {
-            DemuxEvent::Stream(s) => {
+            DemuxEvent::Stream(mut s) => {
+                // The demuxer cannot know what the PTS count from; the stream id said.
+                if s.clock != clock {
+                    std::sync::Arc::make_mut(&mut s).clock = clock;
+                }
                 publisher.send(MediaEvent::Stream(s));
             }
             DemuxEvent::Frame(f) => {

@@ -60,7 +60,14 @@ fn run(shared: &Shared, pull: &PullConfig) {
                     Ok(publisher) => {
                         shared.stats.pulls.fetch_add(1, Ordering::Relaxed);
                         info!(channel = %pull.channel, remote = %pull.remote, "SRT pull connected");
-                        let end = publish::receive(shared, socket, pull.remote, publisher, "pull");
+                        let end = publish::receive(
+                            shared,
+                            socket,
+                            pull.remote,
+                            publisher,
+                            "pull",
+                            starling_media::SourceClock::Relative,
+                        );
                         info!(channel = %pull.channel, remote = %pull.remote, ?end, "SRT pull ended");
                         Some(started.elapsed())
                     }

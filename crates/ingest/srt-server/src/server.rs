@@ -88,8 +88,8 @@ pub trait Passphrases: Send + Sync + 'static {
 /// What a handshake was granted, waiting for its socket to be accepted.
 #[derive(Debug)]
 pub(crate) enum Granted {
-    /// A publish; `backup`: it stands by as the channel's backup encoder.
-    Publish(PublishGrant, bool),
+    /// A publish, and how it goes on the hub.
+    Publish(PublishGrant, crate::publish::PublishMode),
     Play(PlayGrant),
 }
 
@@ -307,7 +307,18 @@ fn decide(
                     return Err(reject::ISE);
                 }
             }
-            Granted::Publish(grant, id.backup)
+            let clock = if id.epoch_clock {
+                starling_media::SourceClock::MPEGTS_EPOCH
+            } else {
+                starling_media::SourceClock::Relative
+            };
+            Granted::Publish(
+                grant,
+                crate::publish::PublishMode {
+                    backup: id.backup,
+                    clock,
+                },
+            )
         }
         Mode::Request => {
             if shared.players.load(Ordering::Relaxed) >= shared.config.max_players as u64 {
@@ -430,8 +441,8 @@ fn accept_loop(listener: Socket, shared: Arc<Shared>, pending: Arc<Mutex<HashMap
             .spawn(move || {
                 let _slot = p.slot;
                 match p.granted {
-                    Granted::Publish(grant, backup) => {
-                        publish::run_publish(&shared2, socket, peer, grant, backup)
+                    Granted::Publish(grant, mode) => {
+                        publish::run_publish(&shared2, socket, peer, grant, mode)
                     }
                     Granted::Play(grant) => crate::play::run_play(&shared2, socket, peer, grant),
                 }

@@ -26,6 +26,14 @@ impl Packager {
         let origin = self.origin(&frame, source.timescale);
         let ts = self.audio.timescale;
         let mapped = origin.map(frame.dts, source.timescale, ts);
+        if self
+            .lock_floor_ns
+            .is_some_and(|floor| ticks_to_ns(mapped, ts) < floor)
+        {
+            // A locked publish's audio for a segment closed before it began.
+            self.dropped += 1;
+            return;
+        }
         let placed = self
             .timeline
             .place(mapped, ts, self.audio.offset_ns, self.audio.expected);

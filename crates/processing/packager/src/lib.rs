@@ -122,6 +122,7 @@
 
 mod audio;
 mod error;
+mod lock;
 mod model;
 mod names;
 mod segmenter;
@@ -134,7 +135,7 @@ use std::{
 };
 
 use starling_cmaf::init_segment;
-use starling_media::{CodecConfig, Frame, Stream, Track, TrackId, TrackKind};
+use starling_media::{CodecConfig, Frame, SourceClock, Stream, Track, TrackId, TrackKind};
 
 pub use error::PackagerError;
 use model::rendition_info;
@@ -303,6 +304,17 @@ pub struct Packager {
     tap: bool,
     /// A follower's frames are on the media timeline already (see [`Self::follower`]).
     pinned: bool,
+    /// What the current publish's timestamps count from (its first `Stream` said).
+    clock: SourceClock,
+    /// The current publish is on the epoch grid (its clock was epoch and believable).
+    locked: bool,
+    /// The previous publish was on the epoch grid.
+    last_locked: bool,
+    /// Media time (ns) below which a locked publish's frames fall in segments already
+    /// closed (a backup taking over sends from its last keyframe): dropped.
+    lock_floor_ns: Option<i128>,
+    /// Publishes that said `epoch` but whose clock was too far from their arrival.
+    lock_refused: u64,
 }
 
 /// Where a follower packager joins the timeline of the packager it follows.
@@ -339,6 +351,11 @@ impl Packager {
             max_segment_ns: ns(config.max_segment_duration()),
             tap: false,
             pinned: false,
+            clock: SourceClock::Relative,
+            locked: false,
+            last_locked: false,
+            lock_floor_ns: None,
+            lock_refused: 0,
         }
     }
 
@@ -386,9 +403,21 @@ impl Packager {
         out
     }
 
-    /// Wall-clock time of media time 0: the arrival of the first frame packaged.
+    /// Wall-clock time of media time 0: the arrival of the first frame packaged, or the
+    /// Unix epoch once a publish was locked to it (see the `lock` module).
     pub fn availability_start(&self) -> Option<SystemTime> {
         self.availability_start
+    }
+
+    /// Whether the current publish is numbered on the epoch grid.
+    pub fn epoch_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// Publishes that said their clock was epoch time but whose clock was further than a
+    /// minute from their arrival: packaged as relative publishes instead.
+    pub fn epoch_lock_refused(&self) -> u64 {
+        self.lock_refused
     }
 
     /// Frames not packaged: video before its first keyframe (after a start or a config
@@ -437,6 +466,10 @@ impl Packager {
     }
 
     fn on_stream(&mut self, stream: &Stream, out: &mut Vec<Output>) {
+        if self.video.source.is_none() && self.audio.source.is_none() && self.origin.is_none() {
+            // A new publish: its clock decides its mapping at its first frame.
+            self.clock = stream.clock;
+        }
         for kind in [TrackKind::Video, TrackKind::Audio] {
             let track = match kind {
                 TrackKind::Video => stream.video(),
@@ -630,6 +663,9 @@ impl Packager {
         let grid = i128::from(self.next_msn).saturating_mul(self.segment_ns);
         self.base_ns = self.base_ns.max(grid);
         self.origin = None;
+        self.last_locked = std::mem::take(&mut self.locked);
+        self.lock_floor_ns = None;
+        self.clock = SourceClock::Relative;
         self.timeline.reset();
         for r in [&mut self.video, &mut self.audio] {
             r.expected = None;
@@ -640,25 +676,69 @@ impl Packager {
 
     /// The current publish's time mapping, set by its first packaged frame.
     fn origin(&mut self, frame: &Frame, timescale: u32) -> Origin {
-        let base_ns = self.base_ns;
-        let start = &mut self.availability_start;
-        let pinned = self.pinned;
-        *self.origin.get_or_insert_with(|| {
-            start.get_or_insert(frame.arrival);
-            if pinned {
-                return Origin {
-                    ticks: 0,
-                    timescale,
-                    base_ns: 0,
-                };
-            }
+        if let Some(o) = self.origin {
+            return o;
+        }
+        // A first frame with a negative composition offset presents before it decodes:
+        // media time 0 is its presentation, so no time is negative.
+        let first = frame.dts.min(frame.pts);
+        let o = if self.pinned {
+            self.availability_start.get_or_insert(frame.arrival);
             Origin {
-                // A first frame with a negative composition offset presents before it
-                // decodes: media time 0 is its presentation, so no time is negative.
-                ticks: frame.dts.min(frame.pts),
+                ticks: 0,
                 timescale,
-                base_ns,
+                base_ns: 0,
             }
+        } else if let Some(o) = self.lock(frame, first, timescale) {
+            o
+        } else {
+            self.availability_start.get_or_insert(frame.arrival);
+            Origin {
+                ticks: first,
+                timescale,
+                base_ns: self.base_ns,
+            }
+        };
+        self.origin = Some(o);
+        o
+    }
+
+    /// Maps an epoch-stamped publish onto the epoch grid (see the `lock` module):
+    /// media time is source time since the Unix epoch, and the renditions' numbers jump
+    /// to the grid's. `None` for any other publish, or one whose clock is not believable.
+    fn lock(&mut self, frame: &Frame, first: i64, timescale: u32) -> Option<Origin> {
+        let SourceClock::Epoch { wrap_ticks } = self.clock else {
+            return None;
+        };
+        let arrival = lock::unix_ns(frame.arrival);
+        let Some(epoch_ns) = lock::unwrap_epoch(first, timescale, wrap_ticks, arrival) else {
+            self.lock_refused += 1;
+            return None;
+        };
+        // Media time 0 is the epoch itself, for every locked publish of every pipeline.
+        // A run that began relative switches here (its numbers jump to the grid's).
+        let epoch = std::time::UNIX_EPOCH;
+        if self.availability_start != Some(epoch) {
+            self.availability_start = Some(epoch);
+        }
+        self.locked = true;
+        // Numbers below `next_msn` are taken: what falls in them is dropped.
+        self.lock_floor_ns = Some(self.base_ns.saturating_sub(lock::ON_GRID_NS));
+        let msn = lock::grid_msn(epoch_ns, self.segment_ns).max(self.next_msn);
+        let continues = self.last_locked;
+        for r in [&mut self.video, &mut self.audio] {
+            if r.source.is_some() {
+                r.msn = r.msn.max(msn);
+                // The same clock goes on: no seam (a new init section still makes one).
+                if continues {
+                    r.discontinuity = false;
+                }
+            }
+        }
+        Some(Origin {
+            ticks: first,
+            timescale,
+            base_ns: epoch_ns,
         })
     }
 
@@ -695,6 +775,12 @@ impl Packager {
         let composition = origin
             .map(frame.pts, source.timescale, VIDEO_TIMESCALE)
             .saturating_sub(mapped);
+        if self.video.waiting_keyframe && self.below_lock_floor(mapped.saturating_add(composition))
+        {
+            // A locked publish starts in the first segment not closed yet.
+            self.dropped += 1;
+            return;
+        }
         let placed = self.timeline.place(
             mapped,
             VIDEO_TIMESCALE,
@@ -716,6 +802,7 @@ impl Packager {
         let max_segment = ns_to_ticks(self.max_segment_ns, VIDEO_TIMESCALE);
         let part_target = ns_to_ticks(self.part_ns, VIDEO_TIMESCALE).max(1);
         let audio_active = self.audio.source.is_some();
+        let (locked, segment_ns) = (self.locked, self.segment_ns);
         let r = &mut self.video;
         let shift = *r.shift.get_or_insert(pts.saturating_sub(dts));
         let time = dts.saturating_add(shift);
@@ -743,6 +830,12 @@ impl Packager {
             r.msn = r.msn.saturating_add(1);
         }
         let opens = !r.seg.is_open();
+        if opens && locked && r.last_time.is_none() {
+            // The publish's first segment: the number of the grid slot its keyframe
+            // opens (audio before it may have moved the number a slot early).
+            let grid = lock::grid_msn(ticks_to_ns(time, VIDEO_TIMESCALE), segment_ns);
+            r.msn = r.msn.max(grid);
+        }
         if opens {
             let discontinuity = r.take_discontinuity();
             r.seg.open(r.msn, time, frame.arrival, discontinuity);
@@ -781,6 +874,13 @@ impl Packager {
         }
         self.audio.stalled = false;
         self.drain_audio(false, out);
+    }
+
+    /// Whether a locked publish's time `ticks` (90 kHz) falls in a segment closed before
+    /// this publish.
+    fn below_lock_floor(&self, ticks: i64) -> bool {
+        self.lock_floor_ns
+            .is_some_and(|floor| ticks_to_ns(ticks, VIDEO_TIMESCALE) < floor)
     }
 
     /// A clock jump: both renditions' next segments (the same number) are

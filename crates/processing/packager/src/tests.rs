@@ -58,6 +58,7 @@ fn stream(video: Option<CodecConfig>, audio: Option<CodecConfig>) -> Input {
     Input::Stream(Arc::new(Stream {
         tracks,
         metadata: Vec::new(),
+        clock: Default::default(),
     }))
 }
 
@@ -811,5 +812,6 @@ fn frames_with_one_timestamp_stay_bounded() {
 }
 
 mod defects;
+mod epoch_lock;
 mod faults;
 mod follower;

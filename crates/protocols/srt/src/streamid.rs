@@ -41,6 +41,10 @@ pub struct StreamId {
     /// `pipeline=backup`: a publish that stands by as the channel's backup encoder
     /// (`pipeline=primary`, or none, is the usual publish).
     pub backup: bool,
+    /// `clock=epoch`: the publish's PTS carry wall-clock time since the Unix epoch
+    /// (modulo 2^33), so its segments are numbered on the epoch grid and agree with
+    /// another pipeline's (`clock=relative`, or none: an arbitrary start).
+    pub epoch_clock: bool,
 }
 
 impl std::fmt::Debug for StreamId {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for StreamId {
             .field("user", &self.user)
             .field("host", &self.host)
             .field("backup", &self.backup)
+            .field("epoch_clock", &self.epoch_clock)
             .finish()
     }
 }
@@ -84,6 +89,8 @@ pub enum StreamIdError {
     MissingResource,
     #[error("m=publish needs s=STREAM_KEY")]
     MissingKey,
+    #[error("stream id clock={0:?} is not supported (epoch or relative)")]
+    UnsupportedClock(String),
     #[error("stream id pipeline={0:?} is not supported (primary or backup)")]
     UnsupportedPipeline(String),
 }
@@ -120,6 +127,7 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
             user: None,
             host: None,
             backup: false,
+            epoch_clock: false,
         });
     };
     let Some(body) = rest.strip_prefix(':') else {
@@ -132,6 +140,7 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
         user: None,
         host: None,
         backup: false,
+        epoch_clock: false,
     };
     let mut mode = None::<&str>;
     let mut kind = None::<&str>;
@@ -149,7 +158,10 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
         }
         seen.push(key);
         let value = value.trim();
-        let known = matches!(key, "r" | "s" | "m" | "t" | "u" | "h" | "pipeline");
+        let known = matches!(
+            key,
+            "r" | "s" | "m" | "t" | "u" | "h" | "pipeline" | "clock"
+        );
         if known && value.is_empty() {
             return Err(StreamIdError::EmptyValue(key.to_owned()));
         }
@@ -165,6 +177,13 @@ pub fn parse(raw: &str) -> Result<StreamId, StreamIdError> {
                     "primary" => false,
                     "backup" => true,
                     other => return Err(StreamIdError::UnsupportedPipeline(truncated(other))),
+                }
+            }
+            "clock" => {
+                id.epoch_clock = match value {
+                    "relative" => false,
+                    "epoch" => true,
+                    other => return Err(StreamIdError::UnsupportedClock(truncated(other))),
                 }
             }
             _ => {}
@@ -213,6 +232,17 @@ mod tests {
         assert_eq!(id.secret.as_deref(), Some("tok"));
         // Unknown keys are ignored.
         assert!(parse("#!::r=news,x_vendor=1,m=request").is_ok());
+        // An epoch-stamped source says so; anything but epoch or relative is refused.
+        assert!(
+            parse("#!::s=key12345,m=publish,clock=epoch")
+                .unwrap()
+                .epoch_clock
+        );
+        assert!(!parse("#!::s=key12345,m=publish").unwrap().epoch_clock);
+        assert_eq!(
+            parse("#!::s=key12345,m=publish,clock=gps").unwrap_err(),
+            StreamIdError::UnsupportedClock("gps".into())
+        );
         // A backup encoder says so; anything but primary or backup is refused.
         assert!(
             parse("#!::s=key12345,m=publish,pipeline=backup")

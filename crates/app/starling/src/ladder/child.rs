@@ -180,6 +180,7 @@ impl Child {
         let stream = Stream {
             tracks,
             metadata: Vec::new(),
+            clock: Default::default(),
         };
         let mut muxer = Muxer::new(&stream).map_err(|e| std::io::Error::other(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
@@ -371,6 +372,7 @@ async fn read_rungs(
                         let one = Arc::new(Stream {
                             tracks: vec![t.clone()],
                             metadata: Vec::new(),
+                            clock: Default::default(),
                         });
                         if let Some(feed) = outs.get_mut(i).and_then(|o| o.feed.as_mut()) {
                             feed.push(Input::Stream(one.clone()));

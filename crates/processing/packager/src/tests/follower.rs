@@ -45,6 +45,7 @@ fn follow(samples: &[Sample], start: usize, availability_start: SystemTime) -> V
             config: avc("68cb83cb20"),
         }],
         metadata: Vec::new(),
+        clock: Default::default(),
     })));
     for s in &samples[first..] {
         out.extend(p.push(Input::Frame(Frame {

@@ -1,0 +1,265 @@
+//! Epoch locking end to end. One ffmpeg encodes a source whose PTS are epoch time and
+//! sends it to two relays (`-c copy`, as two contribution pipelines of one event); the
+//! relays publish over SRT with `clock=epoch`, seconds apart.
+//! - Into two channels: segment `n` of each is the same media time (same `tfdt`, same
+//!   duration), whichever relay started first.
+//! - Into one channel, the second as its backup: kill -9 the primary's relay and the
+//!   backup takes over with numbers that go on and no discontinuity; ffmpeg plays the
+//!   whole run back.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::UdpSocket,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use common::*;
+
+const TWIN: &str = "twin";
+const TWIN_KEY: &str = "twin-secret-key-2";
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The encoder: `seconds` of 320x240 25 fps H.264 (a keyframe every 2 s) and AAC, its
+/// timestamps offset to the wall clock at start (epoch seconds), as MPEG-TS to each of
+/// `ports` on loopback.
+fn epoch_source(ports: &[u16], seconds: u32) -> Child {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let outputs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("[f=mpegts:onfail=ignore]udp://127.0.0.1:{p}?pkt_size=1316"))
+        .collect();
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x240:rate=25")
+        .args(["-re", "-f", "lavfi", "-i", "sine=sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args(["-c:a", "aac", "-output_ts_offset", &format!("{now:.3}")])
+        .args(["-f", "tee", &outputs.join("|")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A pipeline: reads the source from `port` and publishes it unchanged (timestamps
+/// included) over SRT with `stream_id`.
+fn relay(server: &Server, port: u16, stream_id: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(format!("udp://127.0.0.1:{port}?timeout=20000000"))
+        .args(["-c", "copy", "-copyts", "-f", "mpegts"])
+        .arg(server.srt_url(stream_id, ""))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn body(server: &Server, path: &str) -> String {
+    server
+        .http_get(path)
+        .and_then(|t| t.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()))
+        .unwrap_or_default()
+}
+
+/// The complete segments of a media playlist: number → (URI, EXTINF).
+fn listed(playlist: &str) -> BTreeMap<u64, (String, f64)> {
+    let mut out = BTreeMap::new();
+    let mut msn: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut extinf = None;
+    for line in playlist.lines() {
+        if let Some(v) = line.strip_prefix("#EXTINF:") {
+            extinf = Some(v.trim_end_matches(',').parse::<f64>().unwrap());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            out.insert(msn, (line.to_owned(), extinf.take().unwrap()));
+            msn += 1;
+        }
+    }
+    out
+}
+
+/// The first `tfdt` (base media decode time) in a CMAF segment.
+fn tfdt(segment: &[u8]) -> u64 {
+    let at = segment
+        .windows(4)
+        .position(|w| w == b"tfdt")
+        .expect("a tfdt box");
+    let version = segment[at + 4];
+    let v = &segment[at + 8..];
+    if version == 1 {
+        u64::from_be_bytes(v[..8].try_into().unwrap())
+    } else {
+        u64::from(u32::from_be_bytes(v[..4].try_into().unwrap()))
+    }
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn two_pipelines_started_seconds_apart_cut_the_same_segments() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start(
+        "epoch-twins",
+        &format!("\n[[channels]]\nname = \"{TWIN}\"\nstream_key = \"{TWIN_KEY}\"\n"),
+    );
+    server.secret(TWIN_KEY);
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let source = epoch_source(&[pa, pb], 40);
+    let a = relay(&server, pa, &format!("#!::m=publish,s={KEY},clock=epoch"));
+    std::thread::sleep(Duration::from_secs(3));
+    let b = relay(
+        &server,
+        pb,
+        &format!("#!::m=publish,s={TWIN_KEY},clock=epoch"),
+    );
+    let (pl_a, pl_b) = (
+        format!("/live/{CHANNEL}/source/index.m3u8"),
+        format!("/live/{TWIN}/source/index.m3u8"),
+    );
+    wait_for("six segments in each", Duration::from_secs(60), || {
+        listed(&body(&server, &pl_b)).len() >= 6
+    });
+    let (la, lb) = (listed(&body(&server, &pl_a)), listed(&body(&server, &pl_b)));
+    // Numbers on the epoch grid: 2 s slots since 1970 (not 0, 1, 2... per channel).
+    let now_slot = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 2;
+    let newest = *lb.keys().last().unwrap();
+    assert!(
+        newest.abs_diff(now_slot) < 30,
+        "segment {newest} is not near the epoch slot {now_slot}"
+    );
+    // B's first segment may have started mid-GOP; every other one of B's has its
+    // twin in A: the same number, the same media time, the same duration.
+    let mut compared = 0;
+    for (n, (uri_b, dur_b)) in lb.iter().skip(1) {
+        let Some((uri_a, dur_a)) = la.get(n) else {
+            continue;
+        };
+        let get = |channel: &str, uri: &str| {
+            let (status, bytes) = server
+                .http_bytes(&format!("/live/{channel}/source/{uri}"))
+                .unwrap();
+            assert_eq!(status, 200, "{channel} {uri}");
+            bytes
+        };
+        let (sa, sb) = (get(CHANNEL, uri_a), get(TWIN, uri_b));
+        assert_eq!(tfdt(&sa), tfdt(&sb), "segment {n}: the same media time");
+        assert!(
+            (dur_a - dur_b).abs() < 0.002,
+            "segment {n}: {dur_a} vs {dur_b}"
+        );
+        // Media time is epoch time: this segment started within a minute of now.
+        let start_secs = tfdt(&sa) / 90_000;
+        assert!(
+            start_secs.abs_diff(now_slot * 2) < 90,
+            "segment {n} at {start_secs} s"
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 4,
+        "only {compared} segments in common\n{la:?}\n{lb:?}"
+    );
+    for c in [a, b, source] {
+        stop(c);
+    }
+}
+
+#[test]
+fn a_locked_backup_replaces_a_killed_primary_without_a_seam() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("epoch-failover", "");
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let source = epoch_source(&[pa, pb], 60);
+    let mut primary = relay(&server, pa, &format!("#!::m=publish,s={KEY},clock=epoch"));
+    std::thread::sleep(Duration::from_secs(3));
+    let backup = relay(
+        &server,
+        pb,
+        &format!("#!::m=publish,s={KEY},pipeline=backup,clock=epoch"),
+    );
+    let pl = format!("/live/{CHANNEL}/source/index.m3u8");
+    wait_for("the backup", Duration::from_secs(20), || {
+        server.log_text().contains("backup=true")
+    });
+    wait_for("five segments", Duration::from_secs(40), || {
+        listed(&body(&server, &pl)).len() >= 5
+    });
+    // kill -9 the primary pipeline: SRT has no FIN, the hub notices its silence.
+    primary.kill().unwrap();
+    let _ = primary.wait();
+    wait_for("the failover", Duration::from_secs(10), || {
+        server.metric("starling_hub_failovers_total") == 1.0
+    });
+    let at_failover = *listed(&body(&server, &pl)).keys().last().unwrap();
+    wait_for(
+        "three segments from the backup",
+        Duration::from_secs(20),
+        || {
+            listed(&body(&server, &pl))
+                .keys()
+                .last()
+                .is_some_and(|n| *n >= at_failover + 3)
+        },
+    );
+    let text = body(&server, &pl);
+    assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+    assert!(!text.contains("#EXT-X-GAP"), "{text}");
+    // Every number listed once, in order, none missing (BTreeMap keys from the
+    // media sequence on): and the URIs name those numbers.
+    for (n, (uri, _)) in listed(&text) {
+        assert!(uri.ends_with(&format!("/{n}.m4s")), "{n}: {uri}\n{text}");
+    }
+    // The run plays back across the switch without an error.
+    stop(backup);
+    stop(source);
+    wait_for("the end of the run", Duration::from_secs(20), || {
+        body(&server, &pl).contains("#EXT-X-ENDLIST")
+    });
+    let out = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(server.http_url(&pl))
+        .args(["-f", "null", "-"]));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

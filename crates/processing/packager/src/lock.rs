@@ -1,0 +1,125 @@
+//! The epoch lock: numbering segments on a grid every pipeline of an event shares.
+//!
+//! A publish whose timestamps count from the Unix epoch ([`SourceClock::Epoch`]) is not
+//! mapped from its own first frame: its media time is its source time since the epoch,
+//! so segment `n` covers `[n × D, (n + 1) × D)` after 1970-01-01T00:00:00Z whichever
+//! pipeline packaged it and whenever that pipeline started. Two pipelines fed from one
+//! encoder (or from encoders locked to one clock) then cut the same segments under the
+//! same numbers, which is what lets an origin pick either's segment `n` (docs/hls.md,
+//! "Epoch locking").
+//!
+//! Source clocks wrap (RTMP keeps 2^31 ms, MPEG-TS 2^33 ticks of 90 kHz): the wrapped
+//! value is unwrapped to the instant congruent to it that lies nearest the frame's
+//! arrival. A source whose unwrapped clock is further than [`MAX_SKEW_NS`] from the
+//! arrival (a wrong clock, or a source that does not stamp epoch time at all) is not
+//! locked: it is packaged as a relative publish and counted.
+//!
+//! Sans-IO like the rest of the crate: the arrival comes with the frame.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::time::{div_round, NANOS};
+
+/// How far an epoch-stamped source's clock may be from the frame's arrival (60 s:
+/// encoder and contribution latency are seconds; a clock off by more is wrong, and
+/// numbering by it would jump the playlist by minutes).
+pub(crate) const MAX_SKEW_NS: i128 = 60 * NANOS;
+
+/// A decode time within this of a segment boundary counts as on it (millisecond
+/// timestamps round; keyframes are at least a frame, ≥ 8 ms at 120 fps, apart).
+pub(crate) const ON_GRID_NS: i128 = 4_000_000;
+
+/// Nanoseconds since the Unix epoch of `t` (negative before it).
+pub(crate) fn unix_ns(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+/// The instant, in ns since the epoch, that source time `ticks` (at `timescale`,
+/// counting from the epoch modulo `wrap_ticks`) stands for: the one nearest `arrival_ns`.
+/// `None` when that is further than [`MAX_SKEW_NS`] from the arrival.
+pub(crate) fn unwrap_epoch(
+    ticks: i64,
+    timescale: u32,
+    wrap_ticks: u64,
+    arrival_ns: i128,
+) -> Option<i128> {
+    if timescale == 0 || wrap_ticks == 0 {
+        return None;
+    }
+    let ts = i128::from(timescale);
+    let wrap = i128::from(wrap_ticks);
+    let t = i128::from(ticks).rem_euclid(wrap);
+    let arrival_ticks = div_round(arrival_ns.saturating_mul(ts), NANOS);
+    let k = div_round(arrival_ticks.saturating_sub(t), wrap);
+    let full = t.saturating_add(k.saturating_mul(wrap));
+    let ns = div_round(full.saturating_mul(NANOS), ts);
+    (ns.saturating_sub(arrival_ns).abs() <= MAX_SKEW_NS).then_some(ns)
+}
+
+/// The number of the segment that media time `ns` opens on a grid of `segment_ns`:
+/// the one it falls in, or the next when it is within [`ON_GRID_NS`] of that one's
+/// start (so a keyframe stamped a millisecond early still opens its own segment).
+pub(crate) fn grid_msn(ns: i128, segment_ns: i128) -> u64 {
+    if segment_ns <= 0 || ns < 0 {
+        return 0;
+    }
+    let n = ns.saturating_add(ON_GRID_NS) / segment_ns;
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i128 = NANOS;
+    /// 2026-12-06T12:00:00Z.
+    const NOON: i128 = 1_796_558_400 * S;
+
+    #[test]
+    fn rtmp_milliseconds_unwrap_to_the_instant_nearest_the_arrival() {
+        let epoch_ms = NOON / 1_000_000 + 123;
+        // ffmpeg's FLV muxer keeps 31 bits; a spec-following one 32: both unwrap.
+        for wrap in [1u64 << 31, 1 << 32] {
+            let sent = i64::try_from(epoch_ms % i128::from(wrap)).unwrap();
+            let got = unwrap_epoch(sent, 1000, 1 << 31, NOON + 2 * S).unwrap();
+            assert_eq!(got, NOON + 123_000_000, "wrap {wrap}");
+        }
+        // The ingest's extended counter may be past the wrap already.
+        let sent = i64::try_from(epoch_ms % (1 << 31)).unwrap() + (1 << 31);
+        assert_eq!(
+            unwrap_epoch(sent, 1000, 1 << 31, NOON - S),
+            Some(NOON + 123_000_000)
+        );
+    }
+
+    #[test]
+    fn mpegts_pts_unwrap_and_a_clock_off_by_minutes_is_not_locked() {
+        let pts = i64::try_from((NOON / S * 90_000 + 45_000) % (1 << 33)).unwrap();
+        assert_eq!(
+            unwrap_epoch(pts, 90_000, 1 << 33, NOON + 3 * S),
+            Some(NOON + S / 2)
+        );
+        // A relative source (PTS from power-on) lands nowhere near the arrival.
+        assert_eq!(unwrap_epoch(900_000, 90_000, 1 << 33, NOON), None);
+        assert_eq!(unwrap_epoch(1, 0, 1 << 33, NOON), None);
+    }
+
+    #[test]
+    fn grid_numbers_absorb_rounding_before_a_boundary() {
+        let d = 2 * S;
+        assert_eq!(grid_msn(10 * S, d), 5);
+        assert_eq!(grid_msn(10 * S - 1_000_000, d), 5);
+        assert_eq!(grid_msn(10 * S - 10_000_000, d), 4);
+        assert_eq!(grid_msn(11 * S, d), 5);
+        assert_eq!(grid_msn(-1, d), 0);
+    }
+
+    #[test]
+    fn instants_before_the_epoch_are_negative() {
+        assert_eq!(unix_ns(UNIX_EPOCH), 0);
+        assert_eq!(unix_ns(UNIX_EPOCH - std::time::Duration::from_secs(1)), -S);
+    }
+}
