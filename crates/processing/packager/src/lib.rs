@@ -703,45 +703,6 @@ impl Packager {
         o
     }
 
-    /// Maps an epoch-stamped publish onto the epoch grid (see the `lock` module):
-    /// media time is source time since the Unix epoch, and the renditions' numbers jump
-    /// to the grid's. `None` for any other publish, or one whose clock is not believable.
-    fn lock(&mut self, frame: &Frame, first: i64, timescale: u32) -> Option<Origin> {
-        let SourceClock::Epoch { wrap_ticks } = self.clock else {
-            return None;
-        };
-        let arrival = lock::unix_ns(frame.arrival);
-        let Some(epoch_ns) = lock::unwrap_epoch(first, timescale, wrap_ticks, arrival) else {
-            self.lock_refused += 1;
-            return None;
-        };
-        // Media time 0 is the epoch itself, for every locked publish of every pipeline.
-        // A run that began relative switches here (its numbers jump to the grid's).
-        let epoch = std::time::UNIX_EPOCH;
-        if self.availability_start != Some(epoch) {
-            self.availability_start = Some(epoch);
-        }
-        self.locked = true;
-        // Numbers below `next_msn` are taken: what falls in them is dropped.
-        self.lock_floor_ns = Some(self.base_ns.saturating_sub(lock::ON_GRID_NS));
-        let msn = lock::grid_msn(epoch_ns, self.segment_ns).max(self.next_msn);
-        let continues = self.last_locked;
-        for r in [&mut self.video, &mut self.audio] {
-            if r.source.is_some() {
-                r.msn = r.msn.max(msn);
-                // The same clock goes on: no seam (a new init section still makes one).
-                if continues {
-                    r.discontinuity = false;
-                }
-            }
-        }
-        Some(Origin {
-            ticks: first,
-            timescale,
-            base_ns: epoch_ns,
-        })
-    }
-
     fn on_frame(&mut self, frame: Frame, out: &mut Vec<Output>) {
         let is = |r: &Rendition| r.source.is_some_and(|s| s.id == frame.track);
         if is(&self.video) {
@@ -874,13 +835,6 @@ impl Packager {
         }
         self.audio.stalled = false;
         self.drain_audio(false, out);
-    }
-
-    /// Whether a locked publish's time `ticks` (90 kHz) falls in a segment closed before
-    /// this publish.
-    fn below_lock_floor(&self, ticks: i64) -> bool {
-        self.lock_floor_ns
-            .is_some_and(|floor| ticks_to_ns(ticks, VIDEO_TIMESCALE) < floor)
     }
 
     /// A clock jump: both renditions' next segments (the same number) are

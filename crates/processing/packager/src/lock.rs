@@ -18,7 +18,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::time::{div_round, NANOS};
+use starling_media::{Frame, SourceClock};
+
+use crate::{
+    time::{div_round, ticks_to_ns, Origin, NANOS},
+    Packager, VIDEO_TIMESCALE,
+};
 
 /// How far an epoch-stamped source's clock may be from the frame's arrival (60 s:
 /// encoder and contribution latency are seconds; a clock off by more is wrong, and
@@ -68,6 +73,54 @@ pub(crate) fn grid_msn(ns: i128, segment_ns: i128) -> u64 {
     }
     let n = ns.saturating_add(ON_GRID_NS) / segment_ns;
     u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl Packager {
+    /// Maps an epoch-stamped publish onto the epoch grid (see the `lock` module):
+    /// media time is source time since the Unix epoch, and the renditions' numbers jump
+    /// to the grid's. `None` for any other publish, or one whose clock is not believable.
+    pub(crate) fn lock(&mut self, frame: &Frame, first: i64, timescale: u32) -> Option<Origin> {
+        let SourceClock::Epoch { wrap_ticks } = self.clock else {
+            return None;
+        };
+        let arrival = unix_ns(frame.arrival);
+        let Some(epoch_ns) = unwrap_epoch(first, timescale, wrap_ticks, arrival) else {
+            self.lock_refused += 1;
+            return None;
+        };
+        // Media time 0 is the epoch itself, for every locked publish of every pipeline.
+        // A run that began relative switches here (its numbers jump to the grid's).
+        let epoch = std::time::UNIX_EPOCH;
+        if self.availability_start != Some(epoch) {
+            self.availability_start = Some(epoch);
+        }
+        self.locked = true;
+        // Numbers below `next_msn` are taken: what falls in them is dropped.
+        self.lock_floor_ns = Some(self.base_ns.saturating_sub(ON_GRID_NS));
+        let msn = grid_msn(epoch_ns, self.segment_ns).max(self.next_msn);
+        let continues = self.last_locked;
+        for r in [&mut self.video, &mut self.audio] {
+            if r.source.is_some() {
+                r.msn = r.msn.max(msn);
+                // The same clock goes on: no seam (a new init section still makes one).
+                if continues {
+                    r.discontinuity = false;
+                }
+            }
+        }
+        Some(Origin {
+            ticks: first,
+            timescale,
+            base_ns: epoch_ns,
+        })
+    }
+
+    /// Whether a locked publish's time `ticks` (90 kHz) falls in a segment closed before
+    /// this publish.
+    pub(crate) fn below_lock_floor(&self, ticks: i64) -> bool {
+        self.lock_floor_ns
+            .is_some_and(|floor| ticks_to_ns(ticks, VIDEO_TIMESCALE) < floor)
+    }
 }
 
 #[cfg(test)]
