@@ -21,6 +21,7 @@ pub struct Config {
     pub thumbnails: ThumbnailsSection,
     pub transcode: crate::transcode_config::TranscodeSection,
     pub store: crate::store_config::StoreSection,
+    pub put: crate::put_config::PutSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -314,7 +315,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 10] = [
+const ENV_SECTIONS: [&str; 11] = [
     "server",
     "rtmp",
     "srt",
@@ -325,6 +326,7 @@ const ENV_SECTIONS: [&str; 10] = [
     "thumbnails",
     "transcode",
     "store",
+    "put",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -427,6 +429,7 @@ impl Config {
         self.srt.validate()?;
         self.transcode.validate()?;
         self.store.validate()?;
+        self.put.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

@@ -39,6 +39,8 @@ pub struct AppState {
     pub webhook_targets: starling_webhooks::TargetPolicy,
     /// The object store's read cache counters (an S3 store has one), for `/metrics`.
     pub store_stats: Option<crate::store_config::StatsFn>,
+    /// HTTP PUT ingest (`[put] enabled`).
+    pub put: Option<PutIngest>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -48,6 +50,14 @@ pub struct AppState {
 /// paths) against `starling_api::NODE_ROUTES`, which the OpenAPI document covers.
 fn node_api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![(Method::GET, "/api/v1/live", get(live))]
+}
+
+/// HTTP PUT ingest: what external packagers pushed, and who may push (the same stream
+/// keys as RTMP and SRT).
+#[derive(Clone)]
+pub struct PutIngest {
+    pub pushed: Arc<starling_http_put::PushIngest>,
+    pub auth: Arc<dyn starling_ingest_auth::Authorizer>,
 }
 
 /// Access to `/metrics` (`[server] metrics_token`, `metrics_listen`).
@@ -92,11 +102,17 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics_here)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(match &state.gate {
-            Some(g) => {
-                starling_origin::http::router_with_gate(state.origin.clone(), g.clone() as _)
-            }
-            None => starling_origin::http::router(state.origin.clone()),
+        .merge(starling_origin::http::router_with(
+            state.origin.clone(),
+            state.gate.clone().map(|g| g as _),
+            state
+                .put
+                .as_ref()
+                .map(|p| Arc::new(crate::put_config::Pushed(p.pushed.clone())) as _),
+        ))
+        .merge(match &state.put {
+            Some(p) => starling_http_put::router(p.pushed.clone(), p.auth.clone()),
+            None => Router::new(),
         })
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
@@ -152,6 +168,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     st.origin.metrics().render(&mut out);
     if let Some(stats) = &st.store_stats {
         crate::store_config::render_stats(&stats(), &mut out);
+    }
+    if let Some(p) = &st.put {
+        p.pushed.render_metrics(&mut out);
     }
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
@@ -319,6 +338,7 @@ mod tests {
             },
             webhook_targets: Default::default(),
             store_stats: None,
+            put: None,
             ready: rx,
         });
         (app, hub, tx)
@@ -443,6 +463,7 @@ mod tests {
                     },
                     webhook_targets: Default::default(),
                     store_stats: None,
+                    put: None,
                     ready: rx,
                 }
             }

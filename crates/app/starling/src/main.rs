@@ -11,6 +11,7 @@ mod http;
 mod http_server;
 mod ladder;
 mod playback_gate;
+mod put_config;
 mod srt_config;
 mod store_config;
 mod thumbnails;
@@ -281,6 +282,27 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let event_task =
         events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), Some(on_change))
             .spawn(shutdown_rx.clone());
+    // One authorizer for every ingest protocol: the same keys publish over RTMP, SRT and
+    // HTTP PUT.
+    let auth = auth::NodeAuthorizer::new(
+        config.channels.clone(),
+        db.clone(),
+        gate.clone(),
+        hub.clone(),
+        origin.clone(),
+        config
+            .srt
+            .passphrase
+            .get()
+            .map(|p| (p.to_owned(), config.srt.pbkeylen)),
+        config.srt.pbkeylen,
+    );
+    auth.watch_revocations(std::time::Duration::from_secs(1));
+    // External packagers push here (HTTP PUT); the origin serves what they pushed.
+    let pushed = config
+        .put
+        .enabled
+        .then(|| starling_http_put::PushIngest::new(config.put.push_config(), store.store.clone()));
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let state = http::AppState {
         hub: hub.clone(),
@@ -299,6 +321,10 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         },
         webhook_targets: config.webhook_targets(),
         store_stats: store.stats.clone(),
+        put: pushed.map(|pushed| http::PutIngest {
+            pushed,
+            auth: auth.clone(),
+        }),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -335,21 +361,6 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         shutdown_rx.clone(),
     ));
 
-    // One authorizer for every ingest protocol: the same keys publish over RTMP and SRT.
-    let auth = auth::NodeAuthorizer::new(
-        config.channels.clone(),
-        db.clone(),
-        gate.clone(),
-        hub.clone(),
-        origin.clone(),
-        config
-            .srt
-            .passphrase
-            .get()
-            .map(|p| (p.to_owned(), config.srt.pbkeylen)),
-        config.srt.pbkeylen,
-    );
-    auth.watch_revocations(std::time::Duration::from_secs(1));
     let rtmp_task = if config.rtmp.enabled {
         let listener = TcpListener::bind(config.rtmp.listen)
             .await

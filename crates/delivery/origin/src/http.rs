@@ -49,6 +49,7 @@ mod chunked;
 mod mpd;
 mod objects;
 mod playlist;
+mod pushed;
 mod thumbs;
 
 pub(crate) use mpd::MpdKey;
@@ -59,6 +60,7 @@ use objects::{init, latest_init, part_request, segment};
 pub(crate) use playlist::build_playlist;
 use playlist::media_playlist;
 pub(crate) use playlist::Listing;
+pub use pushed::{PushedFuture, PushedObject, PushedSource};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -67,7 +69,7 @@ const NOT_YET: &str = "public, max-age=1";
 /// Routes under `/live`, every channel public. Apply [`guard`] on the whole app (routes
 /// and fallback), so that traversal attempts get 400 even where no route matches.
 pub fn router<S: Clone + Send + Sync + 'static>(origin: Arc<Origin>) -> Router<S> {
-    build(Served { origin, gate: None })
+    router_with(origin, None, None)
 }
 
 /// Routes under `/live`, with `gate` deciding who may watch each channel.
@@ -75,9 +77,20 @@ pub fn router_with_gate<S: Clone + Send + Sync + 'static>(
     origin: Arc<Origin>,
     gate: Arc<dyn PlaybackGate>,
 ) -> Router<S> {
+    router_with(origin, Some(gate), None)
+}
+
+/// Routes under `/live`, with an optional gate and the objects external packagers push
+/// (served at `/live/{channel}/{path}` for channels not live here; see `pushed`).
+pub fn router_with<S: Clone + Send + Sync + 'static>(
+    origin: Arc<Origin>,
+    gate: Option<Arc<dyn PlaybackGate>>,
+    pushed: Option<Arc<dyn PushedSource>>,
+) -> Router<S> {
     build(Served {
         origin,
-        gate: Some(gate),
+        gate,
+        pushed,
     })
 }
 
@@ -88,6 +101,7 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
         .route("/live/{channel}/manifest.mpd", get(mpd::manifest))
         .route("/live/{channel}/thumb.jpg", get(thumbs::poster))
         .route("/live/{channel}/thumb-small.jpg", get(thumbs::small))
+        .route("/live/{channel}/{file}", get(pushed::file))
         .route("/live/{channel}/{rendition}/{file}", get(media))
         .route(
             "/live/{channel}/{rendition}/{session}/{file}",
@@ -101,6 +115,8 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
 struct Served {
     origin: Arc<Origin>,
     gate: Option<Arc<dyn PlaybackGate>>,
+    /// Objects external packagers pushed (HTTP PUT ingest), if that is on.
+    pushed: Option<Arc<dyn PushedSource>>,
 }
 
 /// How an admitted request is served.
@@ -338,6 +354,11 @@ async fn multivariant(
         Ok(a) => a,
         Err(r) => return r,
     };
+    if let Some(p) = pushed::consult(&served, &name) {
+        if let Some(r) = pushed::lookup(p, &name, "index.m3u8").await {
+            return admitted.finish(r);
+        }
+    }
     let r = multivariant_playlist(&served.origin, &name, admitted.token()).await;
     admitted.finish(r)
 }
@@ -494,6 +515,16 @@ async fn media(
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(p) = pushed::consult(&served, &name) {
+        // A pushed `dir/file` (a packager's variant directories) shares this shape.
+        let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        if let Some(r) = pushed::lookup(p, &name, &format!("{rendition}/{file}")).await {
+            return admitted.finish(r);
+        }
+    }
     let Some(file) = parse_file(&file) else {
         return error(StatusCode::BAD_REQUEST, "malformed file name", "no-store");
     };

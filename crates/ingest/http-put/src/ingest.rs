@@ -1,0 +1,611 @@
+//! [`PushIngest`]: the pushed objects of every channel, a bounded window of them in
+//! memory, all of them written through to the object store.
+//!
+//! Reads ([`PushIngest::get`]) are served from memory first: the live edge must not wait
+//! on a store. Objects evicted from memory stay readable from the store. The window is
+//! bounded per channel in bytes and in channels, and every limit has a default in
+//! [`PushConfig`].
+
+use std::{
+    collections::{hash_map::Entry, BTreeMap, HashMap, HashSet, VecDeque},
+    fmt::Write as _,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use starling_store::ObjectStore;
+use starling_sync::lock;
+use tokio::sync::Notify;
+
+use crate::{
+    check::{check_channel, check_media, playlist_references, Kind, PushPath, PutError},
+    writer::{Op, Writer},
+};
+
+/// A channel with a PUT this recent is live ([`PushIngest::live_channels`]).
+pub const LIVE_WINDOW: Duration = Duration::from_secs(10);
+/// Names of uploaded objects remembered per channel beyond the memory window, so that
+/// a long (EVENT) playlist's old segments need no store listing on every update.
+const KNOWN_NAMES: usize = 65_536;
+
+/// `Cache-Control` of pushed media. Not `immutable` with a long max-age as for
+/// Starling's own segments (whose names are per session and never reused): a packager
+/// may upload the same name again (a restarted ffmpeg without epoch numbering starts at
+/// 0 again, a DELETE then a PUT), and a cache holding the old bytes for a day would
+/// serve a different stream's segment under the new playlist. A minute still takes
+/// nearly all segment requests off the origin during their life in a live window.
+pub const MEDIA_CACHE_CONTROL: &str = "public, max-age=60";
+/// `Cache-Control` of pushed playlists: they change at every segment, and a second lets
+/// a CDN collapse a second's worth of player reloads into one origin request.
+pub const PLAYLIST_CACHE_CONTROL: &str = "public, max-age=1";
+
+/// Limits of the push ingest. Defaults in [`PushConfig::default`].
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Largest segment, part or init section (64 MiB).
+    pub max_media_bytes: usize,
+    /// Largest playlist (1 MiB).
+    pub max_playlist_bytes: usize,
+    /// Bytes kept in memory per channel (256 MiB); past it the oldest media objects
+    /// leave memory first, then the oldest playlists.
+    pub max_channel_bytes: usize,
+    /// Channels kept in memory (1024); a new one pushes out the one whose last PUT is
+    /// oldest.
+    pub max_channels: usize,
+    /// Tries per store write or delete (5).
+    pub store_attempts: u32,
+    /// Wait before the first retry (250 ms), doubled after each.
+    pub store_backoff: Duration,
+    /// How long a positive authorisation is reused for one channel and key (2 s, at
+    /// most 2 s): also how long a revoked key can go on pushing.
+    pub auth_cache_ttl: Duration,
+    /// How long a playlist naming objects not uploaded yet waits for them before it is
+    /// refused (2 s). Packagers close a segment's upload and open the playlist's on
+    /// another connection without waiting for the answer (ffmpeg does), so the playlist
+    /// can arrive, or be read first, a moment before its newest segment is complete.
+    pub reference_wait: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            max_media_bytes: 64 << 20,
+            max_playlist_bytes: 1 << 20,
+            max_channel_bytes: 256 << 20,
+            max_channels: 1024,
+            store_attempts: 5,
+            store_backoff: Duration::from_millis(250),
+            auth_cache_ttl: Duration::from_secs(2),
+            reference_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl PushConfig {
+    /// The body limit for an object of `kind`.
+    pub fn limit(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Playlist => self.max_playlist_bytes,
+            Kind::Fmp4 | Kind::MpegTs => self.max_media_bytes,
+        }
+    }
+}
+
+/// A pushed object as the origin serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedObject {
+    pub body: Bytes,
+    pub content_type: &'static str,
+    pub cache_control: &'static str,
+}
+
+/// How a PUT was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The name was not in the memory window (201 Created).
+    New,
+    /// It replaced an object of the same name in the memory window (204).
+    Replaced,
+}
+
+/// Results counted in `starling_put_requests_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Stored,
+    RefusedAuth,
+    RefusedBody,
+    RefusedPath,
+    TooLarge,
+    MissingReference,
+    Deleted,
+}
+
+const OUTCOMES: [(Outcome, &str); 7] = [
+    (Outcome::Stored, "stored"),
+    (Outcome::RefusedAuth, "refused_auth"),
+    (Outcome::RefusedBody, "refused_body"),
+    (Outcome::RefusedPath, "refused_path"),
+    (Outcome::TooLarge, "too_large"),
+    (Outcome::MissingReference, "missing_reference"),
+    (Outcome::Deleted, "deleted"),
+];
+
+impl Outcome {
+    pub(crate) fn of(e: &PutError) -> Outcome {
+        match e {
+            PutError::Channel(_) | PutError::Path(_) => Outcome::RefusedPath,
+            PutError::MissingReference(_) => Outcome::MissingReference,
+            PutError::TooLarge { .. } => Outcome::TooLarge,
+            _ => Outcome::RefusedBody,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    body: Bytes,
+    content_type: &'static str,
+    kind: Kind,
+    seq: u64,
+}
+
+/// One channel's memory window.
+#[derive(Debug)]
+struct Window {
+    objects: HashMap<String, Held>,
+    /// Insertion order (replacement counts as insertion), media and playlists apart so
+    /// that media leaves first.
+    media: BTreeMap<u64, String>,
+    playlists: BTreeMap<u64, String>,
+    bytes: usize,
+    /// Names uploaded and not deleted, newest last, bounded by [`KNOWN_NAMES`].
+    known: HashMap<String, u64>,
+    known_order: VecDeque<(u64, String)>,
+    last_put: Instant,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Self {
+            objects: HashMap::new(),
+            media: BTreeMap::new(),
+            playlists: BTreeMap::new(),
+            bytes: 0,
+            known: HashMap::new(),
+            known_order: VecDeque::new(),
+            last_put: now,
+        }
+    }
+
+    fn remove(&mut self, path: &str) -> Option<Held> {
+        let held = self.objects.remove(path)?;
+        self.bytes -= held.body.len();
+        match held.kind {
+            Kind::Playlist => self.playlists.remove(&held.seq),
+            _ => self.media.remove(&held.seq),
+        };
+        Some(held)
+    }
+
+    fn insert(&mut self, path: &PushPath, body: Bytes, seq: u64, limit: usize) -> Stored {
+        let replaced = self.remove(path.as_str()).is_some();
+        self.bytes += body.len();
+        let order = match path.kind() {
+            Kind::Playlist => &mut self.playlists,
+            _ => &mut self.media,
+        };
+        order.insert(seq, path.as_str().to_owned());
+        self.objects.insert(
+            path.as_str().to_owned(),
+            Held {
+                body,
+                content_type: path.content_type(),
+                kind: path.kind(),
+                seq,
+            },
+        );
+        self.remember(path.as_str(), seq);
+        // Oldest media first, then oldest playlists; never the object just taken, even
+        // when it alone is over the limit (the limit then holds as soon as a newer one
+        // comes).
+        while self.bytes > limit {
+            let oldest = |m: &BTreeMap<u64, String>| {
+                m.iter()
+                    .next()
+                    .filter(|(s, _)| **s != seq)
+                    .map(|(_, p)| p.clone())
+            };
+            let Some(victim) = oldest(&self.media).or_else(|| oldest(&self.playlists)) else {
+                break;
+            };
+            self.remove(&victim);
+        }
+        if replaced {
+            Stored::Replaced
+        } else {
+            Stored::New
+        }
+    }
+
+    fn remember(&mut self, path: &str, seq: u64) {
+        self.known.insert(path.to_owned(), seq);
+        self.known_order.push_back((seq, path.to_owned()));
+        while self.known_order.len() > KNOWN_NAMES {
+            if let Some((s, p)) = self.known_order.pop_front() {
+                if self.known.get(&p) == Some(&s) {
+                    self.known.remove(&p);
+                }
+            }
+        }
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.objects.contains_key(path) || self.known.contains_key(path)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Channels {
+    windows: HashMap<String, Window>,
+    next_seq: u64,
+}
+
+/// The HTTP PUT ingest's state: share it (`Arc`) between the router
+/// ([`crate::router`]) and the origin's reads ([`PushIngest::get`]).
+pub struct PushIngest {
+    config: PushConfig,
+    channels: Mutex<Channels>,
+    writer: Arc<Writer>,
+    /// Woken at every object taken, for playlists waiting on a reference.
+    uploaded: Notify,
+    results: [AtomicU64; OUTCOMES.len()],
+    bytes: AtomicU64,
+}
+
+impl std::fmt::Debug for PushIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushIngest")
+            .field("config", &self.config)
+            .field("channels", &lock(&self.channels).windows.len())
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushIngest {
+    pub fn new(config: PushConfig, store: Arc<dyn ObjectStore>) -> Arc<Self> {
+        let writer = Arc::new(Writer::new(
+            store,
+            config.store_attempts,
+            config.store_backoff,
+        ));
+        Arc::new(Self {
+            config,
+            channels: Mutex::new(Channels::default()),
+            writer,
+            uploaded: Notify::new(),
+            results: Default::default(),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &PushConfig {
+        &self.config
+    }
+
+    /// Checks and takes an object pushed to `channel` at `path`: the body against its
+    /// kind and limit, a playlist's references against what was uploaded. Nothing is
+    /// kept or written when it is refused. Accepted objects are in memory when this
+    /// returns and on their way to the store. Must be called from a Tokio runtime.
+    ///
+    /// Authorisation is the caller's ([`crate::router`] does it).
+    pub async fn put(
+        &self,
+        channel: &str,
+        path: &PushPath,
+        body: Bytes,
+    ) -> Result<Stored, PutError> {
+        let result = self.check_and_insert(channel, path, body).await;
+        match &result {
+            Ok(_) => self.count(Outcome::Stored),
+            Err(e) => self.count(Outcome::of(e)),
+        }
+        result
+    }
+
+    async fn check_and_insert(
+        &self,
+        channel: &str,
+        path: &PushPath,
+        body: Bytes,
+    ) -> Result<Stored, PutError> {
+        check_channel(channel)?;
+        let limit = self.config.limit(path.kind());
+        if body.len() > limit {
+            return Err(PutError::TooLarge {
+                what: what(path.kind()),
+                size: Some(body.len() as u64),
+                limit,
+            });
+        }
+        if path.kind() == Kind::Playlist {
+            let refs = playlist_references(&body, path, limit)?;
+            self.check_references(channel, &refs).await?;
+        } else {
+            check_media(path.kind(), &body)?;
+        }
+        let len = body.len();
+        let stored = {
+            let mut chs = lock(&self.channels);
+            let now = Instant::now();
+            if !chs.windows.contains_key(channel) && chs.windows.len() >= self.config.max_channels {
+                // The channel pushed to longest ago leaves memory; its objects stay in
+                // the store.
+                let stalest = chs
+                    .windows
+                    .iter()
+                    .min_by_key(|(_, w)| w.last_put)
+                    .map(|(c, _)| c.clone());
+                if let Some(c) = stalest {
+                    chs.windows.remove(&c);
+                }
+            }
+            chs.next_seq += 1;
+            let seq = chs.next_seq;
+            let w = chs
+                .windows
+                .entry(channel.to_owned())
+                .or_insert_with(|| Window::new(now));
+            w.last_put = now;
+            w.insert(path, body.clone(), seq, self.config.max_channel_bytes)
+        };
+        self.uploaded.notify_waiters();
+        self.writer.schedule(path.store_key(channel), Op::Put(body));
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(stored)
+    }
+
+    /// Fails with the first reference that is neither in memory, nor remembered as
+    /// uploaded, nor in the store, once [`PushConfig::reference_wait`] has passed
+    /// without it being uploaded.
+    async fn check_references(&self, channel: &str, refs: &[PushPath]) -> Result<(), PutError> {
+        let deadline = tokio::time::Instant::now() + self.config.reference_wait;
+        let mut asked_store = false;
+        loop {
+            let uploaded = self.uploaded.notified();
+            tokio::pin!(uploaded);
+            uploaded.as_mut().enable();
+            let missing: Vec<&PushPath> = {
+                let chs = lock(&self.channels);
+                let w = chs.windows.get(channel);
+                refs.iter()
+                    .filter(|r| !w.is_some_and(|w| w.has(r.as_str())))
+                    .collect()
+            };
+            let Some(first) = missing.first() else {
+                return Ok(());
+            };
+            if !asked_store {
+                asked_store = true;
+                if self.in_store(channel, &missing).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, uploaded).await.is_err() {
+                return Err(PutError::MissingReference(first.as_str().to_owned()));
+            }
+        }
+    }
+
+    /// Whether all of `paths` are in the store (uploaded before this process started,
+    /// or remembered no longer); those found are remembered. One listing per directory
+    /// rather than one read per object.
+    async fn in_store(&self, channel: &str, paths: &[&PushPath]) -> bool {
+        let mut listed: HashMap<Option<&str>, HashSet<String>> = HashMap::new();
+        let mut found = Vec::new();
+        let mut all = true;
+        for r in paths {
+            let names = match listed.entry(r.dir()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let prefix = match r.dir() {
+                        Some(d) => format!("pushed/{channel}/{d}"),
+                        None => format!("pushed/{channel}"),
+                    };
+                    let names = match self.writer.store().children(&prefix, KNOWN_NAMES).await {
+                        Ok(names) => names.into_iter().collect(),
+                        Err(e) => {
+                            tracing::warn!(channel, error = %e, "pushed playlist: the store could not be listed to find its references");
+                            HashSet::new()
+                        }
+                    };
+                    e.insert(names)
+                }
+            };
+            let file = r.as_str().rsplit('/').next().unwrap_or_default();
+            let stored = names.contains(file);
+            if stored && !self.writer.deleting(&r.store_key(channel)) {
+                found.push(*r);
+            } else {
+                all = false;
+            }
+        }
+        let mut chs = lock(&self.channels);
+        chs.next_seq += 1;
+        let seq = chs.next_seq;
+        if let Some(w) = chs.windows.get_mut(channel) {
+            for r in found {
+                w.remember(r.as_str(), seq);
+            }
+        }
+        all
+    }
+
+    /// Removes `path` of `channel` from memory and, in the background, from the store.
+    /// Removing what is not there is not an error. Must be called from a Tokio runtime.
+    pub fn delete(&self, channel: &str, path: &PushPath) -> Result<(), PutError> {
+        if let Err(e) = check_channel(channel) {
+            self.count(Outcome::RefusedPath);
+            return Err(e);
+        }
+        if let Some(w) = lock(&self.channels).windows.get_mut(channel) {
+            w.remove(path.as_str());
+            w.known.remove(path.as_str());
+        }
+        self.writer.schedule(path.store_key(channel), Op::Delete);
+        self.count(Outcome::Deleted);
+        Ok(())
+    }
+
+    /// The object pushed to `channel` at `path` (both as a request names them; anything
+    /// that could not have been pushed is `None`): from memory, else from the store.
+    /// A store error is logged and answered `None`.
+    pub async fn get(&self, channel: &str, path: &str) -> Option<PushedObject> {
+        check_channel(channel).ok()?;
+        let path = PushPath::parse(path).ok()?;
+        let cache_control = match path.kind() {
+            Kind::Playlist => PLAYLIST_CACHE_CONTROL,
+            Kind::Fmp4 | Kind::MpegTs => MEDIA_CACHE_CONTROL,
+        };
+        if let Some(held) = lock(&self.channels)
+            .windows
+            .get(channel)
+            .and_then(|w| w.objects.get(path.as_str()))
+        {
+            return Some(PushedObject {
+                body: held.body.clone(),
+                content_type: held.content_type,
+                cache_control,
+            });
+        }
+        let key = path.store_key(channel);
+        if self.writer.deleting(&key) {
+            return None;
+        }
+        match self.writer.store().get(&key).await {
+            Ok(body) => body.map(|body| PushedObject {
+                body,
+                content_type: path.content_type(),
+                cache_control,
+            }),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "pushed object: store read failed");
+                None
+            }
+        }
+    }
+
+    /// Whether `channel` was pushed to since this process started (its window is in
+    /// memory): a request for a channel nobody pushes to is answered without a store
+    /// read.
+    pub fn knows(&self, channel: &str) -> bool {
+        lock(&self.channels).windows.contains_key(channel)
+    }
+
+    /// Channels with a PUT in the last [`LIVE_WINDOW`], sorted.
+    pub fn live_channels(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut live: Vec<String> = lock(&self.channels)
+            .windows
+            .iter()
+            .filter(|(_, w)| now.duration_since(w.last_put) < LIVE_WINDOW)
+            .map(|(c, _)| c.clone())
+            .collect();
+        live.sort();
+        live
+    }
+
+    /// Returns once every store write and delete asked for so far has finished
+    /// (succeeded or given up): for shutdown, and for tests.
+    pub async fn flushed(&self) {
+        self.writer.flushed().await
+    }
+
+    /// Appends the push ingest's metrics in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP starling_put_requests_total HTTP PUT/DELETE ingest requests by result."
+        );
+        let _ = writeln!(out, "# TYPE starling_put_requests_total counter");
+        for (i, (_, label)) in OUTCOMES.iter().enumerate() {
+            let n = self.results[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "starling_put_requests_total{{result=\"{label}\"}} {n}");
+        }
+        let (channels, bytes) = {
+            let chs = lock(&self.channels);
+            (
+                chs.windows.len(),
+                chs.windows.values().map(|w| w.bytes).sum::<usize>(),
+            )
+        };
+        let rows: [(&str, &str, &str, u64); 5] = [
+            (
+                "starling_put_bytes_total",
+                "counter",
+                "Bytes of pushed objects accepted.",
+                self.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_put_store_failures_total",
+                "counter",
+                "Pushed objects (or deletes) the object store did not take after every attempt.",
+                self.writer.failures(),
+            ),
+            (
+                "starling_put_store_pending",
+                "gauge",
+                "Store writes and deletes of pushed objects not yet finished.",
+                self.writer.pending() as u64,
+            ),
+            (
+                "starling_put_memory_bytes",
+                "gauge",
+                "Bytes of pushed objects held in memory.",
+                bytes as u64,
+            ),
+            (
+                "starling_put_channels",
+                "gauge",
+                "Channels with pushed objects in memory.",
+                channels as u64,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+
+    pub(crate) fn count(&self, outcome: Outcome) {
+        if let Some(i) = OUTCOMES.iter().position(|(o, _)| *o == outcome) {
+            self.results[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn what(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Playlist => "a playlist",
+        Kind::Fmp4 | Kind::MpegTs => "a media object",
+    }
+}
+
+pub(crate) fn too_large(kind: Kind, size: Option<u64>, limit: usize) -> PutError {
+    PutError::TooLarge {
+        what: what(kind),
+        size,
+        limit,
+    }
+}
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;
