@@ -63,6 +63,7 @@ impl Origin {
                         start,
                         data,
                         first_arrival,
+                        discontinuity: seam,
                     } => {
                         let session = st.session;
                         crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
@@ -85,7 +86,10 @@ impl Origin {
                             }
                             let init = r.inits.len().saturating_sub(1);
                             let new_map = r.segments.back().is_some_and(|s| s.init != init);
-                            let discontinuity = std::mem::take(&mut r.next_discontinuity);
+                            // A seam the origin saw (a new session), or one the packager
+                            // declared on the segment's parts (a clock jump, a locked
+                            // takeover with a hole): tagged before the first part is listed.
+                            let discontinuity = std::mem::take(&mut r.next_discontinuity) || seam;
                             // A DASH period begins where the timeline or the init
                             // section may change (see `periods`).
                             if sets_periods

@@ -42,6 +42,7 @@ fn segment(rendition: &'static str, msn: u64, duration: f64) -> [Output; 2] {
             start: (msn as f64 * duration * 1000.0).round() as u64,
             data: Bytes::from_static(b"part"),
             first_arrival: now,
+            discontinuity: false,
         },
         Output::SegmentEnd {
             rendition,
@@ -111,6 +112,44 @@ async fn skipped_audio_numbers_are_listed_as_gaps() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A seam the packager declares on a segment's parts (a clock jump, a locked takeover
+/// with a hole) is in the playlist from the segment's first part on: a tag is never
+/// added before a segment already listed.
+#[tokio::test]
+async fn a_seam_on_the_parts_is_tagged_before_the_segment_completes() {
+    let dir = std::env::temp_dir().join(format!("starling-seam-{}", std::process::id()));
+    let origin = Origin::new(OriginConfig::default(), Arc::new(LocalDirStore::new(&dir)));
+    let ch = Arc::new(Channel::new(
+        "seam",
+        crate::ChannelSettings::defaults(origin.config()),
+    ));
+    let mut outputs = vec![Output::Init {
+        rendition: info("source", TrackKind::Video),
+        init: Bytes::from_static(b"init"),
+    }];
+    outputs.extend(segment("source", 0, 0.3));
+    let [mut part, _] = segment("source", 1, 0.3);
+    if let Output::Part { discontinuity, .. } = &mut part {
+        *discontinuity = true;
+    }
+    outputs.push(part);
+    origin.apply(&ch, outputs);
+    let st = lock(&ch.inner);
+    let r = st.rendition("source").unwrap();
+    let open = r.segments.back().unwrap();
+    assert!(
+        !open.complete && open.discontinuity,
+        "tagged while in progress"
+    );
+    let (_, listing) = Listing::capture(&st, "source");
+    let text = build_playlist(&listing.unwrap(), origin.config()).render();
+    let tag = text.find("#EXT-X-DISCONTINUITY\n").expect(&text);
+    let first_part = text.find("/1.0.m4s").expect(&text);
+    assert!(tag < first_part, "{text}");
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Distinct bytes for part `index` of segment `msn`, so a wrong slice cannot pass.
 fn part_bytes(msn: u64, index: u32) -> Bytes {
     (0..1000u32)
@@ -174,6 +213,7 @@ async fn memory_holds_the_live_edge_and_older_bytes_come_from_the_store() {
                 start: msn * 1000 + u64::from(index) * 250,
                 data: part_bytes(msn, index),
                 first_arrival: now,
+                discontinuity: false,
             })
             .collect();
         outputs.push(Output::SegmentEnd {

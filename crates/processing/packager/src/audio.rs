@@ -26,11 +26,13 @@ impl Packager {
         let origin = self.origin(&frame, source.timescale);
         let ts = self.audio.timescale;
         let mapped = origin.map(frame.dts, source.timescale, ts);
-        if self
-            .lock_floor_ns
-            .is_some_and(|floor| ticks_to_ns(mapped, ts) < floor)
-        {
-            // A locked publish's audio for a segment closed before it began.
+        let waiting_for_video = self.video.source.is_some() && self.video.last_time.is_none();
+        if self.lock_floor_ns.is_some_and(|floor| {
+            ticks_to_ns(mapped, ts) < floor.audio_ns
+                || (floor.audio_waits_for_video && waiting_for_video)
+        }) {
+            // A locked publish's audio for a segment closed before it began, or before
+            // the video's first keyframe of a publish that continues another.
             self.dropped += 1;
             return;
         }
@@ -76,6 +78,12 @@ impl Packager {
         }
         r.last_dts = Some(time);
         r.expected = Some(r.counted_next.unwrap_or(time.saturating_add(r.interval)));
+        // As for video: a locked publish's wall clock is its media time.
+        let arrival = if self.locked {
+            crate::lock::wall_clock(time, ts)
+        } else {
+            frame.arrival
+        };
         if self.tap {
             out.push(Output::Sample(Sample {
                 kind: TrackKind::Audio,
@@ -85,7 +93,7 @@ impl Packager {
                 msn: r.msn,
                 starts_segment: false,
                 data: frame.data.clone(),
-                arrival: frame.arrival,
+                arrival,
             }));
         }
         r.held.push_back(Tail {
@@ -93,7 +101,7 @@ impl Packager {
             cts_offset: 0,
             keyframe: true,
             data: frame.data,
-            arrival: frame.arrival,
+            arrival,
         });
         self.drain_audio(false, out);
     }

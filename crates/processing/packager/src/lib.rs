@@ -114,6 +114,12 @@
 //! times are the arrival of each segment's first frame, never derived from media time, so
 //! they stay true across republishes.
 //!
+//! # The epoch lock
+//! A publish whose [`Stream::clock`] is epoch time is mapped by that clock instead (the
+//! `lock` module): media time is time since 1970, numbers are the grid's, program date
+//! times are media time, and a locked publish after another continues its timeline
+//! (seamless when it starts where that one ended, one discontinuity otherwise).
+//!
 //! # Memory
 //! Per rendition: one part's samples, the newest sample, and (audio) the hold-back.
 //! Payloads stay `Bytes` until the CMAF writer copies them once into the fragment.
@@ -138,6 +144,7 @@ use starling_cmaf::init_segment;
 use starling_media::{CodecConfig, Frame, SourceClock, Stream, Track, TrackId, TrackKind};
 
 pub use error::PackagerError;
+use lock::LockFloor;
 use model::rendition_info;
 pub use model::{Defects, Input, Output, PackagerConfig, RenditionInfo, Sample};
 pub use names::{
@@ -310,9 +317,9 @@ pub struct Packager {
     locked: bool,
     /// The previous publish was on the epoch grid.
     last_locked: bool,
-    /// Media time (ns) below which a locked publish's frames fall in segments already
+    /// Media times (ns) below which a locked publish's frames fall in segments already
     /// closed (a backup taking over sends from its last keyframe): dropped.
-    lock_floor_ns: Option<i128>,
+    lock_floor_ns: Option<LockFloor>,
     /// Publishes that said `epoch` but whose clock was too far from their arrival.
     lock_refused: u64,
 }
@@ -763,10 +770,17 @@ impl Packager {
         let max_segment = ns_to_ticks(self.max_segment_ns, VIDEO_TIMESCALE);
         let part_target = ns_to_ticks(self.part_ns, VIDEO_TIMESCALE).max(1);
         let audio_active = self.audio.source.is_some();
-        let (locked, segment_ns) = (self.locked, self.segment_ns);
+        let (locked, last_locked, segment_ns) = (self.locked, self.last_locked, self.segment_ns);
         let r = &mut self.video;
         let shift = *r.shift.get_or_insert(pts.saturating_sub(dts));
         let time = dts.saturating_add(shift);
+        // A locked publish's wall clock is its media time (capture time since 1970):
+        // its program date times are exact and the same in every pipeline.
+        let arrival = if locked {
+            lock::wall_clock(time, VIDEO_TIMESCALE)
+        } else {
+            frame.arrival
+        };
         let cts_offset = pts.saturating_sub(dts).saturating_sub(shift);
         let cts_offset =
             i32::try_from(cts_offset).unwrap_or(if cts_offset < 0 { i32::MIN } else { i32::MAX });
@@ -791,15 +805,28 @@ impl Packager {
             r.msn = r.msn.saturating_add(1);
         }
         let opens = !r.seg.is_open();
+        let mut seam = false;
         if opens && locked && r.last_time.is_none() {
             // The publish's first segment: the number of the grid slot its keyframe
             // opens (audio before it may have moved the number a slot early).
             let grid = lock::grid_msn(ticks_to_ns(time, VIDEO_TIMESCALE), segment_ns);
             r.msn = r.msn.max(grid);
+            // A locked publish that continues another is seamless only if it starts
+            // where that one ended. A primary that died mid-segment leaves a hole up to
+            // the backup's next keyframe: that is a seam (both renditions), until
+            // segment selection can fill it from the backup (docs/hls.md).
+            let tolerance = r.interval.saturating_add(r.interval / 2);
+            if last_locked
+                && r.end
+                    .is_some_and(|end| time.saturating_sub(end) > tolerance)
+            {
+                r.discontinuity = true;
+                seam = true;
+            }
         }
         if opens {
             let discontinuity = r.take_discontinuity();
-            r.seg.open(r.msn, time, frame.arrival, discontinuity);
+            r.seg.open(r.msn, time, arrival, discontinuity);
             r.ever_opened = true;
         }
         if self.tap {
@@ -811,7 +838,7 @@ impl Packager {
                 msn: r.msn,
                 starts_segment: opens,
                 data: frame.data.clone(),
-                arrival: frame.arrival,
+                arrival,
             }));
         }
         let tail = Tail {
@@ -819,7 +846,7 @@ impl Packager {
             cts_offset,
             keyframe: frame.keyframe,
             data: frame.data,
-            arrival: frame.arrival,
+            arrival,
         };
         let estimate = r.interval;
         r.seg.add(tail, estimate, out);
@@ -832,6 +859,11 @@ impl Packager {
             if audio_active {
                 self.push_cut(msn, time);
             }
+        }
+        if seam {
+            // The audio waited for this keyframe (see `audio_frame`): its first segment
+            // of this publish opens after it, with the same seam.
+            self.audio.discontinuity = true;
         }
         self.audio.stalled = false;
         self.drain_audio(false, out);

@@ -34,12 +34,28 @@ pub(crate) const MAX_SKEW_NS: i128 = 60 * NANOS;
 /// timestamps round; keyframes are at least a frame, ≥ 8 ms at 120 fps, apart).
 pub(crate) const ON_GRID_NS: i128 = 4_000_000;
 
+/// Where a locked publish may start, per track (see [`Packager::lock`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockFloor {
+    pub video_ns: i128,
+    pub audio_ns: i128,
+    /// Audio is dropped until the video's first keyframe of the publish.
+    pub audio_waits_for_video: bool,
+}
+
 /// Nanoseconds since the Unix epoch of `t` (negative before it).
 pub(crate) fn unix_ns(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
         Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
     }
+}
+
+/// The wall-clock instant of media time `ticks` (at `timescale`) of a locked publish,
+/// whose media time 0 is the Unix epoch.
+pub(crate) fn wall_clock(ticks: i64, timescale: u32) -> SystemTime {
+    let ns = ticks_to_ns(ticks, timescale).max(0);
+    UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 /// The instant, in ns since the epoch, that source time `ticks` (at `timescale`,
@@ -95,8 +111,22 @@ impl Packager {
             self.availability_start = Some(epoch);
         }
         self.locked = true;
-        // Numbers below `next_msn` are taken: what falls in them is dropped.
-        self.lock_floor_ns = Some(self.base_ns.saturating_sub(ON_GRID_NS));
+        // Numbers below `next_msn` are taken: video that would open one of them is
+        // dropped (the previous publish's last sample may end a little past the grid:
+        // its duration is an estimate). Audio goes on where the previous publish's
+        // audio ended, less half a frame, so the two do not overlap; after a locked
+        // publish it also waits for the video's first keyframe, so that both
+        // renditions start this publish at the same time.
+        let grid = i128::from(self.next_msn).saturating_mul(self.segment_ns);
+        let audio_end = self.audio.end.map_or(grid, |e| {
+            ticks_to_ns(e, self.audio.timescale)
+                .saturating_sub(ticks_to_ns(self.audio.interval / 2, self.audio.timescale))
+        });
+        self.lock_floor_ns = Some(LockFloor {
+            video_ns: grid.saturating_sub(ON_GRID_NS),
+            audio_ns: audio_end.max(grid.saturating_sub(ON_GRID_NS)),
+            audio_waits_for_video: self.last_locked && self.video.source.is_some(),
+        });
         let msn = grid_msn(epoch_ns, self.segment_ns).max(self.next_msn);
         let continues = self.last_locked;
         for r in [&mut self.video, &mut self.audio] {
@@ -119,7 +149,7 @@ impl Packager {
     /// this publish.
     pub(crate) fn below_lock_floor(&self, ticks: i64) -> bool {
         self.lock_floor_ns
-            .is_some_and(|floor| ticks_to_ns(ticks, VIDEO_TIMESCALE) < floor)
+            .is_some_and(|floor| ticks_to_ns(ticks, VIDEO_TIMESCALE) < floor.video_ns)
     }
 }
 

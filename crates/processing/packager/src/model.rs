@@ -102,6 +102,10 @@ pub enum Output {
         data: Bytes,
         /// Arrival of the part's first sample.
         first_arrival: SystemTime,
+        /// Its segment begins with a discontinuity (the same on every part of it, and
+        /// again on its `SegmentEnd`): a playlist can tag the segment before listing
+        /// its first part, never after.
+        discontinuity: bool,
     },
     /// All parts of segment `msn` of this rendition were emitted; the segment's bytes are
     /// the concatenation of its parts.
@@ -223,6 +227,7 @@ impl fmt::Debug for Output {
                 start,
                 data,
                 first_arrival,
+                discontinuity,
             } => f
                 .debug_struct("Part")
                 .field("rendition", rendition)
@@ -233,6 +238,7 @@ impl fmt::Debug for Output {
                 .field("start", start)
                 .field("len", &data.len())
                 .field("first_arrival", first_arrival)
+                .field("discontinuity", discontinuity)
                 .finish(),
             Output::SegmentEnd {
                 rendition,

@@ -300,6 +300,7 @@ impl Segmenter {
                     start,
                     data,
                     first_arrival: self.part_arrival,
+                    discontinuity: seg.discontinuity,
                 });
                 seg.parts += 1;
                 seg.ticks = seg.ticks.saturating_add(ticks);

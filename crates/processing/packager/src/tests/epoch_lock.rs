@@ -97,6 +97,19 @@ fn pipelines_started_seconds_apart_cut_the_same_segments() {
         assert_eq!((seg.1, seg.2), (twin.1, twin.2), "segment {}", seg.0);
     }
     assert!(tb.len() >= 8, "{tb:?}");
+    // Program date times are the media time on the wall clock: exact, and the same in
+    // both pipelines whatever their latency (300 ms and 1.4 s here).
+    let pdts = |out: &[Output]| -> std::collections::BTreeMap<u64, SystemTime> {
+        segments(out, VIDEO_RENDITION)
+            .iter()
+            .map(|s| (s.msn, s.pdt))
+            .collect()
+    };
+    let (pa, pb) = (pdts(&out_a), pdts(&out_b));
+    for (seg, start, ..) in &tb {
+        let at = UNIX_EPOCH + Duration::from_nanos(start * 100_000 / 9);
+        assert_eq!((pa[seg], pb[seg]), (at, at), "segment {seg}");
+    }
     assert!(ta.iter().chain(&tb).all(|s| !s.3), "no seams");
 }
 
@@ -180,4 +193,127 @@ fn a_relative_publish_after_a_locked_one_is_a_seam() {
     let seam = t.iter().position(|s| s.3).expect("a discontinuity");
     assert_eq!(t[seam].0, t[seam - 1].0 + 1, "numbering goes on");
     assert!(t[seam].1 >= t[seam - 1].1, "time goes on");
+}
+
+/// Audio frame `i` (AAC, 48 kHz, 1024 samples) of the same source, epoch-stamped.
+fn epoch_aframe(i: usize, latency_ms: i64) -> Frame {
+    let ms = SOURCE_START_MS + (i as f64 * 1024.0 * 1000.0 / 48_000.0).round() as i64;
+    let sent = ms.rem_euclid(1 << 31);
+    Frame {
+        track: AUDIO,
+        pts: sent,
+        dts: sent,
+        keyframe: true,
+        data: Bytes::from(vec![0x21, 0x10, i as u8]),
+        arrival: UNIX_EPOCH + Duration::from_millis((ms + latency_ms) as u64),
+    }
+}
+
+fn epoch_av_stream() -> Input {
+    let Input::Stream(s) = stream(Some(avc("68cb83cb20")), Some(aac(48_000))) else {
+        unreachable!()
+    };
+    let mut s = (*s).clone();
+    s.clock = SourceClock::RTMP_EPOCH;
+    Input::Stream(Arc::new(s))
+}
+
+/// Video frames `v` and audio frames `a` of the source, interleaved by time.
+fn av(v: std::ops::Range<usize>, a: std::ops::Range<usize>, latency_ms: i64) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = v
+        .map(|i| epoch_vframe(i, latency_ms))
+        .chain(a.map(|i| epoch_aframe(i, latency_ms)))
+        .collect();
+    frames.sort_by_key(|f| f.arrival);
+    frames
+}
+
+#[test]
+fn with_audio_a_locked_takeover_keeps_both_renditions_aligned() {
+    let mut p = Packager::new(config(2000, 500));
+    let mut out = p.push(epoch_av_stream());
+    // A: 10 s of video and audio.
+    for f in av(0..300, 0..469, 300) {
+        out.extend(p.push(Input::Frame(f)));
+    }
+    out.extend(p.push(Input::End));
+    // B sends its GOP cache (from 8 s) and goes on to 16 s.
+    out.extend(p.push(epoch_av_stream()));
+    for f in av(240..480, 375..750, 900) {
+        out.extend(p.push(Input::Frame(f)));
+    }
+    out.extend(p.push(Input::End));
+    let video = segments(&out, VIDEO_RENDITION);
+    let audio = segments(&out, AUDIO_RENDITION);
+    let vn: Vec<u64> = video.iter().map(|s| s.msn).collect();
+    let an: Vec<u64> = audio.iter().map(|s| s.msn).collect();
+    assert_eq!(vn, an, "the same numbers\n{video:?}\n{audio:?}");
+    assert!(audio.iter().all(|s| !s.discontinuity), "{audio:?}");
+    // Each audio segment lasts what its video segment lasts, within an audio frame
+    // (a segment cut short by A's end excepted: its audio ends with A's audio).
+    for (v, a) in video.iter().zip(&audio) {
+        assert!(
+            (v.duration - a.duration).abs() < 0.03,
+            "segment {}: video {} audio {}",
+            v.msn,
+            v.duration,
+            a.duration
+        );
+    }
+}
+
+#[test]
+fn a_primary_that_died_mid_segment_leaves_a_seam_at_the_backups_first_keyframe() {
+    let mut p = Packager::new(config(2000, 500));
+    let mut out = p.push(epoch_av_stream());
+    // A dies 7.5 s into the source, a second into the segment that began at its 6 s
+    // keyframe; B's next keyframe is at 8 s.
+    for f in av(0..225, 0..352, 300) {
+        out.extend(p.push(Input::Frame(f)));
+    }
+    out.extend(p.push(Input::End));
+    out.extend(p.push(epoch_av_stream()));
+    for f in av(200..480, 375..750, 900) {
+        out.extend(p.push(Input::Frame(f)));
+    }
+    out.extend(p.push(Input::End));
+    let video = segments(&out, VIDEO_RENDITION);
+    let audio = segments(&out, AUDIO_RENDITION);
+    let vn: Vec<u64> = video.iter().map(|s| s.msn).collect();
+    let an: Vec<u64> = audio.iter().map(|s| s.msn).collect();
+    assert_eq!(vn, an, "the same numbers");
+    assert_eq!(
+        vn,
+        (vn[0]..vn[0] + vn.len() as u64).collect::<Vec<_>>(),
+        "consecutive"
+    );
+    // B's first segment (from its 8 s keyframe) is the one seam, in both; every part of
+    // it says so from the first one, so a playlist can tag it before listing it.
+    let b_first = ((SOURCE_START_MS + 8_000) / 2000) as u64;
+    for segs in [&video, &audio] {
+        let seams: Vec<u64> = segs
+            .iter()
+            .filter(|s| s.discontinuity)
+            .map(|s| s.msn)
+            .collect();
+        assert_eq!(seams, [b_first], "{segs:?}");
+    }
+    let tagged = out.iter().all(|o| match o {
+        Output::Part {
+            msn, discontinuity, ..
+        } => *discontinuity == (*msn == b_first),
+        _ => true,
+    });
+    assert!(tagged, "parts carry their segment's seam");
+    // Both renditions start B's publish at its keyframe (audio within half a frame).
+    let a_first = audio.iter().find(|s| s.msn == b_first).unwrap();
+    let v_first = video.iter().find(|s| s.msn == b_first).unwrap();
+    let pdt_gap = a_first
+        .pdt
+        .duration_since(v_first.pdt)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        pdt_gap < Duration::from_millis(25),
+        "{a_first:?} vs {v_first:?}"
+    );
 }
