@@ -70,6 +70,9 @@ impl PushedSource for Pushed {
             if !self.0.knows(channel) {
                 return None;
             }
+            // A request for the segment a pushed playlist names next waits here until it
+            // is uploaded (at most 1.5 target durations, 6 s); one past that is `None`
+            // at once, with no store read (docs/put-ingest.md, "The live edge").
             let o = self.0.get(channel, path).await?;
             Some(PushedObject {
                 body: o.body,

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::{
     check::{check_channel, check_media, playlist_references, Kind, PushPath, PutError},
+    edge::{self, Ahead, Edge, Series},
     writer::{Op, Writer},
 };
 
@@ -68,6 +69,11 @@ pub struct PushConfig {
     /// another connection without waiting for the answer (ffmpeg does), so the playlist
     /// can arrive, or be read first, a moment before its newest segment is complete.
     pub reference_wait: Duration,
+    /// Longest hold of a request for the next segment at the live edge (6 s). A request
+    /// for the object a media playlist will name next is held until it is uploaded, for
+    /// 1.5 × the playlist's EXT-X-TARGETDURATION but never longer than this; zero
+    /// answers such requests at once.
+    pub next_segment_wait: Duration,
 }
 
 impl Default for PushConfig {
@@ -81,6 +87,7 @@ impl Default for PushConfig {
             store_backoff: Duration::from_millis(250),
             auth_cache_ttl: Duration::from_secs(2),
             reference_wait: Duration::from_secs(2),
+            next_segment_wait: Duration::from_secs(6),
         }
     }
 }
@@ -165,6 +172,10 @@ struct Window {
     /// Names uploaded and not deleted, newest last, bounded by [`KNOWN_NAMES`].
     known: HashMap<String, u64>,
     known_order: VecDeque<(u64, String)>,
+    /// The live edge of each numbered series a media playlist in memory names.
+    edges: HashMap<Series, Edge>,
+    /// Woken at every object taken for this channel, for requests held at the edge.
+    published: Arc<Notify>,
     last_put: Instant,
 }
 
@@ -177,6 +188,8 @@ impl Window {
             bytes: 0,
             known: HashMap::new(),
             known_order: VecDeque::new(),
+            edges: HashMap::new(),
+            published: Arc::new(Notify::new()),
             last_put: now,
         }
     }
@@ -245,6 +258,32 @@ impl Window {
 
     fn has(&self, path: &str) -> bool {
         self.objects.contains_key(path) || self.known.contains_key(path)
+    }
+
+    /// Moves the live edges after `path` was taken: a media playlist sets the edge of
+    /// its series (dropping those of playlists no longer in memory, and its own old
+    /// ones), a numbered media object moves its series' edge forward.
+    fn advance(&mut self, path: &PushPath, edge: Option<(Series, Edge)>) {
+        if path.kind() == Kind::Playlist {
+            let objects = &self.objects;
+            self.edges
+                .retain(|_, e| e.playlist != path.as_str() && objects.contains_key(&e.playlist));
+            if let Some((series, e)) = edge {
+                self.edges.insert(series, e);
+            }
+        } else if let Some(n) = edge::numbered(path) {
+            if let Some(e) = self.edges.get_mut(&n.series) {
+                e.uploaded(&n);
+            }
+        }
+    }
+
+    /// How a request for `path`, which is not in memory, stands against the edge of its
+    /// series; [`Ahead::Behind`] when it has none.
+    fn ahead(&self, path: &PushPath) -> Ahead {
+        edge::numbered(path)
+            .and_then(|n| self.edges.get(&n.series).map(|e| e.ahead(&n)))
+            .unwrap_or(Ahead::Behind)
     }
 }
 
@@ -332,14 +371,16 @@ impl PushIngest {
                 limit,
             });
         }
+        let mut edge = None;
         if path.kind() == Kind::Playlist {
             let refs = playlist_references(&body, path, limit)?;
             self.check_references(channel, &refs).await?;
+            edge = edge::of_playlist(&body, path, self.config.next_segment_wait);
         } else {
             check_media(path.kind(), &body)?;
         }
         let len = body.len();
-        let stored = {
+        let (stored, published) = {
             let mut chs = lock(&self.channels);
             let now = Instant::now();
             if !chs.windows.contains_key(channel) && chs.windows.len() >= self.config.max_channels {
@@ -361,9 +402,12 @@ impl PushIngest {
                 .entry(channel.to_owned())
                 .or_insert_with(|| Window::new(now));
             w.last_put = now;
-            w.insert(path, body.clone(), seq, self.config.max_channel_bytes)
+            let stored = w.insert(path, body.clone(), seq, self.config.max_channel_bytes);
+            w.advance(path, edge);
+            (stored, w.published.clone())
         };
         self.uploaded.notify_waiters();
+        published.notify_waiters();
         self.writer.schedule(path.store_key(channel), Op::Put(body));
         self.bytes.fetch_add(len as u64, Ordering::Relaxed);
         Ok(stored)
@@ -456,6 +500,7 @@ impl PushIngest {
         if let Some(w) = lock(&self.channels).windows.get_mut(channel) {
             w.remove(path.as_str());
             w.known.remove(path.as_str());
+            w.edges.retain(|_, e| e.playlist != path.as_str());
         }
         self.writer.schedule(path.store_key(channel), Op::Delete);
         self.count(Outcome::Deleted);
@@ -465,6 +510,13 @@ impl PushIngest {
     /// The object pushed to `channel` at `path` (both as a request names them; anything
     /// that could not have been pushed is `None`): from memory, else from the store.
     /// A store error is logged and answered `None`.
+    ///
+    /// At the live edge of a media playlist of the channel (docs/put-ingest.md, "The live
+    /// edge"):
+    /// - the next segment it will name, not uploaded yet, is waited for: the answer
+    ///   comes when it is uploaded, or `None` after 1.5 × the playlist's target duration
+    ///   (at most [`PushConfig::next_segment_wait`]);
+    /// - a number past that cannot exist yet and is `None` at once, with no store read.
     pub async fn get(&self, channel: &str, path: &str) -> Option<PushedObject> {
         check_channel(channel).ok()?;
         let path = PushPath::parse(path).ok()?;
@@ -472,16 +524,39 @@ impl PushIngest {
             Kind::Playlist => PLAYLIST_CACHE_CONTROL,
             Kind::Fmp4 | Kind::MpegTs => MEDIA_CACHE_CONTROL,
         };
-        if let Some(held) = lock(&self.channels)
-            .windows
-            .get(channel)
-            .and_then(|w| w.objects.get(path.as_str()))
-        {
-            return Some(PushedObject {
-                body: held.body.clone(),
-                content_type: held.content_type,
-                cache_control,
-            });
+        let mut deadline = None;
+        loop {
+            let published;
+            let woken;
+            {
+                let chs = lock(&self.channels);
+                let Some(w) = chs.windows.get(channel) else {
+                    break;
+                };
+                if let Some(held) = w.objects.get(path.as_str()) {
+                    return Some(PushedObject {
+                        body: held.body.clone(),
+                        content_type: held.content_type,
+                        cache_control,
+                    });
+                }
+                match w.ahead(&path) {
+                    Ahead::Behind => break,
+                    Ahead::Beyond => return None,
+                    Ahead::Next(hold) => {
+                        let deadline =
+                            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + hold);
+                        // Made under the lock, before any PUT that could bring the
+                        // object: `notify_waiters` wakes every `Notified` made before
+                        // it, polled or not.
+                        published = w.published.clone();
+                        woken = tokio::time::timeout_at(deadline, published.notified());
+                    }
+                }
+            }
+            if woken.await.is_err() {
+                return None;
+            }
         }
         let key = path.store_key(channel);
         if self.writer.deleting(&key) {

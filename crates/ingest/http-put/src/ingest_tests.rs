@@ -362,3 +362,258 @@ async fn a_playlist_waits_briefly_for_what_it_names() {
         "{waited:?}"
     );
 }
+
+/// A store that counts reads (gets and listings), over a directory.
+#[derive(Debug)]
+struct Counting {
+    inner: LocalDirStore,
+    reads: AtomicU64,
+}
+
+impl Counting {
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+impl ObjectStore for Counting {
+    fn put(
+        &self,
+        key: &str,
+        parts: Vec<Bytes>,
+    ) -> starling_store::BoxFuture<'_, Result<(), starling_store::StoreError>> {
+        self.inner.put(key, parts)
+    }
+    fn get(
+        &self,
+        key: &str,
+    ) -> starling_store::BoxFuture<'_, Result<Option<Bytes>, starling_store::StoreError>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key)
+    }
+    fn delete(
+        &self,
+        key: &str,
+    ) -> starling_store::BoxFuture<'_, Result<(), starling_store::StoreError>> {
+        self.inner.delete(key)
+    }
+    fn children(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> starling_store::BoxFuture<'_, Result<Vec<String>, starling_store::StoreError>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.children(prefix, limit)
+    }
+    fn delete_prefix(
+        &self,
+        prefix: &str,
+    ) -> starling_store::BoxFuture<'_, Result<(), starling_store::StoreError>> {
+        self.inner.delete_prefix(prefix)
+    }
+}
+
+fn counted(dir: &Dir, config: PushConfig) -> (Arc<PushIngest>, Arc<Counting>) {
+    let store = Arc::new(Counting {
+        inner: LocalDirStore::new(&dir.0),
+        reads: AtomicU64::new(0),
+    });
+    (PushIngest::new(config, store.clone()), store)
+}
+
+/// A live fMP4 playlist as ffmpeg writes it (epoch numbering), newest segment `newest`.
+fn live_playlist(target: u32, newest: u64) -> Bytes {
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n\
+         #EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+         #EXTINF:{target}.000000,\nindex{}.m4s\n#EXTINF:{target}.000000,\nindex{newest}.m4s\n",
+        newest - 1,
+        newest - 1
+    )
+    .into()
+}
+
+/// A channel pushed up to segment `newest` of `index{n}.m4s` with target duration
+/// `target`.
+async fn live(ing: &PushIngest, target: u32, newest: u64) {
+    ing.put("news", &p("init.mp4"), init()).await.unwrap();
+    for n in [newest - 1, newest] {
+        ing.put("news", &p(&format!("index{n}.m4s")), segment(200))
+            .await
+            .unwrap();
+    }
+    ing.put("news", &p("index.m3u8"), live_playlist(target, newest))
+        .await
+        .unwrap();
+}
+
+fn spawn_get(
+    ing: &Arc<PushIngest>,
+    path: &str,
+) -> tokio::task::JoinHandle<(Option<PushedObject>, Instant)> {
+    let ing = ing.clone();
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        let got = ing.get("news", &path).await;
+        (got, Instant::now())
+    })
+}
+
+#[tokio::test]
+async fn a_request_for_the_next_segment_is_answered_when_it_is_uploaded() {
+    let dir = Dir::new("hold");
+    let (ing, store) = counted(&dir, PushConfig::default());
+    // Target duration 2 s: held up to 3 s.
+    live(&ing, 2, 1_765_000_123).await;
+    let reads = store.reads();
+
+    let started = Instant::now();
+    let held = spawn_get(&ing, "index1765000124.m4s");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "answered before the segment came");
+    // Other uploads of the channel wake it; it goes back to waiting.
+    ing.put("news", &p("audio1765000124.m4a"), segment(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "answered by another object's upload");
+
+    let body = segment(300);
+    ing.put("news", &p("index1765000124.m4s"), body.clone())
+        .await
+        .unwrap();
+    let put_done = Instant::now();
+    let (got, answered) = held.await.unwrap();
+    let got = got.expect("the held request is answered with the segment");
+    assert_eq!(
+        (got.body, got.content_type, got.cache_control),
+        (body, "video/mp4", MEDIA_CACHE_CONTROL)
+    );
+    let woken = answered.saturating_duration_since(put_done);
+    let waited = answered.duration_since(started);
+    assert!(
+        woken < Duration::from_millis(500),
+        "woken {woken:?} after the PUT"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "waited {waited:?}: timed out rather than woken"
+    );
+    assert_eq!(store.reads(), reads, "a held request reads no store");
+
+    // The segment is up before the playlist that names it: the one after is the next.
+    let held = spawn_get(&ing, "index1765000125.m4s");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!held.is_finished());
+    ing.put("news", &p("index1765000125.m4s"), segment(100))
+        .await
+        .unwrap();
+    assert!(held.await.unwrap().0.is_some());
+    assert_eq!(store.reads(), reads);
+}
+
+#[tokio::test]
+async fn a_held_request_is_answered_none_at_the_bound() {
+    let dir = Dir::new("bound");
+    let (ing, store) = counted(&dir, PushConfig::default());
+    // Target duration 1 s: held 1.5 s.
+    live(&ing, 1, 500).await;
+    let reads = store.reads();
+    let started = Instant::now();
+    assert!(ing.get("news", "index501.m4s").await.is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(2000),
+        "{waited:?}"
+    );
+
+    // Target duration 10 s: 15 s, capped (here at 200 ms).
+    let dir = Dir::new("cap");
+    let capped = PushConfig {
+        next_segment_wait: Duration::from_millis(200),
+        ..PushConfig::default()
+    };
+    assert_eq!(store.reads(), reads, "no store read at the bound");
+    let (ing, store) = counted(&dir, capped);
+    live(&ing, 10, 500).await;
+    let reads = store.reads();
+    let started = Instant::now();
+    assert!(ing.get("news", "index501.m4s").await.is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(700),
+        "{waited:?}"
+    );
+    assert_eq!(store.reads(), reads);
+
+    // An ended playlist holds nothing: what follows it is not coming.
+    let ended = [&live_playlist(1, 500)[..], b"#EXT-X-ENDLIST\n"].concat();
+    ing.put("news", &p("index.m3u8"), ended.into())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(ing.get("news", "index501.m4s").await.is_none());
+    assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn far_ahead_and_unknown_names_are_answered_at_once() {
+    let dir = Dir::new("ahead");
+    let (ing, store) = counted(&dir, PushConfig::default());
+    live(&ing, 2, 1_765_000_123).await;
+    ing.flushed().await;
+    let reads = store.reads();
+
+    // Past the next number: cannot exist yet; no store read.
+    let started = Instant::now();
+    for far in [
+        "index1765000125.m4s",
+        "index1765009999.m4s",
+        "index99999999999999999999999.m4s",
+    ] {
+        assert!(ing.get("news", far).await.is_none(), "{far}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(300));
+    assert_eq!(store.reads(), reads, "far-ahead numbers read no store");
+
+    // Anything else is looked up as before, at once: memory, then the store.
+    let started = Instant::now();
+    for (path, found) in [
+        ("index1765000123.m4s", true),     // the newest, in memory
+        ("other1765000124.m4s", false),    // unknown stem
+        ("index1765000124.ts", false),     // another extension
+        ("v0/index1765000124.m4s", false), // another directory
+        ("index01765000124.m4s", false),   // another spelling of the next number
+        ("index1765000100.m4s", false),    // an older number
+        ("init.mp4", true),
+    ] {
+        assert_eq!(ing.get("news", path).await.is_some(), found, "{path}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(store.reads(), reads + 5, "one store read per miss");
+}
+
+#[tokio::test]
+async fn padded_names_in_directories_are_held_too() {
+    let dir = Dir::new("padded");
+    let ing = ingest(&dir, PushConfig::default());
+    for n in ["seg_000098.ts", "seg_000099.ts"] {
+        ing.put("news", &p(&format!("v1/{n}")), ts()).await.unwrap();
+    }
+    let pl = playlist(&["#EXTINF:1,", "seg_000098.ts", "#EXTINF:1,", "seg_000099.ts"]);
+    ing.put("news", &p("v1/index.m3u8"), pl).await.unwrap();
+    let held = spawn_get(&ing, "v1/seg_000100.ts");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!held.is_finished());
+    ing.put("news", &p("v1/seg_000100.ts"), ts()).await.unwrap();
+    assert_eq!(held.await.unwrap().0.unwrap().content_type, "video/mp2t");
+    // Past it: at once.
+    let started = Instant::now();
+    assert!(ing.get("news", "v1/seg_000102.ts").await.is_none());
+    assert!(started.elapsed() < Duration::from_millis(300));
+    // Deleting the playlist forgets its edge: the next is looked up as usual.
+    ing.delete("news", &p("v1/index.m3u8")).unwrap();
+    let started = Instant::now();
+    assert!(ing.get("news", "v1/seg_000101.ts").await.is_none());
+    assert!(started.elapsed() < Duration::from_millis(500));
+}

@@ -9,7 +9,8 @@
 //!   references of playlists). Sans-IO; fuzzed by `fuzz/fuzz_targets/put_check.rs`.
 //! - [`PushIngest`]: the objects of every channel, a bounded window in memory, each
 //!   written through to the [`starling_store::ObjectStore`] under
-//!   `pushed/CHANNEL/PATH`; [`PushIngest::get`] is what the origin serves them from.
+//!   `pushed/CHANNEL/PATH`; [`PushIngest::get`] is what the origin serves them from,
+//!   holding a request for the next segment at a playlist's live edge until it comes.
 //! - [`router`]: the axum routes, with authorisation and body limits.
 //!
 //! The pushed bytes are served as they came: nothing here repackages them, and a
@@ -18,6 +19,7 @@
 //! codes).
 
 pub mod check;
+mod edge;
 mod http;
 mod ingest;
 mod writer;
