@@ -117,6 +117,20 @@ async fn detached(task: tokio::task::JoinHandle<Response>) -> Response {
     })
 }
 
+/// What every PUT and DELETE passes first: a target it may name, then a key that may
+/// push to that channel. The refusal is the response.
+async fn admit(
+    st: &HttpState,
+    uri: &Uri,
+    params: Params,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(String, PushPath), Response> {
+    let (channel, path) = target(uri, params).map_err(|e| st.refuse_target(&e))?;
+    st.authorize(&channel, headers, peer).await?;
+    Ok((channel, path))
+}
+
 async fn handle_put(
     st: Arc<HttpState>,
     uri: Uri,
@@ -125,13 +139,10 @@ async fn handle_put(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (channel, path) = match target(&uri, params) {
+    let (channel, path) = match admit(&st, &uri, params, peer, &headers).await {
         Ok(t) => t,
-        Err(e) => return st.refuse_target(&e),
+        Err(r) => return r,
     };
-    if let Err(r) = st.authorize(&channel, &headers, peer).await {
-        return r;
-    }
     let limit = st.ingest.config().limit(path.kind());
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -182,13 +193,10 @@ async fn handle_delete(
     peer: SocketAddr,
     headers: HeaderMap,
 ) -> Response {
-    let (channel, path) = match target(&uri, params) {
+    let (channel, path) = match admit(&st, &uri, params, peer, &headers).await {
         Ok(t) => t,
-        Err(e) => return st.refuse_target(&e),
+        Err(r) => return r,
     };
-    if let Err(r) = st.authorize(&channel, &headers, peer).await {
-        return r;
-    }
     match st.ingest.delete(&channel, &path) {
         Ok(()) => {
             tracing::debug!(%channel, %path, "pushed object deleted");

@@ -228,18 +228,19 @@ fn av(v: std::ops::Range<usize>, a: std::ops::Range<usize>, latency_ms: i64) -> 
     frames
 }
 
-#[test]
-fn with_audio_a_locked_takeover_keeps_both_renditions_aligned() {
+/// Locked primary A publishes `a` (video and audio frame ranges), dies, and locked
+/// backup B takes over with `b`: all outputs, and both renditions' segments after
+/// checking that they carry the same, consecutive numbers.
+type Frames = (std::ops::Range<usize>, std::ops::Range<usize>);
+fn takeover(a: Frames, b: Frames) -> (Vec<Output>, Vec<Seg>, Vec<Seg>) {
     let mut p = Packager::new(config(2000, 500));
     let mut out = p.push(epoch_av_stream());
-    // A: 10 s of video and audio.
-    for f in av(0..300, 0..469, 300) {
+    for f in av(a.0, a.1, 300) {
         out.extend(p.push(Input::Frame(f)));
     }
     out.extend(p.push(Input::End));
-    // B sends its GOP cache (from 8 s) and goes on to 16 s.
     out.extend(p.push(epoch_av_stream()));
-    for f in av(240..480, 375..750, 900) {
+    for f in av(b.0, b.1, 900) {
         out.extend(p.push(Input::Frame(f)));
     }
     out.extend(p.push(Input::End));
@@ -248,6 +249,19 @@ fn with_audio_a_locked_takeover_keeps_both_renditions_aligned() {
     let vn: Vec<u64> = video.iter().map(|s| s.msn).collect();
     let an: Vec<u64> = audio.iter().map(|s| s.msn).collect();
     assert_eq!(vn, an, "the same numbers\n{video:?}\n{audio:?}");
+    assert_eq!(
+        vn,
+        (vn[0]..vn[0] + vn.len() as u64).collect::<Vec<_>>(),
+        "consecutive"
+    );
+    (out, video, audio)
+}
+
+#[test]
+fn with_audio_a_locked_takeover_keeps_both_renditions_aligned() {
+    // A: 10 s of video and audio, to a segment's end; B sends its GOP cache (from 8 s)
+    // and goes on to 16 s.
+    let (_, video, audio) = takeover((0..300, 0..469), (240..480, 375..750));
     assert!(audio.iter().all(|s| !s.discontinuity), "{audio:?}");
     // Each audio segment lasts what its video segment lasts, within an audio frame
     // (a segment cut short by A's end excepted: its audio ends with A's audio).
@@ -264,29 +278,9 @@ fn with_audio_a_locked_takeover_keeps_both_renditions_aligned() {
 
 #[test]
 fn a_primary_that_died_mid_segment_leaves_a_seam_at_the_backups_first_keyframe() {
-    let mut p = Packager::new(config(2000, 500));
-    let mut out = p.push(epoch_av_stream());
     // A dies 7.5 s into the source, a second into the segment that began at its 6 s
     // keyframe; B's next keyframe is at 8 s.
-    for f in av(0..225, 0..352, 300) {
-        out.extend(p.push(Input::Frame(f)));
-    }
-    out.extend(p.push(Input::End));
-    out.extend(p.push(epoch_av_stream()));
-    for f in av(200..480, 375..750, 900) {
-        out.extend(p.push(Input::Frame(f)));
-    }
-    out.extend(p.push(Input::End));
-    let video = segments(&out, VIDEO_RENDITION);
-    let audio = segments(&out, AUDIO_RENDITION);
-    let vn: Vec<u64> = video.iter().map(|s| s.msn).collect();
-    let an: Vec<u64> = audio.iter().map(|s| s.msn).collect();
-    assert_eq!(vn, an, "the same numbers");
-    assert_eq!(
-        vn,
-        (vn[0]..vn[0] + vn.len() as u64).collect::<Vec<_>>(),
-        "consecutive"
-    );
+    let (out, video, audio) = takeover((0..225, 0..352), (200..480, 375..750));
     // B's first segment (from its 8 s keyframe) is the one seam, in both; every part of
     // it says so from the first one, so a playlist can tag it before listing it.
     let b_first = ((SOURCE_START_MS + 8_000) / 2000) as u64;
