@@ -302,3 +302,90 @@ fn a_locked_backup_replaces_a_killed_primary_on_the_same_grid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// RTMP: ffmpeg stamps epoch milliseconds (`-output_ts_offset`), which its FLV muxer
+/// keeps to 31 bits; `?clock=epoch` numbers the channel on the epoch grid, with each
+/// segment dated by its media time.
+#[test]
+fn rtmp_epoch_timestamps_number_segments_on_the_grid() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("epoch-rtmp", "");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x240:rate=25")
+        .args([
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+        ])
+        .args(["-output_ts_offset", &format!("{now:.3}"), "-f", "flv"])
+        .arg(server.rtmp_url(&format!("{KEY}?clock=epoch")))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pl = format!("/live/{CHANNEL}/source/index.m3u8");
+    wait_for("three segments", Duration::from_secs(30), || {
+        listed(&body(&server, &pl)).len() >= 3
+    });
+    let text = body(&server, &pl);
+    let segments = listed(&text);
+    let slot = (now / 2.0) as u64;
+    let first = *segments.keys().next().unwrap();
+    assert!(
+        first.abs_diff(slot) < 30,
+        "segment {first} vs slot {slot}\n{text}"
+    );
+    // Dated by media time: each date is the previous one plus its EXTINF.
+    let dates: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(|d| {
+            let t = chrono_free_seconds(d);
+            assert!((t - now).abs() < 120.0, "{d} vs now");
+            t
+        })
+        .collect();
+    let durations: Vec<f64> = segments.values().map(|(_, d)| *d).collect();
+    for i in 1..dates.len().min(durations.len()) {
+        let step = dates[i] - dates[i - 1];
+        assert!(
+            (step - durations[i - 1]).abs() < 0.002,
+            "{step} vs {}\n{text}",
+            durations[i - 1]
+        );
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// Seconds since the epoch of an `EXT-X-PROGRAM-DATE-TIME` value
+/// (`2026-12-06T14:05:36.907Z`).
+fn chrono_free_seconds(date: &str) -> f64 {
+    let (day, time) = date.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = day.split('-').map(|v| v.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t: Vec<f64> = time.split(':').map(|v| v.parse().unwrap()).collect();
+    days as f64 * 86_400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+}
