@@ -13,6 +13,9 @@
 // `?player=dash` plays the channel's DASH MPD (/live/CHANNEL/manifest.mpd) with dash.js
 // instead, low latency where the MPD says so; `?sync=` sets its live delay.
 //
+// `?replay=1` plays the channel's last run from its start with hls.js: its recording
+// once the stream has ended (kept as VOD, across restarts), its DVR window while live.
+//
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
 // URI of the playlists it serves, so segments and parts carry it too.
@@ -33,6 +36,9 @@
   const token = params.get('token') || '';
   // `?player=dash`: the channel's DASH MPD in dash.js (loaded only then) instead of HLS.
   const useDash = params.get('player') === 'dash';
+  // `?replay=1`: play the channel's last run from its start, ended or not (its recording
+  // after the stream, or the DVR window while live), instead of joining the live edge.
+  const replay = params.get('replay') === '1';
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -187,8 +193,8 @@
       liveMaxLatencyDuration: Math.max(6, LIVE_SYNC_S * 3),
     };
     hls = new Hls({
-      lowLatencyMode: true,
-      ...sync,
+      lowLatencyMode: !replay,
+      ...(replay ? { startPosition: 0 } : sync),
       // Catch up by playing up to 1.5× instead of jumping when a little late.
       maxLiveSyncPlaybackRate: 1.5,
       backBufferLength: 30,
@@ -197,7 +203,7 @@
     // A playlist with EXT-X-ENDLIST before we have played anything is a stream that
     // already ended (the server keeps it for a while): don't replay it as a video.
     hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
-      if (data.details && data.details.live === false && !advanced) {
+      if (data.details && data.details.live === false && !advanced && !replay) {
         retryLater('ended', 'The stream has ended.', OFFLINE_RETRY_S);
       }
     });

@@ -238,6 +238,16 @@ fn a_killed_node_loses_no_recorded_segment_in_the_bucket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And hls.js in Chromium plays the recording from its start.
+    if require_browser() {
+        let v = watch(&[
+            &server.http_url(&format!("/watch/{CHANNEL}?replay=1")),
+            "--vod",
+            "--seconds",
+            "5",
+        ]);
+        assert!(v["advanced"].as_f64().unwrap() >= 5.0, "{v}");
+    }
     assert!(server.stop().success());
 }
 
