@@ -1,13 +1,17 @@
 //! What the load harnesses share: reading a node's CPU and memory from /proc and its
 //! Prometheus histograms from /metrics, and finding free ports; [`impair`], the
 //! lossy-link model behind `udp-relay` and `ip-link`, and [`netns`], the namespaces and
-//! TUN devices `ip-link` joins with it ([`tun_relay`]); [`node`], a `starling serve` started by a harness.
+//! TUN devices `ip-link` joins with it ([`tun_relay`]); [`node`], a `starling serve` started by a harness;
+//! [`http1`], the minimal HTTP/1.1 client of `hls-load` and `put-get`; [`args`], the
+//! flags of the load harnesses.
 
 use std::{
     net::{TcpListener, UdpSocket},
     time::Duration,
 };
 
+pub mod args;
+pub mod http1;
 pub mod impair;
 pub mod netns;
 pub mod node;

@@ -12,8 +12,9 @@
 //!   response after the first viewer's, which is what the slowest viewers pay for the
 //!   crowd.
 //!
-//! The HTTP client is a minimal HTTP/1.1 one written here: a load generator must cost
-//! less than what it measures, and every response it parses comes from our own origin.
+//! The HTTP client is the minimal HTTP/1.1 one of `starling_bench::http1`, shared with
+//! `put-get`: a load generator must cost less than what it measures, and every response
+//! it parses comes from our own origin.
 //!
 //! The node caps connections per client address (512 by default), as it should; so the
 //! viewers come from several loopback addresses (127.0.0.2 and up, [`PER_ADDRESS`] each,
@@ -34,10 +35,11 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use starling_bench::{fmt_bound, free_port, histogram, proc_usage, quantile};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpSocket, TcpStream},
+use starling_bench::{
+    args::{default_starling, Flags},
+    fmt_bound, free_port, histogram,
+    http1::Http,
+    proc_usage, quantile,
 };
 
 /// Viewers per loopback source address: under the node's per-address cap (512).
@@ -97,25 +99,19 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        starling: PathBuf::from("target/release/starling"),
+        starling: default_starling(),
         steps: vec![100, 500, 1000],
         seconds: 15,
         out_dir: PathBuf::from("bench/results"),
         playlists_only: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--starling" => a.starling = val()?.into(),
-            "--steps" => {
-                a.steps = val()?
-                    .split(',')
-                    .map(|s| s.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => a.seconds = val()?.parse()?,
-            "--out" => a.out_dir = val()?.into(),
+            "--starling" => a.starling = flags.value()?.into(),
+            "--steps" => a.steps = flags.list()?,
+            "--seconds" => a.seconds = flags.parsed()?,
+            "--out" => a.out_dir = flags.value()?.into(),
             "--playlists-only" => a.playlists_only = true,
             "-h" | "--help" => {
                 println!(
@@ -127,79 +123,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Http {
-    r: BufReader<TcpStream>,
-    line: String,
-    req: String,
-}
-
-impl Http {
-    async fn connect(addr: SocketAddr) -> Result<Self> {
-        Self::from(TcpStream::connect(addr).await?)
-    }
-
-    /// Connects from `source` (a loopback address of its own, for the per-address cap).
-    async fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Self> {
-        let sock = TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::new(source, 0))
-            .with_context(|| format!("binding {source}"))?;
-        Self::from(sock.connect(addr).await?)
-    }
-
-    fn from(s: TcpStream) -> Result<Self> {
-        s.set_nodelay(true)?;
-        // Small: bodies larger than the buffer are read straight into the caller's.
-        Ok(Self {
-            r: BufReader::with_capacity(8 * 1024, s),
-            line: String::new(),
-            req: String::new(),
-        })
-    }
-
-    /// GET `path`: (status, body).
-    async fn get(&mut self, path: &str) -> Result<(u16, Vec<u8>)> {
-        let mut body = Vec::new();
-        let status = self.get_into(path, &mut body).await?;
-        Ok((status, body))
-    }
-
-    /// GET `path` into `body` (reused between requests): the status.
-    async fn get_into(&mut self, path: &str, body: &mut Vec<u8>) -> Result<u16> {
-        use std::fmt::Write as _;
-        self.req.clear();
-        let _ = write!(self.req, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
-        self.r.get_mut().write_all(self.req.as_bytes()).await?;
-        self.line.clear();
-        self.r.read_line(&mut self.line).await?;
-        let status: u16 = self.line.get(9..12).context("bad status line")?.parse()?;
-        let mut len = 0usize;
-        loop {
-            self.line.clear();
-            if self.r.read_line(&mut self.line).await? == 0 {
-                bail!("connection closed");
-            }
-            let l = self.line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse()?;
-                }
-            }
-        }
-        // Into spare capacity, without zeroing it first (parts with a keyframe are
-        // hundreds of KB, and the generator shares the cores with the node).
-        body.clear();
-        let got = (&mut self.r).take(len as u64).read_to_end(body).await?;
-        if got != len {
-            bail!("connection closed after {got} of {len} bytes");
-        }
-        Ok(status)
-    }
 }
 
 /// The live edge a playlist states: (msn, part) of its last listed part, and the session

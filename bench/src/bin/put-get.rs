@@ -20,8 +20,9 @@
 //! playlist PUT's, and the node's CPU and memory. Round 0 of every channel (first
 //! authorisation, init section) is left out of the figures.
 //!
-//! The HTTP client is a minimal HTTP/1.1 one written here, as in `hls-load`: the load
-//! generator shares the cores with the node and must cost less than what it measures.
+//! The HTTP client is the minimal HTTP/1.1 one of `starling_bench::http1`, shared with
+//! `hls-load`: the load generator shares the cores with the node and must cost less than
+//! what it measures.
 //!
 //! Usage: put-get --init init.mp4 --segment seg.m4s [--starling target/release/starling]
 //!        [--steps 1,20] [--seconds 60] [--segment-ms 1000] [--aligned] [--out DIR]
@@ -36,15 +37,18 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use starling_bench::node::Node;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-    sync::mpsc,
+use starling_bench::{
+    args::{default_starling, Flags},
+    http1::Http,
+    node::Node,
 };
+use tokio::sync::mpsc;
 
 /// Segments a playlist names (ffmpeg's `-hls_list_size 5`).
 const LIST: u64 = 5;
+
+/// The read buffer of each connection (a few per channel, not thousands).
+const BUFFER: usize = 64 * 1024;
 
 struct Args {
     starling: PathBuf,
@@ -61,7 +65,7 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        starling: PathBuf::from("target/release/starling"),
+        starling: default_starling(),
         init: PathBuf::new(),
         segment: PathBuf::new(),
         steps: vec![1, 20],
@@ -70,22 +74,16 @@ fn parse_args() -> Result<Args> {
         out: std::env::temp_dir().join(format!("starling-put-get-{}", std::process::id())),
         aligned: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--starling" => a.starling = val()?.into(),
-            "--init" => a.init = val()?.into(),
-            "--segment" => a.segment = val()?.into(),
-            "--steps" => {
-                a.steps = val()?
-                    .split(',')
-                    .map(|s| s.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => a.seconds = val()?.parse()?,
-            "--segment-ms" => a.segment_ms = val()?.parse()?,
-            "--out" => a.out = val()?.into(),
+            "--starling" => a.starling = flags.value()?.into(),
+            "--init" => a.init = flags.value()?.into(),
+            "--segment" => a.segment = flags.value()?.into(),
+            "--steps" => a.steps = flags.list()?,
+            "--seconds" => a.seconds = flags.parsed()?,
+            "--segment-ms" => a.segment_ms = flags.parsed()?,
+            "--out" => a.out = flags.value()?.into(),
             "--aligned" => a.aligned = true,
             "-h" | "--help" => {
                 println!("put-get --init FILE --segment FILE [--starling PATH] [--steps 1,20] [--seconds 60] [--segment-ms 1000] [--aligned] [--out DIR]");
@@ -101,103 +99,6 @@ fn parse_args() -> Result<Args> {
         bail!("--segment-ms must be at least 100, --seconds and --steps not empty");
     }
     Ok(a)
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Http {
-    r: BufReader<TcpStream>,
-    line: String,
-    head: String,
-}
-
-impl Http {
-    async fn connect(addr: SocketAddr) -> Result<Self> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        Ok(Self {
-            r: BufReader::with_capacity(64 * 1024, s),
-            line: String::new(),
-            head: String::new(),
-        })
-    }
-
-    /// Sends `method path` with `auth` and `body`, reads the answer whole into `out`:
-    /// the status.
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<u16> {
-        self.head.clear();
-        let _ = write!(self.head, "{method} {path} HTTP/1.1\r\nHost: bench\r\n");
-        if let Some(key) = auth {
-            let _ = write!(self.head, "Authorization: Bearer {key}\r\n");
-        }
-        if method != "GET" {
-            let _ = write!(self.head, "Content-Length: {}\r\n", body.len());
-        }
-        self.head.push_str("\r\n");
-        let w = self.r.get_mut();
-        w.write_all(self.head.as_bytes()).await?;
-        if !body.is_empty() {
-            w.write_all(body).await?;
-        }
-        self.line.clear();
-        if self.r.read_line(&mut self.line).await? == 0 {
-            bail!("connection closed");
-        }
-        let status: u16 = self.line.get(9..12).context("bad status line")?.parse()?;
-        let mut len = 0usize;
-        let mut chunked = false;
-        loop {
-            self.line.clear();
-            if self.r.read_line(&mut self.line).await? == 0 {
-                bail!("connection closed");
-            }
-            let l = self.line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse()?;
-                } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = v.trim().eq_ignore_ascii_case("chunked");
-                }
-            }
-        }
-        out.clear();
-        if chunked {
-            loop {
-                self.line.clear();
-                self.r.read_line(&mut self.line).await?;
-                let size = usize::from_str_radix(
-                    self.line.trim().split(';').next().unwrap_or_default(),
-                    16,
-                )?;
-                if size > 0 {
-                    let got = (&mut self.r).take(size as u64).read_to_end(out).await?;
-                    if got != size {
-                        bail!("connection closed in a chunk");
-                    }
-                }
-                self.line.clear();
-                self.r.read_line(&mut self.line).await?;
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            let got = (&mut self.r).take(len as u64).read_to_end(out).await?;
-            if got != len {
-                bail!("connection closed after {got} of {len} bytes");
-            }
-        }
-        Ok(status)
-    }
 }
 
 /// What one channel saw, per round (None: not seen).
@@ -274,7 +175,7 @@ async fn packager(
     shared: Shared,
     started: mpsc::UnboundedSender<usize>,
 ) -> Result<()> {
-    let mut http = Http::connect(addr).await?;
+    let mut http = Http::connect_with_buffer(addr, BUFFER).await?;
     let mut out = Vec::new();
     let base = format!("/ingest/{}/", ch.name);
     let key = Some(ch.key.as_str());
@@ -331,13 +232,13 @@ async fn poller(
     shared: Shared,
     mut started: mpsc::UnboundedReceiver<usize>,
 ) -> Result<()> {
-    let mut http = Http::connect(addr).await?;
+    let mut http = Http::connect_with_buffer(addr, BUFFER).await?;
     let mut body = Vec::with_capacity(len);
     while let Some(round) = started.recv().await {
         let path = format!("/live/{}/{}", ch.name, segment_path(&ch, round));
         let give_up = Instant::now() + Duration::from_secs(10);
         loop {
-            let status = http.request("GET", &path, None, &[], &mut body).await?;
+            let status = http.get_into(&path, &mut body).await?;
             if status == 200 && body.len() == len {
                 lock(&shared).ready[round] = Some(Instant::now());
                 break;
@@ -363,7 +264,7 @@ async fn edge_reader(
     period: Duration,
     shared: Shared,
 ) -> Result<()> {
-    let mut http = Http::connect(addr).await?;
+    let mut http = Http::connect_with_buffer(addr, BUFFER).await?;
     let mut body = Vec::with_capacity(len);
     // Begin once round 0's playlist is in (before it, the channel is unknown: 404).
     tokio::time::sleep_until((ch.start + period / 2).into()).await;
@@ -371,7 +272,7 @@ async fn edge_reader(
     while round < rounds {
         let path = format!("/live/{}/{}", ch.name, segment_path(&ch, round));
         let asked = Instant::now();
-        let status = http.request("GET", &path, None, &[], &mut body).await?;
+        let status = http.get_into(&path, &mut body).await?;
         let got = Instant::now();
         match status {
             200 if body.len() == len => lock(&shared).held[round] = Some((asked, got)),

@@ -21,7 +21,12 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use starling_bench::{counter, fmt_bound, histogram, node::Node, quantile};
+use starling_bench::{
+    args::{default_starling, Flags},
+    counter, fmt_bound, histogram,
+    node::Node,
+    quantile,
+};
 use starling_flv::{FlvReader, TagType};
 use starling_rtmp_server::client::RtmpClient;
 
@@ -35,26 +40,20 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        starling: PathBuf::from("target/release/starling"),
+        starling: default_starling(),
         steps: vec![10, 50, 100],
         seconds: 20,
         kbps: 2000,
         out_dir: PathBuf::from("bench/results"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--starling" => a.starling = val()?.into(),
-            "--steps" => {
-                a.steps = val()?
-                    .split(',')
-                    .map(|s| s.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => a.seconds = val()?.parse()?,
-            "--kbps" => a.kbps = val()?.parse()?,
-            "--out" => a.out_dir = val()?.into(),
+            "--starling" => a.starling = flags.value()?.into(),
+            "--steps" => a.steps = flags.list()?,
+            "--seconds" => a.seconds = flags.parsed()?,
+            "--kbps" => a.kbps = flags.parsed()?,
+            "--out" => a.out_dir = flags.value()?.into(),
             "-h" | "--help" => {
                 println!("rtmp-load [--starling PATH] [--steps 10,50,100] [--seconds 20] [--kbps 2000] [--out DIR]");
                 std::process::exit(0);

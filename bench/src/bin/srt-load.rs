@@ -24,7 +24,12 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use starling_bench::{counter, node::Node, proc_usage, sum_series};
+use starling_bench::{
+    args::{default_starling, Flags},
+    counter,
+    node::Node,
+    proc_usage, sum_series,
+};
 use starling_mpegts::{DemuxEvent, Demuxer};
 use starling_srt::Socket;
 
@@ -38,26 +43,20 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        starling: PathBuf::from("target/release/starling"),
+        starling: default_starling(),
         steps: vec![5, 10, 20],
         seconds: 20,
         mbps: 10,
         out_dir: PathBuf::from("bench/results"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--starling" => a.starling = val()?.into(),
-            "--steps" => {
-                a.steps = val()?
-                    .split(',')
-                    .map(|s| s.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => a.seconds = val()?.parse()?,
-            "--mbps" => a.mbps = val()?.parse()?,
-            "--out" => a.out_dir = val()?.into(),
+            "--starling" => a.starling = flags.value()?.into(),
+            "--steps" => a.steps = flags.list()?,
+            "--seconds" => a.seconds = flags.parsed()?,
+            "--mbps" => a.mbps = flags.parsed()?,
+            "--out" => a.out_dir = flags.value()?.into(),
             "-h" | "--help" => {
                 println!("srt-load [--starling PATH] [--steps 5,10,20] [--seconds 20] [--mbps 10] [--out DIR]");
                 std::process::exit(0);
