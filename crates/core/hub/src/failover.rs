@@ -28,6 +28,17 @@ pub(crate) struct Standby {
     state: ChannelState,
 }
 
+impl Standby {
+    /// What a new standby subscriber starts with: its stream and newest GOP.
+    pub(crate) fn backlog(&self) -> impl Iterator<Item = HubEvent> + '_ {
+        self.state
+            .stream
+            .iter()
+            .map(|s| HubEvent::Stream(s.clone()))
+            .chain(self.state.gop.iter().cloned().map(HubEvent::Frame))
+    }
+}
+
 impl Hub {
     /// Starts a backup publisher on `channel`. With no live publisher it is simply the
     /// publisher; otherwise it stands by (replacing an earlier backup, as a
@@ -82,7 +93,8 @@ impl Publisher {
                 if standby.state.stream.as_deref() != Some(&*stream) {
                     standby.state.gop.clear();
                     standby.state.gop_bytes = 0;
-                    standby.state.stream = Some(stream);
+                    standby.state.stream = Some(stream.clone());
+                    let _ = self.channel.standby_tx.send(HubEvent::Stream(stream));
                 }
                 return true;
             }
@@ -98,6 +110,8 @@ impl Publisher {
                 let is_video = track.kind() == TrackKind::Video;
                 let arrival = frame.arrival;
                 standby.state.cache(&frame, is_video, &self.config);
+                // Err only means nobody packages the standby.
+                let _ = self.channel.standby_tx.send(HubEvent::Frame(frame));
                 arrival
             }
         };
@@ -139,6 +153,8 @@ pub(crate) fn promote(
         return false;
     };
     let Standby { slot, state } = *standby;
+    // The standby feed ends here: from now on its frames are the channel's.
+    let _ = ch.standby_tx.send(HubEvent::Ended);
     let takeover = st.publisher.is_some();
     if let Some(old) = st.publisher.take() {
         let _ = old.stop.send(true);

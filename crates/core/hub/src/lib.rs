@@ -119,6 +119,8 @@ struct Channel {
     name: String,
     lifecycle: broadcast::Sender<Lifecycle>,
     tx: broadcast::Sender<HubEvent>,
+    /// The standby backup's events as it sends them (see [`Hub::subscribe_standby`]).
+    standby_tx: broadcast::Sender<HubEvent>,
     state: Mutex<ChannelState>,
 }
 
@@ -177,10 +179,12 @@ impl Hub {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let (tx, _) = broadcast::channel(self.config.queue_len.max(16));
+                let (standby_tx, _) = broadcast::channel(self.config.queue_len.max(16));
                 Arc::new(Channel {
                     name: name.to_owned(),
                     lifecycle: self.lifecycle.0.clone(),
                     tx,
+                    standby_tx,
                     state: Mutex::default(),
                 })
             })
@@ -261,6 +265,31 @@ impl Hub {
         if let Some(stream) = &st.stream {
             backlog.push_back(HubEvent::Stream(stream.clone()));
             backlog.extend(st.gop.iter().cloned().map(HubEvent::Frame));
+        }
+        drop(st);
+        Subscriber {
+            channel: ch,
+            rx,
+            backlog,
+            skip_to_keyframe: false,
+            video_track: None,
+            lagged: 0,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// The standby backup of `channel` as it sends, whichever backup that is: its
+    /// stream and frames (from its newest keyframe on when it is already standing by),
+    /// and `Ended` when it leaves or takes over. Its frames are not the channel's (the
+    /// primary's are, on [`Self::subscribe`]): this is for packaging a locked backup
+    /// beside the primary, so that the origin can choose between their segments.
+    pub fn subscribe_standby(&self, channel: &str) -> Subscriber {
+        let ch = self.channel(channel);
+        let st = lock(&ch.state);
+        let rx = ch.standby_tx.subscribe();
+        let mut backlog = VecDeque::new();
+        if let Some(standby) = &st.standby {
+            backlog.extend(standby.backlog());
         }
         drop(st);
         Subscriber {
@@ -421,6 +450,7 @@ impl Drop for Publisher {
         let mut st = lock(&self.channel.state);
         if st.standby.as_ref().is_some_and(|s| s.slot.id == self.id) {
             st.standby = None;
+            let _ = self.channel.standby_tx.send(HubEvent::Ended);
             return;
         }
         if st.publisher.as_ref().map(|p| p.id) == Some(self.id) {

@@ -260,3 +260,45 @@ fn histogram_quantiles() {
 }
 
 mod failover;
+
+/// A standby backup's frames go to the standby feed only; a subscriber that comes later
+/// starts on its newest GOP; the feed ends when the backup takes over, and from then
+/// on its frames are the channel's.
+#[tokio::test]
+async fn a_standby_backup_has_a_feed_of_its_own_until_it_takes_over() {
+    let hub = Hub::default();
+    let mut main = hub.subscribe("a");
+    let primary = hub.publish("a", false).unwrap();
+    primary.send(MediaEvent::Stream(stream()));
+    primary.send(video(0, true));
+    let backup = hub.publish_backup("a").unwrap();
+    let mut early = hub.subscribe_standby("a");
+    backup.send(MediaEvent::Stream(stream()));
+    backup.send(video(0, true));
+    backup.send(video(40, false));
+    assert!(matches!(early.recv().await, Some(HubEvent::Stream(_))));
+    assert_eq!(next_frame(&mut early).await.dts, 0);
+    assert_eq!(next_frame(&mut early).await.dts, 40);
+    let mut late = hub.subscribe_standby("a");
+    assert!(matches!(late.recv().await, Some(HubEvent::Stream(_))));
+    assert_eq!(
+        next_frame(&mut late).await.dts,
+        0,
+        "from its newest keyframe"
+    );
+    // The channel's own feed has the primary's frame only.
+    assert!(matches!(main.recv().await, Some(HubEvent::Stream(_))));
+    assert_eq!(next_frame(&mut main).await.dts, 0);
+    assert!(main.rx.is_empty());
+    // The primary leaves: the standby feed ends, the backup's frames are the channel's.
+    drop(primary);
+    assert_eq!(next_frame(&mut late).await.dts, 40);
+    assert!(matches!(late.recv().await, Some(HubEvent::Ended)));
+    backup.send(video(80, false));
+    assert!(matches!(main.recv().await, Some(HubEvent::Ended)));
+    assert!(matches!(main.recv().await, Some(HubEvent::Stream(_))));
+    assert_eq!(next_frame(&mut main).await.dts, 0);
+    assert_eq!(next_frame(&mut main).await.dts, 40);
+    assert_eq!(next_frame(&mut main).await.dts, 80);
+    assert!(late.rx.is_empty(), "nothing more on the standby feed");
+}

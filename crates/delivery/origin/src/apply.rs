@@ -18,6 +18,18 @@ use crate::wake::Wakes;
 impl Origin {
     /// Apply packager output to a channel's state, then wake waiting requests.
     pub(crate) fn apply(self: &Arc<Self>, ch: &Arc<Channel>, outputs: Vec<Output>) {
+        self.apply_selected(ch, outputs, None);
+    }
+
+    /// [`Self::apply`], with the whole of one segment chosen from another pipeline
+    /// (`select`): its `SegmentEnd` stores and serves `selected`'s bytes, duration and
+    /// defects instead of the concatenation of the parts listed.
+    pub(crate) fn apply_selected(
+        self: &Arc<Self>,
+        ch: &Arc<Channel>,
+        outputs: Vec<Output>,
+        selected: Option<crate::select::Selected>,
+    ) {
         let now = SystemTime::now();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
@@ -157,20 +169,33 @@ impl Origin {
                             warn!(channel = %ch.name, rendition, msn, "origin: end of a segment that has no parts");
                             continue;
                         };
-                        // One copy per segment (never per viewer): the parts become
-                        // slices of the whole, so memory holds each byte once.
-                        let len = seg.parts.iter().map(|p| p.data.len()).sum();
-                        let mut whole = BytesMut::with_capacity(len);
-                        for p in &seg.parts {
-                            whole.extend_from_slice(&p.data);
-                        }
-                        let whole = whole.freeze();
-                        let mut off = 0;
-                        for p in &mut seg.parts {
-                            let n = p.data.len();
-                            p.data = whole.slice(off..off + n);
-                            off += n;
-                        }
+                        let chosen = selected
+                            .as_ref()
+                            .filter(|c| c.rendition == rendition && c.msn == msn);
+                        let (whole, duration, defects) = match chosen {
+                            // Another pipeline's whole segment; the parts listed stay
+                            // what they were (see `select`).
+                            Some(c) => (c.data.clone(), c.duration, c.defects),
+                            None => {
+                                // One copy per segment (never per viewer): the parts
+                                // become slices of the whole, so memory holds each
+                                // byte once.
+                                let len = seg.parts.iter().map(|p| p.data.len()).sum();
+                                let mut whole = BytesMut::with_capacity(len);
+                                for p in &seg.parts {
+                                    whole.extend_from_slice(&p.data);
+                                }
+                                let whole = whole.freeze();
+                                let mut off = 0;
+                                for p in &mut seg.parts {
+                                    let n = p.data.len();
+                                    p.data = whole.slice(off..off + n);
+                                    off += n;
+                                }
+                                (whole, duration, defects)
+                            }
+                        };
+                        let len = whole.len();
                         seg.complete = true;
                         seg.duration = duration;
                         seg.defects = defects;

@@ -18,6 +18,8 @@
 //!   `kill -9`, so the run plays back as VOD and retention still applies to it.
 //! - `sweep`: retention by session over what the store holds (what a previous process
 //!   left behind, recordings past their retention).
+//! - `select`: a locked backup packaged beside the primary, whose segment replaces the
+//!   one the primary stopped in.
 //! - `tap`: the transcoder's feed of the source video as packaged, and its rungs coming
 //!   back as renditions of the channel.
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
@@ -35,6 +37,7 @@ pub mod live;
 pub mod metrics;
 mod periods;
 mod restore;
+mod select;
 mod session;
 mod shed;
 pub mod store;

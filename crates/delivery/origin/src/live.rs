@@ -26,7 +26,7 @@ use std::{
 use bytes::Bytes;
 use starling_hub::{Hub, HubEvent};
 use starling_media::TrackKind;
-use starling_packager::{Input, Packager, PackagerConfig, RenditionInfo};
+use starling_packager::{Input, Output, Packager, PackagerConfig, RenditionInfo};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -463,6 +463,7 @@ impl Origin {
             return;
         }
         let mut sub = hub.subscribe(channel);
+        let mut standby = hub.subscribe_standby(channel);
         let origin = self.clone();
         // Weak: an origin that is dropped (a test's "restart") stops sweeping.
         let sweeper = Arc::downgrade(self);
@@ -487,6 +488,8 @@ impl Origin {
             origin.restore(&ch.name).await;
             let mut packager = Packager::new(origin.config.packager());
             packager.set_tap(true);
+            // A locked backup standing by, packaged beside the primary (see `select`).
+            let mut selector = crate::select::Selector::new(origin.config.packager());
             // A publish is under way (a `Stream` after this is a change, not a new publish).
             let mut publishing = false;
             // When the reconnect grace of the last publish runs out.
@@ -494,13 +497,20 @@ impl Origin {
             loop {
                 let event = tokio::select! {
                     e = sub.recv() => e,
+                    Some(e) = standby.recv() => {
+                        selector.on_standby(e);
+                        origin.settle(&ch, &mut selector);
+                        continue;
+                    }
                     _ = sleep_until_some(grace) => {
                         grace = None;
+                        origin.apply(&ch, selector.release());
                         origin.end_run(&ch);
                         continue;
                     }
                 };
                 let Some(event) = event else { break };
+                let ends = matches!(event, HubEvent::Ended);
                 let input = match event {
                     HubEvent::Stream(s) => {
                         ch.tap_stream(&s);
@@ -508,28 +518,81 @@ impl Origin {
                             publishing = true;
                             grace = None;
                             origin.begin_session(&ch, s.clock.is_epoch());
+                            selector.on_main_publish(&s);
                         }
                         Input::Stream(s)
                     }
-                    HubEvent::Frame(f) => Input::Frame(f),
+                    HubEvent::Frame(f) => {
+                        // The backup's candidate first: it may settle a held segment
+                        // before this frame opens the next one.
+                        selector.on_main_frame(&f);
+                        origin.settle(&ch, &mut selector);
+                        Input::Frame(f)
+                    }
                     HubEvent::Ended => {
                         publishing = false;
                         grace = Some(tokio::time::Instant::now() + origin.config.reconnect_grace);
                         Input::End
                     }
                 };
+                let locked = packager.epoch_locked();
                 let mut outputs = packager.push(input);
                 ch.tap_outputs(&mut outputs, &packager);
+                if ends && locked {
+                    outputs = selector.hold(outputs);
+                    origin.settle(&ch, &mut selector);
+                }
+                let overdue = selector.overdue(&outputs);
+                if !overdue.is_empty() {
+                    origin.settle_as_primary(&ch, overdue);
+                }
                 if !outputs.is_empty() {
                     origin.apply(&ch, outputs);
                 }
             }
             // The hub is gone (shutdown): nobody can come back within the grace.
+            origin.apply(&ch, selector.release());
             if grace.is_some() {
                 origin.end_run(&ch);
             }
             debug!(channel = %ch.name, "origin stopped following");
         });
+    }
+
+    /// Applies the held segments a backup candidate decided (see `select`).
+    fn settle(self: &Arc<Self>, ch: &Arc<Channel>, selector: &mut crate::select::Selector) {
+        let init = |rendition: &str| {
+            lock(&ch.inner)
+                .rendition(rendition)
+                .and_then(|r| r.inits.last().map(|(_, b)| b.clone()))
+        };
+        for s in selector.settle(init) {
+            let Output::SegmentEnd { rendition, msn, .. } = &s.end else {
+                continue;
+            };
+            let (rendition, msn) = (*rendition, *msn);
+            let pipeline = if s.selected.is_some() {
+                "backup"
+            } else {
+                "primary"
+            };
+            self.metrics.segment_selections[usize::from(s.selected.is_none())]
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            info!(channel = %ch.name, rendition, msn, pipeline, "origin: the locked primary's last segment chosen");
+            self.apply_selected(ch, vec![s.end], s.selected);
+        }
+    }
+
+    /// Applies held segments that could not wait for a candidate: the primary's own.
+    fn settle_as_primary(self: &Arc<Self>, ch: &Arc<Channel>, ends: Vec<Output>) {
+        for end in &ends {
+            if let Output::SegmentEnd { rendition, msn, .. } = end {
+                self.metrics.segment_selections[1]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                info!(channel = %ch.name, rendition, msn, pipeline = "primary", "origin: the locked primary's last segment kept (no candidate in time)");
+            }
+        }
+        self.apply(ch, ends);
     }
 
     /// A publish begins: a new session, in the current run if it is still in its grace

@@ -45,6 +45,10 @@ pub struct OriginMetrics {
     pub segment_defects: [AtomicU64; 4],
     /// Store reads shed by the node-wide cap, and by the per-client cap (see `shed`).
     pub store_reads_shed: [AtomicU64; 2],
+    /// The primary's last segment before a locked takeover, by what was served: the
+    /// backup's complete candidate, or the primary's own (no clean candidate in time).
+    /// See `select`.
+    pub segment_selections: [AtomicU64; 2],
 }
 
 impl OriginMetrics {
@@ -154,6 +158,21 @@ impl OriginMetrics {
                 out,
                 "{name}{{cap=\"{}\"}} {}",
                 why.label(),
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "starling_segment_selections_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Segments of a locked primary's takeover chosen among pipelines, by the pipeline served.\n# TYPE {name} counter"
+        );
+        for (pipeline, v) in ["backup", "primary"]
+            .into_iter()
+            .zip(&self.segment_selections)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{pipeline=\"{pipeline}\"}} {}",
                 v.load(Ordering::Relaxed)
             );
         }

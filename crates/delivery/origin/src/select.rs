@@ -1,0 +1,442 @@
+//! Choosing among pipelines. A backup that stands by with an epoch-locked clock is
+//! packaged beside the primary (its candidates: complete segments, by number), so that
+//! when the locked primary stops in the middle of a segment, that segment is served
+//! whole from the backup instead of cut short where the primary's frames stopped.
+//!
+//! - The primary's last segments (one per rendition) are held back when its publish
+//!   ends: listed in progress, not complete. The backup's candidate of the same number
+//!   settles each one: if it is clean and was made with the same init section, its
+//!   bytes, duration and defects are what the origin stores and serves under that
+//!   segment; otherwise the primary's own. A held segment never waits past the first
+//!   part of a later segment of its rendition (then the primary's is kept).
+//! - After the takeover the backup's frames come on the channel's own feed; the
+//!   candidate packager keeps following them (skipping what the standby feed gave it
+//!   already) until the held segments are settled.
+//! - The LL-HLS parts already listed for the held segment stay the primary's: parts of
+//!   two encoders do not mix within a segment. A player that plays parts has the
+//!   primary's hole; one that loads whole segments, and the recording, have none.
+//!
+//! Choices are counted (`starling_segment_selections_total{pipeline}`) and logged.
+//! No I/O and no clock here: the channel's task feeds it, `live` applies what it says.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use starling_hub::HubEvent;
+use starling_media::{Frame, Stream, TrackId};
+use starling_packager::{Defects, Input, Output, Packager, PackagerConfig};
+
+/// Candidates kept per rendition: the takeover needs the one of the segment the
+/// primary stopped in, a segment or two back at most.
+const KEEP: usize = 4;
+
+/// A whole segment chosen from another pipeline.
+#[derive(Debug, Clone)]
+pub(crate) struct Selected {
+    pub rendition: &'static str,
+    pub msn: u64,
+    pub data: Bytes,
+    pub duration: f64,
+    pub defects: Defects,
+}
+
+/// The locked backup's candidates and the primary's held segments of one channel.
+#[derive(Debug)]
+pub(crate) struct Selector {
+    config: PackagerConfig,
+    /// The backup's packager, while a locked backup stands by (or has just taken over
+    /// and its candidates are still needed).
+    packager: Option<Packager>,
+    /// The backup took over: its frames come on the channel's feed now.
+    on_main: bool,
+    /// Newest decode time fed per track, so frames the takeover sends again (the
+    /// backup's GOP) are not packaged twice.
+    last_dts: HashMap<TrackId, i64>,
+    /// The backup's segment in progress per rendition: number and bytes so far.
+    open: HashMap<&'static str, (u64, BytesMut)>,
+    done: HashMap<&'static str, VecDeque<Selected>>,
+    /// The backup's newest init section per rendition.
+    inits: HashMap<&'static str, Bytes>,
+    /// The primary's `SegmentEnd`s held back at its end.
+    held: Vec<Output>,
+}
+
+/// What settling a held segment decided.
+#[derive(Debug)]
+pub(crate) struct Settled {
+    /// The primary's `SegmentEnd`, to apply.
+    pub end: Output,
+    /// The backup's whole segment to serve instead, if it was chosen.
+    pub selected: Option<Selected>,
+}
+
+impl Selector {
+    pub fn new(config: PackagerConfig) -> Self {
+        Self {
+            config,
+            packager: None,
+            on_main: false,
+            last_dts: HashMap::new(),
+            open: HashMap::new(),
+            done: HashMap::new(),
+            inits: HashMap::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// An event of the standby feed.
+    pub fn on_standby(&mut self, event: HubEvent) {
+        match event {
+            HubEvent::Stream(s) => {
+                if !s.clock.is_epoch() {
+                    // An unlocked backup cannot stand in for a segment: its times are
+                    // its own.
+                    self.packager = None;
+                    return;
+                }
+                if self.packager.is_none() || self.on_main {
+                    self.reset();
+                    self.packager = Some(Packager::new(self.config));
+                }
+                self.feed(Input::Stream(s));
+            }
+            HubEvent::Frame(f) => {
+                if !self.on_main {
+                    self.feed_frame(f);
+                }
+            }
+            // It left, or took over: the candidates stay until the takeover (if any)
+            // is settled.
+            HubEvent::Ended => {}
+        }
+    }
+
+    /// A publish begins on the channel's own feed. If it is the locked backup taking
+    /// over a locked primary whose segments are held, follow its frames there.
+    pub fn on_main_publish(&mut self, stream: &Stream) {
+        self.on_main = self.packager.is_some() && stream.clock.is_epoch() && !self.held.is_empty();
+    }
+
+    /// A frame of the channel's own feed (the new primary's).
+    pub fn on_main_frame(&mut self, frame: &Frame) {
+        if self.on_main {
+            self.feed_frame(frame.clone());
+        }
+    }
+
+    /// The primary's publish ended (`outputs` are its packager's last ones), with a
+    /// locked clock: its last segments are held for the backup's candidates when a
+    /// locked backup is being packaged. Returns what to apply now.
+    pub fn hold(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        if self.packager.is_none() {
+            return outputs;
+        }
+        let (held, rest): (Vec<Output>, Vec<Output>) = outputs
+            .into_iter()
+            .partition(|o| matches!(o, Output::SegmentEnd { .. }));
+        self.held.extend(held);
+        rest
+    }
+
+    /// The held segments that a candidate now decides. `init` is the init section the
+    /// channel lists for a rendition now: a candidate made with another one cannot
+    /// replace a segment listed under it.
+    pub fn settle(&mut self, init: impl Fn(&str) -> Option<Bytes>) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        let mut keep = Vec::new();
+        for end in std::mem::take(&mut self.held) {
+            let Output::SegmentEnd { rendition, msn, .. } = &end else {
+                continue;
+            };
+            let candidate = self
+                .done
+                .get(rendition)
+                .and_then(|d| d.iter().find(|c| c.msn == *msn))
+                .cloned();
+            match candidate {
+                Some(c) => {
+                    let same_init = self
+                        .inits
+                        .get(rendition)
+                        .is_some_and(|b| init(rendition).as_ref() == Some(b));
+                    let selected = (c.defects.is_clean() && same_init).then_some(c);
+                    settled.push(Settled { end, selected });
+                }
+                None => keep.push(end),
+            }
+        }
+        self.held = keep;
+        self.finish_if_settled();
+        settled
+    }
+
+    /// Held segments that can wait no longer: `outputs` are about to list a later
+    /// segment of their rendition. They keep the primary's bytes.
+    pub fn overdue(&mut self, outputs: &[Output]) -> Vec<Output> {
+        let later = |r: &str, n: u64| {
+            outputs.iter().any(
+                |o| matches!(o, Output::Part { rendition, msn, .. } if *rendition == r && *msn > n),
+            )
+        };
+        let (overdue, keep): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|o| match o {
+                Output::SegmentEnd { rendition, msn, .. } => later(rendition, *msn),
+                _ => true,
+            });
+        self.held = keep;
+        self.finish_if_settled();
+        overdue
+    }
+
+    /// Everything still held (the run ends): the primary's own.
+    pub fn release(&mut self) -> Vec<Output> {
+        let held = std::mem::take(&mut self.held);
+        self.finish_if_settled();
+        held
+    }
+
+    fn finish_if_settled(&mut self) {
+        if self.held.is_empty() && self.on_main {
+            // The takeover is settled; the next standby brings its own packager.
+            self.on_main = false;
+            self.packager = None;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.on_main = false;
+        self.last_dts.clear();
+        self.open.clear();
+        self.done.clear();
+        self.inits.clear();
+    }
+
+    fn feed_frame(&mut self, frame: Frame) {
+        let last = self.last_dts.entry(frame.track).or_insert(i64::MIN);
+        if frame.dts <= *last {
+            return;
+        }
+        *last = frame.dts;
+        self.feed(Input::Frame(frame));
+    }
+
+    fn feed(&mut self, input: Input) {
+        let Some(p) = self.packager.as_mut() else {
+            return;
+        };
+        for out in p.push(input) {
+            match out {
+                Output::Init { rendition, init } => {
+                    self.inits.insert(rendition.name, init);
+                }
+                Output::Part {
+                    rendition,
+                    msn,
+                    data,
+                    ..
+                } => {
+                    let open = self
+                        .open
+                        .entry(rendition)
+                        .or_insert_with(|| (msn, BytesMut::new()));
+                    if open.0 != msn {
+                        *open = (msn, BytesMut::new());
+                    }
+                    open.1.extend_from_slice(&data);
+                }
+                Output::SegmentEnd {
+                    rendition,
+                    msn,
+                    duration,
+                    defects,
+                    ..
+                } => {
+                    let Some((n, bytes)) = self.open.remove(rendition) else {
+                        continue;
+                    };
+                    if n != msn {
+                        continue;
+                    }
+                    let done = self.done.entry(rendition).or_default();
+                    if done.len() >= KEEP {
+                        done.pop_front();
+                    }
+                    done.push_back(Selected {
+                        rendition,
+                        msn,
+                        data: bytes.freeze(),
+                        duration,
+                        defects,
+                    });
+                }
+                Output::Sample(_) | Output::Ended => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, UNIX_EPOCH},
+    };
+
+    use starling_media::{h264::AvcConfig, CodecConfig, SourceClock, Track};
+
+    use super::*;
+
+    /// 2026-12-06T12:00:00.5Z in ms: a source started half a second past a boundary.
+    const START_MS: i64 = 1_796_558_400_500;
+
+    fn config() -> PackagerConfig {
+        PackagerConfig {
+            segment_duration: Duration::from_secs(2),
+            part_duration: Duration::from_millis(500),
+        }
+    }
+
+    fn hex(s: &str) -> Bytes {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn stream() -> Arc<Stream> {
+        let avc = AvcConfig::from_parameter_sets(
+            &[hex("6742c00dd90141fb011000000300100000030320f142a480")],
+            &[hex("68cb83cb20")],
+        )
+        .unwrap();
+        Arc::new(Stream {
+            tracks: vec![Track {
+                id: TrackId(1),
+                timescale: 1000,
+                config: CodecConfig::H264(avc),
+            }],
+            metadata: Vec::new(),
+            clock: SourceClock::RTMP_EPOCH,
+        })
+    }
+
+    /// Frame `i` of one 30 fps source with a keyframe every 2 s, epoch-stamped.
+    fn frame(i: usize) -> Frame {
+        let ms = START_MS + (i as f64 * 1000.0 / 30.0).round() as i64;
+        let keyframe = i.checked_rem(60) == Some(0);
+        let mut data = BytesMut::new();
+        data.extend_from_slice(&[0, 0, 0, 5, if keyframe { 0x65 } else { 0x41 }]);
+        data.extend_from_slice(&(i as u32).to_be_bytes());
+        Frame {
+            track: TrackId(1),
+            pts: ms,
+            dts: ms,
+            keyframe,
+            data: data.freeze(),
+            arrival: UNIX_EPOCH + Duration::from_millis((ms + 300) as u64),
+        }
+    }
+
+    /// The primary: frames `0..n`, then its end; its init and its last outputs.
+    fn primary(n: usize) -> (Bytes, Vec<Output>) {
+        let mut p = Packager::new(config());
+        let mut init = Bytes::new();
+        for o in p.push(Input::Stream(stream())) {
+            if let Output::Init { init: i, .. } = o {
+                init = i;
+            }
+        }
+        for i in 0..n {
+            p.push(Input::Frame(frame(i)));
+        }
+        (init, p.push(Input::End))
+    }
+
+    fn held_msn(outputs: &[Output]) -> u64 {
+        outputs
+            .iter()
+            .find_map(|o| match o {
+                Output::SegmentEnd { msn, .. } => Some(*msn),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_backups_clean_candidate_replaces_the_segment_the_primary_stopped_in() {
+        let mut sel = Selector::new(config());
+        sel.on_standby(HubEvent::Stream(stream()));
+        // The primary dies 7.5 s in, a second into the segment its 6 s keyframe began.
+        let (init, last) = primary(225);
+        let n = held_msn(&last);
+        let rest = sel.hold(last);
+        assert!(rest.iter().all(|o| !matches!(o, Output::SegmentEnd { .. })));
+        // No candidate yet: nothing settles.
+        assert!(sel.settle(|_| Some(init.clone())).is_empty());
+        // The backup's frames reach the next keyframe (8 s): its segment n is complete.
+        for i in 0..=240 {
+            sel.on_standby(HubEvent::Frame(frame(i)));
+        }
+        let settled = sel.settle(|_| Some(init.clone()));
+        assert_eq!(settled.len(), 1);
+        let chosen = settled[0].selected.as_ref().expect("the backup's segment");
+        assert_eq!(chosen.msn, n);
+        assert!((chosen.duration - 2.0).abs() < 0.01, "{}", chosen.duration);
+        let Output::SegmentEnd { duration, .. } = &settled[0].end else {
+            unreachable!()
+        };
+        assert!(*duration < 1.6, "the primary's was cut short: {duration}");
+        assert!(sel.release().is_empty());
+    }
+
+    #[test]
+    fn a_candidate_under_another_init_section_keeps_the_primarys_segment() {
+        let mut sel = Selector::new(config());
+        sel.on_standby(HubEvent::Stream(stream()));
+        for i in 0..=240 {
+            sel.on_standby(HubEvent::Frame(frame(i)));
+        }
+        let (_, last) = primary(225);
+        sel.hold(last);
+        let settled = sel.settle(|_| Some(Bytes::from_static(b"another init")));
+        assert_eq!(settled.len(), 1);
+        assert!(settled[0].selected.is_none());
+    }
+
+    #[test]
+    fn a_held_segment_waits_no_later_than_the_next_segment_of_its_rendition() {
+        let mut sel = Selector::new(config());
+        sel.on_standby(HubEvent::Stream(stream()));
+        let (_, last) = primary(225);
+        let n = held_msn(&last);
+        sel.hold(last);
+        let next = Output::Part {
+            rendition: starling_packager::VIDEO_RENDITION,
+            msn: n + 1,
+            index: 0,
+            duration: 0.5,
+            independent: true,
+            start: 0,
+            data: Bytes::new(),
+            first_arrival: UNIX_EPOCH,
+            discontinuity: false,
+        };
+        let overdue = sel.overdue(&[next]);
+        assert_eq!(overdue.len(), 1);
+        assert_eq!(held_msn(&overdue), n);
+        assert!(sel.release().is_empty());
+    }
+
+    #[test]
+    fn an_unlocked_backup_is_not_packaged_and_nothing_is_held() {
+        let mut sel = Selector::new(config());
+        let mut s = (*stream()).clone();
+        s.clock = SourceClock::Relative;
+        sel.on_standby(HubEvent::Stream(Arc::new(s)));
+        let (_, last) = primary(225);
+        let count = last.len();
+        assert_eq!(sel.hold(last).len(), count);
+    }
+}
