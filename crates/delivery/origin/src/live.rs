@@ -538,8 +538,12 @@ impl Origin {
                 let locked = packager.epoch_locked();
                 let mut outputs = packager.push(input);
                 ch.tap_outputs(&mut outputs, &packager);
-                if ends && locked {
-                    outputs = selector.hold(outputs);
+                if locked {
+                    outputs = if ends {
+                        selector.hold(outputs)
+                    } else {
+                        selector.hold_defective(outputs)
+                    };
                     origin.settle(&ch, &mut selector);
                 }
                 let overdue = selector.overdue(&outputs);

@@ -16,6 +16,10 @@
 //!   two encoders do not mix within a segment. A player that plays parts has the
 //!   primary's hole; one that loads whole segments, and the recording, have none.
 //!
+//! - While both run, a segment the primary cut with a defect (short, no keyframe at
+//!   its start, a time jump, a hole) is held the same way and settled by the backup's
+//!   candidate of that number. The less damaged one is served, the primary's on a tie.
+//!
 //! Choices are counted (`starling_segment_selections_total{pipeline}`) and logged.
 //! No I/O and no clock here: the channel's task feeds it, `live` applies what it says.
 
@@ -57,9 +61,13 @@ pub(crate) struct Selector {
     done: HashMap<&'static str, VecDeque<Selected>>,
     /// The backup's newest init section per rendition.
     inits: HashMap<&'static str, Bytes>,
-    /// The primary's `SegmentEnd`s held back at its end.
-    held: Vec<Output>,
+    /// The primary's `SegmentEnd`s held back, each with whether it was cut short by the
+    /// primary's end (damage the packager does not flag: it ended where frames did).
+    held: Vec<Held>,
 }
+
+/// A held `SegmentEnd`, and whether the primary's end cut it short.
+type Held = (Output, bool);
 
 /// What settling a held segment decided.
 #[derive(Debug)]
@@ -134,7 +142,21 @@ impl Selector {
         let (held, rest): (Vec<Output>, Vec<Output>) = outputs
             .into_iter()
             .partition(|o| matches!(o, Output::SegmentEnd { .. }));
-        self.held.extend(held);
+        self.held.extend(held.into_iter().map(|o| (o, true)));
+        rest
+    }
+
+    /// While both run: the primary's segments cut with a defect (short, no keyframe at
+    /// the start, a time jump, a hole) are held for the backup's candidate of the same
+    /// number, when a locked backup is being packaged. Returns what to apply now.
+    pub fn hold_defective(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        if self.packager.is_none() || self.on_main {
+            return outputs;
+        }
+        let (held, rest): (Vec<Output>, Vec<Output>) = outputs
+            .into_iter()
+            .partition(|o| matches!(o, Output::SegmentEnd { defects, .. } if !defects.is_clean()));
+        self.held.extend(held.into_iter().map(|o| (o, false)));
         rest
     }
 
@@ -144,8 +166,14 @@ impl Selector {
     pub fn settle(&mut self, init: impl Fn(&str) -> Option<Bytes>) -> Vec<Settled> {
         let mut settled = Vec::new();
         let mut keep = Vec::new();
-        for end in std::mem::take(&mut self.held) {
-            let Output::SegmentEnd { rendition, msn, .. } = &end else {
+        for (end, cut_short) in std::mem::take(&mut self.held) {
+            let Output::SegmentEnd {
+                rendition,
+                msn,
+                defects,
+                ..
+            } = &end
+            else {
                 continue;
             };
             let candidate = self
@@ -159,10 +187,14 @@ impl Selector {
                         .inits
                         .get(rendition)
                         .is_some_and(|b| init(rendition).as_ref() == Some(b));
-                    let selected = (c.defects.is_clean() && same_init).then_some(c);
+                    // The less damaged one; the primary's on a tie, so that its parts
+                    // and its segment agree.
+                    let damage = |d: &Defects| d.names().count();
+                    let primary = damage(defects) + usize::from(cut_short);
+                    let selected = (same_init && damage(&c.defects) < primary).then_some(c);
                     settled.push(Settled { end, selected });
                 }
-                None => keep.push(end),
+                None => keep.push((end, cut_short)),
             }
         }
         self.held = keep;
@@ -178,22 +210,22 @@ impl Selector {
                 |o| matches!(o, Output::Part { rendition, msn, .. } if *rendition == r && *msn > n),
             )
         };
-        let (overdue, keep): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.held)
+        let (overdue, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|o| match o {
+            .partition(|(o, _)| match o {
                 Output::SegmentEnd { rendition, msn, .. } => later(rendition, *msn),
                 _ => true,
             });
         self.held = keep;
         self.finish_if_settled();
-        overdue
+        overdue.into_iter().map(|(o, _)| o).collect()
     }
 
     /// Everything still held (the run ends): the primary's own.
     pub fn release(&mut self) -> Vec<Output> {
         let held = std::mem::take(&mut self.held);
         self.finish_if_settled();
-        held
+        held.into_iter().map(|(o, _)| o).collect()
     }
 
     fn finish_if_settled(&mut self) {
@@ -427,6 +459,51 @@ mod tests {
         assert_eq!(overdue.len(), 1);
         assert_eq!(held_msn(&overdue), n);
         assert!(sel.release().is_empty());
+    }
+
+    #[test]
+    fn while_both_run_a_defective_segment_is_served_from_the_backup() {
+        let mut sel = Selector::new(config());
+        sel.on_standby(HubEvent::Stream(stream()));
+        for i in 0..300 {
+            sel.on_standby(HubEvent::Frame(frame(i)));
+        }
+        // The primary lost 0.7 s of frames in its third segment: a hole.
+        let mut p = Packager::new(config());
+        let mut applied = Vec::new();
+        let mut settled = Vec::new();
+        for input in std::iter::once(Input::Stream(stream())).chain(
+            (0..300)
+                .filter(|i| !(130..150).contains(i))
+                .map(|i| Input::Frame(frame(i))),
+        ) {
+            let outputs = sel.hold_defective(p.push(input));
+            settled.extend(sel.settle(|_| {
+                applied.iter().find_map(|o| match o {
+                    Output::Init { init, .. } => Some(Bytes::clone(init)),
+                    _ => None,
+                })
+            }));
+            assert!(
+                sel.overdue(&outputs).is_empty(),
+                "settled before the next part"
+            );
+            applied.extend(outputs);
+        }
+        assert_eq!(settled.len(), 1, "{settled:?}");
+        let Output::SegmentEnd { defects, msn, .. } = &settled[0].end else {
+            unreachable!()
+        };
+        assert!(defects.hole, "{defects:?}");
+        let chosen = settled[0].selected.as_ref().expect("the backup's");
+        assert_eq!(chosen.msn, *msn);
+        assert!(chosen.defects.is_clean());
+        // Clean segments were never held.
+        let ends = applied
+            .iter()
+            .filter(|o| matches!(o, Output::SegmentEnd { .. }))
+            .count();
+        assert!(ends >= 3, "{ends}");
     }
 
     #[test]
