@@ -267,15 +267,7 @@ impl Hub {
             backlog.extend(st.gop.iter().cloned().map(HubEvent::Frame));
         }
         drop(st);
-        Subscriber {
-            channel: ch,
-            rx,
-            backlog,
-            skip_to_keyframe: false,
-            video_track: None,
-            lagged: 0,
-            metrics: self.metrics.clone(),
-        }
+        Subscriber::new(ch, rx, backlog, self.metrics.clone())
     }
 
     /// The standby backup of `channel` as it sends, whichever backup that is: its
@@ -292,15 +284,7 @@ impl Hub {
             backlog.extend(standby.backlog());
         }
         drop(st);
-        Subscriber {
-            channel: ch,
-            rx,
-            backlog,
-            skip_to_keyframe: false,
-            video_track: None,
-            lagged: 0,
-            metrics: self.metrics.clone(),
-        }
+        Subscriber::new(ch, rx, backlog, self.metrics.clone())
     }
 
     /// Channels with a publisher right now.
@@ -488,6 +472,23 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    fn new(
+        channel: Arc<Channel>,
+        rx: broadcast::Receiver<HubEvent>,
+        backlog: VecDeque<HubEvent>,
+        metrics: Arc<HubMetrics>,
+    ) -> Self {
+        Self {
+            channel,
+            rx,
+            backlog,
+            skip_to_keyframe: false,
+            video_track: None,
+            lagged: 0,
+            metrics,
+        }
+    }
+
     /// The next event; `None` only if the hub itself is gone.
     pub async fn recv(&mut self) -> Option<HubEvent> {
         loop {
