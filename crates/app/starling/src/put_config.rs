@@ -62,14 +62,15 @@ impl PutSection {
 pub struct Pushed(pub Arc<PushIngest>);
 
 impl PushedSource for Pushed {
+    // A channel nobody pushed to since this process started is not consulted (what
+    // cannot exist is answered from memory); its pushed objects from before a restart
+    // are read once it is pushed to again.
+    fn knows(&self, channel: &str) -> bool {
+        self.0.knows(channel)
+    }
+
     fn get<'a>(&'a self, channel: &'a str, path: &'a str) -> PushedFuture<'a> {
         Box::pin(async move {
-            // A channel nobody pushed to since this process started costs no store read
-            // (what cannot exist is answered from memory); its pushed objects from before
-            // a restart are read once it is pushed to again.
-            if !self.0.knows(channel) {
-                return None;
-            }
             // A request for the segment a pushed playlist names next waits here until it
             // is uploaded (at most 1.5 target durations, 6 s); one past that is `None`
             // at once, with no store read (docs/put-ingest.md, "The live edge").

@@ -164,6 +164,10 @@ impl Selector {
     /// channel lists for a rendition now: a candidate made with another one cannot
     /// replace a segment listed under it.
     pub fn settle(&mut self, init: impl Fn(&str) -> Option<Bytes>) -> Vec<Settled> {
+        if self.held.is_empty() {
+            // The common case, asked on every frame of the channel.
+            return Vec::new();
+        }
         let mut settled = Vec::new();
         let mut keep = Vec::new();
         for (end, cut_short) in std::mem::take(&mut self.held) {
@@ -205,6 +209,9 @@ impl Selector {
     /// Held segments that can wait no longer: `outputs` are about to list a later
     /// segment of their rendition. They keep the primary's bytes.
     pub fn overdue(&mut self, outputs: &[Output]) -> Vec<Output> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
         let later = |r: &str, n: u64| {
             outputs.iter().any(
                 |o| matches!(o, Output::Part { rendition, msn, .. } if *rendition == r && *msn > n),

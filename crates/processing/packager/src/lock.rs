@@ -106,10 +106,7 @@ impl Packager {
         };
         // Media time 0 is the epoch itself, for every locked publish of every pipeline.
         // A run that began relative switches here (its numbers jump to the grid's).
-        let epoch = std::time::UNIX_EPOCH;
-        if self.availability_start != Some(epoch) {
-            self.availability_start = Some(epoch);
-        }
+        self.availability_start = Some(UNIX_EPOCH);
         self.locked = true;
         // Numbers below `next_msn` are taken: video that would open one of them is
         // dropped (the previous publish's last sample may end a little past the grid:

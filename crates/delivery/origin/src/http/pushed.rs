@@ -29,18 +29,21 @@ pub struct PushedObject {
     pub cache_control: &'static str,
 }
 
-/// Where pushed objects are found. Called for requests of channels not live in this
-/// origin, so it must answer `None` from memory for a channel nobody pushes to (no
-/// store read: what cannot exist must cost nothing).
+/// Where pushed objects are found.
 pub trait PushedSource: Send + Sync + 'static {
+    /// Whether anything was pushed to `channel`, from memory: a request for a channel
+    /// nobody pushes to is served as if there were no pushed objects at all (no store
+    /// read, no second admission).
+    fn knows(&self, channel: &str) -> bool;
     /// The object at `path` (`file` or `dir/file`, already checked by the router's
-    /// syntax rules) of `channel`.
+    /// syntax rules) of a channel it [`knows`](Self::knows).
     fn get<'a>(&'a self, channel: &'a str, path: &'a str) -> PushedFuture<'a>;
 }
 
-/// Whether the pushed objects may answer for `channel`: it is not live here.
+/// Whether the pushed objects may answer for `channel`: something was pushed to it,
+/// and it is not live here.
 pub(super) fn consult<'a>(served: &'a Served, channel: &str) -> Option<&'a dyn PushedSource> {
-    let pushed = served.pushed.as_deref()?;
+    let pushed = served.pushed.as_deref().filter(|p| p.knows(channel))?;
     let live_here = served.origin.channel(channel).is_some_and(|c| c.is_live());
     (!live_here).then_some(pushed)
 }
