@@ -162,6 +162,20 @@ impl Origin {
                     } => {
                         let has_source = st.rendition(starling_packager::VIDEO_RENDITION).is_some();
                         let sets_periods = crate::periods::sets_periods(rendition, has_source);
+                        let chosen = selected
+                            .as_ref()
+                            .filter(|c| c.rendition == rendition && c.msn == msn);
+                        if let Some(c) = chosen.filter(|c| c.fills) {
+                            // A number the primary skipped, filled from another pipeline.
+                            crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
+                            let session = st.session;
+                            if let Some(r) = st.rendition_mut(rendition) {
+                                if r.segments.back().is_none_or(|s| s.msn < msn) {
+                                    let seg = crate::gaps::filled(r, session, c);
+                                    r.segments.push_back(seg);
+                                }
+                            }
+                        }
                         let Some(r) = st.rendition_mut(rendition) else {
                             continue;
                         };
@@ -169,9 +183,6 @@ impl Origin {
                             warn!(channel = %ch.name, rendition, msn, "origin: end of a segment that has no parts");
                             continue;
                         };
-                        let chosen = selected
-                            .as_ref()
-                            .filter(|c| c.rendition == rendition && c.msn == msn);
                         let (whole, duration, defects) = match chosen {
                             // Another pipeline's whole segment; the parts listed stay
                             // what they were (see `select`).
@@ -203,6 +214,12 @@ impl Origin {
                             self.metrics.segment_defects(defects);
                             let list = defects.names().collect::<Vec<_>>().join(",");
                             info!(channel = %ch.name, rendition, msn, defects = %list, "origin: segment cut with defects");
+                        }
+                        // The copy served says when its media is, and where it starts.
+                        let program_date_time =
+                            chosen.map_or(program_date_time, |c| c.program_date_time);
+                        if let Some(c) = chosen {
+                            seg.media_start = Some(c.start);
                         }
                         seg.program_date_time = Some(program_date_time);
                         // A timestamp jump is only known now; the packager rebased the

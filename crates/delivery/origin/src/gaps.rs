@@ -1,10 +1,12 @@
 //! Audio gaps: numbers a rendition skipped (audio missing for a whole video segment) are
 //! listed as `EXT-X-GAP` segments, so numbers stay consecutive and aligned between
-//! renditions. Applied under the channel's lock by `live`; no I/O.
+//! renditions; and numbers the primary pipeline skipped that another pipeline's copy
+//! fills (`select`). Applied under the channel's lock by `live`; no I/O.
 
 use std::time::SystemTime;
 
-use crate::live::{ChannelInner, OriginConfig, Segment};
+use crate::live::{ChannelInner, OriginConfig, Rendition, Segment};
+use crate::select::Selected;
 
 /// Gap segments listed at most in one go: a rendition silent for longer is a broken
 /// source; its numbers then jump (players resync on the media sequence).
@@ -67,4 +69,29 @@ pub(crate) fn fill_gaps(
         });
     }
     r.feed.touch();
+}
+
+/// The entry of a segment the primary never produced, listed whole from another
+/// pipeline's copy `c` (complete with no parts: it was never at the live edge as parts;
+/// its bytes and duration are set by the `SegmentEnd` applied with it).
+pub(crate) fn filled(r: &mut Rendition, session: u64, c: &Selected) -> Segment {
+    let init = r.inits.len().saturating_sub(1);
+    Segment {
+        session,
+        msn: c.msn,
+        init,
+        discontinuity: std::mem::take(&mut r.next_discontinuity),
+        new_map: r.segments.back().is_some_and(|s| s.init != init),
+        program_date_time: Some(c.program_date_time),
+        media_start: Some(c.start),
+        parts: Vec::new(),
+        complete: false,
+        duration: 0.0,
+        data: None,
+        stored: false,
+        write_failed: false,
+        completed_at: None,
+        defects: Default::default(),
+        gap: false,
+    }
 }

@@ -544,7 +544,7 @@ impl Origin {
                     } else {
                         selector.hold_defective(outputs)
                     };
-                    origin.settle(&ch, &mut selector);
+                    outputs = selector.hold_missing(outputs);
                 }
                 let overdue = selector.overdue(&outputs);
                 if !overdue.is_empty() {
@@ -553,6 +553,9 @@ impl Origin {
                 if !outputs.is_empty() {
                     origin.apply(&ch, outputs);
                 }
+                // After the outputs: a held segment's last parts may have come with its
+                // end, and must be listed before it is settled.
+                origin.settle(&ch, &mut selector);
             }
             // The hub is gone (shutdown): nobody can come back within the grace.
             origin.apply(&ch, selector.release());
@@ -582,8 +585,17 @@ impl Origin {
             };
             self.metrics.segment_selections[usize::from(s.selected.is_none())]
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            info!(channel = %ch.name, rendition, msn, pipeline, "origin: the locked primary's last segment chosen");
+            info!(channel = %ch.name, rendition, msn, pipeline, "origin: the locked primary's segment chosen");
             self.apply_selected(ch, vec![s.end], s.selected);
+        }
+        // The primary's output that waited for skipped numbers to be filled.
+        let released = selector.released();
+        if !released.is_empty() {
+            let overdue = selector.overdue(&released);
+            if !overdue.is_empty() {
+                self.settle_as_primary(ch, overdue);
+            }
+            self.apply(ch, released);
         }
     }
 

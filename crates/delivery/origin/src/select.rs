@@ -18,12 +18,21 @@
 //!
 //! - While both run, a segment the primary cut with a defect (short, no keyframe at
 //!   its start, a time jump, a hole) is held the same way and settled by the backup's
-//!   candidate of that number. The less damaged one is served, the primary's on a tie.
+//!   candidate of that number. The less damaged one (`Defects::severity`) is served,
+//!   the primary's on a tie; a segment served with defects is flagged in the playlist.
+//! - While both run, numbers the primary skipped (it lost frames for a whole segment:
+//!   its packager keeps the grid's numbers, see the packager's `lock`) are filled with
+//!   the backup's candidates of those numbers. The primary's output from the skip on
+//!   waits for them, at most until the next part of the segment after the hole; a
+//!   number no candidate fills in time is listed as a gap (`gaps`).
 //!
 //! Choices are counted (`starling_segment_selections_total{pipeline}`) and logged.
 //! No I/O and no clock here: the channel's task feeds it, `live` applies what it says.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::SystemTime,
+};
 
 use bytes::{Bytes, BytesMut};
 use starling_hub::HubEvent;
@@ -33,6 +42,9 @@ use starling_packager::{Defects, Input, Output, Packager, PackagerConfig};
 /// Candidates kept per rendition: the takeover needs the one of the segment the
 /// primary stopped in, a segment or two back at most.
 const KEEP: usize = 4;
+/// Numbers skipped at once that candidates may fill: a longer hole is a pipeline that
+/// stalled for longer than the candidates kept, listed as gaps.
+const MAX_FILL: u64 = KEEP as u64;
 
 /// A whole segment chosen from another pipeline.
 #[derive(Debug, Clone)]
@@ -42,6 +54,13 @@ pub(crate) struct Selected {
     pub data: Bytes,
     pub duration: f64,
     pub defects: Defects,
+    /// Its first sample's decode time (the rendition's timescale) and wall clock: a
+    /// segment the primary never produced is listed with them.
+    pub start: u64,
+    pub program_date_time: SystemTime,
+    /// It fills a number the primary skipped (rather than replacing a segment the
+    /// primary listed).
+    pub fills: bool,
 }
 
 /// The locked backup's candidates and the primary's held segments of one channel.
@@ -56,14 +75,21 @@ pub(crate) struct Selector {
     /// Newest decode time fed per track, so frames the takeover sends again (the
     /// backup's GOP) are not packaged twice.
     last_dts: HashMap<TrackId, i64>,
-    /// The backup's segment in progress per rendition: number and bytes so far.
-    open: HashMap<&'static str, (u64, BytesMut)>,
+    /// The backup's segment in progress per rendition: number, first sample's decode
+    /// time, and bytes so far.
+    open: HashMap<&'static str, (u64, u64, BytesMut)>,
     done: HashMap<&'static str, VecDeque<Selected>>,
     /// The backup's newest init section per rendition.
     inits: HashMap<&'static str, Bytes>,
     /// The primary's `SegmentEnd`s held back, each with whether it was cut short by the
     /// primary's end (damage the packager does not flag: it ended where frames did).
     held: Vec<Held>,
+    /// The primary's newest part number per rendition.
+    last_part: HashMap<&'static str, u64>,
+    /// Numbers the primary skipped, waiting for the backup's candidates.
+    missing: Vec<(&'static str, u64)>,
+    /// The primary's output from the skip on, while `missing` waits.
+    queued: Vec<Output>,
 }
 
 /// A held `SegmentEnd`, and whether the primary's end cut it short.
@@ -89,6 +115,9 @@ impl Selector {
             done: HashMap::new(),
             inits: HashMap::new(),
             held: Vec::new(),
+            last_part: HashMap::new(),
+            missing: Vec::new(),
+            queued: Vec::new(),
         }
     }
 
@@ -160,14 +189,70 @@ impl Selector {
         rest
     }
 
+    /// While both run: numbers the primary skipped are waited for (see the module
+    /// docs). Returns what to apply now; the rest comes back from [`Self::settle`]'s
+    /// caller through [`Self::released`].
+    pub fn hold_missing(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        let waiting = self.packager.is_some() && !self.on_main;
+        let mut now = Vec::new();
+        for out in outputs {
+            if let Output::Part {
+                rendition,
+                msn,
+                index,
+                ..
+            } = &out
+            {
+                let last = self.last_part.insert(rendition, *msn);
+                let skipped = last.map_or(0, |l| msn.saturating_sub(l.saturating_add(1)));
+                if waiting && skipped > 0 && skipped <= MAX_FILL {
+                    let from = msn - skipped;
+                    self.missing.extend((from..*msn).map(|n| (*rendition, n)));
+                } else if *index > 0
+                    && self
+                        .missing
+                        .iter()
+                        .any(|(r, n)| r == rendition && *n < *msn)
+                {
+                    // The next part after the hole: the candidates are too late.
+                    self.missing.clear();
+                }
+            }
+            if self.missing.is_empty() && self.queued.is_empty() {
+                now.push(out);
+            } else {
+                self.queued.push(out);
+            }
+        }
+        if self.missing.is_empty() {
+            now.append(&mut self.queued);
+        }
+        now
+    }
+
+    /// The primary's output that waited for candidates, once nothing is missing any
+    /// more (filled, or given up on).
+    pub fn released(&mut self) -> Vec<Output> {
+        if self.missing.is_empty() {
+            std::mem::take(&mut self.queued)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The held segments that a candidate now decides. `init` is the init section the
     /// channel lists for a rendition now: a candidate made with another one cannot
     /// replace a segment listed under it.
     pub fn settle(&mut self, init: impl Fn(&str) -> Option<Bytes>) -> Vec<Settled> {
-        if self.held.is_empty() {
+        if self.held.is_empty() && self.missing.is_empty() {
             // The common case, asked on every frame of the channel.
             return Vec::new();
         }
+        let same_init = |inits: &HashMap<&'static str, Bytes>, rendition: &str| {
+            inits
+                .get(rendition)
+                .is_some_and(|b| init(rendition).as_ref() == Some(b))
+        };
         let mut settled = Vec::new();
         let mut keep = Vec::new();
         for (end, cut_short) in std::mem::take(&mut self.held) {
@@ -187,23 +272,73 @@ impl Selector {
                 .cloned();
             match candidate {
                 Some(c) => {
-                    let same_init = self
-                        .inits
-                        .get(rendition)
-                        .is_some_and(|b| init(rendition).as_ref() == Some(b));
+                    let same_init = same_init(&self.inits, rendition);
                     // The less damaged one; the primary's on a tie, so that its parts
                     // and its segment agree.
-                    let damage = |d: &Defects| d.names().count();
-                    let primary = damage(defects) + usize::from(cut_short);
-                    let selected = (same_init && damage(&c.defects) < primary).then_some(c);
+                    // (Ranked by severity; cut short by its end is as bad as short.)
+                    let primary = defects.severity() + u8::from(cut_short);
+                    let selected =
+                        (same_init && c.defects.severity() < primary).then_some(c);
                     settled.push(Settled { end, selected });
                 }
                 None => keep.push((end, cut_short)),
             }
         }
         self.held = keep;
+        // Skipped numbers, in order, each once no held segment before it waits (the
+        // rendition's list must reach a number before the one after it is listed).
+        let mut missing = std::mem::take(&mut self.missing);
+        missing.sort_unstable();
+        let mut waiting = Vec::new();
+        for (rendition, msn) in missing {
+            let blocked = self.held.iter().any(|(o, _)| {
+                matches!(o, Output::SegmentEnd { rendition: r, msn: n, .. } if *r == rendition && *n < msn)
+            }) || waiting.iter().any(|(r, _)| *r == rendition);
+            let candidate = self
+                .done
+                .get(rendition)
+                .and_then(|d| d.iter().find(|c| c.msn == msn));
+            match candidate {
+                Some(c) if !blocked => {
+                    if same_init(&self.inits, rendition) {
+                        settled.push(Settled {
+                            end: Output::SegmentEnd {
+                                rendition,
+                                msn,
+                                duration: c.duration,
+                                program_date_time: c.program_date_time,
+                                discontinuity: false,
+                                defects: c.defects,
+                            },
+                            selected: Some(Selected {
+                                fills: true,
+                                ..c.clone()
+                            }),
+                        });
+                    }
+                    // (Under another init section it cannot be listed: a gap.)
+                }
+                // The backup is past that number without a segment of it: a gap.
+                None if self.passed(rendition, msn) => {}
+                _ => waiting.push((rendition, msn)),
+            }
+        }
+        self.missing = waiting;
         self.finish_if_settled();
         settled
+    }
+
+    /// Whether the backup's packager is past segment `msn` of `rendition` without a
+    /// candidate of it.
+    fn passed(&self, rendition: &str, msn: u64) -> bool {
+        let newest = self
+            .done
+            .get(rendition)
+            .and_then(|d| d.back().map(|c| c.msn))
+            .into_iter()
+            .chain(self.open.get(rendition).map(|o| o.0))
+            .max();
+        newest.is_some_and(|n| n > msn)
     }
 
     /// Held segments that can wait no longer: `outputs` are about to list a later
@@ -228,15 +363,19 @@ impl Selector {
         overdue.into_iter().map(|(o, _)| o).collect()
     }
 
-    /// Everything still held (the run ends): the primary's own.
+    /// Everything still held (the run ends): the primary's own, skipped numbers as
+    /// gaps.
     pub fn release(&mut self) -> Vec<Output> {
         let held = std::mem::take(&mut self.held);
+        self.missing.clear();
+        let queued = std::mem::take(&mut self.queued);
+        self.last_part.clear();
         self.finish_if_settled();
-        held.into_iter().map(|(o, _)| o).collect()
+        held.into_iter().map(|(o, _)| o).chain(queued).collect()
     }
 
     fn finish_if_settled(&mut self) {
-        if self.held.is_empty() && self.on_main {
+        if self.held.is_empty() && self.missing.is_empty() && self.on_main {
             // The takeover is settled; the next standby brings its own packager.
             self.on_main = false;
             self.packager = None;
@@ -272,26 +411,28 @@ impl Selector {
                 Output::Part {
                     rendition,
                     msn,
+                    start,
                     data,
                     ..
                 } => {
                     let open = self
                         .open
                         .entry(rendition)
-                        .or_insert_with(|| (msn, BytesMut::new()));
+                        .or_insert_with(|| (msn, start, BytesMut::new()));
                     if open.0 != msn {
-                        *open = (msn, BytesMut::new());
+                        *open = (msn, start, BytesMut::new());
                     }
-                    open.1.extend_from_slice(&data);
+                    open.2.extend_from_slice(&data);
                 }
                 Output::SegmentEnd {
                     rendition,
                     msn,
                     duration,
                     defects,
+                    program_date_time,
                     ..
                 } => {
-                    let Some((n, bytes)) = self.open.remove(rendition) else {
+                    let Some((n, start, bytes)) = self.open.remove(rendition) else {
                         continue;
                     };
                     if n != msn {
@@ -307,6 +448,9 @@ impl Selector {
                         data: bytes.freeze(),
                         duration,
                         defects,
+                        start,
+                        program_date_time,
+                        fills: false,
                     });
                 }
                 Output::Sample(_) | Output::Ended => {}
@@ -511,6 +655,150 @@ mod tests {
             .filter(|o| matches!(o, Output::SegmentEnd { .. }))
             .count();
         assert!(ends >= 3, "{ends}");
+    }
+
+    /// Runs the primary's inputs through the selector as the channel's task does,
+    /// with the backup's frames `backup` fed on the standby feed just before the
+    /// primary's frame of the same index; returns what was applied, in order, with the
+    /// settled segments as `(end, chosen)`.
+    fn run(primary: impl Fn(usize) -> bool, backup: impl Fn(usize) -> bool) -> Vec<Applied> {
+        let mut sel = Selector::new(config());
+        sel.on_standby(HubEvent::Stream(stream()));
+        let mut p = Packager::new(config());
+        let mut applied: Vec<Applied> = Vec::new();
+        let init = |applied: &[Applied]| {
+            applied.iter().find_map(|a| match a {
+                Applied::Output(Output::Init { init, .. }) => Some(Bytes::clone(init)),
+                _ => None,
+            })
+        };
+        let settle = |sel: &mut Selector, applied: &mut Vec<Applied>| {
+            let i = init(applied);
+            for s in sel.settle(|_| i.clone()) {
+                applied.push(Applied::Settled(s));
+            }
+            let released = sel.released();
+            let overdue = sel.overdue(&released);
+            applied.extend(overdue.into_iter().map(Applied::Output));
+            applied.extend(released.into_iter().map(Applied::Output));
+        };
+        let inputs = std::iter::once((0, Input::Stream(stream()))).chain(
+            (0..420)
+                .filter(|i| primary(*i))
+                .map(|i| (i, Input::Frame(frame(i)))),
+        );
+        let mut fed = 0;
+        for (i, input) in inputs {
+            while fed <= i {
+                if backup(fed) {
+                    sel.on_standby(HubEvent::Frame(frame(fed)));
+                    settle(&mut sel, &mut applied);
+                }
+                fed += 1;
+            }
+            let outputs = sel.hold_defective(p.push(input));
+            let outputs = sel.hold_missing(outputs);
+            settle(&mut sel, &mut applied);
+            let overdue = sel.overdue(&outputs);
+            applied.extend(overdue.into_iter().map(Applied::Output));
+            applied.extend(outputs.into_iter().map(Applied::Output));
+        }
+        applied.extend(sel.release().into_iter().map(Applied::Output));
+        applied
+    }
+
+    #[derive(Debug)]
+    enum Applied {
+        Output(Output),
+        Settled(Settled),
+    }
+
+    /// The video segments as applied: number, whether the backup's copy, its defects.
+    fn video_segments(applied: &[Applied]) -> Vec<(u64, bool, Defects)> {
+        applied
+            .iter()
+            .filter_map(|a| {
+                let (end, chosen) = match a {
+                    Applied::Output(o) => (o, None),
+                    Applied::Settled(s) => (&s.end, s.selected.as_ref()),
+                };
+                match end {
+                    Output::SegmentEnd {
+                        rendition,
+                        msn,
+                        defects,
+                        ..
+                    } if *rendition == starling_packager::VIDEO_RENDITION => Some((
+                        *msn,
+                        chosen.is_some(),
+                        chosen.map_or(*defects, |c| c.defects),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_segment_the_primary_never_produced_is_the_backups() {
+        // The primary loses 2 s of frames (60..120): a whole segment of the grid.
+        let applied = run(|i| !(60..120).contains(&i), |_| true);
+        let segments = video_segments(&applied);
+        let numbers: Vec<u64> = segments.iter().map(|s| s.0).collect();
+        let first = numbers[0];
+        assert_eq!(
+            numbers,
+            (first..first + numbers.len() as u64).collect::<Vec<_>>(),
+            "consecutive, in order: {segments:?}"
+        );
+        // The missing number is the backup's; the segment after it, which the primary
+        // opened with a time jump, too; everything is clean.
+        assert!(segments[1].1 && segments[2].1, "{segments:?}");
+        assert!(segments.iter().all(|s| s.2.is_clean()), "{segments:?}");
+        // The primary's parts of the segment after the hole came after the fill.
+        let fill = applied
+            .iter()
+            .position(|a| matches!(a, Applied::Settled(s) if s.selected.as_ref().is_some_and(|c| c.msn == first + 1)))
+            .unwrap();
+        let part = applied
+            .iter()
+            .position(
+                |a| matches!(a, Applied::Output(Output::Part { msn, .. }) if *msn == first + 2),
+            )
+            .unwrap();
+        assert!(fill < part);
+    }
+
+    #[test]
+    fn a_missing_number_no_candidate_fills_in_time_is_left_to_the_gaps() {
+        // The backup is down too while the primary loses its frames.
+        let applied = run(|i| !(60..120).contains(&i), |i| !(50..130).contains(&i));
+        let segments = video_segments(&applied);
+        assert!(
+            segments.iter().all(|s| !s.1 || s.0 > segments[0].0 + 2),
+            "{segments:?}"
+        );
+        let numbers: Vec<u64> = segments.iter().map(|s| s.0).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        assert!(
+            numbers.windows(2).any(|w| w[1] == w[0] + 2),
+            "a hole: {numbers:?}"
+        );
+    }
+
+    #[test]
+    fn with_both_copies_damaged_the_less_damaged_is_served() {
+        // A hole in the primary's third segment (130..150), and the backup lost the
+        // start of that segment's second half and more (135..165): the backup's copy
+        // has a hole too, so the primary's is kept (the tie goes to the primary).
+        let applied = run(|i| !(130..150).contains(&i), |i| !(135..165).contains(&i));
+        let segments = video_segments(&applied);
+        let third = segments
+            .iter()
+            .find(|s| !s.2.is_clean())
+            .expect("a damaged one");
+        assert!(!third.1, "{segments:?}");
+        assert!(third.2.hole, "{segments:?}");
     }
 
     #[test]

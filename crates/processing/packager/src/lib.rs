@@ -760,13 +760,24 @@ impl Packager {
             self.mark_jump();
         }
         let mut dts = placed.time;
+        let nominal = self.nominal_end(self.video.msn);
+        // A locked clock back home (see `timeline`) at a keyframe that cuts: the segment
+        // it opens is a declared discontinuity on the grid, and may begin before the
+        // glitched one ended. Anywhere else, decode times never go back.
+        let home = placed.jumped
+            && self.locked
+            && frame.keyframe
+            && at_or_after_ns(
+                dts.saturating_add(self.video.eps()),
+                VIDEO_TIMESCALE,
+                nominal,
+            );
         let floor = self.video.floor();
-        if dts < floor {
+        if dts < floor && !home {
             self.clamped += 1;
             dts = floor;
         }
         let pts = dts.saturating_add(composition);
-        let nominal = self.nominal_end(self.video.msn);
         let max_segment = ns_to_ticks(self.max_segment_ns, VIDEO_TIMESCALE);
         let part_target = ns_to_ticks(self.part_ns, VIDEO_TIMESCALE).max(1);
         let audio_active = self.audio.source.is_some();
@@ -806,6 +817,17 @@ impl Packager {
         }
         let opens = !r.seg.is_open();
         let mut seam = false;
+        if opens
+            && locked
+            && r.last_time
+                .is_some_and(|t| time.saturating_sub(t) > part_target)
+        {
+            // Frames were lost across a boundary: the segment this keyframe opens keeps
+            // its grid number, as in every other pipeline (the numbers in between are
+            // missing here, not shifted: another pipeline's copy can fill them).
+            let grid = lock::grid_msn(ticks_to_ns(time, VIDEO_TIMESCALE), segment_ns);
+            r.msn = r.msn.max(grid);
+        }
         if opens && locked && r.last_time.is_none() {
             // The publish's first segment: the number of the grid slot its keyframe
             // opens (audio before it may have moved the number a slot early).

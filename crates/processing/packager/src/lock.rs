@@ -108,6 +108,7 @@ impl Packager {
         // A run that began relative switches here (its numbers jump to the grid's).
         self.availability_start = Some(UNIX_EPOCH);
         self.locked = true;
+        self.timeline.set_home(Some(self.segment_ns));
         // Numbers below `next_msn` are taken: video that would open one of them is
         // dropped (the previous publish's last sample may end a little past the grid:
         // its duration is an estimate). Audio goes on where the previous publish's

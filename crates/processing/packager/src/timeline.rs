@@ -14,6 +14,12 @@
 //! flight with the old clock are not mistaken for a second jump, and a single stray
 //! timestamp followed by the old cadence goes back to the old offset.
 //!
+//! An epoch-locked publish (see `lock`) has a clock that is right by definition: a
+//! frame that does not fit goes back *home*, to offset 0 (its own epoch time), when
+//! that is within [`Timeline::set_home`]'s distance of where the track expected it, so a
+//! glitch of a few hundred milliseconds costs one discontinuity rather than moving the
+//! pipeline off the grid that its twin keeps.
+//!
 //! What is *not* a jump: a step back of less than [`BACKWARD_TOLERANCE`] (jitter: clamped
 //! as before) and a step forward that stays within [`Timeline::forward_threshold`] of the
 //! newest time of *any* track. So a track that was silent (a 10 s audio gap) and comes
@@ -42,6 +48,9 @@ pub(crate) struct Timeline {
     forward_ns: i128,
     /// Jumps rebased since the packager started.
     pub jumps: u64,
+    /// An epoch-locked publish: how far from where a track expected it a frame that
+    /// does not fit may be and still go back to offset 0 (ns).
+    home_ns: Option<i128>,
 }
 
 /// Where a frame goes.
@@ -62,13 +71,21 @@ impl Timeline {
             newest_ns: None,
             forward_ns,
             jumps: 0,
+            home_ns: None,
         }
+    }
+
+    /// The publish is epoch-locked: frames that do not fit go back to offset 0 when it
+    /// places them within `home_ns` of where they were expected (`None`: not locked).
+    pub fn set_home(&mut self, home_ns: Option<i128>) {
+        self.home_ns = home_ns;
     }
 
     /// Forgets the publish's offsets (a new publish maps its clock afresh).
     pub fn reset(&mut self) {
         self.offsets = vec![0];
         self.newest_ns = None;
+        self.home_ns = None;
     }
 
     /// The offset a track joining now starts with.
@@ -111,8 +128,16 @@ impl Timeline {
                         jumped: false,
                     },
                     None => {
-                        // Rebase: this frame continues the track where it expected.
-                        let offset_ns = ticks_to_ns(expected.saturating_sub(mapped), ts);
+                        // Rebase: this frame continues the track where it expected, or,
+                        // locked, goes home to the clock's own time when that is near.
+                        let home = self.home_ns.is_some_and(|h| {
+                            ticks_to_ns(at(0).saturating_sub(expected), ts).abs() <= h
+                        });
+                        let offset_ns = if home {
+                            0
+                        } else {
+                            ticks_to_ns(expected.saturating_sub(mapped), ts)
+                        };
                         if self.offsets.len() >= MAX_OFFSETS {
                             self.offsets.remove(1);
                         }
@@ -138,6 +163,24 @@ mod tests {
     use super::*;
 
     const S: i128 = 1_000_000_000;
+
+    #[test]
+    fn a_locked_track_goes_home_after_a_glitch_and_rebases_after_a_reset() {
+        let mut t = Timeline::new(3 * S);
+        t.set_home(Some(2 * S));
+        t.place(10_000, 1000, 0, None);
+        // 600 ms late for a while (a forward step within the threshold: a gap)...
+        let late = t.place(10_640, 1000, 0, Some(10_040));
+        assert!(!late.jumped);
+        // ...then on time again: back to its own time, a discontinuity.
+        let back = t.place(10_080, 1000, 0, Some(10_680));
+        assert!(back.jumped);
+        assert_eq!((back.time, back.offset_ns), (10_080, 0));
+        // A clock reset a minute back is no glitch: rebased where expected.
+        let reset = t.place(50_000, 1000, 0, Some(10_120));
+        assert!(reset.jumped);
+        assert_eq!(reset.time, 10_120);
+    }
 
     #[test]
     fn steady_frames_and_jitter_keep_the_offset() {

@@ -38,24 +38,30 @@ pub(super) fn in_progress(
         let limit = block_limit(feed.edge().target_duration);
         let mut sent = 0usize;
         loop {
-            let (parts, complete) = {
+            let found = {
                 let st = lock(&ch.inner);
-                let seg = st
-                    .rendition(&rendition)
+                st.rendition(&rendition)
                     .and_then(|r| r.segment(msn))
-                    .filter(|s| s.session == session);
-                match seg {
-                    Some(s) => (
-                        s.parts
-                            .get(sent..)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|p| p.data.clone())
-                            .collect::<Vec<_>>(),
-                        s.complete,
-                    ),
-                    None => (Vec::new(), false),
-                }
+                    .filter(|s| s.session == session)
+                    .map(|s| {
+                        (
+                            s.parts
+                                .get(sent..)
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|p| p.data.clone())
+                                .collect::<Vec<_>>(),
+                            s.complete,
+                        )
+                    })
+            };
+            let Some((parts, complete)) = found else {
+                // It left the window (or the run) while being sent: waiting for its
+                // parts would never end.
+                let _ = tx
+                    .send(Err(std::io::Error::other("the segment left memory")))
+                    .await;
+                return;
             };
             for data in parts {
                 // A part whose bytes left memory cannot be sent: end with an error.

@@ -141,6 +141,8 @@ struct Listed {
     complete: bool,
     duration: f64,
     gap: bool,
+    /// What is wrong with the copy served (no pipeline had a clean one).
+    defects: starling_packager::Defects,
     /// Its parts in [`Listing::parts`] (none for segments too old to list them).
     parts: std::ops::Range<usize>,
     /// How many parts it has (the preload hint names the next one).
@@ -217,6 +219,7 @@ impl Listing {
                     complete: s.complete,
                     duration: s.duration,
                     gap: s.gap,
+                    defects: s.defects,
                     parts: start..parts.len(),
                     part_count: s.parts.len(),
                 }
@@ -315,7 +318,7 @@ pub(crate) fn build_playlist(l: &Listing, config: &crate::OriginConfig) -> hls::
             pl.segments.push(hls::Segment {
                 uri: format!("{}/{}.m4s", session_name(s.session), s.msn),
                 duration: s.duration,
-                title: None,
+                title: defects_title(s.defects),
                 program_date_time: s.program_date_time,
                 discontinuity: s.discontinuity && i > 0,
                 gap: s.gap,
@@ -343,4 +346,12 @@ pub(crate) fn build_playlist(l: &Listing, config: &crate::OriginConfig) -> hls::
         });
     }
     pl
+}
+
+/// The flag of a segment served with defects (the least bad copy of every pipeline's):
+/// the `EXTINF` title, which players show or ignore and tools can read,
+/// `defects=short,jump`.
+fn defects_title(defects: starling_packager::Defects) -> Option<String> {
+    (!defects.is_clean())
+        .then(|| format!("defects={}", defects.names().collect::<Vec<_>>().join(",")))
 }
