@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use starling_hub::Hub;
 use starling_rtmp_server::ServerStats;
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, LogFormat};
 
@@ -303,6 +303,20 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         .put
         .enabled
         .then(|| starling_http_put::PushIngest::new(config.put.push_config(), store.store.clone()));
+    if let Some(p) = pushed.clone() {
+        // What external packagers pushed before a restart is served again at once.
+        tokio::spawn(async move {
+            match p.discover().await {
+                Ok(n) => info!(
+                    channels = n,
+                    "put: channels with pushed objects in the store"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "put: the store could not be listed; channels pushed before the restart are served once pushed to again")
+                }
+            }
+        });
+    }
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let state = http::AppState {
         hub: hub.clone(),

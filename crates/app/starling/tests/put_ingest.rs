@@ -188,6 +188,30 @@ fn ffmpeg_pushes_over_put_and_hls_js_plays_it() {
     }
     let _ = push.kill();
     let _ = push.wait();
+
+    // kill -9 and start again on the same store, with nobody pushing: what was pushed
+    // is served again (the store is listed at start-up), its playlist first.
+    let mut server = server;
+    server.kill9();
+    server.restart();
+    wait_for(
+        "the pushed playlist after a restart",
+        Duration::from_secs(15),
+        || server.http_raw(&pl).is_some_and(|(s, _)| s == 200),
+    );
+    let again = server.http_raw(&pl).unwrap().1;
+    let again = again.split_once("\r\n\r\n").unwrap().1;
+    assert!(again.matches("#EXTINF").count() >= 3, "{again}");
+    let uri = again
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_owned();
+    let (status, seg) = server
+        .http_bytes(&format!("/live/{CHANNEL}/{uri}"))
+        .unwrap();
+    assert_eq!(status, 200, "{uri}");
+    assert!(seg.windows(4).any(|w| w == b"moof"), "{uri} is CMAF");
 }
 
 #[test]

@@ -17,15 +17,20 @@ use std::{
 };
 
 use bytes::Bytes;
-use starling_store::ObjectStore;
+use starling_store::{ObjectStore, StoreError};
 use starling_sync::lock;
 use tokio::sync::Notify;
 
 use crate::{
-    check::{check_channel, check_media, playlist_references, Kind, PushPath, PutError},
+    check::{
+        check_channel, check_media, playlist_references, Kind, PushPath, PutError, PUSHED_PREFIX,
+    },
     edge::{self, Ahead, Edge, Series},
     writer::{Op, Writer},
 };
+
+/// Channels with pushed objects learned from the store at start-up, at most.
+const MAX_DISCOVERED: usize = 100_000;
 
 /// A channel with a PUT this recent is live ([`PushIngest::live_channels`]).
 pub const LIVE_WINDOW: Duration = Duration::from_secs(10);
@@ -303,6 +308,9 @@ pub struct PushIngest {
     uploaded: Notify,
     results: [AtomicU64; OUTCOMES.len()],
     bytes: AtomicU64,
+    /// Channels with pushed objects in the store from before this process started
+    /// ([`PushIngest::discover`]).
+    stored: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for PushIngest {
@@ -329,7 +337,23 @@ impl PushIngest {
             uploaded: Notify::new(),
             results: Default::default(),
             bytes: AtomicU64::new(0),
+            stored: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Learns which channels have pushed objects in the store (one listing of
+    /// `pushed/`, at most [`MAX_DISCOVERED`] names), so that what was pushed before a
+    /// restart is served again without waiting for a new push. Returns how many.
+    pub async fn discover(&self) -> Result<usize, StoreError> {
+        let names = self
+            .writer
+            .store()
+            .children(PUSHED_PREFIX, MAX_DISCOVERED)
+            .await?;
+        let mut stored = lock(&self.stored);
+        // (A name that is not a valid channel was not written by this crate.)
+        stored.extend(names.into_iter().filter(|n| check_channel(n).is_ok()));
+        Ok(stored.len())
     }
 
     pub fn config(&self) -> &PushConfig {
@@ -458,8 +482,8 @@ impl PushIngest {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
                     let prefix = match r.dir() {
-                        Some(d) => format!("pushed/{channel}/{d}"),
-                        None => format!("pushed/{channel}"),
+                        Some(d) => format!("{PUSHED_PREFIX}/{channel}/{d}"),
+                        None => format!("{PUSHED_PREFIX}/{channel}"),
                     };
                     let names = match self.writer.store().children(&prefix, KNOWN_NAMES).await {
                         Ok(names) => names.into_iter().collect(),
@@ -579,7 +603,7 @@ impl PushIngest {
     /// memory): a request for a channel nobody pushes to is answered without a store
     /// read.
     pub fn knows(&self, channel: &str) -> bool {
-        lock(&self.channels).windows.contains_key(channel)
+        lock(&self.channels).windows.contains_key(channel) || lock(&self.stored).contains(channel)
     }
 
     /// Channels with a PUT in the last [`LIVE_WINDOW`], sorted.

@@ -316,6 +316,37 @@ async fn references_uploaded_before_a_restart_are_found_in_the_store() {
 }
 
 #[tokio::test]
+async fn channels_pushed_before_a_restart_are_known_once_the_store_is_listed() {
+    let dir = Dir::new("discover");
+    let first = ingest(&dir, PushConfig::default());
+    let pl = playlist(&["#EXT-X-MAP:URI=\"init.mp4\"", "1.m4s"]);
+    first
+        .put("news", &p("v/1.m4s"), segment(100))
+        .await
+        .unwrap();
+    first.put("news", &p("v/init.mp4"), init()).await.unwrap();
+    first
+        .put("news", &p("v/index.m3u8"), pl.clone())
+        .await
+        .unwrap();
+    first.flushed().await;
+    // A new process: nothing in memory, and nobody pushes.
+    let second = ingest(&dir, PushConfig::default());
+    assert!(!second.knows("news"));
+    assert_eq!(second.discover().await.unwrap(), 1);
+    assert!(second.knows("news"));
+    assert!(!second.knows("sport"));
+    assert_eq!(second.get("news", "v/index.m3u8").await.unwrap().body, pl);
+    assert_eq!(
+        second.get("news", "v/1.m4s").await.unwrap().body,
+        segment(100)
+    );
+    // An empty store: nothing to learn.
+    let empty = ingest(&Dir::new("discover-empty"), PushConfig::default());
+    assert_eq!(empty.discover().await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_playlist_waits_briefly_for_what_it_names() {
     let dir = Dir::new("wait");
     let ing = ingest(&dir, PushConfig::default());

@@ -65,6 +65,9 @@ pub enum Kind {
     MpegTs,
 }
 
+/// Where pushed objects live in the store: `pushed/CHANNEL/PATH`.
+pub(crate) const PUSHED_PREFIX: &str = "pushed";
+
 /// A checked path below `/ingest/CHANNEL/`: `file` or `dir/file`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PushPath {
@@ -159,7 +162,7 @@ impl PushPath {
     /// The object store key of this path in `channel` (a name [`check_channel`]
     /// accepted): `pushed/CHANNEL/PATH`.
     pub fn store_key(&self, channel: &str) -> String {
-        format!("pushed/{channel}/{}", self.path)
+        format!("{PUSHED_PREFIX}/{channel}/{}", self.path)
     }
 }
 
