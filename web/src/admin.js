@@ -450,7 +450,11 @@
     return parts.filter(Boolean).join(' · ');
   }
 
+  // Pushed by an external packager (HTTP PUT): served as it came, tracks unknown here.
+  const isPushed = (ch) => Boolean(ch.ingest && ch.ingest.protocol === 'put');
+
   function health(ch) {
+    if (isPushed(ch)) return pill('pushed (HTTP PUT)', 'ok');
     const issues = [];
     if (!ch.video) issues.push('no video');
     else if (!(ch.video.width && ch.video.height)) issues.push('video size unknown');
@@ -505,8 +509,8 @@
       const [sinceCell, uptime, video, audio, viewers, healthCell] = r.cells;
       setCell(sinceCell, Number.isFinite(since) ? clock.format(new Date(since)) : '–');
       setCell(uptime, Number.isFinite(since) ? fmtDuration((Date.now() - since) / 1000) : '–');
-      setCell(video, videoText(ch.video));
-      setCell(audio, audioText(ch.audio));
+      setCell(video, isPushed(ch) ? '–' : videoText(ch.video));
+      setCell(audio, isPushed(ch) ? '–' : audioText(ch.audio));
       setCell(viewers, Number.isFinite(ch.viewers) ? String(ch.viewers) : '–');
       setCell(healthCell, health(ch));
       const at = prev ? prev.nextSibling : body.firstChild;

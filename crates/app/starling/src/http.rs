@@ -207,6 +207,14 @@ fn viewer_resolver(db: starling_control::Db) -> starling_live_state::ViewerResol
 /// dashboard). Bad credentials are not an error here: they list as anonymous.
 async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let mut shown = st.hub.live();
+    // Channels external packagers push to (HTTP PUT), unless live here as well.
+    let mut pushed: Vec<starling_http_put::LivePush> = st.put.as_ref().map_or_else(Vec::new, |p| {
+        p.pushed
+            .live_channels()
+            .into_iter()
+            .filter(|l| !shown.iter().any(|ch| ch.name == l.channel))
+            .collect()
+    });
     if let Some(gate) = &st.gate {
         let org = starling_api::extract::principal_of(&st.db, &headers, crate::auth::now_ms())
             .await
@@ -218,7 +226,28 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
             }
         }
         shown = keep;
+        let mut keep = Vec::with_capacity(pushed.len());
+        for l in pushed {
+            if gate.listed(&l.channel, org.as_deref()).await {
+                keep.push(l);
+            }
+        }
+        pushed = keep;
     }
+    let pushed = pushed.into_iter().map(|l| {
+        // What the packager pushes is served as it came: the origin knows no tracks.
+        json!({
+            "name": l.channel,
+            "since": starling_hls::program_date_time(l.since),
+            "video": null,
+            "audio": null,
+            "viewers": 0,
+            "ingest": { "protocol": "put" },
+            "backup": false,
+            "ladder": null,
+            "analysis": null,
+        })
+    });
     let channels: Vec<Value> = shown
         .into_iter()
         .map(|ch| {
@@ -265,6 +294,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 "analysis": st.ladders.analysis_json(&ch.name),
             })
         })
+        .chain(pushed)
         .collect();
     (
         // What a caller sees depends on its credentials: no shared cache may keep it.

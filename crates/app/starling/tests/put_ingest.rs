@@ -121,6 +121,18 @@ fn ffmpeg_pushes_over_put_and_hls_js_plays_it() {
             .http_raw(&pl)
             .is_some_and(|(s, b)| s == 200 && b.matches("#EXTINF").count() >= 3)
     });
+    // The live list shows the pushed channel, since when, and how it comes.
+    let live = server.http_get("/api/v1/live").unwrap();
+    let live = live.split_once("\r\n\r\n").unwrap().1;
+    let live: serde_json::Value = serde_json::from_str(live).unwrap();
+    let entry = live["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == CHANNEL)
+        .unwrap_or_else(|| panic!("{live}"));
+    assert_eq!(entry["ingest"]["protocol"], "put", "{entry}");
+    assert!(entry["since"].as_str().is_some(), "{entry}");
     let raw = server.http_raw(&pl).unwrap().1;
     let text = raw.split_once("\r\n\r\n").unwrap().1;
     // Epoch numbering: the media sequence is near the current epoch second.

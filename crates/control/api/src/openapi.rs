@@ -352,9 +352,9 @@ fn add_node_routes(doc: &mut Value) {
         }
     });
     // Its own value: one json! for the whole list passes the macro's recursion limit.
-    let ingest = json!({
-        "type": ["object", "null"], "additionalProperties": false,
-        "description": "The SRT link of the publisher (null for other protocols): libsrt's figures since the link started, refreshed every second.",
+    let srt = json!({
+        "type": "object", "additionalProperties": false,
+        "description": "The SRT link of the publisher: libsrt's figures since the link started, refreshed every second.",
         "required": ["protocol", "mode", "rtt_ms", "receive_rate_mbps", "latency_ms", "receive_buffer_ms", "packets_received", "packets_lost", "packets_retransmitted", "packets_dropped", "ts_packets", "ts_continuity_errors", "ts_bytes_skipped", "ts_unknown_pid_packets", "ts_pes_length_errors", "ts_pes_lost"],
         "properties": {
             "protocol": { "type": "string", "enum": ["srt"] },
@@ -374,6 +374,15 @@ fn add_node_routes(doc: &mut Value) {
             "ts_pes_length_errors": { "type": "integer", "minimum": 0, "description": "PES whose PES_packet_length disagrees with the bytes that came (dropped)." },
             "ts_pes_lost": { "type": "integer", "minimum": 0, "description": "PES dropped because packets of it were lost: frames missing from the output." }
         }
+    });
+    let ingest = json!({
+        "description": "How the channel comes in, where there is more to say than RTMP: an SRT link's figures, or an external packager pushing over HTTP PUT (whose tracks this node does not know: `video` and `audio` are null). Null otherwise.",
+        "oneOf": [
+            { "type": "null" },
+            srt,
+            { "type": "object", "additionalProperties": false, "required": ["protocol"],
+              "properties": { "protocol": { "type": "string", "enum": ["put"] } } }
+        ]
     });
     doc["components"]["schemas"]["LiveList"] = json!({
         "type": "object", "additionalProperties": false, "required": ["channels"],

@@ -13,7 +13,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -182,11 +182,14 @@ struct Window {
     /// Woken at every object taken for this channel, for requests held at the edge.
     published: Arc<Notify>,
     last_put: Instant,
+    /// When this run of pushes began (the first PUT after [`LIVE_WINDOW`] without one).
+    since: SystemTime,
 }
 
 impl Window {
     fn new(now: Instant) -> Self {
         Self {
+            since: SystemTime::now(),
             objects: HashMap::new(),
             media: BTreeMap::new(),
             playlists: BTreeMap::new(),
@@ -296,6 +299,14 @@ impl Window {
 struct Channels {
     windows: HashMap<String, Window>,
     next_seq: u64,
+}
+
+/// A channel being pushed to ([`PushIngest::live_channels`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivePush {
+    pub channel: String,
+    /// When its current run of pushes began.
+    pub since: SystemTime,
 }
 
 /// The HTTP PUT ingest's state: share it (`Arc`) between the router
@@ -425,6 +436,9 @@ impl PushIngest {
                 .windows
                 .entry(channel.to_owned())
                 .or_insert_with(|| Window::new(now));
+            if now.duration_since(w.last_put) >= LIVE_WINDOW {
+                w.since = SystemTime::now();
+            }
             w.last_put = now;
             let stored = w.insert(path, body.clone(), seq, self.config.max_channel_bytes);
             w.advance(path, edge);
@@ -606,16 +620,19 @@ impl PushIngest {
         lock(&self.channels).windows.contains_key(channel) || lock(&self.stored).contains(channel)
     }
 
-    /// Channels with a PUT in the last [`LIVE_WINDOW`], sorted.
-    pub fn live_channels(&self) -> Vec<String> {
+    /// Channels with a PUT in the last [`LIVE_WINDOW`], sorted by name.
+    pub fn live_channels(&self) -> Vec<LivePush> {
         let now = Instant::now();
-        let mut live: Vec<String> = lock(&self.channels)
+        let mut live: Vec<LivePush> = lock(&self.channels)
             .windows
             .iter()
             .filter(|(_, w)| now.duration_since(w.last_put) < LIVE_WINDOW)
-            .map(|(c, _)| c.clone())
+            .map(|(c, w)| LivePush {
+                channel: c.clone(),
+                since: w.since,
+            })
             .collect();
-        live.sort();
+        live.sort_by(|a, b| a.channel.cmp(&b.channel));
         live
     }
 

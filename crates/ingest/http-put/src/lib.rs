@@ -27,6 +27,6 @@ mod writer;
 pub use check::{Kind, PushPath, PutError};
 pub use http::router;
 pub use ingest::{
-    PushConfig, PushIngest, PushedObject, Stored, LIVE_WINDOW, MEDIA_CACHE_CONTROL,
+    LivePush, PushConfig, PushIngest, PushedObject, Stored, LIVE_WINDOW, MEDIA_CACHE_CONTROL,
     PLAYLIST_CACHE_CONTROL,
 };
