@@ -247,10 +247,27 @@ fn a_locked_backup_replaces_a_killed_primary_on_the_same_grid() {
     }
     // kill -9 the primary pipeline: SRT has no FIN, the hub notices its silence.
     primary.kill().unwrap();
+    let killed = Instant::now();
     let _ = primary.wait();
+    let selected = |p: &str| {
+        server.metric(&format!(
+            "starling_segment_selections_total{{pipeline=\"{p}\"}}"
+        ))
+    };
     wait_for("the failover", Duration::from_secs(10), || {
         server.metric("starling_hub_failovers_total") == 1.0
     });
+    // The figure of docs/performance.md: pipeline A's death to the first segment
+    // served from B (the one A died in, whole).
+    wait_for(
+        "a segment chosen from the backup",
+        Duration::from_secs(20),
+        || selected("backup") >= 1.0,
+    );
+    eprintln!(
+        "pipeline A killed -> first segment served from B: {} ms",
+        killed.elapsed().as_millis()
+    );
     let at_failover = *listed(&body(&server, &pl)).keys().last().unwrap();
     wait_for(
         "three segments from the backup",
@@ -279,11 +296,6 @@ fn a_locked_backup_replaces_a_killed_primary_on_the_same_grid() {
     // The segment the primary died in is served whole, from the backup's candidate:
     // every segment but the newest lasts its full 2 s (keyframes every 2 s), none is
     // cut short where the primary's frames stopped. Video and audio each chose once.
-    let selected = |p: &str| {
-        server.metric(&format!(
-            "starling_segment_selections_total{{pipeline=\"{p}\"}}"
-        ))
-    };
     assert_eq!((selected("backup"), selected("primary")), (2.0, 0.0));
     let durations: Vec<f64> = listed(&text).values().map(|(_, d)| *d).collect();
     for d in &durations[..durations.len() - 1] {
