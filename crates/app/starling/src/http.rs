@@ -118,6 +118,9 @@ pub fn router(state: AppState) -> Router {
             db: state.db.clone(),
             now: starling_api::system_now,
             webhook_targets: state.webhook_targets,
+            recordings: Some(Arc::new(crate::recordings::OriginRecordings(
+                state.origin.clone(),
+            ))),
         }))
         .merge(starling_live_state::router_with_viewers(
             state.live_state.clone(),

@@ -12,6 +12,7 @@ mod http_server;
 mod ladder;
 mod playback_gate;
 mod put_config;
+mod recordings;
 mod srt_config;
 mod store_config;
 mod thumbnails;

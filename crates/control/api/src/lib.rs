@@ -19,6 +19,7 @@ mod events;
 pub mod extract;
 mod handlers;
 pub mod openapi;
+pub mod recordings;
 mod users;
 mod webhooks;
 
@@ -32,6 +33,9 @@ use axum::Router;
 use starling_control::{Db, UnixMs};
 
 pub use error::ApiError;
+pub use recordings::{
+    RecordingItem, RecordingPage, RecordingStore, RecordingSummary, RecordingsError,
+};
 
 /// Largest accepted request body: 1 MiB.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -46,6 +50,9 @@ pub struct ApiState {
     /// Which webhook targets may be registered (the node's `[webhooks]` config); the
     /// dispatcher checks the resolved addresses again at every delivery.
     pub webhook_targets: starling_webhooks::TargetPolicy,
+    /// The node's recordings (its origin over the object store); `None` where the node
+    /// keeps none (the recordings routes answer 503).
+    pub recordings: Option<std::sync::Arc<dyn RecordingStore>>,
 }
 
 /// The wall clock in unix ms, for [`ApiState::now`].
@@ -99,6 +106,16 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             Method::POST,
             "/api/v1/channels/{id}/playback-tokens",
             post(h::create_playback_token),
+        ),
+        (
+            Method::GET,
+            "/api/v1/channels/{id}/recordings",
+            get(recordings::list),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/channels/{id}/recordings/{run}",
+            delete(recordings::delete),
         ),
         (Method::GET, "/api/v1/devices", get(h::list_devices)),
         (Method::POST, "/api/v1/devices", post(h::create_device)),

@@ -321,6 +321,7 @@ fn add_sections(doc: &mut Value) {
         crate::users::openapi(),
         crate::events::openapi(),
         crate::webhooks::openapi(),
+        crate::recordings::openapi(),
     ] {
         for (k, v) in paths {
             doc["paths"][k] = v;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -47,6 +48,7 @@ struct OrgFx {
 struct Fx {
     db: Db,
     app: Router,
+    recordings: Arc<FakeRecordings>,
     a: OrgFx,
     b: OrgFx,
     dir: Option<std::path::PathBuf>,
@@ -93,12 +95,21 @@ impl Fx {
         let sys = db.login("root@sys.example", PW, "setup", T0).await.unwrap();
         let a = org(&db, &sys, "orga").await;
         let b = org(&db, &sys, "orgb").await;
+        let recordings = Arc::new(FakeRecordings::default());
         let app = router::<()>(ApiState {
             db: db.clone(),
             now,
             webhook_targets: Default::default(),
+            recordings: Some(recordings.clone()),
         });
-        Self { db, app, a, b, dir }
+        Self {
+            db,
+            app,
+            recordings,
+            a,
+            b,
+            dir,
+        }
     }
 
     async fn sqlite() -> Self {
@@ -2568,3 +2579,7 @@ mod webhooks_suite {
 
 #[path = "tests_srt.rs"]
 mod srt_suite;
+
+#[path = "tests_recordings.rs"]
+mod recordings_suite;
+use recordings_suite::FakeRecordings;

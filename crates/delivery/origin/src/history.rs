@@ -6,7 +6,13 @@
 //!
 //! Two kinds of small text objects, so that no write grows with the length of a run:
 //! - the **run file** `media/CHANNEL/run.txt`: the run's sessions and renditions,
-//!   rewritten when a session begins or a rendition (or its init) appears;
+//!   rewritten when a session begins or a rendition (or its init) appears; it names the
+//!   channel's *last* run, which a restart reads back;
+//! - the **run description** `media/CHANNEL/runs/RUN.txt`: the same text, written with
+//!   the run file, but kept per run, so that every run still in the store can be listed
+//!   and played as a recording (`recordings`). One directory of them, so that listing a
+//!   channel's runs is one listing, not a read per session (a run spans several sessions
+//!   when its encoder reconnected within the grace, and only its first names it);
 //! - **segment index chunks** `media/CHANNEL/RUN/RENDITION/index-K.txt` (RUN is the run's
 //!   first session): segment numbers `K × 64` to `K × 64 + 63` of that run, rewritten as
 //!   each of them is stored (a line per segment, at most 64 lines).
@@ -102,6 +108,15 @@ pub(crate) struct SegmentRecord {
 pub(crate) fn run_key(channel: &str) -> String {
     format!("media/{channel}/run.txt")
 }
+
+/// Key of `run`'s own description (see the module docs).
+pub(crate) fn description_key(channel: &str, run: u64) -> String {
+    format!("media/{channel}/{RUNS_DIR}/{}.txt", session_name(run))
+}
+
+/// Directory of the run descriptions under `media/CHANNEL`: not a session name (those
+/// are 16 hex digits), so the sweep's walk over sessions passes it by.
+pub(crate) const RUNS_DIR: &str = "runs";
 
 pub(crate) fn chunk_key(channel: &str, run: u64, rendition: &str, chunk: u64) -> String {
     format!(

@@ -6,10 +6,11 @@
 //! that made them, `/live/{channel}/{rendition}/{session}/init-{v}.mp4`, `…/{msn}.m4s`,
 //! `…/{msn}.{part}.m4s`, immutable for real (see [`crate::live`] on sessions). Objects of
 //! sessions no longer in memory (an earlier run, a previous process) are read from the
-//! store.
+//! store. Every run a channel recorded plays as VOD at `/vod/{channel}/{run}/index.m3u8`
+//! (`vod`), whose playlists point at those same object URLs.
 //!
 //! Access: without a gate ([`router`]) every channel is public. With one
-//! ([`router_with_gate`]) each request under `/live/{channel}/` is checked first (after
+//! ([`router_with_gate`]) each request under `/live/{channel}/` (and `/vod/{channel}/`) is checked first (after
 //! the syntax checks, before the channel is looked up, so a refused viewer learns nothing
 //! about the stream); see [`crate::gate`] for what allowed and refused requests get.
 //!
@@ -51,6 +52,7 @@ mod objects;
 mod playlist;
 mod pushed;
 mod thumbs;
+mod vod;
 
 pub(crate) use mpd::MpdKey;
 #[cfg(test)]
@@ -107,6 +109,7 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
             "/live/{channel}/{rendition}/{session}/{file}",
             get(session_media),
         )
+        .route("/vod/{channel}/{run}/{file}", get(vod::playlist))
         .with_state(served)
 }
 
@@ -215,7 +218,7 @@ pub async fn guard(req: Request, next: Next) -> Response {
     if bad {
         return error(StatusCode::BAD_REQUEST, "malformed path", "no-store");
     }
-    let is_live = path.starts_with("/live/");
+    let is_live = path.starts_with("/live/") || path.starts_with("/vod/");
     if is_live && req.method() == Method::OPTIONS {
         let mut r = StatusCode::NO_CONTENT.into_response();
         cors(r.headers_mut());
@@ -263,7 +266,7 @@ pub(crate) fn error(status: StatusCode, msg: &str, cache: &'static str) -> Respo
         .into_response()
 }
 
-fn valid_name(s: &str, max: usize) -> bool {
+pub(crate) fn valid_name(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

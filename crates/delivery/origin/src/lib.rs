@@ -16,6 +16,8 @@
 //! - `history` and `restore`: each channel's last run described in the store (sessions,
 //!   renditions, an index of stored segments), and read back after a restart or a
 //!   `kill -9`, so the run plays back as VOD and retention still applies to it.
+//! - [`recordings`]: every run a channel left in the store, listed (duration, size),
+//!   deleted, and played back as VOD (`http`'s `/vod/`), from the store alone.
 //! - `sweep`: retention by session over what the store holds (what a previous process
 //!   left behind, recordings past their retention).
 //! - `select`: a locked backup packaged beside the primary, whose segment replaces the
@@ -36,6 +38,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 mod periods;
+pub mod recordings;
 mod restore;
 mod select;
 mod session;
@@ -49,11 +52,13 @@ mod window;
 mod write;
 
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
+pub use history::HistoryError;
 pub use live::{
     parse_session, session_name, Channel, ChannelSettings, Origin, OriginConfig, PlaylistKind,
     Recording,
 };
 pub use metrics::OriginMetrics;
+pub use recordings::{RecordingError, RecordingList};
 pub use store::{CacheStats, CachedStore, LocalDirStore, ObjectStore, StoreError};
 pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
 pub use thumbs::{KeyframeSegment, Thumbnails};

@@ -318,25 +318,35 @@ impl Channel {
             segments: 0,
             duration_secs: 0.0,
             bytes: 0,
+            started_at: crate::session::session_start(first),
+            renditions: Vec::new(),
+            live: false,
         };
         for r in &st.renditions {
+            let before = rec.segments;
             for s in r.segments.iter().filter(|s| s.complete && !s.write_failed) {
                 if !s.stored {
                     return None;
                 }
                 rec.segments += 1;
             }
+            if rec.segments > before {
+                rec.renditions.push(r.info.name.to_owned());
+            }
             rec.duration_secs = rec.duration_secs.max(r.total_secs);
-            rec.bytes += r.total_bytes;
+            // (Init versions of earlier runs stay listed in a rendition: not this run's.)
+            let inits = r.inits.iter().filter(|(s, _)| st.run.contains(s));
+            rec.bytes += r.total_bytes + inits.map(|(_, b)| b.len() as u64).sum::<u64>();
         }
         Some(rec)
     }
 }
 
-/// A finished run as stored: see [`Channel::finished_recording`].
+/// A run as stored: see [`Channel::finished_recording`] (the run this node just
+/// finished) and [`Origin::recordings`] (every run the store holds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
-    /// The run's first session (as in URLs and object keys).
+    /// The run's first session (as in URLs and object keys), which names the run.
     pub session: String,
     /// Every session of the run (a reconnect within the grace adds one), oldest first.
     pub sessions: Vec<String>,
@@ -346,8 +356,14 @@ pub struct Recording {
     pub segments: usize,
     /// Longest rendition's duration.
     pub duration_secs: f64,
-    /// Bytes of media, all renditions.
+    /// Bytes of media, all renditions: segments and init sections.
     pub bytes: u64,
+    /// When the run began (its first session's id carries it).
+    pub started_at: SystemTime,
+    /// The renditions it has segments in, as in its playlists' URLs.
+    pub renditions: Vec<String>,
+    /// Live, or in its reconnect grace, on this node: still growing, not deletable.
+    pub live: bool,
 }
 
 impl ChannelInner {
@@ -614,8 +630,9 @@ impl Origin {
     /// A publish begins: a new session, in the current run if it is still in its grace
     /// (or live: a takeover), else in a new run with a fresh playlist. `epoch_clock`:
     /// its timestamps are epoch time, so the packager numbers it on the epoch grid.
-    fn begin_session(self: &Arc<Self>, ch: &Channel, epoch_clock: bool) {
+    fn begin_session(self: &Arc<Self>, ch: &Arc<Channel>, epoch_clock: bool) {
         let mut deletes = Vec::new();
+        let mut inits = Vec::new();
         let wakes = {
             let mut st = lock(&ch.inner);
             let session = match std::mem::take(&mut st.next_session) {
@@ -633,6 +650,9 @@ impl Origin {
                 let old_run = st.run.first().copied().unwrap_or(0);
                 st.run.clear();
                 let record = st.settings.record;
+                if !record && old_run != 0 {
+                    self.history_drop_description(&ch.name, old_run);
+                }
                 for r in &mut st.renditions {
                     if !record {
                         self.history_drop_run(&ch.name, old_run, r);
@@ -652,6 +672,16 @@ impl Origin {
                         );
                     }
                     r.segments.clear();
+                    // The new run gets its own copy of the init section it starts with
+                    // (the packager sends none when the codec did not change): all of
+                    // a run's objects are under its own sessions, so deleting or
+                    // sweeping an earlier run never takes one this run plays with.
+                    if let Some((_, init)) = r.inits.last().cloned().filter(|(_, b)| !b.is_empty())
+                    {
+                        let key = init_key(&ch.name, session, r.info.name, r.inits.len());
+                        r.inits.push((session, init.clone()));
+                        inits.push((key, vec![init]));
+                    }
                     r.discontinuity_sequence = 0;
                     r.target_duration = self.config.packager().target_duration();
                     r.total_bytes = 0;
@@ -685,6 +715,9 @@ impl Origin {
         };
         wakes.send();
         self.delete_objects(deletes);
+        for (key, init) in inits {
+            self.write_through(ch.clone(), key, init, None);
+        }
     }
 
     /// The reconnect grace ran out: the run is over. Playlists get ENDLIST (requests

@@ -19,7 +19,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::{
-    history::{chunk_key, run_key, RenditionRecord, RunRecord, SegmentRecord, CHUNK},
+    history::{
+        chunk_key, description_key, run_key, RenditionRecord, RunRecord, SegmentRecord, CHUNK,
+    },
     live::{
         init_key, lock, Channel, ChannelInner, ChannelSettings, Origin, PartEntry, PlaylistKind,
         Rendition, Segment,
@@ -33,7 +35,7 @@ use crate::{
 const MAX_REMEMBERED: usize = 100_000;
 /// Segment index chunks read back per rendition (64 segments each: 2 s segments for
 /// about two weeks).
-const MAX_CHUNKS: u64 = 10_000;
+pub(crate) const MAX_CHUNKS: u64 = 10_000;
 
 /// The queue of history writes (`None` deletes the key).
 #[derive(Default)]
@@ -110,11 +112,12 @@ impl Origin {
         }
     }
 
-    /// The run's sessions or renditions changed: rewrite its run file.
+    /// The run's sessions or renditions changed: rewrite its run file, and the run's
+    /// own description beside the other runs' (the same text).
     pub(crate) fn history_run(self: &Arc<Self>, channel: &str, st: &ChannelInner) {
-        if st.run.is_empty() {
+        let Some(&run) = st.run.first() else {
             return;
-        }
+        };
         let record = RunRecord {
             sessions: st.run.clone(),
             renditions: st
@@ -127,7 +130,9 @@ impl Origin {
                 })
                 .collect(),
         };
-        self.history_enqueue(run_key(channel), Some(Bytes::from(record.encode())));
+        let text = Bytes::from(record.encode());
+        self.history_enqueue(description_key(channel, run), Some(text.clone()));
+        self.history_enqueue(run_key(channel), Some(text));
     }
 
     /// A segment is in the store: list it in its index chunk.
@@ -209,6 +214,12 @@ impl Origin {
         }
         r.history_from = Some(below);
         self.history_run(channel, st);
+    }
+
+    /// A new run replaces the last one of a channel that does not record: its
+    /// description goes (its index and segments go at the same time).
+    pub(crate) fn history_drop_description(self: &Arc<Self>, channel: &str, run: u64) {
+        self.history_enqueue(description_key(channel, run), None);
     }
 
     /// A new run replaces the last one: its index goes when it does not record (its

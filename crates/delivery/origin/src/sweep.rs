@@ -10,6 +10,11 @@
 //!   ever), counted from the session's start (its id carries the start time).
 //! - Sessions of the run in memory (live, in the grace, or read back after a restart and
 //!   listed in the playlists) are never swept.
+//! - A run goes whole, counted from its start: when its first session is past
+//!   retention, every session its description lists goes with it (a recording whose
+//!   later sessions stayed would be listed nowhere and play nowhere), and the
+//!   description goes too. A session deleted on its own takes the description it would
+//!   name with it.
 
 use std::{
     sync::Arc,
@@ -19,6 +24,7 @@ use std::{
 use tracing::{info, warn};
 
 use crate::{
+    history::{description_key, RunRecord, RUNS_DIR},
     live::{lock, Origin},
     session::{parse_session, session_name, session_start},
     store::StoreError,
@@ -60,22 +66,58 @@ impl Origin {
             SETTLE
         };
         let prefix = format!("media/{channel}");
+        let expired = |session: u64| {
+            !protected.contains(&session)
+                && now
+                    .duration_since(session_start(session))
+                    .unwrap_or_default()
+                    > keep_for
+        };
         let mut swept = 0;
+        // Whole runs first: each expired run's later sessions and its description (its
+        // first session, expired as well, goes in the walk below).
+        let runs = self
+            .store
+            .children(&format!("{prefix}/{RUNS_DIR}"), MAX_SESSIONS_PER_SWEEP)
+            .await?;
+        for run in runs
+            .iter()
+            .filter_map(|n| n.strip_suffix(".txt").and_then(parse_session))
+            .filter(|r| expired(*r))
+        {
+            let later = match self.store.get(&description_key(channel, run)).await {
+                Ok(Some(b)) => RunRecord::parse(&b).map(|r| r.sessions).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            for session in later
+                .into_iter()
+                .filter(|s| *s > run && !protected.contains(s))
+            {
+                let key = format!("{prefix}/{}", session_name(session));
+                match self.store.delete_prefix(&key).await {
+                    Ok(()) => swept += 1,
+                    Err(e) => {
+                        warn!(channel, session = %session_name(session), error = %e, "origin: retention could not delete a session")
+                    }
+                }
+            }
+            if let Err(e) = self.store.delete(&description_key(channel, run)).await {
+                warn!(channel, run = %session_name(run), error = %e, "origin: retention could not delete a run description");
+            }
+        }
         for name in self.store.children(&prefix, MAX_SESSIONS_PER_SWEEP).await? {
             // Other names (the run file) are not sessions.
             let Some(session) = parse_session(&name) else {
                 continue;
             };
-            if protected.contains(&session) {
+            if !expired(session) {
                 continue;
             }
-            let age = now
-                .duration_since(session_start(session))
-                .unwrap_or_default();
-            if age <= keep_for {
-                continue;
-            }
-            match self.store.delete_prefix(&format!("{prefix}/{name}")).await {
+            let deleted = match self.store.delete_prefix(&format!("{prefix}/{name}")).await {
+                Ok(()) => self.store.delete(&description_key(channel, session)).await,
+                Err(e) => Err(e),
+            };
+            match deleted {
                 Ok(()) => swept += 1,
                 Err(e) => {
                     warn!(channel, session = %session_name(session), error = %e, "origin: retention could not delete a session")

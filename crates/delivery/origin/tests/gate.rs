@@ -155,6 +155,19 @@ async fn a_gate_decides_status_caching_and_playlist_uris() {
             "token_required",
         ),
         ("/live/secret/nope/index.m3u8", None, 401, "token_required"),
+        // Recordings as VOD pass the same gate.
+        (
+            "/vod/secret/0000000000000001/index.m3u8",
+            None,
+            401,
+            "token_required",
+        ),
+        (
+            "/vod/secret/0000000000000001/source.m3u8?token=T-expired",
+            None,
+            403,
+            "token_expired",
+        ),
         (
             "/live/secret/index.m3u8?token=T-expired",
             None,
@@ -292,6 +305,9 @@ async fn a_gate_decides_status_caching_and_playlist_uris() {
         origin.metrics().render(&mut t);
         t
     };
-    assert!(text.contains("starling_playback_refused_total 9"), "{text}");
+    assert!(
+        text.contains("starling_playback_refused_total 11"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

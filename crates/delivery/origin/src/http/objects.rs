@@ -65,20 +65,10 @@ pub(super) async fn from_store(
 ) -> Result<Bytes, Response> {
     // Live-edge objects never get here (they are in memory): only these reads are
     // capped, so a crowd scrubbing the DVR window cannot queue the live edge.
-    let _slot = match origin.reads.try_acquire(client) {
-        Ok(slot) => slot,
-        Err(why) => {
-            origin.metrics.store_read_shed(why);
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many recordings being read: retry in a second",
-                "public, max-age=1",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Err(r);
-        }
-    };
+    let _slot = origin
+        .reads
+        .try_acquire(client)
+        .map_err(|why| shed(origin, why))?;
     match origin.store.get(key).await {
         Ok(Some(d)) => Ok(d),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such object", NOT_YET)),
@@ -91,6 +81,19 @@ pub(super) async fn from_store(
             ))
         }
     }
+}
+
+/// The 503 that sheds a store read over a cap (see `shed`).
+pub(super) fn shed(origin: &Origin, why: crate::shed::Shed) -> Response {
+    origin.metrics.store_read_shed(why);
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many recordings being read: retry in a second",
+        "public, max-age=1",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// A segment of the live session that is not due yet: 404, cacheable until about when
@@ -151,7 +154,13 @@ pub(crate) fn held_segment(st: &ChannelInner, rendition: &str, session: u64, msn
     let first = r.segments.front().map_or(r.evicted_below, |s| s.msn);
     let newest = r.segments.back().map(|s| s.msn);
     if msn < first || msn < r.evicted_below {
-        Held::Gone
+        // Out of the window, but a recording keeps it in the store (its VOD playlist
+        // lists it).
+        if st.settings.record {
+            Held::Elsewhere
+        } else {
+            Held::Gone
+        }
     } else if session == st.session && newest.is_none_or(|n| msn > n) {
         Held::NotYet
     } else {

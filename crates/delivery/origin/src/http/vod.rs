@@ -1,0 +1,320 @@
+//! Recordings as VOD: static playlists for any run the store holds (see
+//! `crate::recordings`), `/vod/{channel}/{run}/index.m3u8` (multivariant) and
+//! `/vod/{channel}/{run}/{rendition}.m3u8` (`EXT-X-PLAYLIST-TYPE:VOD`, `EXT-X-ENDLIST`),
+//! written from the run's description and index alone, so they play on any node and
+//! after any restart.
+//!
+//! Their segment and init URIs are the session-scoped object URLs under `/live/`
+//! (relative, so a prefix in front of the origin still works): the very bytes the live
+//! playlists listed, served by `objects` from memory or the store, with their caching
+//! and read caps. Nothing is served under a second name. The gate admits `/vod/` exactly
+//! as it admits the channel's `/live/` documents.
+
+use super::*;
+use crate::history::SegmentRecord;
+use crate::recordings::{RecordingError, StoredRun};
+
+/// VOD playlists change only when a recording is deleted.
+const VOD_CACHE: &str = "public, max-age=60";
+
+pub(super) async fn playlist(
+    State(served): State<Served>,
+    Path((name, run, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = vod_playlist(
+        &served.origin,
+        &name,
+        &run,
+        &file,
+        peer.map(|p| p.0 .0.ip()),
+    )
+    .await;
+    let r = match (admitted.token(), r) {
+        (Some(t), Ok(text)) => Ok(gate::add_token(&text, t)),
+        (_, r) => r,
+    };
+    admitted.finish(match r {
+        Ok(text) => playlist_response(Bytes::from(text), HeaderValue::from_static(VOD_CACHE)),
+        Err(r) => r,
+    })
+}
+
+async fn vod_playlist(
+    origin: &Arc<Origin>,
+    name: &str,
+    run: &str,
+    file: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<String, Response> {
+    let Some(run) = parse_session(run) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed recording id",
+            "no-store",
+        ));
+    };
+    let rendition = match file.strip_suffix(".m3u8") {
+        Some("index") => None,
+        Some(r) if valid_name(r, 32) => Some(r),
+        _ => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "malformed file name",
+                "no-store",
+            ))
+        }
+    };
+    origin
+        .metrics
+        .playlist_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if origin.is_live_run(name, run) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            &format!("this recording is live: watch it at /live/{name}/index.m3u8"),
+            NOT_YET,
+        ));
+    }
+    // One slot for the whole playlist: its description and index chunks are store reads
+    // like any DVR read.
+    let stored = {
+        let _slot = origin
+            .reads
+            .try_acquire(client)
+            .map_err(|why| objects::shed(origin, why))?;
+        origin.stored_run(name, run).await.map_err(refusal)?
+    };
+    let text = match rendition {
+        None => multivariant(&stored),
+        Some(r) => media(&stored, name, r, &origin.config),
+    }
+    .map_err(IntoResponse::into_response)?;
+    debug_lint(&text);
+    Ok(text)
+}
+
+fn refusal(e: RecordingError) -> Response {
+    match e {
+        RecordingError::NotFound { .. } => error(
+            StatusCode::NOT_FOUND,
+            "no such recording",
+            "public, max-age=5",
+        ),
+        RecordingError::Live { .. } | RecordingError::StillWriting { .. } => {
+            error(StatusCode::CONFLICT, &e.to_string(), NOT_YET)
+        }
+        RecordingError::Store(e) => {
+            tracing::warn!(error = %e, "origin: store read failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                "no-store",
+            )
+        }
+        e => {
+            tracing::warn!(error = %e, "origin: a recording's history cannot be read");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this recording's history in the store cannot be read",
+                "no-store",
+            )
+        }
+    }
+}
+
+/// (peak, average) bits per second of a rendition's segments.
+fn bandwidth(segments: &[SegmentRecord]) -> (f64, f64) {
+    let (bytes, secs) = segments
+        .iter()
+        .fold((0u64, 0.0), |(b, d), s| (b + s.bytes, d + s.duration));
+    let peak = segments
+        .iter()
+        .filter(|s| s.duration > 0.0)
+        .map(|s| s.bytes as f64 * 8.0 / s.duration)
+        .fold(0.0, f64::max);
+    let average = if secs > 0.0 {
+        bytes as f64 * 8.0 / secs
+    } else {
+        0.0
+    };
+    (peak, average)
+}
+
+/// The multivariant playlist: the renditions with segments, source video first, then
+/// the ladder's rungs largest first, audio as a group beside them (as at `/live/`).
+fn multivariant(run: &StoredRun) -> Result<String, Reject> {
+    let recorded = || {
+        run.record
+            .renditions
+            .iter()
+            .zip(&run.segments)
+            .filter(|(_, s)| !s.is_empty())
+    };
+    let audio = recorded().find(|(r, _)| r.info.kind == TrackKind::Audio);
+    let mut videos: Vec<_> = recorded()
+        .filter(|(r, _)| r.info.kind == TrackKind::Video)
+        .collect();
+    videos.sort_by(|(a, _), (b, _)| {
+        (b.info.name == VIDEO_RENDITION)
+            .cmp(&(a.info.name == VIDEO_RENDITION))
+            .then(b.info.height.cmp(&a.info.height))
+    });
+    if videos.is_empty() && audio.is_none() {
+        return Err(Reject(
+            StatusCode::NOT_FOUND,
+            "this recording has no segments",
+            "public, max-age=5",
+        ));
+    }
+    let (ap, aa) = audio.map_or((0.0, 0.0), |(_, s)| bandwidth(s));
+    let grouped = !videos.is_empty() && audio.is_some();
+    let mut pl = hls::MultivariantPlaylist {
+        independent_segments: true,
+        version: 1,
+        ..Default::default()
+    };
+    if let (Some((a, _)), true) = (audio, grouped) {
+        pl.media.push(hls::Rendition {
+            kind: hls::MediaKind::Audio,
+            group_id: "audio".into(),
+            name: "audio".into(),
+            language: None,
+            default: true,
+            autoselect: true,
+            channels: a.info.channels.map(|c| c.to_string()),
+            uri: Some(format!("{}.m3u8", a.info.name)),
+        });
+    }
+    let mut variants: Vec<Option<_>> = videos.into_iter().map(Some).collect();
+    if variants.is_empty() {
+        variants.push(None);
+    }
+    for video in variants {
+        let (vp, va) = video.map_or((0.0, 0.0), |(_, s)| bandwidth(s));
+        let main = video.or(audio).map_or("source", |(r, _)| r.info.name);
+        let codecs: Vec<&str> = [video, audio]
+            .iter()
+            .flatten()
+            .map(|(r, _)| r.info.codec.as_str())
+            .collect();
+        pl.variants.push(hls::Variant {
+            uri: format!("{main}.m3u8"),
+            bandwidth: ((vp + ap) * 1.1).max(64_000.0) as u64,
+            average_bandwidth: Some((va + aa).max(32_000.0) as u64),
+            codecs: codecs.join(","),
+            resolution: video.and_then(|(v, _)| Some((v.info.width?, v.info.height?))),
+            frame_rate: video.and_then(|(v, _)| v.info.frame_rate),
+            audio_group: grouped.then(|| "audio".to_owned()),
+        });
+    }
+    Ok(pl.render())
+}
+
+/// Rendition `name`'s media playlist: every stored segment of the run, with the
+/// discontinuities and init changes as recorded, and the numbers the rendition skipped
+/// listed as gaps (as the live playlist listed them), so that renditions stay aligned.
+fn media(
+    run: &StoredRun,
+    channel: &str,
+    name: &str,
+    config: &crate::OriginConfig,
+) -> Result<String, Reject> {
+    let unknown = || {
+        Reject(
+            StatusCode::NOT_FOUND,
+            "unknown rendition",
+            "public, max-age=5",
+        )
+    };
+    let Some(i) = run
+        .record
+        .renditions
+        .iter()
+        .position(|r| r.info.name == name)
+    else {
+        return Err(unknown());
+    };
+    let (rec, segments) = (&run.record.renditions[i], &run.segments[i]);
+    let Some(first) = segments.first() else {
+        return Err(unknown());
+    };
+    // From `/vod/{channel}/{run}/` to the objects' URLs under `/live/`.
+    let base = format!("../../../live/{channel}/{name}");
+    let map = |v: usize| {
+        rec.inits.get(v).map(|s| hls::Map {
+            uri: format!("{base}/{}/init-{v}.mp4", session_name(*s)),
+        })
+    };
+    let unreadable = || {
+        tracing::warn!(
+            channel,
+            rendition = name,
+            "origin: a recorded segment names an init section its run does not list"
+        );
+        Reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this recording's history in the store cannot be read",
+            "no-store",
+        )
+    };
+    let nominal = config.segment_duration.as_secs_f64();
+    let longest = segments.iter().map(|s| s.duration).fold(nominal, f64::max);
+    let target = config
+        .packager()
+        .target_duration()
+        .max(hls::target_duration_for(longest));
+    let mut pl = hls::MediaPlaylist {
+        version: 1,
+        target_duration: target,
+        media_sequence: first.msn,
+        // Every segment keeps its discontinuity number, the first's tag counted here.
+        discontinuity_sequence: first.discontinuity_number,
+        playlist_type: Some(hls::PlaylistType::Vod),
+        independent_segments: segments.iter().all(|s| !s.not_independent),
+        map: Some(map(first.init).ok_or_else(unreadable)?),
+        end_list: true,
+        ..Default::default()
+    };
+    let mut prev: Option<&SegmentRecord> = None;
+    for s in segments {
+        if let Some(p) = prev {
+            // Bounded, as at a restore: a hole wider than this is not one the origin made.
+            for msn in p.msn + 1..s.msn.min(p.msn + 257) {
+                pl.segments.push(hls::Segment {
+                    uri: format!("{base}/{}/{msn}.m4s", session_name(p.session)),
+                    duration: nominal.min(f64::from(target)),
+                    title: None,
+                    program_date_time: None,
+                    discontinuity: false,
+                    gap: true,
+                    map: None,
+                    parts: Vec::new(),
+                });
+            }
+        }
+        let new_map = prev.is_some_and(|p| s.new_map || s.init != p.init);
+        pl.segments.push(hls::Segment {
+            uri: format!("{base}/{}/{}.m4s", session_name(s.session), s.msn),
+            duration: s.duration,
+            title: None,
+            program_date_time: s.program_date_time,
+            discontinuity: s.discontinuity && prev.is_some(),
+            gap: false,
+            map: if new_map {
+                Some(map(s.init).ok_or_else(unreadable)?)
+            } else {
+                None
+            },
+            parts: Vec::new(),
+        });
+        prev = Some(s);
+    }
+    Ok(pl.render())
+}
