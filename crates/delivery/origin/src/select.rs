@@ -277,8 +277,7 @@ impl Selector {
                     // and its segment agree.
                     // (Ranked by severity; cut short by its end is as bad as short.)
                     let primary = defects.severity() + u8::from(cut_short);
-                    let selected =
-                        (same_init && c.defects.severity() < primary).then_some(c);
+                    let selected = (same_init && c.defects.severity() < primary).then_some(c);
                     settled.push(Settled { end, selected });
                 }
                 None => keep.push((end, cut_short)),
