@@ -22,6 +22,7 @@ pub struct Config {
     pub transcode: crate::transcode_config::TranscodeSection,
     pub store: crate::store_config::StoreSection,
     pub put: crate::put_config::PutSection,
+    pub push: crate::push_config::PushSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -315,7 +316,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 11] = [
+const ENV_SECTIONS: [&str; 12] = [
     "server",
     "rtmp",
     "srt",
@@ -327,6 +328,7 @@ const ENV_SECTIONS: [&str; 11] = [
     "transcode",
     "store",
     "put",
+    "push",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -430,6 +432,7 @@ impl Config {
         self.transcode.validate()?;
         self.store.validate()?;
         self.put.validate()?;
+        self.push.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

@@ -41,6 +41,8 @@ pub struct AppState {
     pub store_stats: Option<crate::store_config::StatsFn>,
     /// HTTP PUT ingest (`[put] enabled`).
     pub put: Option<PutIngest>,
+    /// The pusher to a remote origin (`[push] url`), for `/metrics`.
+    pub push: Option<Arc<starling_push::PushMetrics>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -174,6 +176,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     }
     if let Some(p) = &st.put {
         p.pushed.render_metrics(&mut out);
+    }
+    if let Some(p) = &st.push {
+        p.render(&mut out);
     }
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
@@ -372,6 +377,7 @@ mod tests {
             webhook_targets: Default::default(),
             store_stats: None,
             put: None,
+            push: None,
             ready: rx,
         });
         (app, hub, tx)
@@ -497,6 +503,7 @@ mod tests {
                     webhook_targets: Default::default(),
                     store_stats: None,
                     put: None,
+                    push: None,
                     ready: rx,
                 }
             }

@@ -11,6 +11,7 @@ mod http;
 mod http_server;
 mod ladder;
 mod playback_gate;
+mod push_config;
 mod put_config;
 mod recordings;
 mod srt_config;
@@ -318,6 +319,18 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             }
         });
     }
+    // The channels packaged here, pushed to a remote origin over PUT ([push] url).
+    let push_metrics = Arc::new(starling_push::PushMetrics::default());
+    let push_task = match config
+        .push
+        .push_config(config.origin().segment_duration, |n| std::env::var(n).ok())?
+    {
+        Some(p) => Some(
+            starling_push::start(origin.clone(), p, push_metrics.clone(), shutdown_rx.clone())
+                .context("starting the push to the remote origin")?,
+        ),
+        None => None,
+    };
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let state = http::AppState {
         hub: hub.clone(),
@@ -340,6 +353,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             pushed,
             auth: auth.clone(),
         }),
+        push: push_task.is_some().then(|| push_metrics.clone()),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -432,6 +446,11 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     drop(demo_task);
     if origin.finish(std::time::Duration::from_secs(10)).await {
         info!("origin: every published segment is stored");
+    }
+    if let Some(t) = push_task {
+        // The pusher's tasks stop at the shutdown signal (a request in flight is
+        // abandoned; docs/push.md, "Not yet"): this only waits for them to go.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), t).await;
     }
     if let Err(e) = http_task.await {
         error!(error = %e, "HTTP server task failed");

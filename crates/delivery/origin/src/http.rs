@@ -58,7 +58,6 @@ pub(crate) use mpd::MpdKey;
 #[cfg(test)]
 pub(crate) use objects::{held_segment, Held};
 use objects::{init, latest_init, part_request, segment};
-#[cfg(test)]
 pub(crate) use playlist::build_playlist;
 use playlist::media_playlist;
 pub(crate) use playlist::Listing;
@@ -375,8 +374,26 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let st = lock(&ch.inner);
-    let videos = listed_videos(&st);
+    let Some(pl) = multivariant_of(&lock(&ch.inner)) else {
+        return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+    };
+    let text = pl.render();
+    debug_lint(&text);
+    let text = match token {
+        Some(t) => gate::add_token(&text, t),
+        None => text,
+    };
+    playlist_response(
+        Bytes::from(text),
+        HeaderValue::from_static("public, max-age=2"),
+    )
+}
+
+/// The multivariant playlist of the channel whose state is `st`; `None` until a
+/// segment is complete (players take an empty one for an error). Also what the pusher
+/// sends (`crate::outbound`).
+pub(crate) fn multivariant_of(st: &ChannelInner) -> Option<hls::MultivariantPlaylist> {
+    let videos = listed_videos(st);
     // (A rendition of an earlier run has no segments in this one.)
     let audio = st
         .renditions
@@ -385,7 +402,7 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
     let has_segment =
         |r: Option<&Rendition>| r.is_some_and(|r| r.segments.iter().any(|s| s.complete));
     if !has_segment(videos.first().copied().or(audio)) {
-        return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+        return None;
     }
     let (ap, aa) = audio.map_or((0.0, 0.0), bandwidth);
     let mut pl = hls::MultivariantPlaylist {
@@ -429,17 +446,7 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
             audio_group: grouped.then(|| "audio".to_owned()),
         });
     }
-    drop(st);
-    let text = pl.render();
-    debug_lint(&text);
-    let text = match token {
-        Some(t) => gate::add_token(&text, t),
-        None => text,
-    };
-    playlist_response(
-        Bytes::from(text),
-        HeaderValue::from_static("public, max-age=2"),
-    )
+    Some(pl)
 }
 
 /// The video renditions a multivariant playlist offers, source first, then the

@@ -24,6 +24,9 @@
 //!   one the primary stopped in.
 //! - `tap`: the transcoder's feed of the source video as packaged, and its rungs coming
 //!   back as renditions of the channel.
+//! - [`Outbound`]: a channel seen from outside, for the pusher that copies it to a
+//!   remote origin (`starling-push`): wait for complete segments, then snapshot them
+//!   with the playlists as served here.
 //! - [`gate`]: the hook that decides who may watch a channel (public, allowed with a
 //!   token, refused), and the playlist rewriting that carries a viewer's token.
 //!
@@ -37,6 +40,7 @@ mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod outbound;
 mod periods;
 pub mod recordings;
 mod restore;
@@ -58,6 +62,9 @@ pub use live::{
     Recording,
 };
 pub use metrics::OriginMetrics;
+pub use outbound::{
+    Outbound, OutboundObject, OutboundRendition, OutboundSegment, OutboundSnapshot,
+};
 pub use recordings::{RecordingError, RecordingList};
 pub use store::{CacheStats, CachedStore, LocalDirStore, ObjectStore, StoreError};
 pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
