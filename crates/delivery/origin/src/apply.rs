@@ -117,22 +117,11 @@ impl Origin {
                                 );
                             }
                             r.segments.push_back(Segment {
-                                session,
-                                msn,
-                                init,
                                 discontinuity,
                                 new_map,
                                 program_date_time: Some(first_arrival),
                                 media_start: Some(start),
-                                parts: Vec::new(),
-                                complete: false,
-                                duration: 0.0,
-                                data: None,
-                                stored: false,
-                                write_failed: false,
-                                completed_at: None,
-                                defects: Default::default(),
-                                gap: false,
+                                ..Segment::new(session, msn, init)
                             });
                         }
                         if let Some(seg) = r.segments.back_mut() {

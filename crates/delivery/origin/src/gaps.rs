@@ -49,23 +49,13 @@ pub(crate) fn fill_gaps(
     let target = f64::from(r.target_duration);
     for (n, duration) in gaps {
         r.segments.push_back(Segment {
-            session,
-            msn: n,
-            init,
-            discontinuity: false,
-            new_map: false,
-            program_date_time: None,
-            media_start: None,
-            parts: Vec::new(),
             complete: true,
             duration: duration.min(target),
-            data: None,
             // Nothing to write: it may leave memory with its neighbours.
             stored: true,
-            write_failed: false,
             completed_at: Some(now),
-            defects: Default::default(),
             gap: true,
+            ..Segment::new(session, n, init)
         });
     }
     r.feed.touch();
@@ -77,21 +67,10 @@ pub(crate) fn fill_gaps(
 pub(crate) fn filled(r: &mut Rendition, session: u64, c: &Selected) -> Segment {
     let init = r.inits.len().saturating_sub(1);
     Segment {
-        session,
-        msn: c.msn,
-        init,
         discontinuity: std::mem::take(&mut r.next_discontinuity),
         new_map: r.segments.back().is_some_and(|s| s.init != init),
         program_date_time: Some(c.program_date_time),
         media_start: Some(c.start),
-        parts: Vec::new(),
-        complete: false,
-        duration: 0.0,
-        data: None,
-        stored: false,
-        write_failed: false,
-        completed_at: None,
-        defects: Default::default(),
-        gap: false,
+        ..Segment::new(session, c.msn, init)
     }
 }

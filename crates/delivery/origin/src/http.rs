@@ -404,14 +404,45 @@ pub(crate) fn multivariant_of(st: &ChannelInner) -> Option<hls::MultivariantPlay
     if !has_segment(videos.first().copied().or(audio)) {
         return None;
     }
-    let (ap, aa) = audio.map_or((0.0, 0.0), bandwidth);
+    Some(variants_playlist(
+        &videos.iter().map(|r| Offered::of(r)).collect::<Vec<_>>(),
+        audio.map(Offered::of),
+        |name| format!("{name}/index.m3u8"),
+    ))
+}
+
+/// A rendition a multivariant playlist offers: what it is, and its (peak, average)
+/// bits per second.
+pub(crate) struct Offered<'a> {
+    pub info: &'a starling_packager::RenditionInfo,
+    pub bandwidth: (f64, f64),
+}
+
+impl<'a> Offered<'a> {
+    fn of(r: &'a Rendition) -> Self {
+        Self {
+            info: &r.info,
+            bandwidth: bandwidth(r),
+        }
+    }
+}
+
+/// The multivariant playlist of `videos` (in the order offered) and `audio` (a group
+/// beside them, or the only variant), each media playlist at `uri(name)`: live at
+/// `/live/` and recorded at `/vod/` alike.
+pub(crate) fn variants_playlist(
+    videos: &[Offered<'_>],
+    audio: Option<Offered<'_>>,
+    uri: impl Fn(&str) -> String,
+) -> hls::MultivariantPlaylist {
+    let (ap, aa) = audio.as_ref().map_or((0.0, 0.0), |a| a.bandwidth);
     let mut pl = hls::MultivariantPlaylist {
         independent_segments: true,
         version: 1,
         ..Default::default()
     };
     let grouped = !videos.is_empty() && audio.is_some();
-    if let (Some(a), true) = (audio, grouped) {
+    if let (Some(a), true) = (&audio, grouped) {
         pl.media.push(hls::Rendition {
             kind: hls::MediaKind::Audio,
             group_id: "audio".into(),
@@ -420,23 +451,23 @@ pub(crate) fn multivariant_of(st: &ChannelInner) -> Option<hls::MultivariantPlay
             default: true,
             autoselect: true,
             channels: a.info.channels.map(|c| c.to_string()),
-            uri: Some(format!("{}/index.m3u8", a.info.name)),
+            uri: Some(uri(a.info.name)),
         });
     }
-    let mut variants: Vec<Option<&Rendition>> = videos.iter().copied().map(Some).collect();
+    let mut variants: Vec<Option<&Offered<'_>>> = videos.iter().map(Some).collect();
     if variants.is_empty() {
         variants.push(None);
     }
     for video in variants {
-        let (vp, va) = video.map_or((0.0, 0.0), bandwidth);
-        let codecs: Vec<&str> = [video, audio]
+        let (vp, va) = video.map_or((0.0, 0.0), |v| v.bandwidth);
+        let codecs: Vec<&str> = [video, audio.as_ref()]
             .iter()
             .flatten()
             .map(|r| r.info.codec.as_str())
             .collect();
-        let main = video.or(audio).map(|r| r.info.name).unwrap_or("source");
+        let main = video.or(audio.as_ref()).map_or("source", |r| r.info.name);
         pl.variants.push(hls::Variant {
-            uri: format!("{main}/index.m3u8"),
+            uri: uri(main),
             // Peak of whole segments, with headroom: players pick renditions by it.
             bandwidth: ((vp + ap) * 1.1).max(64_000.0) as u64,
             average_bandwidth: Some((va + aa).max(32_000.0) as u64),
@@ -446,7 +477,7 @@ pub(crate) fn multivariant_of(st: &ChannelInner) -> Option<hls::MultivariantPlay
             audio_group: grouped.then(|| "audio".to_owned()),
         });
     }
-    Some(pl)
+    pl
 }
 
 /// The video renditions a multivariant playlist offers, source first, then the

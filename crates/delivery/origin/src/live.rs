@@ -247,6 +247,31 @@ pub(crate) struct Segment {
     pub gap: bool,
 }
 
+impl Segment {
+    /// Segment `msn` of `session` under init section `init`, with nothing in it yet:
+    /// the fields a caller does not set.
+    pub(crate) fn new(session: u64, msn: u64, init: usize) -> Self {
+        Self {
+            session,
+            msn,
+            init,
+            discontinuity: false,
+            new_map: false,
+            program_date_time: None,
+            media_start: None,
+            parts: Vec::new(),
+            complete: false,
+            duration: 0.0,
+            data: None,
+            stored: false,
+            write_failed: false,
+            completed_at: None,
+            defects: Default::default(),
+            gap: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct PartEntry {
     pub duration: f64,

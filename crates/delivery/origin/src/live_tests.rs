@@ -312,23 +312,13 @@ async fn unstored_segments_never_leave_memory() {
     let long_ago = SystemTime::now() - Duration::from_secs(600);
     for msn in 0..10 {
         r.segments.push_back(Segment {
-            session: 1,
-            msn,
-            init: 0,
-            discontinuity: false,
-            new_map: false,
-            program_date_time: None,
-            media_start: None,
-            parts: Vec::new(),
             complete: true,
             duration: 1.0,
             data: Some(Bytes::from_static(b"seg")),
             // Even numbers are stored; odd ones are still being written.
             stored: msn % 2 == 0,
-            write_failed: false,
             completed_at: Some(long_ago),
-            defects: Default::default(),
-            gap: false,
+            ..Segment::new(1, msn, 0)
         });
     }
     let settings = crate::ChannelSettings::defaults(origin.config());

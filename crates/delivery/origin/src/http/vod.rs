@@ -11,7 +11,7 @@
 //! as it admits the channel's `/live/` documents.
 
 use super::*;
-use crate::history::SegmentRecord;
+use crate::history::{RenditionRecord, SegmentRecord};
 use crate::recordings::{RecordingError, StoredRun};
 
 /// VOD playlists change only when a recording is deleted.
@@ -147,6 +147,13 @@ fn bandwidth(segments: &[SegmentRecord]) -> (f64, f64) {
     (peak, average)
 }
 
+fn offered<'a>(r: &'a RenditionRecord, segments: &[SegmentRecord]) -> Offered<'a> {
+    Offered {
+        info: &r.info,
+        bandwidth: bandwidth(segments),
+    }
+}
+
 /// The multivariant playlist: the renditions with segments, source video first, then
 /// the ladder's rungs largest first, audio as a group beside them (as at `/live/`).
 fn multivariant(run: &StoredRun) -> Result<String, Reject> {
@@ -173,47 +180,9 @@ fn multivariant(run: &StoredRun) -> Result<String, Reject> {
             "public, max-age=5",
         ));
     }
-    let (ap, aa) = audio.map_or((0.0, 0.0), |(_, s)| bandwidth(s));
-    let grouped = !videos.is_empty() && audio.is_some();
-    let mut pl = hls::MultivariantPlaylist {
-        independent_segments: true,
-        version: 1,
-        ..Default::default()
-    };
-    if let (Some((a, _)), true) = (audio, grouped) {
-        pl.media.push(hls::Rendition {
-            kind: hls::MediaKind::Audio,
-            group_id: "audio".into(),
-            name: "audio".into(),
-            language: None,
-            default: true,
-            autoselect: true,
-            channels: a.info.channels.map(|c| c.to_string()),
-            uri: Some(format!("{}.m3u8", a.info.name)),
-        });
-    }
-    let mut variants: Vec<Option<_>> = videos.into_iter().map(Some).collect();
-    if variants.is_empty() {
-        variants.push(None);
-    }
-    for video in variants {
-        let (vp, va) = video.map_or((0.0, 0.0), |(_, s)| bandwidth(s));
-        let main = video.or(audio).map_or("source", |(r, _)| r.info.name);
-        let codecs: Vec<&str> = [video, audio]
-            .iter()
-            .flatten()
-            .map(|(r, _)| r.info.codec.as_str())
-            .collect();
-        pl.variants.push(hls::Variant {
-            uri: format!("{main}.m3u8"),
-            bandwidth: ((vp + ap) * 1.1).max(64_000.0) as u64,
-            average_bandwidth: Some((va + aa).max(32_000.0) as u64),
-            codecs: codecs.join(","),
-            resolution: video.and_then(|(v, _)| Some((v.info.width?, v.info.height?))),
-            frame_rate: video.and_then(|(v, _)| v.info.frame_rate),
-            audio_group: grouped.then(|| "audio".to_owned()),
-        });
-    }
+    let videos: Vec<Offered<'_>> = videos.into_iter().map(|(r, s)| offered(r, s)).collect();
+    let audio = audio.map(|(r, s)| offered(r, s));
+    let pl = variants_playlist(&videos, audio, |name| format!("{name}.m3u8"));
     Ok(pl.render())
 }
 
