@@ -89,7 +89,7 @@ fn listed(playlist: &str) -> BTreeMap<u64, (String, f64)> {
     let mut extinf = None;
     for line in playlist.lines() {
         if let Some(v) = line.strip_prefix("#EXTINF:") {
-            extinf = Some(v.trim_end_matches(',').parse::<f64>().unwrap());
+            extinf = Some(v.split(',').next().unwrap().parse::<f64>().unwrap());
         } else if !line.starts_with('#') && !line.is_empty() {
             out.insert(msn, (line.to_owned(), extinf.take().unwrap()));
             msn += 1;

@@ -96,7 +96,8 @@ fn parse(text: &str) -> Playlist {
     let (mut duration, mut discontinuity, mut gap) = (0.0, false, false);
     for line in text.lines() {
         if let Some(d) = line.strip_prefix("#EXTINF:") {
-            duration = d.trim_end_matches(',').parse().unwrap();
+            // (A title may follow the comma: `defects=…` on a flagged segment.)
+            duration = d.split(',').next().unwrap().parse().unwrap();
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
         } else if line == "#EXT-X-GAP" {
