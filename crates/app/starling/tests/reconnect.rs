@@ -207,20 +207,6 @@ fn an_encoder_reconnect_within_the_grace_continues_the_live_playlist() {
     server.stop();
 }
 
-/// ffprobe's count of the video frames it decodes through `path` (one line per program).
-fn video_frames_read(server: &Server, path: &str) -> String {
-    let out = run(Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(server.http_url(path)));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Fetches every media object the playlists list now and records its body; a URL seen
 /// before must come back with the same bytes.
 fn fetch_all(server: &Server, seen: &mut HashMap<String, Vec<u8>>) -> usize {

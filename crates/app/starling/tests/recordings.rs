@@ -55,19 +55,10 @@ fn ended_recordings(server: &Server, cookie: &str, channel_id: &str, n: usize) -
     }
 }
 
-/// ffprobe's count of the video frames it decodes through `path`.
-fn video_frames_read(server: &Server, path: &str) -> u64 {
-    let out = run(std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(server.http_url(path)));
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+/// ffprobe's count of the video frames it decodes through `path` (its first program).
+fn frames_read(server: &Server, path: &str) -> u64 {
+    video_frames_read(server, path)
+        .lines()
         .next()
         .and_then(|l| l.strip_prefix("nb_read_frames="))
         .and_then(|v| v.trim().parse().ok())
@@ -131,7 +122,7 @@ fn two_runs_are_listed_played_by_ffprobe_and_deleted_through_the_api() {
 
     // The older recording plays as VOD: ffprobe decodes its three seconds.
     let url = older["playback_url"].as_str().unwrap().to_owned();
-    let frames = video_frames_read(&server, &url);
+    let frames = frames_read(&server, &url);
     assert!((60..=80).contains(&frames), "{frames} frames through {url}");
 
     // Deleted through the API: gone from the listing and from /vod/; the other stays,
@@ -150,7 +141,7 @@ fn two_runs_are_listed_played_by_ffprobe_and_deleted_through_the_api() {
     let cookie = server.login(email, PASSWORD);
     let left = ended_recordings(&server, &cookie, &ch.id, 1);
     assert_eq!(left[0]["run"], newer["run"]);
-    let frames = video_frames_read(&server, left[0]["playback_url"].as_str().unwrap());
+    let frames = frames_read(&server, left[0]["playback_url"].as_str().unwrap());
     assert!(frames >= 60, "{frames} frames");
     server.stop();
 }

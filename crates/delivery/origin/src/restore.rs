@@ -424,22 +424,12 @@ impl Segment {
 
     fn restored_gap(session: u64, msn: u64, init: usize, duration: f64) -> Self {
         Segment {
-            session,
-            msn,
-            init,
-            discontinuity: false,
-            new_map: false,
-            program_date_time: None,
-            media_start: None,
-            parts: Vec::new(),
             complete: true,
             duration,
-            data: None,
             stored: true,
-            write_failed: false,
             completed_at: Some(SystemTime::UNIX_EPOCH),
-            defects: Default::default(),
             gap: true,
+            ..Segment::new(session, msn, init)
         }
     }
 }

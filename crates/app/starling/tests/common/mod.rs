@@ -604,6 +604,22 @@ pub struct Packet {
     pub key: bool,
 }
 
+/// ffprobe's count of the video frames it decodes through `path` on `server`: its
+/// `nb_read_frames=N` lines, one per program it sees (a multivariant playlist may
+/// list several).
+pub fn video_frames_read(server: &Server, path: &str) -> String {
+    let out = run(Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(server.http_url(path)));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// ffprobe's packets of a file, in file order.
 pub fn probe_packets(file: &Path) -> Vec<Packet> {
     let out = run(Command::new("ffprobe")
