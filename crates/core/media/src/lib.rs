@@ -15,6 +15,7 @@
 //! This crate does no I/O and reads no clock: arrival times are handed in by drivers.
 
 pub mod aac;
+pub mod annexb;
 mod bits;
 mod error;
 pub mod h264;

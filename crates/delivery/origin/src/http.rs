@@ -265,7 +265,7 @@ pub(crate) fn error(status: StatusCode, msg: &str, cache: &'static str) -> Respo
         .into_response()
 }
 
-pub(crate) fn valid_name(s: &str, max: usize) -> bool {
+pub fn valid_name(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -1,0 +1,244 @@
+//! WHIP ingest and WHEP playback: the driver of [`starling_webrtc`]'s sans-IO peers.
+//!
+//! - **HTTP** ([`router`]): `POST /whip/CHANNEL` (the stream key as Bearer) and
+//!   `POST /whep/CHANNEL` (a playback token for private channels) take an SDP offer and
+//!   answer `201 Created` with the SDP answer and the session's `Location`; `PATCH` on
+//!   that URL trickles ICE candidates, `DELETE` ends the session (RFC 9725, and the WHEP
+//!   draft that has the same shape).
+//! - **UDP** (`udp`): every session's ICE, DTLS and SRTP on one port (8189 by default),
+//!   routed to its session by the ICE ufrag of the client's first check, then by the
+//!   client's address.
+//! - **Sessions** (`session`): one task per peer. A WHIP session publishes into the hub
+//!   like an RTMP or SRT publisher; a WHEP session plays the channel's frames from a
+//!   per-channel fan-out (`fanout`) that prepares each frame once for every viewer.
+//!   Keyframe requests of viewers reach the channel's WHIP publisher, at most one every
+//!   500 ms.
+//!
+//! WHIP and WHEP live in one crate because they share the UDP port and the session
+//! table that routes it. docs/webrtc.md has the whole picture.
+
+mod fanout;
+mod http;
+mod session;
+mod udp;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use starling_hub::Hub;
+use starling_ingest_auth::Authorizer;
+use starling_origin::PlaybackGate;
+use starling_sync::lock;
+use starling_webrtc::Role;
+use tokio::{net::UdpSocket, sync::mpsc};
+
+pub use http::router;
+
+/// How the WebRTC side runs.
+#[derive(Debug, Clone)]
+pub struct WebRtcConfig {
+    /// The UDP socket every session shares (`0.0.0.0:8189`).
+    pub udp_bind: SocketAddr,
+    /// The addresses clients reach that socket at, for the host candidates. Empty: the
+    /// bound address if it is specific, else this machine's address on its default route
+    /// and loopback. Cloud hosts behind 1:1 NAT list their public address here.
+    pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN servers handed to clients in `Link` headers (`stun:host:port`, or
+    /// `turn:host:port?transport=udp` with credentials).
+    pub ice_servers: Vec<IceServer>,
+    /// A session whose ICE and DTLS are not up by then is closed (15 s).
+    pub connect_timeout: Duration,
+    /// Sessions at once, publishers and viewers (further offers get 503).
+    pub max_sessions: usize,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind: SocketAddr::from(([0, 0, 0, 0], 8189)),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            connect_timeout: Duration::from_secs(15),
+            max_sessions: 2000,
+        }
+    }
+}
+
+/// A STUN or TURN server for clients (RFC 9725 §4.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub url: String,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebRtcMetrics {
+    pub whip_sessions_total: AtomicU64,
+    pub whep_sessions_total: AtomicU64,
+    pub refused_total: AtomicU64,
+    pub connect_timeouts_total: AtomicU64,
+    /// Datagrams from addresses no session knows (scans, floods, late packets).
+    pub unrouted_datagrams_total: AtomicU64,
+    /// Datagrams dropped because a session's queue was full.
+    pub dropped_datagrams_total: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub tx: mpsc::Sender<session::Command>,
+    pub channel: String,
+    pub role: Role,
+    pub ufrag: String,
+}
+
+/// The sessions and the routes to them.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    pub by_id: HashMap<String, Entry>,
+    pub by_ufrag: HashMap<String, String>,
+    pub by_addr: HashMap<SocketAddr, String>,
+    /// The WHIP session publishing each channel (for viewers' keyframe requests).
+    pub publishers: HashMap<String, String>,
+}
+
+impl Sessions {
+    pub fn remove(&mut self, id: &str) {
+        if let Some(e) = self.by_id.remove(id) {
+            self.by_ufrag.remove(&e.ufrag);
+            if self.publishers.get(&e.channel).is_some_and(|p| p == id) {
+                self.publishers.remove(&e.channel);
+            }
+        }
+        self.by_addr.retain(|_, s| s != id);
+    }
+}
+
+/// The running WebRTC side of a node.
+pub struct WebRtcServer {
+    pub(crate) config: WebRtcConfig,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) auth: Arc<dyn Authorizer>,
+    pub(crate) gate: Option<Arc<dyn PlaybackGate>>,
+    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) local: SocketAddr,
+    pub(crate) candidates: Vec<SocketAddr>,
+    pub(crate) sessions: Mutex<Sessions>,
+    pub(crate) fanouts: Arc<fanout::Fanouts>,
+    pub metrics: WebRtcMetrics,
+}
+
+impl std::fmt::Debug for WebRtcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcServer")
+            .field("local", &self.local)
+            .field("candidates", &self.candidates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebRtcServer {
+    /// Binds the UDP port and starts routing it. `gate`: who may watch (None: everyone).
+    pub async fn start(
+        config: WebRtcConfig,
+        hub: Arc<Hub>,
+        auth: Arc<dyn Authorizer>,
+        gate: Option<Arc<dyn PlaybackGate>>,
+    ) -> std::io::Result<Arc<Self>> {
+        let socket = Arc::new(UdpSocket::bind(config.udp_bind).await?);
+        let local = socket.local_addr()?;
+        let candidates = udp::candidates(local, &config.public_ips);
+        let server = Arc::new(WebRtcServer {
+            config,
+            hub,
+            auth,
+            gate,
+            socket,
+            local,
+            candidates,
+            sessions: Mutex::new(Sessions::default()),
+            fanouts: Arc::default(),
+            metrics: WebRtcMetrics::default(),
+        });
+        tokio::spawn(udp::receive_loop(
+            Arc::downgrade(&server),
+            server.socket.clone(),
+        ));
+        Ok(server)
+    }
+
+    /// The UDP address sessions are served on.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The addresses given to clients as host candidates.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// Sessions open now: (publishers, viewers).
+    pub fn session_counts(&self) -> (usize, usize) {
+        let s = lock(&self.sessions);
+        let publishers = s.by_id.values().filter(|e| e.role == Role::Publish).count();
+        (publishers, s.by_id.len() - publishers)
+    }
+
+    /// Remote addresses routed to a session (one per connected client).
+    pub fn routed_addresses(&self) -> usize {
+        lock(&self.sessions).by_addr.len()
+    }
+
+    /// Channels fanned out to WHEP viewers now.
+    pub fn fanouts(&self) -> usize {
+        self.fanouts.len()
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let (p, v) = self.session_counts();
+        let m = &self.metrics;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# TYPE starling_webrtc_sessions gauge\n\
+             starling_webrtc_sessions{{role=\"whip\"}} {p}\n\
+             starling_webrtc_sessions{{role=\"whep\"}} {v}\n\
+             # TYPE starling_webrtc_sessions_total counter\n\
+             starling_webrtc_sessions_total{{role=\"whip\"}} {}\n\
+             starling_webrtc_sessions_total{{role=\"whep\"}} {}\n\
+             # TYPE starling_webrtc_refused_total counter\n\
+             starling_webrtc_refused_total {}\n\
+             # TYPE starling_webrtc_connect_timeouts_total counter\n\
+             starling_webrtc_connect_timeouts_total {}\n\
+             # TYPE starling_webrtc_unrouted_datagrams_total counter\n\
+             starling_webrtc_unrouted_datagrams_total {}\n\
+             # TYPE starling_webrtc_dropped_datagrams_total counter\n\
+             starling_webrtc_dropped_datagrams_total {}\n",
+            c(&m.whip_sessions_total),
+            c(&m.whep_sessions_total),
+            c(&m.refused_total),
+            c(&m.connect_timeouts_total),
+            c(&m.unrouted_datagrams_total),
+            c(&m.dropped_datagrams_total),
+        );
+    }
+}
+
+/// A new session id: 128 random bits, hex (the session URL is its capability).
+pub(crate) fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    // The OS generator failing is not something a server can go on without.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut b).expect("the OS random generator");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,521 @@
+//! WHIP and WHEP over real sockets on loopback, with str0m as the client (a full ICE
+//! agent, where the server is ICE-lite): a WHEP viewer of a hub channel receives its
+//! H.264 from a keyframe on, with the source's picture size; a WHIP publisher's H.264
+//! reaches the hub as a stream with the same size; refusals name their cause; sessions
+//! that never connect, and a flood of garbage on the UDP port, leave nothing behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::Router;
+use bytes::Bytes;
+use starling_demo_source::{DemoConfig, DemoSource};
+use starling_hub::{Hub, HubEvent};
+use starling_ingest_auth::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};
+use starling_media::{annexb, CodecConfig, MediaEvent};
+use starling_webrtc::Outgoing;
+use starling_webrtc_server::{router, WebRtcConfig, WebRtcServer};
+use str0m::{
+    change::{SdpAnswer, SdpPendingOffer},
+    media::{Direction, Frequency, MediaKind, MediaTime, Mid},
+    net::{Protocol, Receive},
+    Candidate, Event, Input, Output, Rtc,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+};
+
+const KEY: &str = "whip-key";
+
+/// `KEY` publishes to "cam"; nothing else does.
+struct TestAuth;
+
+impl Authorizer for TestAuth {
+    fn authorize_publish<'a>(
+        &'a self,
+        _app: &'a str,
+        key: &'a str,
+        _peer: SocketAddr,
+    ) -> BoxFuture<'a, Result<PublishGrant, AuthError>> {
+        let ok = key == KEY;
+        Box::pin(async move {
+            if !ok {
+                return Err(AuthError::UnknownKey);
+            }
+            Ok(PublishGrant {
+                channel: "cam".into(),
+                takeover: false,
+                key_id: None,
+                srt_passphrase: None,
+            })
+        })
+    }
+
+    fn authorize_play<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a str>,
+        _: SocketAddr,
+    ) -> BoxFuture<'a, Result<PlayGrant, AuthError>> {
+        Box::pin(async { Err(AuthError::UnknownKey) })
+    }
+}
+
+struct Node {
+    hub: Arc<Hub>,
+    rtc: Arc<WebRtcServer>,
+    http: SocketAddr,
+}
+
+async fn node(connect_timeout: Duration) -> Node {
+    let hub = Arc::new(Hub::default());
+    let config = WebRtcConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        connect_timeout,
+        ..WebRtcConfig::default()
+    };
+    let rtc = WebRtcServer::start(config, hub.clone(), Arc::new(TestAuth), None)
+        .await
+        .unwrap();
+    let app: Router = router(rtc.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Node { hub, rtc, http }
+}
+
+/// Publishes the demo source on `channel` for `seconds`.
+fn publish_demo(hub: &Arc<Hub>, channel: &str, seconds: u64) -> tokio::task::JoinHandle<()> {
+    let publisher = hub.publish(channel, false).unwrap();
+    tokio::spawn(async move {
+        let config = DemoConfig {
+            width: 320,
+            height: 180,
+            fps: 30,
+            gop_frames: 30,
+        };
+        let mut src = DemoSource::new(config).unwrap();
+        publisher.send(MediaEvent::Stream(src.stream()));
+        let start = tokio::time::Instant::now();
+        for n in 0..seconds * 30 {
+            tokio::time::sleep_until(start + Duration::from_millis(n * 1000 / 30)).await;
+            for f in src.next(SystemTime::now()) {
+                publisher.send(MediaEvent::Frame(f));
+            }
+        }
+    })
+}
+
+/// One HTTP/1.1 request; returns status, headers (lower-case names) and body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A str0m client on its own UDP socket.
+struct Client {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+}
+
+impl Client {
+    async fn new() -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        Client {
+            rtc,
+            socket,
+            local,
+            pending: None,
+        }
+    }
+
+    /// An offer for one video m-line (and audio) in `dir`.
+    fn offer(&mut self, dir: Direction) -> (String, Mid) {
+        let mut api = self.rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, dir, None, None, None);
+        api.add_media(MediaKind::Audio, dir, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        (offer.to_sdp_string(), mid)
+    }
+
+    fn answer(&mut self, sdp: &str) {
+        let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
+        self.rtc
+            .sdp_api()
+            .accept_answer(self.pending.take().unwrap(), answer)
+            .unwrap();
+    }
+
+    /// Runs until `until` says stop or `limit` passes. `until` sees every event, and is
+    /// called with `None` at least every 10 ms.
+    async fn run(
+        &mut self,
+        limit: Duration,
+        mut until: impl FnMut(&mut Rtc, Option<Event>) -> bool,
+    ) {
+        let end = Instant::now() + limit;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let timeout = loop {
+                match self.rtc.poll_output().unwrap() {
+                    Output::Transmit(t) => {
+                        self.socket
+                            .send_to(&t.contents, t.destination)
+                            .await
+                            .unwrap();
+                    }
+                    Output::Timeout(t) => break t,
+                    Output::Event(e) => {
+                        if until(&mut self.rtc, Some(e)) {
+                            return;
+                        }
+                    }
+                }
+            };
+            if until(&mut self.rtc, None) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            let wait = timeout
+                .min(end)
+                .min(now + Duration::from_millis(10))
+                .saturating_duration_since(now);
+            match tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => {
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: from,
+                            destination: self.local,
+                            contents: buf[..n].try_into().unwrap(),
+                        },
+                    );
+                    self.rtc.handle_input(input).unwrap();
+                }
+                _ => self
+                    .rtc
+                    .handle_input(Input::Timeout(Instant::now()))
+                    .unwrap(),
+            }
+        }
+    }
+}
+
+/// The picture size of an Annex B keyframe's SPS.
+fn size_of_keyframe(annexb_au: &[u8]) -> (u32, u32) {
+    let au =
+        annexb::video_from_annexb(annexb::VideoCodec::H264, &Bytes::copy_from_slice(annexb_au))
+            .unwrap();
+    match au
+        .parameter_sets
+        .unwrap()
+        .to_config(annexb::VideoCodec::H264)
+        .unwrap()
+    {
+        CodecConfig::H264(c) => (c.width, c.height),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_viewer_gets_the_channels_h264_from_a_keyframe() {
+    let node = node(Duration::from_secs(10)).await;
+    let _src = publish_demo(&node.hub, "demo", 20);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut client = Client::new().await;
+    let (offer, _) = client.offer(Direction::RecvOnly);
+    let (status, headers, answer) = http(
+        node.http,
+        "POST",
+        "/whep/demo",
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let location = header(&headers, "location").unwrap().to_owned();
+    assert!(location.starts_with("/whep/demo/"), "{location}");
+    assert_eq!(header(&headers, "content-type"), Some("application/sdp"));
+    client.answer(&answer);
+
+    let mut frames = Vec::new();
+    client
+        .run(Duration::from_secs(10), |_, e| {
+            if let Some(Event::MediaData(d)) = e {
+                if d.params.spec().codec == str0m::format::Codec::H264 {
+                    frames.push(d.data.to_vec());
+                }
+            }
+            frames.len() >= 45
+        })
+        .await;
+    assert!(frames.len() >= 45, "{} video frames in 10 s", frames.len());
+    // The first frame is a keyframe with the source's parameter sets.
+    assert_eq!(size_of_keyframe(&frames[0]), (320, 180));
+    assert_eq!(node.rtc.session_counts(), (0, 1));
+
+    // DELETE ends it; the session and its route are gone.
+    let (status, _, _) = http(node.http, "DELETE", &location, &[], b"").await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.rtc.session_counts() != (0, 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.rtc.session_counts(), (0, 0));
+    assert_eq!(node.rtc.routed_addresses(), 0);
+    let (status, _, _) = http(node.http, "DELETE", &location, &[], b"").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_publisher_reaches_the_hub() {
+    let node = node(Duration::from_secs(10)).await;
+    // The picture to send: the demo source's frames, as RTP wants them.
+    let mut src = DemoSource::new(DemoConfig {
+        width: 320,
+        height: 180,
+        fps: 30,
+        gop_frames: 30,
+    })
+    .unwrap();
+    let stream = src.stream();
+    let mut sub = node.hub.subscribe("cam");
+
+    let mut client = Client::new().await;
+    let (offer, mid) = client.offer(Direction::SendOnly);
+    // Refusals first: no key, a wrong key, another channel's key.
+    let sdp = [("Content-Type", "application/sdp")];
+    let (status, headers, body) =
+        http(node.http, "POST", "/whip/cam", &sdp, offer.as_bytes()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"));
+    let wrong = [
+        ("Content-Type", "application/sdp"),
+        ("Authorization", "Bearer nope"),
+    ];
+    let (status, _, body) = http(node.http, "POST", "/whip/cam", &wrong, offer.as_bytes()).await;
+    assert_eq!(status, 403, "{body}");
+    let auth = format!("Bearer {KEY}");
+    let ok = [
+        ("Content-Type", "application/sdp"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, body) = http(node.http, "POST", "/whip/other", &ok, offer.as_bytes()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another channel"), "{body}");
+    let (status, _, body) = http(node.http, "POST", "/whip/cam", &ok, b"v=0 garbage").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed SDP"), "{body}");
+    let (status, _, body) = http(
+        node.http,
+        "POST",
+        "/whip/cam",
+        &[("Authorization", auth.as_str())],
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+
+    let (status, headers, answer) =
+        http(node.http, "POST", "/whip/cam", &ok, offer.as_bytes()).await;
+    assert_eq!(status, 201, "{answer}");
+    assert!(header(&headers, "location")
+        .unwrap()
+        .starts_with("/whip/cam/"));
+    client.answer(&answer);
+
+    // Send 3 s of video, paced, once connected.
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut connected = false;
+    client
+        .run(Duration::from_secs(10), |rtc, e| {
+            if matches!(e, Some(Event::Connected)) {
+                connected = true;
+            }
+            if connected {
+                let due = (start.elapsed().as_millis() as u64) * 30 / 1000;
+                while sent < due.min(90) {
+                    for f in src.next(SystemTime::now()) {
+                        let Some(out) = Outgoing::prepare(&stream, &f) else {
+                            continue;
+                        };
+                        if out.kind != starling_media::TrackKind::Video {
+                            continue;
+                        }
+                        let w = rtc.writer(mid).unwrap();
+                        let pt = w
+                            .payload_params()
+                            .find(|p| p.spec().codec == str0m::format::Codec::H264)
+                            .unwrap()
+                            .pt();
+                        w.write(
+                            pt,
+                            Instant::now(),
+                            MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ),
+                            out.payload.clone(),
+                        )
+                        .unwrap();
+                    }
+                    sent += 1;
+                }
+            }
+            sent >= 90
+        })
+        .await;
+    assert!(sent >= 90, "sent {sent} frames");
+
+    // The hub has the stream, H.264 at the source's size, and its frames.
+    let mut video_frames = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut size = None;
+    while video_frames < 30 {
+        let ev = tokio::time::timeout_at(deadline, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev {
+            HubEvent::Stream(s) => {
+                size = s.video().and_then(|t| t.config.dimensions());
+            }
+            HubEvent::Frame(f) if f.track == starling_media::TrackId(1) => video_frames += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(size, Some((320, 180)));
+    assert_eq!(node.rtc.session_counts(), (1, 0));
+    assert!(node.hub.is_live("cam"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_never_connect_and_udp_garbage_leave_nothing_behind() {
+    let node = node(Duration::from_secs(1)).await;
+    let _src = publish_demo(&node.hub, "demo", 10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Offers whose client never does ICE.
+    for _ in 0..20 {
+        let mut client = Client::new().await;
+        let (offer, _) = client.offer(Direction::RecvOnly);
+        let (status, _, body) = http(
+            node.http,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(node.rtc.session_counts(), (0, 20));
+    // Garbage at the UDP port: STUN-looking, DTLS-looking, RTP-looking, random.
+    let flood = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = node.rtc.udp_addr();
+    for i in 0..5_000u32 {
+        let mut d = vec![[0x00u8, 0x16, 0x80, 0xff][i as usize % 4]; 100];
+        d[1..5].copy_from_slice(&i.to_be_bytes());
+        flood.send_to(&d, target).await.unwrap();
+    }
+    // Not live: a viewer is told so; an offer with nothing usable is refused.
+    let mut c = Client::new().await;
+    let (offer, _) = c.offer(Direction::RecvOnly);
+    let (status, _, body) = http(
+        node.http,
+        "POST",
+        "/whep/nobody",
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.rtc.session_counts() != (0, 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        node.rtc.session_counts(),
+        (0, 0),
+        "sessions closed after the connect timeout"
+    );
+    assert_eq!(node.rtc.routed_addresses(), 0);
+    let m = &node.rtc.metrics;
+    assert_eq!(
+        m.connect_timeouts_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        20
+    );
+    assert!(
+        m.unrouted_datagrams_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 4_000
+    );
+}
