@@ -23,6 +23,7 @@ pub struct Config {
     pub store: crate::store_config::StoreSection,
     pub put: crate::put_config::PutSection,
     pub push: crate::push_config::PushSection,
+    pub webrtc: crate::webrtc_config::WebRtcSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -316,7 +317,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 12] = [
+const ENV_SECTIONS: [&str; 13] = [
     "server",
     "rtmp",
     "srt",
@@ -329,6 +330,7 @@ const ENV_SECTIONS: [&str; 12] = [
     "store",
     "put",
     "push",
+    "webrtc",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -433,6 +435,7 @@ impl Config {
         self.store.validate()?;
         self.put.validate()?;
         self.push.validate()?;
+        self.webrtc.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

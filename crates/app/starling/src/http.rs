@@ -41,6 +41,8 @@ pub struct AppState {
     pub store_stats: Option<crate::store_config::StatsFn>,
     /// HTTP PUT ingest (`[put] enabled`).
     pub put: Option<PutIngest>,
+    /// WHIP and WHEP (`[webrtc] enabled`).
+    pub webrtc: Option<Arc<starling_webrtc_server::WebRtcServer>>,
     /// The pusher to a remote origin (`[push] url`), for `/metrics`.
     pub push: Option<Arc<starling_push::PushMetrics>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
@@ -116,6 +118,10 @@ pub fn router(state: AppState) -> Router {
             Some(p) => starling_http_put::router(p.pushed.clone(), p.auth.clone()),
             None => Router::new(),
         })
+        .merge(match &state.webrtc {
+            Some(w) => starling_webrtc_server::router(w.clone()),
+            None => Router::new(),
+        })
         .merge(starling_api::router(starling_api::ApiState {
             db: state.db.clone(),
             now: starling_api::system_now,
@@ -173,6 +179,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     st.origin.metrics().render(&mut out);
     if let Some(stats) = &st.store_stats {
         crate::store_config::render_stats(&stats(), &mut out);
+    }
+    if let Some(w) = &st.webrtc {
+        w.render_metrics(&mut out);
     }
     if let Some(p) = &st.put {
         p.pushed.render_metrics(&mut out);
@@ -377,6 +386,7 @@ mod tests {
             webhook_targets: Default::default(),
             store_stats: None,
             put: None,
+            webrtc: None,
             push: None,
             ready: rx,
         });
@@ -503,6 +513,7 @@ mod tests {
                     webhook_targets: Default::default(),
                     store_stats: None,
                     put: None,
+                    webrtc: None,
                     push: None,
                     ready: rx,
                 }

@@ -19,6 +19,7 @@ mod store_config;
 mod thumbnails;
 mod transcode_config;
 mod webhooks;
+mod webrtc_config;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
@@ -317,6 +318,9 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
                     warn!(error = %e, "put: the store could not be listed; channels pushed before the restart are served once pushed to again")
                 }
             }
+            // Retention of pushed/: a first sweep now that the store's channels are
+            // known, then every few minutes ([put] retention_hours, 0: none).
+            p.start_retention();
         });
     }
     // The channels packaged here, pushed to a remote origin over PUT ([push] url).
@@ -330,6 +334,21 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
                 .context("starting the push to the remote origin")?,
         ),
         None => None,
+    };
+    // WHIP and WHEP: the routes on the HTTP port, every session's media on one UDP port.
+    let webrtc = if config.webrtc.enabled {
+        let server = starling_webrtc_server::WebRtcServer::start(
+            config.webrtc.server_config(),
+            hub.clone(),
+            auth.clone(),
+            Some(gate.clone() as Arc<dyn starling_origin::PlaybackGate>),
+        )
+        .await
+        .with_context(|| format!("binding WebRTC UDP on {}", config.webrtc.udp_listen))?;
+        info!(addr = %server.udp_addr(), candidates = ?server.candidates(), "WebRTC listening");
+        Some(server)
+    } else {
+        None
     };
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let state = http::AppState {
@@ -354,6 +373,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             auth: auth.clone(),
         }),
         push: push_task.is_some().then(|| push_metrics.clone()),
+        webrtc,
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {

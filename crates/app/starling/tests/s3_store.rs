@@ -261,7 +261,7 @@ fn wrong_credentials_stop_the_start_naming_the_cause() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n{}",
+            "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n{}",
             dir.join("data").display(),
             bucket.config()
         ),

@@ -61,7 +61,7 @@ use objects::{init, latest_init, part_request, segment};
 pub(crate) use playlist::build_playlist;
 use playlist::media_playlist;
 pub(crate) use playlist::Listing;
-pub use pushed::{PushedFuture, PushedObject, PushedSource};
+pub use pushed::{PushedFuture, PushedObject, PushedReply, PushedSource};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

@@ -46,7 +46,7 @@ const MAX_OFFER: usize = 64 * 1024;
 
 /// The routes, to merge into the node's HTTP router (which must serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>`).
-pub fn router(server: Arc<WebRtcServer>) -> Router {
+pub fn router<S: Clone + Send + Sync + 'static>(server: Arc<WebRtcServer>) -> Router<S> {
     Router::new()
         .route("/whip/{channel}", post(whip).options(options))
         .route("/whep/{channel}", post(whep).options(options))

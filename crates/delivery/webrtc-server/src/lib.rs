@@ -17,6 +17,7 @@
 //! WHIP and WHEP live in one crate because they share the UDP port and the session
 //! table that routes it. docs/webrtc.md has the whole picture.
 
+pub mod client;
 mod fanout;
 mod http;
 mod session;

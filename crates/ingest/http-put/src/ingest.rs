@@ -26,6 +26,8 @@ use crate::{
         check_channel, check_media, playlist_references, Kind, PushPath, PutError, PUSHED_PREFIX,
     },
     edge::{self, Ahead, Edge, Series},
+    event::LiveEvent,
+    retention::Ages,
     writer::{Op, Writer},
 };
 
@@ -79,6 +81,13 @@ pub struct PushConfig {
     /// 1.5 × the playlist's EXT-X-TARGETDURATION but never longer than this; zero
     /// answers such requests at once.
     pub next_segment_wait: Duration,
+    /// How long pushed objects stay in the store (and memory) after their PUT (7 days);
+    /// `None` keeps them until the packager deletes them. Objects a playlist in memory
+    /// names are never swept (crate::retention).
+    pub retention: Option<Duration>,
+    /// Live events by channel: the legitimate range of segment numbers, answered
+    /// without a store read outside it ([`PushIngest::answer`], crate::event).
+    pub events: HashMap<String, LiveEvent>,
 }
 
 impl Default for PushConfig {
@@ -93,6 +102,8 @@ impl Default for PushConfig {
             auth_cache_ttl: Duration::from_secs(2),
             reference_wait: Duration::from_secs(2),
             next_segment_wait: Duration::from_secs(6),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            events: HashMap::new(),
         }
     }
 }
@@ -158,17 +169,17 @@ impl Outcome {
 }
 
 #[derive(Debug)]
-struct Held {
-    body: Bytes,
-    content_type: &'static str,
-    kind: Kind,
+pub(crate) struct Held {
+    pub(crate) body: Bytes,
+    pub(crate) content_type: &'static str,
+    pub(crate) kind: Kind,
     seq: u64,
 }
 
 /// One channel's memory window.
 #[derive(Debug)]
-struct Window {
-    objects: HashMap<String, Held>,
+pub(crate) struct Window {
+    pub(crate) objects: HashMap<String, Held>,
     /// Insertion order (replacement counts as insertion), media and playlists apart so
     /// that media leaves first.
     media: BTreeMap<u64, String>,
@@ -180,7 +191,7 @@ struct Window {
     /// The live edge of each numbered series a media playlist in memory names.
     edges: HashMap<Series, Edge>,
     /// Woken at every object taken for this channel, for requests held at the edge.
-    published: Arc<Notify>,
+    pub(crate) published: Arc<Notify>,
     last_put: Instant,
     /// When this run of pushes began (the first PUT after [`LIVE_WINDOW`] without one).
     since: SystemTime,
@@ -264,6 +275,14 @@ impl Window {
         }
     }
 
+    /// `path` leaves memory, its name is no longer known as uploaded, and the edges its
+    /// playlist set (if it is one) go.
+    pub(crate) fn forget(&mut self, path: &str) {
+        self.remove(path);
+        self.known.remove(path);
+        self.edges.retain(|_, e| e.playlist != path);
+    }
+
     fn has(&self, path: &str) -> bool {
         self.objects.contains_key(path) || self.known.contains_key(path)
     }
@@ -288,7 +307,7 @@ impl Window {
 
     /// How a request for `path`, which is not in memory, stands against the edge of its
     /// series; [`Ahead::Behind`] when it has none.
-    fn ahead(&self, path: &PushPath) -> Ahead {
+    pub(crate) fn ahead(&self, path: &PushPath) -> Ahead {
         edge::numbered(path)
             .and_then(|n| self.edges.get(&n.series).map(|e| e.ahead(&n)))
             .unwrap_or(Ahead::Behind)
@@ -296,9 +315,12 @@ impl Window {
 }
 
 #[derive(Debug, Default)]
-struct Channels {
-    windows: HashMap<String, Window>,
+pub(crate) struct Channels {
+    pub(crate) windows: HashMap<String, Window>,
     next_seq: u64,
+    /// When each channel's objects were pushed, for retention; kept apart from the
+    /// windows, which leave memory long before their objects leave the store.
+    pub(crate) ages: HashMap<String, Ages>,
 }
 
 /// A channel being pushed to ([`PushIngest::live_channels`]).
@@ -313,8 +335,8 @@ pub struct LivePush {
 /// ([`crate::router`]) and the origin's reads ([`PushIngest::get`]).
 pub struct PushIngest {
     config: PushConfig,
-    channels: Mutex<Channels>,
-    writer: Arc<Writer>,
+    pub(crate) channels: Mutex<Channels>,
+    pub(crate) writer: Arc<Writer>,
     /// Woken at every object taken, for playlists waiting on a reference.
     uploaded: Notify,
     results: [AtomicU64; OUTCOMES.len()],
@@ -322,6 +344,10 @@ pub struct PushIngest {
     /// Channels with pushed objects in the store from before this process started
     /// ([`PushIngest::discover`]).
     stored: Mutex<HashSet<String>>,
+    /// When this process started: the age of pushed objects it did not take.
+    pub(crate) started: SystemTime,
+    pub(crate) retention_deleted: AtomicU64,
+    pub(crate) retention_failures: AtomicU64,
 }
 
 impl std::fmt::Debug for PushIngest {
@@ -349,6 +375,9 @@ impl PushIngest {
             results: Default::default(),
             bytes: AtomicU64::new(0),
             stored: Mutex::new(HashSet::new()),
+            started: SystemTime::now(),
+            retention_deleted: AtomicU64::new(0),
+            retention_failures: AtomicU64::new(0),
         })
     }
 
@@ -442,7 +471,14 @@ impl PushIngest {
             w.last_put = now;
             let stored = w.insert(path, body.clone(), seq, self.config.max_channel_bytes);
             w.advance(path, edge);
-            (stored, w.published.clone())
+            let published = w.published.clone();
+            if self.config.retention.is_some() {
+                chs.ages
+                    .entry(channel.to_owned())
+                    .or_insert_with(|| Ages::new(self.started))
+                    .record(path, SystemTime::now());
+            }
+            (stored, published)
         };
         self.uploaded.notify_waiters();
         published.notify_waiters();
@@ -536,88 +572,34 @@ impl PushIngest {
             return Err(e);
         }
         if let Some(w) = lock(&self.channels).windows.get_mut(channel) {
-            w.remove(path.as_str());
-            w.known.remove(path.as_str());
-            w.edges.retain(|_, e| e.playlist != path.as_str());
+            w.forget(path.as_str());
         }
         self.writer.schedule(path.store_key(channel), Op::Delete);
         self.count(Outcome::Deleted);
         Ok(())
     }
 
-    /// The object pushed to `channel` at `path` (both as a request names them; anything
-    /// that could not have been pushed is `None`): from memory, else from the store.
-    /// A store error is logged and answered `None`.
-    ///
-    /// At the live edge of a media playlist of the channel (docs/put-ingest.md, "The live
-    /// edge"):
-    /// - the next segment it will name, not uploaded yet, is waited for: the answer
-    ///   comes when it is uploaded, or `None` after 1.5 × the playlist's target duration
-    ///   (at most [`PushConfig::next_segment_wait`]);
-    /// - a number past that cannot exist yet and is `None` at once, with no store read.
-    pub async fn get(&self, channel: &str, path: &str) -> Option<PushedObject> {
-        check_channel(channel).ok()?;
-        let path = PushPath::parse(path).ok()?;
-        let cache_control = match path.kind() {
-            Kind::Playlist => PLAYLIST_CACHE_CONTROL,
-            Kind::Fmp4 | Kind::MpegTs => MEDIA_CACHE_CONTROL,
-        };
-        let mut deadline = None;
-        loop {
-            let published;
-            let woken;
-            {
-                let chs = lock(&self.channels);
-                let Some(w) = chs.windows.get(channel) else {
-                    break;
-                };
-                if let Some(held) = w.objects.get(path.as_str()) {
-                    return Some(PushedObject {
-                        body: held.body.clone(),
-                        content_type: held.content_type,
-                        cache_control,
-                    });
-                }
-                match w.ahead(&path) {
-                    Ahead::Behind => break,
-                    Ahead::Beyond => return None,
-                    Ahead::Next(hold) => {
-                        let deadline =
-                            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + hold);
-                        // Made under the lock, before any PUT that could bring the
-                        // object: `notify_waiters` wakes every `Notified` made before
-                        // it, polled or not.
-                        published = w.published.clone();
-                        woken = tokio::time::timeout_at(deadline, published.notified());
-                    }
-                }
-            }
-            if woken.await.is_err() {
-                return None;
-            }
-        }
-        let key = path.store_key(channel);
-        if self.writer.deleting(&key) {
-            return None;
-        }
-        match self.writer.store().get(&key).await {
-            Ok(body) => body.map(|body| PushedObject {
-                body,
-                content_type: path.content_type(),
-                cache_control,
-            }),
-            Err(e) => {
-                tracing::warn!(key, error = %e, "pushed object: store read failed");
-                None
-            }
-        }
-    }
-
     /// Whether `channel` was pushed to since this process started (its window is in
     /// memory): a request for a channel nobody pushes to is answered without a store
     /// read.
     pub fn knows(&self, channel: &str) -> bool {
-        lock(&self.channels).windows.contains_key(channel) || lock(&self.stored).contains(channel)
+        self.config.events.contains_key(channel)
+            || lock(&self.channels).windows.contains_key(channel)
+            || lock(&self.stored).contains(channel)
+    }
+
+    /// Channels the retention sweep looks at: pushed to since start-up, found in the
+    /// store by `discover`, or with recorded ages.
+    pub(crate) fn sweepable_channels(&self) -> Vec<String> {
+        let mut all: HashSet<String> = lock(&self.stored).iter().cloned().collect();
+        {
+            let chs = lock(&self.channels);
+            all.extend(chs.windows.keys().cloned());
+            all.extend(chs.ages.keys().cloned());
+        }
+        let mut all: Vec<String> = all.into_iter().collect();
+        all.sort();
+        all
     }
 
     /// Channels with a PUT in the last [`LIVE_WINDOW`], sorted by name.
@@ -660,7 +642,7 @@ impl PushIngest {
                 chs.windows.values().map(|w| w.bytes).sum::<usize>(),
             )
         };
-        let rows: [(&str, &str, &str, u64); 5] = [
+        let rows: [(&str, &str, &str, u64); 7] = [
             (
                 "starling_put_bytes_total",
                 "counter",
@@ -672,6 +654,18 @@ impl PushIngest {
                 "counter",
                 "Pushed objects (or deletes) the object store did not take after every attempt.",
                 self.writer.failures(),
+            ),
+            (
+                "starling_put_retention_deleted_total",
+                "counter",
+                "Pushed objects the retention sweep deleted from the store.",
+                self.retention_deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_put_retention_failures_total",
+                "counter",
+                "Retention deletes (or listings) the store refused; the next sweep tries again.",
+                self.retention_failures.load(Ordering::Relaxed),
             ),
             (
                 "starling_put_store_pending",

@@ -10,7 +10,11 @@
 //! - [`PushIngest`]: the objects of every channel, a bounded window in memory, each
 //!   written through to the [`starling_store::ObjectStore`] under
 //!   `pushed/CHANNEL/PATH`; [`PushIngest::get`] is what the origin serves them from,
-//!   holding a request for the next segment at a playlist's live edge until it comes.
+//!   holding a request for the next segment at a playlist's live edge until it comes,
+//!   and answering numbers outside a configured live event's range ([`event`]) without
+//!   a store read ([`PushIngest::answer`]).
+//! - `retention`: the sweep that deletes pushed objects past `PushConfig::retention`
+//!   ([`PushIngest::start_retention`]).
 //! - [`router`]: the axum routes, with authorisation and body limits.
 //!
 //! The pushed bytes are served as they came: nothing here repackages them, and a
@@ -20,13 +24,19 @@
 
 pub mod check;
 mod edge;
+pub mod event;
 mod http;
 mod ingest;
+mod retention;
+mod serve;
 mod writer;
 
 pub use check::{Kind, PushPath, PutError};
+pub use event::{EventError, LiveEvent};
 pub use http::router;
 pub use ingest::{
     LivePush, PushConfig, PushIngest, PushedObject, Stored, LIVE_WINDOW, MEDIA_CACHE_CONTROL,
     PLAYLIST_CACHE_CONTROL,
 };
+pub use retention::{SweepReport, SWEEP_EVERY};
+pub use serve::Answer;

@@ -18,12 +18,24 @@ use std::{
 use bytes::Bytes;
 use starling_store::ObjectStore;
 use starling_sync::lock;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinHandle};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
     Put(Bytes),
     Delete,
+    /// A delete by the retention sweep: tried once (the next sweep tries again), and
+    /// not counted in [`Writer::failures`] (the sweep counts its own).
+    Expire,
+}
+
+/// How a scheduled operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Done {
+    Ok,
+    Failed,
+    /// A newer operation on the key superseded it before it ran (or between tries).
+    Superseded,
 }
 
 /// What is pending on one key.
@@ -76,9 +88,10 @@ impl Writer {
         &self.store
     }
 
-    /// Queues `op` on `key` behind whatever is pending there. Must be called from
-    /// within a Tokio runtime.
-    pub(crate) fn schedule(self: &Arc<Self>, key: String, op: Op) {
+    /// Queues `op` on `key` behind whatever is pending there; the handle tells how it
+    /// ended (callers that need not know drop it). Must be called from within a Tokio
+    /// runtime.
+    pub(crate) fn schedule(self: &Arc<Self>, key: String, op: Op) -> JoinHandle<Done> {
         let (generation, turn) = {
             let mut keys = lock(&self.keys);
             let st = keys.entry(key.clone()).or_insert_with(|| KeyState {
@@ -88,19 +101,21 @@ impl Writer {
                 turn: Arc::new(tokio::sync::Mutex::new(())),
             });
             st.generation += 1;
-            st.deleting = matches!(op, Op::Delete);
+            st.deleting = matches!(op, Op::Delete | Op::Expire);
             st.tasks += 1;
             (st.generation, st.turn.clone())
         };
         self.pending.fetch_add(1, Ordering::SeqCst);
         let me = self.clone();
         tokio::spawn(async move {
-            {
+            let done = {
                 let _turn = turn.lock().await;
                 if me.is_current(&key, generation) {
-                    me.run(&key, generation, op).await;
+                    me.run(&key, generation, op).await
+                } else {
+                    Done::Superseded
                 }
-            }
+            };
             {
                 let mut keys = lock(&me.keys);
                 if let Some(st) = keys.get_mut(&key) {
@@ -113,7 +128,8 @@ impl Writer {
             if me.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
                 me.idle.notify_waiters();
             }
-        });
+            done
+        })
     }
 
     fn is_current(&self, key: &str, generation: u64) -> bool {
@@ -128,15 +144,19 @@ impl Writer {
         lock(&self.keys).get(key).is_some_and(|st| st.deleting)
     }
 
-    async fn run(&self, key: &str, generation: u64, op: Op) {
+    async fn run(&self, key: &str, generation: u64, op: Op) -> Done {
         let mut delay = self.backoff;
-        for attempt in 1..=self.attempts {
+        let attempts = match op {
+            Op::Expire => 1,
+            _ => self.attempts,
+        };
+        for attempt in 1..=attempts {
             let result = match &op {
                 Op::Put(body) => self.store.put(key, vec![body.clone()]).await,
-                Op::Delete => self.store.delete(key).await,
+                Op::Delete | Op::Expire => self.store.delete(key).await,
             };
             let e = match result {
-                Ok(()) => return,
+                Ok(()) => return Done::Ok,
                 Err(e) => e,
             };
             let what = if matches!(op, Op::Put(_)) {
@@ -144,19 +164,24 @@ impl Writer {
             } else {
                 "delete"
             };
-            if attempt == self.attempts {
+            if matches!(op, Op::Expire) {
+                tracing::debug!(key, error = %e, "pushed object: retention delete failed; the next sweep tries again");
+                return Done::Failed;
+            }
+            if attempt == attempts {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key, attempts = attempt, error = %e, "pushed object: store {what} failed; giving up");
-                return;
+                return Done::Failed;
             }
             tracing::debug!(key, attempt, error = %e, "pushed object: store {what} failed; retrying");
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2);
             if !self.is_current(key, generation) {
                 // A newer PUT or DELETE of the key will do the work that matters.
-                return;
+                return Done::Superseded;
             }
         }
+        Done::Failed
     }
 
     /// Operations that gave up after every attempt.

@@ -27,6 +27,8 @@ mod peer;
 pub use egress::Outgoing;
 pub use error::WebRtcError;
 pub use peer::{Peer, PeerConfig, PeerEvent, PeerOutput, Role, Transmit};
+/// The WebRTC stack underneath, for drivers and test clients that speak it directly.
+pub use str0m;
 
 /// The RTP clock of video (RFC 6184 §8.2.1: H.264 always 90 kHz).
 pub const VIDEO_CLOCK: u32 = 90_000;

@@ -137,7 +137,7 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[srt]\nlisten = \"127.0.0.1:0\"\n\n[rtmp]\nlisten = \"{rtmp_listen}\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
+                "[server]\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[srt]\nlisten = \"127.0.0.1:0\"\n\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\n[rtmp]\nlisten = \"{rtmp_listen}\"\n{extra}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n{channel_extra}\n",
                 dir.join("data").display()
             ),
         )

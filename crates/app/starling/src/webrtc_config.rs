@@ -1,0 +1,102 @@
+//! The `[webrtc]` section: WHIP ingest and WHEP playback (docs/webrtc.md). The HTTP side
+//! is on the main HTTP port; every session's media on one UDP port.
+
+use std::{net::IpAddr, net::SocketAddr, time::Duration};
+
+use anyhow::bail;
+use serde::Deserialize;
+use starling_webrtc_server::{IceServer, WebRtcConfig};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcSection {
+    /// Serve `POST /whip/CHANNEL` and `POST /whep/CHANNEL`.
+    pub enabled: bool,
+    /// The UDP socket every session shares.
+    pub udp_listen: SocketAddr,
+    /// Addresses clients reach that socket at (cloud hosts behind 1:1 NAT: the public
+    /// IP). Empty: the listen address if specific, else the default route's and loopback.
+    pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN servers handed to clients (`Link` headers).
+    pub ice_servers: Vec<IceServerEntry>,
+    /// A session not connected by then is closed.
+    pub connect_timeout_secs: u64,
+    /// Sessions at once (publishers and viewers).
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerEntry {
+    /// `stun:host:port` or `turn:host:port?transport=udp`.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+impl Default for WebRtcSection {
+    fn default() -> Self {
+        let d = WebRtcConfig::default();
+        Self {
+            enabled: true,
+            udp_listen: d.udp_bind,
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            connect_timeout_secs: d.connect_timeout.as_secs(),
+            max_sessions: d.max_sessions,
+        }
+    }
+}
+
+impl WebRtcSection {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=300).contains(&self.connect_timeout_secs) {
+            bail!("webrtc.connect_timeout_secs must be between 1 and 300");
+        }
+        if self.max_sessions == 0 {
+            bail!("webrtc.max_sessions must be at least 1");
+        }
+        for s in &self.ice_servers {
+            let scheme = s.url.split(':').next().unwrap_or("");
+            if !matches!(scheme, "stun" | "stuns" | "turn" | "turns") {
+                bail!(
+                    "webrtc.ice_servers: {:?} is not a stun:, stuns:, turn: or turns: URL",
+                    s.url
+                );
+            }
+            if s.url.contains(['<', '>', '"', '\r', '\n']) {
+                bail!(
+                    "webrtc.ice_servers: {:?} contains characters a Link header cannot carry",
+                    s.url
+                );
+            }
+            if s.username.is_some() != s.credential.is_some() {
+                bail!(
+                    "webrtc.ice_servers: {:?} needs both username and credential, or neither",
+                    s.url
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn server_config(&self) -> WebRtcConfig {
+        WebRtcConfig {
+            udp_bind: self.udp_listen,
+            public_ips: self.public_ips.clone(),
+            ice_servers: self
+                .ice_servers
+                .iter()
+                .map(|s| IceServer {
+                    url: s.url.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            max_sessions: self.max_sessions,
+        }
+    }
+}

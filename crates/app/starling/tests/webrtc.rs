@@ -1,0 +1,209 @@
+//! WHIP and WHEP through the binary, with str0m as the client (`client` of
+//! starling-webrtc-server): ffmpeg publishes RTMP and a WHEP viewer gets its H.264 from
+//! a keyframe on, at ffmpeg's size; a WHIP publisher's H.264 and Opus are packaged for
+//! LL-HLS, which ffprobe reads back (H.264 at the sent size, Opus audio); a WHIP offer
+//! with the wrong key stores nothing and the channel stays off the air.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use starling_demo_source::{DemoConfig, DemoSource};
+use starling_media::{annexb, CodecConfig, TrackKind};
+use starling_webrtc::{
+    str0m::{
+        format::Codec,
+        media::{Direction, Frequency, MediaTime},
+        Event,
+    },
+    Outgoing,
+};
+use starling_webrtc_server::client::{http, Client};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The picture size of an Annex B keyframe's SPS.
+fn size_of_keyframe(au: &[u8]) -> (u32, u32) {
+    let au =
+        annexb::video_from_annexb(annexb::VideoCodec::H264, &bytes::Bytes::copy_from_slice(au))
+            .unwrap();
+    match au
+        .parameter_sets
+        .unwrap()
+        .to_config(annexb::VideoCodec::H264)
+        .unwrap()
+    {
+        CodecConfig::H264(c) => (c.width, c.height),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn an_rtmp_source_plays_over_whep() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("webrtc-whep", "");
+    let mut ffmpeg = ffmpeg_test_publish(&server.rtmp_url(KEY), 30)
+        .spawn()
+        .unwrap();
+    server.wait_log("publish started", Duration::from_secs(20));
+    let frames = runtime().block_on(async {
+        let mut client = Client::new().await.unwrap();
+        let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
+        let a = http(
+            server.http,
+            "POST",
+            &format!("/whep/{CHANNEL}"),
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status, 201, "{}", a.body);
+        client.answer(&a.body).unwrap();
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        client
+            .run(Duration::from_secs(15), |_, e| {
+                if let Some(Event::MediaData(d)) = e {
+                    if d.params.spec().codec == Codec::H264 {
+                        frames.push(d.data.to_vec());
+                    }
+                }
+                frames.len() >= 50
+            })
+            .await
+            .unwrap();
+        frames
+    });
+    assert!(
+        frames.len() >= 50,
+        "{} video frames over WHEP",
+        frames.len()
+    );
+    assert_eq!(size_of_keyframe(&frames[0]), (320, 240));
+    assert!(server.metric("starling_webrtc_sessions_total{role=\"whep\"}") >= 1.0);
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+}
+
+#[test]
+fn a_whip_publish_is_packaged_for_ll_hls() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("webrtc-whip", "");
+    runtime().block_on(async {
+        // A wrong key first: refused, nothing goes live.
+        let mut client = Client::new().await.unwrap();
+        let (offer, video, audio) = client.offer(Direction::SendOnly).unwrap();
+        let path = format!("/whip/{CHANNEL}");
+        let wrong = http(
+            server.http,
+            "POST",
+            &path,
+            &[
+                ("Content-Type", "application/sdp"),
+                ("Authorization", "Bearer not-the-key"),
+            ],
+            offer.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(wrong.status, 403, "{}", wrong.body);
+        let auth = format!("Bearer {KEY}");
+        let a = http(
+            server.http,
+            "POST",
+            &path,
+            &[
+                ("Content-Type", "application/sdp"),
+                ("Authorization", &auth),
+            ],
+            offer.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status, 201, "{}", a.body);
+        client.answer(&a.body).unwrap();
+
+        // 8 s of the demo picture (H.264, 320x180, a keyframe a second) and Opus
+        // silence (20 ms packets), paced in real time.
+        let mut src = DemoSource::new(DemoConfig {
+            width: 320,
+            height: 180,
+            fps: 30,
+            gop_frames: 30,
+        })
+        .unwrap();
+        let stream = src.stream();
+        let mut start = None;
+        let (mut frames_sent, mut audio_sent) = (0u64, 0u64);
+        client
+            .run(Duration::from_secs(20), |rtc, e| {
+                if matches!(e, Some(Event::Connected)) {
+                    start = Some(Instant::now());
+                }
+                let Some(t0) = start else { return false };
+                let elapsed_ms = t0.elapsed().as_millis() as u64;
+                while frames_sent < (elapsed_ms * 30 / 1000).min(240) {
+                    for f in src.next(SystemTime::now()) {
+                        let Some(out) = Outgoing::prepare(&stream, &f) else {
+                            continue;
+                        };
+                        if out.kind != TrackKind::Video {
+                            continue;
+                        }
+                        let w = rtc.writer(video).unwrap();
+                        let pt = w
+                            .payload_params()
+                            .find(|p| p.spec().codec == Codec::H264)
+                            .unwrap()
+                            .pt();
+                        let t = MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ);
+                        w.write(pt, Instant::now(), t, out.payload.clone()).unwrap();
+                    }
+                    frames_sent += 1;
+                }
+                while audio_sent < (elapsed_ms / 20).min(400) {
+                    let w = rtc.writer(audio).unwrap();
+                    let pt = w
+                        .payload_params()
+                        .find(|p| p.spec().codec == Codec::Opus)
+                        .unwrap()
+                        .pt();
+                    let t = MediaTime::new(audio_sent * 960, Frequency::FORTY_EIGHT_KHZ);
+                    // An Opus frame of 20 ms of silence (CELT, fullband).
+                    w.write(pt, Instant::now(), t, vec![0xF8u8, 0xFF, 0xFE])
+                        .unwrap();
+                    audio_sent += 1;
+                }
+                frames_sent >= 240
+            })
+            .await
+            .unwrap();
+        assert!(frames_sent >= 240, "sent {frames_sent} frames");
+    });
+
+    // The origin packaged it: the LL-HLS playlists exist and ffprobe reads H.264 at the
+    // sent size and Opus.
+    let url = server.http_url(&format!("/live/{CHANNEL}/index.m3u8"));
+    let video = probe_stream(std::path::Path::new(&url), "video");
+    assert!(video.contains("codec_name=h264"), "{video}");
+    assert!(
+        video.contains("width=320") && video.contains("height=180"),
+        "{video}"
+    );
+    let audio = probe_stream(std::path::Path::new(&url), "audio");
+    assert!(audio.contains("codec_name=opus"), "{audio}");
+    assert!(server.metric("starling_webrtc_sessions_total{role=\"whip\"}") >= 1.0);
+}
