@@ -35,6 +35,8 @@ const assetSources = [
   join(src, 'style.css'),
   join(src, 'live.js'),
   join(src, 'watch.js'),
+  join(src, 'webrtc.js'),
+  join(src, 'studio.js'),
   join(src, 'admin.css'),
   join(src, 'admin.js'),
   join(src, 'favicon.svg'),

@@ -16,6 +16,9 @@
 // `?replay=1` plays the channel's last run from its start with hls.js: its recording
 // once the stream has ended (kept as VOD, across restarts), its DVR window while live.
 //
+// `?realtime=1` plays over WebRTC (WHEP, /whep/CHANNEL: sub-second, H.264 and Opus as
+// they come) and falls back to LL-HLS when WebRTC cannot connect here (UDP blocked).
+//
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
 // URI of the playlists it serves, so segments and parts carry it too.
@@ -39,6 +42,8 @@
   // `?replay=1`: play the channel's last run from its start, ended or not (its recording
   // after the stream, or the DVR window while live), instead of joining the live edge.
   const replay = params.get('replay') === '1';
+  // `?realtime=1`: WHEP, with LL-HLS as the fallback.
+  const realtime = params.get('realtime') === '1' && !replay && !!window.RTCPeerConnection;
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -65,12 +70,17 @@
     state: 'loading',
     message: '',
     mode: null,
+    // Why WHEP was given up for LL-HLS (`?realtime=1` only).
+    fallback: null,
     errors: [],
   };
   window.starlingStats = stats;
 
   let hls = null;
   let dash = null;
+  let rtc = null;
+  // Set once WHEP failed to connect here: the retries go to LL-HLS.
+  let whepFailed = false;
   let retryTimer = null;
   let lastTime = -1;
   let lastAdvanceAt = 0;
@@ -142,6 +152,11 @@
       dash.destroy();
       dash = null;
     }
+    if (rtc) {
+      rtc.close();
+      rtc = null;
+      video.srcObject = null;
+    }
     if (video.getAttribute('src')) {
       video.removeAttribute('src');
       video.load();
@@ -171,7 +186,9 @@
     retryTimer = null;
     mediaRecoveries = 0;
     setState('loading', 'Loading the stream…');
-    if (useDash) {
+    if (realtime && !whepFailed) {
+      startWhep();
+    } else if (useDash) {
       loadDashJs().then(startDashJs, (err) => setState('error', `Could not load the DASH player: ${err.message}.`));
     } else if (window.Hls && window.Hls.isSupported()) {
       startHlsJs();
@@ -230,6 +247,40 @@
     });
     hls.loadSource(src);
     hls.attachMedia(video);
+  }
+
+  async function startWhep() {
+    stats.mode = 'whep';
+    const url = `/whep/${channel}`;
+    try {
+      rtc = await window.StarlingRTC.play(url, video, { token });
+      await rtc.connected;
+      play();
+    } catch (err) {
+      if (rtc) {
+        rtc.close();
+        rtc = null;
+      }
+      const code = err.status || null;
+      recordError({ type: 'whep', details: code ? `HTTP ${code}` : 'connect', fatal: true, code, message: err.message });
+      if (accessMessage(code)) {
+        retryLater('error', accessMessage(code), ERROR_RETRY_S);
+      } else if (code === 404) {
+        retryLater('offline', `${channel} is not live right now.`, OFFLINE_RETRY_S);
+      } else {
+        // WebRTC cannot be had here (UDP blocked, no usable codec): LL-HLS instead.
+        whepFailed = true;
+        stats.fallback = err.message;
+        stats.mode = null;
+        start();
+      }
+      return;
+    }
+    rtc.pc.addEventListener('connectionstatechange', () => {
+      if (rtc && (rtc.pc.connectionState === 'failed' || rtc.pc.connectionState === 'disconnected')) {
+        retryLater('error', 'The real-time connection dropped.', ERROR_RETRY_S);
+      }
+    });
   }
 
   // dash.js is large (~700 kB): the page names its asset and loads it on demand.
@@ -319,7 +370,7 @@
   });
 
   function updateButton() {
-    const active = ['playing', 'stalled', 'paused', 'loading'].includes(stats.state) && !!(hls || dash || video.getAttribute('src'));
+    const active = ['playing', 'stalled', 'paused', 'loading'].includes(stats.state) && !!(hls || dash || rtc || video.getAttribute('src'));
     const label = video.paused ? 'Play' : video.muted ? 'Unmute' : '';
     unmute.hidden = !active || label === '';
     if (label && unmute.textContent !== label) unmute.textContent = label;

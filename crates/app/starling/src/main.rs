@@ -338,7 +338,9 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     // WHIP and WHEP: the routes on the HTTP port, every session's media on one UDP port.
     let webrtc = if config.webrtc.enabled {
         let server = starling_webrtc_server::WebRtcServer::start(
-            config.webrtc.server_config(),
+            config
+                .webrtc
+                .server_config(config.origin().segment_duration),
             hub.clone(),
             auth.clone(),
             Some(gate.clone() as Arc<dyn starling_origin::PlaybackGate>),

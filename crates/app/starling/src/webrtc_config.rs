@@ -82,8 +82,13 @@ impl WebRtcSection {
         Ok(())
     }
 
-    pub fn server_config(&self) -> WebRtcConfig {
+    /// The server's settings. WHIP publishers are asked for a keyframe a little more
+    /// often than once per `segment_duration` (nine tenths of it), so that the keyframe
+    /// after each segment boundary comes soon after it even when a request takes a
+    /// frame or two to be served: segments stay close to their nominal length.
+    pub fn server_config(&self, segment_duration: Duration) -> WebRtcConfig {
         WebRtcConfig {
+            keyframe_interval: segment_duration.mul_f64(0.9),
             udp_bind: self.udp_listen,
             public_ips: self.public_ips.clone(),
             ice_servers: self

@@ -207,3 +207,89 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
     assert!(audio.contains("codec_name=opus"), "{audio}");
     assert!(server.metric("starling_webrtc_sessions_total{role=\"whip\"}") >= 1.0);
 }
+
+/// `web/tests/realtime.mjs` with `args`; its JSON result, or a panic with it.
+fn realtime(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("node")
+        .arg(web_dir().join("tests/realtime.mjs"))
+        .args(args)
+        .output()
+        .unwrap();
+    let v = last_json_line(&out, "realtime.mjs");
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "browser check failed: {v}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+#[test]
+fn chromium_goes_live_in_the_studio_and_plays_over_whep_ll_hls_and_dash() {
+    if !require_browser() {
+        return;
+    }
+    let server = Server::start("webrtc-studio", "");
+    let base = server.http_url("");
+    let v = realtime(&[
+        &base,
+        "--channel",
+        CHANNEL,
+        "--key",
+        KEY,
+        "--resolution",
+        "640x360",
+        "--players",
+        "hls.js,dash.js",
+        "--timeout",
+        "60",
+    ]);
+    eprintln!("realtime: {v}");
+    assert_eq!(v["viewer"]["mode"], "whep");
+    assert_eq!(
+        (
+            v["viewer"]["width"].as_u64(),
+            v["viewer"]["height"].as_u64()
+        ),
+        (Some(640), Some(360))
+    );
+    assert_eq!(v["players"]["hls.js"]["mode"], "hls.js");
+    assert_eq!(v["players"]["dash.js"]["mode"], "dash.js");
+    // The session went away with the browser: the channel is free again soon (the
+    // publisher's silence ends it), so a new studio can go live.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("starling_webrtc_sessions{role=\"whip\"}") > 0.0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        server.metric("starling_webrtc_sessions{role=\"whip\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn chromium_plays_an_rtmp_source_over_whep() {
+    if !require_browser() || !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("webrtc-chromium-rtmp", "");
+    let mut ffmpeg = ffmpeg_test_publish(&server.rtmp_url(KEY), 40)
+        .spawn()
+        .unwrap();
+    server.wait_log("publish started", Duration::from_secs(20));
+    let base = server.http_url("");
+    let v = realtime(&[
+        &base,
+        "--channel",
+        CHANNEL,
+        "--expect-size",
+        "320x240",
+        "--timeout",
+        "40",
+    ]);
+    eprintln!("realtime: {v}");
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+}

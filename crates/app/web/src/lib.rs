@@ -6,6 +6,8 @@
 //!   for channel names of 1 to 64 `[A-Za-z0-9_-]`; any other name is a 404,
 //! - `/admin`: the admin console, a single page over the management API (`/api/v1`);
 //!   the page itself is public, everything it shows needs a session,
+//! - `/studio`: go live from the browser over WHIP (camera, microphone or screen; the
+//!   stream key is typed in),
 //! - `/assets/{file}`: the pages' JS, CSS and icon, and hls.js.
 //!
 //! The pages and assets come from `web/` (plain HTML/CSS/JS and hls.js), which
@@ -43,6 +45,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(index))
         .route("/watch/{channel}", get(watch))
         .route("/admin", get(admin))
+        .route("/studio", get(studio))
         .route("/assets/{file}", get(asset))
 }
 
@@ -66,6 +69,10 @@ async fn index(headers: HeaderMap) -> Response {
 
 async fn admin(headers: HeaderMap) -> Response {
     serve(assets::page("admin.html"), &headers)
+}
+
+async fn studio(headers: HeaderMap) -> Response {
+    serve(assets::page("studio.html"), &headers)
 }
 
 async fn watch(channel: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
@@ -211,6 +218,7 @@ mod tests {
         for uri in [
             "/",
             "/admin",
+            "/studio",
             "/watch/demo",
             "/watch/Cam_2-b",
             &format!("/watch/{}", "a".repeat(64)),

@@ -208,7 +208,10 @@ async fn whip(
             format!("this stream key publishes another channel, not {channel}"),
         );
     }
-    if server.hub.is_live(&channel) && !grant.takeover {
+    if server.hub.is_live(&channel)
+        && !grant.takeover
+        && !replace_silent_publisher(&server, &channel).await
+    {
         server.auth.publish_ended(&grant);
         return refuse(
             &server,
@@ -227,6 +230,29 @@ async fn whip(
             *r
         }
     }
+}
+
+/// Ends the channel's WHIP publisher if its client went quiet (it crashed or lost its
+/// network, and this offer is it coming back), then waits for the hub to let the channel
+/// go. Whether the channel is free now.
+async fn replace_silent_publisher(server: &WebRtcServer, channel: &str) -> bool {
+    let tx = {
+        let s = lock(&server.sessions);
+        s.publishers
+            .get(channel)
+            .and_then(|id| s.by_id.get(id))
+            .map(|e| e.tx.clone())
+    };
+    let Some(tx) = tx else { return false };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(Command::ReplaceIfSilent(reply)).await.is_err() || answer.await != Ok(true) {
+        return false;
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    while server.hub.is_live(channel) && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    !server.hub.is_live(channel)
 }
 
 async fn whep(
@@ -315,6 +341,8 @@ fn open(
             peer,
             rx,
             media,
+            last_datagram: Instant::now(),
+            next_keyframe_request: Instant::now() + server.config.keyframe_interval,
         }
         .run(),
     );

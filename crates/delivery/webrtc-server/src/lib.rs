@@ -58,6 +58,10 @@ pub struct WebRtcConfig {
     pub connect_timeout: Duration,
     /// Sessions at once, publishers and viewers (further offers get 503).
     pub max_sessions: usize,
+    /// How often a WHIP publisher is asked for a keyframe (PLI): browsers' encoders send
+    /// one only when asked, and every HLS/DASH segment must start with one. The node
+    /// sets it to the origin's segment duration.
+    pub keyframe_interval: Duration,
 }
 
 impl Default for WebRtcConfig {
@@ -68,6 +72,7 @@ impl Default for WebRtcConfig {
             ice_servers: Vec::new(),
             connect_timeout: Duration::from_secs(15),
             max_sessions: 2000,
+            keyframe_interval: Duration::from_secs(2),
         }
     }
 }

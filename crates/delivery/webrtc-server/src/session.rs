@@ -40,7 +40,18 @@ pub(crate) enum Command {
     Keyframe,
     /// The client's DELETE.
     Close,
+    /// A new WHIP offer for this publisher's channel: end this session if its client
+    /// has gone quiet (a browser that crashed or lost its network and came back), and
+    /// answer whether it ended.
+    ReplaceIfSilent(oneshot::Sender<bool>),
 }
+
+/// A publisher that sent nothing for this long is gone: RTP flows every few tens of
+/// milliseconds while a camera or screen is live, and ICE consent checks every few
+/// seconds at the least (RFC 7675). It ends, and so does its hold on the channel.
+pub(crate) const PUBLISHER_SILENCE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How quiet a publisher must be for a new offer on its channel to replace it.
+pub(crate) const REPLACEABLE_SILENCE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// What the session does with media.
 pub(crate) enum Media {
@@ -65,6 +76,10 @@ pub(crate) struct Session {
     pub peer: Peer,
     pub rx: mpsc::Receiver<Command>,
     pub media: Media,
+    /// When the client last sent anything.
+    pub last_datagram: Instant,
+    /// Publish: when to ask for the next keyframe.
+    pub next_keyframe_request: Instant,
 }
 
 impl Session {
@@ -76,6 +91,9 @@ impl Session {
                 Err(reason) => break reason,
             };
             let connected = self.peer.is_connected();
+            let publisher = self.is_publisher();
+            let silent_at = self.last_datagram + PUBLISHER_SILENCE;
+            let keyframe_at = self.next_keyframe_request;
             // One future for what the media side may bring: a frame for a viewer (once
             // connected), or the end of a publisher's right to the channel.
             let media = async {
@@ -107,6 +125,17 @@ impl Session {
                         break e.to_string();
                     }
                 }
+                _ = sleep_until(keyframe_at.into()), if connected && publisher => {
+                    // WebRTC encoders send a keyframe only when asked (or after loss):
+                    // ask once per segment, so every segment starts with one and HLS
+                    // and DASH players can join on any of them.
+                    let now = Instant::now();
+                    self.peer.request_keyframe(now);
+                    self.next_keyframe_request = now + self.server.config.keyframe_interval;
+                }
+                _ = sleep_until(silent_at.into()), if connected && publisher => {
+                    break format!("the publisher sent nothing for {} s", PUBLISHER_SILENCE.as_secs());
+                }
                 _ = sleep_until(connect_by), if !connected => {
                     self.server.metrics.connect_timeouts_total.fetch_add(1, Ordering::Relaxed);
                     break format!(
@@ -127,6 +156,10 @@ impl Session {
             self.server.auth.publish_ended(&grant);
         }
         info!(session = %self.id, channel = %self.channel, role = ?self.peer.role(), %reason, "webrtc: session ended");
+    }
+
+    fn is_publisher(&self) -> bool {
+        matches!(self.media, Media::Publish { .. })
     }
 
     /// Runs the peer until it waits: sends its datagrams, handles its events. Returns
@@ -188,6 +221,7 @@ impl Session {
     fn command(&mut self, c: Command) -> Option<String> {
         match c {
             Command::Datagram { at, from, data } => {
+                self.last_datagram = at;
                 let local = self.server.local;
                 if let Err(e) = self.peer.receive(at, from, local, &data) {
                     return Some(e.to_string());
@@ -198,6 +232,13 @@ impl Session {
             }
             Command::Keyframe => self.peer.request_keyframe(Instant::now()),
             Command::Close => return Some("the client ended the session".to_owned()),
+            Command::ReplaceIfSilent(reply) => {
+                let silent = self.last_datagram.elapsed() >= REPLACEABLE_SILENCE;
+                let _ = reply.send(silent);
+                if silent {
+                    return Some("replaced by a new offer from the same channel's key".to_owned());
+                }
+            }
         }
         None
     }

@@ -394,3 +394,96 @@ async fn sessions_that_never_connect_and_udp_garbage_leave_nothing_behind() {
             > 4_000
     );
 }
+
+/// Connects `client` (offer already answered) and sends `frames` frames of the demo
+/// picture at 30 fps on `mid`.
+async fn send_video(client: &mut Client, mid: str0m::media::Mid, frames: u64) {
+    let mut src = DemoSource::new(DemoConfig {
+        width: 320,
+        height: 180,
+        fps: 30,
+        gop_frames: 30,
+    })
+    .unwrap();
+    let stream = src.stream();
+    // A client already connected starts sending at once.
+    let mut start = client.rtc.is_connected().then(Instant::now);
+    let mut sent = 0u64;
+    client
+        .run(Duration::from_secs(15), |rtc, e| {
+            if matches!(e, Some(Event::Connected)) {
+                start = Some(Instant::now());
+            }
+            let Some(t0) = start else { return false };
+            let due = (t0.elapsed().as_millis() as u64) * 30 / 1000;
+            while sent < due.min(frames) {
+                for f in src.next(SystemTime::now()) {
+                    let Some(out) = Outgoing::prepare(&stream, &f) else {
+                        continue;
+                    };
+                    if out.kind != starling_media::TrackKind::Video {
+                        continue;
+                    }
+                    let w = rtc.writer(mid).unwrap();
+                    let pt = w
+                        .payload_params()
+                        .find(|p| p.spec().codec == str0m::format::Codec::H264)
+                        .unwrap()
+                        .pt();
+                    let t = MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ);
+                    w.write(pt, Instant::now(), t, out.payload.clone()).unwrap();
+                }
+                sent += 1;
+            }
+            sent >= frames
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent, frames);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_went_quiet_is_replaced_and_a_live_one_is_not() {
+    let node = node(Duration::from_secs(10)).await;
+    let auth = format!("Bearer {KEY}");
+    let ok = [
+        ("Content-Type", "application/sdp"),
+        ("Authorization", auth.as_str()),
+    ];
+    let offer_whip = |client: &mut Client| client.offer(Direction::SendOnly).unwrap();
+
+    // A publishes.
+    let mut a = Client::new().await.unwrap();
+    let (offer, mid, _) = offer_whip(&mut a);
+    let (status, _, answer) = http(node.http, "POST", "/whip/cam", &ok, offer.as_bytes()).await;
+    assert_eq!(status, 201, "{answer}");
+    a.answer(&answer).unwrap();
+    send_video(&mut a, mid, 30).await;
+    assert!(node.hub.is_live("cam"));
+
+    // While A sends, B is refused: the channel is live.
+    let mut b = Client::new().await.unwrap();
+    let (offer, _, _) = offer_whip(&mut b);
+    let sending = tokio::spawn(async move {
+        send_video(&mut a, mid, 30).await;
+        a
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, body) = http(node.http, "POST", "/whip/cam", &ok, offer.as_bytes()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("live from another publisher"), "{body}");
+
+    // A goes quiet without a DELETE (a crashed browser): after 1.5 s of silence, C's
+    // offer replaces it at once.
+    let a = sending.await.unwrap();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let mut c = Client::new().await.unwrap();
+    let (offer, mid, _) = offer_whip(&mut c);
+    let (status, _, answer) = http(node.http, "POST", "/whip/cam", &ok, offer.as_bytes()).await;
+    assert_eq!(status, 201, "{answer}");
+    c.answer(&answer).unwrap();
+    send_video(&mut c, mid, 15).await;
+    assert!(node.hub.is_live("cam"));
+    assert_eq!(node.rtc.session_counts(), (1, 0));
+}
