@@ -22,7 +22,8 @@
 # third player on the same source: Starling's DASH MPD in dash.js (the /watch page's
 # ?player=dash; low-latency DASH for this low-latency channel). LADDER=1 turns Starling's
 # transcoding ladder on and adds a player on its 360p rung alone (the /watch page's
-# ?rendition=360p): what a rung adds over the source. Loopback only; everything it starts
+# ?rendition=360p): what a rung adds over the source. WHEP=1 adds the /watch page in real
+# time (?realtime=1: WebRTC, frames straight from the hub). Loopback only; everything it starts
 # it stops; bounded in time. Needs ffmpeg, nginx + libnginx-mod-rtmp, chromium, Node.js
 # (installed from Debian's packages when missing), python3.
 set -euo pipefail
@@ -50,7 +51,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/starling
 dir=$(mktemp -d /tmp/starling-latency.XXXXXX)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 uport() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http=$(port); rtmp=$(port); nhttp=$(port); nrtmp=$(port); srt=$(uport); relay=$(uport)
+http=$(port); rtmp=$(port); nhttp=$(port); nrtmp=$(port); srt=$(uport); relay=$(uport); rtc=$(uport)
 pids=()
 cleanup() {
   # Publisher first, so neither server sees more than an ended stream.
@@ -68,6 +69,8 @@ data_dir = "$dir/data"
 listen = "127.0.0.1:$rtmp"
 [srt]
 listen = "127.0.0.1:$srt"
+[webrtc]
+udp_listen = "127.0.0.1:$rtc"
 [transcode]
 enabled = $([ "${LADDER:-0}" = 0 ] && echo false || echo true)
 [[channels]]
@@ -173,6 +176,8 @@ squery=""; [ -z "${STARLING_SYNC:-}" ] || squery="?sync=$STARLING_SYNC"
 nquery=""; [ -z "${NGINX_SYNC:-}" ] || nquery="&sync=$NGINX_SYNC"
 dash_page=()
 [ "${DASH:-0}" = 0 ] || dash_page=(--page "starling-dash.js=http://127.0.0.1:$http/watch/bench?player=dash${STARLING_SYNC:+&sync=$STARLING_SYNC}")
+whep_page=()
+[ "${WHEP:-0}" = 0 ] || whep_page=(--page "starling-whep=http://127.0.0.1:$http/watch/bench?realtime=1")
 rung_page=()
 if [ "${LADDER:-0}" != 0 ]; then
   for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$http/live/bench/360p/index.m3u8" && break; sleep 0.2; done
@@ -180,6 +185,7 @@ if [ "${LADDER:-0}" != 0 ]; then
 fi
 out=$(timeout $((warmup + secs + 150)) node bench/latency/reader.mjs \
   --page "starling=http://127.0.0.1:$http/watch/bench$squery" \
+  ${whep_page[@]+"${whep_page[@]}"} \
   ${dash_page[@]+"${dash_page[@]}"} \
   ${rung_page[@]+"${rung_page[@]}"} \
   --page "nginx-rtmp=http://127.0.0.1:$nhttp/player.html?src=/hls/bench.m3u8$nquery" \

@@ -42,6 +42,8 @@ const ARGS = [
   '--disable-background-timer-throttling',
   '--disable-renderer-backgrounding',
   '--disable-backgrounding-occluded-windows',
+  // WHEP pages (?realtime=1): the server's host candidate is on loopback.
+  '--allow-loopback-in-peer-connection',
 ];
 
 // Installed in every page before its scripts run. Layout of the code: stamp.py.

@@ -455,6 +455,8 @@
 
   function health(ch) {
     if (isPushed(ch)) return pill('pushed (HTTP PUT)', 'ok');
+    // WebRTC (WHIP) publishers send Opus or no audio at all (a screen without sound).
+    if (ch.ingest && ch.ingest.protocol === 'webrtc' && ch.video && !ch.audio) return pill('WebRTC, no audio', 'ok');
     const issues = [];
     if (!ch.video) issues.push('no video');
     else if (!(ch.video.width && ch.video.height)) issues.push('video size unknown');

@@ -297,14 +297,28 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                         v
                     })
             };
+            // WHEP viewers share one hub subscription per channel (the fan-out).
+            let (whep, fanout) = st
+                .webrtc
+                .as_ref()
+                .map_or((0, false), |w| w.viewers(&ch.name));
+            let ingest = match st.srt_links.get(&ch.name) {
+                Some(l) => Some(srt_link_json(&l)),
+                None => st
+                    .webrtc
+                    .as_ref()
+                    .filter(|w| w.publishing(&ch.name))
+                    .map(|_| json!({ "protocol": "webrtc" })),
+            };
             json!({
                 "name": ch.name,
                 "since": ch.since.map(starling_hls::program_date_time),
                 "video": track(TrackKind::Video),
                 "audio": track(TrackKind::Audio),
-                // Hub consumers other than the origin's packager: RTMP and SRT players.
-                "viewers": ch.subscribers.saturating_sub(1),
-                "ingest": st.srt_links.get(&ch.name).map(|l| srt_link_json(&l)),
+                // Hub consumers other than the origin's packager (RTMP and SRT players),
+                // and WHEP viewers.
+                "viewers": ch.subscribers.saturating_sub(1 + usize::from(fanout)) + whep,
+                "ingest": ingest,
                 "backup": st.hub.has_backup(&ch.name),
                 "ladder": st.ladders.get(&ch.name),
                 // The analysis tap's newest values (while the ladder runs).

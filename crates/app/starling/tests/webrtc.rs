@@ -83,6 +83,19 @@ fn an_rtmp_source_plays_over_whep() {
             })
             .await
             .unwrap();
+        // The live list counts the WHEP viewer (the session is still open).
+        let live = http(server.http, "GET", "/api/v1/live", &[], b"")
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+        let ch = v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == CHANNEL)
+            .unwrap()
+            .clone();
+        assert_eq!(ch["viewers"], 1, "{ch}");
         frames
     });
     assert!(
@@ -192,6 +205,20 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
             .await
             .unwrap();
         assert!(frames_sent >= 240, "sent {frames_sent} frames");
+        // The live list says how the channel comes in.
+        let live = http(server.http, "GET", "/api/v1/live", &[], b"")
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+        let ch = v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == CHANNEL)
+            .unwrap()
+            .clone();
+        assert_eq!(ch["ingest"]["protocol"], "webrtc", "{ch}");
+        assert_eq!(ch["audio"]["codec"], "opus", "{ch}");
     });
 
     // The origin packaged it: the LL-HLS playlists exist and ffprobe reads H.264 at the

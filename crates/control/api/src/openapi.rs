@@ -377,12 +377,12 @@ fn add_node_routes(doc: &mut Value) {
         }
     });
     let ingest = json!({
-        "description": "How the channel comes in, where there is more to say than RTMP: an SRT link's figures, or an external packager pushing over HTTP PUT (whose tracks this node does not know: `video` and `audio` are null). Null otherwise.",
+        "description": "How the channel comes in, where there is more to say than RTMP: an SRT link's figures, a WebRTC (WHIP) publisher, or an external packager pushing over HTTP PUT (whose tracks this node does not know: `video` and `audio` are null). Null otherwise.",
         "oneOf": [
             { "type": "null" },
             srt,
             { "type": "object", "additionalProperties": false, "required": ["protocol"],
-              "properties": { "protocol": { "type": "string", "enum": ["put"] } } }
+              "properties": { "protocol": { "type": "string", "enum": ["put", "webrtc"] } } }
         ]
     });
     doc["components"]["schemas"]["LiveList"] = json!({

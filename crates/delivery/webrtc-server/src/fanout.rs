@@ -91,6 +91,11 @@ impl Fanouts {
         viewer
     }
 
+    /// Whether `channel` is fanned out now.
+    pub fn has(&self, channel: &str) -> bool {
+        lock(&self.channels).contains_key(channel)
+    }
+
     /// Channels fanned out right now.
     pub fn len(&self) -> usize {
         lock(&self.channels).len()

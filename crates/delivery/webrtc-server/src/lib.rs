@@ -198,6 +198,22 @@ impl WebRtcServer {
         (publishers, s.by_id.len() - publishers)
     }
 
+    /// Whether a WHIP session publishes `channel` (it may not be connected yet).
+    pub fn publishing(&self, channel: &str) -> bool {
+        lock(&self.sessions).publishers.contains_key(channel)
+    }
+
+    /// WHEP sessions of `channel`, and whether its fan-out (one hub subscriber, however
+    /// many of them) runs.
+    pub fn viewers(&self, channel: &str) -> (usize, bool) {
+        let n = lock(&self.sessions)
+            .by_id
+            .values()
+            .filter(|e| e.role == Role::Play && e.channel == channel)
+            .count();
+        (n, self.fanouts.has(channel))
+    }
+
     /// Remote addresses routed to a session (one per connected client).
     pub fn routed_addresses(&self) -> usize {
         lock(&self.sessions).by_addr.len()

@@ -487,3 +487,56 @@ async fn a_publisher_that_went_quiet_is_replaced_and_a_live_one_is_not() {
     assert!(node.hub.is_live("cam"));
     assert_eq!(node.rtc.session_counts(), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_keys_and_offers_without_usable_codecs_are_refused_and_leave_nothing() {
+    let node = node(Duration::from_secs(10)).await;
+    let mut client = Client::new().await.unwrap();
+    let (offer, _, _) = client.offer(Direction::SendOnly).unwrap();
+    let wrong = [
+        ("Content-Type", "application/sdp"),
+        ("Authorization", "Bearer wrong-key"),
+    ];
+    for _ in 0..1_000 {
+        let (status, _, _) = http(node.http, "POST", "/whip/cam", &wrong, offer.as_bytes()).await;
+        assert_eq!(status, 403);
+    }
+    assert_eq!(node.rtc.session_counts(), (0, 0));
+    assert_eq!(
+        node.rtc
+            .metrics
+            .refused_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1_000
+    );
+
+    // An offer of VP8 and no audio: nothing the server takes.
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .clear_codecs()
+        .enable_vp8(true)
+        .build(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(
+        str0m::media::MediaKind::Video,
+        Direction::SendOnly,
+        None,
+        None,
+        None,
+    );
+    let vp8 = api.apply().unwrap().0.to_sdp_string();
+    let auth = format!("Bearer {KEY}");
+    let ok = [
+        ("Content-Type", "application/sdp"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, body) = http(node.http, "POST", "/whip/cam", &ok, vp8.as_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("H.264"), "{body}");
+    // An oversized offer.
+    let big = vec![b'a'; 70 * 1024];
+    let (status, _, _) = http(node.http, "POST", "/whip/cam", &ok, &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(node.rtc.session_counts(), (0, 0));
+    assert!(!node.hub.is_live("cam"));
+}
