@@ -181,6 +181,25 @@ impl WebRtcServer {
         Ok(server)
     }
 
+    /// The address a datagram from `source` was sent to, as the sessions' ICE knows it:
+    /// one of the host candidates. A socket bound to a specific address is that address;
+    /// one bound to 0.0.0.0 does not say which of its addresses a datagram came to, so a
+    /// loopback source is taken to have reached the loopback candidate, and any other the
+    /// first candidate that is not loopback (the public or default-route address).
+    /// Planned: IP_PKTINFO for hosts with several routable addresses.
+    pub(crate) fn destination(&self, source: SocketAddr) -> SocketAddr {
+        if !self.local.ip().is_unspecified() {
+            return self.local;
+        }
+        let loopback = source.ip().is_loopback();
+        self.candidates
+            .iter()
+            .find(|c| c.ip().is_loopback() == loopback && c.is_ipv4() == source.is_ipv4())
+            .or_else(|| self.candidates.first())
+            .copied()
+            .unwrap_or(self.local)
+    }
+
     /// The UDP address sessions are served on.
     pub fn udp_addr(&self) -> SocketAddr {
         self.local

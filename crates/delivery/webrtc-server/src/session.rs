@@ -222,7 +222,7 @@ impl Session {
         match c {
             Command::Datagram { at, from, data } => {
                 self.last_datagram = at;
-                let local = self.server.local;
+                let local = self.server.destination(from);
                 if let Err(e) = self.peer.receive(at, from, local, &data) {
                     return Some(e.to_string());
                 }

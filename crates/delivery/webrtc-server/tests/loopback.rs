@@ -93,9 +93,13 @@ struct Node {
 }
 
 async fn node(connect_timeout: Duration) -> Node {
+    node_bound(connect_timeout, "127.0.0.1:0").await
+}
+
+async fn node_bound(connect_timeout: Duration, bind: &str) -> Node {
     let hub = Arc::new(Hub::default());
     let config = WebRtcConfig {
-        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        udp_bind: bind.parse().unwrap(),
         connect_timeout,
         ..WebRtcConfig::default()
     };
@@ -156,7 +160,19 @@ fn size_of_keyframe(annexb_au: &[u8]) -> (u32, u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whep_viewer_gets_the_channels_h264_from_a_keyframe() {
-    let node = node(Duration::from_secs(10)).await;
+    whep_viewer(node(Duration::from_secs(10)).await).await;
+}
+
+/// Bound to 0.0.0.0 (the default), the socket does not say which address a datagram
+/// came to: the sessions must still see it arrive at one of their candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_bound_to_every_address_serves_loopback_clients() {
+    let node = node_bound(Duration::from_secs(10), "0.0.0.0:0").await;
+    assert!(node.rtc.candidates().iter().any(|c| c.ip().is_loopback()));
+    whep_viewer(node).await;
+}
+
+async fn whep_viewer(node: Node) {
     let _src = publish_demo(&node.hub, "demo", 20);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
