@@ -11,7 +11,7 @@ use std::{
 };
 
 use libfuzzer_sys::fuzz_target;
-use starling_webrtc::{demux, Peer, PeerConfig, PeerOutput, Role};
+use starling_webrtc::{demux, Peer, PeerConfig, PeerOutput, Role, Transport};
 use str0m::media::{Direction, MediaKind};
 
 /// A real offer (str0m as the client: H.264 and Opus, receive only), made once.
@@ -34,6 +34,7 @@ fn config(role: Role) -> PeerConfig {
     PeerConfig {
         role,
         candidates: vec!["127.0.0.1:8189".parse().unwrap()],
+        tcp_candidates: vec!["127.0.0.1:8189".parse().unwrap()],
     }
 }
 
@@ -57,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
     let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let local: SocketAddr = "127.0.0.1:8189".parse().unwrap();
     for (i, chunk) in rest.chunks(300).enumerate() {
-        let _ = peer.receive(now + Duration::from_millis(i as u64), from, local, chunk);
+        let transport = if i % 2 == 0 { Transport::Udp } else { Transport::Tcp };
+        let _ = peer.receive(now + Duration::from_millis(i as u64), transport, from, local, chunk);
         for _ in 0..64 {
             match peer.poll() {
                 PeerOutput::Timeout(_) => break,

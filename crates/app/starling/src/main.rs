@@ -346,7 +346,12 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             Some(gate.clone() as Arc<dyn starling_origin::PlaybackGate>),
         )
         .await
-        .with_context(|| format!("binding WebRTC UDP on {}", config.webrtc.udp_listen))?;
+        .with_context(|| {
+            format!(
+                "binding WebRTC (UDP, and TCP for ICE-TCP) on {}",
+                config.webrtc.udp_listen
+            )
+        })?;
         info!(addr = %server.udp_addr(), candidates = ?server.candidates(), "WebRTC listening");
         Some(server)
     } else {

@@ -14,6 +14,11 @@ pub struct WebRtcSection {
     pub enabled: bool,
     /// The UDP socket every session shares.
     pub udp_listen: SocketAddr,
+    /// ICE-TCP on the same address and port number, for clients whose network blocks
+    /// UDP.
+    pub ice_tcp: bool,
+    /// Offer UDP candidates (off: ICE-TCP only, for paths that carry TCP alone).
+    pub ice_udp: bool,
     /// Addresses clients reach that socket at (cloud hosts behind 1:1 NAT: the public
     /// IP). Empty: the listen address if specific, else the default route's and loopback.
     pub public_ips: Vec<IpAddr>,
@@ -42,6 +47,8 @@ impl Default for WebRtcSection {
         Self {
             enabled: true,
             udp_listen: d.udp_bind,
+            ice_tcp: d.tcp,
+            ice_udp: d.udp_candidates,
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             connect_timeout_secs: d.connect_timeout.as_secs(),
@@ -52,6 +59,9 @@ impl Default for WebRtcSection {
 
 impl WebRtcSection {
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.ice_udp && !self.ice_tcp {
+            bail!("webrtc: ice_udp and ice_tcp are both off: clients could not connect at all (set enabled = false instead)");
+        }
         if !(1..=300).contains(&self.connect_timeout_secs) {
             bail!("webrtc.connect_timeout_secs must be between 1 and 300");
         }
@@ -90,6 +100,8 @@ impl WebRtcSection {
         WebRtcConfig {
             keyframe_interval: segment_duration.mul_f64(0.9),
             udp_bind: self.udp_listen,
+            tcp: self.ice_tcp,
+            udp_candidates: self.ice_udp,
             public_ips: self.public_ips.clone(),
             ice_servers: self
                 .ice_servers

@@ -297,6 +297,27 @@ fn chromium_goes_live_in_the_studio_and_plays_over_whep_ll_hls_and_dash() {
 }
 
 #[test]
+fn chromium_goes_live_and_plays_over_ice_tcp_alone() {
+    if !require_browser() {
+        return;
+    }
+    // The server offers ICE-TCP candidates only: as for a client whose network blocks
+    // UDP, the only way in is TCP.
+    let server = Server::start_env(
+        "webrtc-ice-tcp",
+        "",
+        &[("STARLING_WEBRTC_ICE_UDP", "false")],
+    );
+    let base = server.http_url("");
+    let v = realtime(&[&base, "--channel", CHANNEL, "--key", KEY, "--timeout", "60"]);
+    eprintln!("realtime over ICE-TCP: {v}");
+    assert_eq!(v["viewer"]["mode"], "whep");
+    // Both pages came over TCP.
+    let tcp = server.metric("starling_webrtc_tcp_connections_total");
+    assert!(tcp >= 2.0, "{tcp} ICE-TCP connections");
+}
+
+#[test]
 fn chromium_plays_an_rtmp_source_over_whep() {
     if !require_browser() || !require_ffmpeg() {
         return;

@@ -296,7 +296,11 @@ fn open(
 ) -> Result<Response, Box<Response>> {
     let config = PeerConfig {
         role,
-        candidates: server.candidates.clone(),
+        candidates: match server.config.udp_candidates {
+            true => server.candidates.clone(),
+            false => Vec::new(),
+        },
+        tcp_candidates: server.tcp_candidates.clone(),
     };
     let (peer, answer) =
         Peer::accept(sdp, &config, Instant::now(), SystemTime::now()).map_err(|e| {

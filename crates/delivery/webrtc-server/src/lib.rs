@@ -21,6 +21,7 @@ pub mod client;
 mod fanout;
 mod http;
 mod session;
+mod tcp;
 mod udp;
 
 use std::{
@@ -38,7 +39,10 @@ use starling_ingest_auth::Authorizer;
 use starling_origin::PlaybackGate;
 use starling_sync::lock;
 use starling_webrtc::Role;
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    sync::mpsc,
+};
 
 pub use http::router;
 
@@ -47,6 +51,12 @@ pub use http::router;
 pub struct WebRtcConfig {
     /// The UDP socket every session shares (`0.0.0.0:8189`).
     pub udp_bind: SocketAddr,
+    /// Listen for ICE-TCP (RFC 6544) on the UDP port's number too, for clients whose
+    /// network blocks UDP.
+    pub tcp: bool,
+    /// Offer UDP candidates. Off, clients can only connect over ICE-TCP (a network
+    /// path that carries TCP only, such as a TCP load balancer; and tests of ICE-TCP).
+    pub udp_candidates: bool,
     /// The addresses clients reach that socket at, for the host candidates. Empty: the
     /// bound address if it is specific, else this machine's address on its default route
     /// and loopback. Cloud hosts behind 1:1 NAT list their public address here.
@@ -68,6 +78,8 @@ impl Default for WebRtcConfig {
     fn default() -> Self {
         Self {
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8189)),
+            tcp: true,
+            udp_candidates: true,
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             connect_timeout: Duration::from_secs(15),
@@ -96,6 +108,8 @@ pub struct WebRtcMetrics {
     pub unrouted_datagrams_total: AtomicU64,
     /// Datagrams dropped because a session's queue was full.
     pub dropped_datagrams_total: AtomicU64,
+    /// ICE-TCP connections that named a session.
+    pub tcp_connections_total: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -137,6 +151,9 @@ pub struct WebRtcServer {
     pub(crate) socket: Arc<UdpSocket>,
     pub(crate) local: SocketAddr,
     pub(crate) candidates: Vec<SocketAddr>,
+    /// ICE-TCP candidates (empty: no ICE-TCP).
+    pub(crate) tcp_candidates: Vec<SocketAddr>,
+    pub(crate) tcp: tcp::Connections,
     pub(crate) sessions: Mutex<Sessions>,
     pub(crate) fanouts: Arc<fanout::Fanouts>,
     pub metrics: WebRtcMetrics,
@@ -159,9 +176,14 @@ impl WebRtcServer {
         auth: Arc<dyn Authorizer>,
         gate: Option<Arc<dyn PlaybackGate>>,
     ) -> std::io::Result<Arc<Self>> {
-        let socket = Arc::new(UdpSocket::bind(config.udp_bind).await?);
+        let (socket, listener) = bind(&config).await?;
+        let socket = Arc::new(socket);
         let local = socket.local_addr()?;
         let candidates = udp::candidates(local, &config.public_ips);
+        let tcp_candidates = match &listener {
+            Some(_) => candidates.clone(),
+            None => Vec::new(),
+        };
         let server = Arc::new(WebRtcServer {
             config,
             hub,
@@ -170,6 +192,8 @@ impl WebRtcServer {
             socket,
             local,
             candidates,
+            tcp_candidates,
+            tcp: tcp::Connections::default(),
             sessions: Mutex::new(Sessions::default()),
             fanouts: Arc::default(),
             metrics: WebRtcMetrics::default(),
@@ -178,6 +202,9 @@ impl WebRtcServer {
             Arc::downgrade(&server),
             server.socket.clone(),
         ));
+        if let Some(l) = listener {
+            tokio::spawn(tcp::accept_loop(Arc::downgrade(&server), l));
+        }
         Ok(server)
     }
 
@@ -233,9 +260,10 @@ impl WebRtcServer {
         (n, self.fanouts.has(channel))
     }
 
-    /// Remote addresses routed to a session (one per connected client).
+    /// Remote addresses routed to a session (one per connected client), and open
+    /// ICE-TCP connections.
     pub fn routed_addresses(&self) -> usize {
-        lock(&self.sessions).by_addr.len()
+        lock(&self.sessions).by_addr.len() + self.tcp.len()
     }
 
     /// Channels fanned out to WHEP viewers now.
@@ -264,14 +292,44 @@ impl WebRtcServer {
              # TYPE starling_webrtc_unrouted_datagrams_total counter\n\
              starling_webrtc_unrouted_datagrams_total {}\n\
              # TYPE starling_webrtc_dropped_datagrams_total counter\n\
-             starling_webrtc_dropped_datagrams_total {}\n",
+             starling_webrtc_dropped_datagrams_total {}\n\
+             # TYPE starling_webrtc_tcp_connections gauge\n\
+             starling_webrtc_tcp_connections {}\n\
+             # TYPE starling_webrtc_tcp_connections_total counter\n\
+             starling_webrtc_tcp_connections_total {}\n",
             c(&m.whip_sessions_total),
             c(&m.whep_sessions_total),
             c(&m.refused_total),
             c(&m.connect_timeouts_total),
             c(&m.unrouted_datagrams_total),
             c(&m.dropped_datagrams_total),
+            self.tcp.len(),
+            c(&m.tcp_connections_total),
         );
+    }
+}
+
+/// The UDP socket, and the ICE-TCP listener on the same address and port number. With
+/// port 0 (tests), the port the system picks for UDP may be taken for TCP: then both are
+/// picked again.
+async fn bind(config: &WebRtcConfig) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
+    let mut tries = 0;
+    loop {
+        let socket = UdpSocket::bind(config.udp_bind).await?;
+        if !config.tcp {
+            return Ok((socket, None));
+        }
+        match TcpListener::bind(socket.local_addr()?).await {
+            Ok(l) => return Ok((socket, Some(l))),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && config.udp_bind.port() == 0
+                    && tries < 20 =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

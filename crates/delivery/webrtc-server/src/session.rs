@@ -12,7 +12,7 @@ use starling_hub::Publisher;
 use starling_ingest_auth::PublishGrant;
 use starling_media::MediaEvent;
 use starling_sync::lock;
-use starling_webrtc::{Peer, PeerEvent, PeerOutput, WebRtcError};
+use starling_webrtc::{Peer, PeerEvent, PeerOutput, Transport, WebRtcError};
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
     time::sleep_until,
@@ -31,6 +31,7 @@ pub(crate) const QUEUE: usize = 1024;
 pub(crate) enum Command {
     Datagram {
         at: Instant,
+        transport: Transport,
         from: SocketAddr,
         data: Bytes,
     },
@@ -167,11 +168,17 @@ impl Session {
     async fn drain(&mut self) -> Result<Instant, String> {
         loop {
             match self.peer.poll() {
-                PeerOutput::Transmit(t) => {
+                PeerOutput::Transmit(t) => match t.transport {
                     // UDP sends do not block for long; a failure is a lost packet, which
                     // RTP and ICE are made to survive.
-                    let _ = self.server.socket.send_to(&t.data, t.destination).await;
-                }
+                    Transport::Udp => {
+                        let _ = self.server.socket.send_to(&t.data, t.destination).await;
+                    }
+                    // Queued to the connection's writer; a full queue drops, like UDP.
+                    Transport::Tcp => {
+                        let _ = self.server.tcp.send(t.destination, &t.data);
+                    }
+                },
                 PeerOutput::Timeout(t) => return Ok(t),
                 PeerOutput::Event(e) => self.event(e)?,
             }
@@ -220,10 +227,19 @@ impl Session {
 
     fn command(&mut self, c: Command) -> Option<String> {
         match c {
-            Command::Datagram { at, from, data } => {
+            Command::Datagram {
+                at,
+                transport,
+                from,
+                data,
+            } => {
                 self.last_datagram = at;
-                let local = self.server.destination(from);
-                if let Err(e) = self.peer.receive(at, from, local, &data) {
+                let local = match transport {
+                    Transport::Udp => self.server.destination(from),
+                    // ICE-TCP candidates are the UDP ones with another transport.
+                    Transport::Tcp => self.server.destination(from),
+                };
+                if let Err(e) = self.peer.receive(at, transport, from, local, &data) {
                     return Some(e.to_string());
                 }
             }

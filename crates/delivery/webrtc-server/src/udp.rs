@@ -85,6 +85,7 @@ pub(crate) async fn receive_loop(server: Weak<WebRtcServer>, socket: Arc<UdpSock
         };
         let cmd = Command::Datagram {
             at,
+            transport: starling_webrtc::Transport::Udp,
             from,
             data: Bytes::copy_from_slice(data),
         };

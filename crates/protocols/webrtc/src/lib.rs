@@ -26,7 +26,7 @@ mod peer;
 
 pub use egress::Outgoing;
 pub use error::WebRtcError;
-pub use peer::{Peer, PeerConfig, PeerEvent, PeerOutput, Role, Transmit};
+pub use peer::{Peer, PeerConfig, PeerEvent, PeerOutput, Role, Transmit, Transport};
 /// The WebRTC stack underneath, for drivers and test clients that speak it directly.
 pub use str0m;
 

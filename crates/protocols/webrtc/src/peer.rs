@@ -23,7 +23,7 @@ use str0m::{
     change::SdpOffer,
     format::Codec,
     media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt},
-    net::{Protocol, Receive},
+    net::{Protocol, Receive, TcpType},
     Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig,
 };
 
@@ -48,11 +48,23 @@ pub struct PeerConfig {
     pub role: Role,
     /// The addresses clients reach the shared UDP port at (host candidates).
     pub candidates: Vec<SocketAddr>,
+    /// The addresses of the ICE-TCP port (passive host candidates, RFC 6544), for
+    /// clients whose network blocks UDP. Empty: UDP only.
+    pub tcp_candidates: Vec<SocketAddr>,
+}
+
+/// How a datagram travels: on the UDP port, or framed on an ICE-TCP connection
+/// (RFC 4571: a 16-bit length before each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
 }
 
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
+    pub transport: Transport,
     pub source: SocketAddr,
     pub destination: SocketAddr,
     pub data: Vec<u8>,
@@ -126,6 +138,15 @@ impl Peer {
         for addr in &config.candidates {
             let c = Candidate::host(*addr, "udp")
                 .map_err(|e| WebRtcError::Unanswerable(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(c);
+        }
+        for addr in &config.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| WebRtcError::Unanswerable(format!("TCP candidate {addr}: {e}")))?;
             rtc.add_local_candidate(c);
         }
         let answer = rtc
@@ -269,10 +290,12 @@ impl Peer {
         self.ingest.as_ref().map_or(0, |i| i.dropped)
     }
 
-    /// A datagram for this session arrived on `destination` (the shared port's address).
+    /// A datagram for this session arrived on `destination` (the shared port's address,
+    /// or the ICE-TCP port's for [`Transport::Tcp`]).
     pub fn receive(
         &mut self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
@@ -284,7 +307,10 @@ impl Peer {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: match transport {
+                    Transport::Udp => Protocol::Udp,
+                    Transport::Tcp => Protocol::Tcp,
+                },
                 source,
                 destination,
                 contents,
@@ -347,6 +373,10 @@ impl Peer {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     return PeerOutput::Transmit(Transmit {
+                        transport: match t.proto {
+                            Protocol::Udp => Transport::Udp,
+                            _ => Transport::Tcp,
+                        },
                         source: t.source,
                         destination: t.destination,
                         data: t.contents.into(),
