@@ -277,6 +277,20 @@ async fn a_whip_publisher_reaches_the_hub() {
     assert!(header(&headers, "location")
         .unwrap()
         .starts_with("/whip/cam/"));
+    // Congestion control and loss recovery are negotiated: TWCC feedback (the
+    // publisher's bandwidth estimate), NACK and RTX retransmissions, PLI.
+    for feature in [
+        "transport-cc",
+        "nack",
+        "rtx/90000",
+        "nack pli",
+        "transport-wide-cc",
+    ] {
+        assert!(
+            answer.contains(feature),
+            "the answer lacks {feature}:\n{answer}"
+        );
+    }
     client.answer(&answer).unwrap();
 
     // Send 3 s of video, paced, once connected.
