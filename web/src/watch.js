@@ -254,6 +254,8 @@
     const url = `/whep/${channel}`;
     try {
       rtc = await window.StarlingRTC.play(url, video, { token });
+      // For the browser tests' statistics (web/tests/realtime.mjs).
+      window.starlingRtcPc = rtc.pc;
       await rtc.connected;
       play();
     } catch (err) {

@@ -116,8 +116,19 @@ async function viewer(context, opts, deadline, errors, query = 'realtime=1') {
     (s) => s.currentTime - first.currentTime >= opts.seconds,
     deadline,
   );
+  // Sound too: the audio packets the page's WebRTC connection received (WHEP only).
+  const audioPackets = await page.evaluate(async () => {
+    const pc = window.starlingRtcPc;
+    if (!pc) return null;
+    let n = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') n += s.packetsReceived || 0;
+    });
+    return n;
+  });
   await page.close();
   return {
+    audio_packets: audioPackets,
     mode: last.mode,
     fallback: last.fallback,
     state: last.state,

@@ -1,7 +1,7 @@
 //! The `[webrtc]` section: WHIP ingest and WHEP playback (docs/webrtc.md). The HTTP side
 //! is on the main HTTP port; every session's media on one UDP port.
 
-use std::{net::IpAddr, net::SocketAddr, time::Duration};
+use std::{net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::bail;
 use serde::Deserialize;
@@ -28,6 +28,10 @@ pub struct WebRtcSection {
     pub connect_timeout_secs: u64,
     /// Sessions at once (publishers and viewers).
     pub max_sessions: usize,
+    /// The ffmpeg (with libopus) that turns AAC into Opus for WHEP viewers, one child
+    /// per watched channel (a name is looked up on PATH). Without it AAC sources play
+    /// over WHEP without sound.
+    pub ffmpeg: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -53,6 +57,7 @@ impl Default for WebRtcSection {
             ice_servers: Vec::new(),
             connect_timeout_secs: d.connect_timeout.as_secs(),
             max_sessions: d.max_sessions,
+            ffmpeg: d.ffmpeg,
         }
     }
 }
@@ -114,6 +119,7 @@ impl WebRtcSection {
                 .collect(),
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             max_sessions: self.max_sessions,
+            ffmpeg: self.ffmpeg.clone(),
         }
     }
 }

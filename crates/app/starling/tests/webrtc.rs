@@ -1,6 +1,7 @@
 //! WHIP and WHEP through the binary, with str0m as the client (`client` of
-//! starling-webrtc-server): ffmpeg publishes RTMP and a WHEP viewer gets its H.264 from
-//! a keyframe on, at ffmpeg's size; a WHIP publisher's H.264 and Opus are packaged for
+//! starling-webrtc-server) and with Chromium (`web/tests/realtime.mjs`): ffmpeg
+//! publishes RTMP and a WHEP viewer gets its H.264 from a keyframe on, at ffmpeg's size
+//! (and in Chromium its AAC as Opus); a WHIP publisher's H.264 and Opus are packaged for
 //! LL-HLS, which ffprobe reads back (H.264 at the sent size, Opus audio); a WHIP offer
 //! with the wrong key stores nothing and the channel stays off the air.
 
@@ -323,7 +324,37 @@ fn chromium_plays_an_rtmp_source_over_whep() {
         return;
     }
     let server = Server::start("webrtc-chromium-rtmp", "");
-    let mut ffmpeg = ffmpeg_test_publish(&server.rtmp_url(KEY), 40)
+    // H.264 and AAC: the viewer gets the AAC as Opus (one shared transcode).
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "40",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(server.rtmp_url(KEY))
+        .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
     server.wait_log("publish started", Duration::from_secs(20));
@@ -338,6 +369,8 @@ fn chromium_plays_an_rtmp_source_over_whep() {
         "40",
     ]);
     eprintln!("realtime: {v}");
+    let audio = v["viewer"]["audio_packets"].as_u64().unwrap_or(0);
+    assert!(audio >= 50, "{audio} Opus packets in the viewer's 3 s: {v}");
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
 }

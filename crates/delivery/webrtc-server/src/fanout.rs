@@ -5,16 +5,22 @@
 //! viewer that joins starts decoding at once; and like the hub's subscribers, a viewer
 //! that falls more than [`CAPACITY`] items behind skips to the next keyframe instead of
 //! slowing anyone. The fan-out task ends when its last viewer has gone.
+//!
+//! A channel with AAC audio gets one AAC → Opus child for all its viewers
+//! (`opus_child`): its Opus packets join the items here like the channel's own frames.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use starling_hub::{Hub, HubEvent};
 use starling_sync::lock;
 use starling_webrtc::Outgoing;
 use tokio::sync::broadcast;
+
+use crate::opus_child::{AacToOpus, OpusShared, OpusSink};
 
 /// Items a viewer may fall behind before it skips ahead (about 10 s of 30 fps video
 /// with audio).
@@ -43,9 +49,10 @@ struct Channel {
 }
 
 /// Every channel being fanned out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Fanouts {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
+    pub opus: Arc<OpusShared>,
 }
 
 /// A viewer's end: the backlog to start with, then the live items.
@@ -56,6 +63,13 @@ pub(crate) struct Viewer {
 }
 
 impl Fanouts {
+    pub fn new(opus: Arc<OpusShared>) -> Self {
+        Fanouts {
+            channels: Mutex::default(),
+            opus,
+        }
+    }
+
     /// Joins `channel`'s fan-out, starting it (one hub subscription) if it is not running.
     pub fn join(self: &Arc<Self>, hub: &Arc<Hub>, channel: &str) -> Viewer {
         let mut channels = lock(&self.channels);
@@ -73,9 +87,17 @@ impl Fanouts {
         let mut sub = hub.subscribe(channel);
         let fanouts = self.clone();
         let name = channel.to_owned();
+        let mut opus = AacToOpus::new(self.opus.clone(), ch.clone(), channel);
         tokio::spawn(async move {
             let mut stream = None;
             while let Some(ev) = sub.recv().await {
+                // Before the item goes out: a replaced child's packets must not follow
+                // the new stream's start.
+                match &ev {
+                    HubEvent::Stream(s) => opus.on_stream(s),
+                    HubEvent::Frame(f) => opus.on_frame(f, Instant::now()),
+                    HubEvent::Ended => opus.on_ended(),
+                }
                 ch.on_event(&mut stream, ev);
                 // The last viewer gone: stop (under the map's lock, so a viewer joining
                 // now either found this channel with a receiver, or starts a new one).
@@ -147,6 +169,20 @@ impl Channel {
                 Item::Ended
             }
         };
+        let _ = self.tx.send(item);
+    }
+}
+
+impl OpusSink for Channel {
+    fn send_opus(&self, out: Outgoing, current: &dyn Fn() -> bool) {
+        let mut st = lock(&self.state);
+        if !current() || !st.live {
+            return;
+        }
+        let item = Item::Frame(Arc::new(out));
+        if !st.gop.is_empty() {
+            st.gop.push(item.clone());
+        }
         let _ = self.tx.send(item);
     }
 }

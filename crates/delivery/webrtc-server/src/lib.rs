@@ -20,6 +20,8 @@
 pub mod client;
 mod fanout;
 mod http;
+mod opus;
+mod opus_child;
 mod session;
 mod tcp;
 mod udp;
@@ -27,6 +29,7 @@ mod udp;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -45,6 +48,7 @@ use tokio::{
 };
 
 pub use http::router;
+pub use opus_child::OpusMetrics;
 
 /// How the WebRTC side runs.
 #[derive(Debug, Clone)]
@@ -72,6 +76,10 @@ pub struct WebRtcConfig {
     /// one only when asked, and every HLS/DASH segment must start with one. The node
     /// sets it to the origin's segment duration.
     pub keyframe_interval: Duration,
+    /// The ffmpeg (with libopus) that turns a channel's AAC into Opus for its WHEP
+    /// viewers, one child per watched channel ("ffmpeg": found on `PATH`). Without it,
+    /// AAC sources play over WHEP without sound.
+    pub ffmpeg: PathBuf,
 }
 
 impl Default for WebRtcConfig {
@@ -85,6 +93,7 @@ impl Default for WebRtcConfig {
             connect_timeout: Duration::from_secs(15),
             max_sessions: 2000,
             keyframe_interval: Duration::from_secs(2),
+            ffmpeg: PathBuf::from("ffmpeg"),
         }
     }
 }
@@ -184,6 +193,7 @@ impl WebRtcServer {
             Some(_) => candidates.clone(),
             None => Vec::new(),
         };
+        let opus = Arc::new(opus_child::OpusShared::new(config.ffmpeg.clone()));
         let server = Arc::new(WebRtcServer {
             config,
             hub,
@@ -195,7 +205,7 @@ impl WebRtcServer {
             tcp_candidates,
             tcp: tcp::Connections::default(),
             sessions: Mutex::new(Sessions::default()),
-            fanouts: Arc::default(),
+            fanouts: Arc::new(fanout::Fanouts::new(opus)),
             metrics: WebRtcMetrics::default(),
         });
         tokio::spawn(udp::receive_loop(
@@ -271,6 +281,11 @@ impl WebRtcServer {
         self.fanouts.len()
     }
 
+    /// The AAC → Opus children's counters.
+    pub fn opus_metrics(&self) -> &OpusMetrics {
+        &self.fanouts.opus.metrics
+    }
+
     /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
@@ -305,6 +320,30 @@ impl WebRtcServer {
             c(&m.dropped_datagrams_total),
             self.tcp.len(),
             c(&m.tcp_connections_total),
+        );
+        let o = self.opus_metrics();
+        let _ = write!(
+            out,
+            "# TYPE starling_webrtc_opus_children gauge\n\
+             starling_webrtc_opus_children {}\n\
+             # TYPE starling_webrtc_opus_children_total counter\n\
+             starling_webrtc_opus_children_total {}\n\
+             # TYPE starling_webrtc_opus_restarts_total counter\n\
+             starling_webrtc_opus_restarts_total {}\n\
+             # TYPE starling_webrtc_opus_failures_total counter\n\
+             starling_webrtc_opus_failures_total {}\n\
+             # TYPE starling_webrtc_opus_dropped_frames_total counter\n\
+             starling_webrtc_opus_dropped_frames_total {}\n\
+             # TYPE starling_webrtc_opus_delay_seconds summary\n\
+             starling_webrtc_opus_delay_seconds_sum {:.6}\n\
+             starling_webrtc_opus_delay_seconds_count {}\n",
+            c(&o.children),
+            c(&o.children_total),
+            c(&o.restarts_total),
+            c(&o.failures_total),
+            c(&o.dropped_frames_total),
+            c(&o.delay_us_sum) as f64 / 1e6,
+            c(&o.packets_total),
         );
     }
 }

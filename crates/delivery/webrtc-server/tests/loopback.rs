@@ -97,11 +97,24 @@ async fn node(connect_timeout: Duration) -> Node {
 }
 
 async fn node_bound(connect_timeout: Duration, bind: &str) -> Node {
-    let hub = Arc::new(Hub::default());
-    let config = WebRtcConfig {
+    node_with(WebRtcConfig {
         udp_bind: bind.parse().unwrap(),
         connect_timeout,
         ..WebRtcConfig::default()
+    })
+    .await
+}
+
+/// A node with `config`, on a loopback port unless `config` names its own.
+async fn node_with(config: WebRtcConfig) -> Node {
+    let hub = Arc::new(Hub::default());
+    let config = WebRtcConfig {
+        udp_bind: if config.udp_bind == WebRtcConfig::default().udp_bind {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            config.udp_bind
+        },
+        ..config
     };
     let rtc = WebRtcServer::start(config, hub.clone(), Arc::new(TestAuth), None)
         .await
@@ -569,4 +582,217 @@ async fn a_flood_of_wrong_keys_and_offers_without_usable_codecs_are_refused_and_
     assert_eq!(status, 413);
     assert_eq!(node.rtc.session_counts(), (0, 0));
     assert!(!node.hub.is_live("cam"));
+}
+
+/// Whether an ffmpeg with libopus is on PATH (else the AAC → Opus test is skipped).
+fn ffmpeg_has_libopus() -> bool {
+    std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("libopus"))
+        })
+}
+
+/// What a WHEP viewer received: (media time in seconds, arrival) per packet, by kind.
+#[derive(Default)]
+struct Received {
+    audio: Vec<(f64, Instant)>,
+    video: Vec<(f64, Instant)>,
+}
+
+impl Received {
+    fn on(&mut self, e: Option<Event>) {
+        let Some(Event::MediaData(d)) = e else {
+            return;
+        };
+        let secs = d.time.numer() as f64 / d.time.denom() as f64;
+        match d.params.spec().codec {
+            str0m::format::Codec::Opus => self.audio.push((secs, d.network_time)),
+            str0m::format::Codec::H264 => self.video.push((secs, d.network_time)),
+            _ => {}
+        }
+    }
+
+    /// Median of (media time − arrival) over the packets that arrived after `from`.
+    fn offset(packets: &[(f64, Instant)], base: Instant, from: Instant) -> f64 {
+        let mut v: Vec<f64> = packets
+            .iter()
+            .filter(|(_, at)| *at >= from)
+            .map(|(t, at)| t - at.duration_since(base).as_secs_f64())
+            .collect();
+        assert!(!v.is_empty());
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_viewers_of_an_aac_channel_share_one_opus_child() {
+    if !ffmpeg_has_libopus() {
+        eprintln!("skipped: no ffmpeg with libopus on PATH");
+        return;
+    }
+    let node = node(Duration::from_secs(10)).await;
+    // The demo source: H.264 and AAC (48 kHz), on one media timeline.
+    let _src = publish_demo(&node.hub, "demo", 30);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut client = Client::new().await.unwrap();
+        let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
+        let (status, _, answer) = http(
+            node.http,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        client.answer(&answer).unwrap();
+        viewers.push(client);
+    }
+    let (mut a, mut b) = (viewers.remove(0), viewers.remove(0));
+    let (mut ra, mut rb) = (Received::default(), Received::default());
+    let base = Instant::now();
+    let listen = Duration::from_secs(5);
+    let m = node.rtc.opus_metrics();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    // The transcode's delay once running: counted from 2 s in (past the child's start).
+    let mut from = None;
+    let (x, y) = tokio::join!(
+        a.run(listen, |_, e| {
+            ra.on(e);
+            if from.is_none() && base.elapsed() >= Duration::from_secs(2) {
+                from = Some((load(&m.delay_us_sum), load(&m.packets_total)));
+            }
+            false
+        }),
+        b.run(listen, |_, e| {
+            rb.on(e);
+            false
+        }),
+    );
+    x.unwrap();
+    y.unwrap();
+
+    assert_eq!(load(&m.children_total), 1, "one child for two viewers");
+    assert_eq!(load(&m.children), 1);
+    assert_eq!(load(&m.failures_total), 0);
+    let packets = load(&m.packets_total);
+    let (sum0, n0) = from.unwrap();
+    let steady_ms = (load(&m.delay_us_sum) - sum0) as f64 / 1e3 / (packets - n0).max(1) as f64;
+    let all_ms = load(&m.delay_us_sum) as f64 / 1e3 / packets.max(1) as f64;
+    eprintln!(
+        "opus: {packets} packets, added delay {steady_ms:.1} ms on average once running \
+         ({all_ms:.1} ms counting the start), {} dropped AAC frames",
+        load(&m.dropped_frames_total)
+    );
+
+    for (name, r) in [("first", &ra), ("second", &rb)] {
+        assert!(
+            r.video.len() >= 100,
+            "{name}: {} video frames",
+            r.video.len()
+        );
+        // About 50 packets a second once flowing (20 ms each; the cached GOP's audio
+        // comes in a burst at the start).
+        let steady = base + Duration::from_secs(2);
+        let last = r.audio[r.audio.len() - 1].1;
+        let secs = last.saturating_duration_since(steady).as_secs_f64();
+        let n = r.audio.iter().filter(|(_, at)| *at >= steady).count();
+        let rate = n as f64 / secs;
+        assert!(
+            secs > 2.0 && (45.0..=55.0).contains(&rate),
+            "{name}: {n} Opus packets in the last {secs:.2} s ({rate:.1}/s)"
+        );
+        // Audio starts where video starts on the media timeline (the cached GOP's
+        // keyframe), and, once flowing, arrives in step with video of the same media time.
+        let start = r.audio[0].0 - r.video[0].0;
+        let skew =
+            Received::offset(&r.audio, base, steady) - Received::offset(&r.video, base, steady);
+        eprintln!("{name}: first audio − first video = {:.1} ms of media time; audio arrives {:.1} ms after video of the same time", start * 1e3, -skew * 1e3);
+        assert!(
+            start.abs() < 0.2,
+            "{name}: first audio {start:.3} s from first video"
+        );
+        assert!(skew.abs() < 0.2, "{name}: audio {skew:.3} s off video");
+    }
+}
+
+/// Watches "demo" over WHEP for `secs`; returns (video frames, Opus packets).
+async fn watch(node: &Node, secs: u64) -> (usize, usize) {
+    let mut client = Client::new().await.unwrap();
+    let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
+    let (status, _, answer) = http(
+        node.http,
+        "POST",
+        "/whep/demo",
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    client.answer(&answer).unwrap();
+    let mut r = Received::default();
+    client
+        .run(Duration::from_secs(secs), |_, e| {
+            r.on(e);
+            false
+        })
+        .await
+        .unwrap();
+    (r.video.len(), r.audio.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_working_ffmpeg_an_aac_channel_plays_without_sound() {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    // No ffmpeg at all: video only, nothing started, nothing counted as a failure.
+    let node = node_with(WebRtcConfig {
+        ffmpeg: "/nonexistent/ffmpeg".into(),
+        ..WebRtcConfig::default()
+    })
+    .await;
+    let _src = publish_demo(&node.hub, "demo", 10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (video, audio) = watch(&node, 3).await;
+    assert!(video >= 45, "{video} video frames");
+    assert_eq!(audio, 0);
+    let m = node.rtc.opus_metrics();
+    assert_eq!((load(&m.children_total), load(&m.failures_total)), (0, 0));
+
+    // An "ffmpeg" that has libopus but dies at once: each death counted and started
+    // again after 1 s, then 2 s; the video goes on.
+    let dir = std::env::temp_dir().join(format!("starling-fake-ffmpeg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncase \"$*\" in *-encoders*) echo ' A..... libopus  libopus Opus'; exit 0;; esac\n\
+         echo 'fake ffmpeg: cannot encode' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let node = node_with(WebRtcConfig {
+        ffmpeg: fake,
+        ..WebRtcConfig::default()
+    })
+    .await;
+    let _src = publish_demo(&node.hub, "demo", 10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (video, audio) = watch(&node, 4).await;
+    assert!(video >= 60, "{video} video frames");
+    assert_eq!(audio, 0);
+    let m = node.rtc.opus_metrics();
+    let failures = load(&m.failures_total);
+    assert!((1..=4).contains(&failures), "{failures} failures in 4 s");
+    assert_eq!(load(&m.children_total), failures);
+    assert_eq!(load(&m.children), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,9 +11,10 @@
 //!   time, so a source with B-frames reaches the browser in decode order with
 //!   presentation timestamps, which WebRTC decoders accept (docs/webrtc.md).
 //! - **Opus**: the packet as it is, at 48 kHz.
-//! - **Anything else** (AAC, H.265) is not sent: browsers take neither over WebRTC.
-//!   AAC sources play without sound until the shared AAC → Opus transcode exists
-//!   (planned, docs/webrtc.md).
+//! - **Anything else** (AAC, H.265) is not prepared here: browsers take neither over
+//!   WebRTC. The WHEP server turns a channel's AAC into Opus once for all its viewers
+//!   (an ffmpeg child per channel) and hands them the packets as audio [`Outgoing`]s
+//!   (docs/webrtc.md).
 
 use std::sync::Arc;
 
