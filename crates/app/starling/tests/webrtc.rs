@@ -13,16 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use starling_demo_source::{DemoConfig, DemoSource};
-use starling_media::{annexb, CodecConfig, TrackKind};
+use starling_media::TrackKind;
 use starling_webrtc::{
-    str0m::{
-        format::Codec,
-        media::{Direction, Frequency, MediaTime},
-        Event,
-    },
+    str0m::{format::Codec, media::Direction, Event},
     Outgoing,
 };
-use starling_webrtc_server::client::{http, Client};
+use starling_webrtc_server::client::{http, keyframe_size, write_frame, Client};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -32,20 +28,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The picture size of an Annex B keyframe's SPS.
-fn size_of_keyframe(au: &[u8]) -> (u32, u32) {
-    let au =
-        annexb::video_from_annexb(annexb::VideoCodec::H264, &bytes::Bytes::copy_from_slice(au))
-            .unwrap();
-    match au
-        .parameter_sets
+/// The channel's entry in `GET /api/v1/live`.
+async fn live_entry(server: &Server) -> serde_json::Value {
+    let live = http(server.http, "GET", "/api/v1/live", &[], b"")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+    v["channels"]
+        .as_array()
         .unwrap()
-        .to_config(annexb::VideoCodec::H264)
+        .iter()
+        .find(|c| c["name"] == CHANNEL)
         .unwrap()
-    {
-        CodecConfig::H264(c) => (c.width, c.height),
-        _ => unreachable!(),
-    }
+        .clone()
 }
 
 #[test]
@@ -85,17 +80,7 @@ fn an_rtmp_source_plays_over_whep() {
             .await
             .unwrap();
         // The live list counts the WHEP viewer (the session is still open).
-        let live = http(server.http, "GET", "/api/v1/live", &[], b"")
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&live.body).unwrap();
-        let ch = v["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == CHANNEL)
-            .unwrap()
-            .clone();
+        let ch = live_entry(&server).await;
         assert_eq!(ch["viewers"], 1, "{ch}");
         frames
     });
@@ -104,7 +89,7 @@ fn an_rtmp_source_plays_over_whep() {
         "{} video frames over WHEP",
         frames.len()
     );
-    assert_eq!(size_of_keyframe(&frames[0]), (320, 240));
+    assert_eq!(keyframe_size(&frames[0]).unwrap(), (320, 240));
     assert!(server.metric("starling_webrtc_sessions_total{role=\"whep\"}") >= 1.0);
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
@@ -177,28 +162,19 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
                         if out.kind != TrackKind::Video {
                             continue;
                         }
-                        let w = rtc.writer(video).unwrap();
-                        let pt = w
-                            .payload_params()
-                            .find(|p| p.spec().codec == Codec::H264)
-                            .unwrap()
-                            .pt();
-                        let t = MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ);
-                        w.write(pt, Instant::now(), t, out.payload.clone()).unwrap();
+                        write_frame(rtc, video, &out).unwrap();
                     }
                     frames_sent += 1;
                 }
                 while audio_sent < (elapsed_ms / 20).min(400) {
-                    let w = rtc.writer(audio).unwrap();
-                    let pt = w
-                        .payload_params()
-                        .find(|p| p.spec().codec == Codec::Opus)
-                        .unwrap()
-                        .pt();
-                    let t = MediaTime::new(audio_sent * 960, Frequency::FORTY_EIGHT_KHZ);
                     // An Opus frame of 20 ms of silence (CELT, fullband).
-                    w.write(pt, Instant::now(), t, vec![0xF8u8, 0xFF, 0xFE])
-                        .unwrap();
+                    let silence = Outgoing {
+                        kind: TrackKind::Audio,
+                        keyframe: true,
+                        rtp_time: (audio_sent * 960) as i64,
+                        payload: std::sync::Arc::from(&[0xF8u8, 0xFF, 0xFE][..]),
+                    };
+                    write_frame(rtc, audio, &silence).unwrap();
                     audio_sent += 1;
                 }
                 frames_sent >= 240
@@ -207,17 +183,7 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
             .unwrap();
         assert!(frames_sent >= 240, "sent {frames_sent} frames");
         // The live list says how the channel comes in.
-        let live = http(server.http, "GET", "/api/v1/live", &[], b"")
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&live.body).unwrap();
-        let ch = v["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == CHANNEL)
-            .unwrap()
-            .clone();
+        let ch = live_entry(&server).await;
         assert_eq!(ch["ingest"]["protocol"], "webrtc", "{ch}");
         assert_eq!(ch["audio"]["codec"], "opus", "{ch}");
     });

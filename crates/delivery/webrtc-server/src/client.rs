@@ -184,3 +184,39 @@ impl Client {
         }
     }
 }
+
+/// Writes one prepared frame on `mid`, with the payload type of its codec (H.264 for
+/// video, Opus for audio).
+pub fn write_frame(
+    rtc: &mut Rtc,
+    mid: Mid,
+    frame: &starling_webrtc::Outgoing,
+) -> Result<(), String> {
+    use starling_webrtc::str0m::{
+        format::Codec,
+        media::{Frequency, MediaTime},
+    };
+    let (codec, clock) = match frame.kind {
+        starling_media::TrackKind::Video => (Codec::H264, Frequency::NINETY_KHZ),
+        starling_media::TrackKind::Audio => (Codec::Opus, Frequency::FORTY_EIGHT_KHZ),
+    };
+    let w = rtc.writer(mid).ok_or("no such media")?;
+    let pt = w
+        .payload_params()
+        .find(|p| p.spec().codec == codec)
+        .ok_or("the codec was not negotiated")?
+        .pt();
+    let time = MediaTime::new(frame.rtp_time.max(0) as u64, clock);
+    w.write(pt, Instant::now(), time, frame.payload.clone())
+        .map_err(|e| e.to_string())
+}
+
+/// The picture size an Annex B H.264 keyframe's SPS gives, if it carries one.
+pub fn keyframe_size(annexb: &[u8]) -> Option<(u32, u32)> {
+    use starling_media::annexb::{video_from_annexb, VideoCodec};
+    let au = video_from_annexb(VideoCodec::H264, &bytes::Bytes::copy_from_slice(annexb)).ok()?;
+    match au.parameter_sets?.to_config(VideoCodec::H264).ok()? {
+        starling_media::CodecConfig::H264(c) => Some((c.width, c.height)),
+        _ => None,
+    }
+}

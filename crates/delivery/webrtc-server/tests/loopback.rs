@@ -13,16 +13,11 @@ use std::{
 };
 
 use axum::Router;
-use bytes::Bytes;
 use starling_demo_source::{DemoConfig, DemoSource};
 use starling_hub::{Hub, HubEvent};
 use starling_ingest_auth::{AuthError, Authorizer, BoxFuture, PlayGrant, PublishGrant};
-use starling_media::{annexb, CodecConfig, MediaEvent};
-use starling_webrtc::str0m::{
-    self,
-    media::{Direction, Frequency, MediaTime},
-    Event,
-};
+use starling_media::MediaEvent;
+use starling_webrtc::str0m::{self, media::Direction, Event};
 use starling_webrtc::Outgoing;
 use starling_webrtc_server::client::{self, Client};
 use starling_webrtc_server::{router, WebRtcConfig, WebRtcServer};
@@ -155,22 +150,6 @@ fn publish_demo(hub: &Arc<Hub>, channel: &str, seconds: u64) -> tokio::task::Joi
     })
 }
 
-/// The picture size of an Annex B keyframe's SPS.
-fn size_of_keyframe(annexb_au: &[u8]) -> (u32, u32) {
-    let au =
-        annexb::video_from_annexb(annexb::VideoCodec::H264, &Bytes::copy_from_slice(annexb_au))
-            .unwrap();
-    match au
-        .parameter_sets
-        .unwrap()
-        .to_config(annexb::VideoCodec::H264)
-        .unwrap()
-    {
-        CodecConfig::H264(c) => (c.width, c.height),
-        _ => unreachable!(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whep_viewer_gets_the_channels_h264_from_a_keyframe() {
     whep_viewer(node(Duration::from_secs(10)).await).await;
@@ -219,7 +198,7 @@ async fn whep_viewer(node: Node) {
         .unwrap();
     assert!(frames.len() >= 45, "{} video frames in 10 s", frames.len());
     // The first frame is a keyframe with the source's parameter sets.
-    assert_eq!(size_of_keyframe(&frames[0]), (320, 180));
+    assert_eq!(client::keyframe_size(&frames[0]).unwrap(), (320, 180));
     assert_eq!(node.rtc.session_counts(), (0, 1));
 
     // DELETE ends it; the session and its route are gone.
@@ -238,15 +217,6 @@ async fn whep_viewer(node: Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whip_publisher_reaches_the_hub() {
     let node = node(Duration::from_secs(10)).await;
-    // The picture to send: the demo source's frames, as RTP wants them.
-    let mut src = DemoSource::new(DemoConfig {
-        width: 320,
-        height: 180,
-        fps: 30,
-        gop_frames: 30,
-    })
-    .unwrap();
-    let stream = src.stream();
     let mut sub = node.hub.subscribe("cam");
 
     let mut client = Client::new().await.unwrap();
@@ -307,46 +277,7 @@ async fn a_whip_publisher_reaches_the_hub() {
     client.answer(&answer).unwrap();
 
     // Send 3 s of video, paced, once connected.
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut connected = false;
-    client
-        .run(Duration::from_secs(10), |rtc, e| {
-            if matches!(e, Some(Event::Connected)) {
-                connected = true;
-            }
-            if connected {
-                let due = (start.elapsed().as_millis() as u64) * 30 / 1000;
-                while sent < due.min(90) {
-                    for f in src.next(SystemTime::now()) {
-                        let Some(out) = Outgoing::prepare(&stream, &f) else {
-                            continue;
-                        };
-                        if out.kind != starling_media::TrackKind::Video {
-                            continue;
-                        }
-                        let w = rtc.writer(mid).unwrap();
-                        let pt = w
-                            .payload_params()
-                            .find(|p| p.spec().codec == str0m::format::Codec::H264)
-                            .unwrap()
-                            .pt();
-                        w.write(
-                            pt,
-                            Instant::now(),
-                            MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ),
-                            out.payload.clone(),
-                        )
-                        .unwrap();
-                    }
-                    sent += 1;
-                }
-            }
-            sent >= 90
-        })
-        .await
-        .unwrap();
-    assert!(sent >= 90, "sent {sent} frames");
+    send_video(&mut client, mid, 90).await;
 
     // The hub has the stream, H.264 at the source's size, and its frames.
     let mut video_frames = 0;
@@ -467,14 +398,7 @@ async fn send_video(client: &mut Client, mid: str0m::media::Mid, frames: u64) {
                     if out.kind != starling_media::TrackKind::Video {
                         continue;
                     }
-                    let w = rtc.writer(mid).unwrap();
-                    let pt = w
-                        .payload_params()
-                        .find(|p| p.spec().codec == str0m::format::Codec::H264)
-                        .unwrap()
-                        .pt();
-                    let t = MediaTime::new(out.rtp_time as u64, Frequency::NINETY_KHZ);
-                    w.write(pt, Instant::now(), t, out.payload.clone()).unwrap();
+                    client::write_frame(rtc, mid, &out).unwrap();
                 }
                 sent += 1;
             }
