@@ -99,8 +99,14 @@ impl Fanouts {
                     HubEvent::Ended => opus.on_ended(),
                 }
                 ch.on_event(&mut stream, ev);
-                // The last viewer gone: stop (under the map's lock, so a viewer joining
-                // now either found this channel with a receiver, or starts a new one).
+                // Viewers left: the common case, decided without the map's lock (this
+                // runs per frame).
+                if ch.tx.receiver_count() > 0 {
+                    continue;
+                }
+                // The last viewer gone: stop (checked again under the map's lock, so a
+                // viewer joining now either found this channel with a receiver, or
+                // starts a new one).
                 let mut channels = lock(&fanouts.channels);
                 if ch.tx.receiver_count() == 0 {
                     if channels.get(&name).is_some_and(|c| Arc::ptr_eq(c, &ch)) {

@@ -234,11 +234,9 @@ impl Session {
                 data,
             } => {
                 self.last_datagram = at;
-                let local = match transport {
-                    Transport::Udp => self.server.destination(from),
-                    // ICE-TCP candidates are the UDP ones with another transport.
-                    Transport::Tcp => self.server.destination(from),
-                };
+                // ICE-TCP candidates are the UDP ones with another transport, so one
+                // rule gives the address for both.
+                let local = self.server.destination(from);
                 if let Err(e) = self.peer.receive(at, transport, from, local, &data) {
                     return Some(e.to_string());
                 }
