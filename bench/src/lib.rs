@@ -2,7 +2,8 @@
 //! Prometheus histograms from /metrics, and finding free ports; [`impair`], the
 //! lossy-link model behind `udp-relay` and `ip-link`, and [`netns`], the namespaces and
 //! TUN devices `ip-link` joins with it ([`tun_relay`]); [`node`], a `starling serve` started by a harness;
-//! [`http1`], the minimal HTTP/1.1 client of `hls-load` and `put-get`; [`args`], the
+//! [`http1`], the minimal HTTP/1.1 client of `hls-load` and `put-get`; [`clip`], the
+//! clip and RTMP publisher of `rtmp-load` and `webrtc-load`; [`args`], the
 //! flags of the load harnesses.
 
 use std::{
@@ -11,6 +12,7 @@ use std::{
 };
 
 pub mod args;
+pub mod clip;
 pub mod http1;
 pub mod impair;
 pub mod netns;

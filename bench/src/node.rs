@@ -28,6 +28,8 @@ pub struct Node {
     pub http: SocketAddr,
     /// The SRT listener (UDP), when asked for.
     pub srt: Option<SocketAddr>,
+    /// The WebRTC (ICE) UDP port, on loopback.
+    pub webrtc: SocketAddr,
 }
 
 impl Node {
@@ -39,14 +41,27 @@ impl Node {
         channels: &[(String, String)],
         srt: bool,
     ) -> Result<Node, NodeError> {
+        Node::start_with(bin, dir, channels, srt, "")
+    }
+
+    /// [`Node::start`] with `extra` config sections (TOML; not `[server]`, `[rtmp]`,
+    /// `[srt]` or `[webrtc]`, which this writes).
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        channels: &[(String, String)],
+        srt: bool,
+        extra: &str,
+    ) -> Result<Node, NodeError> {
         let io = |what| move |e| NodeError::Io(what, e);
         std::fs::create_dir_all(dir).map_err(io("creating the node's directory"))?;
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let rtmp = loopback(free_port());
         let http = loopback(free_port());
         let srt = srt.then(|| loopback(free_udp_port()));
+        let webrtc = loopback(free_udp_port());
         let mut cfg = format!(
-            "[server]\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n[rtmp]\nlisten = \"{rtmp}\"\n",
+            "[server]\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n[rtmp]\nlisten = \"{rtmp}\"\n[webrtc]\nudp_listen = \"{webrtc}\"\n",
             dir.join("data").display()
         );
         match srt {
@@ -56,6 +71,8 @@ impl Node {
             )),
             None => cfg.push_str("[srt]\nenabled = false\n"),
         }
+        cfg.push_str(extra);
+        cfg.push('\n');
         for (name, key) in channels {
             cfg.push_str(&format!(
                 "[[channels]]\nname = \"{name}\"\nstream_key = \"{key}\"\n"
@@ -77,6 +94,7 @@ impl Node {
             rtmp,
             http,
             srt,
+            webrtc,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(rtmp).is_err() || node.metrics().is_err() {
