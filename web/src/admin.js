@@ -16,6 +16,8 @@
 (() => {
   const LIVE_POLL_MS = 2000;
   const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  // How the channel table names a latency mode.
+  const LATENCY_LABELS = { low: 'low (LL-HLS)', standard: 'standard (HLS)', realtime: 'real time (WebRTC)' };
   // The RTMP server URL that the key dialog shows. Not a secret: remembered per browser.
   const INGEST_STORAGE = 'starling.admin.ingest';
   const VIEWS = {
@@ -604,7 +606,7 @@
       el('th', { scope: 'row' }, watch),
       el('td', { text: ch.title }),
       el('td', null, pill(ch.visibility, ch.visibility === 'public' ? 'ok' : 'idle')),
-      el('td', { text: ch.latency_mode === 'low' ? 'low (LL-HLS)' : ch.latency_mode }),
+      el('td', { text: LATENCY_LABELS[ch.latency_mode] || ch.latency_mode }),
       el('td', { text: ch.recording ? 'yes' : 'no' }),
       el('td', { text: ch.dvr_window_secs ? fmtDuration(ch.dvr_window_secs) : 'live edge only' }),
       el('td', { text: fmtTime(ch.created_at) }),

@@ -7,11 +7,18 @@
 // The stream key is typed in (never put in the URL's query, which servers log); a
 // fragment `#channel=NAME&key=KEY` fills the form, and `&autostart=1` goes live at once
 // (how the browser tests drive it).
+//
+// Signed in (the session cookie of /admin's login), no key is needed: the page lists
+// the channels of one's organisation, and going live mints the key it publishes with.
+// The key belongs to one device of kind `studio`, "Browser studio", made on first use;
+// the device has one key per channel, rotated at each go-live, so no secret is ever
+// stored in the browser and an earlier secret stops working for new publishes.
 'use strict';
 
 (() => {
   const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const TICK_MS = 500;
+  const STUDIO_DEVICE = 'Browser studio';
 
   const $ = (id) => document.getElementById(id);
   const form = $('studio-form');
@@ -44,6 +51,8 @@
   let media = null;
   let rtc = null;
   let lastStats = null;
+  // Signed in: { channels: [{ id, name }] }; null: the key is typed in.
+  let account = null;
 
   function setState(state, text = '') {
     status.state = state;
@@ -54,10 +63,67 @@
     liveButton.textContent = state === 'live' || state === 'connecting' ? 'Stop' : 'Go live';
   }
 
+  // The control plane's API with the session cookie; its JSON, or an Error carrying the
+  // API's own message (e.g. a role that may not manage devices).
+  async function api(method, path, body) {
+    const init = { method, credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    const data = res.status === 204 ? null : await res.json().catch(() => null);
+    if (!res.ok) {
+      const why = (data && data.error && data.error.message) || `HTTP ${res.status}`;
+      throw new Error(`${method} ${path}: ${why}`);
+    }
+    return data;
+  }
+
+  // Signed in? Then the channel list replaces the name and key fields.
+  async function signIn() {
+    let me;
+    try {
+      me = await api('GET', '/api/v1/me');
+    } catch {
+      return; // not signed in (401): the typed-in key it is
+    }
+    const channels = ((await api('GET', '/api/v1/channels?limit=200')) || {}).items || [];
+    account = { channels: channels.map((c) => ({ id: c.id, name: c.name })) };
+    const pick = $('channel-pick');
+    pick.replaceChildren(...account.channels.map((c) => new Option(c.name, c.name)));
+    const wanted = $('channel').value.trim();
+    if (account.channels.some((c) => c.name === wanted)) pick.value = wanted;
+    $('account').textContent = channels.length
+      ? `Signed in (${me.role}): going live makes this browser's key for the channel.`
+      : `Signed in (${me.role}), but your organisation has no channel yet: make one in /admin.`;
+    $('account').hidden = false;
+    $('channel-pick-label').hidden = false;
+    $('signin-hint').hidden = true;
+    for (const id of ['channel-label', 'key-label']) $(id).hidden = true;
+    $('channel').required = false;
+    $('key').required = false;
+  }
+
+  // A fresh secret for `name` on the studio device (made, and its key, on first use).
+  async function mintKey(name) {
+    const ch = account.channels.find((c) => c.name === name);
+    if (!ch) throw new Error(`${name} is not a channel of your organisation`);
+    const devices = (await api('GET', '/api/v1/devices')).items;
+    let dev = devices.find((d) => d.kind === 'studio' && d.name === STUDIO_DEVICE && !d.revoked_at);
+    if (!dev) dev = await api('POST', '/api/v1/devices', { name: STUDIO_DEVICE, kind: 'studio' });
+    const keys = (await api('GET', `/api/v1/devices/${encodeURIComponent(dev.id)}/keys`)).items;
+    const key = keys.find((k) => k.channel_id === ch.id && !k.revoked_at);
+    const made = key
+      ? await api('POST', `/api/v1/keys/${encodeURIComponent(key.id)}/rotate`)
+      : await api('POST', `/api/v1/devices/${encodeURIComponent(dev.id)}/keys`, { channel_id: ch.id });
+    return made.secret;
+  }
+
   function settings() {
     const [width, height] = $('resolution').value.split('x').map(Number);
     return {
-      channel: $('channel').value.trim(),
+      channel: account ? $('channel-pick').value : $('channel').value.trim(),
       key: $('key').value,
       source: $('source').value,
       width,
@@ -104,14 +170,15 @@
       setState('error', 'A channel name is 1 to 64 letters, digits, "_" or "-".');
       return;
     }
-    if (!s.key) {
-      setState('error', 'The stream key is needed to go live.');
+    if (!s.key && !account) {
+      setState('error', 'The stream key is needed to go live (or sign in).');
       return;
     }
     if (!media && !(await startPreview())) return;
     setState('connecting', 'Connecting…');
     try {
-      rtc = await window.StarlingRTC.publish(`/whip/${s.channel}`, s.key, media, { maxBitrate: s.bitrate });
+      const key = s.key || (await mintKey(s.channel));
+      rtc = await window.StarlingRTC.publish(`/whip/${s.channel}`, key, media, { maxBitrate: s.bitrate });
       await rtc.connected;
     } catch (err) {
       if (rtc) rtc.close();
@@ -174,5 +241,10 @@
   setInterval(() => {
     tick().catch((err) => status.errors.push(String(err.message)));
   }, TICK_MS);
-  if (frag.get('autostart') === '1') goLive();
+  // A key in the fragment wins over signing in (the tests' way in without an account).
+  const ready = frag.has('key') ? Promise.resolve() : signIn().catch((err) => status.errors.push(String(err.message)));
+  ready.then(() => {
+    status.signedIn = account !== null;
+    if (frag.get('autostart') === '1') goLive();
+  });
 })();

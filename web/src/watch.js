@@ -16,8 +16,11 @@
 // `?replay=1` plays the channel's last run from its start with hls.js: its recording
 // once the stream has ended (kept as VOD, across restarts), its DVR window while live.
 //
-// `?realtime=1` plays over WebRTC (WHEP, /whep/CHANNEL: sub-second, H.264 and Opus as
-// they come) and falls back to LL-HLS when WebRTC cannot connect here (UDP blocked).
+// Real time: WebRTC (WHEP, /whep/CHANNEL: sub-second, H.264 and Opus as they come),
+// falling back to LL-HLS when WebRTC cannot connect here (UDP blocked). Chosen by itself
+// for a channel whose latency mode is `realtime` (its multivariant playlist answers with
+// `Starling-Latency-Mode: realtime`, asked with a HEAD before the first player starts);
+// `?realtime=1` forces it for any channel, `?realtime=0` keeps to HLS.
 //
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
@@ -42,8 +45,13 @@
   // `?replay=1`: play the channel's last run from its start, ended or not (its recording
   // after the stream, or the DVR window while live), instead of joining the live edge.
   const replay = params.get('replay') === '1';
-  // `?realtime=1`: WHEP, with LL-HLS as the fallback.
-  const realtime = params.get('realtime') === '1' && !replay && !!window.RTCPeerConnection;
+  // `?realtime=1`: WHEP, with LL-HLS as the fallback; `?realtime=0`: never. Otherwise
+  // null until the channel's playlist says (`realtimeChannel`); `?player=dash`,
+  // `?replay=1` and `?rendition=` ask for a player of their own.
+  const realtimeParam = params.get('realtime');
+  const canRealtime = !replay && !!window.RTCPeerConnection;
+  let realtime = realtimeParam === '1' ? canRealtime : false;
+  if (realtimeParam === null && canRealtime && !useDash && !params.get('rendition')) realtime = null;
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -70,7 +78,7 @@
     state: 'loading',
     message: '',
     mode: null,
-    // Why WHEP was given up for LL-HLS (`?realtime=1` only).
+    // Why WHEP was given up for LL-HLS (real time only).
     fallback: null,
     errors: [],
   };
@@ -181,11 +189,31 @@
     }
   }
 
-  function start() {
+  // Whether the channel asks for real time: its multivariant playlist's
+  // `Starling-Latency-Mode` header, which a real-time channel sends from its publish's
+  // start (before the first segment, with the 404 "not live yet"). True, false once it
+  // is live without it, or null while that cannot be known (not live, unreachable):
+  // asked again at the next start.
+  async function realtimeChannel() {
+    try {
+      const res = await fetch(src, { method: 'HEAD', cache: 'no-store' });
+      if (res.headers.get('starling-latency-mode') === 'realtime') return true;
+      return res.ok ? false : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function start() {
     clearTimeout(retryTimer);
     retryTimer = null;
     mediaRecoveries = 0;
     setState('loading', 'Loading the stream…');
+    if (realtime === null) {
+      const decided = await realtimeChannel();
+      if (decided !== null) realtime = decided;
+      if (retryTimer !== null) return;
+    }
     if (realtime && !whepFailed) {
       startWhep();
     } else if (useDash) {

@@ -11,8 +11,13 @@
 //     → {"ok":true,"studio":{"state":"live","ms_to_live":850,…},
 //        "viewer":{"mode":"whep","width":640,"height":360,"ms_to_playing":700,"advanced":3.1,…}}
 //     --players hls.js,dash.js: then, with the studio still live, the same channel in
-//     the watch page with hls.js (LL-HLS) and with dash.js (`?player=dash`): each must
-//     play --seconds with the same picture size → "players":{"hls.js":{…},"dash.js":{…}}
+//     the watch page with hls.js (LL-HLS, `?realtime=0`) and with dash.js
+//     (`?player=dash`): each must play --seconds with the same picture size
+//     → "players":{"hls.js":{…},"dash.js":{…}}
+//     --watch-query Q: the viewer's query instead of `realtime=1` (`''`: the page
+//     decides, from the channel's latency mode).
+//     --sign-in EMAIL:PASSWORD instead of --key: logs in first (POST /api/v1/login);
+//     the studio then picks NAME among the account's channels and mints its own key.
 //
 // Chromium is Debian's (`apt-get install chromium`), or $CHROMIUM.
 
@@ -48,6 +53,8 @@ function parse() {
       seconds: { type: 'string', default: '3' },
       timeout: { type: 'string', default: '60' },
       players: { type: 'string', default: '' },
+      'watch-query': { type: 'string', default: 'realtime=1' },
+      'sign-in': { type: 'string' },
     },
   });
   if (positionals.length !== 1 || !values.channel) {
@@ -63,10 +70,12 @@ function parse() {
     channel: values.channel,
     key: values.key,
     resolution: values.resolution,
-    expect: values['expect-size'] ? size('expect-size', values['expect-size']) : values.key ? size('resolution', values.resolution) : null,
+    expect: values['expect-size'] ? size('expect-size', values['expect-size']) : values.key || values['sign-in'] ? size('resolution', values.resolution) : null,
     seconds: Number(values.seconds),
     timeout: Number(values.timeout),
     players: values.players ? values.players.split(',') : [],
+    watchQuery: values['watch-query'],
+    signIn: values['sign-in'] || null,
   };
 }
 
@@ -84,7 +93,8 @@ async function studio(context, opts, deadline, errors) {
   const page = await context.newPage();
   page.on('pageerror', (err) => errors.push(`studio: ${err.message}`));
   const t0 = Date.now();
-  const frag = new URLSearchParams({ channel: opts.channel, key: opts.key, resolution: opts.resolution, autostart: '1' });
+  const frag = new URLSearchParams({ channel: opts.channel, resolution: opts.resolution, autostart: '1' });
+  if (opts.key) frag.set('key', opts.key);
   await page.goto(`${opts.base}/studio#${frag}`, { waitUntil: 'domcontentloaded', timeout: 30_000 });
   const s = await until(
     page,
@@ -94,7 +104,7 @@ async function studio(context, opts, deadline, errors) {
     deadline,
   );
   if (s.state !== 'live') throw new Error(`the studio did not go live: ${s.message}`);
-  return { page, summary: { state: s.state, ms_to_live: Date.now() - t0 } };
+  return { page, summary: { state: s.state, signed_in: !!s.signedIn, ms_to_live: Date.now() - t0 } };
 }
 
 async function viewer(context, opts, deadline, errors, query = 'realtime=1') {
@@ -165,8 +175,16 @@ async function main() {
     });
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const deadline = Date.now() + opts.timeout * 1000;
-    if (opts.key) result.studio = (await studio(context, opts, deadline, errors)).summary;
-    result.viewer = await viewer(context, opts, deadline, errors);
+    if (opts.signIn) {
+      // The session cookie lands in the context's cookie jar, which its pages share.
+      const at = opts.signIn.indexOf(':');
+      const res = await context.request.post(`${opts.base}/api/v1/login`, {
+        data: { email: opts.signIn.slice(0, at), password: opts.signIn.slice(at + 1) },
+      });
+      if (!res.ok()) throw new Error(`login: HTTP ${res.status()}`);
+    }
+    if (opts.key || opts.signIn) result.studio = (await studio(context, opts, deadline, errors)).summary;
+    result.viewer = await viewer(context, opts, deadline, errors, opts.watchQuery);
     const v = result.viewer;
     if (v.mode !== 'whep') {
       result.reason = `the viewer played over ${v.mode}, not WHEP (fallback: ${v.fallback})`;
@@ -175,7 +193,7 @@ async function main() {
     } else {
       result.ok = true;
     }
-    const queries = { 'hls.js': '', 'dash.js': 'player=dash' };
+    const queries = { 'hls.js': 'realtime=0', 'dash.js': 'player=dash' };
     for (const player of opts.players) {
       if (!(player in queries)) throw new Error(`--players: unknown player ${player}`);
       result.players = result.players || {};

@@ -305,10 +305,26 @@ impl Authorizer for NodeAuthorizer {
 
 /// What the origin needs of a control-plane channel's settings.
 pub fn channel_settings(ch: &starling_control::Channel) -> starling_origin::ChannelSettings {
-    starling_origin::ChannelSettings {
+    let s = starling_origin::ChannelSettings {
         dvr_window: Duration::from_secs(ch.dvr_window_secs.max(0).unsigned_abs()),
         record: ch.recording,
-        low_latency: ch.latency_mode == starling_control::LatencyMode::Low,
+        low_latency: true,
+        realtime: false,
+    };
+    with_latency_mode(s, ch.latency_mode)
+}
+
+/// `settings` for latency `mode`: LL-HLS for all but standard (real time's fallback is
+/// LL-HLS), and WebRTC first for real time.
+pub fn with_latency_mode(
+    settings: starling_origin::ChannelSettings,
+    mode: starling_control::LatencyMode,
+) -> starling_origin::ChannelSettings {
+    use starling_control::LatencyMode;
+    starling_origin::ChannelSettings {
+        low_latency: mode != LatencyMode::Standard,
+        realtime: mode == LatencyMode::RealTime,
+        ..settings
     }
 }
 
@@ -390,6 +406,7 @@ mod tests {
                 recording: false,
                 srt_passphrase: None,
                 ladder: None,
+                latency_mode: None,
             },
             ChannelConfig {
                 name: "sport".into(),
@@ -398,6 +415,7 @@ mod tests {
                 recording: false,
                 srt_passphrase: None,
                 ladder: None,
+                latency_mode: None,
             },
         ])
     }

@@ -246,6 +246,20 @@ pub struct ChannelConfig {
     /// (no transcoding), or some of the ladder's rungs (`720p,360p`).
     #[serde(default)]
     pub ladder: Option<String>,
+    /// `standard` (HLS), `low` (LL-HLS, the default) or `realtime` (WebRTC for viewers
+    /// that can, LL-HLS for the rest), as a control-plane channel's `latency_mode`.
+    #[serde(default)]
+    pub latency_mode: Option<String>,
+}
+
+impl ChannelConfig {
+    /// Its latency mode (checked by [`Config::validate`]; `low` when unset).
+    pub fn latency_mode(&self) -> starling_control::LatencyMode {
+        self.latency_mode
+            .as_deref()
+            .and_then(|m| starling_control::LatencyMode::parse(m).ok())
+            .unwrap_or(starling_control::LatencyMode::Low)
+    }
 }
 
 impl std::fmt::Debug for ChannelConfig {
@@ -261,6 +275,7 @@ impl std::fmt::Debug for ChannelConfig {
                 &self.srt_passphrase.as_ref().map(|_| "<redacted>"),
             )
             .field("ladder", &self.ladder)
+            .field("latency_mode", &self.latency_mode)
             .finish()
     }
 }
@@ -419,6 +434,14 @@ impl Config {
                 {
                     bail!(
                         "channels[{i}] ({}): ladder must be `default`, `source` or rung names such as `720p,360p` (1-64 of A-Z a-z 0-9 _ - ,)",
+                        ch.name
+                    );
+                }
+            }
+            if let Some(m) = &ch.latency_mode {
+                if starling_control::LatencyMode::parse(m).is_err() {
+                    bail!(
+                        "channels[{i}] ({}): latency_mode must be `standard`, `low` or `realtime`, not {m:?}",
                         ch.name
                     );
                 }
@@ -684,6 +707,10 @@ mod tests {
                 "name = \"a\"\nstream_key = \"abcdefgh1\"\ncolour = 1",
                 "colour",
             ),
+            (
+                "name = \"a\"\nstream_key = \"abcdefgh1\"\nlatency_mode = \"webrtc\"",
+                "latency_mode must be `standard`, `low` or `realtime`, not \"webrtc\"",
+            ),
         ];
         for (i, (body, needle)) in cases.iter().enumerate() {
             let path = dir.join(format!("{i}.toml"));
@@ -827,6 +854,7 @@ mod tests {
             recording: false,
             srt_passphrase: None,
             ladder: None,
+            latency_mode: None,
         };
         assert!(!format!("{c:?}").contains("secret-key-1"));
     }

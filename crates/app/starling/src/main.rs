@@ -204,10 +204,13 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     for ch in &config.channels {
         origin.configure(
             &ch.name,
-            starling_origin::ChannelSettings {
-                record: ch.recording,
-                ..starling_origin::ChannelSettings::defaults(origin.config())
-            },
+            auth::with_latency_mode(
+                starling_origin::ChannelSettings {
+                    record: ch.recording,
+                    ..starling_origin::ChannelSettings::defaults(origin.config())
+                },
+                ch.latency_mode(),
+            ),
         );
         origin.follow(&hub, &ch.name);
     }

@@ -82,6 +82,27 @@ fn an_rtmp_source_plays_over_whep() {
         // The live list counts the WHEP viewer (the session is still open).
         let ch = live_entry(&server).await;
         assert_eq!(ch["viewers"], 1, "{ch}");
+        // A channel of the default latency mode (LL-HLS) does not ask players for real
+        // time (a `realtime` one does: `a_realtime_channel_plays_over_whep_by_itself`).
+        // (The multivariant playlist exists once a segment is complete.)
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let head = loop {
+            let head = http(
+                server.http,
+                "HEAD",
+                &format!("/live/{CHANNEL}/index.m3u8"),
+                &[],
+                b"",
+            )
+            .await
+            .unwrap();
+            if head.status == 200 || Instant::now() > deadline {
+                break head;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("starling-latency-mode"), None);
         frames
     });
     assert!(
@@ -93,6 +114,20 @@ fn an_rtmp_source_plays_over_whep() {
     assert!(server.metric("starling_webrtc_sessions_total{role=\"whep\"}") >= 1.0);
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
+}
+
+/// ffprobe reads the channel's LL-HLS as H.264 of `width`x`height` and Opus.
+fn assert_packaged_h264_opus(server: &Server, width: u32, height: u32) {
+    let url = server.http_url(&format!("/live/{CHANNEL}/index.m3u8"));
+    let video = probe_stream(std::path::Path::new(&url), "video");
+    assert!(video.contains("codec_name=h264"), "{video}");
+    assert!(
+        video.contains(&format!("width={width}\n"))
+            && video.contains(&format!("height={height}\n")),
+        "{video}"
+    );
+    let audio = probe_stream(std::path::Path::new(&url), "audio");
+    assert!(audio.contains("codec_name=opus"), "{audio}");
 }
 
 #[test]
@@ -190,15 +225,7 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
 
     // The origin packaged it: the LL-HLS playlists exist and ffprobe reads H.264 at the
     // sent size and Opus.
-    let url = server.http_url(&format!("/live/{CHANNEL}/index.m3u8"));
-    let video = probe_stream(std::path::Path::new(&url), "video");
-    assert!(video.contains("codec_name=h264"), "{video}");
-    assert!(
-        video.contains("width=320") && video.contains("height=180"),
-        "{video}"
-    );
-    let audio = probe_stream(std::path::Path::new(&url), "audio");
-    assert!(audio.contains("codec_name=opus"), "{audio}");
+    assert_packaged_h264_opus(&server, 320, 180);
     assert!(server.metric("starling_webrtc_sessions_total{role=\"whip\"}") >= 1.0);
 }
 
@@ -261,6 +288,100 @@ fn chromium_goes_live_in_the_studio_and_plays_over_whep_ll_hls_and_dash() {
         server.metric("starling_webrtc_sessions{role=\"whip\"}"),
         0.0
     );
+}
+
+#[test]
+fn a_realtime_channel_plays_over_whep_by_itself() {
+    if !require_browser() {
+        return;
+    }
+    // The channel's latency mode is `realtime`: the watch page, opened without
+    // `?realtime=`, asks the playlist and picks WHEP; `?realtime=0` keeps to LL-HLS.
+    let server = Server::start_channel("webrtc-auto", "", "latency_mode = \"realtime\"");
+    let base = server.http_url("");
+    let v = realtime(&[
+        &base,
+        "--channel",
+        CHANNEL,
+        "--key",
+        KEY,
+        "--watch-query",
+        "",
+        "--players",
+        "hls.js",
+        "--timeout",
+        "60",
+    ]);
+    eprintln!("realtime channel: {v}");
+    assert_eq!(v["viewer"]["mode"], "whep", "{v}");
+    assert_eq!(v["players"]["hls.js"]["mode"], "hls.js", "{v}");
+}
+
+#[test]
+fn a_signed_in_studio_goes_live_with_a_key_it_mints() {
+    if !require_browser() {
+        return;
+    }
+    let server = Server::start("webrtc-studio-signin", "");
+    let (email, password) = ("studio@example.test", "correct horse battery staple");
+    server.create_admin(email, password);
+    let cookie = server.login(email, password);
+    let api = |method: &str, path: &str, body: Option<&str>| {
+        let r = server.http_request(method, path, &[("Cookie", &cookie)], body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        (r.status, v)
+    };
+    // A channel of the control plane, real time: no key exists for it yet.
+    let (status, ch) = api(
+        "POST",
+        "/api/v1/channels",
+        Some(r#"{"name":"studio-ch","latency_mode":"realtime"}"#),
+    );
+    assert_eq!(status, 201, "{ch}");
+
+    // Twice: the first go-live makes the studio's device and key, the second rotates it.
+    for round in 0..2 {
+        let v = realtime(&[
+            &server.http_url(""),
+            "--channel",
+            "studio-ch",
+            "--sign-in",
+            &format!("{email}:{password}"),
+            "--watch-query",
+            "",
+            "--timeout",
+            "60",
+        ]);
+        eprintln!("signed-in studio, round {round}: {v}");
+        assert_eq!(v["studio"]["signed_in"], true, "{v}");
+        assert_eq!(v["viewer"]["mode"], "whep", "{v}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.metric("starling_webrtc_sessions{role=\"whip\"}") > 0.0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // One device of kind studio.
+    let (_, devices) = api("GET", "/api/v1/devices", None);
+    let studio: Vec<_> = devices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "studio")
+        .collect();
+    assert_eq!(studio.len(), 1, "{devices}");
+    assert_eq!(studio[0]["name"], "Browser studio");
+    let (_, keys) = api(
+        "GET",
+        &format!("/api/v1/devices/{}/keys", studio[0]["id"].as_str().unwrap()),
+        None,
+    );
+    // The rotation revoked the first key: one live key remains, for the channel.
+    let keys = keys["items"].as_array().unwrap();
+    let live: Vec<_> = keys.iter().filter(|k| k["revoked_at"].is_null()).collect();
+    assert_eq!((keys.len(), live.len()), (2, 1), "{keys:?}");
+    assert_eq!(live[0]["channel_id"], ch["id"]);
 }
 
 #[test]
@@ -339,4 +460,82 @@ fn chromium_plays_an_rtmp_source_over_whep() {
     assert!(audio >= 50, "{audio} Opus packets in the viewer's 3 s: {v}");
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
+}
+
+/// `scripts/aiortc` (aiortc, a WebRTC stack independent of the server's str0m) with
+/// `args`, its JSON line on a pipe.
+fn aiortc(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../scripts/aiortc"),
+    );
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+#[test]
+fn aiortc_publishes_over_whip_and_plays_over_whep() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let server = Server::start("webrtc-aiortc", "");
+    let whip_url = server.http_url(&format!("/whip/{CHANNEL}"));
+    let whep_url = server.http_url(&format!("/whep/{CHANNEL}"));
+
+    // aiortc refused with the wrong key: a clear 403, nothing on the air.
+    let wrong = aiortc(&["whip", &whip_url, "not-the-key", "1"])
+        .output()
+        .unwrap();
+    let v = last_json_line(&wrong, "aiortc whip (wrong key)");
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["connected"], false, "{v}");
+
+    // aiortc publishes its test picture (640x480, H.264) and audio (Opus) for 14 s.
+    let publisher = aiortc(&["whip", &whip_url, KEY, "14"]).spawn().unwrap();
+    server.wait_log("webrtc: connected", Duration::from_secs(30));
+
+    // A second aiortc plays it over WHEP: video from a keyframe on, at the sent size,
+    // and audio.
+    let viewer = aiortc(&["whep", &whep_url, "4"]).output().unwrap();
+    let v = last_json_line(&viewer, "aiortc whep");
+    eprintln!("aiortc viewer: {v}");
+    assert_eq!(v["status"], 201, "{v}");
+    assert_eq!(v["connected"], true, "{v}");
+    assert!(v["video_frames"].as_u64().unwrap() >= 30, "{v}");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(480)),
+        "{v}"
+    );
+    assert!(v["audio_frames"].as_u64().unwrap() >= 50, "{v}");
+    assert_eq!(v["delete_status"], 200, "{v}");
+
+    // The same stream is packaged for LL-HLS (H.264 at the sent size, Opus); the live
+    // list says it comes in over WebRTC.
+    assert_packaged_h264_opus(&server, 640, 480);
+    let ch = runtime().block_on(live_entry(&server));
+    assert_eq!(ch["ingest"]["protocol"], "webrtc", "{ch}");
+
+    // The publisher ends with DELETE: its session is gone and the channel is free.
+    let out = publisher.wait_with_output().unwrap();
+    let v = last_json_line(&out, "aiortc whip");
+    eprintln!("aiortc publisher: {v}");
+    assert_eq!(
+        (v["status"].as_u64(), v["connected"].as_bool()),
+        (Some(201), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["delete_status"], 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metric("starling_webrtc_sessions{role=\"whip\"}") > 0.0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        server.metric("starling_webrtc_sessions{role=\"whip\"}"),
+        0.0
+    );
 }

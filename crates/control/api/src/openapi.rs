@@ -167,7 +167,7 @@ fn schemas() -> Value {
         },
         "ApiTokenList": list_of("ApiToken"),
         "Visibility": { "type": "string", "enum": ["public", "unlisted", "private"] },
-        "LatencyMode": { "type": "string", "enum": ["standard", "low"] },
+        "LatencyMode": { "type": "string", "enum": ["standard", "low", "realtime"], "description": "standard: HLS; low: LL-HLS; realtime: WebRTC (WHEP) for viewers that can, LL-HLS for the rest." },
         "Channel": {
             "type": "object", "additionalProperties": false,
             "required": ["id", "org_id", "name", "title", "visibility", "latency_mode", "ladder", "recording", "dvr_window_secs", "srt_encrypted", "srt_pbkeylen", "created_at", "updated_at"],

@@ -1252,6 +1252,52 @@ async fn channels_crud_and_pagination(fx: &Fx) {
         assert_eq!(v["visibility"], "private");
         assert_eq!(v["title"], n);
     }
+    // Real time: accepted, read back as itself, changed like any mode; a mode it does
+    // not know is a 400 naming the field and the modes it does.
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(tok),
+            Some(json!({"name": "c-rt", "latency_mode": "realtime"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["latency_mode"], "realtime");
+    let rt = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{rt}"),
+            Some(tok),
+            Some(json!({"latency_mode": "standard"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["latency_mode"].as_str()),
+        (StatusCode::OK, Some("standard")),
+        "{v}"
+    );
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{rt}"),
+            Some(tok),
+            Some(json!({"latency_mode": "webrtc"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "latency_mode", "{v}");
+    assert!(v.to_string().contains("realtime"), "{v}");
+    let (s, _) = fx
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/channels/{rt}"),
+            Some(tok),
+            None,
+        )
+        .await;
+    assert!(s.is_success());
     let (s, v) = fx
         .call(
             Method::POST,

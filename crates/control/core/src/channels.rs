@@ -23,13 +23,34 @@ pub enum Visibility {
     Private,
 }
 
-/// Latency target of the packager for a channel.
+/// Latency target of a channel: how its viewers are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LatencyMode {
     /// Regular HLS segments.
     Standard,
     /// LL-HLS partial segments.
     Low,
+    /// WebRTC (WHEP) for viewers that can, at conversation speed; LL-HLS for the rest
+    /// (the watch page falls back to it by itself).
+    RealTime,
+}
+
+impl LatencyMode {
+    /// The two columns a mode is stored in: `latency_mode` (whose CHECK constraint of
+    /// schema 1 knows `standard` and `low` only, and SQLite cannot change a CHECK
+    /// without rebuilding the table) and `realtime` (schema 6). Real time keeps LL-HLS
+    /// for the packager, so `latency_mode` stays true for every reader of that column.
+    fn columns(self) -> (&'static str, i64) {
+        match self {
+            Self::RealTime => (Self::Low.as_str(), 1),
+            other => (other.as_str(), 0),
+        }
+    }
+
+    fn from_columns(latency_mode: &str, realtime: bool) -> Result<Self, ValidationError> {
+        let stored = Self::parse(latency_mode)?;
+        Ok(if realtime { Self::RealTime } else { stored })
+    }
 }
 
 macro_rules! text_enum {
@@ -62,9 +83,10 @@ text_enum!(
 text_enum!(
     LatencyMode,
     "latency_mode",
-    "standard, low",
+    "standard, low, realtime",
     Standard = "standard",
-    Low = "low"
+    Low = "low",
+    RealTime = "realtime"
 );
 
 /// A channel's own SRT encryption: the AES passphrase every SRT caller of the channel
@@ -253,7 +275,7 @@ pub(crate) fn srt_from_row(table: &'static str, r: &AnyRow) -> Result<Option<Srt
 // A macro, not a const, so queries stay `&'static str` built by `concat!`.
 macro_rules! cols {
     () => {
-        "id, org_id, name, title, visibility, latency_mode, ladder, recording, \
+        "id, org_id, name, title, visibility, latency_mode, realtime, ladder, recording, \
          dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at"
     };
 }
@@ -280,8 +302,11 @@ fn from_row(r: &AnyRow) -> Result<Channel> {
         title: r.try_get("title")?,
         visibility: Visibility::parse(&r.try_get::<String, _>("visibility")?)
             .map_err(|_| bad("visibility"))?,
-        latency_mode: LatencyMode::parse(&r.try_get::<String, _>("latency_mode")?)
-            .map_err(|_| bad("latency_mode"))?,
+        latency_mode: LatencyMode::from_columns(
+            &r.try_get::<String, _>("latency_mode")?,
+            flag("channels", r.try_get("realtime")?)?,
+        )
+        .map_err(|_| bad("latency_mode"))?,
         ladder: r.try_get("ladder")?,
         recording: flag("channels", r.try_get("recording")?)?,
         dvr_window_secs: r.try_get("dvr_window_secs")?,
@@ -335,15 +360,16 @@ impl Db {
         };
         sqlx::query(
             "INSERT INTO channels (id, org_id, name, title, visibility, latency_mode, ladder, \
-             recording, dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             recording, dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at, \
+             realtime) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&ch.id)
         .bind(&ch.org_id)
         .bind(&ch.name)
         .bind(&ch.title)
         .bind(ch.visibility.as_str())
-        .bind(ch.latency_mode.as_str())
+        .bind(ch.latency_mode.columns().0)
         .bind(&ch.ladder)
         .bind(i64::from(ch.recording))
         .bind(ch.dvr_window_secs)
@@ -351,6 +377,7 @@ impl Db {
         .bind(srt_pbkeylen_column(&ch))
         .bind(now)
         .bind(now)
+        .bind(ch.latency_mode.columns().1)
         .execute(self.pool())
         .await
         .map_err(conflict("name"))?;
@@ -445,11 +472,11 @@ impl Db {
         sqlx::query(
             "UPDATE channels SET title = $1, visibility = $2, latency_mode = $3, ladder = $4, \
              recording = $5, dvr_window_secs = $6, srt_passphrase = $7, srt_pbkeylen = $8, \
-             updated_at = $9 WHERE id = $10 AND org_id = $11",
+             updated_at = $9, realtime = $12 WHERE id = $10 AND org_id = $11",
         )
         .bind(&ch.title)
         .bind(ch.visibility.as_str())
-        .bind(ch.latency_mode.as_str())
+        .bind(ch.latency_mode.columns().0)
         .bind(&ch.ladder)
         .bind(i64::from(ch.recording))
         .bind(ch.dvr_window_secs)
@@ -458,6 +485,7 @@ impl Db {
         .bind(now)
         .bind(&ch.id)
         .bind(&ch.org_id)
+        .bind(ch.latency_mode.columns().1)
         .execute(self.pool())
         .await?;
         Ok(ch)

@@ -175,6 +175,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0005_ladder_default.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "realtime".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0006_realtime.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -507,6 +507,30 @@ async fn channels_crud_and_tenant_isolation(t: &TestDb) {
     );
     assert_eq!(changed.latency_mode, LatencyMode::Low);
     assert_eq!(db.get_channel(&w.a_bc, &ch.id).await.unwrap(), changed);
+    // Real time round-trips (stored in two columns) and leaves again for the others.
+    for mode in [
+        LatencyMode::RealTime,
+        LatencyMode::Standard,
+        LatencyMode::RealTime,
+    ] {
+        let up = ChannelUpdate {
+            latency_mode: Some(mode),
+            ..ChannelUpdate::default()
+        };
+        let changed = db
+            .update_channel(&w.a_bc, &ch.id, &up, T0 + 6)
+            .await
+            .unwrap();
+        assert_eq!(changed.latency_mode, mode);
+        assert_eq!(db.get_channel(&w.a_bc, &ch.id).await.unwrap(), changed);
+        assert_eq!(db.channel_by_name("news").await.unwrap(), Some(changed));
+    }
+    let mut rt = NewChannel::named("a-realtime");
+    rt.latency_mode = LatencyMode::RealTime;
+    let made = db.create_channel(&w.a_bc, &rt, T0).await.unwrap();
+    assert_eq!(made.latency_mode, LatencyMode::RealTime);
+    assert_eq!(db.get_channel(&w.a_bc, &made.id).await.unwrap(), made);
+    db.delete_channel(&w.a_bc, &made.id).await.unwrap();
     db.delete_channel(&w.a_bc, &ch.id).await.unwrap();
     assert!(is_not_found(&db.get_channel(&w.a_bc, &ch.id).await));
 }

@@ -374,19 +374,34 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let Some(pl) = multivariant_of(&lock(&ch.inner)) else {
-        return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+    let (pl, realtime) = {
+        let st = lock(&ch.inner);
+        (multivariant_of(&st), st.settings.realtime)
     };
-    let text = pl.render();
-    debug_lint(&text);
-    let text = match token {
-        Some(t) => gate::add_token(&text, t),
-        None => text,
+    // Also on "not live yet": a real-time viewer can start over WebRTC before the
+    // first segment is complete.
+    let mut r = match pl {
+        None => error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET),
+        Some(pl) => {
+            let text = pl.render();
+            debug_lint(&text);
+            let text = match token {
+                Some(t) => gate::add_token(&text, t),
+                None => text,
+            };
+            playlist_response(
+                Bytes::from(text),
+                HeaderValue::from_static("public, max-age=2"),
+            )
+        }
     };
-    playlist_response(
-        Bytes::from(text),
-        HeaderValue::from_static("public, max-age=2"),
-    )
+    if realtime {
+        r.headers_mut().insert(
+            crate::LATENCY_MODE_HEADER,
+            HeaderValue::from_static("realtime"),
+        );
+    }
+    r
 }
 
 /// The multivariant playlist of the channel whose state is `st`; `None` until a

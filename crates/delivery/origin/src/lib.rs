@@ -70,6 +70,11 @@ pub use store::{CacheStats, CachedStore, LocalDirStore, ObjectStore, StoreError}
 pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
 pub use thumbs::{KeyframeSegment, Thumbnails};
 
+/// The response header of a real-time channel's multivariant playlist (value
+/// `realtime`): viewers that can should play it over WebRTC (WHEP, `/whep/{channel}`).
+/// The watch page asks for it before it picks a player.
+pub const LATENCY_MODE_HEADER: &str = "starling-latency-mode";
+
 /// The store's history parsers, for the fuzz targets in `fuzz/` (not an API). History
 /// objects come from a store that other nodes write to (a shared bucket), so they are
 /// input like any network bytes.

@@ -129,6 +129,9 @@ pub struct ChannelSettings {
     pub record: bool,
     /// LL-HLS (parts, preload hints, blocking part requests) or plain HLS segments.
     pub low_latency: bool,
+    /// Viewers that can should play over WebRTC (WHEP): the multivariant playlist's
+    /// response says so in [`crate::LATENCY_MODE_HEADER`], which the watch page reads.
+    pub realtime: bool,
 }
 
 impl ChannelSettings {
@@ -138,6 +141,7 @@ impl ChannelSettings {
             dvr_window: config.dvr_window,
             record: config.record,
             low_latency: true,
+            realtime: false,
         }
     }
 }

@@ -90,6 +90,7 @@ async fn a_channel_that_does_not_record_keeps_only_its_window_on_disk() {
             dvr_window: Duration::from_secs(2),
             record: false,
             low_latency: true,
+            realtime: false,
         },
     );
     origin.follow(&hub, "demo");
@@ -154,6 +155,7 @@ async fn a_recording_channel_keeps_everything_and_settings_apply_at_the_next_pub
             dvr_window: Duration::from_secs(2),
             record: true,
             low_latency: true,
+            realtime: false,
         },
     );
     origin.follow(&hub, "demo");
@@ -168,6 +170,7 @@ async fn a_recording_channel_keeps_everything_and_settings_apply_at_the_next_pub
             dvr_window: Duration::from_secs(60),
             record: true,
             low_latency: false,
+            realtime: false,
         },
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
