@@ -1,8 +1,8 @@
 //! `webrtc-load`: how many WHEP viewers of one stream a `starling serve` holds, and the
 //! CPU each costs; with `--whip`, how many WHIP publishers.
 //!
-//! For each step N it starts a fresh node (transcoding off: WHEP viewers get the source)
-//! with one channel, one RTMP publisher replaying the clip (1280x720 at 30 fps, x264 +
+//! For each step N it starts a fresh node ([`NODE_EXTRA`]: transcoding off, WHEP viewers
+//! get the source) with one channel, one RTMP publisher replaying the clip (1280x720 at 30 fps, x264 +
 //! AAC at `--kbps`) in real time, and N WHEP viewers in this process: the str0m client of
 //! starling-webrtc-server, each a full ICE + DTLS + SRTP stack on its own UDP socket,
 //! connected ten at a time. Once they play it counts, over a window of `--seconds`, the
@@ -19,7 +19,7 @@
 //! Opus frames in real time over WHIP. It counts the frames the node's hub took against
 //! those sent; a step holds when every publisher connected and the hub took at least
 //! 95% of the frames. The node packages every channel for LL-HLS as usual (transcoding
-//! off).
+//! and thumbnails off: [`NODE_EXTRA`]).
 
 use std::{
     net::SocketAddr,
@@ -48,6 +48,11 @@ use starling_webrtc::{
 };
 use starling_webrtc_server::client::{http, write_frame, Client};
 
+/// The node's extra config: no transcoding (WHEP viewers get the source; a ladder would
+/// cost per channel, not per session) and no thumbnails (an ffmpeg run per channel every
+/// few seconds, measured in docs/performance.md on its own): what is left is WebRTC
+/// and the LL-HLS packaging every channel gets.
+const NODE_EXTRA: &str = "[transcode]\nenabled = false\n[thumbnails]\nenabled = false\n";
 const CHANNEL: &str = "load";
 const KEY: &str = "load-key-00000";
 
@@ -158,6 +163,22 @@ fn settle(sessions: &[Arc<ViewerStats>]) {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(3));
+}
+
+/// The machine's UDP datagrams dropped for a full socket receive buffer so far
+/// (`UdpRcvbufErrors` of /proc/net/snmp; every socket, this process's too).
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// How many sessions connected.
@@ -315,20 +336,14 @@ fn whip_steps(args: &Args, rt: &tokio::runtime::Runtime) -> Result<()> {
         video_bytes as f64 * 8.0 / f64::from(clip_ms),
         args.seconds
     );
-    println!("| WHIP publishers | holds | connected | node CPU (% of 1 core) | CPU per publisher | publishers' CPU (this process) | node RSS | RSS per publisher | frames into the hub/s (sent) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| WHIP publishers | holds | connected | node CPU (% of 1 core) | CPU per publisher | publishers' CPU (this process) | node RSS | RSS per publisher | frames into the hub/s (sent) | datagrams dropped: kernel, node |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.steps {
         let dir = args.out_dir.join(format!("whip-{n}"));
         let channels: Vec<(String, String)> = (0..n)
             .map(|i| (format!("load{i}"), format!("load-key-{i:05}")))
             .collect();
-        let node = Node::start_with(
-            &args.starling,
-            &dir,
-            &channels,
-            false,
-            "[transcode]\nenabled = false\n",
-        )?;
+        let node = Node::start_with(&args.starling, &dir, &channels, false, NODE_EXTRA)?;
         let (_, rss_idle) = node.usage();
         let stop = Arc::new(AtomicBool::new(false));
         let publishers: Vec<Arc<ViewerStats>> =
@@ -350,6 +365,7 @@ fn whip_steps(args: &Args, rt: &tokio::runtime::Runtime) -> Result<()> {
         settle(&publishers);
 
         let me = std::process::id();
+        let kernel0 = udp_rcvbuf_errors();
         let sent = |ps: &[Arc<ViewerStats>]| -> u64 {
             ps.iter().map(|p| p.frames.load(Ordering::Relaxed)).sum()
         };
@@ -368,6 +384,9 @@ fn whip_steps(args: &Args, rt: &tokio::runtime::Runtime) -> Result<()> {
             proc_usage(me),
         );
         let wall = t0.elapsed().as_secs_f64();
+        let kernel = udp_rcvbuf_errors().saturating_sub(kernel0);
+        let dropped = counter(&m1, "starling_webrtc_dropped_datagrams_total")
+            - counter(&m0, "starling_webrtc_dropped_datagrams_total");
         stop.store(true, Ordering::Relaxed);
         rt.block_on(async {
             for t in tasks {
@@ -383,7 +402,7 @@ fn whip_steps(args: &Args, rt: &tokio::runtime::Runtime) -> Result<()> {
         let own_pct = (own1 - own0) / wall * 100.0;
         let holds = connected == n && hub >= 0.95 * sent;
         println!(
-            "| {n} | {} | {connected} | {cpu_pct:.0}% | {:.2}% | {own_pct:.0}% | {:.0} MiB | {:.0} KiB | {hub:.0} ({sent:.0}) |",
+            "| {n} | {} | {connected} | {cpu_pct:.0}% | {:.2}% | {own_pct:.0}% | {:.0} MiB | {:.0} KiB | {hub:.0} ({sent:.0}) | {kernel}, {dropped} |",
             if holds { "yes" } else { "**no**" },
             cpu_pct / n as f64,
             rss as f64 / 1024.0,
@@ -431,7 +450,7 @@ fn main() -> Result<()> {
             &dir,
             &[(CHANNEL.to_owned(), KEY.to_owned())],
             false,
-            "[transcode]\nenabled = false\n",
+            NODE_EXTRA,
         )?;
         let stop = Arc::new(AtomicBool::new(false));
         let source = Arc::new(PublisherStats::default());

@@ -354,7 +354,7 @@ impl WebRtcServer {
 async fn bind(config: &WebRtcConfig) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
     let mut tries = 0;
     loop {
-        let socket = UdpSocket::bind(config.udp_bind).await?;
+        let socket = udp_socket(config.udp_bind)?;
         if !config.tcp {
             return Ok((socket, None));
         }
@@ -370,6 +370,37 @@ async fn bind(config: &WebRtcConfig) -> std::io::Result<(UdpSocket, Option<TcpLi
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The kernel buffers the UDP socket asks for, each way. Every session shares the one
+/// socket: 100 WHIP publishers at 2 Mbit/s bring 25 MB/s, and Linux's default receive
+/// buffer (208 KiB) holds 8 ms of that, so any pause of the receive loop longer than
+/// that dropped datagrams in the kernel (`bench webrtc-load --whip`: 9% of the frames
+/// at 100 publishers). Linux caps the request at `net.core.rmem_max` / `wmem_max`; the
+/// size granted is logged at startup (docs/webrtc.md, "Capacity").
+const UDP_BUFFER_BYTES: usize = 8 << 20;
+
+/// The shared UDP socket, non-blocking, with [`UDP_BUFFER_BYTES`] asked for each way.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // A smaller buffer than asked is not an error: the socket works, the log says so.
+    let _ = s.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = s.set_send_buffer_size(UDP_BUFFER_BYTES);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    let (recv, send) = (s.recv_buffer_size()?, s.send_buffer_size()?);
+    // Linux reports twice what it grants (the other half is its bookkeeping).
+    if recv < UDP_BUFFER_BYTES {
+        tracing::warn!(
+            granted_bytes = recv / 2,
+            asked_bytes = UDP_BUFFER_BYTES,
+            "webrtc: the UDP receive buffer is smaller than asked: under load datagrams \
+             drop in the kernel (raise net.core.rmem_max)"
+        );
+    }
+    tracing::debug!(recv, send, "webrtc: UDP socket buffers");
+    UdpSocket::from_std(s.into())
 }
 
 /// A new session id: 128 random bits, hex (the session URL is its capability).
