@@ -383,7 +383,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             auth: auth.clone(),
         }),
         push: push_task.is_some().then(|| push_metrics.clone()),
-        webrtc,
+        webrtc: webrtc.clone(),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -470,6 +470,10 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     if let Some(srt) = srt_server {
         // Its threads block: wait for them off the async workers.
         let _ = tokio::task::spawn_blocking(move || srt.join()).await;
+    }
+    if let Some(w) = &webrtc {
+        // WHIP publishers end like RTMP's and SRT's above; WHEP viewers go with them.
+        w.shutdown(std::time::Duration::from_secs(5)).await;
     }
     // Publishers are gone: the last parts and segments are packaged and written before
     // the process exits (bounded), so a graceful restart loses nothing published.

@@ -9,13 +9,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant, SystemTime},
+};
 
 use common::*;
 use starling_demo_source::{DemoConfig, DemoSource};
 use starling_media::TrackKind;
 use starling_webrtc::{
-    str0m::{format::Codec, media::Direction, Event},
+    str0m::{
+        format::Codec,
+        media::{Direction, Mid},
+        Event,
+    },
     Outgoing,
 };
 use starling_webrtc_server::client::{http, keyframe_size, write_frame, Client};
@@ -172,50 +180,8 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
 
         // 8 s of the demo picture (H.264, 320x180, a keyframe a second) and Opus
         // silence (20 ms packets), paced in real time.
-        let mut src = DemoSource::new(DemoConfig {
-            width: 320,
-            height: 180,
-            fps: 30,
-            gop_frames: 30,
-        })
-        .unwrap();
-        let stream = src.stream();
-        let mut start = None;
-        let (mut frames_sent, mut audio_sent) = (0u64, 0u64);
-        client
-            .run(Duration::from_secs(20), |rtc, e| {
-                if matches!(e, Some(Event::Connected)) {
-                    start = Some(Instant::now());
-                }
-                let Some(t0) = start else { return false };
-                let elapsed_ms = t0.elapsed().as_millis() as u64;
-                while frames_sent < (elapsed_ms * 30 / 1000).min(240) {
-                    for f in src.next(SystemTime::now()) {
-                        let Some(out) = Outgoing::prepare(&stream, &f) else {
-                            continue;
-                        };
-                        if out.kind != TrackKind::Video {
-                            continue;
-                        }
-                        write_frame(rtc, video, &out).unwrap();
-                    }
-                    frames_sent += 1;
-                }
-                while audio_sent < (elapsed_ms / 20).min(400) {
-                    // An Opus frame of 20 ms of silence (CELT, fullband).
-                    let silence = Outgoing {
-                        kind: TrackKind::Audio,
-                        keyframe: true,
-                        rtp_time: (audio_sent * 960) as i64,
-                        payload: std::sync::Arc::from(&[0xF8u8, 0xFF, 0xFE][..]),
-                    };
-                    write_frame(rtc, audio, &silence).unwrap();
-                    audio_sent += 1;
-                }
-                frames_sent >= 240
-            })
-            .await
-            .unwrap();
+        let never = AtomicBool::new(false);
+        let frames_sent = send_demo(&mut client, video, audio, 240, &never).await;
         assert!(frames_sent >= 240, "sent {frames_sent} frames");
         // The live list says how the channel comes in.
         let ch = live_entry(&server).await;
@@ -227,6 +193,201 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
     // sent size and Opus.
     assert_packaged_h264_opus(&server, 320, 180);
     assert!(server.metric("starling_webrtc_sessions_total{role=\"whip\"}") >= 1.0);
+}
+
+/// Sends the demo picture (H.264, 320x180 at 30 fps, a keyframe a second) and Opus
+/// silence (20 ms packets) on a WHIP `client` whose answer it has, paced in real time
+/// from the connection on, until `frames` video frames are sent, `stop` is set, or 20 s
+/// more than the frames need pass. Returns the video frames sent.
+async fn send_demo(
+    client: &mut Client,
+    video: Mid,
+    audio: Mid,
+    frames: u64,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut src = DemoSource::new(DemoConfig {
+        width: 320,
+        height: 180,
+        fps: 30,
+        gop_frames: 30,
+    })
+    .unwrap();
+    let stream = src.stream();
+    let mut start = None;
+    let (mut frames_sent, mut audio_sent) = (0u64, 0u64);
+    let limit = Duration::from_secs(20 + frames / 30);
+    // Errors (the server gone) end the run like `stop`: the caller counts the frames.
+    let _ = client
+        .run(limit, |rtc, e| {
+            if matches!(e, Some(Event::Connected)) {
+                start = Some(Instant::now());
+            }
+            let Some(t0) = start else {
+                return stop.load(Ordering::Relaxed);
+            };
+            let elapsed_ms = t0.elapsed().as_millis() as u64;
+            while frames_sent < (elapsed_ms * 30 / 1000).min(frames) {
+                for f in src.next(SystemTime::now()) {
+                    let Some(out) = Outgoing::prepare(&stream, &f) else {
+                        continue;
+                    };
+                    if out.kind != TrackKind::Video {
+                        continue;
+                    }
+                    write_frame(rtc, video, &out).unwrap();
+                }
+                frames_sent += 1;
+            }
+            while audio_sent < elapsed_ms / 20 {
+                // An Opus frame of 20 ms of silence (CELT, fullband).
+                let silence = Outgoing {
+                    kind: TrackKind::Audio,
+                    keyframe: true,
+                    rtp_time: (audio_sent * 960) as i64,
+                    payload: std::sync::Arc::from(&[0xF8u8, 0xFF, 0xFE][..]),
+                };
+                write_frame(rtc, audio, &silence).unwrap();
+                audio_sent += 1;
+            }
+            frames_sent >= frames || stop.load(Ordering::Relaxed)
+        })
+        .await;
+    frames_sent
+}
+
+/// A WHIP client that offered and got the server's 201 answer (the test key), and the
+/// session's location.
+async fn whip_client(server: SocketAddr) -> (Client, Mid, Mid, String) {
+    let mut client = Client::new().await.unwrap();
+    let (offer, video, audio) = client.offer(Direction::SendOnly).unwrap();
+    let auth = format!("Bearer {KEY}");
+    let a = http(
+        server,
+        "POST",
+        &format!("/whip/{CHANNEL}"),
+        &[
+            ("Content-Type", "application/sdp"),
+            ("Authorization", &auth),
+        ],
+        offer.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
+    client.answer(&a.body).unwrap();
+    let location = a.header("location").unwrap().to_owned();
+    (client, video, audio, location)
+}
+
+/// A WHEP viewer for `limit`: the H.264 frames it received.
+async fn whep_frames(server: SocketAddr, limit: Duration) -> usize {
+    let mut client = Client::new().await.unwrap();
+    let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
+    let a = http(
+        server,
+        "POST",
+        &format!("/whep/{CHANNEL}"),
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
+    client.answer(&a.body).unwrap();
+    let mut frames = 0;
+    client
+        .run(limit, |_, e| {
+            if let Some(Event::MediaData(d)) = e {
+                if d.params.spec().codec == Codec::H264 {
+                    frames += 1;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap();
+    frames
+}
+
+/// A WHIP publish of 6 s and, from its second second, a WHEP viewer of it: the frames
+/// the viewer got. The publisher ends with DELETE, so the channel is free at once.
+fn publish_and_view(server: &Server) -> usize {
+    runtime().block_on(async {
+        let (mut client, video, audio, location) = whip_client(server.http).await;
+        let never = AtomicBool::new(false);
+        let publish = send_demo(&mut client, video, audio, 180, &never);
+        let view = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            whep_frames(server.http, Duration::from_secs(4)).await
+        };
+        let (sent, viewed) = tokio::join!(publish, view);
+        assert_eq!(sent, 180);
+        let bye = http(server.http, "DELETE", &location, &[], b"")
+            .await
+            .unwrap();
+        assert_eq!(bye.status, 200, "{}", bye.body);
+        viewed
+    })
+}
+
+#[test]
+fn webrtc_sessions_through_a_graceful_stop_and_a_kill_9() {
+    let mut server = Server::start("webrtc-restart", "");
+    for crash in [false, true] {
+        // A publisher and a viewer are connected when the node goes away.
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (http_addr, flag) = (server.http, stop.clone());
+        let publisher = std::thread::spawn(move || {
+            runtime().block_on(async {
+                let (mut client, video, audio, _) = whip_client(http_addr).await;
+                send_demo(&mut client, video, audio, 3000, &flag).await
+            })
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while server.metric("starling_webrtc_sessions{role=\"whip\"}") < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the WHIP session did not connect"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(publish_and_view_live(&server) > 0);
+        if crash {
+            server.kill9();
+        } else {
+            // SIGTERM with sessions open: the node ends them (the publisher's stream
+            // ends cleanly, so the origin does not wait out its 10 s bound for it) and
+            // exits cleanly.
+            let t0 = Instant::now();
+            assert!(server.stop().success());
+            let took = t0.elapsed();
+            eprintln!("graceful stop with WebRTC sessions open: {took:?}");
+            let log = server.log_text();
+            assert!(
+                log.contains("reason=the node is stopping"),
+                "no session ended by the stop:\n{log}"
+            );
+            assert!(took < Duration::from_secs(8), "the stop took {took:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(publisher.join().unwrap() > 0);
+
+        // The node again over the same data: the same key publishes at once (nothing of
+        // the old session holds the channel) and a viewer plays it.
+        server.restart();
+        let viewed = publish_and_view(&server);
+        assert!(
+            viewed >= 30,
+            "{viewed} frames over WHEP after the {}",
+            if crash { "kill -9" } else { "graceful stop" }
+        );
+    }
+}
+
+/// While another publisher is live: a WHEP viewer of 2 s gets its frames.
+fn publish_and_view_live(server: &Server) -> usize {
+    runtime().block_on(whep_frames(server.http, Duration::from_secs(2)))
 }
 
 /// `web/tests/realtime.mjs` with `args`; its JSON result, or a panic with it.

@@ -153,6 +153,13 @@ fn precheck(
             "malformed SDP offer: not UTF-8",
         )));
     };
+    if server.closing.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Box::new(refuse(
+            server,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node is stopping; retry on another node or in a moment",
+        )));
+    }
     if lock(&server.sessions).by_id.len() >= server.config.max_sessions {
         return Err(Box::new(refuse(
             server,

@@ -166,6 +166,8 @@ pub struct WebRtcServer {
     pub(crate) sessions: Mutex<Sessions>,
     pub(crate) fanouts: Arc<fanout::Fanouts>,
     pub metrics: WebRtcMetrics,
+    /// Set by [`WebRtcServer::shutdown`]: new offers are refused (503).
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for WebRtcServer {
@@ -207,6 +209,7 @@ impl WebRtcServer {
             sessions: Mutex::new(Sessions::default()),
             fanouts: Arc::new(fanout::Fanouts::new(opus)),
             metrics: WebRtcMetrics::default(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(udp::receive_loop(
             Arc::downgrade(&server),
@@ -245,6 +248,28 @@ impl WebRtcServer {
     /// The addresses given to clients as host candidates.
     pub fn candidates(&self) -> &[SocketAddr] {
         &self.candidates
+    }
+
+    /// The node is stopping: refuses new offers (503) and ends every session as its
+    /// client's DELETE would (a publisher's stream ends cleanly in the hub, so the
+    /// origin packages its last part at once instead of waiting for it to time out).
+    /// Returns once every session has gone, or `within` has passed.
+    pub async fn shutdown(&self, within: std::time::Duration) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + within;
+        let senders: Vec<_> = lock(&self.sessions)
+            .by_id
+            .values()
+            .map(|e| e.tx.clone())
+            .collect();
+        for tx in senders {
+            // A full queue (a flood of datagrams) is waited on, within the bound.
+            let _ = tokio::time::timeout_at(deadline, tx.send(session::Command::Shutdown)).await;
+        }
+        while !lock(&self.sessions).by_id.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Sessions open now: (publishers, viewers).

@@ -41,6 +41,8 @@ pub(crate) enum Command {
     Keyframe,
     /// The client's DELETE.
     Close,
+    /// The node is stopping.
+    Shutdown,
     /// A new WHIP offer for this publisher's channel: end this session if its client
     /// has gone quiet (a browser that crashed or lost its network and came back), and
     /// answer whether it ended.
@@ -246,6 +248,7 @@ impl Session {
             }
             Command::Keyframe => self.peer.request_keyframe(Instant::now()),
             Command::Close => return Some("the client ended the session".to_owned()),
+            Command::Shutdown => return Some("the node is stopping".to_owned()),
             Command::ReplaceIfSilent(reply) => {
                 let silent = self.last_datagram.elapsed() >= REPLACEABLE_SILENCE;
                 let _ = reply.send(silent);

@@ -720,3 +720,35 @@ async fn without_a_working_ffmpeg_an_aac_channel_plays_without_sound() {
     assert_eq!(load(&m.children), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_ends_every_session_and_refuses_new_offers() {
+    let node = node(Duration::from_secs(30)).await;
+    let _src = publish_demo(&node.hub, "demo", 10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let offer = || async {
+        let mut client = Client::new().await.unwrap();
+        let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
+        http(
+            node.http,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await
+    };
+    for _ in 0..3 {
+        let (status, _, body) = offer().await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(node.rtc.session_counts(), (0, 3));
+    // Sessions still connecting (their connect timeout is 30 s) end at once.
+    let t0 = Instant::now();
+    node.rtc.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(node.rtc.session_counts(), (0, 0));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let (status, _, body) = offer().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("stopping"), "{body}");
+}
