@@ -12,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use starling_sync::lock;
 use starling_webrtc::demux;
 use tokio::{net::UdpSocket, sync::mpsc::error::TrySendError};
@@ -21,6 +21,10 @@ use crate::{session::Command, WebRtcServer};
 
 /// Largest datagram read (an Ethernet MTU's worth and more; WebRTC keeps under 1200).
 const MAX_DATAGRAM: usize = 2048;
+/// Datagrams are read into one shared chunk of this size and handed on as slices of it:
+/// one allocation per ~50 datagrams instead of an allocation and a copy each (which,
+/// with 200 WHIP publishers, were a fifth of the node's CPU in `perf`).
+const CHUNK: usize = 64 * 1024;
 
 /// The host candidates for a socket bound at `local`.
 pub(crate) fn candidates(local: SocketAddr, public: &[IpAddr]) -> Vec<SocketAddr> {
@@ -49,9 +53,13 @@ fn default_route_ip() -> Option<IpAddr> {
 }
 
 pub(crate) async fn receive_loop(server: Weak<WebRtcServer>, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+        if buf.capacity() < MAX_DATAGRAM {
+            // The old chunk lives on while datagrams sliced from it are queued.
+            buf = BytesMut::with_capacity(CHUNK);
+        }
+        let (n, from) = match socket.recv_buf_from(&mut buf).await {
             Ok(r) => r,
             // ICMP errors of earlier sends surface here on some systems: not fatal.
             Err(e) => {
@@ -63,12 +71,12 @@ pub(crate) async fn receive_loop(server: Weak<WebRtcServer>, socket: Arc<UdpSock
             return;
         };
         let at = Instant::now();
-        let data = &buf[..n];
+        let data = buf.split_to(n).freeze();
         let tx = {
             let mut sessions = lock(&server.sessions);
             let id = match sessions.by_addr.get(&from) {
                 Some(id) => Some(id.clone()),
-                None => demux::ice_ufrag(data)
+                None => demux::ice_ufrag(&data)
                     .and_then(|ufrag| sessions.by_ufrag.get(ufrag).cloned())
                     .inspect(|id| {
                         sessions.by_addr.insert(from, id.clone());
@@ -87,7 +95,7 @@ pub(crate) async fn receive_loop(server: Weak<WebRtcServer>, socket: Arc<UdpSock
             at,
             transport: starling_webrtc::Transport::Udp,
             from,
-            data: Bytes::copy_from_slice(data),
+            data,
         };
         if let Err(TrySendError::Full(_)) = tx.try_send(cmd) {
             server
