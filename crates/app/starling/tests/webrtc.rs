@@ -146,13 +146,12 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
     let server = Server::start("webrtc-whip", "");
     runtime().block_on(async {
         // A wrong key first: refused, nothing goes live.
-        let mut client = Client::new().await.unwrap();
-        let (offer, video, audio) = client.offer(Direction::SendOnly).unwrap();
-        let path = format!("/whip/{CHANNEL}");
+        let mut refused = Client::new().await.unwrap();
+        let (offer, _, _) = refused.offer(Direction::SendOnly).unwrap();
         let wrong = http(
             server.http,
             "POST",
-            &path,
+            &format!("/whip/{CHANNEL}"),
             &[
                 ("Content-Type", "application/sdp"),
                 ("Authorization", "Bearer not-the-key"),
@@ -162,21 +161,7 @@ fn a_whip_publish_is_packaged_for_ll_hls() {
         .await
         .unwrap();
         assert_eq!(wrong.status, 403, "{}", wrong.body);
-        let auth = format!("Bearer {KEY}");
-        let a = http(
-            server.http,
-            "POST",
-            &path,
-            &[
-                ("Content-Type", "application/sdp"),
-                ("Authorization", &auth),
-            ],
-            offer.as_bytes(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(a.status, 201, "{}", a.body);
-        client.answer(&a.body).unwrap();
+        let (mut client, video, audio, _) = whip_client(server.http).await;
 
         // 8 s of the demo picture (H.264, 320x180, a keyframe a second) and Opus
         // silence (20 ms packets), paced in real time.
