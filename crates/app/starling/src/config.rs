@@ -24,6 +24,7 @@ pub struct Config {
     pub put: crate::put_config::PutSection,
     pub push: crate::push_config::PushSection,
     pub webrtc: crate::webrtc_config::WebRtcSection,
+    pub edge: crate::edge_config::EdgeSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -142,6 +143,9 @@ impl Default for OriginSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
+    /// The roles this node runs: `all`, or some of `ingest`, `origin`, `edge`, `api`
+    /// (docs/cluster.md).
+    pub roles: String,
     /// HTTP (health, metrics; playback and API as they arrive) on one port.
     pub http_listen: SocketAddr,
     /// Where recordings, segments and the embedded database live.
@@ -283,6 +287,7 @@ impl std::fmt::Debug for ChannelConfig {
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
+            roles: "all".into(),
             http_listen: ([0, 0, 0, 0], 8080).into(),
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
@@ -332,7 +337,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 13] = [
+const ENV_SECTIONS: [&str; 14] = [
     "server",
     "rtmp",
     "srt",
@@ -346,6 +351,7 @@ const ENV_SECTIONS: [&str; 13] = [
     "put",
     "push",
     "webrtc",
+    "edge",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -395,6 +401,11 @@ impl Config {
             .context("invalid configuration (file and STARLING_* environment)")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The roles this node runs (`[server] roles`).
+    pub fn roles(&self) -> anyhow::Result<crate::roles::Roles> {
+        crate::roles::Roles::parse(&self.server.roles)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -459,6 +470,7 @@ impl Config {
         self.put.validate()?;
         self.push.validate()?;
         self.webrtc.validate()?;
+        self.edge.validate(&self.roles()?)?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");
@@ -693,6 +705,45 @@ mod tests {
             env(&[("STARLING_TEST_DATABASE_URL", "x"), ("STARLING_X", "1")])
         )
         .is_ok());
+    }
+
+    #[test]
+    fn roles_and_the_edge_section_come_from_the_environment_and_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("STARLING_SERVER_ROLES", "edge"),
+                ("STARLING_EDGE_ORIGIN", "http://10.0.0.5:8080"),
+                ("STARLING_EDGE_CACHE_MB", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.roles().unwrap(), crate::roles::Roles::EDGE_ONLY);
+        assert_eq!(c.edge.edge_config().cache_bytes, 64 << 20);
+        for (pairs, needle) in [
+            (
+                vec![("STARLING_SERVER_ROLES", "edge")],
+                "edge.origin must be set",
+            ),
+            (
+                vec![("STARLING_EDGE_ORIGIN", "http://10.0.0.5:8080")],
+                "for a node without the origin role",
+            ),
+            (
+                vec![
+                    ("STARLING_SERVER_ROLES", "edge"),
+                    ("STARLING_EDGE_ORIGIN", "http://10.0.0.5:8080/live"),
+                ],
+                "must be http://HOST:PORT",
+            ),
+            (
+                vec![("STARLING_SERVER_ROLES", "origin,cdn")],
+                "unknown role \"cdn\"",
+            ),
+        ] {
+            let err = format!("{:#}", Config::load(None, env(&pairs)).unwrap_err());
+            assert!(err.contains(needle), "{pairs:?}: {err}");
+        }
     }
 
     #[test]

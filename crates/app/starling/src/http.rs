@@ -45,6 +45,8 @@ pub struct AppState {
     pub webrtc: Option<Arc<starling_webrtc_server::WebRtcServer>>,
     /// The pusher to a remote origin (`[push] url`), for `/metrics`.
     pub push: Option<Arc<starling_push::PushMetrics>>,
+    /// The `api` role: `/api/`, the live-state stream and the web UI are served.
+    pub api: bool,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -91,18 +93,36 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut node_api = Router::new();
-    for (_, path, handler) in node_api_routes() {
-        node_api = node_api.route(path, handler);
-    }
     // With a metrics listener of its own, the public port has no /metrics at all.
     let metrics_here = if state.metrics.on_main_port {
         Router::new().route("/metrics", get(metrics))
     } else {
         Router::new()
     };
+    let api = if state.api {
+        let mut node_api = Router::new();
+        for (_, path, handler) in node_api_routes() {
+            node_api = node_api.route(path, handler);
+        }
+        node_api
+            .merge(starling_api::router(starling_api::ApiState {
+                db: state.db.clone(),
+                now: starling_api::system_now,
+                webhook_targets: state.webhook_targets,
+                recordings: Some(Arc::new(crate::recordings::OriginRecordings(
+                    state.origin.clone(),
+                ))),
+            }))
+            .merge(starling_live_state::router_with_viewers(
+                state.live_state.clone(),
+                starling_live_state::SseConfig::default(),
+                Some(viewer_resolver(state.db.clone())),
+            ))
+    } else {
+        Router::new()
+    };
     Router::new()
-        .merge(node_api)
+        .merge(api)
         .merge(metrics_here)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -122,19 +142,6 @@ pub fn router(state: AppState) -> Router {
             Some(w) => starling_webrtc_server::router(w.clone()),
             None => Router::new(),
         })
-        .merge(starling_api::router(starling_api::ApiState {
-            db: state.db.clone(),
-            now: starling_api::system_now,
-            webhook_targets: state.webhook_targets,
-            recordings: Some(Arc::new(crate::recordings::OriginRecordings(
-                state.origin.clone(),
-            ))),
-        }))
-        .merge(starling_live_state::router_with_viewers(
-            state.live_state.clone(),
-            starling_live_state::SseConfig::default(),
-            Some(viewer_resolver(state.db.clone())),
-        ))
         .merge(starling_web::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
@@ -154,21 +161,8 @@ async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &st.metrics.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        if !given.is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), token.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
-                "metrics need a bearer token\n",
-            )
-                .into_response();
-        }
+    if let Some(refused) = metrics_refusal(st.metrics.token.as_deref(), &headers) {
+        return refused;
     }
     let mut out = String::with_capacity(8192);
     st.hub.metrics().render(&mut out);
@@ -192,15 +186,34 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
     out.push_str(&format!("starling_live_channels {}\n", live.len()));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], out).into_response()
 }
+
+/// The refusal of a `/metrics` request, if it is refused: with `token` set, only
+/// requests with `Authorization: Bearer <token>` (compared in constant time) are answered.
+pub fn metrics_refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let token = token?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    if given.is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+            "metrics need a bearer token\n",
+        )
+            .into_response(),
+    )
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Who an SSE client of the live-state stream is: a member of its organisation when it
 /// sends a valid session cookie or API token, else anonymous (private channels' triggers
@@ -402,6 +415,7 @@ mod tests {
             put: None,
             webrtc: None,
             push: None,
+            api: true,
             ready: rx,
         });
         (app, hub, tx)
@@ -529,6 +543,7 @@ mod tests {
                     put: None,
                     webrtc: None,
                     push: None,
+                    api: true,
                     ready: rx,
                 }
             }

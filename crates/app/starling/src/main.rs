@@ -6,6 +6,8 @@
 mod auth;
 mod config;
 mod demo;
+mod edge_config;
+mod edge_node;
 mod events;
 mod http;
 mod http_server;
@@ -14,6 +16,7 @@ mod playback_gate;
 mod push_config;
 mod put_config;
 mod recordings;
+mod roles;
 mod srt_config;
 mod store_config;
 mod thumbnails;
@@ -86,6 +89,9 @@ struct ServeArgs {
     /// Overrides `server.data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Overrides `server.roles`: `all`, or some of `ingest`, `origin`, `edge`, `api`.
+    #[arg(long)]
+    roles: Option<String>,
     /// Overrides `server.log_format` (`text` or `json`).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -106,6 +112,9 @@ impl ServeArgs {
         }
         if let Some(d) = &self.data_dir {
             config.server.data_dir = d.clone();
+        }
+        if let Some(r) = &self.roles {
+            config.server.roles = r.clone();
         }
         match self.log_format.as_deref() {
             Some("json") => config.server.log_format = LogFormat::Json,
@@ -189,6 +198,12 @@ fn init_logging(config: &Config) {
 }
 
 async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()> {
+    let roles = config.roles()?;
+    info!(roles = ?roles.names(), "starting");
+    if !roles.origin {
+        // `Roles::parse` lets only the edge run without an origin.
+        return edge_node::serve(config, shutdown_signal()).await;
+    }
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -305,9 +320,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     );
     auth.watch_revocations(std::time::Duration::from_secs(1));
     // External packagers push here (HTTP PUT); the origin serves what they pushed.
-    let pushed = config
-        .put
-        .enabled
+    let pushed = (config.put.enabled && roles.ingest)
         .then(|| starling_http_put::PushIngest::new(config.put.push_config(), store.store.clone()));
     if let Some(p) = pushed.clone() {
         // What external packagers pushed before a restart is served again at once.
@@ -339,7 +352,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         None => None,
     };
     // WHIP and WHEP: the routes on the HTTP port, every session's media on one UDP port.
-    let webrtc = if config.webrtc.enabled {
+    let webrtc = if config.webrtc.enabled && roles.ingest {
         let server = starling_webrtc_server::WebRtcServer::start(
             config
                 .webrtc
@@ -384,6 +397,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         }),
         push: push_task.is_some().then(|| push_metrics.clone()),
         webrtc: webrtc.clone(),
+        api: roles.api,
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -420,7 +434,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         shutdown_rx.clone(),
     ));
 
-    let rtmp_task = if config.rtmp.enabled {
+    let rtmp_task = if config.rtmp.enabled && roles.ingest {
         let listener = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
@@ -435,7 +449,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     } else {
         None
     };
-    let srt_server = if config.srt.enabled {
+    let srt_server = if config.srt.enabled && roles.ingest {
         // Pulled channels are packaged from their first frame, like published ones.
         for p in &config.srt.pull {
             origin.follow(&hub, &p.channel);

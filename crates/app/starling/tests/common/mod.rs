@@ -34,6 +34,8 @@ pub struct Server {
     /// Secrets that must never appear in the log (checked when the server stops).
     secrets: Mutex<Vec<String>>,
     checked: bool,
+    /// An edge node (`roles = "edge"`): HTTP only, no RTMP or SRT listener.
+    edge: bool,
 }
 
 pub const KEY: &str = "e2e-secret-key-1";
@@ -181,6 +183,7 @@ impl Server {
             starts: 0,
             secrets: Mutex::new(vec![KEY.to_owned()]),
             checked: false,
+            edge: false,
         };
         server.spawn();
         server.wait_ready();
@@ -203,6 +206,46 @@ impl Server {
             .spawn()
             .expect("starting starling");
         self.child = Some(child);
+    }
+
+    /// An edge node (`roles = "edge"`) filling from `origin_url` (`http://HOST:PORT`),
+    /// over the control database in `data_dir` (an origin's: the same channels and
+    /// signing key, as a cluster's shared database gives), with `server_extra` TOML in
+    /// its `[server]` section.
+    pub fn start_edge(name: &str, origin_url: &str, data_dir: &Path, server_extra: &str) -> Server {
+        let dir = temp_dir(name);
+        let config = dir.join("starling.toml");
+        fs::write(
+            &config,
+            format!(
+                "[server]\nroles = \"edge\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[edge]\norigin = \"{origin_url}\"\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                data_dir.display()
+            ),
+        )
+        .unwrap();
+        let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let mut server = Server {
+            child: None,
+            rtmp: unset,
+            srt: unset,
+            http: unset,
+            log: dir.join("starling.log"),
+            dir,
+            command: "serve".to_owned(),
+            env: vec![("RUST_LOG".to_owned(), "info".to_owned())],
+            starts: 0,
+            secrets: Mutex::new(vec![KEY.to_owned()]),
+            checked: false,
+            edge: true,
+        };
+        server.spawn();
+        server.wait_ready();
+        server
+    }
+
+    /// The data directory a node started by this harness keeps its database in.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// `kill -9`: no shutdown path at all, as after a crash or an OOM kill.
@@ -258,7 +301,14 @@ impl Server {
         };
         while Instant::now() < deadline {
             let text = self.log_text();
-            if let (Some(http), Some(rtmp), Some(srt)) = (
+            if self.edge {
+                if let Some(http) = addr_after(&text, "HTTP listening") {
+                    self.http = http;
+                    if self.http_get("/healthz").is_some() {
+                        return;
+                    }
+                }
+            } else if let (Some(http), Some(rtmp), Some(srt)) = (
                 addr_after(&text, "HTTP listening"),
                 addr_after(&text, "RTMP listening"),
                 addr_after(&text, "SRT listening"),

@@ -1,0 +1,121 @@
+//! A node with the `edge` role alone (`roles = "edge"`, docs/cluster.md): no ingest, no
+//! packaging, no API; it serves `/live/…` from its cache, filled from `[edge] origin`,
+//! plus the watch pages, health, readiness and metrics.
+//!
+//! Private channels are checked here with the same gate an origin uses, over the control
+//! database named in `[control]` (the cluster's PostgreSQL, or the same SQLite file on one
+//! machine), so the edge verifies tokens with the cluster's signing key and fills with a
+//! short-lived token of its own.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use starling_edge::{Edge, FillToken};
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// How long the edge's own fill tokens are valid (one is minted per fill).
+const FILL_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+struct EdgeState {
+    edge: Arc<Edge>,
+    http: Arc<crate::http_server::HttpStats>,
+    metrics_token: Option<Arc<str>>,
+    ready: watch::Receiver<bool>,
+}
+
+/// Runs the edge until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let data_dir = &config.server.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let db = starling_control::Db::connect(&config.control())
+        .await
+        .context("opening the control plane database (private channels are checked with it)")?;
+    let signer = db
+        .playback_signer()
+        .await
+        .context("loading the playback token key")?;
+    let always_public = config.channels.iter().map(|c| c.name.clone()).collect();
+    let gate = crate::playback_gate::DbPlaybackGate::new(db, signer.clone(), always_public);
+    let fill_token: FillToken = Arc::new(move |channel: &str| {
+        let expires = crate::auth::now_ms() + FILL_TOKEN_TTL.as_millis() as i64;
+        signer.sign(channel, expires, Some("edge")).ok()
+    });
+    let edge = Edge::new(
+        config.edge.edge_config(),
+        Some(gate as Arc<dyn starling_origin::PlaybackGate>),
+        Some(fill_token),
+    )?;
+    let listener = TcpListener::bind(config.server.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.server.http_listen))?;
+    info!(addr = %listener.local_addr()?, origin = %edge.origin(), "HTTP listening (edge)");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(true);
+    let state = EdgeState {
+        edge: edge.clone(),
+        http: Arc::default(),
+        metrics_token: config.server.metrics_token.get().map(Into::into),
+        ready: ready_rx,
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone())
+        .merge(starling_edge::router(edge))
+        .merge(starling_web::router())
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") });
+    let http_task = tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        config.http_limits(),
+        state.http.clone(),
+        shutdown_rx,
+    ));
+    shutdown.await;
+    info!("edge shutting down: finishing requests in progress");
+    let _ = ready_tx.send(false);
+    let _ = shutdown_tx.send(true);
+    if let Err(e) = http_task.await {
+        error!(error = %e, "HTTP server task failed");
+    }
+    info!("bye");
+    Ok(())
+}
+
+async fn readyz(State(st): State<EdgeState>) -> impl IntoResponse {
+    if *st.ready.borrow() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    }
+}
+
+async fn metrics(State(st): State<EdgeState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = crate::http::metrics_refusal(st.metrics_token.as_deref(), &headers) {
+        return refused;
+    }
+    let mut out = String::with_capacity(4096);
+    st.http.render(&mut out);
+    st.edge.render_metrics(&mut out);
+    (
+        [(header::CONTENT_TYPE, crate::http::METRICS_CONTENT_TYPE)],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,425 @@
+//! The edge role end to end: a real origin node publishing from ffmpeg, a real edge node
+//! (`roles = "edge"`) in front of it, and between them a relay that counts every request
+//! the edge makes of the origin (request lines sniffed off the edge's connections).
+//!
+//! - A flash crowd of 2,000 viewers on two edges, blocked on the same LL-HLS part and
+//!   then fetching that part, costs the origin exactly one request for each per edge
+//!   (counted at the relays, not taken from the edges' own metrics); ffprobe plays the
+//!   channel through the edge.
+//! - The origin killed (kill -9) and restarted while the edge keeps serving what it has.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// A TCP relay to `upstream` that records the request line of every HTTP request sent
+/// through it (GET requests have no bodies, so the client's side is request heads only).
+struct CountingRelay {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    upstream: Arc<Mutex<SocketAddr>>,
+}
+
+impl CountingRelay {
+    fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let upstream = Arc::new(Mutex::new(upstream));
+        let (reqs, up) = (requests.clone(), upstream.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let to = *up.lock().unwrap();
+                let Ok(mut server) = TcpStream::connect(to) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                let reqs = reqs.clone();
+                std::thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                            pending.drain(..end + 4);
+                            if let Some(line) = head.lines().next() {
+                                reqs.lock().unwrap().push(line.to_owned());
+                            }
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            upstream,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests whose target is exactly `target`.
+    fn count(&self, target: &str) -> usize {
+        let want = format!("GET {target} HTTP/1.1");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| **l == want)
+            .count()
+    }
+}
+
+/// The next part a blocking request can ask for, from a media playlist: the preload
+/// hint's part (`_HLS_msn`, `_HLS_part`) and its URI.
+fn next_part(playlist: &str) -> (u64, u64, String) {
+    let msn: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let segments = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXTINF"))
+        .count() as u64;
+    let parts_after = playlist
+        .lines()
+        .rev()
+        .take_while(|l| !l.starts_with("#EXTINF"))
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .count() as u64;
+    let hint = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (msn + segments, parts_after, hint)
+}
+
+#[test]
+fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let mut origin = Server::start("edge-origin", "");
+    // Two edges, each filling through a relay of its own that counts what the origin
+    // is asked. Every viewer comes from 127.0.0.1: the per-address cap is raised.
+    let caps = "max_connections_per_address = 4096";
+    let relay = CountingRelay::start(origin.http);
+    let mut edge = Server::start_edge("edge-node", &relay.url(), &origin.data_dir(), caps);
+    let relay_b = CountingRelay::start(origin.http);
+    let edge_b = Server::start_edge("edge-node-b", &relay_b.url(), &origin.data_dir(), caps);
+    let mut ffmpeg = ffmpeg_test_publish(&origin.rtmp_url(KEY), 60)
+        .spawn()
+        .unwrap();
+
+    let media = format!("/live/{CHANNEL}/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let playlist = loop {
+        let r = edge.http_request("GET", &media, &[], None);
+        if r.status == 200 && r.body.contains("#EXT-X-PRELOAD-HINT") && r.body.contains("#EXTINF") {
+            break r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no playlist through the edge: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // 2,000 viewers, 1,000 on each edge, join within a second or two: each asks for the
+    // next part with a blocking playlist request, then fetches that part.
+    let (msn, part, hint) = next_part(&playlist);
+    let blocking = format!("{media}?_HLS_msn={msn}&_HLS_part={part}");
+    let part_path = format!("/live/{CHANNEL}/source/{hint}");
+    let started = Instant::now();
+    let viewers: Vec<_> = (0..2000)
+        .map(|i| {
+            let addr = if i % 2 == 0 { edge.http } else { edge_b.http };
+            let (blocking, part_path) = (blocking.clone(), part_path.clone());
+            std::thread::spawn(move || {
+                let asked = Instant::now();
+                let p = http_request_at(addr, "GET", &blocking, &[], None);
+                let m = http_request_at(addr, "GET", &part_path, &[], None);
+                (p, m, asked.elapsed())
+            })
+        })
+        .collect();
+    let joined_within = started.elapsed();
+    let mut ways = std::collections::BTreeMap::<String, usize>::new();
+    let mut waits = Vec::new();
+    for v in viewers {
+        let (p, m, waited) = v.join().unwrap();
+        assert_eq!(p.status, 200, "{}", p.body);
+        let wanted = format!("{msn}.{part}.m4s");
+        assert!(
+            p.body.contains(&wanted),
+            "the blocking answer lists {wanted}: {}",
+            p.body
+        );
+        assert_eq!(m.status, 200, "{part_path}: {}", m.body);
+        *ways
+            .entry(p.header("starling-edge-cache").unwrap_or("-").to_owned())
+            .or_default() += 1;
+        waits.push(waited);
+    }
+    waits.sort();
+    eprintln!(
+        "2000 viewers joined within {joined_within:?}; playlist answers {ways:?}; \
+         wait for playlist and part p50 {:?} p99 {:?} max {:?}",
+        waits[waits.len() / 2],
+        waits[waits.len() * 99 / 100],
+        waits[waits.len() - 1]
+    );
+    for (name, relay) in [("edge A", &relay), ("edge B", &relay_b)] {
+        assert_eq!(
+            relay.count(&blocking),
+            1,
+            "{name}: one fill of the blocking playlist ({ways:?}); the origin saw {:?}",
+            relay.requests.lock().unwrap()
+        );
+        assert_eq!(relay.count(&part_path), 1, "{name}: one fill of the part");
+    }
+    for e in [&edge, &edge_b] {
+        let answered =
+            e.metric("starling_edge_collapsed_total") + e.metric("starling_edge_hits_total");
+        assert!(answered >= 1998.0, "{answered}");
+    }
+
+    // A real player through the edge.
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-read_intervals",
+            "%+4",
+        ])
+        .args([
+            "-select_streams",
+            "v",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames,codec_name",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(edge.http_url(&format!("/live/{CHANNEL}/index.m3u8"))));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let frames: u64 = text
+        .trim()
+        .rsplit(',')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        text.starts_with("h264") && frames >= 25,
+        "ffprobe through the edge: {text:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The origin is killed: what the edge holds is still served; a part it never had
+    // is a 502 naming the cause, or the origin's answer once it is back.
+    origin.kill9();
+    let r = edge.http_request("GET", &part_path, &[], None);
+    assert_eq!(r.status, 200, "a cached part outlives the origin");
+    let r = edge.http_request("GET", &media, &[], None);
+    assert!(
+        r.status == 200 || r.status == 502,
+        "the media playlist while the origin is down: {} {}",
+        r.status,
+        r.body
+    );
+    if r.status == 502 {
+        assert!(r.body.contains("origin"), "{}", r.body);
+    }
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+    origin.restart();
+    *relay.upstream.lock().unwrap() = origin.http;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = edge.http_request("GET", "/live/nosuch/index.m3u8", &[], None);
+        if r.status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge reaches the restarted origin: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = edge.http_get("/metrics").unwrap();
+    for name in [
+        "starling_edge_fills_total",
+        "starling_edge_stale_served_total",
+        "starling_edge_cache_bytes",
+        "starling_http_connections_total",
+    ] {
+        assert!(metrics.contains(name), "{name} in the edge's /metrics");
+    }
+    assert!(edge.stop().success());
+    origin.stop();
+}
+
+/// `POST path` with a JSON body as the signed-in `cookie`: the created object.
+fn created(
+    server: &Server,
+    cookie: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = server.http_request("POST", path, &[("Cookie", cookie)], Some(&body.to_string()));
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+#[test]
+fn a_private_channel_through_an_edge_needs_a_token_checked_at_the_edge() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let origin = Server::start("edge-private-origin", "");
+    let relay = CountingRelay::start(origin.http);
+    let edge = Server::start_edge("edge-private", &relay.url(), &origin.data_dir(), "");
+    let password = "correct horse battery";
+    origin.create_admin("owner@example.com", password);
+    let cookie = origin.login("owner@example.com", password);
+    let ch = created(
+        &origin,
+        &cookie,
+        "/api/v1/channels",
+        serde_json::json!({ "name": "vip", "visibility": "private" }),
+    );
+    let ch_id = ch["id"].as_str().unwrap().to_owned();
+    let dev = created(
+        &origin,
+        &cookie,
+        "/api/v1/devices",
+        serde_json::json!({ "name": "studio", "channel_id": ch_id }),
+    );
+    let key = created(
+        &origin,
+        &cookie,
+        &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
+        serde_json::json!({}),
+    );
+    let key = origin.secret(key["secret"].as_str().unwrap());
+    let token = |ttl: i64| {
+        let t = created(
+            &origin,
+            &cookie,
+            &format!("/api/v1/channels/{ch_id}/playback-tokens"),
+            serde_json::json!({ "ttl_secs": ttl }),
+        );
+        edge.secret(&origin.secret(t["token"].as_str().unwrap()))
+    };
+    let (viewer_a, viewer_b) = (token(600), token(600));
+    let mut ffmpeg = ffmpeg_test_publish(&origin.rtmp_url(&key), 60)
+        .spawn()
+        .unwrap();
+
+    let media = "/live/vip/source/index.m3u8";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let playlist = loop {
+        let r = edge.http_request("GET", &format!("{media}?token={viewer_a}"), &[], None);
+        if r.status == 200 && r.body.contains("#EXTINF") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no private playlist through the edge: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(playlist
+        .header("cache-control")
+        .unwrap()
+        .starts_with("private"));
+    // Every URI carries this viewer's token, not the edge's own.
+    let uris: Vec<&str> = playlist
+        .body
+        .lines()
+        .filter(|l| l.ends_with(".m4s") || l.contains(".m4s?"))
+        .collect();
+    assert!(!uris.is_empty(), "{}", playlist.body);
+    assert!(playlist.body.matches("token=").count() >= uris.len());
+    assert!(!playlist.body.contains("edge"), "{}", playlist.body);
+    for line in playlist.body.lines().filter(|l| l.contains("token=")) {
+        assert!(line.contains(&format!("token={viewer_a}")), "{line}");
+    }
+
+    // Refused at the edge: no token (401), a tampered one (403); neither reaches the
+    // origin.
+    let before = relay.requests.lock().unwrap().len();
+    let r = edge.http_request("GET", media, &[], None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let mut tampered = viewer_a.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = edge.secret(&String::from_utf8(tampered).unwrap());
+    let r = edge.http_request("GET", &format!("{media}?token={tampered}"), &[], None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        relay.requests.lock().unwrap().len(),
+        before,
+        "refusals never reach the origin"
+    );
+
+    // A second viewer gets the same object with its own token, and a segment with it.
+    let r = edge.http_request("GET", &format!("{media}?token={viewer_b}"), &[], None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(&format!("token={viewer_b}")) && !r.body.contains(&viewer_a));
+    let segment = r
+        .body
+        .lines()
+        .rev()
+        .find(|l| !l.starts_with('#') && l.contains(".m4s"))
+        .unwrap()
+        .to_owned();
+    let m = edge.http_request("GET", &format!("/live/vip/source/{segment}"), &[], None);
+    assert_eq!(m.status, 200, "{segment}: {}", m.body);
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+    // Tokens and keys never reach either log (checked when the servers stop).
+    drop(edge);
+    drop(origin);
+}
