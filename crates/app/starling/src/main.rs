@@ -103,7 +103,13 @@ impl ServeArgs {
             .config
             .clone()
             .or_else(|| std::env::var_os("STARLING_CONFIG").map(PathBuf::from));
-        let mut config = Config::load(file.as_deref(), std::env::vars())?;
+        // `--roles` joins the environment (after it, so it wins): the load's checks of the
+        // sections a role needs (`[edge] origin`) must see the roles the node will run.
+        let roles_flag = self
+            .roles
+            .clone()
+            .map(|r| ("STARLING_SERVER_ROLES".to_owned(), r));
+        let mut config = Config::load(file.as_deref(), std::env::vars().chain(roles_flag))?;
         if let Some(a) = self.rtmp_listen {
             config.rtmp.listen = a;
         }
@@ -112,9 +118,6 @@ impl ServeArgs {
         }
         if let Some(d) = &self.data_dir {
             config.server.data_dir = d.clone();
-        }
-        if let Some(r) = &self.roles {
-            config.server.roles = r.clone();
         }
         match self.log_format.as_deref() {
             Some("json") => config.server.log_format = LogFormat::Json,
@@ -560,5 +563,35 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roles_flag_is_seen_by_the_checks_of_the_sections_it_needs() {
+        let dir = std::env::temp_dir().join(format!("starling-roles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        std::fs::write(&file, "[edge]\norigin = \"http://10.1.2.3:8080\"\n").unwrap();
+        let args = |roles: Option<&str>| ServeArgs {
+            config: Some(file.clone()),
+            rtmp_listen: None,
+            http_listen: None,
+            data_dir: None,
+            roles: roles.map(str::to_owned),
+            log_format: None,
+        };
+        let config = args(Some("edge")).load().unwrap();
+        assert_eq!(config.roles().unwrap(), roles::Roles::EDGE_ONLY);
+        // Without the flag the same file is a node with every role, which has no use for
+        // an edge origin: refused with the reason.
+        let err = format!("{:#}", args(None).load().unwrap_err());
+        assert!(
+            err.contains("edge.origin is for a node without the origin role"),
+            "{err}"
+        );
     }
 }

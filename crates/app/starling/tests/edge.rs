@@ -85,6 +85,17 @@ impl CountingRelay {
         format!("http://{}", self.addr)
     }
 
+    /// Requests for `path`, whatever their query.
+    fn count_path(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("GET "))
+            .filter(|t| t.split([' ', '?']).next() == Some(path))
+            .count()
+    }
+
     /// Requests whose target is exactly `target`.
     fn count(&self, target: &str) -> usize {
         let want = format!("GET {target} HTTP/1.1");
@@ -417,9 +428,199 @@ fn a_private_channel_through_an_edge_needs_a_token_checked_at_the_edge() {
         .to_owned();
     let m = edge.http_request("GET", &format!("/live/vip/source/{segment}"), &[], None);
     assert_eq!(m.status, 200, "{segment}: {}", m.body);
+
+    // A second tier: an edge whose origin is the first edge (origin → mid-tier → edge).
+    // It checks the token too, fills from the mid-tier with its own, and the mid-tier
+    // answers it from its cache: the origin is not asked again for what it already gave.
+    let lower = Server::start_edge(
+        "edge-private-lower",
+        &format!("http://{}", edge.http),
+        &origin.data_dir(),
+        "",
+    );
+    let r = lower.http_request("GET", media, &[], None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let segment_path = format!("/live/vip/source/{}", segment.split('?').next().unwrap());
+    let asked_before = relay.count_path(&segment_path);
+    assert_eq!(asked_before, 1, "the first edge filled the segment once");
+    let m = lower.http_request(
+        "GET",
+        &format!("/live/vip/source/{}", segment.replace(&viewer_b, &viewer_a)),
+        &[],
+        None,
+    );
+    assert_eq!(m.status, 200, "{segment} through two tiers: {}", m.body);
+    assert_eq!(m.header("starling-edge-cache"), Some("miss"));
+    let r = lower.http_request("GET", &format!("{media}?token={viewer_a}"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&format!("token={viewer_a}")), "{}", r.body);
+    assert!(r.header("cache-control").unwrap().starts_with("private"));
+    assert_eq!(
+        relay.count_path(&segment_path),
+        1,
+        "the mid-tier answered the lower edge from its cache"
+    );
+    drop(lower);
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
     // Tokens and keys never reach either log (checked when the servers stop).
     drop(edge);
     drop(origin);
+}
+
+/// nginx (Debian's package) as the stand-in for a CDN: `proxy_cache` in front of `upstream`
+/// with the configuration docs/cluster.md gives. One process (`master_process off`), so
+/// that dropping it stops everything.
+struct Nginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> Nginx {
+        let dir = temp_dir("nginx-cdn");
+        // Workers of a root master run as `nobody`: the cache and temp paths are theirs too.
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(&dir)
+            .status();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = include_str!("../../../../docs/nginx-cdn.conf")
+            .replace("ORIGIN", &upstream.to_string())
+            .replace("LISTEN", &format!("127.0.0.1:{port}"))
+            .replace("CACHE_DIR", &dir.join("cache").display().to_string());
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{ worker_connections 8192; }}\n{conf}",
+            dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx { child, addr, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+#[test]
+fn ll_hls_plays_through_nginx_proxy_cache_with_one_fill_per_object() {
+    if !require_ffmpeg() {
+        return;
+    }
+    if !have("nginx") {
+        assert!(
+            std::env::var_os("STARLING_SKIP_NGINX_TESTS").is_some(),
+            "the CDN test needs nginx (scripts/test installs it)"
+        );
+        return;
+    }
+    let origin = Server::start("cdn-origin", "");
+    let relay = CountingRelay::start(origin.http);
+    let cdn = Nginx::start(relay.addr);
+    let mut ffmpeg = ffmpeg_test_publish(&origin.rtmp_url(KEY), 60)
+        .spawn()
+        .unwrap();
+    let media = format!("/live/{CHANNEL}/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let playlist = loop {
+        let r = http_request_at(cdn.addr, "GET", &media, &[], None);
+        if r.status == 200 && r.body.contains("#EXT-X-PRELOAD-HINT") && r.body.contains("#EXTINF") {
+            break r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no playlist through nginx: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (msn, part, hint) = next_part(&playlist);
+    let blocking = format!("{media}?_HLS_msn={msn}&_HLS_part={part}");
+    let part_path = format!("/live/{CHANNEL}/source/{hint}");
+    let viewers: Vec<_> = (0..200)
+        .map(|_| {
+            let (blocking, part_path, addr) = (blocking.clone(), part_path.clone(), cdn.addr);
+            std::thread::spawn(move || {
+                let p = http_request_at(addr, "GET", &blocking, &[], None);
+                let m = http_request_at(addr, "GET", &part_path, &[], None);
+                (p, m)
+            })
+        })
+        .collect();
+    for v in viewers {
+        let (p, m) = v.join().unwrap();
+        assert_eq!(p.status, 200, "{}", p.body);
+        assert!(p.body.contains(&format!("{msn}.{part}.m4s")), "{}", p.body);
+        assert_eq!(m.status, 200, "{}", m.body);
+    }
+    assert_eq!(
+        relay.count(&blocking),
+        1,
+        "nginx filled the blocking playlist once; the origin saw {:?}",
+        relay.requests.lock().unwrap()
+    );
+    assert_eq!(relay.count(&part_path), 1, "nginx filled the part once");
+
+    // ffprobe plays the channel through nginx.
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-read_intervals",
+            "%+4",
+        ])
+        .args([
+            "-select_streams",
+            "v",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames,codec_name",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(format!("http://{}/live/{CHANNEL}/index.m3u8", cdn.addr)));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let frames: u64 = text
+        .trim()
+        .rsplit(',')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        text.starts_with("h264") && frames >= 25,
+        "ffprobe through nginx: {text:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
 }
