@@ -1,6 +1,11 @@
 //! Publish/play authorisation: stream keys from the control plane's database (per device,
 //! hashed, revocable), plus the config file's `[[channels]]` for nodes run from a file.
-//! Revoking a key stops its live publish on every node within a second.
+//! Revoking a key stops its live publish on every node: at once over NATS in a cluster
+//! (`[cluster]`), else within a second from the database.
+//!
+//! In a cluster, a publish also claims its channel's lease (`starling-cluster`): one live
+//! ingest per channel cluster-wide. Another node's channel is refused, or taken over when
+//! the channel's rule is takeover; a lease found held elsewhere ends the publish here.
 
 use std::{
     collections::HashMap,
@@ -24,6 +29,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The node's SRT defaults (`[srt] passphrase`, `pbkeylen`), for the authorizer.
+#[derive(Debug, Clone)]
+pub struct SrtDefaults {
+    /// The node's default passphrase and its key length.
+    pub passphrase: Option<(String, u8)>,
+    /// The key length for channels' own passphrases that do not name one.
+    pub pbkeylen: u8,
+}
+
 /// The node's authorizer: config-file channels first, then the control plane.
 pub struct NodeAuthorizer {
     config: ConfigAuthorizer,
@@ -40,6 +54,8 @@ pub struct NodeAuthorizer {
     /// Live publishes on this node by key id, to stop them when their key is revoked and
     /// to mark their device idle when they end.
     live: Mutex<HashMap<String, (starling_control::PublishGrant, usize)>>,
+    /// The cluster this node is part of (`[cluster] nats_url`), if any.
+    cluster: Option<Arc<starling_cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for NodeAuthorizer {
@@ -55,12 +71,13 @@ impl NodeAuthorizer {
         gate: Arc<DbPlaybackGate>,
         hub: Arc<Hub>,
         origin: Arc<Origin>,
-        srt_default: Option<(String, u8)>,
-        srt_pbkeylen: u8,
+        srt: SrtDefaults,
+        cluster: Option<Arc<starling_cluster::Cluster>>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            srt_default,
-            srt_pbkeylen,
+            srt_default: srt.passphrase,
+            srt_pbkeylen: srt.pbkeylen,
+            cluster,
             config: ConfigAuthorizer::new(channels),
             db,
             gate,
@@ -133,20 +150,52 @@ impl NodeAuthorizer {
         })
     }
 
-    /// Stops live publishes whose key was revoked: instantly for revocations made on this
-    /// node, within `poll` for those made on another node (read from the database).
+    /// Stops live publishes whose key was revoked, and those other nodes of the cluster
+    /// take over or hold: instantly for revocations made on this node and, in a cluster,
+    /// on other nodes (NATS); within `poll` for those only the database knows (no
+    /// cluster, or NATS down).
     pub fn watch_revocations(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         let mut local = this.db.subscribe_revocations();
+        let mut cluster_events = this.cluster.as_ref().map(|c| c.events());
         tokio::spawn(async move {
             let mut since = now_ms();
             let mut tick = tokio::time::interval(poll);
             loop {
+                let cluster_event = async {
+                    match cluster_events.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let revoked: Vec<String> = tokio::select! {
                     r = local.recv() => match r {
-                        Ok(rev) => vec![rev.key_id],
+                        Ok(rev) => {
+                            if let Some(c) = &this.cluster {
+                                c.revoke(&rev.key_id).await;
+                            }
+                            vec![rev.key_id]
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return,
+                    },
+                    e = cluster_event => match e {
+                        Ok(starling_cluster::ClusterEvent::Revoked { key_id }) => vec![key_id],
+                        Ok(starling_cluster::ClusterEvent::Takeover { channel, by }) => {
+                            warn!(%channel, node = %by, "another node takes the channel over: ending its publish here");
+                            this.hub.stop_publisher(&channel);
+                            continue;
+                        }
+                        Ok(starling_cluster::ClusterEvent::LeaseLost { channel, holder }) => {
+                            warn!(%channel, node = %holder, "the channel is live on another node: ending its publish here");
+                            this.hub.stop_publisher(&channel);
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => {
+                            cluster_events = None;
+                            continue;
+                        }
                     },
                     _ = tick.tick() => {
                         let now = now_ms();
@@ -171,6 +220,48 @@ impl NodeAuthorizer {
                 }
             }
         })
+    }
+
+    /// In a cluster, claims the grant's channel for this node (see the module's docs).
+    async fn claim(&self, grant: PublishGrant) -> Result<PublishGrant, AuthError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(grant);
+        };
+        match cluster.claim(&grant.channel, grant.takeover).await {
+            Ok(_) => Ok(grant),
+            Err(e) => {
+                // The grant was counted as live: hand it back.
+                self.publish_ended_here(&grant);
+                Err(AuthError::Forbidden(e.to_string()))
+            }
+        }
+    }
+}
+
+impl NodeAuthorizer {
+    /// The end of a publish for this node's own books: the device idle in the database.
+    fn publish_ended_here(&self, grant: &PublishGrant) {
+        let Some(key_id) = &grant.key_id else { return };
+        let grant = {
+            let mut live = self.live();
+            let Some((_, n)) = live.get_mut(key_id) else {
+                return;
+            };
+            *n -= 1;
+            if *n > 0 {
+                return;
+            }
+            match live.remove(key_id) {
+                Some((g, _)) => g,
+                None => return,
+            }
+        };
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.publish_ended(&grant, now_ms()).await {
+                warn!(error = %e, "recording the end of a publish failed");
+            }
+        });
     }
 }
 
@@ -209,36 +300,20 @@ impl Authorizer for NodeAuthorizer {
     ) -> BoxFuture<'a, Result<PublishGrant, AuthError>> {
         Box::pin(async move {
             check_app(app)?;
-            match self.config.publish(app, key) {
-                Ok(g) => Ok(g),
-                Err(AuthError::UnknownKey) => self.publish_from_db(key, peer).await,
-                Err(e) => Err(e),
-            }
+            let grant = match self.config.publish(app, key) {
+                Ok(g) => g,
+                Err(AuthError::UnknownKey) => self.publish_from_db(key, peer).await?,
+                Err(e) => return Err(e),
+            };
+            self.claim(grant).await
         })
     }
 
     fn publish_ended(&self, grant: &PublishGrant) {
-        let Some(key_id) = &grant.key_id else { return };
-        let grant = {
-            let mut live = self.live();
-            let Some((_, n)) = live.get_mut(key_id) else {
-                return;
-            };
-            *n -= 1;
-            if *n > 0 {
-                return;
-            }
-            match live.remove(key_id) {
-                Some((g, _)) => g,
-                None => return,
-            }
-        };
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            if let Err(e) = db.publish_ended(&grant, now_ms()).await {
-                warn!(error = %e, "recording the end of a publish failed");
-            }
-        });
+        if let Some(c) = &self.cluster {
+            c.release(&grant.channel);
+        }
+        self.publish_ended_here(grant);
     }
 
     fn authorize_play<'a>(

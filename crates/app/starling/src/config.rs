@@ -25,6 +25,7 @@ pub struct Config {
     pub push: crate::push_config::PushSection,
     pub webrtc: crate::webrtc_config::WebRtcSection,
     pub edge: crate::edge_config::EdgeSection,
+    pub cluster: crate::cluster_config::ClusterSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -337,7 +338,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 14] = [
+const ENV_SECTIONS: [&str; 15] = [
     "server",
     "rtmp",
     "srt",
@@ -352,6 +353,7 @@ const ENV_SECTIONS: [&str; 14] = [
     "push",
     "webrtc",
     "edge",
+    "cluster",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -471,6 +473,7 @@ impl Config {
         self.push.validate()?;
         self.webrtc.validate()?;
         self.edge.validate(&self.roles()?)?;
+        self.cluster.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

@@ -47,6 +47,8 @@ pub struct AppState {
     pub push: Option<Arc<starling_push::PushMetrics>>,
     /// The `api` role: `/api/`, the live-state stream and the web UI are served.
     pub api: bool,
+    /// The cluster this node is in (`[cluster]`), for `/metrics`.
+    pub cluster: Option<Arc<starling_cluster::Cluster>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -182,6 +184,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     }
     if let Some(p) = &st.push {
         p.render(&mut out);
+    }
+    if let Some(c) = &st.cluster {
+        starling_cluster::render_metrics(c, &mut out);
     }
     let live = st.hub.live();
     out.push_str("# TYPE starling_live_channels gauge\n");
@@ -416,6 +421,7 @@ mod tests {
             webrtc: None,
             push: None,
             api: true,
+            cluster: None,
             ready: rx,
         });
         (app, hub, tx)
@@ -544,6 +550,7 @@ mod tests {
                     webrtc: None,
                     push: None,
                     api: true,
+                    cluster: None,
                     ready: rx,
                 }
             }

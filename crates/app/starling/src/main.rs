@@ -4,6 +4,7 @@
 //! graceful shutdown. `anyhow` lives here and nowhere below.
 
 mod auth;
+mod cluster_config;
 mod config;
 mod demo;
 mod edge_config;
@@ -306,6 +307,22 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let event_task =
         events::EventDriver::new(db.clone(), live_state.clone(), hub.clone(), Some(on_change))
             .spawn(shutdown_rx.clone());
+    // The cluster (`[cluster] nats_url`): leases of live channels, revocations and
+    // takeovers between nodes. NATS is never waited for: the node serves without it.
+    let cluster = match config
+        .cluster
+        .cluster_config(config.server.http_listen.port())?
+    {
+        Some(c) => {
+            let node = c.node_id.clone();
+            let cluster = starling_cluster::Cluster::start(c)
+                .await
+                .context("joining the cluster")?;
+            info!(node = %node, url = %config.cluster.nats_url, "cluster: joining over NATS");
+            Some(cluster)
+        }
+        None => None,
+    };
     // One authorizer for every ingest protocol: the same keys publish over RTMP, SRT and
     // HTTP PUT.
     let auth = auth::NodeAuthorizer::new(
@@ -314,14 +331,23 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         gate.clone(),
         hub.clone(),
         origin.clone(),
-        config
-            .srt
-            .passphrase
-            .get()
-            .map(|p| (p.to_owned(), config.srt.pbkeylen)),
-        config.srt.pbkeylen,
+        auth::SrtDefaults {
+            passphrase: config
+                .srt
+                .passphrase
+                .get()
+                .map(|p| (p.to_owned(), config.srt.pbkeylen)),
+            pbkeylen: config.srt.pbkeylen,
+        },
+        cluster.clone(),
     );
-    auth.watch_revocations(std::time::Duration::from_secs(1));
+    // In a cluster revocations arrive over NATS at once; the database is then only the
+    // fallback for a NATS outage.
+    auth.watch_revocations(std::time::Duration::from_secs(if cluster.is_some() {
+        10
+    } else {
+        1
+    }));
     // External packagers push here (HTTP PUT); the origin serves what they pushed.
     let pushed = (config.put.enabled && roles.ingest)
         .then(|| starling_http_put::PushIngest::new(config.put.push_config(), store.store.clone()));
@@ -401,6 +427,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         push: push_task.is_some().then(|| push_metrics.clone()),
         webrtc: webrtc.clone(),
         api: roles.api,
+        cluster: cluster.clone(),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {

@@ -172,6 +172,8 @@ mod tests {
             target("/live/ch/thumb.jpg", None).unwrap().key,
             "/live/ch/thumb.jpg"
         );
+        // A single name under /live/ too: the origin's clock for DASH players.
+        assert_eq!(target("/live/time", None).unwrap().key, "/live/time");
     }
 
     #[test]

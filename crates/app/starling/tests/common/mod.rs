@@ -7,6 +7,7 @@
 //! reach a log line, whichever path it came in by. One read of one file per test.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod srt;
 
 use std::{

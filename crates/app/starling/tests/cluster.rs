@@ -1,0 +1,282 @@
+//! Nodes of one cluster over a real nats-server: two `starling serve` processes that share
+//! NATS (and, where keys are involved, one control database), published to by ffmpeg.
+//!
+//! - The same channel published to both nodes at once: exactly one wins cluster-wide.
+//! - A key revoked through one node's API ends its publish on the other within a second
+//!   (NATS; the database poll is ten seconds in a cluster).
+//! - The holder killed with `kill -9`: the encoder, reconnecting to the other node, is
+//!   refused while the dead node's lease runs, then accepted within the lease time.
+//! - NATS killed: live publishes go on and a new one is accepted (unverified); when NATS
+//!   returns, one node keeps the channel and the other ends its publish.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod common;
+
+use std::{
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use common::{nats::Nats, *};
+
+fn cluster_toml(nats: &Nats, node: &str, extra: &str) -> String {
+    format!(
+        "\n[cluster]\nnats_url = \"{}\"\nnode_id = \"{node}\"\nlease_secs = 2\n{extra}\n",
+        nats.url()
+    )
+}
+
+fn live(server: &Server) -> bool {
+    server.metric("starling_live_channels") > 0.0
+}
+
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn running(child: &mut Child) -> bool {
+    child.try_wait().unwrap().is_none()
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn the_same_channel_published_to_two_nodes_at_once_goes_live_on_exactly_one() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(nats) = Nats::start() else { return };
+    let a = Server::start("cluster-both-a", &cluster_toml(&nats, "node-a", ""));
+    let b = Server::start("cluster-both-b", &cluster_toml(&nats, "node-b", ""));
+    wait_until(
+        "both nodes connected to NATS",
+        Duration::from_secs(10),
+        || {
+            a.metric("starling_cluster_connected") == 1.0
+                && b.metric("starling_cluster_connected") == 1.0
+        },
+    );
+    let mut to_a = ffmpeg_test_publish(&a.rtmp_url(KEY), 30).spawn().unwrap();
+    let mut to_b = ffmpeg_test_publish(&b.rtmp_url(KEY), 30).spawn().unwrap();
+    // The loser's ffmpeg is refused and exits; the winner's goes on publishing.
+    wait_until("one publisher refused", Duration::from_secs(15), || {
+        !running(&mut to_a) || !running(&mut to_b)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (a_on, b_on) = (running(&mut to_a), running(&mut to_b));
+    assert!(a_on ^ b_on, "exactly one publish runs: a {a_on}, b {b_on}");
+    let (winner, loser) = if a_on { (&a, &b) } else { (&b, &a) };
+    assert!(live(winner) && !live(loser));
+    assert_eq!(loser.metric("starling_cluster_claims_refused_total"), 1.0);
+    assert_eq!(winner.metric("starling_cluster_leases_held"), 1.0);
+    let log = loser.log_text();
+    assert!(
+        log.contains("is live on node"),
+        "the refusal names where the channel is live:\n{log}"
+    );
+    stop(to_a);
+    stop(to_b);
+}
+
+#[test]
+fn a_key_revoked_on_one_node_ends_its_publish_on_another_within_a_second() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(nats) = Nats::start() else { return };
+    let shared = temp_dir("cluster-db").join("control.db");
+    let db = format!(
+        "\n[control]\ndatabase_url = \"sqlite:{}\"\n",
+        shared.display()
+    );
+    let a = Server::start("cluster-revoke-a", &cluster_toml(&nats, "node-a", &db));
+    let b = Server::start("cluster-revoke-b", &cluster_toml(&nats, "node-b", &db));
+    let password = "correct horse battery";
+    a.create_admin("owner@example.com", password);
+    let cookie = a.login("owner@example.com", password);
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = a.http_request(
+            "POST",
+            path,
+            &[("Cookie", &cookie)],
+            Some(&body.to_string()),
+        );
+        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let ch = post("/api/v1/channels", serde_json::json!({ "name": "shared" }));
+    let dev = post(
+        "/api/v1/devices",
+        serde_json::json!({ "name": "encoder", "channel_id": ch["id"] }),
+    );
+    let key = post(
+        &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
+        serde_json::json!({}),
+    );
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let secret = a.secret(key["secret"].as_str().unwrap());
+    b.secret(&secret);
+    wait_until(
+        "both nodes connected to NATS",
+        Duration::from_secs(10),
+        || {
+            a.metric("starling_cluster_connected") == 1.0
+                && b.metric("starling_cluster_connected") == 1.0
+        },
+    );
+    let mut publisher = ffmpeg_test_publish(&b.rtmp_url(&secret), 60)
+        .spawn()
+        .unwrap();
+    wait_until("live on node B", Duration::from_secs(15), || live(&b));
+    // Revoked through node A's API: node B hears it over NATS.
+    let r = a.http_request(
+        "DELETE",
+        &format!("/api/v1/keys/{key_id}"),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert!(
+        r.status == 204 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let took = wait_until(
+        "the publish on node B ended",
+        Duration::from_secs(5),
+        || !running(&mut publisher),
+    );
+    eprintln!("publish on node B ended {took:?} after the revocation on node A");
+    assert!(
+        took < Duration::from_secs(1),
+        "{took:?}: NATS, not the 10 s poll"
+    );
+    assert!(b.metric("starling_cluster_revocations_received_total") >= 1.0);
+    stop(publisher);
+}
+
+#[test]
+fn after_a_kill_9_of_the_holder_the_other_node_takes_the_channel_within_the_lease() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(nats) = Nats::start() else { return };
+    let mut a = Server::start("cluster-kill-a", &cluster_toml(&nats, "node-a", ""));
+    let b = Server::start("cluster-kill-b", &cluster_toml(&nats, "node-b", ""));
+    wait_until(
+        "both nodes connected to NATS",
+        Duration::from_secs(10),
+        || {
+            a.metric("starling_cluster_connected") == 1.0
+                && b.metric("starling_cluster_connected") == 1.0
+        },
+    );
+    let first = ffmpeg_test_publish(&a.rtmp_url(KEY), 60).spawn().unwrap();
+    wait_until("live on node A", Duration::from_secs(15), || live(&a));
+    a.kill9();
+    let killed = Instant::now();
+    stop(first);
+    // The encoder reconnects to node B (as through a load balancer), again and again.
+    let mut refusals = 0;
+    let publisher = loop {
+        let mut p = ffmpeg_test_publish(&b.rtmp_url(KEY), 60).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        if running(&mut p) && live(&b) {
+            break p;
+        }
+        stop(p);
+        refusals += 1;
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "node B never took the channel; its log:\n{}",
+            b.log_text()
+        );
+    };
+    let took = killed.elapsed();
+    eprintln!("node B took the channel {took:?} after node A's kill -9 ({refusals} refusals)");
+    assert!(
+        refusals >= 1,
+        "the dead node's lease was honoured for a while"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?} for a 2 s lease");
+    stop(publisher);
+}
+
+#[test]
+fn with_nats_down_publishes_go_on_and_one_node_keeps_the_channel_when_it_returns() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let a = Server::start("cluster-down-a", &cluster_toml(&nats, "node-a", ""));
+    let b = Server::start("cluster-down-b", &cluster_toml(&nats, "node-b", ""));
+    wait_until(
+        "both nodes connected to NATS",
+        Duration::from_secs(10),
+        || {
+            a.metric("starling_cluster_connected") == 1.0
+                && b.metric("starling_cluster_connected") == 1.0
+        },
+    );
+    let mut to_a = ffmpeg_test_publish(&a.rtmp_url(KEY), 60).spawn().unwrap();
+    // The playlist's live edge (its preload hint), to see that packaging goes on.
+    let edge = |s: &Server| {
+        s.http_get(&format!("/live/{CHANNEL}/source/index.m3u8"))
+            .and_then(|p| {
+                p.lines()
+                    .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    wait_until("node A's playlist", Duration::from_secs(15), || {
+        !edge(&a).is_empty()
+    });
+    nats.kill();
+    wait_until("node A sees NATS gone", Duration::from_secs(10), || {
+        a.metric("starling_cluster_connected") == 0.0
+    });
+    // The live publish goes on: the live edge moves.
+    let before = edge(&a);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = edge(&a);
+    assert!(
+        !after.is_empty() && after != before,
+        "node A kept packaging with NATS down: {before:?} then {after:?}"
+    );
+    assert!(running(&mut to_a));
+    // A publish of the same channel to node B is accepted too, unverified.
+    let mut to_b = ffmpeg_test_publish(&b.rtmp_url(KEY), 60).spawn().unwrap();
+    wait_until(
+        "live on node B, unverified",
+        Duration::from_secs(15),
+        || live(&b),
+    );
+    assert_eq!(b.metric("starling_cluster_claims_unverified_total"), 1.0);
+    // NATS back: one node keeps the channel, the other ends its publish.
+    nats.restart();
+    let took = wait_until(
+        "one of the two publishes ended",
+        Duration::from_secs(20),
+        || !running(&mut to_a) || !running(&mut to_b),
+    );
+    eprintln!("one node gave the channel up {took:?} after NATS returned");
+    std::thread::sleep(Duration::from_secs(1));
+    let (a_on, b_on) = (running(&mut to_a), running(&mut to_b));
+    assert!(a_on ^ b_on, "exactly one publish runs: a {a_on}, b {b_on}");
+    let loser = if a_on { &b } else { &a };
+    assert_eq!(loser.metric("starling_cluster_leases_lost_total"), 1.0);
+    stop(to_a);
+    stop(to_b);
+}
