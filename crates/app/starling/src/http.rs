@@ -189,7 +189,7 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         starling_cluster::render_metrics(c, &mut out);
     }
     let live = st.hub.live();
-    out.push_str("# TYPE starling_live_channels gauge\n");
+    out.push_str("# HELP starling_live_channels Channels live on this node.\n# TYPE starling_live_channels gauge\n");
     out.push_str(&format!("starling_live_channels {}\n", live.len()));
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], out).into_response()
 }

@@ -76,17 +76,17 @@ impl HttpStats {
         let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "# TYPE starling_http_connections_total counter\nstarling_http_connections_total {}",
+            "# HELP starling_http_connections_total HTTP connections accepted.\n# TYPE starling_http_connections_total counter\nstarling_http_connections_total {}",
             get(&self.connections)
         );
         let _ = writeln!(
             out,
-            "# TYPE starling_http_connections_open gauge\nstarling_http_connections_open {}",
+            "# HELP starling_http_connections_open HTTP connections open now.\n# TYPE starling_http_connections_open gauge\nstarling_http_connections_open {}",
             get(&self.open)
         );
         let _ = writeln!(
             out,
-            "# TYPE starling_http_connections_refused_total counter\n\
+            "# HELP starling_http_connections_refused_total HTTP connections closed at once by a connection cap, by cap.\n# TYPE starling_http_connections_refused_total counter\n\
              starling_http_connections_refused_total{{reason=\"global_cap\"}} {}\n\
              starling_http_connections_refused_total{{reason=\"per_address_cap\"}} {}",
             get(&self.refused_global),
@@ -94,7 +94,7 @@ impl HttpStats {
         );
         let _ = writeln!(
             out,
-            "# TYPE starling_http_timeouts_total counter\n\
+            "# HELP starling_http_timeouts_total HTTP connections closed by a timeout, by kind.\n# TYPE starling_http_timeouts_total counter\n\
              starling_http_timeouts_total{{kind=\"header_read\"}} {}\n\
              starling_http_timeouts_total{{kind=\"idle\"}} {}",
             get(&self.header_timeouts),

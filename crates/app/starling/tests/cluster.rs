@@ -78,6 +78,10 @@ fn the_same_channel_published_to_two_nodes_at_once_goes_live_on_exactly_one() {
     assert!(live(winner) && !live(loser));
     assert_eq!(loser.metric("starling_cluster_claims_refused_total"), 1.0);
     assert_eq!(winner.metric("starling_cluster_leases_held"), 1.0);
+    promtool_check(
+        "a node of a cluster",
+        &loser.http_request("GET", "/metrics", &[], None).body,
+    );
     let log = loser.log_text();
     assert!(
         log.contains("is live on node"),

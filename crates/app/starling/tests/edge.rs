@@ -225,6 +225,15 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
         );
         assert_eq!(relay.count(&part_path), 1, "{name}: one fill of the part");
     }
+    // Every role's /metrics passes promtool, with the traffic of the crowd in it.
+    promtool_check(
+        "the origin",
+        &origin.http_request("GET", "/metrics", &[], None).body,
+    );
+    promtool_check(
+        "an edge",
+        &edge.http_request("GET", "/metrics", &[], None).body,
+    );
     for e in [&edge, &edge_b] {
         let answered =
             e.metric("starling_edge_collapsed_total") + e.metric("starling_edge_hits_total");

@@ -110,38 +110,71 @@ impl OriginMetrics {
             "Write-through of one object to the store.",
             out,
         );
-        for (name, v) in [
-            ("starling_store_writes_total", &self.store_writes),
+        for (name, help, v) in [
+            (
+                "starling_store_writes_total",
+                "Objects written through to the store.",
+                &self.store_writes,
+            ),
             (
                 "starling_store_write_errors_total",
+                "Store writes that failed (retried within a budget).",
                 &self.store_write_errors,
             ),
             (
                 "starling_store_writes_dropped_total",
+                "Store writes given up after their retries.",
                 &self.store_writes_dropped,
             ),
-            ("starling_store_deletes_total", &self.store_deletes),
-            ("starling_playlist_requests_total", &self.playlist_requests),
-            ("starling_media_requests_total", &self.media_requests),
+            (
+                "starling_store_deletes_total",
+                "Objects deleted from the store (retention).",
+                &self.store_deletes,
+            ),
+            (
+                "starling_playlist_requests_total",
+                "Playlist requests served.",
+                &self.playlist_requests,
+            ),
+            (
+                "starling_media_requests_total",
+                "Media requests served (init sections, parts, segments).",
+                &self.media_requests,
+            ),
             (
                 "starling_origin_rejected_requests_total",
+                "Requests answered without a lookup: malformed, or for what cannot exist.",
                 &self.rejected_requests,
             ),
-            ("starling_blocking_timeouts_total", &self.blocking_timeouts),
+            (
+                "starling_blocking_timeouts_total",
+                "Blocking playlist requests the live edge did not reach in time (503).",
+                &self.blocking_timeouts,
+            ),
             (
                 "starling_blocked_request_wakeups_total",
+                "Blocked requests woken by a new part.",
                 &self.blocked_wakeups,
             ),
             (
                 "starling_blocked_request_rewaits_total",
+                "Blocked requests woken before what they wait for existed, waiting again.",
                 &self.blocked_rewaits,
             ),
-            ("starling_playback_token_checks_total", &self.token_checks),
-            ("starling_playback_refused_total", &self.playback_refused),
+            (
+                "starling_playback_token_checks_total",
+                "Playback tokens checked.",
+                &self.token_checks,
+            ),
+            (
+                "starling_playback_refused_total",
+                "Playback requests refused by the gate (token missing or invalid).",
+                &self.playback_refused,
+            ),
         ] {
             let _ = writeln!(
                 out,
-                "# TYPE {name} counter\n{name} {}",
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 v.load(Ordering::Relaxed)
             );
         }

@@ -319,22 +319,30 @@ impl WebRtcServer {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = write!(
             out,
-            "# TYPE starling_webrtc_sessions gauge\n\
+            "# HELP starling_webrtc_sessions WebRTC sessions now, by role (whip: publishers, whep: viewers).\n\
+             # TYPE starling_webrtc_sessions gauge\n\
              starling_webrtc_sessions{{role=\"whip\"}} {p}\n\
              starling_webrtc_sessions{{role=\"whep\"}} {v}\n\
+             # HELP starling_webrtc_sessions_total WebRTC sessions started, by role.\n\
              # TYPE starling_webrtc_sessions_total counter\n\
              starling_webrtc_sessions_total{{role=\"whip\"}} {}\n\
              starling_webrtc_sessions_total{{role=\"whep\"}} {}\n\
+             # HELP starling_webrtc_refused_total WHIP and WHEP offers refused.\n\
              # TYPE starling_webrtc_refused_total counter\n\
              starling_webrtc_refused_total {}\n\
+             # HELP starling_webrtc_connect_timeouts_total WebRTC sessions closed because ICE and DTLS were not up in time.\n\
              # TYPE starling_webrtc_connect_timeouts_total counter\n\
              starling_webrtc_connect_timeouts_total {}\n\
+             # HELP starling_webrtc_unrouted_datagrams_total UDP datagrams that matched no session.\n\
              # TYPE starling_webrtc_unrouted_datagrams_total counter\n\
              starling_webrtc_unrouted_datagrams_total {}\n\
+             # HELP starling_webrtc_dropped_datagrams_total UDP datagrams dropped because a session's queue was full.\n\
              # TYPE starling_webrtc_dropped_datagrams_total counter\n\
              starling_webrtc_dropped_datagrams_total {}\n\
+             # HELP starling_webrtc_tcp_connections ICE-TCP connections open now.\n\
              # TYPE starling_webrtc_tcp_connections gauge\n\
              starling_webrtc_tcp_connections {}\n\
+             # HELP starling_webrtc_tcp_connections_total ICE-TCP connections accepted.\n\
              # TYPE starling_webrtc_tcp_connections_total counter\n\
              starling_webrtc_tcp_connections_total {}\n",
             c(&m.whip_sessions_total),
@@ -349,16 +357,22 @@ impl WebRtcServer {
         let o = self.opus_metrics();
         let _ = write!(
             out,
-            "# TYPE starling_webrtc_opus_children gauge\n\
+            "# HELP starling_webrtc_opus_children AAC to Opus ffmpeg children running now (one per watched channel).\n\
+             # TYPE starling_webrtc_opus_children gauge\n\
              starling_webrtc_opus_children {}\n\
+             # HELP starling_webrtc_opus_children_total AAC to Opus ffmpeg children started.\n\
              # TYPE starling_webrtc_opus_children_total counter\n\
              starling_webrtc_opus_children_total {}\n\
+             # HELP starling_webrtc_opus_restarts_total AAC to Opus children restarted after they ended.\n\
              # TYPE starling_webrtc_opus_restarts_total counter\n\
              starling_webrtc_opus_restarts_total {}\n\
+             # HELP starling_webrtc_opus_failures_total AAC to Opus children that failed.\n\
              # TYPE starling_webrtc_opus_failures_total counter\n\
              starling_webrtc_opus_failures_total {}\n\
+             # HELP starling_webrtc_opus_dropped_frames_total Audio frames dropped on the way to an Opus child.\n\
              # TYPE starling_webrtc_opus_dropped_frames_total counter\n\
              starling_webrtc_opus_dropped_frames_total {}\n\
+             # HELP starling_webrtc_opus_delay_seconds Delay an Opus child adds to the audio.\n\
              # TYPE starling_webrtc_opus_delay_seconds summary\n\
              starling_webrtc_opus_delay_seconds_sum {:.6}\n\
              starling_webrtc_opus_delay_seconds_count {}\n",

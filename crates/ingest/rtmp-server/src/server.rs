@@ -106,56 +106,80 @@ impl ServerStats {
             (
                 "starling_rtmp_connections_total",
                 "counter",
+                "RTMP connections accepted.",
                 &self.connections,
             ),
             (
                 "starling_rtmp_connections_open",
                 "gauge",
+                "RTMP connections open now.",
                 &self.connections_open,
             ),
             (
                 "starling_rtmp_connections_refused_total",
                 "counter",
+                "RTMP connections closed at once: the node's connection cap was reached.",
                 &self.connections_refused,
             ),
             (
                 "starling_rtmp_connections_refused_per_address_total",
                 "counter",
+                "RTMP connections closed at once: their address's connection cap was reached.",
                 &self.connections_refused_per_address,
             ),
-            ("starling_rtmp_publishes_total", "counter", &self.publishes),
+            (
+                "starling_rtmp_publishes_total",
+                "counter",
+                "RTMP publishes started.",
+                &self.publishes,
+            ),
             (
                 "starling_rtmp_publishes_refused_total",
                 "counter",
+                "RTMP publishes refused (key, caps, channel live elsewhere).",
                 &self.publishes_refused,
             ),
-            ("starling_rtmp_plays_total", "counter", &self.plays),
+            (
+                "starling_rtmp_plays_total",
+                "counter",
+                "RTMP plays started.",
+                &self.plays,
+            ),
             (
                 "starling_rtmp_plays_refused_total",
                 "counter",
+                "RTMP plays refused.",
                 &self.plays_refused,
             ),
             (
                 "starling_rtmp_play_wait_timeouts_total",
                 "counter",
+                "RTMP plays ended because the channel did not go live in time.",
                 &self.play_wait_timeouts,
             ),
             (
                 "starling_rtmp_protocol_errors_total",
                 "counter",
+                "RTMP connections ended by a protocol error.",
                 &self.protocol_errors,
             ),
-            ("starling_rtmp_timeouts_total", "counter", &self.timeouts),
+            (
+                "starling_rtmp_timeouts_total",
+                "counter",
+                "RTMP connections ended by a handshake or idle timeout.",
+                &self.timeouts,
+            ),
             (
                 "starling_rtmp_media_errors_total",
                 "counter",
+                "RTMP media messages that could not be read as media.",
                 &self.media_errors,
             ),
         ];
-        for (name, kind, v) in rows {
+        for (name, kind, help, v) in rows {
             let _ = writeln!(
                 out,
-                "# TYPE {name} {kind}\n{name} {}",
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
                 v.load(Ordering::Relaxed)
             );
         }

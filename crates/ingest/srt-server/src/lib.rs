@@ -48,28 +48,66 @@ impl ServerStats {
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         let rows = [
-            ("starling_srt_connections_total", &self.connections),
-            ("starling_srt_handshakes_refused_total", &self.refused),
-            ("starling_srt_bad_stream_ids_total", &self.bad_stream_ids),
-            ("starling_srt_publishes_total", &self.publishes),
+            (
+                "starling_srt_connections_total",
+                "SRT connections accepted.",
+                &self.connections,
+            ),
+            (
+                "starling_srt_handshakes_refused_total",
+                "SRT handshakes refused.",
+                &self.refused,
+            ),
+            (
+                "starling_srt_bad_stream_ids_total",
+                "SRT connections refused for a malformed stream id.",
+                &self.bad_stream_ids,
+            ),
+            (
+                "starling_srt_publishes_total",
+                "SRT publishes started.",
+                &self.publishes,
+            ),
             (
                 "starling_srt_publishes_refused_total",
+                "SRT publishes refused.",
                 &self.publishes_refused,
             ),
-            ("starling_srt_plays_total", &self.plays),
-            ("starling_srt_plays_refused_total", &self.plays_refused),
+            (
+                "starling_srt_plays_total",
+                "SRT plays started.",
+                &self.plays,
+            ),
+            (
+                "starling_srt_plays_refused_total",
+                "SRT plays refused.",
+                &self.plays_refused,
+            ),
             (
                 "starling_srt_play_wait_timeouts_total",
+                "SRT plays ended because the channel did not go live in time.",
                 &self.play_wait_timeouts,
             ),
-            ("starling_srt_pulls_total", &self.pulls),
-            ("starling_srt_pull_failures_total", &self.pull_failures),
-            ("starling_srt_media_errors_total", &self.media_errors),
+            (
+                "starling_srt_pulls_total",
+                "SRT pulls connected.",
+                &self.pulls,
+            ),
+            (
+                "starling_srt_pull_failures_total",
+                "SRT pull attempts that failed.",
+                &self.pull_failures,
+            ),
+            (
+                "starling_srt_media_errors_total",
+                "SRT payloads that could not be read as MPEG-TS media.",
+                &self.media_errors,
+            ),
         ];
-        for (name, v) in rows {
+        for (name, help, v) in rows {
             let _ = writeln!(
                 out,
-                "# TYPE {name} counter\n{name} {}",
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 v.load(Ordering::Relaxed)
             );
         }

@@ -76,52 +76,82 @@ impl Links {
         use std::fmt::Write as _;
         let links = self.all();
         type Field = fn(&LinkInfo) -> f64;
-        let rows: [(&str, &str, Field); 12] = [
-            ("starling_srt_link_rtt_ms", "gauge", |l| l.stats.rtt_ms),
-            ("starling_srt_link_receive_rate_mbps", "gauge", |l| {
-                l.stats.recv_rate_mbps
-            }),
-            ("starling_srt_link_receive_buffer_ms", "gauge", |l| {
-                l.stats.receive_buffer_ms as f64
-            }),
-            ("starling_srt_link_latency_ms", "gauge", |l| {
-                l.stats.latency_ms as f64
-            }),
-            ("starling_srt_link_packets_received_total", "counter", |l| {
-                l.stats.packets_received as f64
-            }),
-            ("starling_srt_link_packets_lost_total", "counter", |l| {
-                l.stats.packets_lost as f64
-            }),
+        let rows: [(&str, &str, &str, Field); 12] = [
+            (
+                "starling_srt_link_rtt_ms",
+                "gauge",
+                "Round-trip time of the channel's SRT link.",
+                |l| l.stats.rtt_ms,
+            ),
+            (
+                "starling_srt_link_receive_rate_mbps",
+                "gauge",
+                "Receive rate of the channel's SRT link.",
+                |l| l.stats.recv_rate_mbps,
+            ),
+            (
+                "starling_srt_link_receive_buffer_ms",
+                "gauge",
+                "Media held in the SRT receive buffer.",
+                |l| l.stats.receive_buffer_ms as f64,
+            ),
+            (
+                "starling_srt_link_latency_ms",
+                "gauge",
+                "The SRT link's negotiated latency.",
+                |l| l.stats.latency_ms as f64,
+            ),
+            (
+                "starling_srt_link_packets_received_total",
+                "counter",
+                "Packets received on the channel's SRT link.",
+                |l| l.stats.packets_received as f64,
+            ),
+            (
+                "starling_srt_link_packets_lost_total",
+                "counter",
+                "Packets lost on the channel's SRT link (before retransmission).",
+                |l| l.stats.packets_lost as f64,
+            ),
             (
                 "starling_srt_link_packets_retransmitted_total",
                 "counter",
+                "Retransmitted packets received on the channel's SRT link.",
                 |l| l.stats.packets_retransmitted_received as f64,
             ),
-            ("starling_srt_link_packets_dropped_total", "counter", |l| {
-                l.stats.packets_dropped as f64
-            }),
+            (
+                "starling_srt_link_packets_dropped_total",
+                "counter",
+                "Packets dropped as too late on the channel's SRT link.",
+                |l| l.stats.packets_dropped as f64,
+            ),
             (
                 "starling_srt_link_ts_continuity_errors_total",
                 "counter",
+                "MPEG-TS continuity errors on the channel's SRT link.",
                 |l| l.demux.continuity_errors as f64,
             ),
             (
                 "starling_srt_link_ts_unknown_pid_packets_total",
                 "counter",
+                "MPEG-TS packets of unknown PIDs on the channel's SRT link.",
                 |l| l.demux.unknown_pid_packets as f64,
             ),
             (
                 "starling_srt_link_ts_pes_length_errors_total",
                 "counter",
+                "PES packets whose length did not match on the channel's SRT link.",
                 |l| l.demux.pes_length_errors as f64,
             ),
-            ("starling_srt_link_ts_pes_lost_total", "counter", |l| {
-                l.demux.pes_lost as f64
-            }),
+            (
+                "starling_srt_link_ts_pes_lost_total",
+                "counter",
+                "PES packets lost on the channel's SRT link.",
+                |l| l.demux.pes_lost as f64,
+            ),
         ];
-        for (name, kind, f) in rows {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (name, kind, help, f) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (channel, l) in &links {
                 let label = channel
                     .replace('\\', "\\\\")

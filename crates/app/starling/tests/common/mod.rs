@@ -861,3 +861,36 @@ pub fn gst_frames(out: &Output) -> (usize, String) {
         .count();
     (frames, text)
 }
+
+/// Checks a `/metrics` text with `promtool check metrics` (Debian's `prometheus`
+/// package, which scripts/test installs): the format, and the lints (help text, names).
+pub fn promtool_check(what: &str, text: &str) {
+    use std::io::Write as _;
+    if !have("promtool") {
+        assert!(
+            std::env::var_os("STARLING_SKIP_PROMTOOL").is_some(),
+            "checking {what}'s metrics needs promtool (scripts/test installs it)"
+        );
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics on {what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
