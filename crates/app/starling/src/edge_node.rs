@@ -30,6 +30,7 @@ const FILL_TOKEN_TTL: Duration = Duration::from_secs(600);
 struct EdgeState {
     edge: Arc<Edge>,
     http: Arc<crate::http_server::HttpStats>,
+    cluster: Option<Arc<starling_cluster::Cluster>>,
     metrics_token: Option<Arc<str>>,
     ready: watch::Receiver<bool>,
 }
@@ -64,11 +65,44 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding HTTP on {}", config.server.http_listen))?;
     info!(addr = %listener.local_addr()?, origin = %edge.origin(), "HTTP listening (edge)");
+    let http_addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
+    let http_stats: Arc<crate::http_server::HttpStats> = Arc::default();
+    // In a cluster the edge announces itself, so that the Usher sends viewers here.
+    let cluster = match config.cluster.cluster_config(http_addr.port())? {
+        Some(c) => {
+            let cluster = starling_cluster::Cluster::start(c)
+                .await
+                .context("joining the cluster")?;
+            let me = starling_cluster::NodeInfo {
+                id: cluster.node_id().to_owned(),
+                roles: vec!["edge".to_owned()],
+                http_url: crate::cluster_config::ClusterSection::advertised(
+                    &config.cluster.advertise_http,
+                    "http",
+                    http_addr,
+                ),
+                rtmp_url: None,
+                srt_url: None,
+                region: config.cluster.region.clone(),
+                connections: 0,
+                publishers: 0,
+            };
+            let stats = http_stats.clone();
+            cluster.announce(move || starling_cluster::NodeInfo {
+                connections: stats.open(),
+                ..me.clone()
+            });
+            info!(node = %cluster.node_id(), "edge: announcing itself to the cluster");
+            Some(cluster)
+        }
+        None => None,
+    };
     let state = EdgeState {
         edge: edge.clone(),
-        http: Arc::default(),
+        http: http_stats,
+        cluster,
         metrics_token: config.server.metrics_token.get().map(Into::into),
         ready: ready_rx,
     };
@@ -113,6 +147,9 @@ async fn metrics(State(st): State<EdgeState>, headers: HeaderMap) -> Response {
     let mut out = String::with_capacity(4096);
     st.http.render(&mut out);
     st.edge.render_metrics(&mut out);
+    if let Some(c) = &st.cluster {
+        starling_cluster::render_metrics(c, &mut out);
+    }
     (
         [(header::CONTENT_TYPE, crate::http::METRICS_CONTENT_TYPE)],
         out,

@@ -49,6 +49,8 @@ pub struct AppState {
     pub api: bool,
     /// The cluster this node is in (`[cluster]`), for `/metrics`.
     pub cluster: Option<Arc<starling_cluster::Cluster>>,
+    /// Where viewers and broadcasters are sent (`/usher/`, with the `api` role).
+    pub usher: Arc<crate::usher::Usher>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -120,6 +122,7 @@ pub fn router(state: AppState) -> Router {
                 starling_live_state::SseConfig::default(),
                 Some(viewer_resolver(state.db.clone())),
             ))
+            .merge(crate::usher::router(state.usher.clone()))
     } else {
         Router::new()
     };
@@ -379,6 +382,20 @@ fn srt_link_json(l: &starling_srt_server::LinkInfo) -> Value {
 mod tests {
     use std::time::SystemTime;
 
+    /// This node as the Usher's answer of last resort, in tests without a cluster.
+    fn test_node() -> starling_cluster::NodeInfo {
+        starling_cluster::NodeInfo {
+            id: "test".into(),
+            roles: vec!["origin".into()],
+            http_url: "http://127.0.0.1:8080".into(),
+            rtmp_url: None,
+            srt_url: None,
+            region: String::new(),
+            connections: 0,
+            publishers: 0,
+        }
+    }
+
     use axum::{body::Body, http::Request};
     use starling_media::MediaEvent;
     use tower::ServiceExt;
@@ -422,6 +439,7 @@ mod tests {
             push: None,
             api: true,
             cluster: None,
+            usher: crate::usher::Usher::new(None, test_node(), 500),
             ready: rx,
         });
         (app, hub, tx)
@@ -551,6 +569,7 @@ mod tests {
                     push: None,
                     api: true,
                     cluster: None,
+                    usher: crate::usher::Usher::new(None, test_node(), 500),
                     ready: rx,
                 }
             }

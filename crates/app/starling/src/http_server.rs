@@ -71,6 +71,11 @@ pub struct HttpStats {
 }
 
 impl HttpStats {
+    /// Connections open now (the load a node announces to the cluster).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         let get = |v: &AtomicU64| v.load(Ordering::Relaxed);

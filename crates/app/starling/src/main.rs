@@ -22,6 +22,7 @@ mod srt_config;
 mod store_config;
 mod thumbnails;
 mod transcode_config;
+mod usher;
 mod webhooks;
 mod webrtc_config;
 
@@ -402,6 +403,51 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     } else {
         None
     };
+    // Bound here (served below) so that the node can say where encoders reach it.
+    let rtmp_listener = if config.rtmp.enabled && roles.ingest {
+        Some(
+            TcpListener::bind(config.rtmp.listen)
+                .await
+                .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?,
+        )
+    } else {
+        None
+    };
+    // This node as the cluster's directory and the Usher see it.
+    let me = starling_cluster::NodeInfo {
+        id: cluster
+            .as_ref()
+            .map_or_else(|| "this-node".to_owned(), |c| c.node_id().to_owned()),
+        roles: roles.names().into_iter().map(str::to_owned).collect(),
+        http_url: cluster_config::ClusterSection::advertised(
+            &config.cluster.advertise_http,
+            "http",
+            http_addr,
+        ),
+        rtmp_url: rtmp_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| {
+                cluster_config::ClusterSection::advertised(
+                    &config.cluster.advertise_rtmp,
+                    "rtmp",
+                    a,
+                )
+            }),
+        srt_url: None,
+        region: config.cluster.region.clone(),
+        connections: 0,
+        publishers: 0,
+    };
+    let usher = usher::Usher::new(cluster.clone(), me.clone(), config.cluster.viewers_per_edge);
+    if let Some(c) = &cluster {
+        let (http_stats, hub) = (http_stats.clone(), hub.clone());
+        c.announce(move || starling_cluster::NodeInfo {
+            connections: http_stats.open(),
+            publishers: hub.live().len() as u64,
+            ..me.clone()
+        });
+    }
     let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
     let state = http::AppState {
         hub: hub.clone(),
@@ -428,6 +474,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         webrtc: webrtc.clone(),
         api: roles.api,
         cluster: cluster.clone(),
+        usher,
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -464,21 +511,16 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         shutdown_rx.clone(),
     ));
 
-    let rtmp_task = if config.rtmp.enabled && roles.ingest {
-        let listener = TcpListener::bind(config.rtmp.listen)
-            .await
-            .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
-        Some(tokio::spawn(starling_rtmp_server::serve(
+    let rtmp_task = rtmp_listener.map(|listener| {
+        tokio::spawn(starling_rtmp_server::serve(
             listener,
             config.rtmp_server(),
             hub.clone(),
             auth.clone(),
             rtmp_stats.clone(),
             shutdown_rx.clone(),
-        )))
-    } else {
-        None
-    };
+        ))
+    });
     let srt_server = if config.srt.enabled && roles.ingest {
         // Pulled channels are packaged from their first frame, like published ones.
         for p in &config.srt.pull {

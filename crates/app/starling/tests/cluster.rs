@@ -284,3 +284,135 @@ fn with_nats_down_publishes_go_on_and_one_node_keeps_the_channel_when_it_returns
     stop(to_a);
     stop(to_b);
 }
+
+#[test]
+fn the_usher_sends_viewers_to_edges_and_spreads_a_hot_channel() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(nats) = Nats::start() else { return };
+    let origin = Server::start(
+        "usher-origin",
+        &cluster_toml(&nats, "node-a", "viewers_per_edge = 5"),
+    );
+    let edge_cluster = |id: &str, region: &str| {
+        format!(
+            "\n[cluster]\nnats_url = \"{}\"\nnode_id = \"{id}\"\nregion = \"{region}\"\n",
+            nats.url()
+        )
+    };
+    let origin_url = format!("http://{}", origin.http);
+    let eu = Server::start_edge(
+        "usher-edge-eu",
+        &origin_url,
+        &origin.data_dir(),
+        &edge_cluster("edge-eu", "eu"),
+    );
+    let us = Server::start_edge(
+        "usher-edge-us",
+        &origin_url,
+        &origin.data_dir(),
+        &edge_cluster("edge-us", "us"),
+    );
+    let play = |query: &str| -> serde_json::Value {
+        let r = origin.http_request("GET", &format!("/usher/play/{CHANNEL}{query}"), &[], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    // Both edges announced (each second) and heard.
+    wait_until(
+        "the Usher knows both edges",
+        Duration::from_secs(10),
+        || play("?region=eu")["node"] == "edge-eu" && play("?region=us")["node"] == "edge-us",
+    );
+    let eu_url = format!("http://{}/live/{CHANNEL}/index.m3u8", eu.http);
+    assert_eq!(play("?region=eu")["url"], eu_url.as_str());
+
+    // Without a region a channel's first 5 viewers (the threshold) go to one edge; the
+    // next ones are spread over a second edge at once.
+    let other = "hot";
+    let sent: Vec<String> = (0..10)
+        .map(|_| {
+            let r = origin.http_request("GET", &format!("/usher/play/{other}"), &[], None);
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            v["node"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(sent[..5].iter().all(|n| *n == sent[0]), "{sent:?}");
+    assert!(
+        sent[5..].iter().any(|n| *n != sent[0]),
+        "a second edge took viewers: {sent:?}"
+    );
+    let edges: std::collections::HashSet<&String> = sent.iter().collect();
+    assert_eq!(edges.len(), 2, "{sent:?}");
+
+    // Players that cannot ask an API follow a redirect, with their token along.
+    let r = origin.http_request(
+        "GET",
+        &format!("/usher/live/{CHANNEL}/index.m3u8?region=us&token=abc"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}/live/{CHANNEL}/index.m3u8?token=abc", us.http).as_str())
+    );
+    // Broadcasters are sent to the ingest node.
+    let r = origin.http_request("GET", "/usher/publish", &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["rtmp"], format!("rtmp://{}/live", origin.rtmp).as_str());
+    assert_eq!(v["node"], "node-a");
+
+    // A real player through the Usher's redirect and the edge.
+    let publisher = ffmpeg_test_publish(&origin.rtmp_url(KEY), 60)
+        .spawn()
+        .unwrap();
+    wait_until("live on the origin", Duration::from_secs(15), || {
+        live(&origin)
+    });
+    let url = origin.http_url(&format!("/usher/live/{CHANNEL}/index.m3u8?region=eu"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Not `run`: the first tries may come before the first segment (404).
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "10000000",
+                "-read_intervals",
+                "%+3",
+            ])
+            .args(["-select_streams", "v", "-count_frames"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(&url)
+            .output()
+            .unwrap();
+        // One line per program that carries the stream: the first counts.
+        let frames: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        if frames >= 25 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ffprobe through the Usher and edge-eu: {frames} frames; {:?} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        eu.metric("starling_edge_fills_total") > 0.0,
+        "played through edge-eu"
+    );
+    promtool_check(
+        "an edge in a cluster",
+        &eu.http_request("GET", "/metrics", &[], None).body,
+    );
+    stop(publisher);
+}

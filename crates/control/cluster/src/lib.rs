@@ -17,8 +17,13 @@
 //!   ([`ClusterEvent::LeaseLost`]). Revocations still reach other nodes through the
 //!   database (the node's slower poll).
 //!
+//! - **The directory** ([`directory`]): each node announces its roles, addresses, region
+//!   and load on `starling.nodes.ID` every second; the Usher routes viewers to edges and
+//!   broadcasters to ingest nodes from what was heard in the last three seconds.
+//!
 //! Nothing here blocks a publish for longer than [`CLAIM_TIMEOUT`].
 
+pub mod directory;
 mod lease;
 
 use std::{
@@ -31,6 +36,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, OnceCell};
 use tracing::{info, warn};
 
+pub use directory::{route_broadcaster, route_viewer, NodeInfo};
 pub use lease::{Claim, ClaimError};
 
 /// The KV bucket of ingest leases.
@@ -92,6 +98,7 @@ pub struct Cluster {
     kv: OnceCell<kv::Store>,
     events: broadcast::Sender<ClusterEvent>,
     leases: lease::Leases,
+    directory: directory::Directory,
     /// Counters for `/metrics`.
     pub metrics: ClusterMetrics,
 }
@@ -136,6 +143,7 @@ impl Cluster {
         let (events, _) = broadcast::channel(256);
         let cluster = Arc::new(Self {
             leases: lease::Leases::default(),
+            directory: directory::Directory::default(),
             config,
             client,
             kv: OnceCell::new(),
@@ -181,6 +189,30 @@ impl Cluster {
         }
     }
 
+    /// Announces this node every second with what `info` says then (its load changes).
+    pub fn announce(self: &Arc<Self>, info: impl Fn() -> NodeInfo + Send + 'static) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(directory::ANNOUNCE_EVERY);
+            loop {
+                tick.tick().await;
+                let mut me = info();
+                me.id = this.config.node_id.clone();
+                let Ok(body) = serde_json::to_vec(&me) else {
+                    continue;
+                };
+                let subject = format!("{}{}", directory::NODES_PREFIX, me.id);
+                // NATS down: the client drops what it cannot send; the next second retries.
+                let _ = this.client.publish(subject, body.into()).await;
+            }
+        });
+    }
+
+    /// The nodes heard from lately (this one included once its announcement came back).
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.directory.live(std::time::Instant::now())
+    }
+
     /// The lease bucket, created on first use (NATS may be down when the node starts).
     async fn kv(&self) -> Result<&kv::Store, String> {
         self.kv
@@ -222,8 +254,17 @@ impl Cluster {
             };
             let mut revocations = subscribe(REVOCATIONS.to_owned()).await;
             let mut takeovers = subscribe(format!("{TAKEOVER_PREFIX}*")).await;
+            let mut nodes = subscribe(format!("{}*", directory::NODES_PREFIX)).await;
             loop {
                 let event = tokio::select! {
+                    Some(m) = nodes.next() => {
+                        if m.payload.len() <= directory::MAX_ANNOUNCEMENT {
+                            if let Ok(info) = serde_json::from_slice::<NodeInfo>(&m.payload) {
+                                self.directory.heard(info, std::time::Instant::now());
+                            }
+                        }
+                        continue;
+                    }
                     Some(m) = revocations.next() => {
                         self.metrics.revocations_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         match std::str::from_utf8(&m.payload) {
