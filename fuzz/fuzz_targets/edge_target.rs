@@ -38,6 +38,6 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn axum_status(code: u16) -> starling_edge::StatusCode {
-    starling_edge::StatusCode::from_u16(code).unwrap_or(starling_edge::StatusCode::OK)
+fn axum_status(code: u16) -> starling_edge::Status {
+    starling_edge::Status::from_u16(code).unwrap_or(starling_edge::Status::OK)
 }

@@ -472,7 +472,8 @@ impl Config {
         self.put.validate()?;
         self.push.validate()?;
         self.webrtc.validate()?;
-        self.edge.validate(&self.roles()?)?;
+        self.edge
+            .validate(&self.roles()?, !self.cluster.nats_url.is_empty())?;
         self.cluster.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {

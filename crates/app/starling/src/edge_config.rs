@@ -37,10 +37,10 @@ impl Default for EdgeSection {
 }
 
 impl EdgeSection {
-    /// Checks the section for a node running `roles`.
-    pub fn validate(&self, roles: &crate::roles::Roles) -> anyhow::Result<()> {
-        if roles.edge && !roles.origin && self.origin.is_empty() {
-            bail!("edge.origin must be set on an edge node (http://HOST:PORT of an origin), or STARLING_EDGE_ORIGIN");
+    /// Checks the section for a node running `roles`, in a cluster or not.
+    pub fn validate(&self, roles: &crate::roles::Roles, in_cluster: bool) -> anyhow::Result<()> {
+        if roles.edge && !roles.origin && self.origin.is_empty() && !in_cluster {
+            bail!("edge.origin must be set on an edge node (http://HOST:PORT of an origin), or STARLING_EDGE_ORIGIN, unless the node is in a cluster ([cluster] nats_url), whose directory names each channel's origin");
         }
         if roles.origin && !self.origin.is_empty() {
             bail!("edge.origin is for a node without the origin role (this node serves /live/ itself)");

@@ -56,18 +56,10 @@ pub async fn serve(
         let expires = crate::auth::now_ms() + FILL_TOKEN_TTL.as_millis() as i64;
         signer.sign(channel, expires, Some("edge")).ok()
     });
-    let edge = Edge::new(
-        config.edge.edge_config(),
-        Some(gate as Arc<dyn starling_origin::PlaybackGate>),
-        Some(fill_token),
-    )?;
     let listener = TcpListener::bind(config.server.http_listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.server.http_listen))?;
-    info!(addr = %listener.local_addr()?, origin = %edge.origin(), "HTTP listening (edge)");
     let http_addr = listener.local_addr()?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = watch::channel(true);
     let http_stats: Arc<crate::http_server::HttpStats> = Arc::default();
     // In a cluster the edge announces itself, so that the Usher sends viewers here.
     let cluster = match config.cluster.cluster_config(http_addr.port())? {
@@ -99,6 +91,17 @@ pub async fn serve(
         }
         None => None,
     };
+    let edge = Edge::new(
+        config.edge.edge_config(),
+        Some(gate as Arc<dyn starling_origin::PlaybackGate>),
+        Some(fill_token),
+        cluster
+            .clone()
+            .map(|c| Arc::new(Directory(c)) as Arc<dyn starling_edge::OriginResolver>),
+    )?;
+    info!(addr = %http_addr, origin = %edge.origin(), "HTTP listening (edge)");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(true);
     let state = EdgeState {
         edge: edge.clone(),
         http: http_stats,
@@ -155,4 +158,14 @@ async fn metrics(State(st): State<EdgeState>, headers: HeaderMap) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The cluster's directory as the edge's origin resolver: a channel's origin is the node
+/// holding its ingest lease.
+struct Directory(Arc<starling_cluster::Cluster>);
+
+impl starling_edge::OriginResolver for Directory {
+    fn origin_for<'a>(&'a self, channel: &'a str) -> starling_edge::OriginFuture<'a> {
+        Box::pin(self.0.origin_of(channel))
+    }
 }

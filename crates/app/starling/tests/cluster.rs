@@ -78,10 +78,9 @@ fn the_same_channel_published_to_two_nodes_at_once_goes_live_on_exactly_one() {
     assert!(live(winner) && !live(loser));
     assert_eq!(loser.metric("starling_cluster_claims_refused_total"), 1.0);
     assert_eq!(winner.metric("starling_cluster_leases_held"), 1.0);
-    promtool_check(
-        "a node of a cluster",
-        &loser.http_request("GET", "/metrics", &[], None).body,
-    );
+    let metrics = loser.http_request("GET", "/metrics", &[], None).body;
+    promtool_check("a node of a cluster", &metrics);
+    assert_dashboard_metrics_exist(&["starling_cluster_"], &[&metrics]);
     let log = loser.log_text();
     assert!(
         log.contains("is live on node"),
@@ -414,5 +413,71 @@ fn the_usher_sends_viewers_to_edges_and_spreads_a_hot_channel() {
         "an edge in a cluster",
         &eu.http_request("GET", "/metrics", &[], None).body,
     );
+    stop(publisher);
+}
+
+#[test]
+fn an_edge_in_a_cluster_fills_from_whichever_node_ingests_the_channel() {
+    if !require_ffmpeg() {
+        return;
+    }
+    let Some(nats) = Nats::start() else { return };
+    let mut a = Server::start("dir-a", &cluster_toml(&nats, "node-a", ""));
+    let b = Server::start("dir-b", &cluster_toml(&nats, "node-b", ""));
+    // No `[edge] origin`: the directory says where each channel is packaged.
+    let edge = Server::start_edge(
+        "dir-edge",
+        "",
+        &a.data_dir(),
+        &format!(
+            "\n[cluster]\nnats_url = \"{}\"\nnode_id = \"edge-1\"\n",
+            nats.url()
+        ),
+    );
+    let media = format!("/live/{CHANNEL}/source/index.m3u8");
+    let r = edge.http_request("GET", &media, &[], None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("not live in the cluster"), "{}", r.body);
+    // Live on node A: the edge fills from A.
+    let first = ffmpeg_test_publish(&a.rtmp_url(KEY), 60).spawn().unwrap();
+    wait_until(
+        "the edge plays the channel from node A",
+        Duration::from_secs(20),
+        || {
+            let r = edge.http_request("GET", &media, &[], None);
+            r.status == 200 && r.body.contains("#EXTINF")
+        },
+    );
+    // Node A dies; the encoder moves to node B once A's lease ran out: the edge follows.
+    a.kill9();
+    stop(first);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let publisher = loop {
+        let mut p = ffmpeg_test_publish(&b.rtmp_url(KEY), 60).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        if running(&mut p) && live(&b) {
+            break p;
+        }
+        stop(p);
+        assert!(Instant::now() < deadline, "node B never took the channel");
+    };
+    let took = wait_until(
+        "the edge plays the channel from node B",
+        Duration::from_secs(20),
+        || {
+            let r = edge.http_request("GET", &media, &[], None);
+            r.status == 200 && {
+                // The run on B is a new session: its media URLs name it.
+                let b_pl = b.http_get(&media).unwrap_or_default();
+                let session = b_pl
+                    .lines()
+                    .find(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+                    .and_then(|l| l.split('/').next())
+                    .map(str::to_owned);
+                session.is_some_and(|s| r.body.contains(&s))
+            }
+        },
+    );
+    eprintln!("the edge served node B's run {took:?} after the encoder moved there");
     stop(publisher);
 }

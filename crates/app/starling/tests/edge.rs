@@ -22,6 +22,13 @@ use std::{
 
 use common::*;
 
+/// A cluster's metric names as a node renders them (checked for real in tests/cluster.rs),
+/// so that the dashboard check here covers every other metric.
+const CLUSTER_METRICS: &str = "# TYPE starling_cluster_leases_held gauge\n\
+    # TYPE starling_cluster_leases_lost_total counter\n\
+    # TYPE starling_cluster_claims_unverified_total counter\n\
+    # TYPE starling_cluster_connected gauge\n";
+
 /// A TCP relay to `upstream` that records the request line of every HTTP request sent
 /// through it (GET requests have no bodies, so the client's side is request heads only).
 struct CountingRelay {
@@ -225,15 +232,13 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
         );
         assert_eq!(relay.count(&part_path), 1, "{name}: one fill of the part");
     }
-    // Every role's /metrics passes promtool, with the traffic of the crowd in it.
-    promtool_check(
-        "the origin",
-        &origin.http_request("GET", "/metrics", &[], None).body,
-    );
-    promtool_check(
-        "an edge",
-        &edge.http_request("GET", "/metrics", &[], None).body,
-    );
+    // Every role's /metrics passes promtool, with the traffic of the crowd in it, and has
+    // what the Grafana dashboard queries (the cluster's own metrics: tests/cluster.rs).
+    let origin_metrics = origin.http_request("GET", "/metrics", &[], None).body;
+    let edge_metrics = edge.http_request("GET", "/metrics", &[], None).body;
+    promtool_check("the origin", &origin_metrics);
+    promtool_check("an edge", &edge_metrics);
+    assert_dashboard_metrics_exist(&[], &[&origin_metrics, &edge_metrics, CLUSTER_METRICS]);
     for e in [&edge, &edge_b] {
         let answered =
             e.metric("starling_edge_collapsed_total") + e.metric("starling_edge_hits_total");

@@ -99,6 +99,9 @@ pub struct Cluster {
     events: broadcast::Sender<ClusterEvent>,
     leases: lease::Leases,
     directory: directory::Directory,
+    /// Channels' origins as [`Cluster::origin_of`] last found them.
+    origins:
+        std::sync::Mutex<std::collections::HashMap<String, (Option<String>, std::time::Instant)>>,
     /// Counters for `/metrics`.
     pub metrics: ClusterMetrics,
 }
@@ -144,6 +147,7 @@ impl Cluster {
         let cluster = Arc::new(Self {
             leases: lease::Leases::default(),
             directory: directory::Directory::default(),
+            origins: std::sync::Mutex::default(),
             config,
             client,
             kv: OnceCell::new(),
@@ -211,6 +215,40 @@ impl Cluster {
     /// The nodes heard from lately (this one included once its announcement came back).
     pub fn nodes(&self) -> Vec<NodeInfo> {
         self.directory.live(std::time::Instant::now())
+    }
+
+    /// The HTTP URL of the node that ingests (and packages) `channel` now: its lease's
+    /// holder, found in the directory. Kept for a second, so that an edge's fills do not
+    /// each read the bucket; None when no node holds it (or NATS cannot say).
+    pub async fn origin_of(&self, channel: &str) -> Option<String> {
+        const FRESH: Duration = Duration::from_secs(1);
+        let now = std::time::Instant::now();
+        if let Some((url, at)) = starling_sync::lock(&self.origins).get(channel) {
+            if now.duration_since(*at) < FRESH {
+                return url.clone();
+            }
+        }
+        let holder = tokio::time::timeout(Duration::from_secs(1), async {
+            let kv = self.kv().await.ok()?;
+            let entry = kv.entry(channel).await.ok()??;
+            (entry.operation == kv::Operation::Put)
+                .then(|| String::from_utf8_lossy(&entry.value).into_owned())
+        })
+        .await
+        .ok()
+        .flatten();
+        let url = holder.and_then(|id| {
+            self.nodes()
+                .into_iter()
+                .find(|n| n.id == id)
+                .map(|n| n.http_url)
+        });
+        let mut origins = starling_sync::lock(&self.origins);
+        if origins.len() >= 10_000 {
+            origins.retain(|_, (_, at)| now.duration_since(*at) < FRESH);
+        }
+        origins.insert(channel.to_owned(), (url.clone(), now));
+        url
     }
 
     /// The lease bucket, created on first use (NATS may be down when the node starts).

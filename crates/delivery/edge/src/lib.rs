@@ -37,7 +37,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{RawQuery, Request, State},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Uri},
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -50,7 +50,7 @@ use starling_sync::lock;
 use tokio::sync::{watch, Semaphore};
 
 /// The status type of [`policy::keep`] (axum's, re-exported for callers without axum).
-pub use axum::http::StatusCode;
+pub use axum::http::StatusCode as Status;
 pub use cache::{Cache, Lookup, Stored};
 pub use metrics::{CacheGauges, EdgeMetrics};
 
@@ -63,10 +63,21 @@ pub const CACHE_HEADER: &str = "starling-edge-cache";
 /// and the origin will refuse the fill).
 pub type FillToken = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// The future an [`OriginResolver`] answers with.
+pub type OriginFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>>;
+
+/// Says which origin packages a channel (a cluster's directory): `http://host:port`, or
+/// None when it does not know, and the configured origin is asked.
+pub trait OriginResolver: Send + Sync + 'static {
+    fn origin_for<'a>(&'a self, channel: &'a str) -> OriginFuture<'a>;
+}
+
 /// How an edge runs.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// The origin (or parent edge) it fills from: `http://host:port`.
+    /// The origin (or parent edge) it fills from: `http://host:port`. Empty: only what
+    /// the [`OriginResolver`] says (a cluster's directory).
     pub origin: String,
     /// Bytes of responses kept in memory.
     pub cache_bytes: usize,
@@ -135,6 +146,7 @@ pub struct Edge {
     fills: Arc<Semaphore>,
     gate: Option<Arc<dyn PlaybackGate>>,
     fill_token: Option<FillToken>,
+    resolver: Option<Arc<dyn OriginResolver>>,
     /// Counters for `/metrics`.
     pub metrics: EdgeMetrics,
 }
@@ -157,14 +169,18 @@ enum Admission {
 
 impl Edge {
     /// An edge in front of `config.origin`. With a gate, private channels are checked
-    /// here; `fill_token` gives the edge its own token to fill them with.
+    /// here; `fill_token` gives the edge its own token to fill them with; a `resolver`
+    /// names each channel's origin (the configured one when it does not know).
     pub fn new(
         config: EdgeConfig,
         gate: Option<Arc<dyn PlaybackGate>>,
         fill_token: Option<FillToken>,
+        resolver: Option<Arc<dyn OriginResolver>>,
     ) -> Result<Arc<Self>, EdgeError> {
         let mut config = config;
-        config.origin = check_origin(&config.origin)?;
+        if !config.origin.is_empty() || resolver.is_none() {
+            config.origin = check_origin(&config.origin)?;
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
@@ -179,6 +195,7 @@ impl Edge {
             inflight: Mutex::new(HashMap::new()),
             gate,
             fill_token,
+            resolver,
             metrics: EdgeMetrics::default(),
         }))
     }
@@ -275,8 +292,9 @@ impl Edge {
                 inflight.insert(target.key.clone(), rx.clone());
                 let edge = self.clone();
                 let (key, blocking) = (target.key.clone(), target.blocking);
+                let channel = target.channel.clone();
                 tokio::spawn(async move {
-                    let filled = edge.fill(&key, blocking, token).await;
+                    let filled = edge.fill(&key, &channel, blocking, token).await;
                     drop(permit);
                     {
                         let mut inflight = lock(&edge.inflight);
@@ -314,10 +332,42 @@ impl Edge {
         }
     }
 
-    /// Asks the origin for `key` (with the edge's own token for a private channel).
-    async fn fill(&self, key: &str, blocking: bool, token: Option<Arc<str>>) -> Filled {
+    /// Asks the channel's origin for `key` (with the edge's own token for a private
+    /// channel).
+    async fn fill(
+        &self,
+        key: &str,
+        channel: &str,
+        blocking: bool,
+        token: Option<Arc<str>>,
+    ) -> Filled {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut uri = format!("{}{key}", self.config.origin);
+        let resolved = match &self.resolver {
+            Some(r) => r.origin_for(channel).await,
+            None => None,
+        };
+        let Some(base) = resolved
+            .or_else(|| (!self.config.origin.is_empty()).then(|| self.config.origin.clone()))
+        else {
+            // No origin knows the channel: a "not live" the edge keeps for a second, so
+            // that a crowd asking for a channel that is not live costs one lookup.
+            let now = Instant::now();
+            return Ok(Arc::new(Stored {
+                status: StatusCode::NOT_FOUND,
+                headers: vec![
+                    (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+                    (
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=1"),
+                    ),
+                ],
+                body: Bytes::from(format!("channel {channel:?} is not live in the cluster\n")),
+                fresh_until: now + Duration::from_secs(1),
+                stale_until: now + Duration::from_secs(1),
+                fill_token: None,
+            }));
+        };
+        let mut uri = format!("{base}{key}");
         if let Some(t) = &token {
             uri = gate::with_token(&uri, t);
         }

@@ -107,6 +107,7 @@ fn edge_to(origin: &str, gate: Option<Arc<dyn PlaybackGate>>) -> Arc<Edge> {
         },
         gate,
         Some(Arc::new(|ch: &str| Some(format!("edge-token-for-{ch}")))),
+        None,
     )
     .unwrap()
 }
@@ -266,6 +267,7 @@ async fn malformed_requests_never_reach_the_origin() {
             ..EdgeConfig::default()
         },
         None,
+        None,
         None
     )
     .is_err());
@@ -274,6 +276,7 @@ async fn malformed_requests_never_reach_the_origin() {
             origin: "https://h:1".into(),
             ..EdgeConfig::default()
         },
+        None,
         None,
         None
     )
@@ -358,6 +361,7 @@ async fn past_max_fills_requests_are_shed_with_a_retry() {
         },
         None,
         None,
+        None,
     )
     .unwrap();
     let mut tasks = Vec::new();
@@ -386,4 +390,52 @@ async fn past_max_fills_requests_are_shed_with_a_retry() {
     edge.render_metrics(&mut text);
     assert!(text.contains("starling_edge_shed_total"));
     assert!(text.contains("starling_edge_cache_objects"));
+}
+
+/// A directory that knows where one channel is packaged.
+struct OneChannel(String);
+
+impl OriginResolver for OneChannel {
+    fn origin_for<'a>(&'a self, channel: &'a str) -> OriginFuture<'a> {
+        Box::pin(async move { (channel == "known").then(|| self.0.clone()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_names_each_channels_origin_and_an_unknown_channel_is_not_live() {
+    let (up, origin, _t) = upstream().await;
+    let edge = Edge::new(
+        EdgeConfig::default(),
+        None,
+        None,
+        Some(Arc::new(OneChannel(origin))),
+    )
+    .unwrap();
+    let (s, ..) = body_of(
+        edge.serve("/live/known/video/s1/1.m4s", None, &HeaderMap::new())
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for _ in 0..3 {
+        let (s, _, b) = body_of(
+            edge.serve("/live/other/index.m3u8", None, &HeaderMap::new())
+                .await,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&b).contains("not live in the cluster"));
+    }
+    assert_eq!(
+        up.count.load(SeqCst),
+        1,
+        "only the known channel reached an origin"
+    );
+    assert_eq!(
+        edge.metrics.fills.load(SeqCst),
+        2,
+        "the unknown channel's answer was kept"
+    );
+    // Without a resolver an edge needs an origin.
+    assert!(Edge::new(EdgeConfig::default(), None, None, None).is_err());
 }

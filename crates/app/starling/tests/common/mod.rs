@@ -219,8 +219,14 @@ impl Server {
         fs::write(
             &config,
             format!(
-                "[server]\nroles = \"edge\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[edge]\norigin = \"{origin_url}\"\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
-                data_dir.display()
+                "[server]\nroles = \"edge\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server_extra}\n\n[edge]\n{origin}\n\n[[channels]]\nname = \"{CHANNEL}\"\nstream_key = \"{KEY}\"\n",
+                data_dir.display(),
+                // Empty: the cluster's directory names each channel's origin.
+                origin = if origin_url.is_empty() {
+                    String::new()
+                } else {
+                    format!("origin = \"{origin_url}\"")
+                },
             ),
         )
         .unwrap();
@@ -893,4 +899,43 @@ pub fn promtool_check(what: &str, text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The metric names the Grafana dashboard (docs/grafana/starling-cluster.json) queries,
+/// with histogram suffixes (`_bucket`) taken off.
+pub fn dashboard_metrics() -> Vec<String> {
+    let text = include_str!("../../../../../docs/grafana/starling-cluster.json");
+    let dash: serde_json::Value = serde_json::from_str(text).expect("the dashboard is JSON");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("an expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("starling_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = &tail[..end];
+                names.insert(name.strip_suffix("_bucket").unwrap_or(name).to_owned());
+                rest = &tail[end..];
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Asserts that every dashboard metric with one of `prefixes` (all when empty) is named
+/// in one of the `/metrics` texts.
+pub fn assert_dashboard_metrics_exist(prefixes: &[&str], texts: &[&str]) {
+    for name in dashboard_metrics() {
+        if !prefixes.is_empty() && !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let declared = format!("# TYPE {name} ");
+        assert!(
+            texts.iter().any(|t| t.contains(&declared)),
+            "the dashboard queries {name}, which no node's /metrics has"
+        );
+    }
 }
