@@ -15,6 +15,7 @@ pub mod args;
 pub mod clip;
 pub mod http1;
 pub mod impair;
+pub mod ll_hls;
 pub mod netns;
 pub mod node;
 pub mod tun_relay;

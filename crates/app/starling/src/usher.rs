@@ -134,15 +134,24 @@ fn bad_channel() -> Response {
         .into_response()
 }
 
+/// The node a viewer of `channel` goes to, or the refusal of a malformed name.
+#[allow(clippy::result_large_err)] // the Err is the response itself, built once per request
+fn viewer_node(usher: &Usher, channel: &str, query: Option<&str>) -> Result<NodeInfo, Response> {
+    if !crate::config::valid_channel_name(channel) {
+        return Err(bad_channel());
+    }
+    Ok(usher.viewer(channel, param(query, "region")))
+}
+
 async fn play(
     State(usher): State<Arc<Usher>>,
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !crate::config::valid_channel_name(&channel) {
-        return bad_channel();
-    }
-    let node = usher.viewer(&channel, param(query.as_deref(), "region"));
+    let node = match viewer_node(&usher, &channel, query.as_deref()) {
+        Ok(n) => n,
+        Err(refused) => return refused,
+    };
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
@@ -160,10 +169,10 @@ async fn redirect(
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !crate::config::valid_channel_name(&channel) {
-        return bad_channel();
-    }
-    let node = usher.viewer(&channel, param(query.as_deref(), "region"));
+    let node = match viewer_node(&usher, &channel, query.as_deref()) {
+        Ok(n) => n,
+        Err(refused) => return refused,
+    };
     // The rest of the query (a playback token) goes along; the region stays here.
     let rest: Vec<&str> = query
         .as_deref()

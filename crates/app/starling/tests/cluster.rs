@@ -40,6 +40,39 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Dura
     started.elapsed()
 }
 
+fn both_connected(a: &Server, b: &Server) {
+    wait_until(
+        "both nodes connected to NATS",
+        Duration::from_secs(10),
+        || {
+            a.metric("starling_cluster_connected") == 1.0
+                && b.metric("starling_cluster_connected") == 1.0
+        },
+    );
+}
+
+/// An encoder publishing to `node` again and again (as through a load balancer after its
+/// node died) until it is accepted, within 15 s of `since`: the publish and the refusals.
+fn publish_until_accepted(node: &Server, since: Instant) -> (Child, u32) {
+    let mut refusals = 0;
+    loop {
+        let mut p = ffmpeg_test_publish(&node.rtmp_url(KEY), 60)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        if running(&mut p) && live(node) {
+            return (p, refusals);
+        }
+        stop(p);
+        refusals += 1;
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "the node never took the channel; its log:\n{}",
+            node.log_text()
+        );
+    }
+}
+
 fn running(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
 }
@@ -57,14 +90,7 @@ fn the_same_channel_published_to_two_nodes_at_once_goes_live_on_exactly_one() {
     let Some(nats) = Nats::start() else { return };
     let a = Server::start("cluster-both-a", &cluster_toml(&nats, "node-a", ""));
     let b = Server::start("cluster-both-b", &cluster_toml(&nats, "node-b", ""));
-    wait_until(
-        "both nodes connected to NATS",
-        Duration::from_secs(10),
-        || {
-            a.metric("starling_cluster_connected") == 1.0
-                && b.metric("starling_cluster_connected") == 1.0
-        },
-    );
+    both_connected(&a, &b);
     let mut to_a = ffmpeg_test_publish(&a.rtmp_url(KEY), 30).spawn().unwrap();
     let mut to_b = ffmpeg_test_publish(&b.rtmp_url(KEY), 30).spawn().unwrap();
     // The loser's ffmpeg is refused and exits; the winner's goes on publishing.
@@ -128,14 +154,7 @@ fn a_key_revoked_on_one_node_ends_its_publish_on_another_within_a_second() {
     let key_id = key["id"].as_str().unwrap().to_owned();
     let secret = a.secret(key["secret"].as_str().unwrap());
     b.secret(&secret);
-    wait_until(
-        "both nodes connected to NATS",
-        Duration::from_secs(10),
-        || {
-            a.metric("starling_cluster_connected") == 1.0
-                && b.metric("starling_cluster_connected") == 1.0
-        },
-    );
+    both_connected(&a, &b);
     let mut publisher = ffmpeg_test_publish(&b.rtmp_url(&secret), 60)
         .spawn()
         .unwrap();
@@ -175,35 +194,14 @@ fn after_a_kill_9_of_the_holder_the_other_node_takes_the_channel_within_the_leas
     let Some(nats) = Nats::start() else { return };
     let mut a = Server::start("cluster-kill-a", &cluster_toml(&nats, "node-a", ""));
     let b = Server::start("cluster-kill-b", &cluster_toml(&nats, "node-b", ""));
-    wait_until(
-        "both nodes connected to NATS",
-        Duration::from_secs(10),
-        || {
-            a.metric("starling_cluster_connected") == 1.0
-                && b.metric("starling_cluster_connected") == 1.0
-        },
-    );
+    both_connected(&a, &b);
     let first = ffmpeg_test_publish(&a.rtmp_url(KEY), 60).spawn().unwrap();
     wait_until("live on node A", Duration::from_secs(15), || live(&a));
     a.kill9();
     let killed = Instant::now();
     stop(first);
     // The encoder reconnects to node B (as through a load balancer), again and again.
-    let mut refusals = 0;
-    let publisher = loop {
-        let mut p = ffmpeg_test_publish(&b.rtmp_url(KEY), 60).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
-        if running(&mut p) && live(&b) {
-            break p;
-        }
-        stop(p);
-        refusals += 1;
-        assert!(
-            killed.elapsed() < Duration::from_secs(15),
-            "node B never took the channel; its log:\n{}",
-            b.log_text()
-        );
-    };
+    let (publisher, refusals) = publish_until_accepted(&b, killed);
     let took = killed.elapsed();
     eprintln!("node B took the channel {took:?} after node A's kill -9 ({refusals} refusals)");
     assert!(
@@ -224,14 +222,7 @@ fn with_nats_down_publishes_go_on_and_one_node_keeps_the_channel_when_it_returns
     };
     let a = Server::start("cluster-down-a", &cluster_toml(&nats, "node-a", ""));
     let b = Server::start("cluster-down-b", &cluster_toml(&nats, "node-b", ""));
-    wait_until(
-        "both nodes connected to NATS",
-        Duration::from_secs(10),
-        || {
-            a.metric("starling_cluster_connected") == 1.0
-                && b.metric("starling_cluster_connected") == 1.0
-        },
-    );
+    both_connected(&a, &b);
     let mut to_a = ffmpeg_test_publish(&a.rtmp_url(KEY), 60).spawn().unwrap();
     // The playlist's live edge (its preload hint), to see that packaging goes on.
     let edge = |s: &Server| {
@@ -374,34 +365,15 @@ fn the_usher_sends_viewers_to_edges_and_spreads_a_hot_channel() {
     let url = origin.http_url(&format!("/usher/live/{CHANNEL}/index.m3u8?region=eu"));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        // Not `run`: the first tries may come before the first segment (404).
-        let out = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-rw_timeout",
-                "10000000",
-                "-read_intervals",
-                "%+3",
-            ])
-            .args(["-select_streams", "v", "-count_frames"])
-            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-            .arg(&url)
-            .output()
-            .unwrap();
-        // One line per program that carries the stream: the first counts.
-        let frames: u64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.trim().parse().ok())
-            .unwrap_or(0);
+        // The first tries may come before the first segment (404).
+        let probed = probe_video(&url, 3);
+        let frames = probed.as_ref().map_or(0, |(_, f)| *f);
         if frames >= 25 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "ffprobe through the Usher and edge-eu: {frames} frames; {:?} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "ffprobe through the Usher and edge-eu: {probed:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -451,16 +423,7 @@ fn an_edge_in_a_cluster_fills_from_whichever_node_ingests_the_channel() {
     // Node A dies; the encoder moves to node B once A's lease ran out: the edge follows.
     a.kill9();
     stop(first);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let publisher = loop {
-        let mut p = ffmpeg_test_publish(&b.rtmp_url(KEY), 60).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
-        if running(&mut p) && live(&b) {
-            break p;
-        }
-        stop(p);
-        assert!(Instant::now() < deadline, "node B never took the channel");
-    };
+    let (publisher, _) = publish_until_accepted(&b, Instant::now());
     let took = wait_until(
         "the edge plays the channel from node B",
         Duration::from_secs(20),

@@ -21,6 +21,7 @@ use std::{
 };
 
 use common::*;
+use starling_bench::ll_hls;
 
 /// A cluster's metric names as a node renders them (checked for real in tests/cluster.rs),
 /// so that the dashboard check here covers every other metric.
@@ -115,35 +116,23 @@ impl CountingRelay {
     }
 }
 
-/// The next part a blocking request can ask for, from a media playlist: the preload
-/// hint's part (`_HLS_msn`, `_HLS_part`) and its URI.
-fn next_part(playlist: &str) -> (u64, u64, String) {
-    let msn: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let segments = playlist
-        .lines()
-        .filter(|l| l.starts_with("#EXTINF"))
-        .count() as u64;
-    let parts_after = playlist
-        .lines()
-        .rev()
-        .take_while(|l| !l.starts_with("#EXTINF"))
-        .filter(|l| l.starts_with("#EXT-X-PART:"))
-        .count() as u64;
-    let hint = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    (msn + segments, parts_after, hint)
+/// The media playlist at `media` through `addr` once it lists a segment and a preload
+/// hint (the channel is live and packaged), within 20 s.
+fn wait_live_playlist(addr: SocketAddr, media: &str, through: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http_request_at(addr, "GET", media, &[], None);
+        if r.status == 200 && r.body.contains("#EXT-X-PRELOAD-HINT") && r.body.contains("#EXTINF") {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no playlist through {through}: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -164,24 +153,11 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
         .unwrap();
 
     let media = format!("/live/{CHANNEL}/source/index.m3u8");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let playlist = loop {
-        let r = edge.http_request("GET", &media, &[], None);
-        if r.status == 200 && r.body.contains("#EXT-X-PRELOAD-HINT") && r.body.contains("#EXTINF") {
-            break r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no playlist through the edge: {} {}",
-            r.status,
-            r.body
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let playlist = wait_live_playlist(edge.http, &media, "the edge");
 
     // 2,000 viewers, 1,000 on each edge, join within a second or two: each asks for the
     // next part with a blocking playlist request, then fetches that part.
-    let (msn, part, hint) = next_part(&playlist);
+    let (msn, part, hint) = ll_hls::next_part(&playlist).expect("a live LL-HLS playlist");
     let blocking = format!("{media}?_HLS_msn={msn}&_HLS_part={part}");
     let part_path = format!("/live/{CHANNEL}/source/{hint}");
     let started = Instant::now();
@@ -246,35 +222,11 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
     }
 
     // A real player through the edge.
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-read_intervals",
-            "%+4",
-        ])
-        .args([
-            "-select_streams",
-            "v",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames,codec_name",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(edge.http_url(&format!("/live/{CHANNEL}/index.m3u8"))));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let frames: u64 = text
-        .trim()
-        .rsplit(',')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let (codec, frames) = probe_video(&edge.http_url(&format!("/live/{CHANNEL}/index.m3u8")), 4)
+        .unwrap_or_else(|e| panic!("ffprobe through the edge: {e}"));
     assert!(
-        text.starts_with("h264") && frames >= 25,
-        "ffprobe through the edge: {text:?} {}",
-        String::from_utf8_lossy(&out.stderr)
+        codec == "h264" && frames >= 25,
+        "ffprobe through the edge: {codec} {frames}"
     );
 
     // The origin is killed: what the edge holds is still served; a part it never had
@@ -563,21 +515,8 @@ fn ll_hls_plays_through_nginx_proxy_cache_with_one_fill_per_object() {
         .spawn()
         .unwrap();
     let media = format!("/live/{CHANNEL}/source/index.m3u8");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let playlist = loop {
-        let r = http_request_at(cdn.addr, "GET", &media, &[], None);
-        if r.status == 200 && r.body.contains("#EXT-X-PRELOAD-HINT") && r.body.contains("#EXTINF") {
-            break r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no playlist through nginx: {} {}",
-            r.status,
-            r.body
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let (msn, part, hint) = next_part(&playlist);
+    let playlist = wait_live_playlist(cdn.addr, &media, "nginx");
+    let (msn, part, hint) = ll_hls::next_part(&playlist).expect("a live LL-HLS playlist");
     let blocking = format!("{media}?_HLS_msn={msn}&_HLS_part={part}");
     let part_path = format!("/live/{CHANNEL}/source/{hint}");
     let viewers: Vec<_> = (0..200)
@@ -605,35 +544,11 @@ fn ll_hls_plays_through_nginx_proxy_cache_with_one_fill_per_object() {
     assert_eq!(relay.count(&part_path), 1, "nginx filled the part once");
 
     // ffprobe plays the channel through nginx.
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-read_intervals",
-            "%+4",
-        ])
-        .args([
-            "-select_streams",
-            "v",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames,codec_name",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(format!("http://{}/live/{CHANNEL}/index.m3u8", cdn.addr)));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let frames: u64 = text
-        .trim()
-        .rsplit(',')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let (codec, frames) = probe_video(&format!("http://{}/live/{CHANNEL}/index.m3u8", cdn.addr), 4)
+        .unwrap_or_else(|e| panic!("ffprobe through nginx: {e}"));
     assert!(
-        text.starts_with("h264") && frames >= 25,
-        "ffprobe through nginx: {text:?} {}",
-        String::from_utf8_lossy(&out.stderr)
+        codec == "h264" && frames >= 25,
+        "ffprobe through nginx: {codec} {frames}"
     );
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();

@@ -4,91 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
+mod common;
+
 use std::{
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use common::nats::Nats;
+
 use starling_cluster::{Claim, ClaimError, Cluster, ClusterConfig, ClusterEvent};
-
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nats {
-    fn start() -> Option<Nats> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("STARLING_SKIP_NATS_TESTS").is_some(),
-                "these tests need nats-server (scripts/test installs it)"
-            );
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("starling-nats-{}-{port}", std::process::id()));
-        let mut n = Nats {
-            child: None,
-            port,
-            dir,
-        };
-        n.spawn();
-        Some(n)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn node(nats: &Nats, id: &str, ttl: Duration) -> Arc<Cluster> {
     Cluster::start(ClusterConfig {
@@ -271,7 +196,7 @@ async fn with_nats_down_publishes_go_on_unverified_and_one_keeps_the_channel_whe
     wait_connected(&b).await;
     // The bucket exists (made by a first claim) before NATS goes away.
     assert_eq!(a.claim("warm", false).await, Ok(Claim::Held));
-    nats.stop();
+    nats.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!a.connected());
     let mut a_events = a.events();
@@ -281,7 +206,7 @@ async fn with_nats_down_publishes_go_on_unverified_and_one_keeps_the_channel_whe
     assert_eq!(a.claim("ch", false).await, Ok(Claim::Unverified));
     assert!(started.elapsed() <= starling_cluster::CLAIM_TIMEOUT + Duration::from_millis(500));
     assert_eq!(b.claim("ch", false).await, Ok(Claim::Unverified));
-    nats.spawn();
+    nats.restart();
     wait_connected(&a).await;
     wait_connected(&b).await;
     // Within a couple of renewal rounds one node holds it and the other lost it.

@@ -7,6 +7,7 @@
 //! reach a log line, whichever path it came in by. One read of one file per test.
 #![allow(dead_code)]
 
+#[path = "../../../../control/cluster/tests/common/nats.rs"]
 pub mod nats;
 pub mod srt;
 
@@ -938,4 +939,26 @@ pub fn assert_dashboard_metrics_exist(prefixes: &[&str], texts: &[&str]) {
             "the dashboard queries {name}, which no node's /metrics has"
         );
     }
+}
+
+/// ffprobe reading `seconds` of `url`'s video (following redirects): the codec and the
+/// frames it decoded, from the first program that carries the stream; Err with ffprobe's
+/// output when it read nothing (a playlist not there yet, say).
+pub fn probe_video(url: &str, seconds: u32) -> Result<(String, u64), String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "10000000"])
+        .args(["-read_intervals", &format!("%+{seconds}")])
+        .args(["-select_streams", "v", "-count_frames"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .map_err(|e| format!("running ffprobe: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| {
+            let (codec, frames) = l.trim().split_once(',')?;
+            Some((codec.to_owned(), frames.parse().ok()?))
+        })
+        .ok_or_else(|| format!("{text:?} {}", String::from_utf8_lossy(&out.stderr)))
 }

@@ -1,5 +1,6 @@
 //! A real nats-server (Debian's package) with JetStream, on a free loopback port, for the
 //! cluster tests: stopped and started again on the same port and store, as an outage.
+//! Shared by this crate's tests and the app's (`#[path]` there), rather than copied.
 
 use std::{
     net::TcpListener,
@@ -38,7 +39,7 @@ impl Nats {
         let mut n = Nats {
             child: None,
             port,
-            dir: super::temp_dir("nats"),
+            dir: std::env::temp_dir().join(format!("starling-nats-{}-{port}", std::process::id())),
         };
         n.restart();
         Some(n)
@@ -85,5 +86,6 @@ impl Nats {
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
