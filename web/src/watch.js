@@ -10,6 +10,8 @@
 // for LL-HLS, three parts; HOLD-BACK for standard-latency channels), as the HLS spec
 // asks of players. `?sync=SECONDS` overrides it (clamped to 0.5–30).
 //
+// In a cluster the page asks the Usher (`/usher/play/CHANNEL`, `?region=` handed on) which
+// edge to play the channel's playlists from; without one it plays from this node.
 // `?player=dash` plays the channel's DASH MPD (/live/CHANNEL/manifest.mpd) with dash.js
 // instead, low latency where the MPD says so; `?sync=` sets its live delay.
 //
@@ -137,10 +139,31 @@
   // `?rendition=360p`: one rendition's media playlist alone (video only), as a test or a
   // measurement of one rung wants it; the multivariant playlist otherwise.
   const rendition = params.get('rendition') || '';
-  const src = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
+  const srcPath = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
     ? `/live/${channel}/${rendition}/index.m3u8${query}`
     : `/live/${channel}/index.m3u8${query}`;
-  const mpd = `/live/${channel}/manifest.mpd${query}`;
+  const mpdPath = `/live/${channel}/manifest.mpd${query}`;
+  // Where the playlists come from: this node, or in a cluster the edge the Usher names
+  // (asked once, at the first start; `?region=` is handed to it).
+  let src = srcPath;
+  let mpd = mpdPath;
+  let ushered = false;
+  const region = params.get('region') || '';
+
+  // The edge to play from, as `scheme://host:port`, or '' to play from this node: no
+  // Usher here (an edge serving this page), no cluster, or no edge known.
+  async function usherBase() {
+    try {
+      const q = /^[A-Za-z0-9_-]{1,64}$/.test(region) ? `?region=${region}` : '';
+      const res = await fetch(`/usher/play/${channel}${q}`, { cache: 'no-store' });
+      if (!res.ok) return '';
+      const answer = await res.json();
+      if (answer.local || typeof answer.url !== 'string') return '';
+      return new URL(answer.url).origin;
+    } catch {
+      return '';
+    }
+  }
 
   // What a 401/403 from the origin means to a viewer (the token itself is never shown).
   function accessMessage(code) {
@@ -209,6 +232,13 @@
     retryTimer = null;
     mediaRecoveries = 0;
     setState('loading', 'Loading the stream…');
+    // A recording plays from this node (an edge serves live channels only).
+    if (!ushered && !replay) {
+      ushered = true;
+      const base = await usherBase();
+      src = base + srcPath;
+      mpd = base + mpdPath;
+    }
     if (realtime === null) {
       const decided = await realtimeChannel();
       if (decided !== null) realtime = decided;

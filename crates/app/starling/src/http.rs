@@ -147,7 +147,16 @@ pub fn router(state: AppState) -> Router {
             Some(w) => starling_webrtc_server::router(w.clone()),
             None => Router::new(),
         })
-        .merge(starling_web::router())
+        .merge(starling_web::router_with(state.cluster.clone().map(|c| {
+            // The watch page may play from the cluster's edges (the Usher sends it there).
+            Arc::new(move || {
+                c.nodes()
+                    .into_iter()
+                    .filter(|n| n.has_role("edge"))
+                    .map(|n| n.http_url)
+                    .collect()
+            }) as starling_web::PlaybackHosts
+        })))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
         // After the fallback, so traversal attempts get 400 even where no route matches.

@@ -1,7 +1,7 @@
 //! The Usher: where a viewer should play a channel from, and where a broadcaster should
 //! publish to (docs/cluster.md). Served by nodes with the `api` role.
 //!
-//! - `GET /usher/play/CHANNEL[?region=R]`: JSON `{channel, url, node, region}`, the
+//! - `GET /usher/play/CHANNEL[?region=R]`: JSON `{channel, url, node, region, local}`, the
 //!   playlist URL on the edge chosen by [`starling_cluster::route_viewer`]: edges of the
 //!   viewer's region first, a channel concentrated on few edges (rendezvous order) and
 //!   spread over one more edge per `[cluster] viewers_per_edge` viewers sent to it in the
@@ -67,8 +67,9 @@ impl Usher {
         self.cluster.as_ref().map(|c| c.nodes()).unwrap_or_default()
     }
 
-    /// The node a viewer of `channel` is sent to, recorded as sent.
-    fn viewer(&self, channel: &str, region: &str) -> NodeInfo {
+    /// The node a viewer of `channel` is sent to, recorded as sent, and whether it is
+    /// this node for want of a cluster or an edge (the answer of last resort).
+    fn viewer(&self, channel: &str, region: &str) -> (NodeInfo, bool) {
         let nodes = self.nodes();
         let now = Instant::now();
         let mut sent = lock(&self.sent);
@@ -85,7 +86,7 @@ impl Usher {
         {
             q.pop_front();
         }
-        let chosen = starling_cluster::route_viewer(
+        let routed = starling_cluster::route_viewer(
             channel,
             region,
             &nodes,
@@ -93,13 +94,14 @@ impl Usher {
             self.per_edge,
             |id| q.iter().filter(|(_, n)| n == id).count() as u64,
         )
-        .cloned()
-        .unwrap_or_else(|| self.me.clone());
+        .cloned();
+        let local = routed.is_none();
+        let chosen = routed.unwrap_or_else(|| self.me.clone());
         // Bounded: past this many a channel is spread over every edge anyway.
         if q.len() < (self.per_edge as usize).saturating_mul(64) {
             q.push_back((now, chosen.id.clone()));
         }
-        chosen
+        (chosen, local)
     }
 }
 
@@ -136,7 +138,11 @@ fn bad_channel() -> Response {
 
 /// The node a viewer of `channel` goes to, or the refusal of a malformed name.
 #[allow(clippy::result_large_err)] // the Err is the response itself, built once per request
-fn viewer_node(usher: &Usher, channel: &str, query: Option<&str>) -> Result<NodeInfo, Response> {
+fn viewer_node(
+    usher: &Usher,
+    channel: &str,
+    query: Option<&str>,
+) -> Result<(NodeInfo, bool), Response> {
     if !crate::config::valid_channel_name(channel) {
         return Err(bad_channel());
     }
@@ -148,7 +154,7 @@ async fn play(
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let node = match viewer_node(&usher, &channel, query.as_deref()) {
+    let (node, local) = match viewer_node(&usher, &channel, query.as_deref()) {
         Ok(n) => n,
         Err(refused) => return refused,
     };
@@ -159,6 +165,8 @@ async fn play(
             "url": format!("{}/live/{channel}/index.m3u8", node.http_url),
             "node": node.id,
             "region": node.region,
+            // This node itself (no cluster, no edge): a page it served plays from here.
+            "local": local,
         })),
     )
         .into_response()
@@ -169,7 +177,7 @@ async fn redirect(
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let node = match viewer_node(&usher, &channel, query.as_deref()) {
+    let (node, _) = match viewer_node(&usher, &channel, query.as_deref()) {
         Ok(n) => n,
         Err(refused) => return refused,
     };

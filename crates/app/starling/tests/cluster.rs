@@ -316,7 +316,9 @@ fn the_usher_sends_viewers_to_edges_and_spreads_a_hot_channel() {
         || play("?region=eu")["node"] == "edge-eu" && play("?region=us")["node"] == "edge-us",
     );
     let eu_url = format!("http://{}/live/{CHANNEL}/index.m3u8", eu.http);
-    assert_eq!(play("?region=eu")["url"], eu_url.as_str());
+    let answer = play("?region=eu");
+    assert_eq!(answer["url"], eu_url.as_str());
+    assert_eq!(answer["local"], false, "an edge, not the node itself");
 
     // Without a region a channel's first 5 viewers (the threshold) go to one edge; the
     // next ones are spread over a second edge at once.
@@ -381,6 +383,21 @@ fn the_usher_sends_viewers_to_edges_and_spreads_a_hot_channel() {
         eu.metric("starling_edge_fills_total") > 0.0,
         "played through edge-eu"
     );
+    // The watch page, served by the origin, asks the Usher and plays from the edge.
+    if require_browser() {
+        let before = us.metric("starling_edge_served_bytes_total");
+        let v = watch(&[
+            &origin.http_url(&format!("/watch/{CHANNEL}?region=us")),
+            "--seconds",
+            "4",
+        ]);
+        assert!(v["advanced"].as_f64().unwrap_or(0.0) >= 3.0, "{v}");
+        let served = us.metric("starling_edge_served_bytes_total") - before;
+        assert!(
+            served > 100_000.0,
+            "edge-us served the page's media: {served} bytes"
+        );
+    }
     promtool_check(
         "an edge in a cluster",
         &eu.http_request("GET", "/metrics", &[], None).body,

@@ -151,6 +151,11 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
     let mut ffmpeg = ffmpeg_test_publish(&origin.rtmp_url(KEY), 60)
         .spawn()
         .unwrap();
+    // Edges configured by hand, no cluster: the Usher answers with the node itself, and a
+    // watch page it served plays from there.
+    let r = origin.http_request("GET", &format!("/usher/play/{CHANNEL}"), &[], None);
+    let answer: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(answer["local"], true, "{}", r.body);
 
     let media = format!("/live/{CHANNEL}/source/index.m3u8");
     let playlist = wait_live_playlist(edge.http, &media, "the edge");

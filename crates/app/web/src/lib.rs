@@ -39,11 +39,29 @@ const PAGE_CACHE: &str = "no-cache";
 /// `Cache-Control` for content-hashed assets.
 const IMMUTABLE_CACHE: &str = "public, max-age=31536000, immutable";
 
+/// Other hosts the watch page may fetch playlists and media from (`scheme://host:port`):
+/// a cluster's edges, which the Usher sends viewers to. Asked per page.
+pub type PlaybackHosts = std::sync::Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// The routes of the viewer UI, to merge into the server's router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    router_with(None)
+}
+
+/// [`router`], with the watch page's Content Security Policy opened to `hosts` (the
+/// page plays from an edge in a cluster; `connect-src 'self'` alone would block it).
+pub fn router_with<S: Clone + Send + Sync + 'static>(hosts: Option<PlaybackHosts>) -> Router<S> {
     Router::new()
         .route("/", get(index))
-        .route("/watch/{channel}", get(watch))
+        .route(
+            "/watch/{channel}",
+            get(
+                move |channel: Result<Path<String>, PathRejection>, headers: HeaderMap| {
+                    let hosts = hosts.as_ref().map(|h| h()).unwrap_or_default();
+                    async move { watch(channel, headers, &hosts) }
+                },
+            ),
+        )
         .route("/admin", get(admin))
         .route("/studio", get(studio))
         .route("/assets/{file}", get(asset))
@@ -75,31 +93,59 @@ async fn studio(headers: HeaderMap) -> Response {
     serve(assets::page("studio.html"), &headers)
 }
 
-async fn watch(channel: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
+fn watch(
+    channel: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    hosts: &[String],
+) -> Response {
     match channel {
-        Ok(Path(name)) if is_valid_channel_name(&name) => watch_page(&name, &headers),
+        Ok(Path(name)) if is_valid_channel_name(&name) => watch_page(&name, &headers, hosts),
         _ => not_found(),
     }
+}
+
+/// `hosts` that are plain `http(s)://host[:port]` origins, joined for a CSP source list;
+/// anything else is left out (it would go into the page's HTML).
+fn csp_sources(hosts: &[String]) -> String {
+    hosts
+        .iter()
+        .filter(|h| {
+            (h.starts_with("http://") || h.starts_with("https://"))
+                && h.len() <= 200
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".:/-[]".contains(&b))
+        })
+        .map(|h| format!(" {h}"))
+        .collect()
 }
 
 /// The player page with its link preview filled in for `channel` (Open Graph: title and
 /// the channel's poster, an absolute URL as crawlers need, on the host the request
 /// named). The name is 1-64 of `[A-Za-z0-9_-]`, so it goes into the HTML as it is.
-fn watch_page(channel: &str, request: &HeaderMap) -> Response {
+fn watch_page(channel: &str, request: &HeaderMap, hosts: &[String]) -> Response {
     let Some(page) = assets::page("watch.html") else {
         return not_found();
     };
     let header = |name: &str| request.get(name).and_then(|v| v.to_str().ok());
     let base =
         starling_sync::base_url(header("host"), header("x-forwarded-proto")).unwrap_or_default();
-    let text = String::from_utf8_lossy(page.bytes)
+    let sources = csp_sources(hosts);
+    let mut text = String::from_utf8_lossy(page.bytes)
         .replace("{{og:title}}", channel)
         .replace("{{og:image}}", &format!("{base}/live/{channel}/thumb.jpg"));
+    if !sources.is_empty() {
+        text = text
+            .replace(
+                "connect-src 'self'",
+                &format!("connect-src 'self'{sources}"),
+            )
+            .replace("media-src 'self'", &format!("media-src 'self'{sources}"));
+    }
     // The page's own validator, plus what was filled in.
     let etag = format!(
         "\"{}-{:016x}\"",
         page.etag.trim_matches('"'),
-        fnv1a(format!("{channel} {base}").as_bytes())
+        fnv1a(format!("{channel} {base}{sources}").as_bytes())
     );
     let mut headers = HeaderMap::new();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(PAGE_CACHE));
@@ -288,6 +334,22 @@ mod tests {
         ] {
             assert_eq!(get(uri).await.status(), StatusCode::NOT_FOUND, "{uri}");
         }
+    }
+
+    #[test]
+    fn playback_hosts_join_the_policy_only_as_plain_origins() {
+        let hosts = [
+            "http://10.0.0.5:8091".to_owned(),
+            "https://edge-eu.example".to_owned(),
+            "http://x\"><script>".to_owned(),
+            "javascript:alert(1)".to_owned(),
+            "http://a b".to_owned(),
+        ];
+        assert_eq!(
+            csp_sources(&hosts),
+            " http://10.0.0.5:8091 https://edge-eu.example"
+        );
+        assert_eq!(csp_sources(&[]), "");
     }
 
     #[test]

@@ -249,7 +249,11 @@ fn cors(h: &mut HeaderMap) {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, ETag, Age, Date"),
+        // The latency mode too: a watch page on another host (played from an edge) reads
+        // it to pick WebRTC.
+        HeaderValue::from_static(
+            "Content-Length, Content-Range, ETag, Age, Date, Starling-Latency-Mode",
+        ),
     );
 }
 
