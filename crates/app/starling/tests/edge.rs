@@ -332,7 +332,8 @@ fn a_private_channel_through_an_edge_needs_a_token_checked_at_the_edge() {
         );
         edge.secret(&origin.secret(t["token"].as_str().unwrap()))
     };
-    let (viewer_a, viewer_b) = (token(600), token(600));
+    // Different lifetimes: two tokens minted in the same millisecond would be the same.
+    let (viewer_a, viewer_b) = (token(600), token(700));
     let mut ffmpeg = ffmpeg_test_publish(&origin.rtmp_url(&key), 60)
         .spawn()
         .unwrap();
