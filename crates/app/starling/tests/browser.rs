@@ -101,6 +101,21 @@ fn the_watch_page_plays_standard_dash_with_dash_js_in_chromium() {
     let mut publisher = ffmpeg_test_publish(&server.rtmp_url(&key), 40)
         .spawn()
         .unwrap();
+    // A few segments first: a player that loads the MPD when it lists one segment starts
+    // at the stream's very beginning (that is the live edge minus its delay, clamped), and
+    // then plays as far behind as the stream is old (12.6 s once in CI).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server
+        .http_get("/live/std/source/index.m3u8")
+        .map_or(0, |p| p.matches("#EXTINF").count())
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "std never had three segments"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let v = watch(&[
         &server.http_url("/watch/std?player=dash"),
         "--seconds",
