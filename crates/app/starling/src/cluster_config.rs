@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
     /// `nats://HOST:4222` (comma-separated for a NATS cluster); empty: no cluster.
@@ -28,6 +28,21 @@ pub struct ClusterSection {
     /// Viewers of one channel an edge takes (as sent by the Usher in the last minute)
     /// before the channel is spread over one more edge.
     pub viewers_per_edge: u64,
+}
+
+impl std::fmt::Debug for ClusterSection {
+    // `check-config` prints it: the NATS URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSection")
+            .field("nats_url", &starling_cluster::redact_url(&self.nats_url))
+            .field("node_id", &self.node_id)
+            .field("lease_secs", &self.lease_secs)
+            .field("advertise_http", &self.advertise_http)
+            .field("advertise_rtmp", &self.advertise_rtmp)
+            .field("region", &self.region)
+            .field("viewers_per_edge", &self.viewers_per_edge)
+            .finish()
+    }
 }
 
 impl Default for ClusterSection {

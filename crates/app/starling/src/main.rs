@@ -319,7 +319,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             let cluster = starling_cluster::Cluster::start(c)
                 .await
                 .context("joining the cluster")?;
-            info!(node = %node, url = %config.cluster.nats_url, "cluster: joining over NATS");
+            info!(node = %node, url = %starling_cluster::redact_url(&config.cluster.nats_url), "cluster: joining over NATS");
             Some(cluster)
         }
         None => None,

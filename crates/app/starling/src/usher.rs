@@ -41,8 +41,38 @@ pub struct Usher {
     /// This node, as the answer of last resort.
     me: NodeInfo,
     per_edge: u64,
-    /// Per channel: when a viewer was sent, and to which node.
-    sent: Mutex<HashMap<String, VecDeque<(Instant, String)>>>,
+    /// Per channel: the viewers sent in the last [`WINDOW`].
+    sent: Mutex<HashMap<String, Sent>>,
+}
+
+/// The viewers a channel was sent to lately: when and where, in order, and how many per
+/// node (kept beside the window, so a routing decision never scans it).
+#[derive(Debug, Default)]
+struct Sent {
+    window: VecDeque<(Instant, String)>,
+    per_node: HashMap<String, u64>,
+}
+
+impl Sent {
+    fn expire(&mut self, now: Instant) {
+        while let Some((t, node)) = self.window.front() {
+            if now.duration_since(*t) < WINDOW {
+                break;
+            }
+            if let Some(n) = self.per_node.get_mut(node) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_node.remove(node);
+                }
+            }
+            self.window.pop_front();
+        }
+    }
+
+    fn push(&mut self, now: Instant, node: &str) {
+        self.window.push_back((now, node.to_owned()));
+        *self.per_node.entry(node.to_owned()).or_default() += 1;
+    }
 }
 
 impl std::fmt::Debug for Usher {
@@ -75,31 +105,27 @@ impl Usher {
         let mut sent = lock(&self.sent);
         if sent.len() >= MAX_CHANNELS && !sent.contains_key(channel) {
             sent.retain(|_, q| {
-                q.back()
+                q.window
+                    .back()
                     .is_some_and(|(t, _)| now.duration_since(*t) < WINDOW)
             });
         }
         let q = sent.entry(channel.to_owned()).or_default();
-        while q
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= WINDOW)
-        {
-            q.pop_front();
-        }
+        q.expire(now);
         let routed = starling_cluster::route_viewer(
             channel,
             region,
             &nodes,
-            q.len() as u64 + 1,
+            q.window.len() as u64 + 1,
             self.per_edge,
-            |id| q.iter().filter(|(_, n)| n == id).count() as u64,
+            |id| q.per_node.get(id).copied().unwrap_or(0),
         )
         .cloned();
         let local = routed.is_none();
         let chosen = routed.unwrap_or_else(|| self.me.clone());
         // Bounded: past this many a channel is spread over every edge anyway.
-        if q.len() < (self.per_edge as usize).saturating_mul(64) {
-            q.push_back((now, chosen.id.clone()));
+        if q.window.len() < (self.per_edge as usize).saturating_mul(64) {
+            q.push(now, &chosen.id);
         }
         (chosen, local)
     }
@@ -224,5 +250,26 @@ async fn publish(State(usher): State<Arc<Usher>>, RawQuery(query): RawQuery) -> 
             "no ingest node is known\n",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_counts_per_node_and_forgets_what_is_older_than_it() {
+        let t0 = Instant::now();
+        let mut s = Sent::default();
+        s.push(t0, "a");
+        s.push(t0, "a");
+        s.push(t0 + Duration::from_secs(30), "b");
+        assert_eq!((s.per_node["a"], s.per_node["b"]), (2, 1));
+        s.expire(t0 + WINDOW);
+        assert_eq!(s.per_node.get("a"), None);
+        assert_eq!(s.per_node["b"], 1);
+        assert_eq!(s.window.len(), 1);
+        s.expire(t0 + WINDOW + Duration::from_secs(30));
+        assert!(s.per_node.is_empty() && s.window.is_empty());
     }
 }

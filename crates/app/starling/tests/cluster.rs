@@ -73,10 +73,6 @@ fn publish_until_accepted(node: &Server, since: Instant) -> (Child, u32) {
     }
 }
 
-fn running(child: &mut Child) -> bool {
-    child.try_wait().unwrap().is_none()
-}
-
 fn stop(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -132,16 +128,7 @@ fn a_key_revoked_on_one_node_ends_its_publish_on_another_within_a_second() {
     let password = "correct horse battery";
     a.create_admin("owner@example.com", password);
     let cookie = a.login("owner@example.com", password);
-    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
-        let r = a.http_request(
-            "POST",
-            path,
-            &[("Cookie", &cookie)],
-            Some(&body.to_string()),
-        );
-        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
-        serde_json::from_str(&r.body).unwrap()
-    };
+    let post = |path: &str, body: serde_json::Value| a.api_created(&cookie, path, body);
     let ch = post("/api/v1/channels", serde_json::json!({ "name": "shared" }));
     let dev = post(
         "/api/v1/devices",

@@ -280,18 +280,6 @@ fn a_flash_crowd_on_two_edges_costs_the_origin_one_request_per_object_per_edge()
     origin.stop();
 }
 
-/// `POST path` with a JSON body as the signed-in `cookie`: the created object.
-fn created(
-    server: &Server,
-    cookie: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> serde_json::Value {
-    let r = server.http_request("POST", path, &[("Cookie", cookie)], Some(&body.to_string()));
-    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
-    serde_json::from_str(&r.body).unwrap()
-}
-
 #[test]
 fn a_private_channel_through_an_edge_needs_a_token_checked_at_the_edge() {
     if !require_ffmpeg() {
@@ -303,29 +291,25 @@ fn a_private_channel_through_an_edge_needs_a_token_checked_at_the_edge() {
     let password = "correct horse battery";
     origin.create_admin("owner@example.com", password);
     let cookie = origin.login("owner@example.com", password);
-    let ch = created(
-        &origin,
+    let ch = origin.api_created(
         &cookie,
         "/api/v1/channels",
         serde_json::json!({ "name": "vip", "visibility": "private" }),
     );
     let ch_id = ch["id"].as_str().unwrap().to_owned();
-    let dev = created(
-        &origin,
+    let dev = origin.api_created(
         &cookie,
         "/api/v1/devices",
         serde_json::json!({ "name": "studio", "channel_id": ch_id }),
     );
-    let key = created(
-        &origin,
+    let key = origin.api_created(
         &cookie,
         &format!("/api/v1/devices/{}/keys", dev["id"].as_str().unwrap()),
         serde_json::json!({}),
     );
     let key = origin.secret(key["secret"].as_str().unwrap());
     let token = |ttl: i64| {
-        let t = created(
-            &origin,
+        let t = origin.api_created(
             &cookie,
             &format!("/api/v1/channels/{ch_id}/playback-tokens"),
             serde_json::json!({ "ttl_secs": ttl }),

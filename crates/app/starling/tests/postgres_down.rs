@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     path::PathBuf,
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -66,10 +66,6 @@ impl Drop for Postgres {
     }
 }
 
-fn running(child: &mut Child) -> bool {
-    child.try_wait().unwrap().is_none()
-}
-
 fn preload_hint(server: &Server, channel: &str) -> String {
     server
         .http_get(&format!("/live/{channel}/source/index.m3u8"))
@@ -96,16 +92,7 @@ fn with_postgresql_down_live_streams_go_on_and_new_publishes_are_refused_with_th
     let password = "correct horse battery";
     server.create_admin("owner@example.com", password);
     let cookie = server.login("owner@example.com", password);
-    let post = |path: &str, body: Value| -> Value {
-        let r = server.http_request(
-            "POST",
-            path,
-            &[("Cookie", &cookie)],
-            Some(&body.to_string()),
-        );
-        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
-        serde_json::from_str(&r.body).unwrap()
-    };
+    let post = |path: &str, body: Value| server.api_created(&cookie, path, body);
     let key_for = |channel: &str| {
         let ch = post("/api/v1/channels", json!({ "name": channel }));
         let dev = post(

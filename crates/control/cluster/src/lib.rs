@@ -48,8 +48,20 @@ pub const TAKEOVER_PREFIX: &str = "starling.takeover.";
 /// The longest a claim waits on NATS before the publish goes on unverified.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `url` with any user and password (`nats://user:pass@host`) replaced, for logs, errors
+/// and debug prints.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &u[..s + 3], &u[at..]),
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How a node joins the cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterConfig {
     /// `nats://host:4222` (a comma-separated list for a NATS cluster).
     pub nats_url: String,
@@ -57,6 +69,16 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// A lease not renewed for this long is free again.
     pub lease_ttl: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("node_id", &self.node_id)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
 }
 
 /// Why the cluster client could not be set up.
@@ -142,7 +164,7 @@ impl Cluster {
             })
             .connect(config.nats_url.as_str())
             .await
-            .map_err(|e| ClusterError::Url(config.nats_url.clone(), e.to_string()))?;
+            .map_err(|e| ClusterError::Url(redact_url(&config.nats_url), e.to_string()))?;
         let (events, _) = broadcast::channel(256);
         let cluster = Arc::new(Self {
             leases: lease::Leases::default(),
@@ -381,4 +403,15 @@ pub fn render_metrics(cluster: &Cluster, out: &mut String) {
         u8::from(cluster.connected()),
         cluster.leases.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_in_nats_urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("nats://user:secret@n1:4222,nats://n2:4222"),
+            "nats://<redacted>@n1:4222,nats://n2:4222"
+        );
+    }
 }

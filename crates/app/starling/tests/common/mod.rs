@@ -469,6 +469,19 @@ impl Server {
         assert!(String::from_utf8_lossy(&out.stdout).contains("created admin"));
     }
 
+    /// `POST path` with a JSON body as the signed-in `cookie` (from [`Server::login`]):
+    /// the created object; anything but 201 fails the test with the answer.
+    pub fn api_created(
+        &self,
+        cookie: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let r = self.http_request("POST", path, &[("Cookie", cookie)], Some(&body.to_string()));
+        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    }
+
     /// Signs in over the API (an account from [`Server::create_admin`]) and returns the
     /// session cookie as `name=value`, whose value the log must never show.
     pub fn login(&self, email: &str, password: &str) -> String {
@@ -961,4 +974,9 @@ pub fn probe_video(url: &str, seconds: u32) -> Result<(String, u64), String> {
             Some((codec.to_owned(), frames.parse().ok()?))
         })
         .ok_or_else(|| format!("{text:?} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Whether a child process (an ffmpeg publisher) is still running.
+pub fn running(child: &mut Child) -> bool {
+    child.try_wait().unwrap().is_none()
 }
