@@ -26,6 +26,7 @@ pub struct Config {
     pub webrtc: crate::webrtc_config::WebRtcSection,
     pub edge: crate::edge_config::EdgeSection,
     pub cluster: crate::cluster_config::ClusterSection,
+    pub p2p: crate::p2p_config::P2pSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -338,7 +339,7 @@ impl Default for HubSection {
 }
 
 /// Sections an environment variable may address: `STARLING_<SECTION>_<KEY>`.
-const ENV_SECTIONS: [&str; 15] = [
+const ENV_SECTIONS: [&str; 16] = [
     "server",
     "rtmp",
     "srt",
@@ -354,6 +355,7 @@ const ENV_SECTIONS: [&str; 15] = [
     "webrtc",
     "edge",
     "cluster",
+    "p2p",
 ];
 /// Variables with the prefix that are not config keys even though they look like one.
 const ENV_NOT_KEYS: [&str; 1] = ["STARLING_CONFIG"];
@@ -475,6 +477,7 @@ impl Config {
         self.edge
             .validate(&self.roles()?, !self.cluster.nats_url.is_empty())?;
         self.cluster.validate()?;
+        self.p2p.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");

@@ -32,6 +32,7 @@ struct EdgeState {
     http: Arc<crate::http_server::HttpStats>,
     cluster: Option<Arc<starling_cluster::Cluster>>,
     metrics_token: Option<Arc<str>>,
+    p2p: Option<Arc<crate::p2p::P2p>>,
     ready: watch::Receiver<bool>,
 }
 
@@ -51,7 +52,11 @@ pub async fn serve(
         .await
         .context("loading the playback token key")?;
     let always_public = config.channels.iter().map(|c| c.name.clone()).collect();
-    let gate = crate::playback_gate::DbPlaybackGate::new(db, signer.clone(), always_public);
+    let gate = crate::playback_gate::DbPlaybackGate::new(db.clone(), signer.clone(), always_public);
+    // The P2P tracker for this edge's viewers (the piece lists come from the origins).
+    let p2p = crate::p2p::start(&config.p2p, &db, Some(gate.clone() as _))
+        .await?
+        .map(|(_, tracker)| tracker);
     let fill_token: FillToken = Arc::new(move |channel: &str| {
         let expires = crate::auth::now_ms() + FILL_TOKEN_TTL.as_millis() as i64;
         signer.sign(channel, expires, Some("edge")).ok()
@@ -107,6 +112,7 @@ pub async fn serve(
         http: http_stats,
         cluster,
         metrics_token: config.server.metrics_token.get().map(Into::into),
+        p2p: p2p.clone(),
         ready: ready_rx,
     };
     let app = Router::new()
@@ -115,6 +121,10 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(state.clone())
         .merge(starling_edge::router(edge))
+        .merge(match &p2p {
+            Some(p) => crate::p2p::router(p.clone()),
+            None => Router::new(),
+        })
         .merge(starling_web::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") });
     let http_task = tokio::spawn(crate::http_server::serve(
@@ -128,6 +138,9 @@ pub async fn serve(
     info!("edge shutting down: finishing requests in progress");
     let _ = ready_tx.send(false);
     let _ = shutdown_tx.send(true);
+    if let Some(p) = &p2p {
+        p.shutdown();
+    }
     if let Err(e) = http_task.await {
         error!(error = %e, "HTTP server task failed");
     }
@@ -150,6 +163,9 @@ async fn metrics(State(st): State<EdgeState>, headers: HeaderMap) -> Response {
     let mut out = String::with_capacity(4096);
     st.http.render(&mut out);
     st.edge.render_metrics(&mut out);
+    if let Some(p) = &st.p2p {
+        p.render_metrics(&mut out);
+    }
     if let Some(c) = &st.cluster {
         starling_cluster::render_metrics(c, &mut out);
     }

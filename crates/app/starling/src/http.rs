@@ -51,6 +51,8 @@ pub struct AppState {
     pub cluster: Option<Arc<starling_cluster::Cluster>>,
     /// Where viewers and broadcasters are sent (`/usher/`, with the `api` role).
     pub usher: Arc<crate::usher::Usher>,
+    /// The P2P tracker (`[p2p] enabled`, the edge role).
+    pub p2p: Option<Arc<crate::p2p::P2p>>,
     /// False once shutdown started: load balancers should stop sending viewers here.
     pub ready: watch::Receiver<bool>,
 }
@@ -147,6 +149,10 @@ pub fn router(state: AppState) -> Router {
             Some(w) => starling_webrtc_server::router(w.clone()),
             None => Router::new(),
         })
+        .merge(match &state.p2p {
+            Some(p) => crate::p2p::router(p.clone()),
+            None => Router::new(),
+        })
         .merge(starling_web::router_with(state.cluster.clone().map(|c| {
             // The watch page may play from the cluster's edges (the Usher sends it there).
             Arc::new(move || {
@@ -199,6 +205,9 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     }
     if let Some(c) = &st.cluster {
         starling_cluster::render_metrics(c, &mut out);
+    }
+    if let Some(p) = &st.p2p {
+        p.render_metrics(&mut out);
     }
     let live = st.hub.live();
     out.push_str("# HELP starling_live_channels Channels live on this node.\n# TYPE starling_live_channels gauge\n");
@@ -449,6 +458,7 @@ mod tests {
             api: true,
             cluster: None,
             usher: crate::usher::Usher::new(None, test_node(), 500),
+            p2p: None,
             ready: rx,
         });
         (app, hub, tx)
@@ -579,6 +589,7 @@ mod tests {
                     api: true,
                     cluster: None,
                     usher: crate::usher::Usher::new(None, test_node(), 500),
+                    p2p: None,
                     ready: rx,
                 }
             }

@@ -13,6 +13,8 @@ mod events;
 mod http;
 mod http_server;
 mod ladder;
+mod p2p;
+mod p2p_config;
 mod playback_gate;
 mod push_config;
 mod put_config;
@@ -257,6 +259,15 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         .chain(demo.map(str::to_owned))
         .collect();
     let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
+    // The P2P grid: piece lists signed here (the origin role), the tracker where viewers
+    // are (the edge role; a single node has both).
+    let p2p = match p2p::start(&config.p2p, &db, Some(gate.clone() as _)).await? {
+        Some((signer, tracker)) => {
+            origin.set_piece_signer(signer);
+            roles.edge.then_some(tracker)
+        }
+        None => None,
+    };
     let webhooks = webhooks::Webhooks::start(db.clone(), config.webhook_dispatcher()?)
         .context("starting the webhook dispatcher")?;
     let rtmp_stats = Arc::new(ServerStats::default());
@@ -475,6 +486,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         api: roles.api,
         cluster: cluster.clone(),
         usher,
+        p2p: p2p.clone(),
         ready: ready_rx,
     };
     let metrics_task = match config.server.metrics_listen {
@@ -548,6 +560,9 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let _ = shutdown_tx.send(true);
     // Open SSE streams would hold the graceful shutdown forever.
     live_state.close();
+    if let Some(p) = &p2p {
+        p.shutdown();
+    }
     if let Some(t) = rtmp_task {
         if let Err(e) = t.await {
             error!(error = %e, "RTMP server task failed");

@@ -23,6 +23,7 @@ use crate::validate;
 /// Longest token `verify` looks at.
 pub const TOKEN_MAX: usize = 512;
 const SETTINGS_KEY: &str = "playback_hmac_key";
+const P2P_SEED_KEY: &str = "p2p_piece_seed";
 const VERSION: &str = "1";
 
 /// What a valid token says.
@@ -141,23 +142,36 @@ impl Db {
     /// The cluster's playback signer: the secret is created on first use and shared
     /// through the `settings` table (the first node to insert it wins).
     pub async fn playback_signer(&self) -> Result<PlaybackSigner> {
+        PlaybackSigner::new(&self.shared_key(SETTINGS_KEY).await?)
+    }
+
+    /// The seed of the cluster's Ed25519 key that signs the P2P grid's piece lists,
+    /// shared like the playback key: every node signs with it, so a viewer checks a list
+    /// from any origin or edge with the one public key.
+    pub async fn p2p_piece_seed(&self) -> Result<[u8; 32]> {
+        let key = self.shared_key(P2P_SEED_KEY).await?;
+        key.try_into()
+            .map_err(|_| ControlError::corrupt("settings", "P2P piece key is not 32 bytes"))
+    }
+
+    /// 32 random bytes kept under `name` in `settings`, made by the first node that asks.
+    async fn shared_key(&self, name: &str) -> Result<Vec<u8>> {
         let fresh = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
-        .bind(SETTINGS_KEY)
+        .bind(name)
         .bind(&fresh)
         .execute(self.pool())
         .await?;
         let stored: String = sqlx::query("SELECT value FROM settings WHERE key = $1")
-            .bind(SETTINGS_KEY)
+            .bind(name)
             .fetch_one(self.pool())
             .await?
             .try_get("value")?;
-        let key = URL_SAFE_NO_PAD
+        URL_SAFE_NO_PAD
             .decode(stored.as_bytes())
-            .map_err(|_| ControlError::corrupt("settings", "playback key is not base64url"))?;
-        PlaybackSigner::new(&key)
+            .map_err(|_| ControlError::corrupt("settings", "a shared key is not base64url"))
     }
 }
 

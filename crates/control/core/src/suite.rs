@@ -749,6 +749,10 @@ async fn playback_secret_is_shared(t: &TestDb) {
         s2.verify(&token, "sport", T0),
         Err(TokenError::WrongChannel { .. })
     ));
+    // The P2P piece key is shared the same way, and is not the playback key.
+    let seed = db.p2p_piece_seed().await.unwrap();
+    assert_eq!(other.p2p_piece_seed().await.unwrap(), seed);
+    assert_ne!(seed, [0; 32]);
     other.close().await;
 }
 

@@ -31,6 +31,14 @@ impl Origin {
         selected: Option<crate::select::Selected>,
     ) {
         let now = SystemTime::now();
+        // Digests for the piece list, computed before the lock (a part is ~100 KB).
+        let mut part_digests: std::collections::VecDeque<[u8; 32]> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Part { data, .. } => Some(starling_p2p::pieces::sha256(data)),
+                _ => None,
+            })
+            .collect();
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
         let wakes = {
@@ -77,6 +85,7 @@ impl Origin {
                         first_arrival,
                         discontinuity: seam,
                     } => {
+                        let digest = part_digests.pop_front();
                         let session = st.session;
                         crate::gaps::fill_gaps(&mut st, rendition, msn, &self.config, now);
                         let has_source = st.rendition(starling_packager::VIDEO_RENDITION).is_some();
@@ -133,6 +142,7 @@ impl Origin {
                                 independent,
                                 len: data.len(),
                                 data,
+                                sha256: digest,
                             });
                         }
                         r.feed.touch();
@@ -291,6 +301,22 @@ impl Origin {
             Wakes::collect(&mut st, all)
         };
         wakes.send();
+        // Whole segments' digests, outside the lock (a segment is megabytes), stored
+        // back before the piece list can name them.
+        for (_, data, segment) in &writes {
+            if let (Some((rendition, session, msn)), [whole]) = (segment, &data[..]) {
+                let digest = starling_p2p::pieces::sha256(whole);
+                let mut st = lock(&ch.inner);
+                if let Some(seg) = st.rendition_mut(rendition).and_then(|r| {
+                    r.segments
+                        .iter_mut()
+                        .rev()
+                        .find(|s| s.msn == *msn && s.session == *session)
+                }) {
+                    seg.sha256 = Some((digest, whole.len() as u64));
+                }
+            }
+        }
         for (key, data, segment) in writes {
             self.write_through(ch.clone(), key, data, segment);
         }

@@ -49,6 +49,7 @@ use crate::live::{
 mod chunked;
 mod mpd;
 mod objects;
+mod pieces;
 mod playlist;
 mod pushed;
 mod thumbs;
@@ -285,6 +286,8 @@ enum File {
     Init(usize),
     Segment(u64),
     Part(u64, u32),
+    /// The signed digests of the rendition's newest pieces (`pieces.txt`).
+    Pieces,
 }
 
 fn parse_file(f: &str) -> Option<File> {
@@ -298,6 +301,9 @@ fn parse_file(f: &str) -> Option<File> {
     }
     if f == "init.mp4" {
         return Some(File::LatestInit);
+    }
+    if f == "pieces.txt" {
+        return Some(File::Pieces);
     }
     if let Some(v) = f.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
         return Some(File::Init(usize::try_from(num(v)?).ok()?));
@@ -672,7 +678,7 @@ async fn media_file(
     headers: &HeaderMap,
     token: Option<&str>,
 ) -> Response {
-    if session == 0 && !matches!(file, File::Playlist | File::LatestInit) {
+    if session == 0 && !matches!(file, File::Playlist | File::LatestInit | File::Pieces) {
         // Before sessions, media lived here; an old playlist's URL must not be answered
         // with another session's bytes.
         return error(
@@ -701,6 +707,12 @@ async fn media_file(
     let count = |c: &std::sync::atomic::AtomicU64| {
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
+    if let File::Pieces = file {
+        return match channel(origin, name).await {
+            Ok(ch) => pieces::list(origin, &ch, rendition),
+            Err(r) => r.into_response(),
+        };
+    }
     if let File::Playlist | File::LatestInit = file {
         let ch = match channel(origin, name).await {
             Ok(c) => c,

@@ -249,6 +249,9 @@ pub(crate) struct Segment {
     /// as `EXT-X-GAP` so numbers stay consecutive and aligned with the other rendition;
     /// it has no parts and no bytes.
     pub gap: bool,
+    /// SHA-256 and length of the whole segment (see [`PartEntry::sha256`]), once it is
+    /// complete; kept after its bytes leave memory.
+    pub sha256: Option<([u8; 32], u64)>,
 }
 
 impl Segment {
@@ -272,6 +275,7 @@ impl Segment {
             completed_at: None,
             defects: Default::default(),
             gap: false,
+            sha256: None,
         }
     }
 }
@@ -284,6 +288,9 @@ pub(crate) struct PartEntry {
     /// stored segment, after the parts before it.
     pub data: Bytes,
     pub len: usize,
+    /// SHA-256 of its bytes, for the signed piece list (`http::pieces`); `None` where
+    /// the bytes were never in memory (restored from the index).
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl Channel {
@@ -441,6 +448,9 @@ pub struct Origin {
     pub(crate) thumbnails_off: crate::thumbs::ThumbnailsOff,
     /// Caps on store reads (see `shed`).
     pub(crate) reads: crate::shed::ReadLimits,
+    /// Signs the renditions' piece lists for P2P viewers (see `http::pieces`); unset,
+    /// this node serves none.
+    pub(crate) piece_signer: std::sync::OnceLock<Arc<starling_p2p::PieceSigner>>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -464,7 +474,14 @@ impl Origin {
             history: HistoryQueue::default(),
             thumbnails_off: Default::default(),
             reads,
+            piece_signer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serve signed piece lists (`…/RENDITION/pieces.txt`) for the P2P grid, signed by
+    /// `signer` (the cluster's key). Set once; a second call is ignored.
+    pub fn set_piece_signer(&self, signer: Arc<starling_p2p::PieceSigner>) {
+        let _ = self.piece_signer.set(signer);
     }
 
     pub fn config(&self) -> &OriginConfig {

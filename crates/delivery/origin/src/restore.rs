@@ -407,12 +407,16 @@ impl Segment {
                 data: Bytes::new(),
                 // Unknown: a request for the part is a 410 (fetch the whole segment).
                 len: 0,
+                sha256: None,
             }],
             complete: true,
             duration: s.duration,
             data: None,
             stored: true,
             write_failed: false,
+            // Not in the index: a restored segment is not in the piece list (P2P
+            // viewers fetch it from the edge).
+            sha256: None,
             completed_at: s
                 .program_date_time
                 .map(|t| t + Duration::from_secs_f64(s.duration))
