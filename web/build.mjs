@@ -36,6 +36,7 @@ const assetSources = [
   join(src, 'live.js'),
   join(src, 'watch.js'),
   join(src, 'webrtc.js'),
+  join(src, 'p2p.js'),
   join(src, 'studio.js'),
   join(src, 'admin.css'),
   join(src, 'admin.js'),

@@ -24,6 +24,10 @@
 // `Starling-Latency-Mode: realtime`, asked with a HEAD before the first player starts);
 // `?realtime=1` forces it for any channel, `?realtime=0` keeps to HLS.
 //
+// P2P: `?p2p=1` plays a few segments behind live with hls.js and fetches whole segments
+// from other viewers where it can (p2p.js; the edge backs every one up), checked against
+// the origin's signed digests. `window.starlingStats.p2p` says what came from where.
+//
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
 // URI of the playlists it serves, so segments and parts carry it too.
@@ -47,13 +51,18 @@
   // `?replay=1`: play the channel's last run from its start, ended or not (its recording
   // after the stream, or the DVR window while live), instead of joining the live edge.
   const replay = params.get('replay') === '1';
+  // `?p2p=1`: the P2P grid (whole segments, a few behind live; WebRTC data channels).
+  const p2pMode = params.get('p2p') === '1' && !replay && !!window.StarlingP2P && !!window.RTCPeerConnection;
+  // P2P plays this far behind live: new segments are due seconds after they appear,
+  // time for one viewer to fetch each from the edge and the others from it.
+  const P2P_SYNC_S = 8;
   // `?realtime=1`: WHEP, with LL-HLS as the fallback; `?realtime=0`: never. Otherwise
   // null until the channel's playlist says (`realtimeChannel`); `?player=dash`,
   // `?replay=1` and `?rendition=` ask for a player of their own.
   const realtimeParam = params.get('realtime');
   const canRealtime = !replay && !!window.RTCPeerConnection;
   let realtime = realtimeParam === '1' ? canRealtime : false;
-  if (realtimeParam === null && canRealtime && !useDash && !params.get('rendition')) realtime = null;
+  if (realtimeParam === null && canRealtime && !useDash && !p2pMode && !params.get('rendition')) realtime = null;
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -64,6 +73,8 @@
     latency: document.getElementById('stat-latency'),
     buffer: document.getElementById('stat-buffer'),
     level: document.getElementById('stat-level'),
+    p2p: document.getElementById('stat-p2p'),
+    p2pRow: document.getElementById('stat-p2p-row'),
   };
 
   // Read by the browser test harness (web/tests/watch.mjs); the object is updated in
@@ -83,10 +94,17 @@
     // Why WHEP was given up for LL-HLS (real time only).
     fallback: null,
     errors: [],
+    // With `?p2p=1`: bytes from peers and from the edge, peers, bad pieces (p2p.js).
+    p2p: null,
+    // Time playing and stalled, and from the first start to the first frame (ms).
+    playedMs: 0,
+    rebufferMs: 0,
+    startupMs: null,
   };
   window.starlingStats = stats;
 
   let hls = null;
+  let agent = null;
   let dash = null;
   let rtc = null;
   // Set once WHEP failed to connect here: the retries go to LL-HLS.
@@ -179,6 +197,10 @@
       hls.destroy();
       hls = null;
     }
+    if (agent) {
+      agent.destroy();
+      agent = null;
+    }
     if (dash) {
       dash.destroy();
       dash = null;
@@ -267,9 +289,29 @@
       // Further behind than this (after a stall), jump back to the live sync point.
       liveMaxLatencyDuration: Math.max(6, LIVE_SYNC_S * 3),
     };
+    let p2p = {};
+    if (p2pMode) {
+      const base = /^https?:/.test(src) ? new URL(src).origin : '';
+      agent = new window.StarlingP2P.Agent({
+        channel,
+        base,
+        token,
+        region,
+        video,
+        qoe: () => ({ playedMs: stats.playedMs, rebufferMs: stats.rebufferMs, startupMs: stats.startupMs }),
+      });
+      stats.p2p = agent.stats;
+      p2p = {
+        fLoader: window.StarlingP2P.loader(Hls, agent),
+        liveSyncDuration: LIVE_SYNC_S === null ? P2P_SYNC_S : LIVE_SYNC_S,
+        liveMaxLatencyDuration: 3 * (LIVE_SYNC_S === null ? P2P_SYNC_S : LIVE_SYNC_S),
+      };
+      stats.mode = 'hls.js+p2p';
+    }
     hls = new Hls({
-      lowLatencyMode: !replay,
+      lowLatencyMode: !replay && !p2pMode,
       ...(replay ? { startPosition: 0 } : sync),
+      ...p2p,
       // Catch up by playing up to 1.5× instead of jumping when a little late.
       maxLiveSyncPlaybackRate: 1.5,
       backBufferLength: 30,
@@ -504,8 +546,16 @@
     return parts.join(' · ') || '–';
   }
 
+  const pageStart = performance.now();
+  let lastTick = pageStart;
+
   function tick() {
     const now = performance.now();
+    const dt = now - lastTick;
+    lastTick = now;
+    if (stats.state === 'playing') stats.playedMs += dt;
+    if (stats.state === 'stalled') stats.rebufferMs += dt;
+    if (stats.startupMs === null && stats.state === 'playing') stats.startupMs = now - pageStart;
     const t = video.currentTime;
     if (!video.paused && lastTime >= 0 && t !== lastTime) {
       advanced = true;
@@ -538,6 +588,14 @@
     if (out.latency.textContent !== lat) out.latency.textContent = lat;
     if (out.buffer.textContent !== buf) out.buffer.textContent = buf;
     if (out.level.textContent !== lvl) out.level.textContent = lvl;
+    if (agent && out.p2p) {
+      const p = agent.stats;
+      const total = p.peerBytes + p.edgeBytes;
+      const share = total ? Math.round((100 * p.peerBytes) / total) : 0;
+      const text = `${p.peers} peer${p.peers === 1 ? '' : 's'} · ${share}% from peers`;
+      out.p2pRow.hidden = false;
+      if (out.p2p.textContent !== text) out.p2p.textContent = text;
+    }
     updateButton();
   }
 

@@ -54,9 +54,14 @@ pub async fn serve(
     let always_public = config.channels.iter().map(|c| c.name.clone()).collect();
     let gate = crate::playback_gate::DbPlaybackGate::new(db.clone(), signer.clone(), always_public);
     // The P2P tracker for this edge's viewers (the piece lists come from the origins).
-    let p2p = crate::p2p::start(&config.p2p, &db, Some(gate.clone() as _))
-        .await?
-        .map(|(_, tracker)| tracker);
+    let p2p = crate::p2p::start(
+        &config.p2p,
+        config.webrtc.p2p_ice_servers(),
+        &db,
+        Some(gate.clone() as _),
+    )
+    .await?
+    .map(|(_, tracker)| tracker);
     let fill_token: FillToken = Arc::new(move |channel: &str| {
         let expires = crate::auth::now_ms() + FILL_TOKEN_TTL.as_millis() as i64;
         signer.sign(channel, expires, Some("edge")).ok()

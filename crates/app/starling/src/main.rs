@@ -261,7 +261,14 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let gate = playback_gate::DbPlaybackGate::new(db.clone(), signer, always_public);
     // The P2P grid: piece lists signed here (the origin role), the tracker where viewers
     // are (the edge role; a single node has both).
-    let p2p = match p2p::start(&config.p2p, &db, Some(gate.clone() as _)).await? {
+    let p2p = match p2p::start(
+        &config.p2p,
+        config.webrtc.p2p_ice_servers(),
+        &db,
+        Some(gate.clone() as _),
+    )
+    .await?
+    {
         Some((signer, tracker)) => {
             origin.set_piece_signer(signer);
             roles.edge.then_some(tracker)

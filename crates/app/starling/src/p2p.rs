@@ -489,6 +489,7 @@ async fn beacon(
 /// `[p2p] enabled`.
 pub async fn start(
     section: &crate::p2p_config::P2pSection,
+    ice: Vec<starling_p2p::signal::IceServer>,
     db: &starling_control::Db,
     gate: Option<Arc<dyn PlaybackGate>>,
 ) -> anyhow::Result<Option<(Arc<PieceSigner>, Arc<P2p>)>> {
@@ -501,7 +502,7 @@ pub async fn start(
         .await
         .context("loading the P2P piece key")?;
     let signer = Arc::new(PieceSigner::from_seed(&seed)?);
-    let p2p = P2p::new(section.tracker_config(), &signer, gate);
+    let p2p = P2p::new(section.tracker_config(ice), &signer, gate);
     info!(key = %signer.key_id(), "p2p: tracker at /p2p/{{channel}}, piece lists signed");
     Ok(Some((signer, p2p)))
 }

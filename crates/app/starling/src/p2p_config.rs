@@ -50,8 +50,11 @@ impl P2pSection {
         Ok(())
     }
 
-    pub fn tracker_config(&self) -> TrackerConfig {
+    /// The tracker's configuration; peers get `ice` (the node's `[webrtc] ice_servers`,
+    /// the same STUN/TURN as WHEP) in their welcome.
+    pub fn tracker_config(&self, ice: Vec<starling_p2p::signal::IceServer>) -> TrackerConfig {
         TrackerConfig {
+            ice_servers: ice,
             max_connections: self.max_connections,
             max_swarm: self.max_swarm,
             max_per_address: self.max_per_address,

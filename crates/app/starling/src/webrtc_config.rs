@@ -97,6 +97,18 @@ impl WebRtcSection {
         Ok(())
     }
 
+    /// The STUN/TURN servers as the P2P tracker hands them to viewers.
+    pub fn p2p_ice_servers(&self) -> Vec<starling_p2p::signal::IceServer> {
+        self.ice_servers
+            .iter()
+            .map(|s| starling_p2p::signal::IceServer {
+                urls: s.url.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect()
+    }
+
     /// The server's settings. WHIP publishers are asked for a keyframe a little more
     /// often than once per `segment_duration` (nine tenths of it), so that the keyframe
     /// after each segment boundary comes soon after it even when a request takes a

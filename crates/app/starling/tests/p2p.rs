@@ -322,15 +322,28 @@ fn reports_ban_a_liar_and_private_channels_need_a_token() {
     let path = format!("/p2p/{CHANNEL}");
     let (mut a, _) = join(&server, &path, json!({}));
     let (mut b, _) = join(&server, &path, json!({}));
-    let (mut liar, wl) = join(&server, &path, json!({}));
-    let liar_id = wl["id"].as_str().unwrap().to_owned();
-    let report = json!({"t": "report", "peer": liar_id, "reason": "digest mismatch"});
-    send(&mut a, report.clone());
-    send(&mut b, report);
-    assert_eq!(recv(&mut a), json!({"t": "banned", "id": liar_id}));
-    let (frames, closed) = until_close(&mut liar);
-    assert_eq!(frames[0]["code"], "banned", "{frames:?}");
-    assert_eq!(closed.unwrap().0, CloseCode::Policy);
+    // A liar is banned at the second report; after three liars from one address (a
+    // liar coming back under new ids) the address is refused.
+    for round in 0..3 {
+        let (mut liar, wl) = join(&server, &path, json!({}));
+        let liar_id = wl["id"].as_str().unwrap().to_owned();
+        let report = json!({"t": "report", "peer": liar_id, "reason": "digest mismatch"});
+        send(&mut a, report.clone());
+        send(&mut b, report);
+        assert_eq!(
+            recv(&mut a),
+            json!({"t": "banned", "id": liar_id}),
+            "round {round}"
+        );
+        assert_eq!(
+            recv(&mut b),
+            json!({"t": "banned", "id": liar_id}),
+            "round {round}"
+        );
+        let (frames, closed) = until_close(&mut liar);
+        assert_eq!(frames[0]["code"], "banned", "{frames:?}");
+        assert_eq!(closed.unwrap().0, CloseCode::Policy);
+    }
     let (status, body) = ws(&server, &path).unwrap_err();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("banned"), "{body}");

@@ -53,6 +53,8 @@ pub enum ServerMsg {
         id: String,
         peers: Vec<PeerInfo>,
         key: String,
+        /// STUN/TURN servers for the peers' connections (the node's WebRTC ones).
+        ice: Vec<IceServer>,
     },
     /// More peers (answer to `peers`).
     Peers { peers: Vec<PeerInfo> },
@@ -78,6 +80,16 @@ pub struct PeerInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     pub position: u64,
+}
+
+/// A STUN or TURN server, as `RTCPeerConnection` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct IceServer {
+    pub urls: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// Why the tracker refused something, for programs; the message says it for people.

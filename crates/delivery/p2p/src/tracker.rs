@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::signal::{parse_client, ClientMsg, ErrorCode, PeerInfo, ServerMsg, SignalError};
+use crate::signal::{
+    parse_client, ClientMsg, ErrorCode, IceServer, PeerInfo, ServerMsg, SignalError,
+};
 
 /// Members scored per selection in a large swarm.
 pub const SAMPLE: usize = 256;
@@ -40,8 +42,14 @@ pub struct TrackerConfig {
     pub max_strikes: u32,
     /// Distinct reporters whose reports of bad pieces ban a peer from the channel.
     pub reports_to_ban: usize,
+    /// Peers banned from one address (in a channel, within `ban_for` of each other)
+    /// before the address itself is: behind a NAT one liar must not shut out its
+    /// neighbours, and a liar that reconnects under a new id is banned again each time.
+    pub bans_per_address: u32,
     /// How long a banned address may not rejoin the channel.
     pub ban_for: Duration,
+    /// STUN/TURN servers the welcome hands to peers.
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl Default for TrackerConfig {
@@ -55,7 +63,9 @@ impl Default for TrackerConfig {
             burst: 60.0,
             max_strikes: 5,
             reports_to_ban: 2,
+            bans_per_address: 3,
             ban_for: Duration::from_secs(600),
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -118,6 +128,12 @@ struct Member {
     reported_by: HashSet<ConnId>,
 }
 
+#[derive(Debug)]
+struct AddressBans {
+    peers: u32,
+    until: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Swarm {
     members: Vec<ConnId>,
@@ -133,7 +149,8 @@ pub struct Tracker {
     by_id: HashMap<String, ConnId>,
     swarms: HashMap<(String, String), Swarm>,
     per_address: HashMap<IpAddr, usize>,
-    bans: HashMap<(String, IpAddr), Instant>,
+    /// Peers banned per channel and address, and until when the address itself is.
+    bans: HashMap<(String, IpAddr), AddressBans>,
     /// Frames refused since start, by cause (for metrics).
     refused: HashMap<ErrorCode, u64>,
     relayed: u64,
@@ -172,15 +189,17 @@ impl Tracker {
         // Bans outlive connections but not their time: prune the expired ones now and
         // then, so a flood of bad peers cannot grow the map for ever.
         if self.bans.len() > 1024 {
-            self.bans.retain(|_, until| *until > now);
+            self.bans.retain(|_, b| b.until > now);
         }
         let ban = (channel.to_owned(), addr);
         match self.bans.get(&ban) {
-            Some(until) if *until > now => return Err(Refusal::Banned),
-            Some(_) => {
+            Some(b) if b.until > now && b.peers >= self.config.bans_per_address => {
+                return Err(Refusal::Banned)
+            }
+            Some(b) if b.until <= now => {
                 self.bans.remove(&ban);
             }
-            None => {}
+            _ => {}
         }
         if self.conns.len() >= self.config.max_connections {
             return Err(Refusal::Full(self.conns.len()));
@@ -365,6 +384,7 @@ impl Tracker {
                 id,
                 peers,
                 key: self.key.clone(),
+                ice: self.config.ice_servers.clone(),
             },
         );
     }
@@ -412,9 +432,9 @@ impl Tracker {
     }
 
     /// `conn` says peer `peer` sent a piece that did not verify. Reports from
-    /// [`TrackerConfig::reports_to_ban`] distinct peers ban it: its connection closes,
-    /// its address may not rejoin the channel for [`TrackerConfig::ban_for`], and its
-    /// swarm is told to drop it. (One report alone cannot ban: a liar could otherwise
+    /// [`TrackerConfig::reports_to_ban`] distinct peers ban it: its connection closes
+    /// and its swarm is told to drop it; after [`TrackerConfig::bans_per_address`] such
+    /// bans its address may not rejoin the channel for [`TrackerConfig::ban_for`]. (One report alone cannot ban: a liar could otherwise
     /// have honest peers thrown out; the reporter drops the peer on its own at once.)
     fn report(&mut self, out: &mut Actions, conn: ConnId, peer: &str, now: Instant) {
         if self.member_mut(conn).is_none() {
@@ -444,8 +464,15 @@ impl Tracker {
             tc.channel.clone(),
             tm.rendition.clone(),
         );
-        self.bans
-            .insert((channel.clone(), addr), now + self.config.ban_for);
+        let b = self
+            .bans
+            .entry((channel.clone(), addr))
+            .or_insert(AddressBans {
+                peers: 0,
+                until: now,
+            });
+        b.peers += 1;
+        b.until = now + self.config.ban_for;
         out.to(
             target,
             ServerMsg::Error {

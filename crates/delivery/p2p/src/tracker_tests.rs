@@ -35,7 +35,16 @@ impl T {
             &format!(r#"{{"t":"join","rendition":"video"{extra}}}"#),
         );
         match &a.send[..] {
-            [(c, ServerMsg::Welcome { id, peers, key })] => {
+            [(
+                c,
+                ServerMsg::Welcome {
+                    id,
+                    peers,
+                    key,
+                    ice,
+                },
+            )] => {
+                assert!(ice.is_empty());
                 assert_eq!((*c, id.as_str()), (conn, format!("p{conn}").as_str()));
                 assert_eq!(key.len(), 64);
                 peers.clone()
@@ -220,7 +229,7 @@ fn addresses_and_swarms_are_capped() {
 }
 
 #[test]
-fn two_reports_ban_a_peer_its_address_and_tell_the_swarm() {
+fn two_reports_ban_a_peer_and_tell_the_swarm_and_repeat_liars_ban_their_address() {
     let mut t = T::new(TrackerConfig::default());
     t.join(1, "10.0.0.1", "");
     t.join(2, "10.0.0.2", "");
@@ -247,15 +256,23 @@ fn two_reports_ban_a_peer_its_address_and_tell_the_swarm() {
         .collect();
     assert_eq!(told, [1, 2]);
     assert_eq!(t.tr.stats()[0].peers, 2);
+    // Its address is not banned for one liar (a NAT's neighbours keep their place)...
+    for (round, conn) in [(2, 4), (3, 5)] {
+        t.join(conn, "10.0.0.66", "");
+        let p = format!(r#"{{"t":"report","peer":"p{conn}","reason":"digest mismatch"}}"#);
+        t.send(1, &p);
+        let a = t.send(2, &p);
+        assert_eq!(a.close, vec![conn], "ban {round}");
+    }
+    // ...but after three banned peers it is, in this channel, for ten minutes.
     assert_eq!(
-        t.tr.admit(4, "p4".into(), "demo", ip("10.0.0.66"), t.now),
+        t.tr.admit(6, "p6".into(), "demo", ip("10.0.0.66"), t.now),
         Err(Refusal::Banned)
     );
-    // Other channels, and the same channel after the ban, take it.
-    t.tr.admit(5, "p5".into(), "other", ip("10.0.0.66"), t.now)
+    t.tr.admit(7, "p7".into(), "other", ip("10.0.0.66"), t.now)
         .unwrap();
     t.now += Duration::from_secs(601);
-    t.admit(4, "10.0.0.66");
+    t.admit(6, "10.0.0.66");
     // Reporting oneself or a stranger does nothing.
     assert_eq!(
         t.send(1, r#"{"t":"report","peer":"p1","reason":"x"}"#),
