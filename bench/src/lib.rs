@@ -18,6 +18,7 @@ pub mod impair;
 pub mod ll_hls;
 pub mod netns;
 pub mod node;
+pub mod p2p_peers;
 pub mod tun_relay;
 
 /// One direction's statistics as the JSON line `udp-relay` and `ip-link` print (the

@@ -5,13 +5,15 @@
 //! - Three viewers: segments flow between them over WebRTC data channels (counted by the
 //!   sender and by the receiver), each plays without stalls, and the edge serves less
 //!   than it would alone; the players' reports reach `/metrics`.
+//! - Two browsers and eight headless peers (str0m data channels) in one swarm: bytes
+//!   flow both ways between the two WebRTC stacks, with no bad piece and no stall.
 //! - Four viewers, one lying (it flips a byte in every piece it sends) and one vanishing
 //!   mid-transfer: every bad piece is caught before the player (no media error, no
 //!   stall), the liar is banned by the tracker, the booster fills what the vanished peer
 //!   left unfinished, and the honest viewers go on sharing.
 //!
 //! Faults are injected from outside the page (the harness wraps the browser's own
-//! RTCDataChannel.send); the page runs the production p2p.js. The two runs share one
+//! RTCDataChannel.send); the page runs the production p2p.js. The runs share one
 //! node and one publish, one after the other (seven Chromium contexts at once would
 //! starve a two-core machine).
 
@@ -129,7 +131,50 @@ fn viewers_share_segments_and_survive_liars_and_vanishing_peers() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A liar and a peer that vanishes mid-transfer among two honest viewers.
+    // Browsers and headless peers (str0m data channels, bench/src/p2p_peers) in one
+    // swarm: each side offers to and answers the other.
+    let args = starling_bench::p2p_peers::Args {
+        http: server.http,
+        channel: CHANNEL.into(),
+        rendition: "source".into(),
+        peers: 8,
+        seconds: 35,
+        sync: 8.0,
+        token: None,
+        p2p: true,
+        join_every: Duration::from_millis(250),
+    };
+    let headless = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(starling_bench::p2p_peers::run(args))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let run = p2p_viewers(
+        &url,
+        &["--viewers", "2", "--seconds", "25", "--timeout", "90"],
+    );
+    let peers = headless.join().unwrap();
+    eprintln!("two browsers and eight headless peers: {run}\n{peers}");
+    for v in run["viewers"].as_array().unwrap() {
+        assert!(
+            num(v, "peers") >= 3.0,
+            "a browser reached few headless peers: {v}"
+        );
+        assert!(num(v, "peer_bytes") > 0.0, "{v}");
+    }
+    assert!(num(&peers, "uploaded_bytes") > 0.0, "{peers}");
+    assert!(num(&peers, "offload") >= 0.3, "{peers}");
+    assert_eq!(num(&peers, "bad_pieces"), 0.0, "{peers}");
+    assert!(num(&peers, "rebuffer_ratio") < 0.02, "{peers}");
+
+    // A liar and a peer that vanishes mid-transfer among two honest viewers. Last:
+    // every viewer here shares one address, which the liar's repeated bans close to
+    // the channel's swarm for ten minutes.
     let run = p2p_viewers(
         &url,
         &[
