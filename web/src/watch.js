@@ -24,9 +24,11 @@
 // `Starling-Latency-Mode: realtime`, asked with a HEAD before the first player starts);
 // `?realtime=1` forces it for any channel, `?realtime=0` keeps to HLS.
 //
-// P2P: `?p2p=1` plays a few segments behind live with hls.js and fetches whole segments
-// from other viewers where it can (p2p.js; the edge backs every one up), checked against
-// the origin's signed digests. `window.starlingStats.p2p` says what came from where.
+// P2P: for a channel whose latency mode is `p2p` (`Starling-Latency-Mode: p2p`), or with
+// `?p2p=1`, hls.js plays a few segments behind live and fetches whole segments from other
+// viewers where it can (p2p.js; the edge backs every one up), checked against the
+// origin's signed digests; `?p2p=0` never. `window.starlingStats.p2p` says what came
+// from where.
 //
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
@@ -51,18 +53,23 @@
   // `?replay=1`: play the channel's last run from its start, ended or not (its recording
   // after the stream, or the DVR window while live), instead of joining the live edge.
   const replay = params.get('replay') === '1';
-  // `?p2p=1`: the P2P grid (whole segments, a few behind live; WebRTC data channels).
-  const p2pMode = params.get('p2p') === '1' && !replay && !!window.StarlingP2P && !!window.RTCPeerConnection;
+  // `?p2p=1`: the P2P grid (whole segments, a few behind live; WebRTC data channels);
+  // `?p2p=0`: never. Otherwise as the channel's latency mode says (`latencyMode`).
+  const p2pParam = params.get('p2p');
+  const canP2p = !replay && !!window.StarlingP2P && !!window.RTCPeerConnection && !!window.crypto && !!crypto.subtle;
+  let p2pMode = p2pParam === '1' && canP2p;
   // P2P plays this far behind live: new segments are due seconds after they appear,
   // time for one viewer to fetch each from the edge and the others from it.
   const P2P_SYNC_S = 8;
   // `?realtime=1`: WHEP, with LL-HLS as the fallback; `?realtime=0`: never. Otherwise
-  // null until the channel's playlist says (`realtimeChannel`); `?player=dash`,
+  // null until the channel's playlist says (`latencyMode`); `?player=dash`,
   // `?replay=1` and `?rendition=` ask for a player of their own.
   const realtimeParam = params.get('realtime');
   const canRealtime = !replay && !!window.RTCPeerConnection;
   let realtime = realtimeParam === '1' ? canRealtime : false;
   if (realtimeParam === null && canRealtime && !useDash && !p2pMode && !params.get('rendition')) realtime = null;
+  // The channel's latency mode is asked once it can matter (it is not forced).
+  let modeKnown = realtime !== null && !(p2pParam === null && canP2p && !useDash && !params.get('rendition'));
 
   const video = document.getElementById('video');
   const unmute = document.getElementById('unmute');
@@ -234,16 +241,17 @@
     }
   }
 
-  // Whether the channel asks for real time: its multivariant playlist's
-  // `Starling-Latency-Mode` header, which a real-time channel sends from its publish's
-  // start (before the first segment, with the 404 "not live yet"). True, false once it
-  // is live without it, or null while that cannot be known (not live, unreachable):
-  // asked again at the next start.
-  async function realtimeChannel() {
+  // The channel's latency mode, from its multivariant playlist's `Starling-Latency-Mode`
+  // header, which a real-time or P2P channel sends from its publish's start (before the
+  // first segment, with the 404 "not live yet"): `realtime`, `p2p`, '' once it is live
+  // without it, or null while that cannot be known (not live, unreachable): asked again
+  // at the next start.
+  async function latencyMode() {
     try {
       const res = await fetch(src, { method: 'HEAD', cache: 'no-store' });
-      if (res.headers.get('starling-latency-mode') === 'realtime') return true;
-      return res.ok ? false : null;
+      const mode = res.headers.get('starling-latency-mode');
+      if (mode === 'realtime' || mode === 'p2p') return mode;
+      return res.ok ? '' : null;
     } catch {
       return null;
     }
@@ -261,9 +269,13 @@
       src = base + srcPath;
       mpd = base + mpdPath;
     }
-    if (realtime === null) {
-      const decided = await realtimeChannel();
-      if (decided !== null) realtime = decided;
+    if (!modeKnown) {
+      const mode = await latencyMode();
+      if (mode !== null) {
+        modeKnown = true;
+        if (realtime === null) realtime = mode === 'realtime';
+        if (mode === 'p2p' && p2pParam === null && canP2p) p2pMode = true;
+      }
       if (retryTimer !== null) return;
     }
     if (realtime && !whepFailed) {

@@ -385,12 +385,13 @@ pub fn channel_settings(ch: &starling_control::Channel) -> starling_origin::Chan
         record: ch.recording,
         low_latency: true,
         realtime: false,
+        p2p: false,
     };
     with_latency_mode(s, ch.latency_mode)
 }
 
-/// `settings` for latency `mode`: LL-HLS for all but standard (real time's fallback is
-/// LL-HLS), and WebRTC first for real time.
+/// `settings` for latency `mode`: LL-HLS for all but standard (real time's and P2P's
+/// fallback is LL-HLS), WebRTC first for real time, segment sharing for P2P.
 pub fn with_latency_mode(
     settings: starling_origin::ChannelSettings,
     mode: starling_control::LatencyMode,
@@ -399,6 +400,7 @@ pub fn with_latency_mode(
     starling_origin::ChannelSettings {
         low_latency: mode != LatencyMode::Standard,
         realtime: mode == LatencyMode::RealTime,
+        p2p: mode == LatencyMode::P2p,
         ..settings
     }
 }

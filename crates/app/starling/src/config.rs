@@ -456,7 +456,7 @@ impl Config {
             if let Some(m) = &ch.latency_mode {
                 if starling_control::LatencyMode::parse(m).is_err() {
                     bail!(
-                        "channels[{i}] ({}): latency_mode must be `standard`, `low` or `realtime`, not {m:?}",
+                        "channels[{i}] ({}): latency_mode must be `standard`, `low`, `realtime` or `p2p`, not {m:?}",
                         ch.name
                     );
                 }
@@ -767,7 +767,7 @@ mod tests {
             ),
             (
                 "name = \"a\"\nstream_key = \"abcdefgh1\"\nlatency_mode = \"webrtc\"",
-                "latency_mode must be `standard`, `low` or `realtime`, not \"webrtc\"",
+                "latency_mode must be `standard`, `low`, `realtime` or `p2p`, not \"webrtc\"",
             ),
         ];
         for (i, (body, needle)) in cases.iter().enumerate() {

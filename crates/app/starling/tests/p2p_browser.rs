@@ -1,6 +1,6 @@
-//! The P2P grid in real browsers: viewers of one channel in headless Chromium
-//! (`/watch/CHANNEL?p2p=1`, each in its own browser context, run by web/tests/p2p.mjs),
-//! a real node publishing from ffmpeg.
+//! The P2P grid in real browsers: viewers of a channel whose latency mode is `p2p` in
+//! headless Chromium (`/watch/CHANNEL`, each in its own browser context, run by
+//! web/tests/p2p.mjs), a real node publishing from ffmpeg.
 //!
 //! - Three viewers: segments flow between them over WebRTC data channels (counted by the
 //!   sender and by the receiver), each plays without stalls, and the edge serves less
@@ -61,7 +61,8 @@ fn viewers_share_segments_and_survive_liars_and_vanishing_peers() {
     if !require_ffmpeg() || !require_browser() {
         return;
     }
-    let mut server = Server::start("p2p-browser", "");
+    // A channel whose latency mode is P2P: the watch page shares without `?p2p=1`.
+    let mut server = Server::start_channel("p2p-browser", "", "latency_mode = \"p2p\"");
     let mut ffmpeg = ffmpeg_test_publish(&server.rtmp_url(KEY), 170)
         .spawn()
         .unwrap();
@@ -75,7 +76,9 @@ fn viewers_share_segments_and_survive_liars_and_vanishing_peers() {
         assert!(Instant::now() < until, "the channel did not go live");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let url = server.http_url(&format!("/watch/{CHANNEL}?p2p=1"));
+    let r = server.http_request("HEAD", &format!("/live/{CHANNEL}/index.m3u8"), &[], None);
+    assert_eq!(r.header("starling-latency-mode"), Some("p2p"), "{r:?}");
+    let url = server.http_url(&format!("/watch/{CHANNEL}"));
 
     // Three honest viewers.
     let run = p2p_viewers(
@@ -84,6 +87,12 @@ fn viewers_share_segments_and_survive_liars_and_vanishing_peers() {
     );
     eprintln!("three viewers: {run}");
     let viewers = run["viewers"].as_array().unwrap();
+    for v in viewers {
+        assert_eq!(
+            v["mode"], "hls.js+p2p",
+            "the channel's mode was not followed: {v}"
+        );
+    }
     let uploaded: f64 = viewers.iter().map(|v| num(v, "uploaded_bytes")).sum();
     let received: f64 = viewers.iter().map(|v| num(v, "received_raw_bytes")).sum();
     // Counted on both sides: what senders sent is what receivers got, but for the

@@ -167,7 +167,7 @@ fn schemas() -> Value {
         },
         "ApiTokenList": list_of("ApiToken"),
         "Visibility": { "type": "string", "enum": ["public", "unlisted", "private"] },
-        "LatencyMode": { "type": "string", "enum": ["standard", "low", "realtime"], "description": "standard: HLS; low: LL-HLS; realtime: WebRTC (WHEP) for viewers that can, LL-HLS for the rest." },
+        "LatencyMode": { "type": "string", "enum": ["standard", "low", "realtime", "p2p"], "description": "standard: HLS; low: LL-HLS; realtime: WebRTC (WHEP) for viewers that can, LL-HLS for the rest; p2p: viewers a few segments behind live share whole segments with each other over WebRTC data channels (the edge backs every one up), LL-HLS for viewers that cannot." },
         "Channel": {
             "type": "object", "additionalProperties": false,
             "required": ["id", "org_id", "name", "title", "visibility", "latency_mode", "ladder", "recording", "dvr_window_secs", "srt_encrypted", "srt_pbkeylen", "created_at", "updated_at"],

@@ -33,23 +33,39 @@ pub enum LatencyMode {
     /// WebRTC (WHEP) for viewers that can, at conversation speed; LL-HLS for the rest
     /// (the watch page falls back to it by itself).
     RealTime,
+    /// Viewers a few segments behind live share whole segments with each other over
+    /// WebRTC data channels, the edge backing every one up (docs/p2p.md); LL-HLS for
+    /// viewers that cannot take part.
+    P2p,
 }
 
 impl LatencyMode {
-    /// The two columns a mode is stored in: `latency_mode` (whose CHECK constraint of
+    /// The columns a mode is stored in: `latency_mode` (whose CHECK constraint of
     /// schema 1 knows `standard` and `low` only, and SQLite cannot change a CHECK
-    /// without rebuilding the table) and `realtime` (schema 6). Real time keeps LL-HLS
-    /// for the packager, so `latency_mode` stays true for every reader of that column.
-    fn columns(self) -> (&'static str, i64) {
+    /// without rebuilding the table), `realtime` (schema 6) and `p2p` (schema 7). Real
+    /// time and P2P keep LL-HLS for the packager, so `latency_mode` stays true for every
+    /// reader of that column.
+    fn columns(self) -> (&'static str, i64, i64) {
         match self {
-            Self::RealTime => (Self::Low.as_str(), 1),
-            other => (other.as_str(), 0),
+            Self::RealTime => (Self::Low.as_str(), 1, 0),
+            Self::P2p => (Self::Low.as_str(), 0, 1),
+            other => (other.as_str(), 0, 0),
         }
     }
 
-    fn from_columns(latency_mode: &str, realtime: bool) -> Result<Self, ValidationError> {
+    fn from_columns(
+        latency_mode: &str,
+        realtime: bool,
+        p2p: bool,
+    ) -> Result<Self, ValidationError> {
         let stored = Self::parse(latency_mode)?;
-        Ok(if realtime { Self::RealTime } else { stored })
+        Ok(if realtime {
+            Self::RealTime
+        } else if p2p {
+            Self::P2p
+        } else {
+            stored
+        })
     }
 }
 
@@ -83,10 +99,11 @@ text_enum!(
 text_enum!(
     LatencyMode,
     "latency_mode",
-    "standard, low, realtime",
+    "standard, low, realtime, p2p",
     Standard = "standard",
     Low = "low",
-    RealTime = "realtime"
+    RealTime = "realtime",
+    P2p = "p2p"
 );
 
 /// A channel's own SRT encryption: the AES passphrase every SRT caller of the channel
@@ -275,7 +292,7 @@ pub(crate) fn srt_from_row(table: &'static str, r: &AnyRow) -> Result<Option<Srt
 // A macro, not a const, so queries stay `&'static str` built by `concat!`.
 macro_rules! cols {
     () => {
-        "id, org_id, name, title, visibility, latency_mode, realtime, ladder, recording, \
+        "id, org_id, name, title, visibility, latency_mode, realtime, p2p, ladder, recording, \
          dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at"
     };
 }
@@ -305,6 +322,7 @@ fn from_row(r: &AnyRow) -> Result<Channel> {
         latency_mode: LatencyMode::from_columns(
             &r.try_get::<String, _>("latency_mode")?,
             flag("channels", r.try_get("realtime")?)?,
+            flag("channels", r.try_get("p2p")?)?,
         )
         .map_err(|_| bad("latency_mode"))?,
         ladder: r.try_get("ladder")?,
@@ -361,8 +379,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO channels (id, org_id, name, title, visibility, latency_mode, ladder, \
              recording, dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at, \
-             realtime) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             realtime, p2p) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&ch.id)
         .bind(&ch.org_id)
@@ -378,6 +396,7 @@ impl Db {
         .bind(now)
         .bind(now)
         .bind(ch.latency_mode.columns().1)
+        .bind(ch.latency_mode.columns().2)
         .execute(self.pool())
         .await
         .map_err(conflict("name"))?;
@@ -472,7 +491,7 @@ impl Db {
         sqlx::query(
             "UPDATE channels SET title = $1, visibility = $2, latency_mode = $3, ladder = $4, \
              recording = $5, dvr_window_secs = $6, srt_passphrase = $7, srt_pbkeylen = $8, \
-             updated_at = $9, realtime = $12 WHERE id = $10 AND org_id = $11",
+             updated_at = $9, realtime = $12, p2p = $13 WHERE id = $10 AND org_id = $11",
         )
         .bind(&ch.title)
         .bind(ch.visibility.as_str())
@@ -486,6 +505,7 @@ impl Db {
         .bind(&ch.id)
         .bind(&ch.org_id)
         .bind(ch.latency_mode.columns().1)
+        .bind(ch.latency_mode.columns().2)
         .execute(self.pool())
         .await?;
         Ok(ch)

@@ -182,6 +182,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0006_realtime.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "p2p".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0007_p2p.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -507,11 +507,15 @@ async fn channels_crud_and_tenant_isolation(t: &TestDb) {
     );
     assert_eq!(changed.latency_mode, LatencyMode::Low);
     assert_eq!(db.get_channel(&w.a_bc, &ch.id).await.unwrap(), changed);
-    // Real time round-trips (stored in two columns) and leaves again for the others.
+    // Real time and P2P round-trip (stored in two columns each) and leave again for the
+    // others.
     for mode in [
         LatencyMode::RealTime,
         LatencyMode::Standard,
+        LatencyMode::P2p,
         LatencyMode::RealTime,
+        LatencyMode::P2p,
+        LatencyMode::Low,
     ] {
         let up = ChannelUpdate {
             latency_mode: Some(mode),
@@ -529,6 +533,12 @@ async fn channels_crud_and_tenant_isolation(t: &TestDb) {
     rt.latency_mode = LatencyMode::RealTime;
     let made = db.create_channel(&w.a_bc, &rt, T0).await.unwrap();
     assert_eq!(made.latency_mode, LatencyMode::RealTime);
+    assert_eq!(db.get_channel(&w.a_bc, &made.id).await.unwrap(), made);
+    db.delete_channel(&w.a_bc, &made.id).await.unwrap();
+    let mut p2p = NewChannel::named("a-p2p");
+    p2p.latency_mode = LatencyMode::P2p;
+    let made = db.create_channel(&w.a_bc, &p2p, T0).await.unwrap();
+    assert_eq!(made.latency_mode, LatencyMode::P2p);
     assert_eq!(db.get_channel(&w.a_bc, &made.id).await.unwrap(), made);
     db.delete_channel(&w.a_bc, &made.id).await.unwrap();
     db.delete_channel(&w.a_bc, &ch.id).await.unwrap();

@@ -384,9 +384,14 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let (pl, realtime) = {
+    let (pl, mode) = {
         let st = lock(&ch.inner);
-        (multivariant_of(&st), st.settings.realtime)
+        let mode = match (st.settings.realtime, st.settings.p2p) {
+            (true, _) => Some("realtime"),
+            (false, true) => Some("p2p"),
+            _ => None,
+        };
+        (multivariant_of(&st), mode)
     };
     // Also on "not live yet": a real-time viewer can start over WebRTC before the
     // first segment is complete.
@@ -405,11 +410,9 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
             )
         }
     };
-    if realtime {
-        r.headers_mut().insert(
-            crate::LATENCY_MODE_HEADER,
-            HeaderValue::from_static("realtime"),
-        );
+    if let Some(mode) = mode {
+        r.headers_mut()
+            .insert(crate::LATENCY_MODE_HEADER, HeaderValue::from_static(mode));
     }
     r
 }

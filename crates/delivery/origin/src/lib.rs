@@ -70,9 +70,10 @@ pub use store::{CacheStats, CachedStore, LocalDirStore, ObjectStore, StoreError}
 pub use tap::{RungFeed, TapEvent, TAP_CAPACITY};
 pub use thumbs::{KeyframeSegment, Thumbnails};
 
-/// The response header of a real-time channel's multivariant playlist (value
-/// `realtime`): viewers that can should play it over WebRTC (WHEP, `/whep/{channel}`).
-/// The watch page asks for it before it picks a player.
+/// The response header of the multivariant playlist of a channel with a latency mode
+/// the watch page must know before it picks a player: `realtime` (viewers that can play
+/// it over WebRTC, WHEP at `/whep/{channel}`) or `p2p` (viewers share whole segments,
+/// docs/p2p.md).
 pub const LATENCY_MODE_HEADER: &str = "starling-latency-mode";
 
 /// The store's history parsers, for the fuzz targets in `fuzz/` (not an API). History

@@ -132,6 +132,9 @@ pub struct ChannelSettings {
     /// Viewers that can should play over WebRTC (WHEP): the multivariant playlist's
     /// response says so in [`crate::LATENCY_MODE_HEADER`], which the watch page reads.
     pub realtime: bool,
+    /// Viewers should share whole segments with each other (the P2P latency mode): the
+    /// multivariant playlist's response says `p2p` in [`crate::LATENCY_MODE_HEADER`].
+    pub p2p: bool,
 }
 
 impl ChannelSettings {
@@ -142,6 +145,7 @@ impl ChannelSettings {
             record: config.record,
             low_latency: true,
             realtime: false,
+            p2p: false,
         }
     }
 }

@@ -91,6 +91,7 @@ async fn a_channel_that_does_not_record_keeps_only_its_window_on_disk() {
             record: false,
             low_latency: true,
             realtime: false,
+            p2p: false,
         },
     );
     origin.follow(&hub, "demo");
@@ -156,6 +157,7 @@ async fn a_recording_channel_keeps_everything_and_settings_apply_at_the_next_pub
             record: true,
             low_latency: true,
             realtime: false,
+            p2p: false,
         },
     );
     origin.follow(&hub, "demo");
@@ -171,6 +173,7 @@ async fn a_recording_channel_keeps_everything_and_settings_apply_at_the_next_pub
             record: true,
             low_latency: false,
             realtime: false,
+            p2p: false,
         },
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
