@@ -452,6 +452,16 @@
     return parts.filter(Boolean).join(' · ');
   }
 
+  // The P2P grid of a channel (docs/p2p.md): peers in its swarms now, the share of bytes
+  // its players got from peers, and how much of their time they spent stalled.
+  function p2pText(p) {
+    if (!p) return '–';
+    const pct = (x) => `${Math.round(x * 1000) / 10}%`;
+    const parts = [`${p.peers} peer${p.peers === 1 ? '' : 's'}`];
+    if (p.reports > 0) parts.push(`${pct(p.offload_ratio)} from peers`, `${pct(p.rebuffer_ratio)} stalled`);
+    return parts.join(' · ');
+  }
+
   // Pushed by an external packager (HTTP PUT): served as it came, tracks unknown here.
   const isPushed = (ch) => Boolean(ch.ingest && ch.ingest.protocol === 'put');
 
@@ -467,7 +477,7 @@
   }
 
   function liveRow(name) {
-    const cells = Array.from({ length: 6 }, () => el('td'));
+    const cells = Array.from({ length: 7 }, () => el('td'));
     const link = el('a', { href: `/watch/${encodeURIComponent(name)}`, text: name });
     // The channel's small picture (decorative: the name follows); hidden until one loads
     // (none yet, thumbnails off, or a private channel, whose pictures need a token).
@@ -510,19 +520,20 @@
       const since = Date.parse(ch.since);
       const thumb = `/live/${encodeURIComponent(ch.name)}/thumb-small.jpg?v=${Math.floor(Date.now() / 10000)}`;
       if (r.thumb.getAttribute('src') !== thumb) r.thumb.src = thumb;
-      const [sinceCell, uptime, video, audio, viewers, healthCell] = r.cells;
+      const [sinceCell, uptime, video, audio, viewers, p2pCell, healthCell] = r.cells;
       setCell(sinceCell, Number.isFinite(since) ? clock.format(new Date(since)) : '–');
       setCell(uptime, Number.isFinite(since) ? fmtDuration((Date.now() - since) / 1000) : '–');
       setCell(video, isPushed(ch) ? '–' : videoText(ch.video));
       setCell(audio, isPushed(ch) ? '–' : audioText(ch.audio));
       setCell(viewers, Number.isFinite(ch.viewers) ? String(ch.viewers) : '–');
+      setCell(p2pCell, p2pText(ch.p2p));
       setCell(healthCell, health(ch));
       const at = prev ? prev.nextSibling : body.firstChild;
       if (at !== r.tr) body.insertBefore(r.tr, at);
       prev = r.tr;
     }
     if (!list.length) {
-      body.append(el('tr', null, el('td', { class: 'empty', colspan: 7, text: 'Nothing is live right now.' })));
+      body.append(el('tr', null, el('td', { class: 'empty', colspan: 8, text: 'Nothing is live right now.' })));
     }
     say($('live-status'), list.length
       ? `${list.length} stream${list.length === 1 ? '' : 's'} live. Refreshed every 2 seconds.`

@@ -25,7 +25,7 @@
   // Closer to the playhead than this, a segment comes from the edge at once.
   const URGENT_S = 2.5;
   // The longest a viewer waits for a peer to announce a new segment before the edge.
-  const PEER_WAIT_MAX_MS = 1500;
+  const PEER_WAIT_MAX_MS = 3000;
   // A transfer from a peer not done this long before the segment is due: the edge too.
   const BOOST_MARGIN_S = 1.5;
   const BEACON_MS = 5000;
@@ -148,6 +148,7 @@
       this.has = new Set();
       this.open = false;
       this.nextReq = 1;
+      this.cancelled = [];
       // Our requests of it: req → { uri, total, chunks, got, resolve, reject }.
       this.wanted = new Map();
       // Its requests of us being served: req → cancelled flag holder.
@@ -223,6 +224,8 @@
     // Reassembles only what we asked for, in order, up to its announced size.
     onData(f) {
       const w = this.wanted.get(f.req);
+      // Chunks of a request cancelled lately are still on the way: dropped quietly.
+      if (!w && this.cancelled.includes(f.req)) return undefined;
       if (!w) return this.close(`DATA for request ${f.req}, which was not made`);
       if (f.total > MAX_PIECE) return this.close(`DATA announces ${f.total} bytes`);
       if (w.total === null) {
@@ -259,6 +262,8 @@
       }
       p.cancel = () => {
         if (this.wanted.delete(req)) {
+          this.cancelled.push(req);
+          if (this.cancelled.length > 64) this.cancelled.shift();
           this.send({ type: F.CANCEL, req });
           entry.reject(new Error('cancelled'));
         }
@@ -639,9 +644,12 @@
       const { uri } = claim;
       const kept = swarm.store.get(uri);
       if (kept) return kept;
-      // Wait a random moment for a peer to announce it: one viewer of many goes first.
+      // Wait a random moment for a peer to announce it, skewed (u^¼): a few viewers wait
+      // briefly and fetch from the edge, most wait long enough for the segment to spread
+      // to them through the swarm; never past 70 % of the slack, so a peer's transfer
+      // still has time before the deadline.
       const slack = dueIn - URGENT_S;
-      const wait = Math.min(slack * 500, Math.random() * PEER_WAIT_MAX_MS);
+      const wait = Math.min(slack * 700, PEER_WAIT_MAX_MS * Math.random() ** 0.25);
       let peer = await swarm.holder(uri, wait);
       const deadline = performance.now() + (dueIn - BOOST_MARGIN_S) * 1000;
       const tried = new Set();

@@ -17,7 +17,8 @@
 // (hls.js reported no media error), and bytes flowed between viewers.
 // → {"ok":true,"viewers":[{"index":0,"peer_bytes":…,"edge_bytes":…,"uploaded_bytes":…,
 //    "pieces_from_peers":…,"pieces_from_edge":…,"bad_pieces":0,"boosted":0,"peers":2,
-//    "rebuffer_ms":0,"played_ms":…,"startup_ms":…,"notes":[],"errors":[]},…],
+//    "rebuffer_ms":0,"played_ms":…,"startup_ms":…,"latency":8.1,"wall_latency":9.0,
+//    "notes":[],"errors":[]},…],
 //    "peer_bytes":…,"edge_bytes":…,"offload":0.6}
 
 import { chromium } from 'playwright-core';
@@ -191,6 +192,9 @@ async function main() {
         role: v.index === opts.corrupt ? 'corrupt' : v.index === opts.vanish ? 'vanish' : 'honest',
         state: s.state,
         mode: s.mode,
+        // hls.js's, behind the playlist's live edge (the P2P mode's extra latency).
+        latency: s.latency === null ? null : Number(s.latency.toFixed(2)),
+        wall_latency: s.wallLatency === null ? null : Number(s.wallLatency.toFixed(2)),
         advanced: Number((s.currentTime - s0.currentTime).toFixed(2)),
         peer_bytes: p.peerBytes || 0,
         edge_bytes: p.edgeBytes || 0,

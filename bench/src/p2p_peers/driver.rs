@@ -35,18 +35,25 @@ pub(super) async fn run_viewer(
         rng: seed | 1,
         asked_peers: None,
     };
+    // Without the tracker (refused, unreachable) a viewer plays from the edge alone, as
+    // the watch page does.
     let mut ws = if args.p2p {
         let url = format!("ws://{}/p2p/{}{}", args.http, args.channel, v.token_query());
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .context("tracker")?;
-        ws.send(Message::Text(
-            json!({"t": "join", "rendition": args.rendition, "upload_kbps": 4000})
-                .to_string()
-                .into(),
-        ))
-        .await?;
-        Some(ws)
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((mut ws, _)) => {
+                ws.send(Message::Text(
+                    json!({"t": "join", "rendition": args.rendition, "upload_kbps": 4000})
+                        .to_string()
+                        .into(),
+                ))
+                .await?;
+                Some(ws)
+            }
+            Err(e) => {
+                totals.note(format!("tracker: {e}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -87,10 +94,23 @@ pub(super) async fn run_viewer(
         if now >= stop {
             break;
         }
-        // Drive every connection's str0m until it waits.
+        // Drive the connections that have something to do (input, a timeout due,
+        // frames to write) until each waits.
         let mut next = now + Duration::from_millis(50);
         let mut from_peers: Vec<(String, String, Bytes)> = Vec::new();
         for ci in 0..v.conns.len() {
+            let c = &mut v.conns[ci];
+            if c.next <= now {
+                if c.rtc.handle_input(Input::Timeout(now)).is_err() {
+                    c.dead = true;
+                }
+                c.dirty = true;
+            }
+            if !c.dirty && c.out.is_empty() {
+                next = next.min(c.next);
+                continue;
+            }
+            c.dirty = false;
             // Flush queued frames within the channel's buffer.
             loop {
                 let c = &mut v.conns[ci];
@@ -126,6 +146,7 @@ pub(super) async fn run_viewer(
                         let _ = v.socket.send_to(&t.contents, t.destination).await;
                     }
                     Output::Timeout(t) => {
+                        v.conns[ci].next = t;
                         next = next.min(t);
                         break;
                     }
@@ -181,6 +202,7 @@ pub(super) async fn run_viewer(
             .max(Duration::from_millis(1));
         tokio::select! {
             r = v.socket.recv_from(&mut buf) => {
+                // One datagram at a time: str0m's outputs are drained after each input.
                 if let Ok((n, from)) = r {
                     if let Ok(contents) = buf[..n].try_into() {
                         let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source: from, destination: v.local, contents });
@@ -188,6 +210,7 @@ pub(super) async fn run_viewer(
                             if c.rtc.handle_input(input).is_err() {
                                 c.dead = true;
                             }
+                            c.dirty = true;
                         }
                     }
                 }
@@ -245,6 +268,10 @@ pub(super) async fn run_viewer(
                                     c.transfers.cancel(req);
                                     c.wanted.remove(&req);
                                     Viewer::send(c, &Frame::Cancel { req });
+                                    c.cancelled.push_back(req);
+                                    if c.cancelled.len() > 64 {
+                                        c.cancelled.pop_front();
+                                    }
                                 }
                             }
                             v.arrived(&uri, data, false);
@@ -264,10 +291,6 @@ pub(super) async fn run_viewer(
                 }
             }
             _ = tokio::time::sleep(wait) => {}
-        }
-        let now = Instant::now();
-        for c in v.conns.iter_mut() {
-            let _ = c.rtc.handle_input(Input::Timeout(now));
         }
     }
     // Played: from the first segment to the end, but for the stalls.

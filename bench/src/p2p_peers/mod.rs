@@ -6,7 +6,7 @@
 //! introduced to (and accepts their offers: browsers and other headless peers alike),
 //! follows the rendition's playlist as a player `--sync` seconds behind live would, and
 //! gets every new segment the way p2p.js does: from the edge when urgent, else from a
-//! peer that announced it (after a random wait of up to 1.5 s), with the edge as the
+//! peer that announced it (after a skewed random wait of up to 3 s), with the edge as the
 //! booster once the deadline nears; every piece from a peer is checked against the
 //! signed piece list. It serves what it holds (the last 40 segments). A virtual player
 //! counts a stall when a segment arrives after it was due (and plays later from then
@@ -44,7 +44,7 @@ use tokio::{net::UdpSocket, sync::mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 const URGENT: Duration = Duration::from_millis(2500);
-const PEER_WAIT_MAX: Duration = Duration::from_millis(1500);
+const PEER_WAIT_MAX: Duration = Duration::from_millis(3000);
 const BOOST_MARGIN: Duration = Duration::from_millis(1500);
 const STORE: usize = 40;
 const HIGH_WATER: usize = 1 << 20;

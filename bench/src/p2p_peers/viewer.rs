@@ -14,7 +14,12 @@ pub(super) struct Conn {
     pub(super) wanted: HashMap<u32, String>,
     pub(super) out: VecDeque<Bytes>,
     pub(super) next_req: u32,
+    /// Requests cancelled lately: their chunks already on the way are dropped quietly.
+    pub(super) cancelled: VecDeque<u32>,
     pub(super) dead: bool,
+    /// When its str0m wants a timeout, and whether it has input to act on.
+    pub(super) next: Instant,
+    pub(super) dirty: bool,
 }
 
 pub(super) enum Fetch {
@@ -95,7 +100,10 @@ impl Viewer {
             wanted: HashMap::new(),
             out: VecDeque::new(),
             next_req: 1,
+            cancelled: VecDeque::new(),
             dead: false,
+            next: Instant::now(),
+            dirty: true,
         });
         let n = self.conns.len() - 1;
         &mut self.conns[n]
@@ -271,11 +279,20 @@ impl Viewer {
 
     pub(super) async fn on_piece_from_peer(&mut self, peer: &str, uri: String, data: Bytes) {
         let verdict = match self.piece_list(&uri).await {
-            Some(list) => pieces::check_piece(list, &uri, &data).map_err(|e| e.to_string()),
-            None => Err("no piece list".into()),
+            Some(list) => pieces::check_piece(list, &uri, &data),
+            None => Err(pieces::PieceError::Unlisted(uri.clone())),
         };
         match verdict {
             Ok(()) => self.arrived(&uri, data, true),
+            // Not listed yet (or no list): it cannot be checked, so it is not used; the
+            // edge has it. Nothing is held against the peer.
+            Err(pieces::PieceError::Unlisted(_)) => {
+                if let Some(p) = self.pending.get_mut(&uri) {
+                    p.state = State::Edge;
+                    let url = p.url.clone();
+                    self.fetch_edge(&uri, &url);
+                }
+            }
             Err(e) => {
                 self.totals.bad_pieces.fetch_add(1, Ordering::Relaxed);
                 self.totals.note(format!("bad piece from {peer}: {e}"));
@@ -344,6 +361,9 @@ impl Viewer {
                 bytes,
             } => {
                 let c = &mut self.conns[ci];
+                if c.cancelled.contains(&req) {
+                    return None;
+                }
                 match c.transfers.data(req, offset, total, &bytes) {
                     Ok(Some((_, whole))) => {
                         let uri = c.wanted.remove(&req)?;
@@ -473,6 +493,10 @@ impl Viewer {
                 i -= 1;
                 back += segs[i].0;
             }
+            // What came before is history this player never plays.
+            for (_, uri) in &segs[..i] {
+                self.seen.insert(uri.clone());
+            }
             i
         } else {
             0
@@ -497,8 +521,11 @@ impl Viewer {
                 self.token_query()
             );
             let urgent = due.saturating_duration_since(now) < URGENT || !self.args.p2p;
-            let wait = (due.saturating_duration_since(now).saturating_sub(URGENT) / 2)
-                .min(PEER_WAIT_MAX.mul_f64(self.random()));
+            // Skewed (u^¼): a few viewers wait briefly and fetch from the edge, most wait
+            // long enough for the segment to spread to them (as p2p.js does).
+            let wait = (due.saturating_duration_since(now).saturating_sub(URGENT))
+                .mul_f64(0.7)
+                .min(PEER_WAIT_MAX.mul_f64(self.random().powf(0.25)));
             let state = if urgent {
                 State::Edge
             } else {
@@ -509,8 +536,14 @@ impl Viewer {
             }
             self.pending.insert(uri, Pending { url, due, state });
         }
-        if self.seen.len() > 1000 {
-            self.seen.clear();
+        // Bounded: what left the playlist cannot come back.
+        if self.seen.len() > 4096 {
+            let listed: HashSet<String> = playlist
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split('?').next().unwrap_or(l).to_owned())
+                .collect();
+            self.seen.retain(|u| listed.contains(u));
         }
     }
 }

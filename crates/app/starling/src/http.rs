@@ -362,6 +362,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 "ladder": st.ladders.get(&ch.name),
                 // The analysis tap's newest values (while the ladder runs).
                 "analysis": st.ladders.analysis_json(&ch.name),
+                "p2p": st.p2p.as_ref().and_then(|p| p.channel_summary(&ch.name)),
             })
         })
         .chain(pushed)

@@ -230,6 +230,38 @@ impl P2p {
     }
 }
 
+impl P2p {
+    /// A channel's grid for the live list (`/api/v1/live`, the admin console): peers in
+    /// its swarms now and what its players reported; None when it has neither.
+    pub fn channel_summary(&self, channel: &str) -> Option<serde_json::Value> {
+        let peers: usize = lock(&self.tracker)
+            .stats()
+            .iter()
+            .filter(|s| s.channel == channel)
+            .map(|s| s.peers)
+            .sum();
+        let q = lock(&self.qoe).get(channel).cloned();
+        if peers == 0 && q.is_none() {
+            return None;
+        }
+        let q = q.unwrap_or_default();
+        let ratio = |a: u64, b: u64| {
+            if a + b == 0 {
+                0.0
+            } else {
+                a as f64 / (a + b) as f64
+            }
+        };
+        Some(serde_json::json!({
+            "peers": peers,
+            "offload_ratio": ratio(q.peer_bytes, q.edge_bytes),
+            "rebuffer_ratio": ratio(q.rebuffer_ms, q.played_ms),
+            "mean_startup_ms": q.startup_ms.checked_div(q.startups),
+            "reports": q.reports,
+        }))
+    }
+}
+
 /// `/p2p/key`, `/p2p/{channel}` and `/p2p/{channel}/beacon`.
 pub fn router<S: Clone + Send + Sync + 'static>(p2p: Arc<P2p>) -> Router<S> {
     Router::new()

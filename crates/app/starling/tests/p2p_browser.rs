@@ -130,6 +130,15 @@ fn viewers_share_segments_and_survive_liars_and_vanishing_peers() {
                 "{}",
                 r.body
             );
+            // The live list (the admin console's dashboard) says the same.
+            let live: Value =
+                serde_json::from_str(&server.http_request("GET", "/api/v1/live", &[], None).body)
+                    .unwrap();
+            let grid = &live["channels"][0]["p2p"];
+            assert!(
+                num(grid, "reports") >= 1.0 && num(grid, "offload_ratio") > 0.0,
+                "{live}"
+            );
             break;
         }
         assert!(

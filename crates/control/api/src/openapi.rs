@@ -408,6 +408,17 @@ fn add_node_routes(doc: &mut Value) {
                         "restarts": { "type": "integer", "minimum": 0 }
                     }
                 },
+                "p2p": { "type": ["object", "null"], "additionalProperties": false,
+                    "description": "The P2P grid of the channel on this node (docs/p2p.md): peers in its swarms now and what its players reported; null when there is neither.",
+                    "required": ["peers", "offload_ratio", "rebuffer_ratio", "mean_startup_ms", "reports"],
+                    "properties": {
+                        "peers": { "type": "integer", "minimum": 0 },
+                        "offload_ratio": { "type": "number", "minimum": 0, "maximum": 1, "description": "Bytes players got from peers over all the bytes they got." },
+                        "rebuffer_ratio": { "type": "number", "minimum": 0, "maximum": 1, "description": "Time stalled over time stalled and playing." },
+                        "mean_startup_ms": { "type": ["integer", "null"], "minimum": 0 },
+                        "reports": { "type": "integer", "minimum": 0, "description": "Player reports received." }
+                    }
+                },
                 "analysis": { "type": ["object", "null"], "additionalProperties": false,
                     "description": "The analysis tap's newest values while the ladder runs.",
                     "required": ["loudness_lufs", "picture"],
