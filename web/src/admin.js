@@ -637,6 +637,8 @@
       latency_mode: f.latency_mode.value,
       recording: f.recording.checked,
       dvr_window_secs: dvr,
+      reframe: f.reframe.checked,
+      highlights: f.highlights.checked,
     };
     if (f.title.value.trim()) body.title = f.title.value.trim();
     const ch = await api('POST', '/api/v1/channels', body);
@@ -653,6 +655,8 @@
     const form = $('channel-edit-form');
     form.elements.title.value = ch.title;
     form.elements.visibility.value = ch.visibility;
+    form.elements.reframe.checked = !!ch.reframe;
+    form.elements.highlights.checked = !!ch.highlights;
     say(form.querySelector('.form-message'), '');
     $('channel-edit-title').textContent = `Edit channel ${ch.name}`;
     $('channel-edit').showModal();
@@ -669,6 +673,8 @@
       await api('PATCH', `/api/v1/channels/${encodeURIComponent(editing.id)}`, {
         title: form.elements.title.value.trim(),
         visibility: form.elements.visibility.value,
+        reframe: form.elements.reframe.checked,
+        highlights: form.elements.highlights.checked,
       });
       channelCache = null;
       $('channel-edit').close();

@@ -484,6 +484,10 @@ mod tests {
                 srt_passphrase: None,
                 ladder: None,
                 latency_mode: None,
+                reframe: false,
+                reframe_subject: None,
+                highlights: false,
+                highlight_sensitivity: None,
             },
             ChannelConfig {
                 name: "sport".into(),
@@ -493,6 +497,10 @@ mod tests {
                 srt_passphrase: None,
                 ladder: None,
                 latency_mode: None,
+                reframe: false,
+                reframe_subject: None,
+                highlights: false,
+                highlight_sensitivity: None,
             },
         ])
     }

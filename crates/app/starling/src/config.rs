@@ -27,6 +27,7 @@ pub struct Config {
     pub edge: crate::edge_config::EdgeSection,
     pub cluster: crate::cluster_config::ClusterSection,
     pub p2p: crate::p2p_config::P2pSection,
+    pub reframe: crate::reframe_config::ReframeSection,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -256,6 +257,19 @@ pub struct ChannelConfig {
     /// that can, LL-HLS for the rest), as a control-plane channel's `latency_mode`.
     #[serde(default)]
     pub latency_mode: Option<String>,
+    /// A vertical (9:16) window that follows the subject (docs/reframing.md); needs the
+    /// channel's ladder (the analysis tap).
+    #[serde(default)]
+    pub reframe: bool,
+    /// Which face leads when they do not all fit: `largest` (default) or `central`.
+    #[serde(default)]
+    pub reframe_subject: Option<String>,
+    /// Highlight detection (docs/reframing.md); needs the channel's ladder.
+    #[serde(default)]
+    pub highlights: bool,
+    /// `1` (default); higher finds more highlights, lower fewer (0.1 to 10).
+    #[serde(default)]
+    pub highlight_sensitivity: Option<f64>,
 }
 
 impl ChannelConfig {
@@ -282,6 +296,10 @@ impl std::fmt::Debug for ChannelConfig {
             )
             .field("ladder", &self.ladder)
             .field("latency_mode", &self.latency_mode)
+            .field("reframe", &self.reframe)
+            .field("reframe_subject", &self.reframe_subject)
+            .field("highlights", &self.highlights)
+            .field("highlight_sensitivity", &self.highlight_sensitivity)
             .finish()
     }
 }
@@ -461,6 +479,12 @@ impl Config {
                     );
                 }
             }
+            crate::reframe_config::validate_channel(
+                i,
+                &ch.name,
+                ch.reframe_subject.as_deref(),
+                ch.highlight_sensitivity,
+            )?;
             if !keys.insert(&ch.stream_key) {
                 bail!(
                     "channels[{i}] ({}): stream_key is used by another channel",
@@ -478,6 +502,7 @@ impl Config {
             .validate(&self.roles()?, !self.cluster.nats_url.is_empty())?;
         self.cluster.validate()?;
         self.p2p.validate()?;
+        self.reframe.validate()?;
         let t = &self.thumbnails;
         if !(1..=3600).contains(&t.interval_secs) {
             bail!("thumbnails.interval_secs must be between 1 and 3600");
@@ -913,6 +938,10 @@ mod tests {
             srt_passphrase: None,
             ladder: None,
             latency_mode: None,
+            reframe: false,
+            reframe_subject: None,
+            highlights: false,
+            highlight_sensitivity: None,
         };
         assert!(!format!("{c:?}").contains("secret-key-1"));
     }

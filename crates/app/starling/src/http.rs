@@ -30,6 +30,8 @@ pub struct AppState {
     pub srt_links: Arc<starling_srt_server::Links>,
     /// Each live channel's transcoding ladder, for `/api/v1/live`.
     pub ladders: Arc<crate::ladder::Ladders>,
+    /// Each reframed channel's window path and highlights.
+    pub reframes: Arc<crate::reframe::Reframes>,
     pub http: Arc<crate::http_server::HttpStats>,
     /// Who may watch (and see listed) which channel; None: every channel is public.
     pub gate: Option<Arc<crate::playback_gate::DbPlaybackGate>>,
@@ -61,7 +63,14 @@ pub struct AppState {
 /// stream's. The router mounts exactly this list, and a test holds it (with the stream's
 /// paths) against `starling_api::NODE_ROUTES`, which the OpenAPI document covers.
 fn node_api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    vec![(Method::GET, "/api/v1/live", get(live))]
+    vec![
+        (Method::GET, "/api/v1/live", get(live)),
+        (
+            Method::GET,
+            "/api/v1/live/{channel}/reframe",
+            get(crate::reframe::http::path),
+        ),
+    ]
 }
 
 /// HTTP PUT ingest: what external packagers pushed, and who may push (the same stream
@@ -302,6 +311,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
             "backup": false,
             "ladder": null,
             "analysis": null,
+            "reframe": null,
         })
     });
     let channels: Vec<Value> = shown
@@ -362,6 +372,7 @@ async fn live(State(st): State<AppState>, headers: HeaderMap) -> impl IntoRespon
                 "ladder": st.ladders.get(&ch.name),
                 // The analysis tap's newest values (while the ladder runs).
                 "analysis": st.ladders.analysis_json(&ch.name),
+                "reframe": st.reframes.status(&ch.name),
                 "p2p": st.p2p.as_ref().and_then(|p| p.channel_summary(&ch.name)),
             })
         })
@@ -445,6 +456,7 @@ mod tests {
             srt: Arc::default(),
             srt_links: Arc::default(),
             ladders: Arc::default(),
+            reframes: Arc::default(),
             http: Default::default(),
             gate: None,
             metrics: MetricsAccess {
@@ -576,6 +588,7 @@ mod tests {
                     srt: Arc::default(),
                     srt_links: Arc::default(),
                     ladders: Arc::default(),
+                    reframes: Arc::default(),
                     http: Default::default(),
                     gate: None,
                     metrics: MetricsAccess {

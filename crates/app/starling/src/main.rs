@@ -19,6 +19,8 @@ mod playback_gate;
 mod push_config;
 mod put_config;
 mod recordings;
+mod reframe;
+mod reframe_config;
 mod roles;
 mod srt_config;
 mod store_config;
@@ -281,6 +283,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     let srt_stats = Arc::new(starling_srt_server::ServerStats::default());
     let srt_links = Arc::new(starling_srt_server::Links::default());
     let ladders = Arc::new(ladder::Ladders::default());
+    let reframes = Arc::new(reframe::Reframes::default());
     let http_stats = Arc::new(http_server::HttpStats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(true);
@@ -476,6 +479,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         srt: srt_stats.clone(),
         srt_links: srt_links.clone(),
         ladders: ladders.clone(),
+        reframes: reframes.clone(),
         http: http_stats.clone(),
         gate: Some(gate.clone()),
         metrics: http::MetricsAccess {
@@ -522,6 +526,14 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         shutdown_rx.clone(),
     )
     .await;
+    let reframe_task = reframe::start(
+        reframe::Plans::new(&config.reframe, &config.channels, db.clone()),
+        config.reframe.model_path(&config.server.data_dir),
+        origin.clone(),
+        ladders.clone(),
+        reframes,
+        shutdown_rx.clone(),
+    );
     let http_task = tokio::spawn(http_server::serve(
         http_listener,
         app,
@@ -607,6 +619,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     if let Some(t) = ladder_task {
         let _ = t.await;
     }
+    let _ = reframe_task.await;
     stream_hooks.abort();
     webhooks.shutdown().await;
     info!("bye");

@@ -61,6 +61,9 @@ fn channel_view(c: &Channel) -> Value {
         // The passphrase is a secret: never returned, only whether there is one.
         "srt_encrypted": c.srt_passphrase.is_some(),
         "srt_pbkeylen": c.srt_passphrase.as_ref().and_then(|s| s.pbkeylen),
+        "reframe": c.reframing.reframe, "reframe_subject": c.reframing.subject,
+        "highlights": c.reframing.highlights,
+        "highlight_sensitivity": c.reframing.sensitivity,
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
 }
@@ -212,6 +215,14 @@ pub(crate) struct NewChannelBody {
     srt_passphrase: Option<String>,
     #[serde(default, deserialize_with = "de::present_int")]
     srt_pbkeylen: Option<i64>,
+    #[serde(default, deserialize_with = "de::present")]
+    reframe: Option<bool>,
+    #[serde(default, deserialize_with = "de::present")]
+    reframe_subject: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
+    highlights: Option<bool>,
+    #[serde(default, deserialize_with = "de::present")]
+    highlight_sensitivity: Option<f64>,
 }
 
 pub(crate) async fn create_channel(
@@ -236,6 +247,13 @@ pub(crate) async fn create_channel(
     new.dvr_window_secs = b.dvr_window_secs.unwrap_or(new.dvr_window_secs);
     new.srt_passphrase = b.srt_passphrase.map(Secret::from_client);
     new.srt_pbkeylen = b.srt_pbkeylen;
+    let r = &mut new.reframing;
+    r.reframe = b.reframe.unwrap_or(r.reframe);
+    r.highlights = b.highlights.unwrap_or(r.highlights);
+    if let Some(s) = b.reframe_subject {
+        r.subject = s;
+    }
+    r.sensitivity = b.highlight_sensitivity.unwrap_or(r.sensitivity);
     let ch = st.db.create_channel(&p, &new, (st.now)()).await?;
     created(channel_view(&ch))
 }
@@ -269,6 +287,14 @@ pub(crate) struct ChannelPatch {
     /// `null` returns to the node's key length; absent leaves it.
     #[serde(default, deserialize_with = "de::present_nullable_int")]
     srt_pbkeylen: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "de::present")]
+    reframe: Option<bool>,
+    #[serde(default, deserialize_with = "de::present")]
+    reframe_subject: Option<String>,
+    #[serde(default, deserialize_with = "de::present")]
+    highlights: Option<bool>,
+    #[serde(default, deserialize_with = "de::present")]
+    highlight_sensitivity: Option<f64>,
 }
 
 pub(crate) async fn update_channel(
@@ -297,6 +323,10 @@ pub(crate) async fn update_channel(
         dvr_window_secs: b.dvr_window_secs,
         srt_passphrase: b.srt_passphrase.map(|p| p.map(Secret::from_client)),
         srt_pbkeylen: b.srt_pbkeylen,
+        reframe: b.reframe,
+        reframe_subject: b.reframe_subject,
+        highlights: b.highlights,
+        highlight_sensitivity: b.highlight_sensitivity,
     };
     let ch = st.db.update_channel(&p, &id, &update, (st.now)()).await?;
     ok(channel_view(&ch))

@@ -66,10 +66,11 @@ pub fn system_now() -> UnixMs {
 /// live-state SSE stream): documented in [`openapi::document`] too, so the document
 /// covers every `/api` route a node serves. The binary's tests hold its mounted routes
 /// against this list.
-pub const NODE_ROUTES: [(Method, &str); 3] = [
+pub const NODE_ROUTES: [(Method, &str); 4] = [
     (Method::GET, "/api/v1/live"),
     (Method::GET, starling_live_state::LIVE_STATE_PATH),
     (Method::GET, starling_live_state::LIVE_STATE_ALIAS),
+    (Method::GET, "/api/v1/live/{channel}/reframe"),
 ];
 
 /// Every route: method, path (axum syntax, which is also OpenAPI's), handler.

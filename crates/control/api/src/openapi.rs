@@ -336,13 +336,38 @@ fn add_sections(doc: &mut Value) {
 pub fn document() -> Value {
     let mut doc = base_document();
     add_sections(&mut doc);
+    add_reframing_fields(&mut doc);
     add_node_routes(&mut doc);
     doc
 }
 
-/// The node's own `/api` routes ([`crate::NODE_ROUTES`]): the live list and the
-/// live-state stream. Both serve everyone; credentials, if sent, show the caller's
-/// organisation's unlisted and private channels (and their events' triggers) too.
+/// A channel's reframing and highlight settings (docs/reframing.md), in `Channel`,
+/// `NewChannel` and `ChannelPatch`: added here, as the schemas' own `json!` is at the
+/// macro's recursion limit.
+fn add_reframing_fields(doc: &mut Value) {
+    let fields = json!({
+        "reframe": { "type": "boolean", "description": "A vertical (9:16) window that follows the subject; needs the channel's ladder. Read when a publish begins." },
+        "reframe_subject": { "type": "string", "enum": ["largest", "central"], "description": "Which face leads when they do not all fit in the window." },
+        "highlights": { "type": "boolean", "description": "Highlight detection; needs the channel's ladder. Read when a publish begins." },
+        "highlight_sensitivity": { "type": "number", "minimum": 0.1, "maximum": 10, "description": "1 by default; higher finds more highlights." }
+    });
+    for schema in ["Channel", "NewChannel", "ChannelPatch"] {
+        let s = &mut doc["components"]["schemas"][schema];
+        for (k, v) in fields.as_object().into_iter().flatten() {
+            s["properties"][k] = v.clone();
+            if schema == "Channel" {
+                if let Some(required) = s["required"].as_array_mut() {
+                    required.push(json!(k));
+                }
+            }
+        }
+    }
+}
+
+/// The node's own `/api` routes ([`crate::NODE_ROUTES`]): the live list, the
+/// live-state stream and a channel's reframing. They serve everyone; credentials, if
+/// sent, show the caller's organisation's unlisted and private channels (and their
+/// events' triggers) too.
 fn add_node_routes(doc: &mut Value) {
     let track = json!({
         "type": ["object", "null"],
@@ -385,6 +410,7 @@ fn add_node_routes(doc: &mut Value) {
               "properties": { "protocol": { "type": "string", "enum": ["put", "webrtc"] } } }
         ]
     });
+    let reframe = reframe_schemas(doc);
     doc["components"]["schemas"]["LiveList"] = json!({
         "type": "object", "additionalProperties": false, "required": ["channels"],
         "properties": { "channels": { "type": "array", "items": {
@@ -408,6 +434,7 @@ fn add_node_routes(doc: &mut Value) {
                         "restarts": { "type": "integer", "minimum": 0 }
                     }
                 },
+                "reframe": reframe,
                 "p2p": { "type": ["object", "null"], "additionalProperties": false,
                     "description": "The P2P grid of the channel on this node (docs/p2p.md): peers in its swarms now and what its players reported; null when there is neither.",
                     "required": ["peers", "offload_ratio", "rebuffer_ratio", "mean_startup_ms", "reports"],
@@ -456,9 +483,80 @@ fn add_node_routes(doc: &mut Value) {
             "content": { "text/event-stream": { "schema": { "type": "string" } } }
         }}
     }});
-    for (_, path) in &crate::NODE_ROUTES[1..] {
+    // The live-state stream's two paths.
+    for (_, path) in &crate::NODE_ROUTES[1..3] {
         doc["paths"][*path] = sse.clone();
     }
+    doc["paths"]["/api/v1/live/{channel}/reframe"] = json!({ "get": {
+        "summary": "A reframed channel's status, its vertical window's path (media time from `since_ms` on, 5 points a second) and its highlights (docs/reframing.md). Found like `/api/v1/live` lists: a private channel by its organisation's members only.",
+        "security": optional_auth,
+        "parameters": [
+            { "name": "channel", "in": "path", "required": true, "schema": { "type": "string" } },
+            { "name": "since_ms", "in": "query", "required": false,
+              "schema": { "type": "integer", "minimum": i64::MIN, "maximum": i64::MAX },
+              "description": "Only points at or after this media time (ms)." }
+        ],
+        "responses": {
+            "200": resp("The channel's reframing.", r("Reframe")),
+            "400": error_resp("since_ms is not an integer."),
+            "404": error_resp("The channel is not reframed on this node (not live here, not asking for it, or not visible to the caller).")
+        }
+    }});
+}
+
+/// The schemas of reframing: its status (in the live list, and its own route's), and
+/// the route's answer. Returns the live list's `reframe` property.
+fn reframe_schemas(doc: &mut Value) -> Value {
+    doc["components"]["schemas"]["ReframeStatus"] = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["state", "reframe", "highlights", "detector", "detector_reason", "reason", "follow", "faces", "window_x", "window_width", "pictures", "pictures_skipped", "detect_ms", "highlights_found"],
+        "properties": {
+            "state": { "type": "string", "enum": ["running", "waiting"] },
+            "reframe": { "type": "boolean" },
+            "highlights": { "type": "boolean" },
+            "detector": { "type": "string", "enum": ["faces", "motion"], "description": "motion: no face detector (`detector_reason` says why)." },
+            "detector_reason": { "type": ["string", "null"] },
+            "reason": { "type": ["string", "null"], "description": "Why it is waiting." },
+            "follow": { "type": ["string", "null"], "enum": ["faces", "subject", "motion", "hold", "centre", "passthrough", null] },
+            "faces": { "type": "integer", "minimum": 0 },
+            "window_x": { "type": ["number", "null"], "description": "The window's left edge, a share of the picture's width." },
+            "window_width": { "type": ["number", "null"] },
+            "pictures": { "type": "integer", "minimum": 0 },
+            "pictures_skipped": { "type": "integer", "minimum": 0 },
+            "detect_ms": { "type": ["number", "null"] },
+            "highlights_found": { "type": "integer", "minimum": 0 }
+        }
+    });
+    doc["components"]["schemas"]["Reframe"] = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["status", "path", "highlights"],
+        "properties": {
+            "status": r("ReframeStatus"),
+            "path": { "type": "array", "items": {
+                "type": "object", "additionalProperties": false,
+                "required": ["t_ms", "x", "width", "cut", "follow", "faces"],
+                "properties": {
+                    "t_ms": { "type": "integer", "description": "Media time (ms), the channel's segments' timeline." },
+                    "x": { "type": "number", "description": "The window's left edge, a share of the picture's width (full height)." },
+                    "width": { "type": "number" },
+                    "cut": { "type": "boolean", "description": "A new shot: the window jumped here." },
+                    "follow": { "type": "string" },
+                    "faces": { "type": "integer", "minimum": 0 }
+                }
+            }},
+            "highlights": { "type": "array", "items": {
+                "type": "object", "additionalProperties": false,
+                "required": ["peak_ms", "start_ms", "end_ms", "score", "cause"],
+                "properties": {
+                    "peak_ms": { "type": "integer" }, "start_ms": { "type": "integer" },
+                    "end_ms": { "type": "integer" }, "score": { "type": "number" },
+                    "cause": { "type": "string", "enum": ["loudness", "motion", "cuts", "faces"] }
+                }
+            }}
+        }
+    });
+    json!({ "oneOf": [{ "type": "null" }, r("ReframeStatus")],
+        "description": "Vertical reframing and highlights of the channel (docs/reframing.md); null when it asks for neither." })
 }
 
 fn base_document() -> Value {

@@ -950,6 +950,24 @@ async fn bad_input_is_400_and_changes_nothing(fx: &Fx) {
         (
             Method::PATCH,
             format!("/api/v1/channels/{ch}"),
+            json!({"reframe_subject": "loudest"}),
+            "reframe_subject",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
+            json!({"highlight_sensitivity": 0.0}),
+            "highlight_sensitivity",
+        ),
+        (
+            Method::POST,
+            "/api/v1/channels".into(),
+            json!({"name": "ok", "highlight_sensitivity": 11}),
+            "highlight_sensitivity",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/channels/{ch}"),
             json!({"title": big}),
             "title",
         ),
@@ -1252,6 +1270,63 @@ async fn channels_crud_and_pagination(fx: &Fx) {
         assert_eq!(v["visibility"], "private");
         assert_eq!(v["title"], n);
     }
+    // Reframing and highlights: off by default, set on create, changed, read back.
+    let (s, v) = fx
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(tok),
+            Some(json!({"name": "c-rf", "reframe": true, "reframe_subject": "central", "highlight_sensitivity": 2.5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (
+            &v["reframe"],
+            &v["reframe_subject"],
+            &v["highlights"],
+            &v["highlight_sensitivity"]
+        ),
+        (&json!(true), &json!("central"), &json!(false), &json!(2.5)),
+        "{v}"
+    );
+    let rf = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = fx
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{rf}"),
+            Some(tok),
+            Some(json!({"reframe": false, "highlights": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = fx
+        .call(
+            Method::GET,
+            &format!("/api/v1/channels/{rf}"),
+            Some(tok),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            &v["reframe"],
+            &v["reframe_subject"],
+            &v["highlights"],
+            &v["highlight_sensitivity"]
+        ),
+        (&json!(false), &json!("central"), &json!(true), &json!(2.5)),
+        "{v}"
+    );
+    let (s, _) = fx
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/channels/{rf}"),
+            Some(tok),
+            None,
+        )
+        .await;
+    assert!(s.is_success());
     // Real time: accepted, read back as itself, changed like any mode; a mode it does
     // not know is a 400 naming the field and the modes it does.
     let (s, v) = fx

@@ -117,6 +117,55 @@ pub struct SrtPassphrase {
     pub pbkeylen: Option<u8>,
 }
 
+/// A channel's vertical reframing and highlight detection (docs/reframing.md); read
+/// when a publish begins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reframing {
+    /// A 9:16 window that follows the subject.
+    pub reframe: bool,
+    /// Which face leads when they do not all fit: `largest` or `central`.
+    pub subject: String,
+    /// Highlight detection.
+    pub highlights: bool,
+    /// 1 by default; higher finds more highlights (0.1 to 10).
+    pub sensitivity: f64,
+}
+
+// The sensitivity is checked finite before it is stored, so equality is total.
+impl Eq for Reframing {}
+
+impl Default for Reframing {
+    fn default() -> Self {
+        Self {
+            reframe: false,
+            subject: "largest".into(),
+            highlights: false,
+            sensitivity: 1.0,
+        }
+    }
+}
+
+/// The subjects [`Reframing::subject`] may name.
+pub const REFRAME_SUBJECTS: [&str; 2] = ["largest", "central"];
+
+fn reframing(r: &Reframing) -> Result<(), ValidationError> {
+    if !REFRAME_SUBJECTS.contains(&r.subject.as_str()) {
+        return Err(ValidationError::new(
+            "reframe_subject",
+            Problem::NotOneOf {
+                expected: "largest, central",
+            },
+        ));
+    }
+    if !(r.sensitivity.is_finite() && (0.1..=10.0).contains(&r.sensitivity)) {
+        return Err(ValidationError::new(
+            "highlight_sensitivity",
+            Problem::Format("must be a number from 0.1 to 10"),
+        ));
+    }
+    Ok(())
+}
+
 /// A channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -143,6 +192,8 @@ pub struct Channel {
     pub dvr_window_secs: i64,
     /// The channel's own SRT passphrase; `None`: the node's (`srt.passphrase`), if any.
     pub srt_passphrase: Option<SrtPassphrase>,
+    /// Vertical reframing and highlight detection.
+    pub reframing: Reframing,
     /// Creation time.
     pub created_at: UnixMs,
     /// Last change.
@@ -170,6 +221,8 @@ pub struct NewChannel {
     pub srt_passphrase: Option<Secret>,
     /// Its AES key length (16, 24 or 32; none: the node's). Needs `srt_passphrase`.
     pub srt_pbkeylen: Option<i64>,
+    /// Reframing and highlights (off by default).
+    pub reframing: Reframing,
 }
 
 impl NewChannel {
@@ -187,13 +240,14 @@ impl NewChannel {
             dvr_window_secs: 0,
             srt_passphrase: None,
             srt_pbkeylen: None,
+            reframing: Reframing::default(),
         }
     }
 }
 
 /// Fields to change; `None` leaves a field as it is. The name cannot change (it is in
 /// every URL and player already out there).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelUpdate {
     /// New title.
     pub title: Option<String>,
@@ -213,6 +267,14 @@ pub struct ChannelUpdate {
     /// `Some(Some(_))` sets the key length (the channel must have a passphrase, or get
     /// one in the same update), `Some(None)` returns to the node's.
     pub srt_pbkeylen: Option<Option<i64>>,
+    /// Reframing on/off.
+    pub reframe: Option<bool>,
+    /// Which face leads.
+    pub reframe_subject: Option<String>,
+    /// Highlights on/off.
+    pub highlights: Option<bool>,
+    /// Highlight sensitivity.
+    pub highlight_sensitivity: Option<f64>,
 }
 
 /// Longest DVR window: one week.
@@ -293,7 +355,8 @@ pub(crate) fn srt_from_row(table: &'static str, r: &AnyRow) -> Result<Option<Srt
 macro_rules! cols {
     () => {
         "id, org_id, name, title, visibility, latency_mode, realtime, p2p, ladder, recording, \
-         dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at"
+         dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at, reframe, \
+         reframe_subject, highlights, highlight_sensitivity"
     };
 }
 
@@ -329,6 +392,12 @@ fn from_row(r: &AnyRow) -> Result<Channel> {
         recording: flag("channels", r.try_get("recording")?)?,
         dvr_window_secs: r.try_get("dvr_window_secs")?,
         srt_passphrase: srt_from_row("channels", r)?,
+        reframing: Reframing {
+            reframe: flag("channels", r.try_get("reframe")?)?,
+            subject: r.try_get("reframe_subject")?,
+            highlights: flag("channels", r.try_get("highlights")?)?,
+            sensitivity: r.try_get("highlight_sensitivity")?,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -351,6 +420,7 @@ impl Db {
         };
         validate::display_text("title", title, validate::TITLE_MAX)?;
         ladder(&new.ladder)?;
+        reframing(&new.reframing)?;
         validate::range(
             "dvr_window_secs",
             new.dvr_window_secs,
@@ -373,14 +443,16 @@ impl Db {
             recording: new.recording,
             dvr_window_secs: new.dvr_window_secs,
             srt_passphrase,
+            reframing: new.reframing.clone(),
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
             "INSERT INTO channels (id, org_id, name, title, visibility, latency_mode, ladder, \
              recording, dvr_window_secs, srt_passphrase, srt_pbkeylen, created_at, updated_at, \
-             realtime, p2p) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             realtime, p2p, reframe, reframe_subject, highlights, highlight_sensitivity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19)",
         )
         .bind(&ch.id)
         .bind(&ch.org_id)
@@ -397,6 +469,10 @@ impl Db {
         .bind(now)
         .bind(ch.latency_mode.columns().1)
         .bind(ch.latency_mode.columns().2)
+        .bind(i64::from(ch.reframing.reframe))
+        .bind(&ch.reframing.subject)
+        .bind(i64::from(ch.reframing.highlights))
+        .bind(ch.reframing.sensitivity)
         .execute(self.pool())
         .await
         .map_err(conflict("name"))?;
@@ -487,11 +563,20 @@ impl Db {
         ch.visibility = update.visibility.unwrap_or(ch.visibility);
         ch.latency_mode = update.latency_mode.unwrap_or(ch.latency_mode);
         ch.recording = update.recording.unwrap_or(ch.recording);
+        let r = &mut ch.reframing;
+        r.reframe = update.reframe.unwrap_or(r.reframe);
+        r.highlights = update.highlights.unwrap_or(r.highlights);
+        if let Some(s) = &update.reframe_subject {
+            r.subject = s.clone();
+        }
+        r.sensitivity = update.highlight_sensitivity.unwrap_or(r.sensitivity);
+        reframing(r)?;
         ch.updated_at = now;
         sqlx::query(
             "UPDATE channels SET title = $1, visibility = $2, latency_mode = $3, ladder = $4, \
              recording = $5, dvr_window_secs = $6, srt_passphrase = $7, srt_pbkeylen = $8, \
-             updated_at = $9, realtime = $12, p2p = $13 WHERE id = $10 AND org_id = $11",
+             updated_at = $9, realtime = $12, p2p = $13, reframe = $14, reframe_subject = $15, \
+             highlights = $16, highlight_sensitivity = $17 WHERE id = $10 AND org_id = $11",
         )
         .bind(&ch.title)
         .bind(ch.visibility.as_str())
@@ -506,6 +591,10 @@ impl Db {
         .bind(&ch.org_id)
         .bind(ch.latency_mode.columns().1)
         .bind(ch.latency_mode.columns().2)
+        .bind(i64::from(ch.reframing.reframe))
+        .bind(&ch.reframing.subject)
+        .bind(i64::from(ch.reframing.highlights))
+        .bind(ch.reframing.sensitivity)
         .execute(self.pool())
         .await?;
         Ok(ch)

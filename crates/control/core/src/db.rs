@@ -189,6 +189,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0007_p2p.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            "reframe".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0008_reframe.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -37,7 +37,10 @@ mod suite;
 
 pub use accounts::{ApiTokenInfo, Org, PasswordParams, SessionInfo, User};
 pub use authz::{can, Action, Principal, Role};
-pub use channels::{Channel, ChannelUpdate, LatencyMode, NewChannel, SrtPassphrase, Visibility};
+pub use channels::{
+    Channel, ChannelUpdate, LatencyMode, NewChannel, Reframing, SrtPassphrase, Visibility,
+    REFRAME_SUBJECTS,
+};
 pub use db::{Backend, Db, DbConfig, ThrottleConfig, UnixMs};
 pub use devices::{Device, DeviceKind, DeviceState, PublishGrant, Revocation, StreamKeyInfo};
 pub use error::{AuthError, ControlError, Problem, TokenError, ValidationError};

@@ -108,13 +108,19 @@ impl Reframer {
     }
 
     /// The window's width (normalised) for a `width × height` source; `1` when the
-    /// source is no wider than the output.
+    /// source is no wider than the output (to within 2 %: a 9:16 source scaled to an
+    /// even-sized analysis picture is not quite 9:16 any more).
     pub fn window_width(&self, width: u32, height: u32) -> f32 {
         let (aw, ah) = self.config.aspect;
         if width == 0 || ah == 0 {
             return 1.0;
         }
-        (height as f32 * aw as f32 / ah as f32 / width as f32).min(1.0)
+        let w = height as f32 * aw as f32 / ah as f32 / width as f32;
+        if w >= 0.98 {
+            1.0
+        } else {
+            w
+        }
     }
 
     /// Takes the picture at `time` (90 kHz) and the faces found in it (`None`: no face
@@ -305,6 +311,8 @@ mod tests {
         assert_eq!(s.faces, 2);
 
         let mut r = Reframer::new(ReframeConfig::default());
+        // 720×1280 as the tap scales it: 320×568.
+        assert_eq!(r.window_width(320, 568), 1.0);
         let portrait = i420(&scene(180, 320, 60, None), 180, 320);
         let pic = I420::new(180, 320, &portrait).unwrap();
         let s = r.push(0, &pic, Some(&[face_at(0.1)]));
