@@ -180,17 +180,26 @@ impl FaceDetector {
     pub fn detect(&mut self, picture: &I420<'_>) -> Result<Vec<Face>, DetectError> {
         let (w, h) = (picture.width, picture.height);
         let (pw, ph) = (w.div_ceil(32) * 32, h.div_ceil(32) * 32);
-        let input: Tensor = tract_ndarray::Array4::from_shape_fn(
-            (1, 3, ph as usize, pw as usize),
-            |(_, c, y, x)| {
-                if x < w as usize && y < h as usize {
-                    picture.rgb(x, y)[c]
-                } else {
-                    0.0
-                }
-            },
-        )
-        .into();
+        // Planar RGB, each pixel converted once; the padding stays black.
+        let (pw_, ph_) = (pw as usize, ph as usize);
+        let plane = pw_ * ph_;
+        let mut rgb = vec![0f32; 3 * plane];
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                let [r, g, b] = picture.rgb(x, y);
+                let i = y * pw_ + x;
+                rgb[i] = r;
+                rgb[plane + i] = g;
+                rgb[2 * plane + i] = b;
+            }
+        }
+        let input = tract_ndarray::Array4::from_shape_vec((1, 3, ph_, pw_), rgb)
+            .map(Tensor::from)
+            .map_err(|e| DetectError::Run {
+                width: w,
+                height: h,
+                message: e.to_string(),
+            })?;
         let threshold = self.threshold;
         let run_error = |e: TractError| DetectError::Run {
             width: w,
