@@ -44,7 +44,8 @@ const WS_MAX: usize = 4 * MAX_MESSAGE;
 const MAX_REPORTED_CHANNELS: usize = 4096;
 
 enum Out {
-    Text(String),
+    /// A message for the peer; `welcome` marks the answer that completes its join.
+    Text { json: String, welcome: bool },
     /// Close after what was queued, with this reason.
     Close(String),
 }
@@ -123,9 +124,11 @@ impl P2p {
         }
         let mut boxes = lock(&self.outboxes);
         for (conn, msg) in actions.send {
-            let full = boxes
-                .get(&conn)
-                .is_some_and(|tx| tx.try_send(Out::Text(msg.to_json())).is_err());
+            let full = boxes.get(&conn).is_some_and(|tx| {
+                let welcome = matches!(msg, starling_p2p::signal::ServerMsg::Welcome { .. });
+                let json = msg.to_json();
+                tx.try_send(Out::Text { json, welcome }).is_err()
+            });
             if full {
                 debug!(conn, "p2p: a peer's outbox is full; dropping it");
                 boxes.remove(&conn);
@@ -368,11 +371,9 @@ async fn run(p2p: &P2p, conn: ConnId, mut socket: WebSocket, mut rx: mpsc::Recei
         };
         tokio::select! {
             out = rx.recv() => match out {
-                Some(Out::Text(t)) => {
-                    if !joined && t.starts_with(r#"{"t":"welcome""#) {
-                        joined = true;
-                    }
-                    if socket.send(Message::Text(t.into())).await.is_err() {
+                Some(Out::Text { json, welcome }) => {
+                    joined |= welcome;
+                    if socket.send(Message::Text(json.into())).await.is_err() {
                         return;
                     }
                 }

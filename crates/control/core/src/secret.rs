@@ -7,6 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+pub(crate) use starling_sync::hex::encode as hex;
 
 use crate::error::{ControlError, Result};
 
@@ -59,16 +60,6 @@ pub(crate) fn new_id(kind: &str) -> Result<String> {
 /// What the database stores for a secret: lowercase hex SHA-256 of its UTF-8 bytes.
 pub(crate) fn hash_secret(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
 }
 
 #[cfg(test)]

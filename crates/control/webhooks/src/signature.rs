@@ -9,6 +9,7 @@
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
+use starling_sync::hex::{decode, encode as hex};
 
 /// Header carrying `t=…,v1=…`.
 pub const SIGNATURE_HEADER: &str = "Starling-Signature";
@@ -62,36 +63,6 @@ fn unreachable_key() -> ! {
     panic!("HMAC refused a key")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        if let [hi, lo] = pair {
-            *o = (digit(*hi)? << 4) | digit(*lo)?;
-        }
-    }
-    Some(out)
-}
-
 /// The `Starling-Signature` value for `body` sent at `timestamp` (unix seconds).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let tag = mac(secret, timestamp, body).finalize().into_bytes();
@@ -131,7 +102,9 @@ pub fn verify(
                         .map_err(|_| VerifyError::Malformed("t is not a unix time in seconds"))?,
                 );
             }
-            "v1" => sigs.push(unhex32(v).ok_or(VerifyError::Malformed("v1 is not 64 hex digits"))?),
+            "v1" => {
+                sigs.push(decode::<32>(v).ok_or(VerifyError::Malformed("v1 is not 64 hex digits"))?)
+            }
             // Unknown schemes (future versions) are ignored.
             _ => {}
         }

@@ -5,6 +5,9 @@
 //! - [`AddressSlots`]: open connections per client IP, each given back on drop.
 //! - [`base_url`]: the `scheme://host` a client reached the node by, for the absolute
 //!   URLs the node writes (the MPD's clock, a page's `og:image`).
+//! - [`hex`]: hex text of digests, keys and ids, both ways.
+
+pub mod hex;
 
 use std::{
     collections::HashMap,

@@ -31,11 +31,13 @@ impl Origin {
         selected: Option<crate::select::Selected>,
     ) {
         let now = SystemTime::now();
-        // Digests for the piece list, computed before the lock (a part is ~100 KB).
+        // Digests for the piece list, computed before the lock (a part is ~100 KB); only
+        // a node that signs piece lists (P2P on) spends the CPU on them.
+        let hashing = self.piece_signer.get().is_some();
         let mut part_digests: std::collections::VecDeque<[u8; 32]> = outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Part { data, .. } => Some(starling_p2p::pieces::sha256(data)),
+                Output::Part { data, .. } if hashing => Some(starling_p2p::pieces::sha256(data)),
                 _ => None,
             })
             .collect();
@@ -303,7 +305,7 @@ impl Origin {
         wakes.send();
         // Whole segments' digests, outside the lock (a segment is megabytes), stored
         // back before the piece list can name them.
-        for (_, data, segment) in &writes {
+        for (_, data, segment) in writes.iter().filter(|_| hashing) {
             if let (Some((rendition, session, msn)), [whole]) = (segment, &data[..]) {
                 let digest = starling_p2p::pieces::sha256(whole);
                 let mut st = lock(&ch.inner);

@@ -25,6 +25,7 @@
 //! pieces, each URI's length and alphabet.
 
 use ring::signature::{self, Ed25519KeyPair, KeyPair as _};
+pub use starling_sync::hex::{decode as unhex, encode as hex};
 
 /// Largest document [`verify`] reads (a 2-hour DVR window of 2 s segments with their
 /// parts stays far below it: only the live window's pieces are listed).
@@ -295,36 +296,6 @@ pub fn valid_uri(uri: &str) -> bool {
             .all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// Exactly `2 * N` hex digits (either case).
-pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != 2 * N {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = digit(b[2 * i])? << 4 | digit(b[2 * i + 1])?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,13 +402,5 @@ mod tests {
         ] {
             assert!(!valid_uri(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
-        assert_eq!(unhex::<3>("00ABff"), Some([0, 0xab, 0xff]));
-        assert_eq!(unhex::<3>("00abf"), None);
-        assert_eq!(unhex::<1>("g0"), None);
     }
 }

@@ -253,7 +253,10 @@ async fn ffmpeg_pushes_mpegts_segments_and_deletes_old_ones() {
         "ffmpeg deleted nothing:\n{metrics}"
     );
     // What ffmpeg deleted is gone from the store; its playlist's window (3, plus the one
-    // it keeps past the window, hls_delete_threshold) is all that is left.
+    // it keeps past the window, hls_delete_threshold) is all that is left. The store's
+    // deletes are written through behind the answer: waited for first (a loaded
+    // machine once counted one still queued).
+    server.ingest.flushed().await;
     let segments = files(&server.dir)
         .iter()
         .filter(|f| f.ends_with(".ts"))
