@@ -77,7 +77,11 @@ fn a_20_mbit_1080p_feed_crosses_60_s_of_a_lossy_long_haul_link() {
         video.len()
     );
     assert!(video.windows(2).all(|w| w[0].dts_ms < w[1].dts_ms));
-    assert_decodes(&hls);
+    // Every frame decodes but for that lost tail: the last frame can arrive cut short
+    // (its final packets lost with nothing after them to reveal the loss), so the last
+    // two seconds are left out of the decode, as they are of the frame count.
+    let span_s = (video.last().unwrap().dts_ms - video[0].dts_ms) / 1000;
+    assert_decodes_first(&hls, Some(span_s.saturating_sub(2) as u64));
     let ts = std::fs::metadata(&sent).unwrap().len() as f64 * 1332.0 / 1316.0;
     eprintln!(
         "start-up {startup:?}; sender overhead {:.1} %; {lost} datagrams lost by the link; {} of {sent_video} frames; {totals}",
