@@ -30,6 +30,11 @@
 // origin's signed digests; `?p2p=0` never. `window.starlingStats.p2p` says what came
 // from where.
 //
+// Upright screens: a channel reframed to 9:16 (its ladder has the vertical rendition)
+// plays /live/CHANNEL/vertical/index.m3u8 (or its MPD) on a portrait screen, and the
+// ladder again when the screen turns; `?view=vertical` or `?view=landscape` forces one.
+// `window.starlingStats.view` says which.
+//
 // Private channels: `?token=TOKEN` (a playback token from the API) is passed on to the
 // playlist URL, for hls.js and native HLS alike; the origin then writes it into every
 // URI of the playlists it serves, so segments and parts carry it too.
@@ -107,6 +112,8 @@
     playedMs: 0,
     rebufferMs: 0,
     startupMs: null,
+    // `landscape` (the ladder) or `vertical` (the 9:16 rendition).
+    view: 'landscape',
   };
   window.starlingStats = stats;
 
@@ -164,10 +171,31 @@
   // `?rendition=360p`: one rendition's media playlist alone (video only), as a test or a
   // measurement of one rung wants it; the multivariant playlist otherwise.
   const rendition = params.get('rendition') || '';
-  const srcPath = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
+  const ladderPath = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
     ? `/live/${channel}/${rendition}/index.m3u8${query}`
     : `/live/${channel}/index.m3u8${query}`;
-  const mpdPath = `/live/${channel}/manifest.mpd${query}`;
+  const ladderMpd = `/live/${channel}/manifest.mpd${query}`;
+  let srcPath = ladderPath;
+  let mpdPath = ladderMpd;
+  // The view: `?view=` forced, else the screen's orientation (live, the whole ladder).
+  const viewParam = params.get('view');
+  const portrait = window.matchMedia ? window.matchMedia('(orientation: portrait)') : null;
+  function wantsVertical() {
+    if (replay || rendition) return false;
+    if (viewParam === 'vertical') return true;
+    if (viewParam === 'landscape') return false;
+    return !!(portrait && portrait.matches);
+  }
+  // The vertical playlist answers (the channel is live and reframed): asked at every
+  // start while wanted and not found, since reframing begins with the publish.
+  async function hasVertical() {
+    try {
+      const res = await fetch(`/live/${channel}/vertical/index.m3u8${query}`, { method: 'HEAD', cache: 'no-store' });
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
   // Where the playlists come from: this node, or in a cluster the edge the Usher names
   // (asked once, at the first start; `?region=` is handed to it).
   let src = srcPath;
@@ -262,6 +290,14 @@
     retryTimer = null;
     mediaRecoveries = 0;
     setState('loading', 'Loading the stream…');
+    const vertical = wantsVertical() && await hasVertical();
+    const view = vertical ? 'vertical' : 'landscape';
+    if (view !== stats.view) {
+      stats.view = view;
+      srcPath = vertical ? `/live/${channel}/vertical/index.m3u8${query}` : ladderPath;
+      mpdPath = vertical ? `/live/${channel}/vertical/manifest.mpd${query}` : ladderMpd;
+      ushered = false;
+    }
     // A recording plays from this node (an edge serves live channels only).
     if (!ushered && !replay) {
       ushered = true;
@@ -612,5 +648,12 @@
   }
 
   setInterval(tick, TICK_MS);
+  // Turning the screen switches between the ladder and the vertical rendition.
+  if (portrait && portrait.addEventListener && viewParam === null && !replay && !rendition) {
+    portrait.addEventListener('change', () => {
+      teardown();
+      start();
+    });
+  }
   start();
 })();

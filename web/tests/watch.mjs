@@ -11,6 +11,10 @@
 //     → {"ok":true,"advanced":5.2,"wall_seconds":5.3,"latency_median":1.4,"latency_max":1.9,
 //        "latency_samples":12,"wall_latency_median":1.9,"level":{...},"mode":"hls.js","state":"playing","errors":[],"page_errors":[]}
 //
+//   node web/tests/watch.mjs URL --portrait …
+//     As any of these, in a window held upright (390×844) rather than 1280×800; the
+//     result's `view` says which the page chose (`vertical`, `landscape`).
+//
 //   node web/tests/watch.mjs URL --vod [--seconds 5] [--timeout 60]
 //     A recording (`/watch/NAME?replay=1`): as above, without the latency checks.
 //
@@ -58,6 +62,7 @@ function parse() {
       'expect-image': { type: 'string' },
       abr: { type: 'string' },
       vod: { type: 'boolean' },
+      portrait: { type: 'boolean' },
     },
   });
   if (positionals.length !== 1) throw new Error('usage: watch.mjs URL [--seconds 5] [--max-latency 3] [--timeout S] [--screenshot FILE] [--expect-text TEXT]');
@@ -77,6 +82,8 @@ function parse() {
     expectText,
     expectImage,
     abr: values.abr === undefined ? undefined : num('abr', values.abr),
+    // A phone held upright (390×844), for the vertical rendition.
+    portrait: values.portrait === true,
     // A recording (`/watch/NAME?replay=1`): it has no live edge, so no latency to check.
     vod: values.vod === true,
   };
@@ -157,8 +164,8 @@ async function watch(page, opts, result) {
 }
 
 function summary(stats) {
-  if (!stats) return { level: null, mode: null, state: null, errors: [] };
-  return { level: stats.level, mode: stats.mode, state: stats.state, errors: stats.errors || [] };
+  if (!stats) return { level: null, mode: null, view: null, state: null, errors: [] };
+  return { level: stats.level, mode: stats.mode, view: stats.view || null, state: stats.state, errors: stats.errors || [] };
 }
 
 async function expectText(page, opts, result) {
@@ -262,7 +269,8 @@ async function main() {
       args: CHROMIUM_ARGS,
       timeout: 30_000,
     });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const viewport = opts.portrait ? { width: 390, height: 844 } : { width: 1280, height: 800 };
+    const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.on('pageerror', (err) => pageErrors.push(String(err && err.message ? err.message : err)));
     page.on('console', (msg) => {

@@ -12,7 +12,9 @@
 //! 3. **The live command and its analysis tap**: the command a live channel runs
 //!    (`LiveCommand`: MPEG-TS in on stdin, every rung out on stdout, keyframes from the
 //!    source), without and with the analysis tap (5 fps 320 px pictures and loudness to
-//!    unix sockets, drained here), as fast as it goes: the tap's cost in CPU.
+//!    unix sockets, drained here), and with the vertical rendition too (the 9:16
+//!    window a reframed channel adds, 720×1280 at most, steerable through its `zmq`
+//!    filter), as fast as it goes: the tap's and the vertical encode's cost in CPU.
 //!
 //! Usage: ladder --source FILE --seconds N --width W --height H [--fps F] [--max-channels K]
 //! (bench/ladder.sh makes the source and runs it). Prints Markdown.
@@ -25,6 +27,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use starling_transcode::{
     default_ladder, plan, AnalysisOutputs, Command, LiveCommand, Output, Rung, Source,
+    VerticalOutput, VerticalSize,
 };
 
 struct Args {
@@ -129,12 +132,13 @@ fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<
 }
 
 /// The live command on `ts` (fed on stdin as fast as ffmpeg takes it), with or without
-/// the analysis tap; returns (wall, CPU).
+/// the analysis tap, and the vertical rendition (with the tap); returns (wall, CPU).
 fn run_live(
     a: &Args,
     rungs: &[Rung],
     ts: &std::path::Path,
     tap: bool,
+    vertical: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
     let dir = std::env::temp_dir().join(format!("ladder-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,10 +170,26 @@ fn run_live(
     } else {
         None
     };
+    // As the server sizes it: the default 720×1280 at 2500 kbit/s, never scaled up.
+    let vertical = vertical
+        .then(|| VerticalSize::plan((a.width, a.height), (720, 1280)))
+        .flatten()
+        .map(|size| VerticalOutput {
+            rung: Rung {
+                name: "portrait".into(),
+                width: size.out.0,
+                height: size.out.1,
+                bitrate_kbps: size.bitrate((720, 1280), 2500),
+                ..rungs[0].clone()
+            },
+            size,
+            control: format!("ipc://{}", dir.join("v").display()),
+        });
     let args = LiveCommand {
         rungs: rungs.to_vec(),
         max_segment: Duration::from_secs(3),
         analysis,
+        vertical,
     }
     .args();
     let cpu0 = children_cpu();
@@ -271,8 +291,12 @@ fn main() -> anyhow::Result<()> {
     println!("| live command | CPU (s) | CPU / media second | wall (s) | real-time factor |");
     println!("|---|---|---|---|---|");
     let mut cpus = Vec::new();
-    for (name, tap) in [("rungs only", false), ("rungs + analysis tap", true)] {
-        let (wall, cpu) = run_live(&a, &rungs, &ts, tap)?;
+    for (name, tap, vertical) in [
+        ("rungs only", false, false),
+        ("rungs + analysis tap", true, false),
+        ("rungs + tap + vertical rendition", true, true),
+    ] {
+        let (wall, cpu) = run_live(&a, &rungs, &ts, tap, vertical)?;
         cpus.push(cpu.as_secs_f64());
         println!(
             "| {name} | {:.1} | {:.3} | {:.1} | {:.2} |",
@@ -288,6 +312,11 @@ fn main() -> anyhow::Result<()> {
         "analysis tap: +{:.3} CPU seconds per media second (+{:.1} %)",
         (cpus[1] - cpus[0]) / a.seconds,
         (cpus[1] / cpus[0] - 1.0) * 100.0
+    );
+    println!(
+        "vertical rendition: +{:.3} CPU seconds per media second (+{:.1} % over the rungs and tap)",
+        (cpus[2] - cpus[1]) / a.seconds,
+        (cpus[2] / cpus[1] - 1.0) * 100.0
     );
     println!();
     println!("| channels at once (paced) | slowest wall (s) | real time kept | CPU per channel (cores) |");

@@ -514,12 +514,21 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         shutdown_rx.clone(),
     )
     .await;
+    let face_model = config.reframe.model_path(&config.server.data_dir);
     let ladder_task = ladder::start(
         &config.transcode,
         ladder::Choices {
             config: config.channels.clone(),
             db: db.clone(),
             demo,
+            // Without the face model reframing is off, and so is the rendition it steers.
+            vertical: face_model.is_file().then_some(ladder::VerticalTarget {
+                size: (
+                    config.reframe.vertical_width,
+                    config.reframe.vertical_height,
+                ),
+                kbps: config.reframe.vertical_kbps,
+            }),
         },
         origin.clone(),
         ladders.clone(),
@@ -528,7 +537,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
     .await;
     let reframe_task = reframe::start(
         reframe::Plans::new(&config.reframe, &config.channels, db.clone()),
-        config.reframe.model_path(&config.server.data_dir),
+        face_model,
         origin.clone(),
         ladders.clone(),
         reframes,

@@ -151,10 +151,95 @@ fn the_window_follows_the_face_jumps_at_the_cut_and_each_burst_is_one_highlight(
         live.contains("\"reframe\":{"),
         "the live list shows it: {live}"
     );
+    // The vertical rendition: its own multivariant playlist, not a step of the ladder.
+    let vertical = wait_until("the vertical playlist", Duration::from_secs(20), || {
+        server.http_get(&format!("/live/{CHANNEL}/vertical/index.m3u8"))
+    });
+    assert!(
+        vertical.contains("RESOLUTION=406x720") && vertical.contains("../portrait/index.m3u8"),
+        "{vertical}"
+    );
+    assert!(vertical.contains("../audio/index.m3u8"), "{vertical}");
+    let ladder = server
+        .http_get(&format!("/live/{CHANNEL}/index.m3u8"))
+        .unwrap();
+    assert!(!ladder.contains("portrait"), "{ladder}");
+    let mpd = server
+        .http_get(&format!("/live/{CHANNEL}/vertical/manifest.mpd"))
+        .unwrap();
+    assert!(
+        mpd.contains("id=\"portrait\"")
+            && mpd.contains("../portrait/")
+            && !mpd.contains("id=\"source\""),
+        "{mpd}"
+    );
+    // A player of it, from its first segment (the source's start) to the end: two
+    // pictures a second, halved in size (the detector's work in a debug build), for
+    // CenterFace to look at.
+    let frames = server.data_dir().join("vertical.yuv");
+    let mut player = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-live_start_index", "0", "-i"])
+        .arg(server.http_url(&format!("/live/{CHANNEL}/vertical/index.m3u8")))
+        .args([
+            "-map",
+            "0:v:0",
+            "-vf",
+            "fps=2,scale=204:360",
+            "-f",
+            "rawvideo",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&frames)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
     let status = publisher.wait().unwrap();
     assert!(status.success());
     let v = reframe(&server).expect("still reframed right after the publish ends");
+    wait_until(
+        "the player to reach the end",
+        Duration::from_secs(30),
+        || (!common::running(&mut player)).then_some(()),
+    );
     server.stop();
+
+    // The face is in the vertical picture: CenterFace finds it in ≥ 95 % of them, but
+    // for the first second and a half (the window starts centred; the face is tracked
+    // after two detections, then the camera accelerates to it) and the second of the
+    // cut (the new shot is cropped where the old subject was until the analysis, five
+    // pictures a second, sees it). Picture `i` is at `i / 2` seconds of the source.
+    let raw = std::fs::read(&frames).unwrap();
+    let len = 204 * 360 * 3 / 2;
+    let mut detector = starling_reframe::FaceDetector::load(&model()).unwrap();
+    let pictures: Vec<&[u8]> = raw.chunks_exact(len).collect();
+    let found: String = pictures
+        .iter()
+        .map(|p| {
+            let picture = starling_reframe::I420::new(204, 360, p).unwrap();
+            if detector.detect(&picture).unwrap().is_empty() {
+                '.'
+            } else {
+                'F'
+            }
+        })
+        .collect();
+    eprintln!("vertical rendition: {found} (a face: F, none: ., two pictures a second)");
+    let judged: Vec<char> = found
+        .chars()
+        .enumerate()
+        .filter(|(i, _)| {
+            let t = *i as f64 / 2.0;
+            t >= 1.5 && !(CUT_AT - 0.5..CUT_AT + 1.0).contains(&t)
+        })
+        .map(|(_, c)| c)
+        .collect();
+    let with_face = judged.iter().filter(|c| **c == 'F').count();
+    assert!(pictures.len() >= 70, "{} pictures played", pictures.len());
+    assert!(
+        with_face * 100 >= judged.len() * 95,
+        "a face in {with_face} of {} vertical pictures",
+        judged.len()
+    );
 
     let path = v["path"].as_array().unwrap();
     let point = |p: &Value| {
@@ -299,7 +384,7 @@ fn no_model_a_portrait_source_and_no_video() {
     );
 
     // Portrait (720×1280), without the model.
-    let file = short_source(&dir, "portrait", Some((720, 1280)), 8);
+    let file = short_source(&dir, "portrait", Some((720, 1280)), 14);
     let mut publisher = publish(&server, &file);
     let v = wait_until("portrait pictures", Duration::from_secs(20), || {
         reframe(&server).filter(|v| v["status"]["pictures"].as_u64() >= Some(5))
@@ -317,6 +402,25 @@ fn no_model_a_portrait_source_and_no_video() {
             (Some(0.0), Some(1.0)),
             "{p}"
         );
+    }
+    // A portrait source is its own vertical rendition.
+    let vertical = wait_until("the vertical playlist", Duration::from_secs(20), || {
+        server.http_get(&format!("/live/{CHANNEL}/vertical/index.m3u8"))
+    });
+    assert!(vertical.contains("../source/index.m3u8"), "{vertical}");
+    // The watch page on a phone held upright plays it (hls.js, in Chromium).
+    if require_browser() {
+        let page = watch(&[
+            &server.http_url(&format!("/watch/{CHANNEL}")),
+            "--portrait",
+            "--seconds",
+            "2",
+            "--max-latency",
+            "10",
+        ]);
+        assert_eq!(page["view"], "vertical", "{page}");
+        let (w, h) = (&page["level"]["width"], &page["level"]["height"]);
+        assert!(h.as_u64() > w.as_u64(), "an upright picture: {page}");
     }
     assert!(publisher.wait().unwrap().success());
     wait_until("the portrait run's end", Duration::from_secs(15), || {
@@ -337,6 +441,11 @@ fn no_model_a_portrait_source_and_no_video() {
     assert_eq!(v["status"]["pictures"], 0);
     let playlist = server.http_get(&format!("/live/{CHANNEL}/index.m3u8"));
     assert!(playlist.is_some(), "the channel plays without reframing");
+    let (status, why) = server
+        .http_raw(&format!("/live/{CHANNEL}/vertical/index.m3u8"))
+        .unwrap();
+    assert_eq!(status, 404, "{why}");
+    assert!(why.contains("no vertical rendition"), "{why}");
     assert!(publisher.wait().unwrap().success());
     server.stop();
 }

@@ -38,7 +38,7 @@ use axum::{
 use bytes::Bytes;
 use starling_hls as hls;
 use starling_media::TrackKind;
-use starling_packager::VIDEO_RENDITION;
+use starling_packager::{VERTICAL_RENDITION, VIDEO_RENDITION};
 
 use crate::gate::{self, Access, PlaybackGate};
 use crate::live::{
@@ -101,6 +101,14 @@ fn build<S: Clone + Send + Sync + 'static>(served: Served) -> Router<S> {
         .route("/live/time", get(mpd::time))
         .route("/live/{channel}/index.m3u8", get(multivariant))
         .route("/live/{channel}/manifest.mpd", get(mpd::manifest))
+        .route(
+            "/live/{channel}/vertical/index.m3u8",
+            get(vertical_multivariant),
+        )
+        .route(
+            "/live/{channel}/vertical/manifest.mpd",
+            get(mpd::vertical_manifest),
+        )
         .route("/live/{channel}/thumb.jpg", get(thumbs::poster))
         .route("/live/{channel}/thumb-small.jpg", get(thumbs::small))
         .route("/live/{channel}/{file}", get(pushed::file))
@@ -375,6 +383,95 @@ async fn multivariant(
     admitted.finish(r)
 }
 
+/// `GET /live/{channel}/vertical/index.m3u8`: the vertical rendition and the audio, for
+/// upright screens (see [`vertical_multivariant_of`]).
+async fn vertical_multivariant(
+    State(served): State<Served>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    served
+        .origin
+        .metrics
+        .playlist_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ch = match channel(&served.origin, &name).await {
+        Ok(c) => c,
+        Err(r) => return admitted.finish(r.into_response()),
+    };
+    let pl = vertical_multivariant_of(&lock(&ch.inner));
+    let r = match pl {
+        Err(why) => error(StatusCode::NOT_FOUND, why, NOT_YET),
+        Ok(pl) => {
+            let text = pl.render();
+            debug_lint(&text);
+            let text = match admitted.token() {
+                Some(t) => gate::add_token(&text, t),
+                None => text,
+            };
+            playlist_response(
+                Bytes::from(text),
+                HeaderValue::from_static("public, max-age=2"),
+            )
+        }
+    };
+    admitted.finish(r)
+}
+
+/// Why a channel has no vertical playlist (yet).
+pub(crate) const NO_VERTICAL: &str = "this channel has no vertical rendition: it is not reframed (its `reframe` setting), this node has no face model, or its ladder is off (see /api/v1/live)";
+
+/// The vertical multivariant playlist: the vertical rendition (a reframed channel's)
+/// with the audio; for a portrait source, which needs no reframing, the channel's own
+/// ladder. URIs are relative to `/live/{channel}/vertical/`.
+pub(crate) fn vertical_multivariant_of(
+    st: &ChannelInner,
+) -> Result<hls::MultivariantPlaylist, &'static str> {
+    let audio = st
+        .renditions
+        .iter()
+        .find(|r| r.kind() == TrackKind::Audio && !r.segments.is_empty());
+    let portrait = st.renditions.iter().find(|r| {
+        r.info.name == VERTICAL_RENDITION && r.segments.iter().any(|s| s.complete && !s.gap)
+    });
+    if let Some(p) = portrait {
+        return Ok(variants_playlist(
+            &[Offered::of(p)],
+            audio.map(Offered::of),
+            |name| format!("../{name}/index.m3u8"),
+        ));
+    }
+    let upright = listed_videos(st)
+        .first()
+        .is_some_and(|s| matches!((s.info.width, s.info.height), (Some(w), Some(h)) if h > w));
+    if !upright {
+        let live = st
+            .renditions
+            .iter()
+            .any(|r| r.segments.iter().any(|s| s.complete));
+        return Err(if live {
+            NO_VERTICAL
+        } else {
+            "channel is not live yet"
+        });
+    }
+    let mut pl = multivariant_of(st).ok_or("channel is not live yet")?;
+    for v in &mut pl.variants {
+        v.uri = format!("../{}", v.uri);
+    }
+    for m in &mut pl.media {
+        if let Some(uri) = m.uri.as_mut() {
+            *uri = format!("../{uri}");
+        }
+    }
+    Ok(pl)
+}
+
 async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&str>) -> Response {
     origin
         .metrics
@@ -509,7 +606,7 @@ pub(crate) fn variants_playlist(
 }
 
 /// The video renditions a multivariant playlist offers, source first, then the
-/// ladder's rungs, largest first. A rung is offered while it is current:
+/// ladder's rungs, largest first (not the vertical rendition). A rung is offered while it is current:
 /// its newest real segment is within [`RUNG_CURRENT_SEGMENTS`] of the source's (a rung
 /// whose transcoder is down or gone is not offered to new players; those that have it
 /// see gaps and switch).
@@ -528,7 +625,12 @@ pub(crate) fn listed_videos(st: &ChannelInner) -> Vec<&Rendition> {
     let mut rungs: Vec<&Rendition> = st
         .renditions
         .iter()
-        .filter(|r| r.kind() == TrackKind::Video && r.info.name != VIDEO_RENDITION)
+        .filter(|r| {
+            r.kind() == TrackKind::Video
+                && r.info.name != VIDEO_RENDITION
+                // Another picture, not a step of the ladder: its own playlist offers it.
+                && r.info.name != VERTICAL_RENDITION
+        })
         .filter(|r| match (newest(r), source_newest) {
             (Some(n), Some(s)) => n.saturating_add(RUNG_CURRENT_SEGMENTS) >= s,
             (Some(_), None) => source.is_none(),

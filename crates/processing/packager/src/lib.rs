@@ -158,6 +158,10 @@ use timeline::Timeline;
 pub const VIDEO_RENDITION: &str = "source";
 /// Name of the rendition carrying the stream's audio track.
 pub const AUDIO_RENDITION: &str = "audio";
+/// Name of the vertical (9:16) rendition a reframed channel's ladder adds: not a rung
+/// of the ladder players switch among, but the video of its own multivariant playlist
+/// and MPD (`/live/{channel}/vertical/`).
+pub const VERTICAL_RENDITION: &str = "portrait";
 /// Timescale of every video rendition.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 /// Timescale of Opus renditions (Opus always decodes at 48 kHz).

@@ -4,10 +4,11 @@
 //! segment boundaries ([`Command`]), so that segment `n` of every rung starts at the
 //! same presentation time as the source's.
 //!
-//! Status: the pieces here are built and tested against the real ffmpeg (every rung's
-//! size, bitrate and keyframe grid, `tests/ffmpeg.rs`). Running the command per channel,
-//! feeding it frames and bringing the rungs back into the hub as renditions is planned
-//! (issue 10); see docs/transcoding.md.
+//! The live ladder ([`LiveCommand`]) is run per channel by the server's ladder runner,
+//! which feeds it the source and packages its rungs (docs/transcoding.md); its
+//! analysis tap ([`AnalysisEvent`]) feeds reframing and highlights, which steer the
+//! vertical rendition's branch ([`VerticalOutput`], [`steer_command`];
+//! docs/reframing.md).
 //!
 //! Why one ffmpeg child and not in-process libav: the child isolates codec crashes and
 //! memory from the server, needs no C bindings in the build, and one process with one
@@ -19,6 +20,7 @@ mod command;
 mod encoders;
 mod ladder;
 mod live;
+mod vertical;
 
 pub use analysis::{AnalysisEvent, Loudness, LoudnessParser, Picture};
 pub use command::{Command, Output};
@@ -27,3 +29,4 @@ pub use ladder::{
     default_ladder, plan, LadderError, Rung, RungSpec, Source, VideoEncoder, DEFAULT_LADDER,
 };
 pub use live::{AnalysisOutputs, LiveCommand};
+pub use vertical::{steer_command, VerticalOutput, VerticalSize, CROP_FILTER};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::{
     command::{cascade, encode_args},
+    vertical::{branch, VerticalOutput},
     Rung,
 };
 
@@ -25,6 +26,8 @@ pub struct LiveCommand {
     /// long (intra refresh) gets one from the encoder's own GOP, at twice it.
     pub max_segment: Duration,
     pub analysis: Option<AnalysisOutputs>,
+    /// The vertical rendition: one more video track on stdout, after the rungs'.
+    pub vertical: Option<VerticalOutput>,
 }
 
 /// The analysis tap's outputs: decoded pictures, and the audio's loudness.
@@ -92,22 +95,54 @@ impl LiveCommand {
         ]
         .map(String::from)
         .to_vec();
-        let mut graph = cascade(&self.rungs);
-        if let Some(t) = &self.analysis {
-            // A branch of the source's picture, decimated first so that scaling it
-            // costs little; and the audio's loudness, measured and then dropped.
-            graph = graph.replacen("[0:v]", "[0:v]split=2[src][tapsrc];[src]", 1);
-            graph.push_str(&format!(
-                ";[tapsrc]fps={},scale={}:{}:flags=bilinear,format=yuv420p[tap]",
-                t.fps, t.width, t.height
-            ));
-            if let Some(url) = &t.loudness {
-                graph.push_str(&format!(
-                    ";[0:a]ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M:direct=1:file={},anullsink",
-                    filter_value(url)
-                ));
-            }
+        // The source's picture goes to the rungs' cascade, and to the tap's and the
+        // vertical rendition's branches when there are: one decode, split.
+        let mut branches: Vec<&str> = Vec::new();
+        if !self.rungs.is_empty() {
+            branches.push("src");
         }
+        if self.analysis.is_some() {
+            branches.push("tapsrc");
+        }
+        if self.vertical.is_some() {
+            branches.push("vsrc");
+        }
+        let input = |name: &str| -> String {
+            if branches.len() == 1 {
+                "0:v".into()
+            } else {
+                name.into()
+            }
+        };
+        let mut chains: Vec<String> = Vec::new();
+        if branches.len() > 1 {
+            let outs: String = branches.iter().map(|b| format!("[{b}]")).collect();
+            chains.push(format!("[0:v]split={}{outs}", branches.len()));
+        }
+        if !self.rungs.is_empty() {
+            chains.push(cascade(&self.rungs).replacen("[0:v]", &format!("[{}]", input("src")), 1));
+        }
+        if let Some(t) = &self.analysis {
+            // Decimated first, so that scaling it costs little.
+            chains.push(format!(
+                "[{}]fps={},scale={}:{}:flags=bilinear,format=yuv420p[tap]",
+                input("tapsrc"),
+                t.fps,
+                t.width,
+                t.height
+            ));
+        }
+        if let Some(v) = &self.vertical {
+            chains.push(branch(v, &input("vsrc"), "vert", filter_value));
+        }
+        if let Some(url) = self.analysis.as_ref().and_then(|t| t.loudness.as_ref()) {
+            // The audio's loudness, measured and then dropped.
+            chains.push(format!(
+                "[0:a]ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M:direct=1:file={},anullsink",
+                filter_value(url)
+            ));
+        }
+        let graph = chains.join(";");
         a.push("-filter_complex".into());
         a.push(graph);
         let max = self.max_segment.as_secs_f64() * 2.0;
@@ -115,6 +150,12 @@ impl LiveCommand {
             let gop = (r.frame_rate * max).round().max(1.0) as u32;
             a.extend(["-map".into(), format!("[v{i}]")]);
             a.extend(encode_args(r, &format!("v:{i}"), gop, "source".into()));
+        }
+        if let Some(v) = &self.vertical {
+            let gop = (v.rung.frame_rate * max).round().max(1.0) as u32;
+            let stream = format!("v:{}", self.rungs.len());
+            a.extend(["-map".into(), "[vert]".into()]);
+            a.extend(encode_args(&v.rung, &stream, gop, "source".into()));
         }
         a.extend(
             [
@@ -168,6 +209,7 @@ mod tests {
             rungs,
             max_segment: Duration::from_secs(3),
             analysis: None,
+            vertical: None,
         };
         let a = c.args();
         let text = a.join(" ");
@@ -198,6 +240,7 @@ mod tests {
                 fps: 5,
                 loudness: Some("unix:/tmp/l.sock".into()),
             }),
+            vertical: None,
         };
         let text = c.args().join(" ");
         assert!(
@@ -220,5 +263,61 @@ mod tests {
         assert_eq!(AnalysisOutputs::size((1278, 719), 320), (320, 180));
         assert_eq!(AnalysisOutputs::size((1080, 1920), 320), (320, 568));
         assert_eq!(AnalysisOutputs::size((240, 136), 320), (240, 136));
+    }
+
+    #[test]
+    fn the_vertical_rendition_is_a_steerable_branch_and_one_more_track() {
+        use crate::{VerticalOutput, VerticalSize};
+        let mut rungs = rungs_below_720p30();
+        let size = VerticalSize::plan((1280, 720), (720, 1280)).unwrap();
+        let rung = Rung {
+            name: "portrait".into(),
+            width: size.out.0,
+            height: size.out.1,
+            bitrate_kbps: 800,
+            ..rungs[0].clone()
+        };
+        let vertical = Some(VerticalOutput {
+            rung,
+            size,
+            control: "ipc:///tmp/v.sock".into(),
+        });
+        let with = |rungs: Vec<Rung>, analysis| LiveCommand {
+            rungs,
+            max_segment: Duration::from_secs(3),
+            analysis,
+            vertical: vertical.clone(),
+        };
+        let text = with(rungs.clone(), None).args().join(" ");
+        assert!(
+            text.contains("[0:v]split=2[src][vsrc];[src]scale=854:480"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[vsrc]zmq=bind_address=ipc\\\\:///tmp/v.sock,crop@reframe=w=406:h=720:x=(iw-ow)/2:y=(ih-oh)/2,scale=406:720:flags=bicubic,format=yuv420p[vert]"),
+            "{text}"
+        );
+        // The third video track of the one output, its options its own.
+        assert!(
+            text.contains("-map [vert] -c:v:2 libx264") && text.contains("-b:v:2 800k"),
+            "{text}"
+        );
+        assert!(text.ends_with("-f mpegts pipe:1"), "{text}");
+        // With the tap: a three-way split.
+        let tap = AnalysisOutputs {
+            pictures: "unix:/tmp/p.sock".into(),
+            width: 320,
+            height: 180,
+            fps: 5,
+            loudness: None,
+        };
+        let text = with(rungs.clone(), Some(tap)).args().join(" ");
+        assert!(text.contains("[0:v]split=3[src][tapsrc][vsrc];"), "{text}");
+        // No rungs below the source: the vertical branch alone, from the input.
+        rungs.clear();
+        let text = with(rungs, None).args().join(" ");
+        assert!(!text.contains("split"), "{text}");
+        assert!(text.contains("-filter_complex [0:v]zmq="), "{text}");
+        assert!(text.contains("-map [vert] -c:v:0 libx264"), "{text}");
     }
 }

@@ -28,6 +28,7 @@ use starling_packager::{rendition_name, Follow, Input, Sample};
 use starling_sync::lock;
 use starling_transcode::{
     AnalysisEvent, AnalysisOutputs, LiveCommand, Loudness, LoudnessParser, Picture, Rung,
+    VerticalOutput, VerticalSize,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
@@ -84,6 +85,8 @@ pub(crate) enum FeedError {
 /// A running ladder child.
 pub(crate) struct Child {
     pub rungs: Vec<Rung>,
+    /// The vertical rendition, encoded after the rungs (its track is the last).
+    pub vertical: Option<Rung>,
     process: Process,
     stdin: Option<mpsc::Sender<Bytes>>,
     muxer: Muxer,
@@ -131,6 +134,9 @@ pub(crate) struct Spawn<'a> {
     pub first: &'a Sample,
     pub availability_start: SystemTime,
     pub after_gap: bool,
+    /// The vertical rendition and its window's sizes (steered through the tap's
+    /// directory; only with the tap).
+    pub vertical: Option<(Rung, VerticalSize)>,
 }
 
 impl Child {
@@ -140,10 +146,19 @@ impl Child {
             (Some(a), Some(dims)) => Some(TapSockets::bind(a, dims, s.audio.is_some())?),
             _ => None,
         };
+        let vertical = match (&tap, s.vertical) {
+            (Some(tap), Some((rung, size))) => Some(VerticalOutput {
+                rung,
+                size,
+                control: format!("ipc://{}", tap.dir.join("v").display()),
+            }),
+            _ => None,
+        };
         let args = LiveCommand {
             rungs: s.rungs.clone(),
             max_segment: s.max_segment,
             analysis: tap.as_ref().map(TapSockets::outputs),
+            vertical: vertical.clone(),
         }
         .args();
         let mut process = tokio::process::Command::new(s.ffmpeg)
@@ -215,15 +230,30 @@ impl Child {
             newest_out: AtomicI64::new(i64::MIN),
         });
         if let Some(tap) = tap {
+            if let (Some(v), Some(source)) = (&vertical, s.video.config.dimensions()) {
+                tokio::spawn(super::steering::run(super::steering::Steering {
+                    channel: s.channel.to_owned(),
+                    socket: tap.dir.join("v"),
+                    source_width: source.0,
+                    window_width: v.size.crop.0,
+                    glide_secs: 1.0 / f64::from(tap.analysis.fps.max(1)),
+                    wanted: s.ladders.steering(s.channel),
+                }));
+            }
             tap.start(s.ladders.clone(), shared.clone());
         }
         let reader = tokio::spawn(read_rungs(
             stdout,
             s.origin.clone(),
             shared.clone(),
-            s.rungs.iter().map(|r| r.name.clone()).collect(),
+            s.rungs
+                .iter()
+                .chain(vertical.as_ref().map(|v| &v.rung))
+                .map(|r| r.name.clone())
+                .collect(),
         ));
         Ok(Self {
+            vertical: vertical.map(|v| v.rung),
             rungs: s.rungs,
             process,
             stdin: Some(tx),

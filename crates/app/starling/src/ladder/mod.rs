@@ -16,16 +16,17 @@
 
 mod child;
 mod status;
+mod steering;
 
-pub use status::{LadderStatus, Ladders};
+pub use status::{LadderStatus, Ladders, Steer};
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use starling_media::{Stream, Track};
 use starling_origin::{Origin, TapEvent};
-use starling_packager::rendition_name;
+use starling_packager::{rendition_name, VERTICAL_RENDITION};
 use starling_sync::lock;
-use starling_transcode::{plan, Encoders, Rung, RungSpec, Source, VideoEncoder};
+use starling_transcode::{plan, Encoders, Rung, RungSpec, Source, VerticalSize, VideoEncoder};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
@@ -39,24 +40,59 @@ pub struct Choices {
     /// `starling demo`'s channel: not transcoded unless the config's `[[channels]]`
     /// gives it a ladder, to spare the small machine a first try runs on.
     pub demo: Option<&'static str>,
+    /// The vertical rendition reframed channels get; `None` when this node reframes
+    /// nothing (no face model: reframing is off, docs/reframing.md).
+    pub vertical: Option<VerticalTarget>,
+}
+
+/// The vertical rendition's configured picture and bitrate (`[reframe]`).
+#[derive(Debug, Clone, Copy)]
+pub struct VerticalTarget {
+    pub size: (u32, u32),
+    pub kbps: u32,
+}
+
+/// A channel's choices for its ladder this publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Choice {
+    /// Its `ladder` setting.
+    ladder: String,
+    /// It is reframed: its ladder has the vertical rendition.
+    vertical: bool,
 }
 
 impl Choices {
     /// The channel's `ladder` setting (`default` when it has none or the control plane
-    /// cannot be read: the ladder is an improvement, never a reason to refuse a stream).
-    async fn of(&self, channel: &str) -> String {
+    /// cannot be read: the ladder is an improvement, never a reason to refuse a stream)
+    /// and whether it is reframed.
+    async fn of(&self, channel: &str) -> Choice {
         if let Some(c) = self.config.iter().find(|c| c.name == channel) {
-            return c.ladder.clone().unwrap_or_else(|| "default".into());
+            return Choice {
+                ladder: c.ladder.clone().unwrap_or_else(|| "default".into()),
+                vertical: c.reframe,
+            };
         }
         if self.demo == Some(channel) {
-            return "source".into();
+            return Choice {
+                ladder: "source".into(),
+                vertical: false,
+            };
         }
         match self.db.channel_by_name(channel).await {
-            Ok(Some(c)) => c.ladder,
-            Ok(None) => "default".into(),
+            Ok(Some(c)) => Choice {
+                ladder: c.ladder,
+                vertical: c.reframing.reframe,
+            },
+            Ok(None) => Choice {
+                ladder: "default".into(),
+                vertical: false,
+            },
             Err(e) => {
                 warn!(%channel, error = %e, "ladder: the channel's ladder setting is unavailable; the default applies");
-                "default".into()
+                Choice {
+                    ladder: "default".into(),
+                    vertical: false,
+                }
             }
         }
     }
@@ -245,6 +281,8 @@ struct Runner {
     channel: String,
     /// The channel's rungs this publish (its `ladder` setting, read when it began).
     ladder: Result<Vec<RungSpec>, String>,
+    /// It is reframed this publish (and this node reframes).
+    vertical: bool,
     stream: Option<Arc<Stream>>,
     child: Option<Child>,
     /// Rungs shed from the top, this publish.
@@ -270,6 +308,7 @@ async fn run_channel(
 ) {
     let mut r = Runner {
         ladder: Ok(Vec::new()),
+        vertical: false,
         ctx,
         channel,
         stream: None,
@@ -322,7 +361,14 @@ impl Runner {
 
     fn publish_status(&self) {
         let (state, rungs) = match &self.child {
-            Some(c) => ("running", c.rungs.iter().map(|r| r.name.clone()).collect()),
+            Some(c) => (
+                "running",
+                c.rungs
+                    .iter()
+                    .chain(&c.vertical)
+                    .map(|r| r.name.clone())
+                    .collect(),
+            ),
             None if self.reason.is_some() && self.not_before.is_none() => {
                 ("source only", Vec::new())
             }
@@ -350,8 +396,9 @@ impl Runner {
                     first || self.video().map(|t| &t.config) != s.video().map(|t| &t.config);
                 self.stream = Some(s);
                 if first {
-                    let setting = self.ctx.choices.of(&self.channel).await;
-                    self.ladder = choose(&self.ctx.ladder, &setting);
+                    let choice = self.ctx.choices.of(&self.channel).await;
+                    self.ladder = choose(&self.ctx.ladder, &choice.ladder);
+                    self.vertical = choice.vertical;
                 }
                 if changed {
                     // A new picture size or codec: a new plan, from the next segment.
@@ -438,7 +485,9 @@ impl Runner {
                 return;
             }
         };
+        let vertical = self.vertical_rung(&video, &rungs);
         let spawned = Child::spawn(Spawn {
+            vertical,
             ffmpeg: &self.ctx.ffmpeg,
             origin: &self.ctx.origin,
             channel: &self.channel,
@@ -472,6 +521,45 @@ impl Runner {
         self.publish_status();
     }
 
+    /// The vertical rendition for this source, when the channel is reframed: encoded
+    /// as the ladder's top rung is (or x264 at `veryfast` with no rung), at the frame
+    /// rate the rungs have (the source's, at most 60). `None` for a portrait source (its own ladder is
+    /// the vertical one) and while the tap that steers it is off.
+    fn vertical_rung(&self, video: &Track, rungs: &[Rung]) -> Option<(Rung, VerticalSize)> {
+        let target = self.ctx.choices.vertical.filter(|_| self.vertical)?;
+        self.ctx.analysis?;
+        let size = VerticalSize::plan(video.config.dimensions()?, target.size)?;
+        let (encoder, preset, frame_rate, reduce) = match rungs.first() {
+            Some(r) => (
+                r.encoder,
+                r.preset.clone(),
+                r.frame_rate,
+                r.reduce_frame_rate,
+            ),
+            None => {
+                let fps = match &video.config {
+                    starling_media::CodecConfig::H264(c) => c.fps,
+                    _ => None,
+                }
+                .filter(|f| f.is_finite() && *f > 0.0);
+                let capped = fps.map_or(30.0, |f| f.min(60.0));
+                let reduce = fps.is_some_and(|f| f > 60.0);
+                (VideoEncoder::X264, "veryfast".to_owned(), capped, reduce)
+            }
+        };
+        let rung = Rung {
+            name: VERTICAL_RENDITION.into(),
+            width: size.out.0,
+            height: size.out.1,
+            bitrate_kbps: size.bitrate(target.size, target.kbps),
+            encoder,
+            preset,
+            frame_rate,
+            reduce_frame_rate: reduce,
+        };
+        Some((rung, size))
+    }
+
     /// Stops the child (if any); `down`: its rungs list gaps until a child is back.
     async fn stop(&mut self, why: &str, down: bool) {
         let Some(child) = self.child.take() else {
@@ -485,7 +573,7 @@ impl Runner {
     }
 
     fn mark_down(&self, child: &Child) {
-        for r in &child.rungs {
+        for r in child.rungs.iter().chain(&child.vertical) {
             if let Some(name) = rendition_name(&r.name) {
                 self.ctx.origin.rung_down(&self.channel, name);
             }

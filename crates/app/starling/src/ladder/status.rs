@@ -33,6 +33,18 @@ pub struct Ladders {
     analysis: Mutex<HashMap<String, broadcast::Sender<AnalysisEvent>>>,
     pictures: Mutex<HashMap<String, Picture>>,
     loudness: Mutex<HashMap<String, Loudness>>,
+    /// The vertical rendition's window, per channel whose ladder has one: the
+    /// reframer sets it, the ladder child's steering task follows it.
+    steering: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<Steer>>>>,
+}
+
+/// Where the reframer wants the vertical rendition's window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steer {
+    /// The window's centre across the picture, 0 (left edge) to 1.
+    pub centre_x: f64,
+    /// A scene cut: jump there at once rather than glide.
+    pub cut: bool,
 }
 
 /// Analysis events a subscriber may fall behind by before it misses some (it is told,
@@ -56,7 +68,23 @@ impl Ladders {
         lock(&self.channels).insert(channel.to_owned(), status);
     }
 
+    /// Moves `channel`'s vertical window, if its ladder has one (else nothing).
+    pub fn steer(&self, channel: &str, steer: Steer) {
+        if let Some(tx) = lock(&self.steering).get(channel) {
+            tx.send_replace(Some(steer));
+        }
+    }
+
+    /// The window `channel`'s ladder child follows, from now on (replacing the one of
+    /// an earlier child).
+    pub(super) fn steering(&self, channel: &str) -> tokio::sync::watch::Receiver<Option<Steer>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        lock(&self.steering).insert(channel.to_owned(), tx);
+        rx
+    }
+
     pub(super) fn remove(&self, channel: &str) {
+        lock(&self.steering).remove(channel);
         lock(&self.channels).remove(channel);
         lock(&self.pictures).remove(channel);
         lock(&self.loudness).remove(channel);

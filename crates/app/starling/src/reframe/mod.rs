@@ -25,7 +25,11 @@ use starling_transcode::AnalysisEvent;
 use tokio::sync::{broadcast::error::RecvError, watch};
 use tracing::{info, warn};
 
-use crate::{config::ChannelConfig, ladder::Ladders, reframe_config::ReframeSection};
+use crate::{
+    config::ChannelConfig,
+    ladder::{Ladders, Steer},
+    reframe_config::ReframeSection,
+};
 
 /// What one channel asked for.
 #[derive(Debug, Clone)]
@@ -265,6 +269,17 @@ async fn run_channel(
                     }
                 };
                 let sample = reframer.push(p.time, &picture, faces.as_deref());
+                if plan.reframe {
+                    // The vertical rendition follows (when the ladder has one: this
+                    // node has the model, the source is landscape).
+                    ladders.steer(
+                        &name,
+                        Steer {
+                            centre_x: f64::from(sample.window.cx()),
+                            cut: sample.cut,
+                        },
+                    );
+                }
                 if let Some(found) = highlights.as_mut().and_then(|h| {
                     h.picture(
                         p.time,

@@ -26,7 +26,7 @@
 use std::{cmp::Reverse, collections::BTreeSet, time::SystemTime};
 
 use starling_dash as dash;
-use starling_packager::{RenditionInfo, VIDEO_RENDITION};
+use starling_packager::{RenditionInfo, VERTICAL_RENDITION, VIDEO_RENDITION};
 
 use super::*;
 use crate::periods::{Anchor, Periods};
@@ -44,7 +44,23 @@ pub(super) async fn manifest(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let r = manifest_response(&served.origin, &name, &headers, admitted.token()).await;
+    let r = manifest_response(&served.origin, &name, &headers, admitted.token(), false).await;
+    admitted.finish(r)
+}
+
+/// `GET /live/{channel}/vertical/manifest.mpd`: the vertical rendition and the audio
+/// (as `vertical/index.m3u8` offers them).
+pub(super) async fn vertical_manifest(
+    State(served): State<Served>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = manifest_response(&served.origin, &name, &headers, admitted.token(), true).await;
     admitted.finish(r)
 }
 
@@ -53,6 +69,7 @@ async fn manifest_response(
     name: &str,
     headers: &HeaderMap,
     token: Option<&str>,
+    vertical: bool,
 ) -> Response {
     origin
         .metrics
@@ -73,15 +90,26 @@ async fn manifest_response(
             ended: st.ended,
             utc_timing: utc_timing.clone(),
         };
-        if token.is_none() {
+        // (One shared MPD per channel: the ladder's. The vertical one is rendered per
+        // request; few ask for it.)
+        let shared = token.is_none() && !vertical;
+        if shared {
             if let Some((k, body)) = lock(&ch.mpd).as_ref() {
                 if *k == key {
                     return mpd_response(body.clone(), key.ended);
                 }
             }
         }
-        let Some(snapshot) = Snapshot::capture(&st) else {
-            return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET);
+        let snapshot = if vertical {
+            match Snapshot::vertical(&st) {
+                Ok(s) => s,
+                Err(why) => return error(StatusCode::NOT_FOUND, why, NOT_YET),
+            }
+        } else {
+            match Snapshot::capture(&st) {
+                Some(s) => s,
+                None => return error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET),
+            }
         };
         (snapshot, key)
     };
@@ -95,7 +123,7 @@ async fn manifest_response(
     match mpd.render() {
         Ok(text) => {
             let body = Bytes::from(text);
-            if token.is_none() {
+            if token.is_none() && !vertical {
                 *lock(&ch.mpd) = Some((key.clone(), body.clone()));
             }
             mpd_response(body, key.ended)
@@ -169,6 +197,8 @@ pub(crate) struct Snapshot {
     dvr_window: Duration,
     periods: Periods,
     renditions: Vec<SnapRendition>,
+    /// What the renditions' URLs start with: `../` from `vertical/manifest.mpd`.
+    base: &'static str,
 }
 
 #[derive(Debug)]
@@ -197,10 +227,39 @@ struct SnapSegment {
 impl Snapshot {
     /// `None` until some rendition has a complete segment (a player given an MPD without
     /// segments gives up, as it does on an empty HLS playlist).
+    /// The ladder's: every rendition but the vertical one.
     pub(crate) fn capture(st: &ChannelInner) -> Option<Self> {
+        Self::of(st, |r| r.info.name != VERTICAL_RENDITION, "")
+    }
+
+    /// The vertical rendition and the audio; a portrait source's own ladder (as
+    /// `vertical/index.m3u8` offers them, [`super::vertical_multivariant_of`]).
+    pub(crate) fn vertical(st: &ChannelInner) -> Result<Self, &'static str> {
+        let has_vertical = st
+            .rendition(VERTICAL_RENDITION)
+            .is_some_and(|r| r.segments.iter().any(|s| s.complete && !s.gap));
+        if has_vertical {
+            let s = Self::of(
+                st,
+                |r| r.info.name == VERTICAL_RENDITION || r.kind() == TrackKind::Audio,
+                "../",
+            );
+            return s.ok_or("channel is not live yet");
+        }
+        // The same test as the playlist's: a portrait source is its own vertical.
+        super::vertical_multivariant_of(st)?;
+        Self::of(st, |r| r.info.name != VERTICAL_RENDITION, "../").ok_or("channel is not live yet")
+    }
+
+    fn of(
+        st: &ChannelInner,
+        shows: impl Fn(&Rendition) -> bool,
+        base: &'static str,
+    ) -> Option<Self> {
         if !st
             .renditions
             .iter()
+            .filter(|r| shows(r))
             .any(|r| r.segments.iter().any(|s| s.complete && !s.gap))
         {
             return None;
@@ -208,6 +267,7 @@ impl Snapshot {
         let renditions = st
             .renditions
             .iter()
+            .filter(|r| shows(r))
             .map(|r| SnapRendition {
                 info: r.info.clone(),
                 inits: r.inits.iter().map(|(s, _)| *s).collect(),
@@ -240,6 +300,7 @@ impl Snapshot {
             dvr_window: st.settings.dvr_window,
             periods: st.periods.clone(),
             renditions,
+            base,
         })
     }
 }
@@ -323,11 +384,16 @@ pub(crate) fn build(
                 template: dash::SegmentTemplate {
                     timescale: ts,
                     initialization: url(format!(
-                        "{name}/{}/init-{}.mp4",
+                        "{}{name}/{}/init-{}.mp4",
+                        s.base,
                         session_name(init_session),
                         first.init
                     )),
-                    media: url(format!("{name}/{}/$Number$.m4s", session_name(session))),
+                    media: url(format!(
+                        "{}{name}/{}/$Number$.m4s",
+                        s.base,
+                        session_name(session)
+                    )),
                     start_number: first.msn,
                     presentation_time_offset: offset,
                     timeline,

@@ -61,6 +61,7 @@ fn snapshot(video: Vec<SnapSegment>, audio: Vec<SnapSegment>, anchors: Vec<Ancho
             rendition("source", TrackKind::Video, TS, video),
             rendition("audio", TrackKind::Audio, 48_000, audio),
         ],
+        base: "",
     }
 }
 
@@ -581,4 +582,22 @@ fn without_a_source_every_rendition_cuts_periods() {
     let xml = render(&s);
     let ids: Vec<String> = periods(&xml).into_iter().map(|p| p.0).collect();
     assert_eq!(ids, ["p0", "p4"], "{xml}");
+}
+
+/// The vertical MPD lives a folder down (`/live/CH/vertical/manifest.mpd`): its
+/// templates climb back up to the renditions.
+#[test]
+fn the_vertical_mpd_reaches_the_renditions_from_its_folder() {
+    let video: Vec<_> = (0..3).map(|n| seg(n, TS)).collect();
+    let audio: Vec<_> = (0..3).map(|n| seg(n, 48_000)).collect();
+    let mut s = snapshot(video, audio, vec![anchor(0, 10.0)]);
+    let plain = render(&s);
+    assert!(plain.contains("media=\"source/"), "{plain}");
+    s.base = "../";
+    let xml = render(&s);
+    assert!(
+        xml.contains("media=\"../source/") && xml.contains("initialization=\"../audio/"),
+        "{xml}"
+    );
+    assert!(!xml.contains("media=\"source/"), "{xml}");
 }

@@ -92,7 +92,9 @@ async fn vod_playlist(
         origin.stored_run(name, run).await.map_err(refusal)?
     };
     let text = match rendition {
-        None => multivariant(&stored),
+        None => multivariant(&stored, false),
+        // The vertical rendition's own (a reframed channel's recording).
+        Some("vertical") => multivariant(&stored, true),
         Some(r) => media(&stored, name, r, &origin.config),
     }
     .map_err(IntoResponse::into_response)?;
@@ -155,8 +157,9 @@ fn offered<'a>(r: &'a RenditionRecord, segments: &[SegmentRecord]) -> Offered<'a
 }
 
 /// The multivariant playlist: the renditions with segments, source video first, then
-/// the ladder's rungs largest first, audio as a group beside them (as at `/live/`).
-fn multivariant(run: &StoredRun) -> Result<String, Reject> {
+/// the ladder's rungs largest first, audio as a group beside them (as at `/live/`);
+/// `vertical`: the vertical rendition instead (`vertical.m3u8`).
+fn multivariant(run: &StoredRun, vertical: bool) -> Result<String, Reject> {
     let recorded = || {
         run.record
             .renditions
@@ -166,8 +169,17 @@ fn multivariant(run: &StoredRun) -> Result<String, Reject> {
     };
     let audio = recorded().find(|(r, _)| r.info.kind == TrackKind::Audio);
     let mut videos: Vec<_> = recorded()
-        .filter(|(r, _)| r.info.kind == TrackKind::Video)
+        .filter(|(r, _)| {
+            r.info.kind == TrackKind::Video && (r.info.name == VERTICAL_RENDITION) == vertical
+        })
         .collect();
+    if vertical && videos.is_empty() {
+        return Err(Reject(
+            StatusCode::NOT_FOUND,
+            "this recording has no vertical rendition (its channel was not reframed)",
+            "public, max-age=5",
+        ));
+    }
     videos.sort_by(|(a, _), (b, _)| {
         (b.info.name == VIDEO_RENDITION)
             .cmp(&(a.info.name == VIDEO_RENDITION))
