@@ -15,7 +15,7 @@ mod common;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -71,18 +71,6 @@ fn source(dir: &Path, name: &str, size: &str, seconds: u32, video: bool, audio: 
     out
 }
 
-/// Publishes `file` in real time, as it is.
-fn publish(server: &Server, file: &Path) -> Child {
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-i"])
-        .arg(file)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url(KEY))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// The body of a 200 response to a GET of `path`.
 fn get(server: &Server, path: &str) -> Option<String> {
     let r = server.http_request("GET", path, &[], None);
@@ -95,17 +83,6 @@ fn wait_runs_ended(server: &Server, n: usize) {
     wait_until("the run's end", Duration::from_secs(10), || {
         (server.log_text().matches("run ended").count() >= n).then_some(())
     });
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The channel's entry in `/api/v1/live`.
@@ -219,7 +196,7 @@ fn every_rung_is_the_size_and_bitrate_asked_and_cut_where_the_source_is() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut server = Server::start("ladder-rungs", LADDER_ON);
     let file = source(&server.dir, "src", "1280x720", 16, true, true);
-    let mut publisher = publish(&server, &file);
+    let mut publisher = publish_file(&server, &file);
     // Every rung below 720p of the default ladder: 480p at 1.2 Mbit/s, 360p at 0.6.
     let multivariant = wait_until("three variants", Duration::from_secs(20), || {
         let text = get(&server, &format!("/live/{CHANNEL}/index.m3u8"))?;
@@ -364,7 +341,7 @@ fn a_killed_ladder_comes_back_within_two_segments_and_the_source_plays_on() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut server = Server::start("ladder-kill", LADDER_ON);
     let file = source(&server.dir, "src", "854x480", 24, true, true);
-    let mut publisher = publish(&server, &file);
+    let mut publisher = publish_file(&server, &file);
     wait_until("the 360p rung", Duration::from_secs(20), || {
         let segs = segments(&playlist(&server, "360p"));
         (segs.len() >= 2).then_some(())
@@ -437,7 +414,7 @@ fn sources_the_ladder_cannot_take_as_they_are_adapt_or_say_why() {
 
     // An odd size: rungs are even-sized and still cut where the source is.
     let odd = source(&dir, "odd", "1278x719", 8, true, true);
-    assert!(publish(&server, &odd).wait().unwrap().success());
+    assert!(publish_file(&server, &odd).wait().unwrap().success());
     let text = get(&server, &format!("/live/{CHANNEL}/index.m3u8")).unwrap();
     assert!(
         text.contains("RESOLUTION=854x480") && text.contains("RESOLUTION=640x360"),
@@ -448,7 +425,7 @@ fn sources_the_ladder_cannot_take_as_they_are_adapt_or_say_why() {
 
     // Audio only: no ladder, and the status says why.
     let audio = source(&dir, "audio", "", 8, false, true);
-    let mut p = publish(&server, &audio);
+    let mut p = publish_file(&server, &audio);
     let status = wait_until("the ladder's status", Duration::from_secs(10), || {
         live_entry(&server).filter(|s| s["ladder"]["state"] == "source only")
     });
@@ -464,7 +441,7 @@ fn sources_the_ladder_cannot_take_as_they_are_adapt_or_say_why() {
 
     // Video only: rungs without an audio group.
     let video = source(&dir, "video", "854x480", 8, true, false);
-    assert!(publish(&server, &video).wait().unwrap().success());
+    assert!(publish_file(&server, &video).wait().unwrap().success());
     let text = get(&server, &format!("/live/{CHANNEL}/index.m3u8")).unwrap();
     let v = variants(&text);
     assert_eq!(v.len(), 2, "{text}");
@@ -530,7 +507,7 @@ fn a_channel_gets_the_rungs_it_asks_for() {
     // 360p alone.
     let mut server = Server::start_channel("ladder-choice", LADDER_ON, "ladder = \"source,360p\"");
     let file = source(&server.dir, "src", "1280x720", 6, true, false);
-    let mut p = publish(&server, &file);
+    let mut p = publish_file(&server, &file);
     let status = wait_until("the ladder", Duration::from_secs(15), || {
         live_entry(&server).filter(|s| s["ladder"]["state"] == "running")
     });

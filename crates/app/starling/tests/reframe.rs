@@ -13,9 +13,9 @@ mod common;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -97,31 +97,9 @@ fn scene(dir: &Path) -> PathBuf {
     out
 }
 
-fn publish(server: &Server, file: &Path) -> Child {
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-i"])
-        .arg(file)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url(KEY))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn reframe(server: &Server) -> Option<Value> {
     let r = server.http_request("GET", &format!("/api/v1/live/{CHANNEL}/reframe"), &[], None);
     (r.status == 200).then(|| serde_json::from_str(&r.body).unwrap())
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 const CONFIG: &str = "[transcode]\nenabled = true\n[reframe]\nhighlight_min_spacing_secs = 4\n";
@@ -139,7 +117,7 @@ fn the_window_follows_the_face_jumps_at_the_cut_and_each_burst_is_one_highlight(
         "ladder = \"360p\"\nreframe = true\nhighlights = true",
     );
     let file = scene(&server.data_dir());
-    let mut publisher = publish(&server, &file);
+    let mut publisher = publish_file(&server, &file);
     // Gathered while it plays: the path is kept for 10 minutes, so one read at the end
     // would do, but a failure shows earlier this way.
     let running = wait_until("reframing to run", Duration::from_secs(20), || {
@@ -385,7 +363,7 @@ fn no_model_a_portrait_source_and_no_video() {
 
     // Portrait (720×1280), without the model.
     let file = short_source(&dir, "portrait", Some((720, 1280)), 14);
-    let mut publisher = publish(&server, &file);
+    let mut publisher = publish_file(&server, &file);
     let v = wait_until("portrait pictures", Duration::from_secs(20), || {
         reframe(&server).filter(|v| v["status"]["pictures"].as_u64() >= Some(5))
     });
@@ -429,7 +407,7 @@ fn no_model_a_portrait_source_and_no_video() {
 
     // No video: nothing to reframe; the status says why, and the audio plays.
     let file = short_source(&dir, "audio", None, 10);
-    let mut publisher = publish(&server, &file);
+    let mut publisher = publish_file(&server, &file);
     let v = wait_until("the reason", Duration::from_secs(20), || {
         reframe(&server).filter(|v| {
             v["status"]["reason"]

@@ -379,7 +379,7 @@ async fn multivariant(
             return admitted.finish(r);
         }
     }
-    let r = multivariant_playlist(&served.origin, &name, admitted.token()).await;
+    let r = multivariant_playlist(&served.origin, &name, admitted.token(), false).await;
     admitted.finish(r)
 }
 
@@ -395,31 +395,7 @@ async fn vertical_multivariant(
         Ok(a) => a,
         Err(r) => return r,
     };
-    served
-        .origin
-        .metrics
-        .playlist_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ch = match channel(&served.origin, &name).await {
-        Ok(c) => c,
-        Err(r) => return admitted.finish(r.into_response()),
-    };
-    let pl = vertical_multivariant_of(&lock(&ch.inner));
-    let r = match pl {
-        Err(why) => error(StatusCode::NOT_FOUND, why, NOT_YET),
-        Ok(pl) => {
-            let text = pl.render();
-            debug_lint(&text);
-            let text = match admitted.token() {
-                Some(t) => gate::add_token(&text, t),
-                None => text,
-            };
-            playlist_response(
-                Bytes::from(text),
-                HeaderValue::from_static("public, max-age=2"),
-            )
-        }
-    };
+    let r = multivariant_playlist(&served.origin, &name, admitted.token(), true).await;
     admitted.finish(r)
 }
 
@@ -472,7 +448,13 @@ pub(crate) fn vertical_multivariant_of(
     Ok(pl)
 }
 
-async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&str>) -> Response {
+/// The channel's multivariant playlist: the ladder's, or (`vertical`) the vertical one.
+async fn multivariant_playlist(
+    origin: &Arc<Origin>,
+    name: &str,
+    token: Option<&str>,
+    vertical: bool,
+) -> Response {
     origin
         .metrics
         .playlist_requests
@@ -488,13 +470,18 @@ async fn multivariant_playlist(origin: &Arc<Origin>, name: &str, token: Option<&
             (false, true) => Some("p2p"),
             _ => None,
         };
-        (multivariant_of(&st), mode)
+        let pl = if vertical {
+            vertical_multivariant_of(&st)
+        } else {
+            multivariant_of(&st).ok_or("channel is not live yet")
+        };
+        (pl, mode)
     };
     // Also on "not live yet": a real-time viewer can start over WebRTC before the
     // first segment is complete.
     let mut r = match pl {
-        None => error(StatusCode::NOT_FOUND, "channel is not live yet", NOT_YET),
-        Some(pl) => {
+        Err(why) => error(StatusCode::NOT_FOUND, why, NOT_YET),
+        Ok(pl) => {
             let text = pl.render();
             debug_lint(&text);
             let text = match token {

@@ -980,3 +980,29 @@ pub fn probe_video(url: &str, seconds: u32) -> Result<(String, u64), String> {
 pub fn running(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
 }
+
+/// Polls `f` (every 200 ms) until it gives a value, which is returned; fails naming
+/// `what` after `within`.
+pub fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ffmpeg publishing `file` as it is (`-c copy`), at its own pace, over RTMP to the
+/// test channel.
+pub fn publish_file(server: &Server, file: &Path) -> Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(KEY))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}

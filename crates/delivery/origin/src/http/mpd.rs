@@ -40,12 +40,7 @@ pub(super) async fn manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let r = manifest_response(&served.origin, &name, &headers, admitted.token(), false).await;
-    admitted.finish(r)
+    admitted_manifest(&served, &name, query.as_deref(), &headers, false).await
 }
 
 /// `GET /live/{channel}/vertical/manifest.mpd`: the vertical rendition and the audio
@@ -56,11 +51,21 @@ pub(super) async fn vertical_manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let admitted = match admit_channel(&served, &name, query.as_deref(), &headers).await {
+    admitted_manifest(&served, &name, query.as_deref(), &headers, true).await
+}
+
+async fn admitted_manifest(
+    served: &Served,
+    name: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    vertical: bool,
+) -> Response {
+    let admitted = match admit_channel(served, name, query, headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let r = manifest_response(&served.origin, &name, &headers, admitted.token(), true).await;
+    let r = manifest_response(&served.origin, name, headers, admitted.token(), vertical).await;
     admitted.finish(r)
 }
 
