@@ -631,6 +631,7 @@
     if (!NAME_RE.test(name)) throw new FormError('name', 'The name must be 1 to 64 letters, digits, _ or -.');
     const dvr = f.dvr_window_secs.value === '' ? 0 : Number(f.dvr_window_secs.value);
     if (!Number.isInteger(dvr) || dvr < 0) throw new FormError('dvr_window_secs', 'The DVR window is a whole number of seconds, 0 or more.');
+    const sensitivity = sensitivityOf(f.highlight_sensitivity);
     const body = {
       name,
       visibility: f.visibility.value,
@@ -639,6 +640,8 @@
       dvr_window_secs: dvr,
       reframe: f.reframe.checked,
       highlights: f.highlights.checked,
+      reframe_subject: f.reframe_subject.value,
+      highlight_sensitivity: sensitivity,
     };
     if (f.title.value.trim()) body.title = f.title.value.trim();
     const ch = await api('POST', '/api/v1/channels', body);
@@ -647,6 +650,13 @@
     await loadChannels();
     return `Created channel ${ch.name}.`;
   });
+
+  // The highlight sensitivity a form field holds: 0.1 to 10 (1 when left empty).
+  function sensitivityOf(input) {
+    const v = input.value === '' ? 1 : Number(input.value);
+    if (!Number.isFinite(v) || v < 0.1 || v > 10) throw new FormError(input.name, 'The highlight sensitivity is a number from 0.1 to 10.');
+    return v;
+  }
 
   let editing = null;
 
@@ -657,6 +667,8 @@
     form.elements.visibility.value = ch.visibility;
     form.elements.reframe.checked = !!ch.reframe;
     form.elements.highlights.checked = !!ch.highlights;
+    form.elements.reframe_subject.value = ch.reframe_subject || 'largest';
+    form.elements.highlight_sensitivity.value = ch.highlight_sensitivity ?? 1;
     say(form.querySelector('.form-message'), '');
     $('channel-edit-title').textContent = `Edit channel ${ch.name}`;
     $('channel-edit').showModal();
@@ -675,6 +687,8 @@
         visibility: form.elements.visibility.value,
         reframe: form.elements.reframe.checked,
         highlights: form.elements.highlights.checked,
+        reframe_subject: form.elements.reframe_subject.value,
+        highlight_sensitivity: sensitivityOf(form.elements.highlight_sensitivity),
       });
       channelCache = null;
       $('channel-edit').close();

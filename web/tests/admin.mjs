@@ -166,11 +166,22 @@ async function run(page, opts, result, secretsSeen) {
   await chRow.getByRole('button', { name: `Edit channel ${opts.channel}` }).click();
   const edit = page.locator('#channel-edit');
   await edit.getByLabel('Title').fill('Console test, edited');
+  // Reframing, its subject and the highlights' sensitivity (the API's fields).
+  await edit.getByLabel('Vertical reframing').check();
+  await edit.getByLabel('Subject the window follows').selectOption('central');
+  await edit.getByLabel('Highlight sensitivity (0.1 to 10)').fill('2.5');
   await edit.getByRole('button', { name: 'Save' }).click();
   await page.waitForFunction((name) => {
     const row = document.querySelector(`#channels-table tr[data-name="${name}"]`);
     return row && row.textContent.includes('Console test, edited');
   }, opts.channel, { timeout: T });
+  const saved = await page.evaluate(async (id) => {
+    const res = await fetch(`/api/v1/channels/${id}`, { credentials: 'same-origin' });
+    return res.ok ? res.json() : { status: res.status };
+  }, channelId);
+  if (saved.reframe !== true || saved.reframe_subject !== 'central' || saved.highlight_sensitivity !== 2.5) {
+    throw new Error(`the channel's reframing was not saved as edited: ${JSON.stringify(saved)}`);
+  }
 
   step('register a device');
   const device = `encoder ${opts.channel}`;
