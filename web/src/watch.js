@@ -17,6 +17,7 @@
 //
 // `?replay=1` plays the channel's last run from its start with hls.js: its recording
 // once the stream has ended (kept as VOD, across restarts), its DVR window while live.
+// `?clip=RUN/FIRST-LAST` plays a highlight clip (the API lists them) the same way.
 //
 // Real time: WebRTC (WHEP, /whep/CHANNEL: sub-second, H.264 and Opus as they come),
 // falling back to LL-HLS when WebRTC cannot connect here (UDP blocked). Chosen by itself
@@ -55,9 +56,14 @@
   const token = params.get('token') || '';
   // `?player=dash`: the channel's DASH MPD in dash.js (loaded only then) instead of HLS.
   const useDash = params.get('player') === 'dash';
+  // `?clip=RUN/FIRST-LAST`: a highlight clip of the channel's recording, as the API
+  // lists it (`/vod/CHANNEL/RUN/clip-FIRST-LAST.m3u8`), from its start; upright on a
+  // portrait screen when it has a vertical version.
+  const clipMatch = (params.get('clip') || '').match(/^([0-9a-f]{16})\/(\d{1,19})-(\d{1,19})$/);
   // `?replay=1`: play the channel's last run from its start, ended or not (its recording
   // after the stream, or the DVR window while live), instead of joining the live edge.
-  const replay = params.get('replay') === '1';
+  // A clip plays as a replay does.
+  const replay = params.get('replay') === '1' || clipMatch !== null;
   // `?p2p=1`: the P2P grid (whole segments, a few behind live; WebRTC data channels);
   // `?p2p=0`: never. Otherwise as the channel's latency mode says (`latencyMode`).
   const p2pParam = params.get('p2p');
@@ -171,9 +177,14 @@
   // `?rendition=360p`: one rendition's media playlist alone (video only), as a test or a
   // measurement of one rung wants it; the multivariant playlist otherwise.
   const rendition = params.get('rendition') || '';
-  const ladderPath = /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
-    ? `/live/${channel}/${rendition}/index.m3u8${query}`
-    : `/live/${channel}/index.m3u8${query}`;
+  const clipPath = clipMatch ? `/vod/${channel}/${clipMatch[1]}/clip-${clipMatch[2]}-${clipMatch[3]}` : '';
+  const ladderPath = clipMatch
+    ? `${clipPath}.m3u8${query}`
+    : /^[a-z0-9][a-z0-9_-]{0,15}$/.test(rendition)
+      ? `/live/${channel}/${rendition}/index.m3u8${query}`
+      : `/live/${channel}/index.m3u8${query}`;
+  // The vertical playlist: the live channel's, or the clip's.
+  const verticalPath = clipMatch ? `${clipPath}-vertical.m3u8${query}` : `/live/${channel}/vertical/index.m3u8${query}`;
   const ladderMpd = `/live/${channel}/manifest.mpd${query}`;
   let srcPath = ladderPath;
   let mpdPath = ladderMpd;
@@ -181,7 +192,7 @@
   const viewParam = params.get('view');
   const portrait = window.matchMedia ? window.matchMedia('(orientation: portrait)') : null;
   function wantsVertical() {
-    if (replay || rendition) return false;
+    if ((replay && !clipMatch) || rendition) return false;
     if (viewParam === 'vertical') return true;
     if (viewParam === 'landscape') return false;
     return !!(portrait && portrait.matches);
@@ -190,7 +201,7 @@
   // start while wanted and not found, since reframing begins with the publish.
   async function hasVertical() {
     try {
-      const res = await fetch(`/live/${channel}/vertical/index.m3u8${query}`, { method: 'HEAD', cache: 'no-store' });
+      const res = await fetch(verticalPath, { method: 'HEAD', cache: 'no-store' });
       return res.ok;
     } catch {
       return false;
@@ -294,12 +305,15 @@
     const view = vertical ? 'vertical' : 'landscape';
     if (view !== stats.view) {
       stats.view = view;
-      srcPath = vertical ? `/live/${channel}/vertical/index.m3u8${query}` : ladderPath;
+      srcPath = vertical ? verticalPath : ladderPath;
       mpdPath = vertical ? `/live/${channel}/vertical/manifest.mpd${query}` : ladderMpd;
       ushered = false;
     }
     // A recording plays from this node (an edge serves live channels only).
-    if (!ushered && !replay) {
+    if (replay) {
+      src = srcPath;
+      mpd = mpdPath;
+    } else if (!ushered) {
       ushered = true;
       const base = await usherBase();
       src = base + srcPath;
@@ -649,7 +663,7 @@
 
   setInterval(tick, TICK_MS);
   // Turning the screen switches between the ladder and the vertical rendition.
-  if (portrait && portrait.addEventListener && viewParam === null && !replay && !rendition) {
+  if (portrait && portrait.addEventListener && viewParam === null && (!replay || clipMatch) && !rendition) {
     portrait.addEventListener('change', () => {
       teardown();
       start();

@@ -469,7 +469,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
             ..me.clone()
         });
     }
-    let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter);
+    let stream_hooks = webhooks::notify_streams(&hub, db.clone(), origin.clone(), emitter.clone());
     let state = http::AppState {
         hub: hub.clone(),
         origin: origin.clone(),
@@ -541,6 +541,7 @@ async fn serve(config: Config, demo: Option<&'static str>) -> anyhow::Result<()>
         origin.clone(),
         ladders.clone(),
         reframes,
+        emitter,
         shutdown_rx.clone(),
     );
     let http_task = tokio::spawn(http_server::serve(

@@ -114,7 +114,7 @@ fn the_window_follows_the_face_jumps_at_the_cut_and_each_burst_is_one_highlight(
     let mut server = Server::start_channel(
         "reframe-follow",
         &config,
-        "ladder = \"360p\"\nreframe = true\nhighlights = true",
+        "ladder = \"360p\"\nreframe = true\nhighlights = true\nrecording = true",
     );
     let file = scene(&server.data_dir());
     let mut publisher = publish_file(&server, &file);
@@ -173,12 +173,80 @@ fn the_window_follows_the_face_jumps_at_the_cut_and_each_burst_is_one_highlight(
         .unwrap();
     let status = publisher.wait().unwrap();
     assert!(status.success());
-    let v = reframe(&server).expect("still reframed right after the publish ends");
     wait_until(
         "the player to reach the end",
         Duration::from_secs(30),
         || (!common::running(&mut player)).then_some(()),
     );
+    // Each highlight's clip, cut from the recording once its end was packaged.
+    // (The reframing of the run's end may still be working through its tap's backlog.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (v, clips) = loop {
+        let v = reframe(&server).expect("the last run stays listed");
+        let clips = v["clips"].as_array().unwrap().clone();
+        if clips.len() == 2 && v["status"]["state"] == "ended" {
+            break (v, clips);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two clips, not: {} (status {}; log: {})",
+            v["clips"],
+            v["status"],
+            server
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("clip") || l.contains("highlight"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for clip in &clips {
+        // Whole segments around the highlight's 15 s (two-second segments).
+        let d = clip["duration_secs"].as_f64().unwrap();
+        assert!((15.0..=19.5).contains(&d), "{clip}");
+        // ffprobe reads it whole: the ladder's top (the source) and the upright one.
+        for (key, size) in [("playlist", "1280,720"), ("vertical_playlist", "406,720")] {
+            let path = clip[key].as_str().unwrap();
+            // (Its last segment's index line may follow the segment by a moment.)
+            wait_until("the clip's playlist", Duration::from_secs(10), || {
+                server.http_get(path)
+            });
+            let url = server.http_url(path);
+            let out = run(Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0"])
+                .args(["-show_entries", "stream=width,height:format=duration"])
+                .args(["-of", "csv=p=0"])
+                .arg(&url));
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(text.contains(size), "{url}: {text}");
+            let probed: f64 = text
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .next()
+                .unwrap_or(0.0);
+            assert!((probed - d).abs() < 0.5, "{url}: {probed} s, listed {d} s");
+        }
+    }
+    // hls.js plays the loud one upright, from the watch page's clip link.
+    if require_browser() {
+        let c = &clips[1];
+        let link = format!(
+            "/watch/{CHANNEL}?clip={}/{}-{}",
+            c["run"].as_str().unwrap(),
+            c["first_segment"],
+            c["last_segment"]
+        );
+        let page = watch(&[
+            &server.http_url(&link),
+            "--portrait",
+            "--vod",
+            "--seconds",
+            "2",
+        ]);
+        assert_eq!(page["view"], "vertical", "{page}");
+        assert_eq!(page["level"]["height"], 720, "{page}");
+    }
     server.stop();
 
     // The face is in the vertical picture: CenterFace finds it in ≥ 95 % of them, but
@@ -302,6 +370,16 @@ fn the_window_follows_the_face_jumps_at_the_cut_and_each_burst_is_one_highlight(
         loud["end_ms"].as_i64().unwrap() - loud["start_ms"].as_i64().unwrap(),
         15_000
     );
+    // Their clips, in the same order: from a keyframe at or before each highlight's
+    // start to the end of the segment its end falls in.
+    for (h, c) in highlights.iter().zip(&clips) {
+        assert_eq!(h["cause"], c["cause"], "{c}");
+        assert_eq!(h["peak_ms"], c["peak_ms"], "{c}");
+        let ms = |v: &Value, k: &str| v[k].as_i64().unwrap();
+        assert!(ms(c, "start_ms") <= ms(h, "start_ms"), "{h} {c}");
+        assert!(ms(c, "start_ms") > ms(h, "start_ms") - 2_100, "{h} {c}");
+        assert!(ms(c, "end_ms") >= ms(h, "end_ms"), "{h} {c}");
+    }
 }
 
 /// A short source of `seconds` at `size` (a face photo in a plain frame), with a tone;
@@ -402,8 +480,13 @@ fn no_model_a_portrait_source_and_no_video() {
     }
     assert!(publisher.wait().unwrap().success());
     wait_until("the portrait run's end", Duration::from_secs(15), || {
-        reframe(&server).is_none().then_some(())
+        reframe(&server).filter(|v| v["status"]["state"] == "ended")
     });
+    assert_eq!(
+        reframe(&server).unwrap()["status"]["clips_reason"],
+        Value::Null,
+        "no highlights asked, no clip refused"
+    );
 
     // No video: nothing to reframe; the status says why, and the audio plays.
     let file = short_source(&dir, "audio", None, 10);

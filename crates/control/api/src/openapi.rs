@@ -509,9 +509,9 @@ fn add_node_routes(doc: &mut Value) {
 fn reframe_schemas(doc: &mut Value) -> Value {
     doc["components"]["schemas"]["ReframeStatus"] = json!({
         "type": "object", "additionalProperties": false,
-        "required": ["state", "reframe", "highlights", "detector", "detector_reason", "reason", "follow", "faces", "window_x", "window_width", "pictures", "pictures_skipped", "detect_ms", "highlights_found"],
+        "required": ["state", "reframe", "highlights", "detector", "detector_reason", "reason", "follow", "faces", "window_x", "window_width", "pictures", "pictures_skipped", "detections_skipped", "detect_ms", "highlights_found", "clips_reason"],
         "properties": {
-            "state": { "type": "string", "enum": ["running", "waiting"] },
+            "state": { "type": "string", "enum": ["running", "waiting", "ended"], "description": "ended: the channel's last run (its highlights and clips stay listed until the next)." },
             "reframe": { "type": "boolean" },
             "highlights": { "type": "boolean" },
             "detector": { "type": "string", "enum": ["faces", "motion"], "description": "motion: no face detector (`detector_reason` says why)." },
@@ -523,13 +523,15 @@ fn reframe_schemas(doc: &mut Value) -> Value {
             "window_width": { "type": ["number", "null"] },
             "pictures": { "type": "integer", "minimum": 0 },
             "pictures_skipped": { "type": "integer", "minimum": 0 },
+            "detections_skipped": { "type": "integer", "minimum": 0, "description": "Pictures framed without a detection, detection being behind the live edge." },
             "detect_ms": { "type": ["number", "null"] },
-            "highlights_found": { "type": "integer", "minimum": 0 }
+            "highlights_found": { "type": "integer", "minimum": 0 },
+            "clips_reason": { "type": ["string", "null"], "description": "Why the last highlight got no clip (the channel does not record, …)." }
         }
     });
     doc["components"]["schemas"]["Reframe"] = json!({
         "type": "object", "additionalProperties": false,
-        "required": ["status", "path", "highlights"],
+        "required": ["status", "path", "highlights", "clips"],
         "properties": {
             "status": r("ReframeStatus"),
             "path": { "type": "array", "items": {
@@ -551,6 +553,24 @@ fn reframe_schemas(doc: &mut Value) -> Value {
                     "peak_ms": { "type": "integer" }, "start_ms": { "type": "integer" },
                     "end_ms": { "type": "integer" }, "score": { "type": "number" },
                     "cause": { "type": "string", "enum": ["loudness", "motion", "cuts", "faces"] }
+                }
+            }},
+            "clips": { "type": "array", "description": "Each highlight's clip, cut from the recording (whole segments, no re-encode), newest last.", "items": {
+                "type": "object", "additionalProperties": false,
+                "required": ["id", "run", "first_segment", "last_segment", "start_ms", "end_ms", "peak_ms", "duration_secs", "cause", "score", "playlist", "vertical_playlist", "created_at"],
+                "properties": {
+                    "id": { "type": "string" },
+                    "run": { "type": "string", "description": "The recording it is cut from (/vod/{channel}/{run}/)." },
+                    "first_segment": { "type": "integer", "minimum": 0 },
+                    "last_segment": { "type": "integer", "minimum": 0 },
+                    "start_ms": { "type": "integer", "description": "Media time where the clip starts (a keyframe at or before the highlight's start)." },
+                    "end_ms": { "type": "integer" }, "peak_ms": { "type": "integer" },
+                    "duration_secs": { "type": "number" },
+                    "cause": { "type": "string", "enum": ["loudness", "motion", "cuts", "faces"] },
+                    "score": { "type": "number" },
+                    "playlist": { "type": "string", "description": "Its multivariant playlist (the ladder), VOD." },
+                    "vertical_playlist": { "type": ["string", "null"], "description": "Its vertical (9:16) playlist, when the channel was reframed." },
+                    "created_at": { "type": "integer", "description": "Unix ms." }
                 }
             }}
         }

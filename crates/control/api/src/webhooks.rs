@@ -104,7 +104,7 @@ pub(crate) fn openapi() -> crate::openapi::Section {
     let ts = json!({ "type": "integer", "format": "int64", "description": "Unix time, ms." });
     let nts = json!({ "type": ["integer", "null"], "format": "int64" });
     let str_ = json!({ "type": "string" });
-    let kind = json!({ "type": "string", "enum": ["stream.started", "stream.ended", "event.state_changed", "recording.ready"] });
+    let kind = json!({ "type": "string", "enum": ["stream.started", "stream.ended", "event.state_changed", "recording.ready", "clip.created"] });
     let webhook = json!({
         "type": "object", "additionalProperties": false,
         "required": ["id", "org_id", "url", "events", "active", "created_at"],

@@ -49,24 +49,28 @@ pub enum WebhookEvent {
     EventStateChanged,
     /// A recording finished and can be fetched.
     RecordingReady,
+    /// A highlight clip was cut from a channel's recording.
+    ClipCreated,
 }
 text_enum!(
     WebhookEvent,
     "events",
-    "stream.started, stream.ended, event.state_changed, recording.ready",
+    "stream.started, stream.ended, event.state_changed, recording.ready, clip.created",
     StreamStarted = "stream.started",
     StreamEnded = "stream.ended",
     EventStateChanged = "event.state_changed",
-    RecordingReady = "recording.ready"
+    RecordingReady = "recording.ready",
+    ClipCreated = "clip.created"
 );
 
 impl WebhookEvent {
     /// Every kind, in API order.
-    pub const ALL: [WebhookEvent; 4] = [
+    pub const ALL: [WebhookEvent; 5] = [
         WebhookEvent::StreamStarted,
         WebhookEvent::StreamEnded,
         WebhookEvent::EventStateChanged,
         WebhookEvent::RecordingReady,
+        WebhookEvent::ClipCreated,
     ];
 }
 
@@ -217,7 +221,7 @@ pub fn parse_events<S: AsRef<str>>(
     if events.is_empty() {
         return Err(ValidationError::new("events", Problem::Empty));
     }
-    // Bounded before parsing: there are only four kinds.
+    // Bounded before parsing: there are only five kinds.
     if events.len() > 16 {
         return Err(ValidationError::new(
             "events",

@@ -34,6 +34,7 @@
 //! answered from memory; only DVR reads of old segments go to the store.
 
 mod apply;
+pub mod clips;
 mod gaps;
 pub mod gate;
 mod history;
@@ -55,6 +56,7 @@ mod wake;
 mod window;
 mod write;
 
+pub use clips::{ClipSpan, SpanError, MAX_CLIP_SEGMENTS};
 pub use gate::{Access, GateFuture, PlaybackGate, Refusal};
 pub use history::HistoryError;
 pub use live::{

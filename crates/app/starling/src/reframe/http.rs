@@ -47,7 +47,7 @@ pub async fn path(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "channel {channel:?} is not reframed on this node (it is not live here, or its [[channels]] entry asks for neither reframe nor highlights)"
+                "channel {channel:?} is not reframed on this node (it has not been live here, or it asks for neither reframe nor highlights)"
             ),
         )
         .into_response()
@@ -60,7 +60,7 @@ pub async fn path(
             return not_found();
         }
     }
-    let (Some(status), Some((path, highlights))) = (
+    let (Some(status), Some((path, highlights, clips))) = (
         st.reframes.status(&channel),
         st.reframes.path(&channel, since_ms),
     ) else {
@@ -80,7 +80,7 @@ pub async fn path(
         .collect();
     (
         [(header::CACHE_CONTROL, "private, no-cache")],
-        Json(json!({ "status": status, "path": path, "highlights": highlights })),
+        Json(json!({ "status": status, "path": path, "highlights": highlights, "clips": clips })),
     )
         .into_response()
 }

@@ -9,6 +9,7 @@
 //! machine too slow for 5 pictures a second skips pictures (the tap drops them for a
 //! slow subscriber) rather than falling behind.
 
+mod clips;
 pub mod http;
 mod status;
 
@@ -41,6 +42,20 @@ struct Plan {
 
 /// The pictures' silence after which the status says the tap is missing.
 const QUIET: Duration = Duration::from_secs(5);
+/// Analysis events queued (pictures 5 a second, loudness 10: about half a second)
+/// past which a picture is framed without detection.
+const BEHIND: usize = 8;
+/// How long a channel's task may go on after its run ended, working through what its
+/// tap had queued (a machine short of CPU falls behind the live edge).
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// A channel's task.
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    /// Set when the run ended: the task stops once its tap has nothing queued.
+    ending: Arc<std::sync::atomic::AtomicBool>,
+    ended_at: Option<tokio::time::Instant>,
+}
 
 /// Where a channel's choice is read: its `[[channels]]` entry first, then the control
 /// plane (read when a publish begins, as the ladder's choice is).
@@ -107,15 +122,22 @@ impl Plans {
 }
 
 /// Starts reframing for the live channels that ask for it, with CenterFace from
-/// `model`.
+/// `model`; highlights' clips are announced through `emitter`.
 pub fn start(
     plans: Plans,
     model: PathBuf,
     origin: Arc<Origin>,
     ladders: Arc<Ladders>,
     reframes: Arc<Reframes>,
+    emitter: crate::webhooks::Emitter,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let cutter = Arc::new(clips::Cutter {
+        origin: origin.clone(),
+        reframes: reframes.clone(),
+        db: plans.db.clone(),
+        emitter,
+    });
     if model.is_file() {
         info!(model = %model.display(), "reframing: the face model is ready");
     } else {
@@ -127,7 +149,7 @@ pub fn start(
     }
     let keep = (plans.section.path_secs * 5) as usize;
     tokio::spawn(async move {
-        let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut running: HashMap<String, Running> = HashMap::new();
         // Live channels that asked for nothing this publish.
         let mut passed: std::collections::HashSet<String> = Default::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -137,13 +159,22 @@ pub fn start(
                 _ = shutdown.wait_for(|s| *s) => break,
             }
             let live = origin.live_channels();
-            running.retain(|name, task| {
-                let on = live.contains(name) && !task.is_finished();
-                if !on {
-                    task.abort();
-                    reframes.remove(name);
+            let now = tokio::time::Instant::now();
+            running.retain(|name, r| {
+                let is_live = live.contains(name);
+                // A run that ended goes on until its tap's backlog is worked through
+                // (the highlights at its very end among it), for at most `DRAIN`.
+                if !is_live && r.ended_at.is_none() {
+                    r.ended_at = Some(now);
+                    r.ending.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                on
+                let done =
+                    r.task.is_finished() || r.ended_at.is_some_and(|t| is_live || now - t > DRAIN);
+                if done {
+                    r.task.abort();
+                    reframes.end(name);
+                }
+                !done
             });
             passed.retain(|name| live.contains(name));
             for name in live {
@@ -156,18 +187,26 @@ pub fn start(
                 };
                 info!(channel = %name, reframe = plan.reframe, highlights = plan.highlights.is_some(), "reframing: on");
                 reframes.begin(&name, plan.reframe, plan.highlights.is_some(), keep);
+                let ending = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let task = tokio::spawn(run_channel(
                     name.clone(),
                     plan,
                     model.clone(),
                     ladders.clone(),
                     reframes.clone(),
+                    cutter.clone(),
+                    ending.clone(),
                 ));
+                let task = Running {
+                    task,
+                    ending,
+                    ended_at: None,
+                };
                 running.insert(name, task);
             }
         }
-        for task in running.values() {
-            task.abort();
+        for r in running.values() {
+            r.task.abort();
         }
     })
 }
@@ -178,7 +217,15 @@ async fn run_channel(
     model: PathBuf,
     ladders: Arc<Ladders>,
     reframes: Arc<Reframes>,
+    cutter: Arc<clips::Cutter>,
+    ending: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let found = |h: starling_reframe::Highlight| {
+        reframes.highlight(&name, h);
+        // Its clip, once its end is packaged (a task of its own: it outlives the run
+        // when the highlight is at its end).
+        tokio::spawn(cutter.clone().cut(name.clone(), h));
+    };
     // Subscribed first: pictures that arrive while the model loads wait in the tap.
     let mut tap = ladders.subscribe(&name);
     let loaded = tokio::task::spawn_blocking(move || FaceDetector::load(&model)).await;
@@ -202,13 +249,21 @@ async fn run_channel(
         ..Default::default()
     });
     let mut highlights = plan.highlights.map(HighlightDetector::new);
+    let mut quiet = Duration::ZERO;
     loop {
-        let event = match tokio::time::timeout(QUIET, tap.recv()).await {
+        let event = match tokio::time::timeout(Duration::from_secs(1), tap.recv()).await {
             Err(_) => {
-                reframes.waiting(
-                    &name,
-                    "no analysis pictures: the channel's ladder is not running (see its `ladder` in /api/v1/live)",
-                );
+                // Nothing queued: a run that ended is done.
+                if ending.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                quiet += Duration::from_secs(1);
+                if quiet >= QUIET {
+                    reframes.waiting(
+                        &name,
+                        "no analysis pictures: the channel's ladder is not running (see its `ladder` in /api/v1/live)",
+                    );
+                }
                 continue;
             }
             Ok(Err(RecvError::Lagged(n))) => {
@@ -216,19 +271,30 @@ async fn run_channel(
                 continue;
             }
             Ok(Err(RecvError::Closed)) => return,
-            Ok(Ok(event)) => event,
+            Ok(Ok(event)) => {
+                quiet = Duration::ZERO;
+                event
+            }
         };
         match event {
             AnalysisEvent::Loudness(l) => {
-                if let Some(found) = highlights
+                if let Some(h) = highlights
                     .as_mut()
                     .and_then(|h| h.loudness(l.time, l.momentary_lufs))
                 {
-                    reframes.highlight(&name, found);
+                    found(h);
                 }
             }
             AnalysisEvent::Picture(p) => {
-                let faces = match detector.take() {
+                // Behind the live edge (detection slower than the pictures come, on a
+                // busy machine): this picture is framed without a new detection (the
+                // tracks carry on), so that the window catches up rather than trail
+                // further and further behind.
+                let behind = tap.len() > BEHIND;
+                if behind && detector.is_some() {
+                    reframes.detection_skipped(&name);
+                }
+                let faces = match if behind { None } else { detector.take() } {
                     Some(mut d) => {
                         let picture = p.clone();
                         let job = tokio::task::spawn_blocking(move || {
@@ -280,7 +346,7 @@ async fn run_channel(
                         },
                     );
                 }
-                if let Some(found) = highlights.as_mut().and_then(|h| {
+                if let Some(h) = highlights.as_mut().and_then(|h| {
                     h.picture(
                         p.time,
                         sample.motion,
@@ -289,7 +355,7 @@ async fn run_channel(
                         sample.largest_face,
                     )
                 }) {
-                    reframes.highlight(&name, found);
+                    found(h);
                 }
                 reframes.sample(&name, sample);
             }

@@ -15,7 +15,8 @@ use tracing::info;
 /// What `/api/v1/live` shows of a channel's reframing.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ReframeStatus {
-    /// `running` (pictures arrive) or `waiting` (none yet, or none lately: `reason`).
+    /// `running` (pictures arrive), `waiting` (none yet, or none lately: `reason`) or
+    /// `ended` (the channel's last run: its highlights and clips stay listed).
     pub state: &'static str,
     /// The vertical window is asked for (`reframe`), highlights are (`highlights`).
     pub reframe: bool,
@@ -34,10 +35,42 @@ pub struct ReframeStatus {
     pub pictures: u64,
     /// Pictures the tap dropped because detection fell behind.
     pub pictures_skipped: u64,
+    /// Pictures framed without a detection because it fell behind the live edge.
+    pub detections_skipped: u64,
     /// Mean time of one detection over the last ones (ms).
     pub detect_ms: Option<f64>,
     pub highlights_found: usize,
+    /// Why the newest highlight got no clip, if it did not.
+    pub clips_reason: Option<String>,
 }
+
+/// A highlight's clip: whole segments of the channel's recording (no re-encode), in
+/// the ladder and, for a reframed channel, upright.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Clip {
+    /// `{run}-{first}-{last}`: unique per channel.
+    pub id: String,
+    pub run: String,
+    pub first_segment: u64,
+    pub last_segment: u64,
+    /// Media times (ms, the channel's timeline): the clip's (whole segments) and the
+    /// highlight's peak.
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub peak_ms: i64,
+    pub duration_secs: f64,
+    pub cause: &'static str,
+    pub score: f64,
+    /// `/vod/{channel}/{run}/clip-{first}-{last}.m3u8`.
+    pub playlist: String,
+    /// `…/clip-{first}-{last}-vertical.m3u8`, when the vertical rendition was encoded.
+    pub vertical_playlist: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Clips kept per channel (of its recent runs, on this node).
+const MAX_CLIPS: usize = 200;
 
 /// Highlights kept per channel.
 const MAX_HIGHLIGHTS: usize = 1440;
@@ -63,6 +96,7 @@ struct Channel {
     path: VecDeque<PathPoint>,
     keep: usize,
     highlights: Vec<Highlight>,
+    clips: VecDeque<Clip>,
     /// Recent detection times (ms), for the mean.
     detect: VecDeque<f64>,
 }
@@ -78,8 +112,13 @@ impl Reframes {
         lock(&self.channels).get(channel).map(|c| c.status.clone())
     }
 
-    /// The window's path from `since_ms` (media time) on, and the highlights found.
-    pub fn path(&self, channel: &str, since_ms: i64) -> Option<(Vec<PathPoint>, Vec<Highlight>)> {
+    /// The window's path from `since_ms` (media time) on, the highlights found and
+    /// their clips.
+    pub fn path(
+        &self,
+        channel: &str,
+        since_ms: i64,
+    ) -> Option<(Vec<PathPoint>, Vec<Highlight>, Vec<Clip>)> {
         let channels = lock(&self.channels);
         let c = channels.get(channel)?;
         Some((
@@ -89,11 +128,19 @@ impl Reframes {
                 .copied()
                 .collect(),
             c.highlights.clone(),
+            c.clips.iter().cloned().collect(),
         ))
     }
 
+    /// A new run of `channel`: a fresh status, path and highlights; the clips of its
+    /// earlier runs stay listed.
     pub(super) fn begin(&self, channel: &str, reframe: bool, highlights: bool, keep: usize) {
-        lock(&self.channels).insert(
+        let mut channels = lock(&self.channels);
+        let clips = channels
+            .remove(channel)
+            .map(|c| c.clips)
+            .unwrap_or_default();
+        channels.insert(
             channel.to_owned(),
             Channel {
                 status: ReframeStatus {
@@ -105,13 +152,34 @@ impl Reframes {
                     ..Default::default()
                 },
                 keep,
+                clips,
                 ..Default::default()
             },
         );
     }
 
-    pub(super) fn remove(&self, channel: &str) {
-        lock(&self.channels).remove(channel);
+    /// The run ended: its path, highlights and clips stay until the next run.
+    pub(super) fn end(&self, channel: &str) {
+        self.with(channel, |c| {
+            c.status.state = "ended";
+            c.status.reason = None;
+        });
+    }
+
+    pub(super) fn clip(&self, channel: &str, clip: Clip) {
+        info!(%channel, clip = %clip.id, playlist = %clip.playlist, "clip cut");
+        self.with(channel, |c| {
+            if c.clips.len() >= MAX_CLIPS {
+                c.clips.pop_front();
+            }
+            c.clips.push_back(clip);
+            c.status.clips_reason = None;
+        });
+    }
+
+    pub(super) fn clip_failed(&self, channel: &str, why: String) {
+        info!(%channel, reason = %why, "no clip for a highlight");
+        self.with(channel, |c| c.status.clips_reason = Some(why));
     }
 
     fn with(&self, channel: &str, f: impl FnOnce(&mut Channel)) {
@@ -147,6 +215,10 @@ impl Reframes {
             c.status.state = "waiting";
             c.status.reason = Some(why.to_owned());
         });
+    }
+
+    pub(super) fn detection_skipped(&self, channel: &str) {
+        self.with(channel, |c| c.status.detections_skipped += 1);
     }
 
     pub(super) fn skipped(&self, channel: &str, n: u64) {

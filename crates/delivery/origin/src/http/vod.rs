@@ -2,7 +2,10 @@
 //! `crate::recordings`), `/vod/{channel}/{run}/index.m3u8` (multivariant) and
 //! `/vod/{channel}/{run}/{rendition}.m3u8` (`EXT-X-PLAYLIST-TYPE:VOD`, `EXT-X-ENDLIST`),
 //! written from the run's description and index alone, so they play on any node and
-//! after any restart.
+//! after any restart. `vertical.m3u8` offers the vertical rendition instead; a clip
+//! (`crate::clips`) is `clip-{first}-{last}.m3u8` (and `-vertical`), whose media
+//! playlists `{rendition}.{first}-{last}.m3u8` list those segments alone; a clip plays
+//! while its run is still live, once its last segment is indexed.
 //!
 //! Their segment and init URIs are the session-scoped object URLs under `/live/`
 //! (relative, so a prefix in front of the origin still works): the very bytes the live
@@ -60,22 +63,24 @@ async fn vod_playlist(
             "no-store",
         ));
     };
-    let rendition = match file.strip_suffix(".m3u8") {
-        Some("index") => None,
-        Some(r) if valid_name(r, 32) => Some(r),
-        _ => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "malformed file name",
-                "no-store",
-            ))
-        }
+    let Some(wanted) = file.strip_suffix(".m3u8").and_then(Wanted::parse) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed file name",
+            "no-store",
+        ));
     };
     origin
         .metrics
         .playlist_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if origin.is_live_run(name, run) {
+    // A live run plays at /live/; a clip of it plays here once its last segment is in
+    // the store's index (checked below).
+    let live = origin.is_live_run(name, run);
+    let clip = match wanted {
+        Wanted::Multivariant { clip, .. } | Wanted::Media { clip, .. } => clip,
+    };
+    if live && clip.is_none() {
         return Err(error(
             StatusCode::CONFLICT,
             &format!("this recording is live: watch it at /live/{name}/index.m3u8"),
@@ -91,11 +96,19 @@ async fn vod_playlist(
             .map_err(|why| objects::shed(origin, why))?;
         origin.stored_run(name, run).await.map_err(refusal)?
     };
-    let text = match rendition {
-        None => multivariant(&stored, false),
-        // The vertical rendition's own (a reframed channel's recording).
-        Some("vertical") => multivariant(&stored, true),
-        Some(r) => media(&stored, name, r, &origin.config),
+    if let (true, Some((_, last))) = (live, clip) {
+        let indexed = stored.segments.iter().flatten().any(|s| s.msn >= last);
+        if !indexed {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "this clip of a live recording is still being written; try again in a few seconds",
+                NOT_YET,
+            ));
+        }
+    }
+    let text = match wanted {
+        Wanted::Multivariant { vertical, clip } => multivariant(&stored, vertical, clip),
+        Wanted::Media { rendition, clip } => media(&stored, name, rendition, clip, &origin.config),
     }
     .map_err(IntoResponse::into_response)?;
     debug_lint(&text);
@@ -131,6 +144,71 @@ fn refusal(e: RecordingError) -> Response {
     }
 }
 
+/// Which playlist of a run a file name asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted<'a> {
+    /// `index` (the ladder), `vertical`; `clip-F-L`, `clip-F-L-vertical`.
+    Multivariant {
+        vertical: bool,
+        clip: Option<(u64, u64)>,
+    },
+    /// `RENDITION`; `RENDITION.F-L` (a clip's).
+    Media {
+        rendition: &'a str,
+        clip: Option<(u64, u64)>,
+    },
+}
+
+impl<'a> Wanted<'a> {
+    /// From a file name without `.m3u8`; `None` when malformed.
+    fn parse(stem: &'a str) -> Option<Self> {
+        // `F-L`: segment numbers, first no later than last, within a clip's bound.
+        let range = |r: &str| -> Option<(u64, u64)> {
+            let (f, l) = r.split_once('-')?;
+            let (f, l) = (f.parse::<u64>().ok()?, l.parse::<u64>().ok()?);
+            (f <= l && l - f < crate::MAX_CLIP_SEGMENTS).then_some((f, l))
+        };
+        match stem {
+            "index" => Some(Self::Multivariant {
+                vertical: false,
+                clip: None,
+            }),
+            "vertical" => Some(Self::Multivariant {
+                vertical: true,
+                clip: None,
+            }),
+            _ => {
+                if let Some(rest) = stem.strip_prefix("clip-") {
+                    let (r, vertical) = match rest.strip_suffix("-vertical") {
+                        Some(r) => (r, true),
+                        None => (rest, false),
+                    };
+                    return Some(Self::Multivariant {
+                        vertical,
+                        clip: Some(range(r)?),
+                    });
+                }
+                let (rendition, clip) = match stem.split_once('.') {
+                    Some((n, r)) => (n, Some(range(r)?)),
+                    None => (stem, None),
+                };
+                valid_name(rendition, 32).then_some(Self::Media { rendition, clip })
+            }
+        }
+    }
+}
+
+/// The segments of `segments` (in number order) a clip of `first..=last` lists; all of
+/// them without a clip.
+fn clipped(segments: &[SegmentRecord], clip: Option<(u64, u64)>) -> &[SegmentRecord] {
+    let Some((first, last)) = clip else {
+        return segments;
+    };
+    let from = segments.partition_point(|s| s.msn < first);
+    let to = segments.partition_point(|s| s.msn <= last);
+    &segments[from..to.max(from)]
+}
+
 /// (peak, average) bits per second of a rendition's segments.
 fn bandwidth(segments: &[SegmentRecord]) -> (f64, f64) {
     let (bytes, secs) = segments
@@ -158,13 +236,18 @@ fn offered<'a>(r: &'a RenditionRecord, segments: &[SegmentRecord]) -> Offered<'a
 
 /// The multivariant playlist: the renditions with segments, source video first, then
 /// the ladder's rungs largest first, audio as a group beside them (as at `/live/`);
-/// `vertical`: the vertical rendition instead (`vertical.m3u8`).
-fn multivariant(run: &StoredRun, vertical: bool) -> Result<String, Reject> {
+/// `vertical`: the vertical rendition instead (`vertical.m3u8`); `clip`: those of the
+/// segments `first..=last` alone (`clip-F-L.m3u8`).
+fn multivariant(
+    run: &StoredRun,
+    vertical: bool,
+    clip: Option<(u64, u64)>,
+) -> Result<String, Reject> {
     let recorded = || {
         run.record
             .renditions
             .iter()
-            .zip(&run.segments)
+            .zip(run.segments.iter().map(|s| clipped(s, clip)))
             .filter(|(_, s)| !s.is_empty())
     };
     let audio = recorded().find(|(r, _)| r.info.kind == TrackKind::Audio);
@@ -194,7 +277,10 @@ fn multivariant(run: &StoredRun, vertical: bool) -> Result<String, Reject> {
     }
     let videos: Vec<Offered<'_>> = videos.into_iter().map(|(r, s)| offered(r, s)).collect();
     let audio = audio.map(|(r, s)| offered(r, s));
-    let pl = variants_playlist(&videos, audio, |name| format!("{name}.m3u8"));
+    let pl = variants_playlist(&videos, audio, |name| match clip {
+        Some((f, l)) => format!("{name}.{f}-{l}.m3u8"),
+        None => format!("{name}.m3u8"),
+    });
     Ok(pl.render())
 }
 
@@ -205,6 +291,7 @@ fn media(
     run: &StoredRun,
     channel: &str,
     name: &str,
+    clip: Option<(u64, u64)>,
     config: &crate::OriginConfig,
 ) -> Result<String, Reject> {
     let unknown = || {
@@ -222,7 +309,7 @@ fn media(
     else {
         return Err(unknown());
     };
-    let (rec, segments) = (&run.record.renditions[i], &run.segments[i]);
+    let (rec, segments) = (&run.record.renditions[i], clipped(&run.segments[i], clip));
     let Some(first) = segments.first() else {
         return Err(unknown());
     };
@@ -298,4 +385,65 @@ fn media(
         prev = Some(s);
     }
     Ok(pl.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_ask_for_runs_clips_and_their_renditions() {
+        let mv = |vertical, clip| Some(Wanted::Multivariant { vertical, clip });
+        let media = |rendition, clip| Some(Wanted::Media { rendition, clip });
+        assert_eq!(Wanted::parse("index"), mv(false, None));
+        assert_eq!(Wanted::parse("vertical"), mv(true, None));
+        assert_eq!(Wanted::parse("clip-10-17"), mv(false, Some((10, 17))));
+        assert_eq!(
+            Wanted::parse("clip-10-10-vertical"),
+            mv(true, Some((10, 10)))
+        );
+        assert_eq!(Wanted::parse("720p"), media("720p", None));
+        assert_eq!(
+            Wanted::parse("portrait.10-17"),
+            media("portrait", Some((10, 17)))
+        );
+        for bad in [
+            "clip-17-10",
+            "clip-10",
+            "clip-x-y",
+            "clip-0-300",
+            "clip--1-2",
+            "720p.1",
+            "720p.2-1",
+            "../x",
+            "a b",
+        ] {
+            assert_eq!(Wanted::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clip_lists_its_numbers_alone() {
+        let seg = |msn| SegmentRecord {
+            msn,
+            session: 1,
+            duration: 2.0,
+            discontinuity_number: 0,
+            init: 0,
+            bytes: 1000,
+            program_date_time: None,
+            discontinuity: false,
+            new_map: false,
+            not_independent: false,
+            media_start: None,
+            defects: Default::default(),
+        };
+        let all: Vec<SegmentRecord> = [3, 4, 5, 7, 8].into_iter().map(seg).collect();
+        let msns = |c| clipped(&all, c).iter().map(|s| s.msn).collect::<Vec<_>>();
+        assert_eq!(msns(None), [3, 4, 5, 7, 8]);
+        assert_eq!(msns(Some((4, 7))), [4, 5, 7]);
+        assert_eq!(msns(Some((6, 6))), Vec::<u64>::new());
+        assert_eq!(msns(Some((0, 100))), [3, 4, 5, 7, 8]);
+        assert_eq!(msns(Some((9, 10))), Vec::<u64>::new());
+    }
 }
