@@ -269,15 +269,26 @@ async fn whip_client(server: SocketAddr) -> (Client, Mid, Mid, String) {
 async fn whep_frames(server: SocketAddr, limit: Duration) -> usize {
     let mut client = Client::new().await.unwrap();
     let (offer, _, _) = client.offer(Direction::RecvOnly).unwrap();
-    let a = http(
-        server,
-        "POST",
-        &format!("/whep/{CHANNEL}"),
-        &[("Content-Type", "application/sdp")],
-        offer.as_bytes(),
-    )
-    .await
-    .unwrap();
+    // A WHIP session counts as connected before its first frame makes the channel live:
+    // "not live" is retried for a while (the offer was refused, so it is still unused).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        let a = http(
+            server,
+            "POST",
+            &format!("/whep/{CHANNEL}"),
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await
+        .unwrap();
+        if a.status == 404 && a.body.contains("not live") && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        break a;
+    };
     assert_eq!(a.status, 201, "{}", a.body);
     client.answer(&a.body).unwrap();
     let mut frames = 0;
