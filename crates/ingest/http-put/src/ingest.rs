@@ -527,7 +527,14 @@ impl PushIngest {
         let mut listed: HashMap<Option<&str>, HashSet<String>> = HashMap::new();
         let mut found = Vec::new();
         let mut all = true;
-        for r in paths {
+        // Deletes asked for before the listing: one may finish while the store is
+        // listed (its key then no longer says `deleting`) and the listing still show
+        // the object. (Failed CI once: a playlist naming a deleted segment accepted.)
+        let deleting_before: Vec<bool> = paths
+            .iter()
+            .map(|r| self.writer.deleting(&r.store_key(channel)))
+            .collect();
+        for (i, r) in paths.iter().enumerate() {
             let names = match listed.entry(r.dir()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
@@ -547,7 +554,7 @@ impl PushIngest {
             };
             let file = r.as_str().rsplit('/').next().unwrap_or_default();
             let stored = names.contains(file);
-            if stored && !self.writer.deleting(&r.store_key(channel)) {
+            if stored && !deleting_before[i] && !self.writer.deleting(&r.store_key(channel)) {
                 found.push(*r);
             } else {
                 all = false;
